@@ -84,7 +84,7 @@ grpc::Status LeaderChannel::Call(const Attempt& attempt) {
     context.set_wait_for_ready(false);
 
     std::shared_ptr<grpc::Channel> channel = ChannelFor(address);
-    last = attempt(*channel, context);
+    last = attempt(channel, context);
     if (last.ok()) return last;
     bool retryable = last.error_code() == grpc::StatusCode::UNAVAILABLE ||
                      last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;

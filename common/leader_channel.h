@@ -51,7 +51,8 @@ class LeaderChannel {
 
   // An attempt: issue the RPC on `channel` with `context` (deadline already
   // set) and return its status.
-  using Attempt = std::function<grpc::Status(grpc::Channel& channel, grpc::ClientContext& context)>;
+  using Attempt = std::function<grpc::Status(const std::shared_ptr<grpc::Channel>& channel,
+                                            grpc::ClientContext& context)>;
 
   // `addresses` is the SOURCE form "host:port[,host:port...]".
   // InvalidArgument if it does not parse.

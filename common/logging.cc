@@ -3,6 +3,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <memory>
@@ -56,6 +57,9 @@ Status InitLogging(const LogOptions& options) {
   spdlog::sink_ptr sink;
   if (options.file.empty()) {
     sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  } else if (options.file == "syslog") {
+    sink = std::make_shared<spdlog::sinks::syslog_sink_mt>(options.name, LOG_PID, LOG_DAEMON,
+                                                           /*enable_formatting=*/false);
   } else {
     // spdlog reports an unopenable file by throwing; convert at the call.
     try {

@@ -3,7 +3,7 @@
 //
 // Two formats: human text, and JSON lines for log shippers (one object per
 // line: ts in UTC RFC 3339 with microseconds, level, logger, pid, thread,
-// msg; the message is JSON-escaped). Output goes to stderr or to a file
+// msg; the message is JSON-escaped). Output goes to stderr, a file or syslog
 // (daemonized processes have no stderr).
 //
 // Thread-safety: InitLogging before starting threads; logging calls are safe
@@ -22,7 +22,7 @@ struct LogOptions {
   std::string name = "dfs";        // logger name: the daemon ("dfs-meta")
   std::string level = "info";      // trace, debug, info, warn, error, critical, off
   LogFormat format = LogFormat::kText;
-  std::string file;                // empty = stderr
+  std::string file;                // empty = stderr; "syslog" = the system log
 };
 
 // Installs the default logger. InvalidArgument for an unknown level,

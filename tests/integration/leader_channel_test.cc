@@ -93,8 +93,8 @@ LeaderChannel::Options FastOptions() {
 }
 
 grpc::Status AskStatus(LeaderChannel& channel, uint64_t* leader_id) {
-  return channel.Call([&](grpc::Channel& ch, grpc::ClientContext& ctx) {
-    auto stub = pb::MetaService::NewStub(std::shared_ptr<grpc::Channel>(&ch, [](grpc::Channel*) {}));
+  return channel.Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    auto stub = pb::MetaService::NewStub(ch);
     pb::ClusterStatusReply reply;
     grpc::Status s = stub->ClusterStatus(&ctx, pb::ClusterStatusRequest(), &reply);
     if (s.ok()) *leader_id = reply.leader_id();

@@ -1,0 +1,42 @@
+// dfsctl --meta SOURCE <command> [--json]
+#include <CLI/CLI.hpp>
+#include <signal.h>
+
+#include <cstdio>
+
+#include "common/flags.h"
+#include "ctl/ctl.h"
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  CLI::App app("dfsctl: administer a dfs cluster");
+  std::string source;
+  bool json = false;
+  std::string timeout = "10s";
+  app.add_option("--meta", source, "metadata servers, host:port[,host:port...]")->required()->envname("DFS_META");
+  app.add_flag("--json", json, "machine-readable output");
+  app.add_option("--timeout", timeout, "give up after this long without a leader")->capture_default_str();
+  app.require_subcommand(1);
+  CLI::App* status = app.add_subcommand("status", "meta members, leader, chunkservers, repair counts");
+  CLI::App* nodes = app.add_subcommand("nodes", "chunkservers with state and capacity");
+  for (CLI::App* sub : {status, nodes}) sub->add_flag("--json", json, "machine-readable output");
+  CLI11_PARSE(app, argc, argv);
+
+  auto timeout_ms = dfs::common::ParseDurationMs(timeout);
+  if (!timeout_ms.ok()) {
+    std::fprintf(stderr, "dfsctl: --timeout: %s\n", timeout_ms.status().ToString().c_str());
+    return 2;
+  }
+  dfs::common::LeaderChannel::Options options;
+  options.total_timeout_ms = *timeout_ms;
+  options.attempt_timeout_ms = std::min<int64_t>(*timeout_ms, 5'000);
+  auto channel = dfs::common::LeaderChannel::Create(source, options);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "dfsctl: --meta: %s\n", channel.status().ToString().c_str());
+    return 2;
+  }
+  dfs::ctl::Context ctx{std::move(*channel), json};
+  if (status->parsed()) return dfs::ctl::RunStatus(ctx);
+  if (nodes->parsed()) return dfs::ctl::RunNodes(ctx);
+  return 2;
+}

@@ -1,0 +1,60 @@
+// dfsctl status: meta members, leader, term, indexes; chunkservers; repair counts.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "common/grpc_status.h"
+#include "ctl/ctl.h"
+#include "ctl/node_view.h"
+#include "proto/meta.grpc.pb.h"
+
+namespace dfs::ctl {
+
+int RunStatus(Context& ctx) {
+  pb::ClusterStatusReply reply;
+  grpc::Status s = ctx.meta->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+    pb::MetaService::Stub stub(ch);
+    return stub.ClusterStatus(&c, pb::ClusterStatusRequest(), &reply);
+  });
+  if (!s.ok()) {
+    std::fprintf(stderr, "dfsctl: status: %s\n", common::FromGrpcStatus(s).ToString().c_str());
+    return 1;
+  }
+  if (ctx.json) {
+    nlohmann::json out;
+    out["members"] = nlohmann::json::array();
+    for (const auto& m : reply.members()) {
+      out["members"].push_back({{"id", m.id()}, {"address", m.address()}, {"raft_address", m.raft_address()},
+                                {"role", m.role()}});
+    }
+    out["leader_id"] = reply.leader_id();
+    out["term"] = reply.term();
+    out["commit_index"] = reply.commit_index();
+    out["applied_index"] = reply.applied_index();
+    out["chunkservers"] = NodesJson(reply.nodes());
+    out["under_replicated_chunks"] = reply.under_replicated_chunks();
+    out["damaged_chunks"] = reply.damaged_chunks();
+    out["repairs_in_flight"] = reply.repairs_in_flight();
+    out["files"] = reply.files();
+    out["chunks"] = reply.chunks();
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
+  std::printf("meta: leader %llu, term %llu, commit %llu, applied %llu\n",
+              static_cast<unsigned long long>(reply.leader_id()), static_cast<unsigned long long>(reply.term()),
+              static_cast<unsigned long long>(reply.commit_index()),
+              static_cast<unsigned long long>(reply.applied_index()));
+  for (const auto& m : reply.members()) {
+    std::printf("  %-4llu %-22s %s\n", static_cast<unsigned long long>(m.id()), m.address().c_str(),
+                m.role().c_str());
+  }
+  std::printf("chunkservers:\n");
+  PrintNodes(reply.nodes());
+  std::printf("files %llu, chunks %llu, under-replicated %llu, damaged %llu, repairs in flight %llu\n",
+              static_cast<unsigned long long>(reply.files()), static_cast<unsigned long long>(reply.chunks()),
+              static_cast<unsigned long long>(reply.under_replicated_chunks()),
+              static_cast<unsigned long long>(reply.damaged_chunks()),
+              static_cast<unsigned long long>(reply.repairs_in_flight()));
+  return 0;
+}
+
+}  // namespace dfs::ctl

@@ -1,0 +1,180 @@
+#include "fuse/client/chunk_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <future>
+
+#include "common/chunk_geometry.h"
+#include "common/crc32c.h"
+#include "common/grpc_status.h"
+#include "common/leader_channel.h"
+
+namespace dfs::fuse {
+
+using common::Result;
+using common::Status;
+
+namespace {
+constexpr size_t kMessageBytes = 1 << 20;  // the data-path sweet spot (notes/toolchain.md §4)
+}
+
+ChunkClient::ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter)
+    : io_timeout_ms_(io_timeout_ms), reporter_(std::move(reporter)) {}
+
+std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = channels_.find(address);
+  if (it != channels_.end()) return it->second;
+  auto channel = common::MakeChannel(address);
+  channels_.emplace(address, channel);
+  return channel;
+}
+
+Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
+                             std::string_view data, bool durable, bool first_write) {
+  pb::ChunkService::Stub stub(ChannelFor(replica.address()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
+  pb::WriteReply reply;
+  auto writer = stub.Write(&ctx, &reply);
+
+  pb::WriteRequest msg;
+  pb::WriteHeader* header = msg.mutable_header();
+  header->set_chunk_id(lease.chunk_id());
+  header->set_version(lease.version());
+  header->set_base_version(first_write ? lease.base_version() : lease.version());
+  header->set_offset(offset);
+  if (!header->mutable_token()->ParseFromString(lease.write_token())) {
+    return common::InternalError("meta sent an unparsable write token");
+  }
+  header->set_durable(durable);
+  bool ok = writer->Write(msg);
+
+  size_t pos = 0;
+  std::vector<uint32_t> crcs;
+  while (ok && pos < data.size()) {
+    size_t n = std::min(kMessageBytes, data.size() - pos);
+    // Cut messages at block boundaries so each carries whole pieces.
+    uint64_t in_block = (offset + pos) % common::kBlockSizeBytes;
+    if (n == kMessageBytes && in_block != 0) n -= in_block;
+    msg.Clear();
+    pb::WriteData* d = msg.mutable_data();
+    d->set_data(data.data() + pos, n);
+    auto bytes = std::as_bytes(std::span(data.data() + pos, n));
+    crcs.resize(common::PieceCount(offset + pos, n, common::kBlockSizeBytes));
+    common::PieceCrcs(offset + pos, bytes, common::kBlockSizeBytes, crcs);
+    for (uint32_t c : crcs) d->add_piece_crcs(c);
+    ok = writer->Write(msg);
+    pos += n;
+  }
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (!s.ok()) return common::FromGrpcStatus(s).WithContext("write chunk " + std::to_string(lease.chunk_id()) +
+                                                            " on " + replica.address());
+  return Status::Ok();
+}
+
+Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
+                                                 std::string_view data, bool durable, bool first_write) {
+  if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
+  std::vector<std::future<Status>> results;
+  for (const pb::ReplicaLocation& replica : lease.replicas()) {
+    results.push_back(std::async(std::launch::async, [&, replica] {
+      return WriteOne(lease, replica, offset_in_chunk, data, durable, first_write);
+    }));
+  }
+  std::vector<uint64_t> acked;
+  Status first_error;
+  for (size_t i = 0; i < results.size(); ++i) {
+    Status s = results[i].get();
+    if (s.ok()) {
+      acked.push_back(lease.replicas(static_cast<int>(i)).node_id());
+    } else {
+      spdlog::warn("{}", s.ToString());
+      if (first_error.ok()) first_error = s;
+    }
+  }
+  uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
+                                              : static_cast<uint32_t>(lease.replicas_size() / 2 + 1);
+  if (acked.size() < quorum) {
+    // Prefer the reason a local filesystem would report (disk full) over "unavailable".
+    return first_error.WithContext("only " + std::to_string(acked.size()) + " of " +
+                                   std::to_string(lease.replicas_size()) + " replicas took the write, need " +
+                                   std::to_string(quorum));
+  }
+  return acked;
+}
+
+Result<std::vector<std::string>> ChunkClient::ReadFrom(const pb::ChunkLocation& location,
+                                                       const pb::ReplicaLocation& replica, uint64_t first_block,
+                                                       uint64_t count) {
+  pb::ChunkService::Stub stub(ChannelFor(replica.address()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
+  pb::ReadRequest request;
+  request.set_chunk_id(location.chunk_id());
+  request.set_version(location.version());
+  request.set_offset(first_block * common::kBlockSizeBytes);
+  request.set_length(count * common::kBlockSizeBytes);
+  auto reader = stub.Read(&ctx, request);
+
+  std::vector<std::string> blocks;
+  pb::ReadReply reply;
+  uint64_t expect_offset = first_block * common::kBlockSizeBytes;
+  Status bad;
+  while (reader->Read(&reply)) {
+    if (reply.offset() != expect_offset) {
+      bad = common::DataLossError("reply out of order at offset " + std::to_string(reply.offset()));
+      break;
+    }
+    const std::string& data = reply.data();
+    size_t pos = 0;
+    int i = 0;
+    while (pos < data.size()) {
+      size_t n = std::min<size_t>(common::kBlockSizeBytes, data.size() - pos);
+      if (i >= reply.block_crcs_size() || common::Crc32c(data.data() + pos, n) != reply.block_crcs(i)) {
+        bad = common::DataLossError("block " + std::to_string((expect_offset + pos) / common::kBlockSizeBytes) +
+                                    " failed its CRC32C on the client");
+        break;
+      }
+      blocks.emplace_back(data.substr(pos, n));
+      pos += n;
+      ++i;
+    }
+    if (!bad.ok()) break;
+    expect_offset += data.size();
+  }
+  if (!bad.ok()) {
+    ctx.TryCancel();
+    (void)reader->Finish();
+    return bad;
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return common::FromGrpcStatus(s);
+  return blocks;
+}
+
+Result<std::vector<std::string>> ChunkClient::ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
+                                                         uint64_t count) {
+  Status last = common::UnavailableError("chunk " + std::to_string(location.chunk_id()) + " has no replicas");
+  bool saw_corruption = false;
+  for (const pb::ReplicaLocation& replica : location.replicas()) {
+    auto blocks = ReadFrom(location, replica, first_block, count);
+    if (blocks.ok()) return blocks;
+    last = blocks.status().WithContext("read chunk " + std::to_string(location.chunk_id()) + " v" +
+                                       std::to_string(location.version()) + " from " + replica.address());
+    spdlog::warn("{}", last.ToString());
+    if (last.code() == common::StatusCode::kDataLoss) {
+      saw_corruption = true;
+      if (reporter_) reporter_(location.chunk_id(), location.version(), replica.node_id(), std::string(last.message()));
+    }
+  }
+  if (saw_corruption && last.code() != common::StatusCode::kDataLoss) {
+    return common::DataLossError("no replica of chunk " + std::to_string(location.chunk_id()) +
+                                 " served good data; last: " + std::string(last.message()));
+  }
+  return last;
+}
+
+}  // namespace dfs::fuse

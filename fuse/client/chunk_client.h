@@ -1,0 +1,70 @@
+// ChunkClient: the FUSE client's data path to the chunkservers.
+//
+// Write sends one byte range of a leased chunk version to every replica in
+// parallel (one client-streaming Write each, ~1 MiB messages with per-piece
+// CRC32Cs) and succeeds when the lease's write quorum W acknowledged; it
+// returns who did, so the commit names only replicas that hold the data.
+//
+// ReadBlocks fetches whole 64 KiB blocks of a chunk version, verifies each
+// against the CRC the chunkserver stored with it, and on a CRC mismatch, a
+// DATA_LOSS answer or an unreachable replica moves to the next replica
+// (reporting a corrupt one through the callback). Bytes that failed a check
+// are never returned.
+//
+// Thread-safety: all methods may be called concurrently; channels are shared.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/thread_annotations.h"
+#include "proto/chunk.grpc.pb.h"
+#include "proto/meta.pb.h"
+
+namespace dfs::fuse {
+
+class ChunkClient {
+ public:
+  // Called for a replica that served corrupt data (node id, reason).
+  using BadReplicaReporter = std::function<void(uint64_t chunk_id, uint64_t version, uint64_t node_id,
+                                                const std::string& reason)>;
+
+  ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter);
+  ChunkClient(const ChunkClient&) = delete;
+  ChunkClient& operator=(const ChunkClient&) = delete;
+
+  // Writes `data` at `offset_in_chunk` of the lease's chunk version on all
+  // replicas. `first_write` says whether the version must be built from
+  // lease.base_version (the first write under a new lease). Returns the node
+  // ids that acknowledged (at least W) or the error of the quorum failure
+  // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
+  common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
+                                              std::string_view data, bool durable, bool first_write);
+
+  // Blocks [first_block, first_block + count) of a chunk version, clipped to
+  // the chunk length; each string is one verified block. DataLoss if no
+  // replica could serve good data, Unavailable if none answered.
+  common::Result<std::vector<std::string>> ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
+                                                      uint64_t count);
+
+ private:
+  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
+  common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
+                          std::string_view data, bool durable, bool first_write);
+  common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
+                                                    const pb::ReplicaLocation& replica, uint64_t first_block,
+                                                    uint64_t count);
+
+  const int64_t io_timeout_ms_;
+  BadReplicaReporter reporter_;
+  std::mutex mu_;  // guards channels_
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ GUARDED_BY(mu_);
+};
+
+}  // namespace dfs::fuse

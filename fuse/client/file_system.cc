@@ -1,0 +1,492 @@
+#include "fuse/client/file_system.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/chunk_geometry.h"
+
+namespace dfs::fuse {
+
+using common::Result;
+using common::Status;
+
+namespace {
+
+int64_t NowMonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Writable(uint32_t flags) { return (flags & O_ACCMODE) != O_RDONLY; }
+
+// Renew a write lease this long before it expires, so a flush never races the expiry.
+constexpr int64_t kLeaseMarginMs = 5'000;
+
+}  // namespace
+
+FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions options)
+    : meta_(std::move(meta)),
+      options_(options),
+      cache_(options.cache_bytes),
+      chunks_(options.io_timeout_ms,
+              [this](uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason) {
+                meta_->ReportBadReplica(chunk_id, version, node_id, reason);
+              }) {}
+
+FileSystem::~FileSystem() = default;
+
+std::shared_ptr<FileSystem::InodeState> FileSystem::State(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = inodes_[ino];
+  if (!slot) slot = std::make_shared<InodeState>();
+  return slot;
+}
+
+std::shared_ptr<FileSystem::InodeState> FileSystem::FindState(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second;
+}
+
+void FileSystem::MaybeDropState(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  InodeState& st = *it->second;
+  std::lock_guard<std::mutex> st_lock(st.mu);
+  if (st.lookups == 0 && st.open_handles == 0 && st.buffer.empty() && st.in_flight.empty()) inodes_.erase(it);
+}
+
+void FileSystem::AddLookups(uint64_t ino, uint64_t n) {
+  auto st = State(ino);
+  std::lock_guard<std::mutex> lock(st->mu);
+  st->lookups += n;
+}
+
+void FileSystem::Forget(uint64_t ino, uint64_t n) {
+  auto st = FindState(ino);
+  if (st == nullptr) {
+    spdlog::error("forget of inode {} that the kernel was never given", ino);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    CHECK(st->lookups >= n);  // the kernel never forgets more than it was given
+    st->lookups -= n;
+  }
+  MaybeDropState(ino);
+}
+
+uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
+  auto st = FindState(ino);
+  if (st == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(st->mu);
+  return st->lookups;
+}
+
+void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
+  bool dirty = !st.buffer.empty() || !st.in_flight.empty();
+  st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
+  st.size_known = true;
+}
+
+void FileSystem::OverlayLocalSize(pb::Attr* attr) {
+  auto st = FindState(attr->ino());
+  if (st == nullptr) return;
+  std::lock_guard<std::mutex> lock(st->mu);
+  LearnAttr(*st, *attr);
+  attr->set_size(st->size);
+}
+
+Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
+  ASSIGN_OR_RETURN(pb::Attr attr, meta_->GetAttr(c, ino));
+  OverlayLocalSize(&attr);
+  return attr;
+}
+
+void FileSystem::DropCachedData(InodeState& st) {
+  for (const auto& [index, loc] : st.locations) {
+    if (loc.chunk_id() != 0) cache_.DropChunk(loc.chunk_id());
+  }
+  st.locations.clear();
+}
+
+Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& request) {
+  auto st = State(request.ino());
+  // Buffered writes go first: a local filesystem applies them before a later
+  // truncate or utimens, and their commit must not overwrite the new mtime.
+  std::lock_guard<std::mutex> io_lock(st->io_mu);
+  RETURN_IF_ERROR(FlushLocked(request.ino(), request.handle_id(), *st));
+  ASSIGN_OR_RETURN(pb::Attr attr, meta_->SetAttr(c, request));
+  if (request.valid() & pb::SET_SIZE) {
+    st->leases.clear();  // meta may have cut or re-versioned chunks
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->buffer.Truncate(attr.size());
+    DropCachedData(*st);
+  }
+  std::lock_guard<std::mutex> lock(st->mu);
+  LearnAttr(*st, attr);
+  attr.set_size(st->size);
+  return attr;
+}
+
+Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
+  ASSIGN_OR_RETURN(pb::OpenReply reply, meta_->Open(c, ino, flags));
+  auto st = State(ino);
+  Opened opened;
+  opened.handle = std::make_unique<FileHandle>();
+  opened.handle->ino = ino;
+  opened.handle->handle_id = reply.handle_id();
+  opened.handle->flags = flags;
+  opened.attr = reply.attr();
+  std::lock_guard<std::mutex> lock(st->mu);
+  ++st->open_handles;
+  LearnAttr(*st, opened.attr);
+  // Close-to-open: another mount may have changed the file since we last
+  // looked, so forget where its chunks were; keep the kernel's page cache
+  // only if size and mtime are what they were at our last open.
+  bool dirty = !st->buffer.empty() || !st->in_flight.empty();
+  opened.keep_cache = !dirty && st->opened_mtime_ns == opened.attr.mtime_ns() &&
+                      st->opened_size == opened.attr.size();
+  if (!dirty) st->locations.clear();
+  st->opened_mtime_ns = opened.attr.mtime_ns();
+  st->opened_size = opened.attr.size();
+  opened.attr.set_size(st->size);
+  return opened;
+}
+
+Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
+                                              uint32_t mode, uint32_t flags, uint32_t umask) {
+  ASSIGN_OR_RETURN(pb::CreateReply reply, meta_->Create(c, parent, name, mode, flags, umask));
+  uint64_t ino = reply.attr().ino();
+  auto st = State(ino);
+  Opened opened;
+  opened.handle = std::make_unique<FileHandle>();
+  opened.handle->ino = ino;
+  opened.handle->handle_id = reply.handle_id();
+  opened.handle->flags = flags;
+  opened.attr = reply.attr();
+  std::lock_guard<std::mutex> lock(st->mu);
+  ++st->open_handles;
+  LearnAttr(*st, opened.attr);
+  st->locations.clear();
+  st->opened_mtime_ns = opened.attr.mtime_ns();
+  st->opened_size = opened.attr.size();
+  return opened;
+}
+
+Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
+  uint64_t ino = handle->ino;
+  Status flushed;
+  if (Writable(handle->flags)) flushed = Flush(ino, handle->handle_id);
+  Status released = meta_->Release(ino, handle->handle_id);
+  if (!released.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle->handle_id, released.ToString());
+  if (auto st = FindState(ino)) {
+    if (Writable(handle->flags)) {
+      std::lock_guard<std::mutex> io_lock(st->io_mu);
+      st->leases.clear();  // leases were granted to this handle
+    }
+    std::lock_guard<std::mutex> lock(st->mu);
+    --st->open_handles;
+  }
+  MaybeDropState(ino);
+  return flushed;
+}
+
+Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
+  if (offset + data.size() > common::kMaxFileSizeBytes) {
+    return common::OutOfRangeError("write past the largest file size");
+  }
+  auto st = State(handle.ino);
+  bool flush_now;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->buffer.Write(offset, data);
+    st->size = std::max(st->size, offset + data.size());
+    flush_now = st->buffer.buffered_bytes() >= options_.flush_threshold_bytes;
+  }
+  if (flush_now) return Flush(handle.ino, handle.handle_id);
+  return Status::Ok();
+}
+
+Status FileSystem::Flush(uint64_t ino, uint64_t handle_id) {
+  auto st = FindState(ino);
+  if (st == nullptr) return Status::Ok();
+  std::lock_guard<std::mutex> io_lock(st->io_mu);
+  return FlushLocked(ino, handle_id, *st);
+}
+
+Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index,
+                                                     InodeState& st) {
+  auto it = st.leases.find(chunk_index);
+  if (it != st.leases.end() && it->second.expires_mono_ms - NowMonoMs() > kLeaseMarginMs) return &it->second;
+  ASSIGN_OR_RETURN(pb::ChunkLease lease, meta_->LeaseChunk(ino, handle_id, chunk_index));
+  LeaseState state;
+  state.lease = std::move(lease);
+  state.length = state.lease.length();
+  state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
+  st.leases[chunk_index] = std::move(state);
+  return &st.leases[chunk_index];
+}
+
+Status FileSystem::FlushLocked(uint64_t ino, uint64_t handle_id, InodeState& st) {
+  uint64_t target_size;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.buffer.empty()) return Status::Ok();
+    std::swap(st.buffer, st.in_flight);  // in_flight is empty: only one flush runs (io_mu)
+    target_size = st.size;
+  }
+
+  std::map<uint64_t, pb::ChunkCommit> commits;
+  std::map<uint64_t, pb::ChunkLocation> new_locations;
+  Status status;
+  // in_flight changes only under io_mu, which we hold: reading it unlocked is safe.
+  for (const auto& [offset, bytes] : st.in_flight.extents()) {
+    for (const common::ChunkSlice& slice : common::SplitByChunk(offset, bytes.size())) {
+      auto lease = LeaseFor(ino, handle_id, slice.chunk_index, st);
+      if (!lease.ok()) {
+        status = lease.status();
+        break;
+      }
+      LeaseState& ls = **lease;
+      std::string_view piece(bytes.data() + (slice.file_offset - offset), slice.length);
+      auto acked = chunks_.Write(ls.lease, slice.offset_in_chunk, piece, /*durable=*/true, !ls.written);
+      if (!acked.ok()) {
+        status = acked.status();
+        st.leases.erase(slice.chunk_index);
+        break;
+      }
+      ls.written = true;
+      ls.length = std::max(ls.length, slice.offset_in_chunk + slice.length);
+      // A replica that missed a write under this lease must not get later
+      // writes of the same version: it would hold a version with a gap.
+      auto* replicas = ls.lease.mutable_replicas();
+      replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
+                                     [&](const pb::ReplicaLocation& r) {
+                                       return std::find(acked->begin(), acked->end(), r.node_id()) ==
+                                              acked->end();
+                                     }),
+                      replicas->end());
+      cache_.DropChunk(ls.lease.chunk_id());
+
+      pb::ChunkCommit& commit = commits[slice.chunk_index];
+      commit.set_chunk_index(slice.chunk_index);
+      commit.set_chunk_id(ls.lease.chunk_id());
+      commit.set_version(ls.lease.version());
+      commit.set_length(ls.length);
+      commit.clear_replica_node_ids();
+      for (uint64_t node : *acked) commit.add_replica_node_ids(node);
+
+      pb::ChunkLocation& loc = new_locations[slice.chunk_index];
+      loc.set_chunk_index(slice.chunk_index);
+      loc.set_chunk_id(ls.lease.chunk_id());
+      loc.set_version(ls.lease.version());
+      loc.set_length(ls.length);
+      *loc.mutable_replicas() = ls.lease.replicas();
+    }
+    if (!status.ok()) break;
+  }
+
+  pb::Attr attr;
+  if (status.ok()) {
+    pb::CommitWriteRequest request;
+    request.set_ino(ino);
+    request.set_handle_id(handle_id);
+    for (auto& [index, commit] : commits) *request.add_chunks() = commit;
+    request.set_new_size(target_size);
+    auto committed = meta_->CommitWrite(std::move(request));
+    if (committed.ok()) {
+      attr = *committed;
+    } else {
+      status = committed.status();
+    }
+  }
+
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (!status.ok()) {
+    // Keep the data: put it back under anything written since, so a retry
+    // (the next flush, fsync or close) sends it again.
+    WriteBuffer merged = std::move(st.in_flight);
+    for (const auto& [offset, bytes] : st.buffer.extents()) merged.Write(offset, bytes);
+    st.buffer = std::move(merged);
+    st.in_flight.Clear();
+    spdlog::error("flush of inode {} failed: {}", ino, status.ToString());
+    return status;
+  }
+  st.in_flight.Clear();
+  for (auto& [index, loc] : new_locations) st.locations[index] = std::move(loc);
+  st.size = std::max(st.size, attr.size());
+  st.opened_mtime_ns = attr.mtime_ns();  // our own change: the kernel's cache of it is valid
+  st.opened_size = attr.size();
+  return Status::Ok();
+}
+
+Status FileSystem::EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length) {
+  uint64_t first = common::ChunkIndexOf(offset);
+  uint64_t last = common::ChunkIndexOf(offset + std::max<uint64_t>(length, 1) - 1);
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    bool all = true;
+    for (uint64_t i = first; i <= last && all; ++i) all = st.locations.contains(i);
+    if (all) return Status::Ok();
+  }
+  uint64_t fetch = std::max(length, options_.readahead_bytes);
+  ASSIGN_OR_RETURN(pb::GetChunkLocationsReply reply, meta_->GetChunkLocations(ino, offset, fetch));
+  std::lock_guard<std::mutex> lock(st.mu);
+  uint64_t fetch_last = common::ChunkIndexOf(offset + fetch - 1);
+  for (uint64_t i = first; i <= fetch_last; ++i) {
+    if (!st.locations.contains(i)) {
+      pb::ChunkLocation hole;  // chunk_id 0: reads as zeros unless meta names it below
+      hole.set_chunk_index(i);
+      st.locations[i] = hole;
+    }
+  }
+  for (const pb::ChunkLocation& loc : reply.chunks()) st.locations[loc.chunk_index()] = loc;
+  return Status::Ok();
+}
+
+Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,
+                                  uint64_t fetch_to, char* out) {
+  uint64_t stored_end = std::min(loc.length(), offset_in_chunk + length);
+  if (offset_in_chunk >= stored_end) return Status::Ok();  // past the stored bytes: zeros
+  common::BlockRange need = common::BlocksTouched(offset_in_chunk, stored_end - offset_in_chunk);
+  uint64_t block_limit = common::BlockCount(loc.length());
+  uint64_t ahead_limit = std::min(block_limit, common::BlockCount(std::min(fetch_to, loc.length())));
+
+  auto copy_block = [&](uint64_t index, const std::string& block) {
+    uint64_t b_start = index * common::kBlockSizeBytes;
+    uint64_t from = std::max(b_start, offset_in_chunk);
+    uint64_t to = std::min(b_start + block.size(), stored_end);
+    if (from < to) std::memcpy(out + (from - offset_in_chunk), block.data() + (from - b_start), to - from);
+  };
+
+  uint64_t b = need.first;
+  uint64_t need_end = need.first + need.count;
+  while (b < need_end) {
+    if (Block cached = cache_.Get({loc.chunk_id(), loc.version(), b})) {
+      copy_block(b, *cached);
+      ++b;
+      continue;
+    }
+    // A run of missing blocks; when it reaches the end of what was asked,
+    // extend it by the readahead window.
+    uint64_t run_end = b + 1;
+    while (run_end < need_end && !cache_.Get({loc.chunk_id(), loc.version(), run_end})) ++run_end;
+    if (run_end == need_end) run_end = std::max(run_end, ahead_limit);
+    ASSIGN_OR_RETURN(std::vector<std::string> blocks, chunks_.ReadBlocks(loc, b, run_end - b));
+    if (blocks.size() < std::min(need_end, block_limit) - b && blocks.size() < run_end - b) {
+      return common::DataLossError("chunk " + std::to_string(loc.chunk_id()) + " is shorter than meta says");
+    }
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      auto block = std::make_shared<const std::string>(std::move(blocks[i]));
+      if (b + i < need_end) copy_block(b + i, *block);
+      cache_.Put({loc.chunk_id(), loc.version(), b + i}, std::move(block));
+    }
+    b = std::max(b + blocks.size(), b + 1);
+  }
+  return Status::Ok();
+}
+
+Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out) {
+  auto st = State(handle.ino);
+  uint64_t file_size;
+  bool known;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    file_size = st->size;
+    known = st->size_known;
+  }
+  if (!known) {
+    ASSIGN_OR_RETURN(pb::Attr attr, GetAttr(Caller{}, handle.ino));
+    file_size = attr.size();
+  }
+  out->clear();
+  if (offset >= file_size || size == 0) return Status::Ok();
+  uint64_t end = std::min(offset + size, file_size);
+  out->assign(end - offset, '\0');
+  bool sequential = offset == handle.next_sequential_offset && offset != 0;
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    RETURN_IF_ERROR(EnsureLocations(handle.ino, *st, offset, end - offset));
+    Status status;
+    for (const common::ChunkSlice& slice : common::SplitByChunk(offset, end - offset)) {
+      pb::ChunkLocation loc;
+      {
+        std::lock_guard<std::mutex> lock(st->mu);
+        loc = st->locations[slice.chunk_index];
+      }
+      if (loc.chunk_id() == 0) continue;  // a hole
+      uint64_t fetch_to = slice.offset_in_chunk + slice.length + (sequential ? options_.readahead_bytes : 0);
+      status = ReadChunkRange(loc, slice.offset_in_chunk, slice.length, fetch_to,
+                              out->data() + (slice.file_offset - offset));
+      if (!status.ok()) break;
+    }
+    if (status.ok()) break;
+    // A version we were told about may be gone (another mount wrote the file):
+    // ask meta again once before failing.
+    if (attempt == 1 || status.code() != common::StatusCode::kNotFound) return status;
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->locations.clear();
+  }
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->in_flight.Overlay(offset, *out);
+    st->buffer.Overlay(offset, *out);
+  }
+  handle.next_sequential_offset = end;
+  return Status::Ok();
+}
+
+Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset, bool data) {
+  RETURN_IF_ERROR(Flush(handle.ino, handle.handle_id));
+  ASSIGN_OR_RETURN(pb::Attr attr, GetAttr(Caller{}, handle.ino));
+  uint64_t size = attr.size();
+  if (offset >= size) return common::NotFoundError("offset at or past the end of the file");  // ENXIO
+  ASSIGN_OR_RETURN(pb::GetChunkLocationsReply reply, meta_->GetChunkLocations(handle.ino, 0, size));
+  std::map<uint64_t, pb::ChunkLocation> chunks;
+  for (const auto& loc : reply.chunks()) chunks[loc.chunk_index()] = loc;
+  auto stored = [&](uint64_t pos) {  // is the byte at pos stored (data) rather than a hole?
+    auto it = chunks.find(common::ChunkIndexOf(pos));
+    return it != chunks.end() && it->second.chunk_id() != 0 && common::OffsetInChunk(pos) < it->second.length();
+  };
+  uint64_t pos = offset;
+  while (pos < size) {
+    if (stored(pos) == data) return pos;
+    // Jump to the next boundary where the answer can change.
+    auto it = chunks.find(common::ChunkIndexOf(pos));
+    uint64_t chunk_start = common::ChunkStartOffset(common::ChunkIndexOf(pos));
+    uint64_t next = chunk_start + common::kChunkSizeBytes;
+    if (it != chunks.end() && it->second.chunk_id() != 0 && common::OffsetInChunk(pos) < it->second.length()) {
+      next = chunk_start + it->second.length();
+    }
+    pos = std::max(next, pos + 1);
+  }
+  if (data) return common::NotFoundError("no data after the offset");  // ENXIO
+  return size;  // the end of the file counts as a hole
+}
+
+Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
+                                       uint64_t length) {
+  auto st = State(handle.ino);
+  std::lock_guard<std::mutex> io_lock(st->io_mu);
+  RETURN_IF_ERROR(FlushLocked(handle.ino, handle.handle_id, *st));
+  ASSIGN_OR_RETURN(pb::Attr attr, meta_->Fallocate(c, handle.ino, handle.handle_id, mode, offset, length));
+  st->leases.clear();
+  std::lock_guard<std::mutex> lock(st->mu);
+  DropCachedData(*st);
+  LearnAttr(*st, attr);
+  attr.set_size(st->size);
+  return attr;
+}
+
+}  // namespace dfs::fuse

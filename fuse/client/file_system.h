@@ -1,0 +1,159 @@
+// FileSystem: the FUSE-free core of the dfs client. The FUSE adapter
+// (fuse/fuse_ops.cc) turns kernel requests into calls on this class and its
+// MetaClient; everything here is testable without a kernel mount.
+//
+// What it adds on top of the metadata calls:
+//  - Kernel lookup counts per inode, honoured exactly (AddLookups / Forget).
+//  - Per-inode file state shared by all open handles of the mount: the
+//    write buffer (writes are buffered and flushed in large pieces), data
+//    being flushed, the size this mount knows (>= meta's while it has
+//    unflushed writes), chunk locations and write leases. Reads overlay the
+//    buffered bytes, so a mount always reads its own writes.
+//  - Flush: per chunk, a write lease from meta (new version), the data to all
+//    replicas in parallel (ChunkClient; W must acknowledge), then one
+//    CommitWrite with each chunk's new version, length and acknowledging
+//    replicas, and the file size. Every flush is durable (fdatasync on the
+//    replicas), so fsync/close return only when data and length are safe.
+//  - Reads: chunk locations from meta (cached per inode until the next open,
+//    i.e. close-to-open), blocks from the PageCache or the replicas,
+//    sequential readahead.
+//
+// Locking: each InodeState has `io_mu` (serializes flushes of that inode;
+// held across network calls, never taken while holding anything else) and
+// `mu` (guards the fields; never held across a network call). Lock order:
+// io_mu before mu; FileSystem::mu_ (the inode table) may be held while
+// taking an InodeState's mu, never the other way round.
+//
+// Thread-safety: every public method may be called concurrently.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "common/result.h"
+#include "common/thread_annotations.h"
+#include "fuse/client/chunk_client.h"
+#include "fuse/client/meta_client.h"
+#include "fuse/client/page_cache.h"
+#include "fuse/client/write_buffer.h"
+
+namespace dfs::fuse {
+
+struct FileSystemOptions {
+  uint64_t cache_bytes = 256ull << 20;          // page cache size (cache_size=)
+  uint64_t flush_threshold_bytes = 32ull << 20;  // flush a file's buffer beyond this
+  uint64_t readahead_bytes = 8ull << 20;         // fetched ahead on sequential reads
+  int64_t io_timeout_ms = 30'000;                // one chunk I/O attempt
+};
+
+// An open file, owned by the FUSE adapter (fi->fh points to it).
+struct FileHandle {
+  uint64_t ino = 0;
+  uint64_t handle_id = 0;    // meta's handle (0 for a read-only open meta did not log)
+  uint32_t flags = 0;
+  std::atomic<uint64_t> next_sequential_offset{0};  // for readahead detection
+};
+
+class FileSystem {
+ public:
+  FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions options);
+  ~FileSystem();
+  FileSystem(const FileSystem&) = delete;
+  FileSystem& operator=(const FileSystem&) = delete;
+
+  MetaClient& meta() { return *meta_; }
+
+  // Kernel references. AddLookups after every reply that hands the kernel an
+  // entry; Forget when the kernel drops `n` of them. State of an inode with no
+  // references and no open handles is freed.
+  void AddLookups(uint64_t ino, uint64_t n = 1);
+  void Forget(uint64_t ino, uint64_t n);
+  uint64_t TEST_LookupCount(uint64_t ino);
+
+  // Attributes with this mount's view of the size (unflushed writes).
+  common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
+  // SetAttr; a size change first flushes buffered writes and then drops
+  // cached data of the file.
+  common::Result<pb::Attr> SetAttr(const Caller& c, const pb::SetAttrRequest& request);
+  // Fixes `attr` up with the local size (used for entry replies).
+  void OverlayLocalSize(pb::Attr* attr);
+
+  // Opens `ino` (meta records the handle). keep_cache tells the kernel
+  // whether its page cache of the file is still valid (size and mtime
+  // unchanged since this mount last opened it).
+  struct Opened {
+    std::unique_ptr<FileHandle> handle;
+    pb::Attr attr;
+    bool keep_cache = false;
+  };
+  common::Result<Opened> Open(const Caller& c, uint64_t ino, uint32_t flags);
+  common::Result<Opened> Create(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                uint32_t flags, uint32_t umask);
+  // Flushes (if this handle wrote) and tells meta the handle is gone.
+  common::Status Release(std::unique_ptr<FileHandle> handle);
+
+  // Reads up to `size` bytes at `offset` into `out` (short at end of file).
+  common::Status Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out);
+  // Buffers a write; may flush when the buffer is large.
+  common::Status Write(FileHandle& handle, uint64_t offset, std::string_view data);
+  // Makes every buffered write of the inode durable and committed.
+  common::Status Flush(uint64_t ino, uint64_t handle_id);
+
+  // SEEK_DATA / SEEK_HOLE over the chunk map (holes are unallocated chunks
+  // and the space past a chunk's stored length).
+  common::Result<uint64_t> SeekDataOrHole(FileHandle& handle, uint64_t offset, bool data);
+
+  // fallocate: flushes, then asks meta.
+  common::Result<pb::Attr> Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
+                                     uint64_t length);
+
+ private:
+  struct LeaseState {
+    pb::ChunkLease lease;
+    uint64_t length = 0;         // chunk length after our writes
+    bool written = false;        // some replica already got data under this lease
+    int64_t expires_mono_ms = 0;
+  };
+  struct InodeState {
+    std::mutex io_mu;  // serializes flushes; taken before mu
+    std::mutex mu;     // guards the fields below
+    uint64_t lookups GUARDED_BY(mu) = 0;
+    int open_handles GUARDED_BY(mu) = 0;
+    uint64_t size GUARDED_BY(mu) = 0;          // this mount's view
+    bool size_known GUARDED_BY(mu) = false;
+    WriteBuffer buffer GUARDED_BY(mu);         // not yet flushed
+    WriteBuffer in_flight GUARDED_BY(mu);      // being flushed now
+    std::map<uint64_t, pb::ChunkLocation> locations GUARDED_BY(mu);  // by chunk index
+    uint64_t locations_size GUARDED_BY(mu) = 0;  // file size when locations were fetched
+    std::map<uint64_t, LeaseState> leases GUARDED_BY(io_mu);
+    int64_t opened_mtime_ns GUARDED_BY(mu) = -1;  // at this mount's last open
+    uint64_t opened_size GUARDED_BY(mu) = 0;
+  };
+
+  std::shared_ptr<InodeState> State(uint64_t ino);
+  std::shared_ptr<InodeState> FindState(uint64_t ino);
+  void MaybeDropState(uint64_t ino);
+  void LearnAttr(InodeState& st, const pb::Attr& attr);
+  common::Status FlushLocked(uint64_t ino, uint64_t handle_id, InodeState& st) REQUIRES(st.io_mu);
+  common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)
+      REQUIRES(st.io_mu);
+  common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);
+  common::Status ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,
+                                uint64_t fetch_to, char* out);
+  void DropCachedData(InodeState& st);
+
+  std::unique_ptr<MetaClient> meta_;
+  const FileSystemOptions options_;
+  PageCache cache_;
+  ChunkClient chunks_;
+
+  std::mutex mu_;  // guards inodes_; before any InodeState::mu
+  std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_ GUARDED_BY(mu_);
+};
+
+}  // namespace dfs::fuse

@@ -1,0 +1,391 @@
+#include "fuse/client/meta_client.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "common/grpc_status.h"
+
+namespace dfs::fuse {
+
+using common::Result;
+using common::Status;
+
+MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options)
+    : channel_(std::move(channel)), options_(std::move(options)) {}
+
+Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
+  common::LeaderChannel::Options channel_options;
+  channel_options.total_timeout_ms = connect_timeout_ms;
+  channel_options.attempt_timeout_ms = std::min<int64_t>(options.attempt_timeout_ms, connect_timeout_ms);
+  ASSIGN_OR_RETURN(auto channel, common::LeaderChannel::Create(options.source, channel_options));
+  std::unique_ptr<MetaClient> client(new MetaClient(std::move(channel), options));
+
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  pb::OpenSessionRequest request;
+  request.set_hostname(host);
+  request.set_mount_point(options.mount_point);
+  request.set_client_version("dfs 0.1");
+  // A retried OpenSession must not open two sessions: the request id is
+  // random per attempt series, and meta dedups on (0, request_id).
+  request.set_request_id((static_cast<uint64_t>(::getpid()) << 32) ^
+                         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  pb::OpenSessionReply reply;
+  Status s = client->Invoke(&pb::MetaService::Stub::OpenSession, request, &reply);
+  if (!s.ok()) {
+    return common::UnavailableError("cannot reach the metadata service at " + options.source + ": " +
+                                    std::string(s.message()));
+  }
+  RETURN_IF_ERROR(common::FromFsStatus(reply.status()));
+  client->client_id_ = reply.client_id();
+  client->root_ino_ = reply.root_ino() != 0 ? reply.root_ino() : 1;
+  client->lease_ms_ = reply.lease_ms() != 0 ? reply.lease_ms() : 30'000;
+
+  // Later calls ride through failovers for up to retry_timeout_ms.
+  common::LeaderChannel::Options steady = channel_options;
+  steady.total_timeout_ms = options.retry_timeout_ms;
+  steady.attempt_timeout_ms = options.attempt_timeout_ms;
+  ASSIGN_OR_RETURN(client->channel_, common::LeaderChannel::Create(options.source, steady));
+  client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
+  return client;
+}
+
+MetaClient::~MetaClient() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (keepalive_thread_.joinable()) keepalive_thread_.join();
+  if (client_id_ != 0) {
+    pb::CloseSessionRequest request;
+    FillContext(request.mutable_ctx(), nullptr, true);
+    pb::StatusReply reply;
+    (void)Invoke(&pb::MetaService::Stub::CloseSession, request, &reply);
+  }
+}
+
+void MetaClient::KeepAliveLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(lease_ms_ / 3, 100)));
+    if (stopping_) break;
+    lock.unlock();
+    pb::KeepAliveRequest request;
+    request.set_client_id(client_id_);
+    pb::StatusReply reply;
+    Status s = Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply);
+    if (!s.ok()) spdlog::warn("session keep-alive failed: {}", s.ToString());
+    lock.lock();
+  }
+}
+
+void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation) {
+  ctx->set_client_id(client_id_);
+  if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
+  if (caller != nullptr) {
+    pb::Credentials* creds = ctx->mutable_creds();
+    creds->set_uid(caller->uid);
+    creds->set_gid(caller->gid);
+    creds->set_pid(caller->pid);
+    for (uint32_t g : caller->groups) creds->add_groups(g);
+  }
+}
+
+template <typename Request, typename Reply>
+Status MetaClient::Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
+                          const Request& request, Reply* reply) {
+  grpc::Status s = channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    pb::MetaService::Stub stub(ch);
+    reply->Clear();
+    return (stub.*method)(&ctx, request, reply);
+  });
+  return common::FromGrpcStatus(s);
+}
+
+namespace {
+// The reply's own outcome, once the call itself succeeded.
+template <typename Reply>
+Status Outcome(const Status& call, const Reply& reply) {
+  RETURN_IF_ERROR(call);
+  return common::FromFsStatus(reply.status());
+}
+}  // namespace
+
+Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std::string& name) {
+  pb::LookupRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_parent(parent);
+  request.set_name(name);
+  pb::EntryReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
+  pb::GetAttrRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  pb::AttrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
+  FillContext(request.mutable_ctx(), &c, true);
+  pb::AttrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::SetAttr, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::Attr> MetaClient::Mknod(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                   uint64_t rdev, uint32_t umask) {
+  pb::MknodRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_mode(mode);
+  request.set_rdev(rdev);
+  request.set_umask(umask);
+  pb::EntryReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Mknod, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                   uint32_t umask) {
+  pb::MkdirRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_mode(mode);
+  request.set_umask(umask);
+  pb::EntryReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Mkdir, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                           uint32_t flags, uint32_t umask) {
+  pb::CreateRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_mode(mode);
+  request.set_flags(flags);
+  request.set_umask(umask);
+  pb::CreateReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Create, request, &reply), reply));
+  return reply;
+}
+
+Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  pb::UnlinkRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::Unlink, request, &reply), reply);
+}
+
+Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
+  pb::RmdirRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::Rmdir, request, &reply), reply);
+}
+
+Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std::string& name,
+                                     const std::string& target) {
+  pb::SymlinkRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_target(target);
+  pb::EntryReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Symlink, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
+  pb::ReadlinkRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  pb::ReadlinkReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Readlink, request, &reply), reply));
+  return reply.target();
+}
+
+Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name) {
+  pb::LinkRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_ino(ino);
+  request.set_new_parent(new_parent);
+  request.set_new_name(new_name);
+  pb::EntryReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Link, request, &reply), reply));
+  return reply.attr();
+}
+
+Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
+                          const std::string& new_name, uint32_t flags) {
+  pb::RenameRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_parent(parent);
+  request.set_name(name);
+  request.set_new_parent(new_parent);
+  request.set_new_name(new_name);
+  request.set_flags(flags);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::Rename, request, &reply), reply);
+}
+
+Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
+                                             bool plus) {
+  pb::ReadDirRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  request.set_cookie(cookie);
+  request.set_max_entries(max_entries);
+  pb::ReadDirReply reply;
+  auto method = plus ? &pb::MetaService::Stub::ReadDirPlus : &pb::MetaService::Stub::ReadDir;
+  RETURN_IF_ERROR(Outcome(Invoke(method, request, &reply), reply));
+  return reply;
+}
+
+Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {
+  pb::OpenRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_ino(ino);
+  request.set_flags(flags);
+  pb::OpenReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Open, request, &reply), reply));
+  return reply;
+}
+
+Status MetaClient::Release(uint64_t ino, uint64_t handle_id) {
+  pb::ReleaseRequest request;
+  FillContext(request.mutable_ctx(), nullptr, true);
+  request.set_ino(ino);
+  request.set_handle_id(handle_id);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::Release, request, &reply), reply);
+}
+
+Result<pb::StatfsReply> MetaClient::Statfs(const Caller& c) {
+  pb::StatfsRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  pb::StatfsReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Statfs, request, &reply), reply));
+  return reply;
+}
+
+Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
+                            uint32_t flags) {
+  pb::SetXattrRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_ino(ino);
+  request.set_name(name);
+  request.set_value(value);
+  request.set_flags(flags);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::SetXattr, request, &reply), reply);
+}
+
+Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  pb::GetXattrRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  request.set_name(name);
+  pb::GetXattrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetXattr, request, &reply), reply));
+  return reply.value();
+}
+
+Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t ino) {
+  pb::ListXattrRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  pb::ListXattrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::ListXattr, request, &reply), reply));
+  return std::vector<std::string>(reply.names().begin(), reply.names().end());
+}
+
+Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  pb::RemoveXattrRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_ino(ino);
+  request.set_name(name);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::RemoveXattr, request, &reply), reply);
+}
+
+Status MetaClient::Access(const Caller& c, uint64_t ino, uint32_t mask) {
+  pb::AccessRequest request;
+  FillContext(request.mutable_ctx(), &c, false);
+  request.set_ino(ino);
+  request.set_mask(mask);
+  pb::StatusReply reply;
+  return Outcome(Invoke(&pb::MetaService::Stub::Access, request, &reply), reply);
+}
+
+Result<pb::Attr> MetaClient::Fallocate(const Caller& c, uint64_t ino, uint64_t handle_id, uint32_t mode,
+                                       uint64_t offset, uint64_t length) {
+  pb::FallocateRequest request;
+  FillContext(request.mutable_ctx(), &c, true);
+  request.set_ino(ino);
+  request.set_handle_id(handle_id);
+  request.set_mode(mode);
+  request.set_offset(offset);
+  request.set_length(length);
+  pb::AttrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Fallocate, request, &reply), reply));
+  return reply.attr();
+}
+
+Result<pb::GetChunkLocationsReply> MetaClient::GetChunkLocations(uint64_t ino, uint64_t offset, uint64_t length) {
+  pb::GetChunkLocationsRequest request;
+  FillContext(request.mutable_ctx(), nullptr, false);
+  request.set_ino(ino);
+  request.set_offset(offset);
+  request.set_length(length);
+  pb::GetChunkLocationsReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetChunkLocations, request, &reply), reply));
+  return reply;
+}
+
+Result<pb::ChunkLease> MetaClient::LeaseChunk(uint64_t ino, uint64_t handle_id, uint64_t chunk_index) {
+  pb::LeaseChunkRequest request;
+  FillContext(request.mutable_ctx(), nullptr, true);
+  request.set_ino(ino);
+  request.set_handle_id(handle_id);
+  request.set_chunk_index(chunk_index);
+  pb::LeaseChunkReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::LeaseChunk, request, &reply), reply));
+  return reply.lease();
+}
+
+Result<pb::Attr> MetaClient::CommitWrite(pb::CommitWriteRequest request) {
+  FillContext(request.mutable_ctx(), nullptr, true);
+  pb::AttrReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::CommitWrite, request, &reply), reply));
+  return reply.attr();
+}
+
+void MetaClient::ReportBadReplica(uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason) {
+  pb::ReportBadReplicaRequest request;
+  FillContext(request.mutable_ctx(), nullptr, true);
+  request.set_chunk_id(chunk_id);
+  request.set_version(version);
+  request.set_node_id(node_id);
+  request.set_reason(reason);
+  pb::StatusReply reply;
+  Status s = Outcome(Invoke(&pb::MetaService::Stub::ReportBadReplica, request, &reply), reply);
+  if (!s.ok()) spdlog::warn("reporting bad replica of chunk {} on node {:x} failed: {}", chunk_id, node_id, s.ToString());
+}
+
+}  // namespace dfs::fuse

@@ -1,0 +1,122 @@
+// MetaClient: the FUSE client's view of the metadata service.
+//
+// Owns the mount's session (OpenSession at Connect, KeepAlive from a
+// background thread, CloseSession at shutdown) and a LeaderChannel that rides
+// through leader changes. Every mutation carries (client_id, request_id);
+// the request object is reused across retries so meta applies it once.
+//
+// Results: a filesystem outcome (ENOENT ...) comes back as a non-OK Status
+// with that code; a call that could not be completed within the retry time
+// comes back as Unavailable / DeadlineExceeded (EIO at the FUSE edge).
+// Generated proto types appear here because this is a client edge; the
+// FUSE adapter converts them to struct stat.
+//
+// Thread-safety: every method may be called concurrently. Calls block.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/leader_channel.h"
+#include "common/result.h"
+#include "proto/meta.grpc.pb.h"
+
+namespace dfs::fuse {
+
+// Who is calling (from fuse_req_ctx).
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t pid = 0;
+  std::vector<uint32_t> groups;
+};
+
+class MetaClient {
+ public:
+  struct Options {
+    std::string source;                 // host:port[,host:port...]
+    int64_t retry_timeout_ms = 60'000;  // give up (EIO) after this long without a leader
+    int64_t attempt_timeout_ms = 10'000;
+    std::string mount_point;
+  };
+
+  // Connects and opens a session. Unavailable with a clear message if no
+  // member answers within `connect_timeout_ms`.
+  static common::Result<std::unique_ptr<MetaClient>> Connect(const Options& options, int64_t connect_timeout_ms);
+  ~MetaClient();  // closes the session (best effort)
+  MetaClient(const MetaClient&) = delete;
+  MetaClient& operator=(const MetaClient&) = delete;
+
+  uint64_t client_id() const { return client_id_; }
+  uint64_t root_ino() const { return root_ino_; }
+
+  common::Result<pb::Attr> Lookup(const Caller& c, uint64_t parent, const std::string& name);
+  common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
+  common::Result<pb::Attr> SetAttr(const Caller& c, pb::SetAttrRequest request);
+  common::Result<pb::Attr> Mknod(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                 uint64_t rdev, uint32_t umask);
+  common::Result<pb::Attr> Mkdir(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
+                                 uint32_t umask);
+  common::Result<pb::CreateReply> Create(const Caller& c, uint64_t parent, const std::string& name,
+                                         uint32_t mode, uint32_t flags, uint32_t umask);
+  common::Status Unlink(const Caller& c, uint64_t parent, const std::string& name);
+  common::Status Rmdir(const Caller& c, uint64_t parent, const std::string& name);
+  common::Result<pb::Attr> Symlink(const Caller& c, uint64_t parent, const std::string& name,
+                                   const std::string& target);
+  common::Result<std::string> Readlink(const Caller& c, uint64_t ino);
+  common::Result<pb::Attr> Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name);
+  common::Status Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
+                        const std::string& new_name, uint32_t flags);
+  common::Result<pb::ReadDirReply> ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
+                                           bool plus);
+  common::Result<pb::OpenReply> Open(const Caller& c, uint64_t ino, uint32_t flags);
+  common::Status Release(uint64_t ino, uint64_t handle_id);
+  common::Result<pb::StatfsReply> Statfs(const Caller& c);
+  common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
+                          uint32_t flags);
+  common::Result<std::string> GetXattr(const Caller& c, uint64_t ino, const std::string& name);
+  common::Result<std::vector<std::string>> ListXattr(const Caller& c, uint64_t ino);
+  common::Status RemoveXattr(const Caller& c, uint64_t ino, const std::string& name);
+  common::Status Access(const Caller& c, uint64_t ino, uint32_t mask);
+  common::Result<pb::Attr> Fallocate(const Caller& c, uint64_t ino, uint64_t handle_id, uint32_t mode,
+                                     uint64_t offset, uint64_t length);
+
+  common::Result<pb::GetChunkLocationsReply> GetChunkLocations(uint64_t ino, uint64_t offset, uint64_t length);
+  common::Result<pb::ChunkLease> LeaseChunk(uint64_t ino, uint64_t handle_id, uint64_t chunk_index);
+  common::Result<pb::Attr> CommitWrite(pb::CommitWriteRequest request);
+  void ReportBadReplica(uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason);
+
+ private:
+  MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options);
+
+  // Fills ctx with the session, a fresh request id (mutations) and the caller.
+  void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation);
+
+  // Runs `method` through the leader channel. Returns the call's failure
+  // (Unavailable...) or OK; the reply's FsStatus is checked by the caller.
+  template <typename Request, typename Reply>
+  common::Status Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
+                        const Request& request, Reply* reply);
+
+  void KeepAliveLoop();
+
+  std::unique_ptr<common::LeaderChannel> channel_;
+  const Options options_;
+  uint64_t client_id_ = 0;
+  uint64_t root_ino_ = 1;
+  uint32_t lease_ms_ = 30'000;
+  std::atomic<uint64_t> next_request_id_{1};
+
+  std::mutex mu_;  // guards stopping_; used with stop_cv_
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread keepalive_thread_;  // renews the session lease every lease/3
+};
+
+}  // namespace dfs::fuse

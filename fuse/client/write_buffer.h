@@ -1,0 +1,44 @@
+// WriteBuffer: the bytes an open file has written but not yet flushed to the
+// chunkservers, as non-overlapping extents of the file. A later write over
+// an earlier one replaces those bytes; adjacent writes merge, so a stream of
+// small sequential writes flushes as a few large pieces.
+//
+// Thread-safety: none; the owning file handle serializes access.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace dfs::fuse {
+
+class WriteBuffer {
+ public:
+  // Records `data` at file offset `offset`.
+  void Write(uint64_t offset, std::string_view data);
+
+  // Overlays buffered bytes onto `out`, which holds file bytes
+  // [offset, offset + out.size()). Returns the end offset of the last
+  // buffered byte inside that range (0 if none) so callers can extend a read
+  // past the committed file size.
+  uint64_t Overlay(uint64_t offset, std::string& out) const;
+
+  // Drops buffered bytes at and after `size` (a truncate).
+  void Truncate(uint64_t size);
+
+  bool empty() const { return extents_.empty(); }
+  uint64_t buffered_bytes() const { return buffered_bytes_; }
+  // One past the last buffered byte (0 if empty).
+  uint64_t end_offset() const;
+
+  // The extents, ordered by offset; cleared by Clear() after a flush.
+  const std::map<uint64_t, std::string>& extents() const { return extents_; }
+  void Clear();
+
+ private:
+  std::map<uint64_t, std::string> extents_;  // offset -> bytes; never overlapping or adjacent
+  uint64_t buffered_bytes_ = 0;
+};
+
+}  // namespace dfs::fuse

@@ -1,0 +1,153 @@
+#include "fuse/command_line.h"
+
+#include <cstdlib>
+
+#include "common/flags.h"
+
+namespace dfs::fuse {
+
+using common::Result;
+
+namespace {
+
+std::vector<std::string> SplitComma(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+Result<double> ParseSeconds(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || v < 0) {
+    return common::InvalidArgumentError("option " + key + "=" + value + ": want a number of seconds");
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string Usage(const std::string& program) {
+  return "usage: " + program + " SOURCE MOUNTPOINT [-o option[,option...]] [-f] [-d]\n"
+         "  SOURCE        metadata servers, host:port[,host:port...]\n"
+         "  -f            stay in the foreground\n"
+         "  -d            debug: foreground, log every FUSE request\n"
+         "dfs options (-o):\n"
+         "  cache_size=SIZE       client block cache (default 256M)\n"
+         "  attr_timeout=SECS     kernel attribute cache (default 1)\n"
+         "  entry_timeout=SECS    kernel name cache (default 1)\n"
+         "  retry_timeout=DUR     retry a lost cluster this long, then EIO (default 60s)\n"
+         "  connect_timeout=DUR   give up mounting after this long (default 15s)\n"
+         "  io_timeout=DUR        one chunk read/write attempt (default 30s)\n"
+         "  max_threads=N         FUSE worker threads (default 16)\n"
+         "  log_file=PATH|syslog  where a background mount logs (default syslog)\n"
+         "  log_level=LEVEL       trace|debug|info|warn|error (default info)\n"
+         "  pid_file=PATH         write the daemon's pid here\n"
+         "  ro                    read-only mount\n"
+         "Other -o options go to FUSE (allow_other, ...). Example:\n"
+         "  " + program + " meta1:7400,meta2:7400,meta3:7400 /mnt/dfs\n";
+}
+
+Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool running_as_root) {
+  CommandLine cl;
+  std::vector<std::string> positional;
+  std::vector<std::string> fuse_opts;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "-h" || a == "--help") {
+      cl.show_help = true;
+    } else if (a == "-V" || a == "--version") {
+      cl.show_version = true;
+    } else if (a == "-f") {
+      cl.foreground = true;
+    } else if (a == "-d" || a == "-odebug") {
+      cl.debug = true;
+      cl.foreground = true;
+    } else if (a == "-s") {
+      cl.max_threads = 1;
+    } else if (a == "-o" || (a.size() > 2 && a.rfind("-o", 0) == 0)) {
+      std::string value;
+      if (a == "-o") {
+        if (i + 1 >= argv.size()) return common::InvalidArgumentError("-o needs a value");
+        value = argv[++i];
+      } else {
+        value = a.substr(2);
+      }
+      for (const std::string& opt : SplitComma(value)) {
+        size_t eq = opt.find('=');
+        std::string key = opt.substr(0, eq);
+        std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
+        if (key == "cache_size") {
+          ASSIGN_OR_RETURN(cl.cache_bytes, common::ParseByteSize(val));
+        } else if (key == "attr_timeout") {
+          ASSIGN_OR_RETURN(cl.attr_timeout_s, ParseSeconds(key, val));
+        } else if (key == "entry_timeout") {
+          ASSIGN_OR_RETURN(cl.entry_timeout_s, ParseSeconds(key, val));
+        } else if (key == "retry_timeout") {
+          ASSIGN_OR_RETURN(cl.retry_timeout_ms, common::ParseDurationMs(val));
+        } else if (key == "connect_timeout") {
+          ASSIGN_OR_RETURN(cl.connect_timeout_ms, common::ParseDurationMs(val));
+        } else if (key == "io_timeout") {
+          ASSIGN_OR_RETURN(cl.io_timeout_ms, common::ParseDurationMs(val));
+        } else if (key == "max_threads") {
+          char* end = nullptr;
+          long n = std::strtol(val.c_str(), &end, 10);
+          if (val.empty() || *end != '\0' || n < 1 || n > 1024) {
+            return common::InvalidArgumentError("option max_threads=" + val + ": want 1..1024");
+          }
+          cl.max_threads = static_cast<unsigned>(n);
+        } else if (key == "log_file") {
+          cl.log_file = val;
+        } else if (key == "log_level") {
+          cl.log_level = val;
+        } else if (key == "pid_file") {
+          cl.pid_file = val;
+        } else if (key == "debug") {
+          cl.debug = true;
+          cl.foreground = true;
+        } else if (key == "fsname" || key == "subtype") {
+          // dfs sets these itself from SOURCE.
+        } else if (key == "_netdev" || key == "defaults" || key == "auto" || key == "noauto" ||
+                   key == "nofail" || key == "user" || key == "users" || key == "rw") {
+          // mount(8) options that mean nothing to FUSE (mount.fuse3 drops most).
+        } else {
+          if (key == "ro") cl.read_only = true;
+          fuse_opts.push_back(opt);
+        }
+      }
+    } else if (!a.empty() && a[0] == '-') {
+      return common::InvalidArgumentError("unknown option '" + a + "'");
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (cl.show_help || cl.show_version) return cl;
+  if (positional.size() != 2) {
+    return common::InvalidArgumentError("need SOURCE and MOUNTPOINT (got " + std::to_string(positional.size()) +
+                                        " arguments)");
+  }
+  cl.source = positional[0];
+  cl.mount_point = positional[1];
+  RETURN_IF_ERROR(common::ParseAddressList(cl.source).status().WithContext("SOURCE"));
+
+  fuse_opts.push_back("fsname=" + cl.source);
+  fuse_opts.push_back("subtype=dfs");
+  fuse_opts.push_back("default_permissions");
+  // A shared filesystem serves every user; only root may allow that without /etc/fuse.conf.
+  if (running_as_root) fuse_opts.push_back("allow_other");
+  std::string joined;
+  for (const std::string& o : fuse_opts) joined += (joined.empty() ? "" : ",") + o;
+
+  cl.fuse_args = {argv.empty() ? "dfs" : argv[0], cl.mount_point, "-o", joined};
+  if (cl.debug) cl.fuse_args.push_back("-d");
+  return cl;
+}
+
+}  // namespace dfs::fuse

@@ -1,0 +1,32 @@
+// The FUSE low-level adapter: fills a fuse_lowlevel_ops table whose
+// callbacks turn kernel requests into FileSystem / MetaClient calls and
+// Status results into errno (Status::ToErrno, the one mapping table).
+//
+// Callbacks run on libfuse's worker threads (fuse_session_loop_mt) and block
+// on network calls; they keep no locks of their own.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include "fuse/client/file_system.h"
+
+namespace dfs::fuse {
+
+struct AdapterOptions {
+  double attr_timeout_s = 1.0;   // kernel attribute cache (attr_timeout=)
+  double entry_timeout_s = 1.0;  // kernel name cache (entry_timeout=)
+  bool read_only = false;
+};
+
+// The userdata passed to fuse_session_new.
+struct Adapter {
+  FileSystem* fs;
+  AdapterOptions options;
+  fuse_session* session = nullptr;  // set once the session exists; for cache invalidation
+};
+
+// The operation table; the session's userdata must be an Adapter*.
+const fuse_lowlevel_ops& Operations();
+
+}  // namespace dfs::fuse

@@ -1,0 +1,173 @@
+// dfs: the FUSE client daemon. `dfs SOURCE MOUNTPOINT [-o opts] [-f]`.
+//
+// Threads:
+//  - main: parses the command line; in the background mode it forks first
+//    (before any gRPC or FUSE state exists) and the parent waits on a pipe
+//    until the child reports "mounted" or an error, so `dfs` and
+//    `mount -t fuse.dfs` return only once the mount is usable.
+//  - libfuse workers (fuse_session_loop_mt, at most max_threads): every
+//    kernel request, blocking on meta and chunkserver RPCs.
+//  - MetaClient's keep-alive thread: renews the session lease.
+//  - gRPC's own threads.
+#include <fcntl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "fuse/command_line.h"
+#include "fuse/fuse_ops.h"
+
+namespace {
+
+using dfs::common::Status;
+
+// Runs the mount in this process. `ready_fd` (or -1) gets "ok\n" once the
+// mount is usable, or the error message; returns the exit code.
+int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
+  auto report = [&](const std::string& message) {
+    if (ready_fd >= 0) {
+      (void)!::write(ready_fd, message.data(), message.size());
+      ::close(ready_fd);
+      ready_fd = -1;
+    } else if (message != "ok\n") {
+      std::fprintf(stderr, "dfs: %s", message.c_str());
+    }
+  };
+
+  dfs::common::LogOptions log;
+  log.name = "dfs";
+  log.level = cl.log_level;
+  log.file = !cl.log_file.empty() ? cl.log_file : (cl.foreground ? "" : "syslog");
+  if (Status s = dfs::common::InitLogging(log); !s.ok()) {
+    report(s.ToString() + "\n");
+    return 2;
+  }
+
+  dfs::fuse::MetaClient::Options meta_options;
+  meta_options.source = cl.source;
+  meta_options.retry_timeout_ms = cl.retry_timeout_ms;
+  meta_options.attempt_timeout_ms = std::min<int64_t>(10'000, cl.retry_timeout_ms);
+  meta_options.mount_point = cl.mount_point;
+  auto meta = dfs::fuse::MetaClient::Connect(meta_options, cl.connect_timeout_ms);
+  if (!meta.ok()) {
+    report(meta.status().ToString() + "\n");
+    return 1;
+  }
+
+  dfs::fuse::FileSystemOptions fs_options;
+  fs_options.cache_bytes = cl.cache_bytes;
+  fs_options.io_timeout_ms = cl.io_timeout_ms;
+  dfs::fuse::FileSystem fs(std::move(*meta), fs_options);
+  dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only}};
+
+  std::vector<char*> argv;
+  for (const std::string& a : cl.fuse_args) argv.push_back(const_cast<char*>(a.c_str()));
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se = fuse_session_new(&args, &dfs::fuse::Operations(), sizeof(fuse_lowlevel_ops), &adapter);
+  if (se == nullptr) {
+    report("cannot create the FUSE session (bad -o option?)\n");
+    return 1;
+  }
+  adapter.session = se;
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_destroy(se);
+    report("cannot install signal handlers\n");
+    return 1;
+  }
+  if (fuse_session_mount(se, cl.mount_point.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    report("cannot mount at " + cl.mount_point + " (does it exist? is /dev/fuse usable?)\n");
+    return 1;
+  }
+  if (!cl.pid_file.empty()) {
+    if (Status s = dfs::common::WriteFileAtomic(cl.pid_file, std::to_string(::getpid()) + "\n"); !s.ok()) {
+      spdlog::warn("pid file: {}", s.ToString());
+    }
+  }
+  spdlog::info("mounted {} at {}", cl.source, cl.mount_point);
+  report("ok\n");
+
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(config, cl.max_threads);
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  int rc = fuse_session_loop_mt(se, config);
+  fuse_loop_cfg_destroy(config);
+
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  if (!cl.pid_file.empty()) ::unlink(cl.pid_file.c_str());
+  spdlog::info("unmounted {}", cl.mount_point);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv, argv + argc);
+  auto cl = dfs::fuse::ParseCommandLine(args, ::geteuid() == 0);
+  if (!cl.ok()) {
+    std::fprintf(stderr, "dfs: %s\n%s", std::string(cl.status().message()).c_str(),
+                 dfs::fuse::Usage("dfs").c_str());
+    return 2;
+  }
+  if (cl->show_help) {
+    std::printf("%s", dfs::fuse::Usage("dfs").c_str());
+    return 0;
+  }
+  if (cl->show_version) {
+    std::printf("dfs 0.1.0 (FUSE %d)\n", fuse_version());
+    return 0;
+  }
+  struct stat st{};
+  if (::stat(cl->mount_point.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "dfs: mount point %s is not a directory\n", cl->mount_point.c_str());
+    return 1;
+  }
+  if (cl->foreground) return RunMount(*cl, -1);
+
+  // Background: fork before any gRPC or FUSE state exists; the parent waits
+  // for the child's verdict so the command returns once the mount is usable.
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) {
+    std::perror("dfs: pipe");
+    return 1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("dfs: fork");
+    return 1;
+  }
+  if (pid > 0) {
+    ::close(pipe_fds[1]);
+    std::string verdict;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(pipe_fds[0], buf, sizeof buf)) > 0) verdict.append(buf, static_cast<size_t>(n));
+    if (verdict == "ok\n") return 0;
+    std::fprintf(stderr, "dfs: %s", verdict.empty() ? "the mount daemon died while starting\n" : verdict.c_str());
+    return 1;
+  }
+  ::close(pipe_fds[0]);
+  ::setsid();
+  if (::chdir("/") != 0) return 1;
+  int devnull = ::open("/dev/null", O_RDWR);
+  if (devnull >= 0) {
+    ::dup2(devnull, STDIN_FILENO);
+    ::dup2(devnull, STDOUT_FILENO);
+    ::dup2(devnull, STDERR_FILENO);
+    if (devnull > STDERR_FILENO) ::close(devnull);
+  }
+  return RunMount(*cl, pipe_fds[1]);
+}

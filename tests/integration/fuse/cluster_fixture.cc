@@ -1,0 +1,83 @@
+#include "tests/integration/fuse/cluster_fixture.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+#include "tests/harness/process.h"
+
+namespace dfs::testing {
+
+CommandResult RunShell(const std::string& command) {
+  CommandResult r;
+  std::string wrapped = "(" + command + ") 2>&1";
+  FILE* p = ::popen(wrapped.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+bool FuseAvailable() { return ::access("/dev/fuse", R_OK | W_OK) == 0; }
+
+namespace {
+std::string Tool() { return BinaryPath("DFS_LOCAL_CLUSTER"); }
+
+std::string ValueOf(const std::string& output, const std::string& key) {
+  size_t at = output.find("\n" + key + "=");
+  size_t start = at == std::string::npos ? (output.rfind(key + "=", 0) == 0 ? 0 : std::string::npos) : at + 1;
+  if (start == std::string::npos) return "";
+  start += key.size() + 1;
+  size_t end = output.find('\n', start);
+  return output.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+}  // namespace
+
+common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers) {
+  std::unique_ptr<LocalCluster> c(new LocalCluster());
+  char tmpl[] = "/tmp/dfs-cluster.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return common::ErrnoStatus(errno, "mkdtemp");
+  c->dir_ = tmpl;
+  std::string cmd = "timeout 120 " + Tool() + " up " + c->dir_ + " --meta 1 --chunkservers " +
+                    std::to_string(chunkservers) + " --replicas 3";
+  if (mount) cmd += " --mount " + c->dir_ + "/mnt";
+  CommandResult r = RunShell(cmd);
+  if (r.exit_code != 0) {
+    return common::UnavailableError("local-cluster up failed (" + std::to_string(r.exit_code) + "): " + r.output);
+  }
+  c->source_ = ValueOf(r.output, "source");
+  if (mount) c->mount_point_ = ValueOf(r.output, "mount");
+  if (c->source_.empty() || (mount && c->mount_point_.empty())) {
+    return common::InternalError("local-cluster printed no source=/mount=: " + r.output);
+  }
+  return c;
+}
+
+common::Status LocalCluster::MountAgain(const std::string& path) {
+  std::filesystem::create_directories(path);
+  std::string dfs = BinaryPath("DFS_FUSE_BIN");
+  CommandResult r = RunShell("timeout 60 " + dfs + " " + source_ + " " + path + " -o log_file=" + dir_ +
+                             "/dfs-extra.log");
+  if (r.exit_code != 0) return common::UnavailableError("second mount failed: " + r.output);
+  extra_mounts_.push_back(path);
+  return common::Status::Ok();
+}
+
+LocalCluster::~LocalCluster() {
+  for (const std::string& m : extra_mounts_) RunShell("fusermount3 -u " + m + " || umount -l " + m);
+  RunShell("timeout 60 " + Tool() + " down " + dir_);
+  if (std::getenv("DFS_KEEP_TEST_DIRS") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+}  // namespace dfs::testing

@@ -1,0 +1,336 @@
+// Integration: a real FUSE mount of a real local cluster, used through
+// ordinary syscalls and tools, compared step by step with a local temp dir.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/harness/process.h"
+#include "tests/integration/fuse/cluster_fixture.h"
+
+namespace dfs::testing {
+namespace {
+
+LocalCluster* g_cluster = nullptr;
+
+class MountTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!FuseAvailable()) return;
+    auto c = LocalCluster::Up(/*mount=*/true);
+    if (!c.ok()) {
+      std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+      return;
+    }
+    g_cluster = c->release();
+  }
+  static void TearDownTestSuite() {
+    delete g_cluster;
+    g_cluster = nullptr;
+  }
+  void SetUp() override {
+    if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
+    ASSERT_NE(g_cluster, nullptr) << "the cluster did not start";
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dfs_ = g_cluster->mount_point() + "/" + info->name();
+    local_ = local_root_.path() + "/" + info->name();
+    ASSERT_EQ(::mkdir(dfs_.c_str(), 0755), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir(local_.c_str(), 0755), 0);
+  }
+  TempDir local_root_{"dfs-local-ref"};
+  std::string dfs_;    // this test's directory on the mount
+  std::string local_;  // the same on local disk
+};
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+void WriteFile(const std::string& path, const std::string& data, size_t piece = 100'003) {
+  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  for (size_t pos = 0; pos < data.size(); pos += piece) {
+    size_t n = std::min(piece, data.size() - pos);
+    ASSERT_EQ(::write(fd, data.data() + pos, n), static_cast<ssize_t>(n)) << std::strerror(errno);
+  }
+  ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+}
+
+std::string ReadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return "<open failed: " + std::string(std::strerror(errno)) + ">";
+  std::string out;
+  char buf[1 << 16];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+int Err(int rc) { return rc < 0 ? errno : 0; }
+
+TEST_F(MountTest, FileData_RoundTripsAtEverySize) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{4095}, size_t{65536}, size_t{65537}, size_t{(1 << 20) + 3},
+                      size_t{3 << 20}}) {
+    std::string path = dfs_ + "/f" + std::to_string(size);
+    std::string data = RandomBytes(size, size);
+    WriteFile(path, data);
+    struct stat st{};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(static_cast<size_t>(st.st_size), size);
+    EXPECT_EQ(ReadFile(path), data) << "size " << size;
+  }
+}
+
+TEST_F(MountTest, LargeFile_CrossesChunkBoundary) {
+  const size_t size = (70u << 20) + 12345;  // past the first 64 MiB chunk
+  std::string data = RandomBytes(size, 70);
+  WriteFile(dfs_ + "/big", data, 1 << 20);
+  std::string back = ReadFile(dfs_ + "/big");
+  ASSERT_EQ(back.size(), size);
+  EXPECT_TRUE(back == data) << "content differs";
+  // A read straddling the boundary, through pread.
+  int fd = ::open((dfs_ + "/big").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  std::string piece(1 << 20, '\0');
+  off_t at = (64 << 20) - 4096;
+  ASSERT_EQ(::pread(fd, piece.data(), piece.size(), at), static_cast<ssize_t>(piece.size()));
+  EXPECT_TRUE(piece == data.substr(static_cast<size_t>(at), piece.size()));
+  ::close(fd);
+}
+
+TEST_F(MountTest, RandomWrites_MatchLocalFileAndReadOwnWrites) {
+  std::mt19937_64 rng(5);
+  int fd_d = ::open((dfs_ + "/r").c_str(), O_CREAT | O_RDWR, 0644);
+  int fd_l = ::open((local_ + "/r").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd_d, 0);
+  ASSERT_GE(fd_l, 0);
+  for (int i = 0; i < 200; ++i) {
+    off_t off = static_cast<off_t>(rng() % (6 << 20));
+    std::string data = RandomBytes(1 + rng() % 200'000, rng());
+    ASSERT_EQ(::pwrite(fd_d, data.data(), data.size(), off), static_cast<ssize_t>(data.size()));
+    ASSERT_EQ(::pwrite(fd_l, data.data(), data.size(), off), static_cast<ssize_t>(data.size()));
+    if (i % 20 == 0) {  // read-your-writes while the file is open
+      std::string a(100'000, '\0'), b(100'000, '\0');
+      off_t r = static_cast<off_t>(rng() % (6 << 20));
+      ssize_t na = ::pread(fd_d, a.data(), a.size(), r);
+      ssize_t nb = ::pread(fd_l, b.data(), b.size(), r);
+      ASSERT_EQ(na, nb);
+      EXPECT_TRUE(a == b) << "read at " << r << " after write " << i;
+    }
+    if (i % 50 == 49) ASSERT_EQ(::fsync(fd_d), 0) << std::strerror(errno);
+  }
+  ASSERT_EQ(::close(fd_d), 0);
+  ::close(fd_l);
+  EXPECT_TRUE(ReadFile(dfs_ + "/r") == ReadFile(local_ + "/r"));
+}
+
+// The same namespace steps on both sides; results and errno must agree.
+TEST_F(MountTest, NamespaceOps_MatchLocalErrno) {
+  for (const std::string& root : {dfs_, local_}) {
+    SCOPED_TRACE(root);
+    std::vector<int> got;
+    auto p = [&](const char* rel) { return root + "/" + rel; };
+    got.push_back(Err(::mkdir(p("a").c_str(), 0755)));
+    got.push_back(Err(::mkdir(p("a").c_str(), 0755)));                  // EEXIST
+    got.push_back(Err(::mkdir(p("nope/x").c_str(), 0755)));             // ENOENT
+    int fd = ::open(p("a/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0640);
+    got.push_back(fd >= 0 ? 0 : errno);
+    if (fd >= 0) ::close(fd);
+    got.push_back(Err(::open(p("a/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0640)));  // EEXIST
+    got.push_back(Err(::rename(p("a/f").c_str(), p("a/g").c_str())));
+    got.push_back(Err(::link(p("a/g").c_str(), p("a/h").c_str())));
+    struct stat st{};
+    got.push_back(Err(::stat(p("a/g").c_str(), &st)));
+    got.push_back(static_cast<int>(st.st_nlink));                       // 2
+    got.push_back(static_cast<int>(st.st_mode & 07777));
+    got.push_back(Err(::symlink("g", p("a/s").c_str())));
+    char target[64] = {};
+    got.push_back(static_cast<int>(::readlink(p("a/s").c_str(), target, sizeof target)));
+    got.push_back(std::string(target) == "g");
+    got.push_back(Err(::rmdir(p("a").c_str())));                        // ENOTEMPTY
+    got.push_back(Err(::unlink(p("a").c_str())));                       // EISDIR
+    got.push_back(Err(::rmdir(p("a/g").c_str())));                      // ENOTDIR
+    got.push_back(Err(::renameat2(AT_FDCWD, p("a/g").c_str(), AT_FDCWD, p("a/h").c_str(), RENAME_NOREPLACE)));
+    got.push_back(Err(::mkdir(p("a/d").c_str(), 0700)));
+    got.push_back(Err(::renameat2(AT_FDCWD, p("a/g").c_str(), AT_FDCWD, p("a/d").c_str(), RENAME_EXCHANGE)));
+    got.push_back(Err(::stat(p("a/g").c_str(), &st)));
+    got.push_back(S_ISDIR(st.st_mode));                                 // exchanged: g is the directory now
+    got.push_back(Err(::rename(p("a").c_str(), p("a/g/inside").c_str())));  // EINVAL
+    got.push_back(Err(::chmod(p("a/h").c_str(), 0600)));
+    got.push_back(Err(::stat(p("a/h").c_str(), &st)));
+    got.push_back(static_cast<int>(st.st_mode & 07777));
+    got.push_back(Err(::truncate(p("a/h").c_str(), 12345)));
+    got.push_back(Err(::stat(p("a/h").c_str(), &st)));
+    got.push_back(static_cast<int>(st.st_size));
+    got.push_back(Err(::unlink(p("a/missing").c_str())));               // ENOENT
+    got.push_back(Err(::mkdir(p(std::string(256, 'n').c_str()).c_str(), 0755)));  // ENAMETOOLONG
+    static std::vector<int> first;
+    if (root == dfs_) {
+      first = got;
+    } else {
+      EXPECT_EQ(first, got) << "dfs (first) and local (second) disagree";
+    }
+  }
+}
+
+TEST_F(MountTest, ReadDir_ListsEveryEntryOnce) {
+  std::set<std::string> want = {".", ".."};
+  for (int i = 0; i < 1500; ++i) {
+    std::string name = "entry-" + std::to_string(i);
+    int fd = ::open((dfs_ + "/" + name).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    want.insert(name);
+  }
+  DIR* d = ::opendir(dfs_.c_str());
+  ASSERT_NE(d, nullptr);
+  std::multiset<std::string> got;
+  while (dirent* e = ::readdir(d)) got.insert(e->d_name);
+  ::closedir(d);
+  EXPECT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), want);
+}
+
+TEST_F(MountTest, Xattrs_BehaveLikeLocal) {
+  std::string f = dfs_ + "/x";
+  WriteFile(f, "x");
+  ASSERT_EQ(::setxattr(f.c_str(), "user.color", "blue", 4, 0), 0) << std::strerror(errno);
+  char buf[64] = {};
+  EXPECT_EQ(::getxattr(f.c_str(), "user.color", buf, sizeof buf), 4);
+  EXPECT_EQ(std::string(buf, 4), "blue");
+  EXPECT_EQ(::getxattr(f.c_str(), "user.color", buf, 2), -1);
+  EXPECT_EQ(errno, ERANGE);
+  EXPECT_EQ(::getxattr(f.c_str(), "user.none", buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ENODATA);
+  EXPECT_EQ(::setxattr(f.c_str(), "user.color", "red", 3, XATTR_CREATE), -1);
+  EXPECT_EQ(errno, EEXIST);
+  char list[256] = {};
+  ssize_t n = ::listxattr(f.c_str(), list, sizeof list);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(list, static_cast<size_t>(n)).find("user.color"), std::string::npos);
+  EXPECT_EQ(::removexattr(f.c_str(), "user.color"), 0);
+  EXPECT_EQ(::removexattr(f.c_str(), "user.color"), -1);
+  EXPECT_EQ(errno, ENODATA);
+}
+
+TEST_F(MountTest, PunchHoleAndSeek) {
+  std::string f = dfs_ + "/holes";
+  std::string data = RandomBytes(1 << 20, 9);
+  WriteFile(f, data);
+  int fd = ::open(f.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 65536, 131072), 0) << std::strerror(errno);
+  std::fill(data.begin() + 65536, data.begin() + 65536 + 131072, '\0');
+  ::close(fd);
+  EXPECT_TRUE(ReadFile(f) == data);
+
+  // A sparse file: data at 0 and past a whole unwritten chunk.
+  std::string sparse = dfs_ + "/sparse";
+  fd = ::open(sparse.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "a", 1, 0), 1);
+  off_t far = (200ll << 20);
+  ASSERT_EQ(::pwrite(fd, "b", 1, far), 1);
+  ASSERT_EQ(::fsync(fd), 0);
+  EXPECT_EQ(::lseek(fd, 0, SEEK_DATA), 0);
+  off_t hole = ::lseek(fd, 0, SEEK_HOLE);
+  EXPECT_GT(hole, 0);
+  EXPECT_LE(hole, far);
+  off_t next = ::lseek(fd, 2, SEEK_DATA);
+  EXPECT_GT(next, 64ll << 20);  // the unwritten chunks are skipped
+  EXPECT_LE(next, far);
+  EXPECT_EQ(::lseek(fd, far + 1, SEEK_DATA), -1);
+  EXPECT_EQ(errno, ENXIO);
+  char c = 0;
+  EXPECT_EQ(::pread(fd, &c, 1, 100 << 20), 1);  // a hole reads as zeros
+  EXPECT_EQ(c, 0);
+  ::close(fd);
+}
+
+TEST_F(MountTest, CopyFileRange_CopiesBytes) {
+  std::string data = RandomBytes(3 << 20, 4);
+  WriteFile(dfs_ + "/src", data);
+  int in = ::open((dfs_ + "/src").c_str(), O_RDONLY);
+  int out = ::open((dfs_ + "/dst").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(out, 0);
+  size_t left = data.size();
+  while (left > 0) {
+    ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, left, 0);
+    ASSERT_GT(n, 0) << std::strerror(errno);
+    left -= static_cast<size_t>(n);
+  }
+  ::close(in);
+  ASSERT_EQ(::close(out), 0);
+  EXPECT_TRUE(ReadFile(dfs_ + "/dst") == data);
+}
+
+TEST_F(MountTest, SharedWritableMmap_Persists) {
+  std::string f = dfs_ + "/mapped";
+  WriteFile(f, std::string(1 << 20, 'a'));
+  int fd = ::open(f.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* m = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(m, MAP_FAILED) << std::strerror(errno);
+  std::memcpy(static_cast<char*>(m) + 4096, "written through mmap", 20);
+  ASSERT_EQ(::msync(m, 1 << 20, MS_SYNC), 0) << std::strerror(errno);
+  ::munmap(m, 1 << 20);
+  ASSERT_EQ(::close(fd), 0);
+  std::string back = ReadFile(f);
+  ASSERT_EQ(back.size(), 1u << 20);
+  EXPECT_EQ(back.substr(4096, 20), "written through mmap");
+  EXPECT_EQ(back[0], 'a');
+}
+
+TEST_F(MountTest, Tools_CpTarSqliteGit) {
+  // cp -a and tar of a real tree, compared with diff -r.
+  CommandResult r = RunShell("cp -a /usr/include/linux " + dfs_ + "/linux && diff -r /usr/include/linux " + dfs_ +
+                             "/linux && cd " + dfs_ + " && tar cf t.tar linux && mkdir x && tar xf t.tar -C x && " +
+                             "diff -r linux x/linux");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  r = RunShell("cd " + dfs_ + " && sqlite3 db.sqlite 'create table t(a,b); " +
+               "with recursive c(x) as (select 1 union all select x+1 from c where x<5000) " +
+               "insert into t select x, randomblob(100) from c;' && sqlite3 db.sqlite 'pragma integrity_check; " +
+               "select count(*) from t;'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ok\n5000"), std::string::npos) << r.output;
+
+  r = RunShell("command -v git >/dev/null || exit 0; cd " + dfs_ + " && git init -q repo && cd repo && "
+               "echo hello > a && git add a && git -c user.name=t -c user.email=t@example.com commit -qm first && "
+               "git status --porcelain && git log --oneline | grep -q first");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(MountTest, CloseToOpen_AcrossTwoMounts) {
+  std::string second = g_cluster->dir() + "/mnt2";
+  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string name = std::string("/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  std::string data = RandomBytes(300'000, 1);
+  WriteFile(dfs_ + "/shared", data);
+  EXPECT_TRUE(ReadFile(second + name + "/shared") == data);
+  // Rewrite it longer on the second mount; the first sees it whole at its next open.
+  std::string longer = RandomBytes(700'000, 2);
+  WriteFile(second + name + "/shared", longer);
+  EXPECT_TRUE(ReadFile(dfs_ + "/shared") == longer);
+}
+
+}  // namespace
+}  // namespace dfs::testing
