@@ -1,0 +1,221 @@
+// dfs-chunkserver: stores chunks on local data folders and serves them over
+// gRPC (proto/chunk.proto); registers and heartbeats with dfs-meta.
+//
+//   dfs-chunkserver --listen HOST:PORT --data DIR [--data DIR2 ...]
+//       --meta HOST:PORT[,HOST:PORT...] [--advertise HOST:PORT]
+//       [--metrics HOST:PORT] [--ready-file PATH] [--cluster-key-file PATH |
+//       --insecure-dev-key] [--heartbeat-interval 1s] [--log-*] [--config FILE]
+//
+// Threads:
+//   - main: parses flags, starts everything, then waits in sigwait() for
+//     SIGTERM/SIGINT and shuts down (heartbeats stop, the gRPC server drains
+//     with a deadline), exit 0.
+//   - gRPC's sync-server thread pool: the ChunkService handlers.
+//   - MetaClient: one heartbeat thread (register, inventory, heartbeats) and
+//     one command thread (delete/replicate commands from meta).
+//   - the metrics HTTP server's threads (civetweb) when --metrics is given.
+// Exit codes: 0 after a clean shutdown, 1 on a start-up failure, 2 on bad flags.
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "chunkserver/service/chunk_service.h"
+#include "chunkserver/service/meta_client.h"
+#include "chunkserver/store/chunk_store.h"
+#include "chunkserver/store/node_id.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/leader_channel.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "common/write_token.h"
+
+namespace {
+
+namespace common = dfs::common;
+namespace chunkserver = dfs::chunkserver;
+
+// Well known, so only for development clusters (--insecure-dev-key).
+constexpr char kInsecureDevKey[] = "dfs-insecure-development-cluster-key";
+
+struct Flags {
+  std::string listen;
+  std::vector<std::string> data;
+  std::string meta;
+  std::string advertise;
+  std::string metrics;
+  std::string ready_file;
+  std::string cluster_key_file;
+  bool insecure_dev_key = false;
+  std::string heartbeat_interval = "1s";
+  common::LogOptions log;
+};
+
+int BadFlags(const std::string& message) {
+  std::fprintf(stderr, "dfs-chunkserver: %s\nRun with --help for usage.\n", message.c_str());
+  return 2;
+}
+
+int Run(int argc, char** argv) {
+  Flags flags;
+  flags.log.name = "dfs-chunkserver";
+  CLI::App app("dfs-chunkserver: checksummed chunk storage served over gRPC");
+  common::AddConfigFileFlag(app);
+  app.add_option("--listen", flags.listen, "address of the ChunkService (HOST:PORT; port 0 = any)")->required();
+  app.add_option("--data", flags.data, "a data folder (one per disk); repeat for more")->required();
+  app.add_option("--meta", flags.meta, "dfs-meta addresses HOST:PORT[,HOST:PORT...]")->required();
+  app.add_option("--advertise", flags.advertise, "address clients and peers use (default: the listen address)");
+  app.add_option("--metrics", flags.metrics, "serve Prometheus metrics at HOST:PORT");
+  app.add_option("--ready-file", flags.ready_file, "write 'address=HOST:PORT' here once serving");
+  app.add_option("--cluster-key-file", flags.cluster_key_file, "the cluster key that signs write tokens");
+  app.add_flag("--insecure-dev-key", flags.insecure_dev_key,
+               "without --cluster-key-file, use a well-known key (development only)");
+  app.add_option("--heartbeat-interval", flags.heartbeat_interval, "time between heartbeats to meta")
+      ->capture_default_str();
+  common::AddLogFlags(app, flags.log);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  auto listen = common::ParseHostPort(flags.listen, /*allow_port_zero=*/true);
+  if (!listen.ok()) return BadFlags("--listen: " + listen.status().ToString());
+  auto meta_addresses = common::ParseAddressList(flags.meta);
+  if (!meta_addresses.ok()) return BadFlags("--meta: " + meta_addresses.status().ToString());
+  auto interval_ms = common::ParseDurationMs(flags.heartbeat_interval);
+  if (!interval_ms.ok() || *interval_ms <= 0) return BadFlags("--heartbeat-interval: must be a positive duration");
+  if (!flags.advertise.empty()) {
+    auto advertise = common::ParseHostPort(flags.advertise);
+    if (!advertise.ok()) return BadFlags("--advertise: " + advertise.status().ToString());
+  } else if (listen->host.empty() || listen->host == "0.0.0.0" || listen->host == "::") {
+    return BadFlags("--advertise is required when --listen is a wildcard address");
+  }
+  if (!flags.metrics.empty()) {
+    auto metrics = common::ParseHostPort(flags.metrics, /*allow_port_zero=*/true);
+    if (!metrics.ok()) return BadFlags("--metrics: " + metrics.status().ToString());
+  }
+  if (flags.cluster_key_file.empty() && !flags.insecure_dev_key) {
+    return BadFlags("--cluster-key-file is required (or --insecure-dev-key for a development cluster)");
+  }
+  if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
+
+  std::string cluster_key;
+  if (!flags.cluster_key_file.empty()) {
+    auto key = common::LoadClusterKey(flags.cluster_key_file);
+    if (!key.ok()) {
+      spdlog::critical("cannot load the cluster key: {}", key.status().ToString());
+      return 1;
+    }
+    cluster_key = *key;
+  } else {
+    spdlog::warn("using the well-known INSECURE development cluster key: anyone can forge write tokens");
+    cluster_key = kInsecureDevKey;
+  }
+
+  // SIGTERM/SIGINT are taken by sigwait in this thread only: block them
+  // before any thread starts so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto node_id = chunkserver::LoadOrCreateNodeId(flags.data);
+  if (!node_id.ok()) {
+    spdlog::critical("data folders: {}", node_id.status().ToString());
+    return 1;
+  }
+  chunkserver::ChunkStore::Options store_options;
+  store_options.folders = flags.data;
+  auto store = chunkserver::ChunkStore::Open(store_options);
+  if (!store.ok()) {
+    spdlog::critical("chunk store: {}", store.status().ToString());
+    return 1;
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  chunkserver::ChunkServiceImpl::Options service_options;
+  service_options.cluster_key = cluster_key;
+  service_options.metrics = registry;
+  chunkserver::ChunkServiceImpl service(**store, service_options);
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    spdlog::critical("cannot listen on {}", flags.listen);
+    return 1;
+  }
+  common::HostPort bound = *listen;
+  bound.port = static_cast<uint16_t>(port);
+  const std::string address = bound.ToString();
+  const std::string advertise = flags.advertise.empty() ? address : flags.advertise;
+
+  std::unique_ptr<common::MetricsServer> metrics_server;
+  if (!flags.metrics.empty()) {
+    auto m = common::MetricsServer::Start(flags.metrics, registry);
+    if (!m.ok()) {
+      spdlog::critical("metrics: {}", m.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(*m);
+  }
+
+  chunkserver::MetaClient::Options meta_options;
+  meta_options.meta_addresses = flags.meta;
+  meta_options.node_id = *node_id;
+  meta_options.advertise_address = advertise;
+  meta_options.heartbeat_interval_ms = *interval_ms;
+  meta_options.load = [&service] { return service.load(); };
+  chunkserver::MetaClient meta_client(**store, meta_options);
+  if (common::Status s = meta_client.Start(); !s.ok()) {
+    spdlog::critical("meta client: {}", s.ToString());
+    return 1;
+  }
+
+  spdlog::info("dfs-chunkserver node {:016x} serving on {} (advertised as {}), {} data folder(s)", *node_id, address,
+               advertise, flags.data.size());
+  if (!flags.ready_file.empty()) {
+    if (common::Status s = common::WriteFileAtomic(flags.ready_file, "address=" + address + "\n"); !s.ok()) {
+      spdlog::critical("ready file: {}", s.ToString());
+      return 1;
+    }
+  }
+
+  int signal_number = 0;
+  while (sigwait(&signals, &signal_number) != 0) {
+  }
+  spdlog::info("signal {}: shutting down", signal_number);
+  meta_client.Stop();
+  service.BeginShutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  return Run(argc, argv);
+}

@@ -1,0 +1,271 @@
+#include "chunkserver/service/chunk_service.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "chunkserver/service/replicator.h"
+#include "common/chunk_geometry.h"
+#include "common/grpc_status.h"
+#include "common/write_token.h"
+
+namespace dfs::chunkserver {
+
+using common::kBlockSizeBytes;
+using common::kChunkSizeBytes;
+using common::Status;
+
+namespace {
+
+constexpr uint64_t kBlocksPerReadMessage = 16;  // 1 MiB
+constexpr uint32_t kDefaultListPage = 1000;
+constexpr uint32_t kMaxListPage = 10000;
+
+grpc::Status Fail(const Status& s) { return common::ToGrpcStatus(s); }
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+void FillInfo(const ChunkMeta& m, pb::ChunkInfo* out) {
+  out->set_chunk_id(m.chunk_id);
+  out->set_version(m.version);
+  out->set_length(m.length);
+  out->set_damaged(m.damaged);
+  out->set_mtime_unix_ms(m.mtime_unix_ms);
+}
+
+}  // namespace
+
+struct ChunkServiceImpl::Metrics {
+  prometheus::Counter* bytes_written = nullptr;
+  prometheus::Counter* bytes_read = nullptr;
+  prometheus::Counter* write_errors = nullptr;
+  prometheus::Counter* read_errors = nullptr;
+  prometheus::Counter* crc_errors = nullptr;
+};
+
+ChunkServiceImpl::ChunkServiceImpl(ChunkStore& store, Options options)
+    : store_(store), options_(std::move(options)), metrics_(std::make_unique<Metrics>()) {
+  if (options_.metrics) {
+    auto& bytes = prometheus::BuildCounter()
+                      .Name("dfs_chunkserver_bytes_total")
+                      .Help("Chunk bytes moved by the ChunkService")
+                      .Register(*options_.metrics);
+    metrics_->bytes_written = &bytes.Add({{"op", "write"}});
+    metrics_->bytes_read = &bytes.Add({{"op", "read"}});
+    auto& errors = prometheus::BuildCounter()
+                       .Name("dfs_chunkserver_errors_total")
+                       .Help("Failed ChunkService calls")
+                       .Register(*options_.metrics);
+    metrics_->write_errors = &errors.Add({{"op", "write"}});
+    metrics_->read_errors = &errors.Add({{"op", "read"}});
+    metrics_->crc_errors = &errors.Add({{"op", "crc"}});
+  }
+}
+
+ChunkServiceImpl::~ChunkServiceImpl() = default;
+
+double ChunkServiceImpl::load() const {
+  return static_cast<double>(in_flight_.load()) / static_cast<double>(std::max<int64_t>(1, options_.workers));
+}
+
+namespace {
+struct InFlight {
+  explicit InFlight(std::atomic<int64_t>& n) : n_(n) { ++n_; }
+  ~InFlight() { --n_; }
+  std::atomic<int64_t>& n_;
+};
+void Inc(prometheus::Counter* c, double v = 1) {
+  if (c != nullptr) c->Increment(v);
+}
+}  // namespace
+
+grpc::Status ChunkServiceImpl::Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
+                                     pb::WriteReply* reply) {
+  InFlight guard(in_flight_);
+  grpc::Status s = DoWrite(context, reader, reply);
+  if (!s.ok()) {
+    Inc(metrics_->write_errors);
+    spdlog::debug("Write failed: {}", s.error_message());
+  }
+  return s;
+}
+
+grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
+                                       pb::WriteReply* reply) {
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  pb::WriteRequest request;
+  if (!reader->Read(&request)) return Invalid("empty write stream: the first message must be a WriteHeader");
+  if (!request.has_header()) return Invalid("the first message of a write stream must be a WriteHeader");
+  const pb::WriteHeader header = request.header();
+  const std::string name = fmt::format("chunk {:016x} version {}", header.chunk_id(), header.version());
+  if (header.version() == 0) return Invalid(name + ": version 0 is not a version");
+  if (header.base_version() > header.version()) {
+    return Invalid(fmt::format("{}: base version {} is newer than the version written", name,
+                               header.base_version()));
+  }
+  if (header.offset() > kChunkSizeBytes) {
+    return Invalid(fmt::format("{}: offset {} is outside the chunk (64 MiB)", name, header.offset()));
+  }
+  if (header.truncate() && header.truncate_to() > kChunkSizeBytes) {
+    return Invalid(fmt::format("{}: truncate_to {} is beyond 64 MiB", name, header.truncate_to()));
+  }
+  if (!header.has_token()) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, name + ": missing write token");
+  }
+  Status token = common::VerifyWriteToken(options_.cluster_key, header.token(), header.chunk_id(),
+                                          header.version(), options_.clock->UnixNs() / 1'000'000);
+  if (!token.ok()) return Fail(token.WithContext(name));
+
+  auto writer = store_.StartWrite({header.chunk_id(), header.version(), header.base_version(), false});
+  if (!writer.ok()) return Fail(writer.status());
+  uint64_t offset = header.offset();
+  uint64_t written = 0;
+  while (reader->Read(&request)) {
+    if (!request.has_data()) return Invalid(name + ": a second WriteHeader in one write stream");
+    const pb::WriteData& data = request.data();
+    if (data.data().size() > static_cast<size_t>(kMaxWriteMessageBytes)) {
+      return Invalid(fmt::format("{}: data message of {} bytes exceeds the 1 MiB limit", name,
+                                 data.data().size()));
+    }
+    std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data.data().data()), data.data().size());
+    std::span<const uint32_t> crcs(data.piece_crcs().data(), static_cast<size_t>(data.piece_crcs_size()));
+    Status s = (*writer)->Write(offset, bytes, crcs);
+    if (!s.ok()) {
+      if (s.code() == common::StatusCode::kDataLoss) Inc(metrics_->crc_errors);
+      return Fail(s);
+    }
+    offset += bytes.size();
+    written += bytes.size();
+  }
+  if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, name + ": client cancelled");
+  if (header.truncate()) {
+    Status s = (*writer)->Truncate(header.truncate_to());
+    if (!s.ok()) return Fail(s);
+  }
+  auto length = (*writer)->Commit(header.durable());
+  if (!length.ok()) return Fail(length.status());
+  Inc(metrics_->bytes_written, static_cast<double>(written));
+  reply->set_bytes_written(written);
+  reply->set_chunk_length(*length);
+  reply->set_durable(header.durable());
+  return grpc::Status::OK;
+}
+
+grpc::Status ChunkServiceImpl::Read(grpc::ServerContext* context, const pb::ReadRequest* request,
+                                    grpc::ServerWriter<pb::ReadReply>* writer) {
+  InFlight guard(in_flight_);
+  grpc::Status s = DoRead(context, *request, writer);
+  if (!s.ok()) {
+    Inc(metrics_->read_errors);
+    if (s.error_code() == grpc::StatusCode::DATA_LOSS) Inc(metrics_->crc_errors);
+  }
+  return s;
+}
+
+grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::ReadRequest& request,
+                                      grpc::ServerWriter<pb::ReadReply>* writer) {
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  const std::string name = fmt::format("chunk {:016x} version {}", request.chunk_id(), request.version());
+  if (request.offset() > kChunkSizeBytes || request.length() > kChunkSizeBytes - request.offset()) {
+    return Invalid(fmt::format("{}: read of {} bytes at offset {} is outside the chunk (64 MiB)", name,
+                               request.length(), request.offset()));
+  }
+  auto meta = store_.Find(request.chunk_id(), request.version());
+  if (!meta.ok()) return Fail(meta.status());
+  if (request.offset() > meta->length) {
+    return Invalid(fmt::format("{}: offset {} is past the end of the chunk (length {})", name, request.offset(),
+                               meta->length));
+  }
+  const uint64_t end = std::min(request.offset() + request.length(), meta->length);
+  pb::ReadReply reply;
+  if (end <= request.offset()) {
+    // Nothing to send but the length.
+    reply.set_offset(request.offset() / kBlockSizeBytes * kBlockSizeBytes);
+    reply.set_chunk_length(meta->length);
+    writer->Write(reply);
+    return grpc::Status::OK;
+  }
+  const uint64_t last_block = (end - 1) / kBlockSizeBytes;
+  BlockRead blocks;
+  for (uint64_t block = request.offset() / kBlockSizeBytes; block <= last_block;) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
+    uint64_t count = std::min(kBlocksPerReadMessage, last_block - block + 1);
+    Status s = store_.ReadBlocks(request.chunk_id(), request.version(), block, count, reply.mutable_data(), &blocks);
+    if (!s.ok()) return Fail(s);
+    if (blocks.crcs.empty()) break;  // the chunk shrank under us
+    reply.set_offset(blocks.offset);
+    reply.mutable_block_crcs()->Assign(blocks.crcs.begin(), blocks.crcs.end());
+    reply.set_chunk_length(blocks.chunk_length);
+    Inc(metrics_->bytes_read, static_cast<double>(reply.data().size()));
+    if (!writer->Write(reply)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    block += blocks.crcs.size();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ChunkServiceImpl::Stat(grpc::ServerContext*, const pb::StatRequest* request, pb::StatReply* reply) {
+  InFlight guard(in_flight_);
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  auto versions = store_.Stat(request->chunk_id(), request->version());
+  if (!versions.ok()) return Fail(versions.status());
+  for (const ChunkMeta& m : *versions) FillInfo(m, reply->add_versions());
+  return grpc::Status::OK;
+}
+
+grpc::Status ChunkServiceImpl::Delete(grpc::ServerContext*, const pb::DeleteRequest* request,
+                                      pb::DeleteReply* reply) {
+  InFlight guard(in_flight_);
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  auto freed = store_.Delete(request->chunk_id(), request->version());
+  if (!freed.ok()) return Fail(freed.status());
+  reply->set_bytes_freed(*freed);
+  return grpc::Status::OK;
+}
+
+grpc::Status ChunkServiceImpl::ListChunks(grpc::ServerContext* context, const pb::ListChunksRequest* request,
+                                          grpc::ServerWriter<pb::ListChunksReply>* writer) {
+  InFlight guard(in_flight_);
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  uint32_t page = request->page_size() == 0 ? kDefaultListPage : std::min(request->page_size(), kMaxListPage);
+  std::vector<ChunkMeta> all = store_.List();
+  pb::ListChunksReply reply;
+  for (size_t i = 0; i < all.size(); ++i) {
+    FillInfo(all[i], reply.add_chunks());
+    if (static_cast<uint32_t>(reply.chunks_size()) == page || i + 1 == all.size()) {
+      if (context->IsCancelled() || !writer->Write(reply)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+      reply.Clear();
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ChunkServiceImpl::ReplicateFrom(grpc::ServerContext* context, const pb::ReplicateFromRequest* request,
+                                             pb::ReplicateFromReply* reply) {
+  InFlight guard(in_flight_);
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (request->version() == 0) return Invalid("replicate: version 0 is not a version");
+  if (request->source_address().empty()) return Invalid("replicate: no source address");
+  ReplicateSpec spec;
+  spec.chunk_id = request->chunk_id();
+  spec.version = request->version();
+  spec.source_address = request->source_address();
+  spec.bandwidth_limit_bytes_per_s = request->bandwidth_limit_bytes_per_s();
+  auto deadline = context->deadline();
+  auto now = std::chrono::system_clock::now();
+  if (deadline > now && deadline < now + std::chrono::hours(1)) {
+    spec.timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+  }
+  auto length = ReplicateChunk(store_, spec);
+  if (!length.ok()) return Fail(length.status());
+  reply->set_length(*length);
+  return grpc::Status::OK;
+}
+
+}  // namespace dfs::chunkserver

@@ -1,0 +1,268 @@
+#include "chunkserver/service/chunk_service.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "chunkserver/service/chunk_client.h"
+#include "chunkserver/service/test_server.h"
+#include "chunkserver/store/test_util.h"
+#include "common/chunk_geometry.h"
+
+namespace dfs::chunkserver {
+namespace {
+
+using common::StatusCode;
+using testing::Bytes;
+using testing::Header;
+using testing::InProcessChunkserver;
+using testing::RandomBytes;
+
+// Sends raw messages on a Write stream and returns the outcome.
+grpc::Status RawWrite(pb::ChunkService::Stub& stub, const std::vector<pb::WriteRequest>& messages) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  pb::WriteReply reply;
+  auto writer = stub.Write(&context, &reply);
+  for (const auto& m : messages) {
+    if (!writer->Write(m)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+pb::WriteRequest HeaderMsg(const pb::WriteHeader& header) {
+  pb::WriteRequest r;
+  *r.mutable_header() = header;
+  return r;
+}
+
+pb::WriteRequest DataMsg(uint64_t offset, const std::string& data) {
+  pb::WriteRequest r;
+  r.mutable_data()->set_data(data);
+  auto crcs = testing::PieceCrcsOf(offset, data);
+  r.mutable_data()->mutable_piece_crcs()->Assign(crcs.begin(), crcs.end());
+  return r;
+}
+
+TEST(ChunkServiceImpl, WriteRead_RoundTripWithPartialRanges) {
+  InProcessChunkserver cs;
+  const std::string data = RandomBytes(3'000'000, 1);
+  auto written = WriteChunk(*cs.stub, Header(1, 1, 0, 0), Bytes(data));
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  EXPECT_EQ(written->bytes_written, data.size());
+  EXPECT_EQ(written->chunk_length, data.size());
+  EXPECT_TRUE(written->durable);
+  uint64_t length = 0;
+  auto all = ReadChunk(*cs.stub, 1, 1, 0, common::kChunkSizeBytes, 10'000, &length);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(*all, data);
+  EXPECT_EQ(length, data.size());
+  auto part = ReadChunk(*cs.stub, 1, 1, 70'001, 1'234'567);
+  ASSERT_TRUE(part.ok());
+  EXPECT_EQ(*part, data.substr(70'001, 1'234'567));
+  auto empty = ReadChunk(*cs.stub, 1, 1, data.size(), 10, 10'000, &length);
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_TRUE(empty->empty());
+  EXPECT_EQ(length, data.size());
+}
+
+TEST(ChunkServiceImpl, Read_RepliesAreWholeBlocksOfAboutOneMiB) {
+  InProcessChunkserver cs;
+  const std::string data = RandomBytes(2'500'000, 2);
+  ASSERT_TRUE(WriteChunk(*cs.stub, Header(2, 1, 0, 0), Bytes(data)).ok());
+  grpc::ClientContext context;
+  pb::ReadRequest request;
+  request.set_chunk_id(2);
+  request.set_version(1);
+  request.set_offset(100'000);
+  request.set_length(2'000'000);
+  auto reader = cs.stub->Read(&context, request);
+  pb::ReadReply reply;
+  std::vector<uint64_t> offsets;
+  while (reader->Read(&reply)) {
+    offsets.push_back(reply.offset());
+    EXPECT_LE(reply.data().size(), 1u << 20);
+    EXPECT_EQ(static_cast<uint64_t>(reply.block_crcs_size()), common::BlockCount(reply.data().size()));
+    EXPECT_EQ(reply.chunk_length(), data.size());
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(offsets.size(), 2u);
+  EXPECT_EQ(offsets[0], 65536u);            // widened down to a block boundary
+  EXPECT_EQ(offsets[1], 65536u + (1 << 20));
+}
+
+TEST(ChunkServiceImpl, Write_TokenChecks) {
+  InProcessChunkserver cs;
+  pb::WriteHeader no_token = Header(3, 1, 0, 0);
+  no_token.clear_token();
+  auto s = WriteChunk(*cs.stub, no_token, Bytes("x"));
+  EXPECT_EQ(s.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(s.status().message().find("missing write token"), std::string_view::npos);
+  EXPECT_EQ(WriteChunk(*cs.stub, Header(3, 1, 0, 0, "another-key-of-16-bytes"), Bytes("x")).status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(WriteChunk(*cs.stub, Header(3, 1, 0, 0, testing::kTestKey, 1000), Bytes("x")).status().code(),
+            StatusCode::kPermissionDenied);  // expired
+  pb::WriteHeader other_chunk = Header(4, 1, 0, 0);
+  other_chunk.set_chunk_id(3);
+  EXPECT_EQ(WriteChunk(*cs.stub, other_chunk, Bytes("x")).status().code(), StatusCode::kPermissionDenied);
+  pb::WriteHeader other_version = Header(3, 2, 0, 0);
+  other_version.set_version(1);
+  EXPECT_EQ(WriteChunk(*cs.stub, other_version, Bytes("x")).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(cs.store->Find(3, 1).status().code(), StatusCode::kNotFound);
+}
+
+TEST(ChunkServiceImpl, Write_MalformedStreamsAreInvalidArgument) {
+  InProcessChunkserver cs;
+  grpc::Status s = RawWrite(*cs.stub, {});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = RawWrite(*cs.stub, {DataMsg(0, "abc")});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  s = RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, 0)), HeaderMsg(Header(5, 1, 0, 0))});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Over the 1 MiB per message limit (but under gRPC's own limit).
+  s = RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, 0)), DataMsg(0, std::string((1 << 20) + 1, 'a'))});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("1 MiB"), std::string::npos);
+  // Over gRPC's message limit: refused by gRPC itself.
+  s = RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, 0)), DataMsg(0, std::string(9 << 20, 'a'))});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Outside the chunk.
+  s = RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, common::kChunkSizeBytes + 1))});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, common::kChunkSizeBytes - 1)),
+                          DataMsg(common::kChunkSizeBytes - 1, "ab")});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  pb::WriteHeader truncate = Header(5, 1, 0, 0);
+  truncate.set_truncate(true);
+  truncate.set_truncate_to(common::kChunkSizeBytes + 1);
+  EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(truncate)}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Wrong number of piece CRCs.
+  pb::WriteRequest bad = DataMsg(0, std::string(70'000, 'a'));
+  bad.mutable_data()->mutable_piece_crcs()->RemoveLast();
+  EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 0, 0)), bad}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Version 0, and a base newer than the version.
+  EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(Header(5, 0, 0, 0))}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 2, 0))}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(cs.store->Find(5, 1).status().code(), StatusCode::kNotFound);
+}
+
+TEST(ChunkServiceImpl, Write_DataWhoseCrcDoesNotMatchIsDataLoss) {
+  InProcessChunkserver cs;
+  pb::WriteRequest bad = DataMsg(0, "hello world");
+  bad.mutable_data()->set_piece_crcs(0, bad.data().piece_crcs(0) ^ 1);
+  grpc::Status s = RawWrite(*cs.stub, {HeaderMsg(Header(6, 1, 0, 0)), bad});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_NE(s.error_message().find("block 0"), std::string::npos) << s.error_message();
+  EXPECT_EQ(cs.store->Find(6, 1).status().code(), StatusCode::kNotFound);
+}
+
+TEST(ChunkServiceImpl, Versions_StaleFutureAndUnknown) {
+  InProcessChunkserver cs;
+  ASSERT_TRUE(WriteChunk(*cs.stub, Header(7, 3, 0, 0), Bytes("v3")).ok());
+  EXPECT_EQ(WriteChunk(*cs.stub, Header(7, 2, 0, 0), Bytes("old")).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(WriteChunk(*cs.stub, Header(7, 5, 4, 0), Bytes("?")).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadChunk(*cs.stub, 7, 2, 0, 10).status().code(), StatusCode::kFailedPrecondition);
+  auto future = ReadChunk(*cs.stub, 7, 4, 0, 10);
+  EXPECT_EQ(future.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(future.status().message().find("future"), std::string_view::npos);
+  EXPECT_EQ(ReadChunk(*cs.stub, 8, 1, 0, 10).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(WriteChunk(*cs.stub, Header(8, 2, 1, 0), Bytes("x")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ReadChunk(*cs.stub, 7, 3, 3, 10).status().code(), StatusCode::kInvalidArgument);  // past the end
+  EXPECT_EQ(ReadChunk(*cs.stub, 7, 3, 0, common::kChunkSizeBytes + 1).status().code(), StatusCode::kInvalidArgument);
+  // A new version from the stored base.
+  auto v4 = WriteChunk(*cs.stub, Header(7, 4, 3, 2), Bytes("+4"));
+  ASSERT_TRUE(v4.ok()) << v4.status().ToString();
+  EXPECT_EQ(*ReadChunk(*cs.stub, 7, 4, 0, 100), "v3+4");
+
+  grpc::ClientContext c1;
+  pb::StatRequest stat;
+  stat.set_chunk_id(8);
+  pb::StatReply stat_reply;
+  EXPECT_EQ(cs.stub->Stat(&c1, stat, &stat_reply).error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext c2;
+  stat.set_chunk_id(7);
+  ASSERT_TRUE(cs.stub->Stat(&c2, stat, &stat_reply).ok());
+  ASSERT_EQ(stat_reply.versions_size(), 1);
+  EXPECT_EQ(stat_reply.versions(0).version(), 4u);
+  EXPECT_EQ(stat_reply.versions(0).length(), 4u);
+  grpc::ClientContext c3;
+  pb::DeleteRequest del;
+  del.set_chunk_id(9);
+  pb::DeleteReply del_reply;
+  EXPECT_EQ(cs.stub->Delete(&c3, del, &del_reply).error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext c4;
+  del.set_chunk_id(7);
+  ASSERT_TRUE(cs.stub->Delete(&c4, del, &del_reply).ok());
+  EXPECT_GT(del_reply.bytes_freed(), 0u);
+  EXPECT_EQ(ReadChunk(*cs.stub, 7, 4, 0, 10).status().code(), StatusCode::kNotFound);
+}
+
+TEST(ChunkServiceImpl, Read_CorruptBlockIsDataLossAndReportedDamaged) {
+  InProcessChunkserver cs;
+  const std::string data = RandomBytes(5 * common::kBlockSizeBytes, 3);
+  ASSERT_TRUE(WriteChunk(*cs.stub, Header(10, 1, 0, 0), Bytes(data)).ok());
+  int fd = ::open(cs.store->TEST_PathOf(10, 1).c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "X", 1, kChunkDataOffset + 3 * common::kBlockSizeBytes + 7), 1);
+  ::close(fd);
+  auto read = ReadChunk(*cs.stub, 10, 1, 0, data.size());
+  EXPECT_EQ(read.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(read.status().message().find("chunk 000000000000000a version 1: block 3"), std::string_view::npos)
+      << read.status().ToString();
+  auto damaged = cs.store->TakeNewlyDamaged();
+  ASSERT_EQ(damaged.size(), 1u);
+  EXPECT_EQ(damaged[0].chunk_id, 10u);
+  // The good blocks still read.
+  EXPECT_EQ(*ReadChunk(*cs.stub, 10, 1, 0, 3 * common::kBlockSizeBytes), data.substr(0, 3 * common::kBlockSizeBytes));
+}
+
+TEST(ChunkServiceImpl, ListChunks_Pages) {
+  InProcessChunkserver cs;
+  for (uint64_t id = 1; id <= 5; ++id) ASSERT_TRUE(WriteChunk(*cs.stub, Header(id, 1, 0, 0), Bytes("x")).ok());
+  grpc::ClientContext context;
+  pb::ListChunksRequest request;
+  request.set_page_size(2);
+  auto reader = cs.stub->ListChunks(&context, request);
+  pb::ListChunksReply reply;
+  std::vector<int> pages;
+  while (reader->Read(&reply)) pages.push_back(reply.chunks_size());
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(pages, (std::vector<int>{2, 2, 1}));
+}
+
+TEST(ChunkServiceImpl, ReplicateFrom_PullsVerifiesAndInstalls) {
+  InProcessChunkserver source;
+  InProcessChunkserver target;
+  const std::string data = RandomBytes(3'333'333, 4);
+  ASSERT_TRUE(WriteChunk(*source.stub, Header(11, 2, 0, 0), Bytes(data)).ok());
+  grpc::ClientContext context;
+  pb::ReplicateFromRequest request;
+  request.set_chunk_id(11);
+  request.set_version(2);
+  request.set_source_address(source.address);
+  pb::ReplicateFromReply reply;
+  grpc::Status s = target.stub->ReplicateFrom(&context, request, &reply);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reply.length(), data.size());
+  EXPECT_EQ(*ReadChunk(*target.stub, 11, 2, 0, common::kChunkSizeBytes), data);
+  // A missing source chunk fails cleanly and installs nothing.
+  grpc::ClientContext c2;
+  request.set_chunk_id(12);
+  EXPECT_EQ(target.stub->ReplicateFrom(&c2, request, &reply).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(target.store->Find(12, 2).status().code(), StatusCode::kNotFound);
+  // A corrupt source block: DATA_LOSS, nothing installed.
+  int fd = ::open(source.store->TEST_PathOf(11, 2).c_str(), O_RDWR);
+  ASSERT_EQ(::pwrite(fd, "X", 1, kChunkDataOffset + 2'000'000), 1);
+  ::close(fd);
+  ASSERT_TRUE(target.store->Delete(11, 0).ok());
+  grpc::ClientContext c3;
+  request.set_chunk_id(11);
+  EXPECT_EQ(target.stub->ReplicateFrom(&c3, request, &reply).error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(target.store->Find(11, 2).status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace dfs::chunkserver

@@ -1,0 +1,279 @@
+#include "chunkserver/service/meta_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "chunkserver/service/replicator.h"
+#include "common/grpc_status.h"
+#include "proto/meta.grpc.pb.h"
+
+namespace dfs::chunkserver {
+
+using common::Status;
+
+namespace {
+
+constexpr int64_t kBackoffInitialMs = 200;
+constexpr int64_t kBackoffMaxMs = 5000;
+constexpr size_t kMaxRememberedCommands = 10000;
+
+// LeaderChannel hands an attempt its channel; stubs want a shared_ptr.
+[[maybe_unused]] std::shared_ptr<grpc::Channel> SharedChannel(const std::shared_ptr<grpc::Channel>& channel) {
+  return channel;
+}
+[[maybe_unused]] std::shared_ptr<grpc::Channel> SharedChannel(grpc::Channel& channel) {
+  return std::shared_ptr<grpc::Channel>(&channel, [](grpc::Channel*) {});
+}
+
+void FillDisks(const std::vector<DiskStats>& disks, google::protobuf::RepeatedPtrField<pb::DiskUsage>* out,
+               uint64_t* capacity, uint64_t* used) {
+  for (const DiskStats& d : disks) {
+    pb::DiskUsage* u = out->Add();
+    u->set_path(d.path);
+    u->set_capacity_bytes(d.capacity_bytes);
+    u->set_used_bytes(d.used_bytes);
+    u->set_healthy(d.healthy);
+    *capacity += d.capacity_bytes;
+    *used += d.used_bytes;
+  }
+}
+
+void FillRef(const ChunkMeta& m, pb::ChunkRef* out) {
+  out->set_chunk_id(m.chunk_id);
+  out->set_version(m.version);
+  out->set_length(m.length);
+  out->set_damaged(m.damaged);
+}
+
+}  // namespace
+
+MetaClient::MetaClient(ChunkStore& store, Options options)
+    : store_(store), options_(std::move(options)), interval_ms_(options_.heartbeat_interval_ms) {}
+
+MetaClient::~MetaClient() { Stop(); }
+
+Status MetaClient::Start() {
+  common::LeaderChannel::Options lc;
+  lc.attempt_timeout_ms = options_.rpc_timeout_ms;
+  lc.total_timeout_ms = options_.rpc_timeout_ms;
+  ASSIGN_OR_RETURN(meta_, common::LeaderChannel::Create(options_.meta_addresses, lc));
+  lc.attempt_timeout_ms = std::max<int64_t>(options_.rpc_timeout_ms, 60'000);
+  lc.total_timeout_ms = lc.attempt_timeout_ms;
+  ASSIGN_OR_RETURN(inventory_meta_, common::LeaderChannel::Create(options_.meta_addresses, lc));
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  command_thread_ = std::thread([this] { CommandLoop(); });
+  return Status::Ok();
+}
+
+void MetaClient::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  if (command_thread_.joinable()) command_thread_.join();
+}
+
+bool MetaClient::SleepMs(int64_t ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [this]() REQUIRES(mu_) { return stopping_; });
+  return !stopping_;
+}
+
+void MetaClient::LogState(const std::string& state, bool error) {
+  if (state == last_state_) {
+    spdlog::debug("meta: {}", state);
+    return;
+  }
+  last_state_ = state;
+  if (error) {
+    spdlog::warn("meta: {}", state);
+  } else {
+    spdlog::info("meta: {}", state);
+  }
+}
+
+void MetaClient::HeartbeatLoop() {
+  int64_t backoff_ms = kBackoffInitialMs;
+  while (true) {
+    if (!registered_) {
+      Status s = RegisterOnce();
+      if (!s.ok()) {
+        // Log per kind of failure, not per attempt.
+        LogState(fmt::format("registration failing ({}); retrying with backoff", common::StatusCodeName(s.code())),
+                 true);
+        spdlog::debug("meta: register: {}", s.ToString());
+        if (!SleepMs(backoff_ms)) return;
+        backoff_ms = std::min(backoff_ms * 2, kBackoffMaxMs);
+        continue;
+      }
+      registered_ = true;
+      backoff_ms = kBackoffInitialMs;
+      LogState(fmt::format("registered as node {:016x} via {}", options_.node_id, meta_->current_leader()), false);
+    }
+    if (!SleepMs(interval_ms_.load())) return;
+    bool reregister = false;
+    Status s = HeartbeatOnce(&reregister);
+    if (reregister) {
+      registered_ = false;
+      LogState("meta asked to register again", false);
+      continue;
+    }
+    if (!s.ok()) {
+      LogState(fmt::format("heartbeats failing ({})", common::StatusCodeName(s.code())), true);
+      spdlog::debug("meta: heartbeat: {}", s.ToString());
+    } else {
+      LogState("heartbeating", false);
+    }
+  }
+}
+
+Status MetaClient::RegisterOnce() {
+  pb::RegisterRequest request;
+  request.set_node_id(options_.node_id);
+  request.set_address(options_.advertise_address);
+  request.set_version(options_.software_version);
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  FillDisks(store_.Disks(), request.mutable_disks(), &capacity, &used);
+  pb::RegisterReply reply;
+  grpc::Status rpc = meta_->Call([&](auto& channel, grpc::ClientContext& context) {
+    auto stub = pb::MetaService::NewStub(SharedChannel(channel));
+    return stub->Register(&context, request, &reply);
+  });
+  if (!rpc.ok()) return common::FromGrpcStatus(rpc).WithContext("Register");
+  RETURN_IF_ERROR(common::FromFsStatus(reply.status()).WithContext("Register"));
+  if (reply.heartbeat_interval_ms() > 0) interval_ms_ = reply.heartbeat_interval_ms();
+
+  // The inventory, in pages; the whole stream is retried on another leader.
+  std::vector<ChunkMeta> chunks = store_.List();
+  pb::InventoryReply inventory_reply;
+  rpc = inventory_meta_->Call([&](auto& channel, grpc::ClientContext& context) {
+    auto stub = pb::MetaService::NewStub(SharedChannel(channel));
+    auto writer = stub->ReportInventory(&context, &inventory_reply);
+    pb::InventoryPage page;
+    size_t i = 0;
+    do {
+      page.Clear();
+      page.set_node_id(options_.node_id);
+      for (size_t n = 0; n < options_.inventory_page_size && i < chunks.size(); ++n, ++i) {
+        FillRef(chunks[i], page.add_chunks());
+      }
+      page.set_last(i >= chunks.size());
+      if (!writer->Write(page)) break;
+    } while (i < chunks.size());
+    writer->WritesDone();
+    return writer->Finish();
+  });
+  if (!rpc.ok()) return common::FromGrpcStatus(rpc).WithContext("ReportInventory");
+  RETURN_IF_ERROR(common::FromFsStatus(inventory_reply.status()).WithContext("ReportInventory"));
+  spdlog::info("meta: reported an inventory of {} chunk versions", chunks.size());
+  return Status::Ok();
+}
+
+Status MetaClient::HeartbeatOnce(bool* reregister) {
+  pb::HeartbeatRequest request;
+  request.set_node_id(options_.node_id);
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  FillDisks(store_.Disks(), request.mutable_disks(), &capacity, &used);
+  request.set_capacity_bytes(capacity);
+  request.set_used_bytes(used);
+  request.set_chunk_count(store_.chunk_count());
+  request.set_load(options_.load ? options_.load() : 0.0);
+  std::vector<ChunkMeta> damaged = store_.TakeNewlyDamaged();
+  for (const ChunkMeta& m : damaged) FillRef(m, request.add_damaged());
+  pb::HeartbeatReply reply;
+  grpc::Status rpc = meta_->Call([&](auto& channel, grpc::ClientContext& context) {
+    auto stub = pb::MetaService::NewStub(SharedChannel(channel));
+    return stub->Heartbeat(&context, request, &reply);
+  });
+  ++heartbeats_;
+  if (!rpc.ok()) {
+    store_.GiveBackDamaged(damaged);
+    Status s = common::FromGrpcStatus(rpc);
+    // Meta does not know us (or cannot take heartbeats): register again.
+    if (s.code() == common::StatusCode::kNotFound || s.code() == common::StatusCode::kFailedPrecondition ||
+        s.code() == common::StatusCode::kUnimplemented) {
+      *reregister = true;
+    }
+    return s.WithContext("Heartbeat");
+  }
+  Status fs = common::FromFsStatus(reply.status());
+  if (!fs.ok()) {
+    store_.GiveBackDamaged(damaged);
+    *reregister = true;
+    return fs.WithContext("Heartbeat");
+  }
+  if (reply.reregister()) *reregister = true;
+  if (reply.commands_size() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const pb::Command& command : reply.commands()) {
+      if (command.command_id() != 0 && !seen_commands_.insert(command.command_id()).second) continue;
+      if (command.command_id() != 0) {
+        seen_order_.push_back(command.command_id());
+        if (seen_order_.size() > kMaxRememberedCommands) {
+          seen_commands_.erase(seen_order_.front());
+          seen_order_.pop_front();
+        }
+      }
+      queue_.push_back(command);
+    }
+    cv_.notify_all();
+  }
+  return Status::Ok();
+}
+
+void MetaClient::CommandLoop() {
+  while (true) {
+    pb::Command command;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      command = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Execute(command);
+    ++commands_done_;
+  }
+}
+
+void MetaClient::Execute(const pb::Command& command) {
+  if (command.has_delete_chunk()) {
+    const auto& d = command.delete_chunk();
+    auto freed = store_.Delete(d.chunk_id(), d.version());
+    if (freed.ok()) {
+      spdlog::info("command {}: deleted chunk {:016x} version {} ({} bytes)", command.command_id(), d.chunk_id(),
+                   d.version(), *freed);
+    } else {
+      spdlog::warn("command {}: delete chunk {:016x}: {}", command.command_id(), d.chunk_id(),
+                   freed.status().ToString());
+    }
+  } else if (command.has_replicate()) {
+    const auto& r = command.replicate();
+    ReplicateSpec spec;
+    spec.chunk_id = r.chunk_id();
+    spec.version = r.version();
+    spec.source_address = r.source_address();
+    spec.bandwidth_limit_bytes_per_s = r.bandwidth_limit_bytes_per_s();
+    auto length = ReplicateChunk(store_, spec);
+    if (length.ok()) {
+      spdlog::info("command {}: replicated chunk {:016x} version {} ({} bytes) from {}", command.command_id(),
+                   r.chunk_id(), r.version(), *length, r.source_address());
+    } else {
+      spdlog::warn("command {}: replicate chunk {:016x} from {}: {}", command.command_id(), r.chunk_id(),
+                   r.source_address(), length.status().ToString());
+    }
+  } else {
+    spdlog::warn("command {}: unknown command ignored", command.command_id());
+  }
+}
+
+}  // namespace dfs::chunkserver

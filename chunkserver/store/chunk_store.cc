@@ -1,0 +1,792 @@
+#include "chunkserver/store/chunk_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/check.h"
+#include "common/chunk_geometry.h"
+#include "common/crc32c.h"
+
+namespace dfs::chunkserver {
+
+using common::kBlockSizeBytes;
+using common::kChunkSizeBytes;
+using common::Result;
+using common::Status;
+
+namespace {
+
+constexpr char kMagic[] = "DFSCHNK1";
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint64_t kCrcTableOffset = kChunkHeaderBytes;
+constexpr size_t kHeaderFieldsBytes = 32;  // magic .. version; the CRC follows
+constexpr size_t kCopyBufferBytes = 1 << 20;
+
+void PutLe32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void PutLe64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+uint32_t GetLe32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+uint64_t GetLe64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  return v;
+}
+
+std::span<const std::byte> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ChunkName(uint64_t chunk_id, uint64_t version) {
+  return fmt::format("chunk {:016x} version {}", chunk_id, version);
+}
+
+// Parses "IIIIIIIIIIIIIIII.V.ext".
+bool ParseFileName(const std::string& name, uint64_t* chunk_id, uint64_t* version, std::string* ext) {
+  if (name.size() < 20 || name[16] != '.') return false;
+  size_t dot = name.find('.', 17);
+  if (dot == std::string::npos || dot == 17) return false;
+  char* end = nullptr;
+  std::string id_text = name.substr(0, 16);
+  errno = 0;
+  *chunk_id = std::strtoull(id_text.c_str(), &end, 16);
+  if (errno != 0 || *end != '\0') return false;
+  std::string ver_text = name.substr(17, dot - 17);
+  *version = std::strtoull(ver_text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || *version == 0) return false;
+  *ext = name.substr(dot + 1);
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version) {
+  std::string header(kChunkHeaderBytes, '\0');
+  std::memcpy(header.data(), kMagic, 8);
+  PutLe32(header.data() + 8, kFormatVersion);
+  PutLe32(header.data() + 12, static_cast<uint32_t>(kBlockSizeBytes));
+  PutLe64(header.data() + 16, chunk_id);
+  PutLe64(header.data() + 24, version);
+  PutLe32(header.data() + 32, common::Crc32c(header.data(), kHeaderFieldsBytes));
+  return header;
+}
+
+Status CheckChunkHeader(std::string_view header, uint64_t chunk_id, uint64_t version) {
+  if (header.size() < kHeaderFieldsBytes + 4) return common::DataLossError("chunk header too short");
+  if (std::memcmp(header.data(), kMagic, 8) != 0) return common::DataLossError("bad chunk header magic");
+  if (common::Crc32c(header.data(), kHeaderFieldsBytes) != GetLe32(header.data() + 32)) {
+    return common::DataLossError("chunk header CRC mismatch");
+  }
+  if (GetLe32(header.data() + 8) != kFormatVersion) {
+    return common::DataLossError(fmt::format("unknown chunk format {}", GetLe32(header.data() + 8)));
+  }
+  if (GetLe32(header.data() + 12) != kBlockSizeBytes) return common::DataLossError("unexpected block size");
+  if (GetLe64(header.data() + 16) != chunk_id || GetLe64(header.data() + 24) != version) {
+    return common::DataLossError("chunk header names another chunk or version");
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------ ChunkWriter
+
+ChunkWriter::ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot> slot,
+                         std::unique_lock<std::mutex> lock)
+    : store_(store), slot_(std::move(slot)), writer_lock_(std::move(lock)) {}
+
+ChunkWriter::~ChunkWriter() {
+  if (fd_ >= 0) store_->io_.Close(fd_);
+  if (building_ && !abandoned_ && !path_.empty()) {
+    Status s = store_->io_.Unlink(path_);
+    if (!s.ok() && s.code() != common::StatusCode::kNotFound) {
+      spdlog::warn("dropping unfinished {}: {}", path_, s.ToString());
+    }
+  }
+}
+
+Status ChunkWriter::Write(uint64_t offset, std::span<const std::byte> data,
+                          std::span<const uint32_t> piece_crcs) {
+  if (finished_) return common::FailedPreconditionError("write after commit");
+  if (offset > kChunkSizeBytes || data.size() > kChunkSizeBytes - offset) {
+    return common::InvalidArgumentError(
+        fmt::format("{}: write of [{}, {}) is outside the chunk (64 MiB)", ChunkName(chunk_id_, version_),
+                    offset, offset + data.size()));
+  }
+  size_t pieces = common::PieceCount(offset, data.size(), kBlockSizeBytes);
+  if (piece_crcs.size() != pieces) {
+    return common::InvalidArgumentError(fmt::format("{}: {} bytes at offset {} need {} piece CRCs, got {}",
+                                                    ChunkName(chunk_id_, version_), data.size(), offset,
+                                                    pieces, piece_crcs.size()));
+  }
+  size_t pos = 0;
+  for (size_t i = 0; i < pieces; ++i) {
+    uint64_t in_block = (offset + pos) % kBlockSizeBytes;
+    size_t n = std::min(data.size() - pos, static_cast<size_t>(kBlockSizeBytes - in_block));
+    uint32_t crc = common::Crc32c(data.subspan(pos, n));
+    if (crc != piece_crcs[i]) {
+      return common::DataLossError(fmt::format(
+          "{}: incoming data for block {} (bytes [{}, {})) does not match its CRC (sent {:08x}, "
+          "computed {:08x})",
+          ChunkName(chunk_id_, version_), (offset + pos) / kBlockSizeBytes, offset + pos, offset + pos + n,
+          piece_crcs[i], crc));
+    }
+    pos += n;
+  }
+  if (data.empty()) return Status::Ok();
+  if (offset > length_) RETURN_IF_ERROR(ZeroExtend(offset));
+  return ApplyVerified(offset, data, piece_crcs);
+}
+
+Status ChunkWriter::ZeroExtend(uint64_t target) {
+  static const std::vector<std::byte> zeros(kCopyBufferBytes);
+  std::vector<uint32_t> crcs;
+  while (length_ < target) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, target - length_));
+    std::span<const std::byte> z(zeros.data(), n);
+    crcs.resize(common::PieceCount(length_, n, kBlockSizeBytes));
+    common::PieceCrcs(length_, z, kBlockSizeBytes, crcs);
+    RETURN_IF_ERROR(ApplyVerified(length_, z, crcs));
+  }
+  return Status::Ok();
+}
+
+Status ChunkWriter::ApplyVerified(uint64_t offset, std::span<const std::byte> data,
+                                  std::span<const uint32_t> piece_crcs) {
+  CHECK(offset <= length_);
+  if (building_) return ApplyLocked(offset, data, piece_crcs);
+  std::unique_lock<std::shared_mutex> io(slot_->io_mu);
+  Status s = ApplyLocked(offset, data, piece_crcs);
+  std::lock_guard<std::mutex> lock(store_->mu_);
+  auto it = store_->index_.find(chunk_id_);
+  if (it != store_->index_.end()) {
+    auto v = it->second.find(version_);
+    if (v != it->second.end()) {
+      v->second.length = length_;
+      v->second.mtime_unix_ms = NowUnixMs();
+    }
+  }
+  return s;
+}
+
+Status ChunkWriter::ApplyLocked(uint64_t offset, std::span<const std::byte> data,
+                                std::span<const uint32_t> piece_crcs) {
+  FileIo& io = store_->io_;
+  const uint64_t end = offset + data.size();
+  const uint64_t old_length = length_;
+  // Reserve the space first: a full disk fails here, before anything changed.
+  if (end > old_length) {
+    RETURN_IF_ERROR(io.Reserve(fd_, kChunkDataOffset + old_length, end - old_length, path_)
+                        .WithContext(ChunkName(chunk_id_, version_)));
+  }
+  const uint64_t first_block = offset / kBlockSizeBytes;
+  const size_t nblocks = piece_crcs.size();
+  std::string table(nblocks * 4, '\0');
+  RETURN_IF_ERROR(io.PreadFull(fd_, table.data(), table.size(), kCrcTableOffset + first_block * 4, path_));
+  std::string old;
+  size_t pos = 0;
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint64_t block = first_block + i;
+    const uint64_t in_block = (offset + pos) % kBlockSizeBytes;
+    const size_t n = std::min(data.size() - pos, static_cast<size_t>(kBlockSizeBytes - in_block));
+    const uint64_t old_len = common::BlockLength(old_length, block);
+    uint32_t crc = piece_crcs[i];
+    if (in_block != 0 || n < old_len) {
+      // A partial block: patch the stored block, after verifying it.
+      old.resize(old_len);
+      RETURN_IF_ERROR(io.PreadFull(fd_, old.data(), old_len, kChunkDataOffset + block * kBlockSizeBytes, path_));
+      uint32_t stored = GetLe32(table.data() + 4 * i);
+      uint32_t actual = common::Crc32c(old.data(), old.size());
+      if (stored != actual) {
+        std::string what = fmt::format("{}: block {} failed its CRC check (stored {:08x}, computed {:08x})",
+                                       ChunkName(chunk_id_, version_), block, stored, actual);
+        if (!building_) store_->MarkDamaged(chunk_id_, version_, what);
+        return common::DataLossError(what);
+      }
+      crc = common::Crc32cPatched(AsBytes(old), in_block, data.subspan(pos, n));
+    }
+    PutLe32(table.data() + 4 * i, crc);
+    pos += n;
+  }
+  Status s = io.PwriteFull(fd_, data.data(), data.size(), kChunkDataOffset + offset, path_);
+  if (s.ok()) s = io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_block * 4, path_);
+  if (!s.ok()) {
+    if (end > old_length) (void)io.Ftruncate(fd_, kChunkDataOffset + old_length, path_);
+    if (!building_ && offset < old_length) {
+      store_->MarkDamaged(chunk_id_, version_, "write failed half-way: " + s.ToString());
+    }
+    return s.WithContext(ChunkName(chunk_id_, version_));
+  }
+  length_ = std::max(length_, end);
+  return Status::Ok();
+}
+
+Status ChunkWriter::Truncate(uint64_t length) {
+  if (finished_) return common::FailedPreconditionError("truncate after commit");
+  if (length > kChunkSizeBytes) {
+    return common::InvalidArgumentError(
+        fmt::format("{}: truncate to {} is beyond 64 MiB", ChunkName(chunk_id_, version_), length));
+  }
+  if (length >= length_) return ZeroExtend(length);
+  FileIo& io = store_->io_;
+  std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
+  if (!building_) io_lock.lock();
+  const uint64_t old_count = common::BlockCount(length_);
+  uint64_t first_entry = common::BlockCount(length);
+  std::string table;
+  if (length % kBlockSizeBytes != 0) {
+    const uint64_t block = length / kBlockSizeBytes;
+    first_entry = block;
+    const uint64_t old_len = common::BlockLength(length_, block);
+    std::string old(old_len, '\0');
+    char stored_bytes[4];
+    RETURN_IF_ERROR(io.PreadFull(fd_, old.data(), old_len, kChunkDataOffset + block * kBlockSizeBytes, path_));
+    RETURN_IF_ERROR(io.PreadFull(fd_, stored_bytes, 4, kCrcTableOffset + block * 4, path_));
+    uint32_t stored = GetLe32(stored_bytes);
+    uint32_t actual = common::Crc32c(old.data(), old.size());
+    if (stored != actual) {
+      std::string what = fmt::format("{}: block {} failed its CRC check (stored {:08x}, computed {:08x})",
+                                     ChunkName(chunk_id_, version_), block, stored, actual);
+      if (!building_) {
+        io_lock.unlock();
+        store_->MarkDamaged(chunk_id_, version_, what);
+      }
+      return common::DataLossError(what);
+    }
+    table.assign(4, '\0');
+    PutLe32(table.data(), common::Crc32c(old.data(), length % kBlockSizeBytes));
+  }
+  table.resize((old_count - first_entry) * 4, '\0');
+  RETURN_IF_ERROR(io.Ftruncate(fd_, kChunkDataOffset + length, path_));
+  RETURN_IF_ERROR(io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_entry * 4, path_));
+  length_ = length;
+  if (!building_) {
+    std::lock_guard<std::mutex> lock(store_->mu_);
+    auto it = store_->index_.find(chunk_id_);
+    if (it != store_->index_.end()) {
+      auto v = it->second.find(version_);
+      if (v != it->second.end()) v->second.length = length_;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> ChunkWriter::Commit(bool durable) {
+  if (finished_) return common::FailedPreconditionError("commit twice");
+  finished_ = true;
+  FileIo& io = store_->io_;
+  if (!building_) {
+    if (durable) RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
+    return length_;
+  }
+  auto crash = [&](std::string_view step) -> Status {
+    Status s = store_->CrashPoint(step);
+    if (!s.ok()) abandoned_ = true;
+    return s;
+  };
+  RETURN_IF_ERROR(crash("tmp_written"));
+  if (durable) RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
+  RETURN_IF_ERROR(crash("before_rename"));
+  const std::string dir = store_->DirOf(folder_, chunk_id_);
+  const std::string final_path = store_->FileOf(folder_, chunk_id_, version_, "chunk");
+  std::vector<std::pair<uint64_t, uint64_t>> removed;  // (version, length)
+  {
+    std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu);
+    RETURN_IF_ERROR(io.Rename(path_, final_path));
+    building_ = false;
+    path_ = final_path;
+    std::lock_guard<std::mutex> lock(store_->mu_);
+    auto& versions = store_->index_[chunk_id_];
+    for (auto it = versions.begin(); it != versions.end();) {
+      if (it->first < version_ || it->first == version_) {
+        if (it->first != version_) removed.emplace_back(it->first, it->second.length);
+        it = versions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    ChunkStore::Entry entry;
+    entry.folder = folder_;
+    entry.length = length_;
+    entry.mtime_unix_ms = NowUnixMs();
+    versions[version_] = entry;
+  }
+  // A marker of a damaged copy this version replaced.
+  (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
+  RETURN_IF_ERROR(crash("after_rename"));
+  if (durable) RETURN_IF_ERROR(io.FsyncDir(dir));
+  for (const auto& [version, length] : removed) {
+    (void)length;
+    (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "chunk"));
+    (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "damaged"));
+  }
+  RETURN_IF_ERROR(crash("after_unlink_old"));
+  if (durable && !removed.empty()) RETURN_IF_ERROR(io.FsyncDir(dir));
+  return length_;
+}
+
+// ------------------------------------------------------------------- ChunkStore
+
+ChunkStore::ChunkStore(Options options)
+    : options_(std::move(options)), io_(options_.io ? *options_.io : PosixFileIo::Get()) {}
+
+ChunkStore::~ChunkStore() = default;
+
+Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
+  if (options.folders.empty()) return common::InvalidArgumentError("no data folder");
+  std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
+  RETURN_IF_ERROR(store->Recover());
+  return store;
+}
+
+std::string ChunkStore::DirOf(int folder, uint64_t chunk_id) const {
+  return fmt::format("{}/chunks/{:02x}", options_.folders[static_cast<size_t>(folder)], chunk_id & 0xff);
+}
+
+std::string ChunkStore::FileOf(int folder, uint64_t chunk_id, uint64_t version, std::string_view ext) const {
+  return fmt::format("{}/{:016x}.{}.{}", DirOf(folder, chunk_id), chunk_id, version, ext);
+}
+
+std::string ChunkStore::TEST_PathOf(uint64_t chunk_id, uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(chunk_id);
+  if (it == index_.end()) return "";
+  auto v = it->second.find(version);
+  if (v == it->second.end()) return "";
+  return FileOf(v->second.folder, chunk_id, version, "chunk");
+}
+
+Status ChunkStore::CrashPoint(std::string_view step) {
+  if (!options_.crash_hook) return Status::Ok();
+  return options_.crash_hook(step);
+}
+
+Status ChunkStore::Recover() {
+  for (size_t f = 0; f < options_.folders.size(); ++f) RETURN_IF_ERROR(RecoverFolder(static_cast<int>(f)));
+  // Finish interrupted version switches: only the newest version survives.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [chunk_id, versions] : index_) {
+    while (versions.size() > 1) {
+      auto oldest = versions.begin();
+      std::string path = FileOf(oldest->second.folder, chunk_id, oldest->first, "chunk");
+      spdlog::info("recovery: removing {} (superseded by version {})", path, versions.rbegin()->first);
+      (void)io_.Unlink(path);
+      (void)io_.Unlink(FileOf(oldest->second.folder, chunk_id, oldest->first, "damaged"));
+      versions.erase(oldest);
+    }
+  }
+  size_t damaged = 0;
+  for (const auto& [chunk_id, versions] : index_) {
+    for (const auto& [version, entry] : versions) {
+      if (entry.damaged) {
+        ++damaged;
+        newly_damaged_.push_back(MetaOf(chunk_id, version, entry));
+      }
+    }
+  }
+  spdlog::info("chunk store: {} chunks in {} folders, {} damaged", index_.size(), options_.folders.size(),
+               damaged);
+  return Status::Ok();
+}
+
+Status ChunkStore::RecoverFolder(int folder) {
+  const std::string root = options_.folders[static_cast<size_t>(folder)] + "/chunks";
+  if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) return IoError(errno, "mkdir " + root);
+  std::set<std::pair<uint64_t, uint64_t>> markers;
+  for (int xx = 0; xx < 256; ++xx) {
+    const std::string dir = fmt::format("{}/{:02x}", root, xx);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return IoError(errno, "mkdir " + dir);
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return IoError(errno, "opendir " + dir);
+    std::vector<std::string> names;
+    while (struct dirent* ent = ::readdir(d)) {
+      std::string name = ent->d_name;
+      if (name != "." && name != "..") names.push_back(std::move(name));
+    }
+    ::closedir(d);
+    for (const std::string& name : names) {
+      const std::string path = dir + "/" + name;
+      uint64_t chunk_id = 0;
+      uint64_t version = 0;
+      std::string ext;
+      if (!ParseFileName(name, &chunk_id, &version, &ext) || (chunk_id & 0xff) != static_cast<uint64_t>(xx)) {
+        spdlog::warn("recovery: ignoring unexpected file {}", path);
+        continue;
+      }
+      if (ext == "tmp") {
+        spdlog::info("recovery: removing unfinished version {}", path);
+        (void)io_.Unlink(path);
+        continue;
+      }
+      if (ext == "damaged") {
+        markers.insert({chunk_id, version});
+        continue;
+      }
+      if (ext != "chunk") {
+        spdlog::warn("recovery: ignoring unexpected file {}", path);
+        continue;
+      }
+      Entry entry;
+      entry.folder = folder;
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0) return IoError(errno, "stat " + path);
+      entry.mtime_unix_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+      uint64_t size = static_cast<uint64_t>(st.st_size);
+      entry.length = size > kChunkDataOffset ? size - kChunkDataOffset : 0;
+      std::string header(kHeaderFieldsBytes + 4, '\0');
+      Status header_status;
+      if (size < kChunkDataOffset || entry.length > kChunkSizeBytes) {
+        header_status = common::DataLossError(fmt::format("file size {} is impossible", size));
+      } else {
+        auto fd = io_.Open(path, O_RDONLY, 0);
+        if (!fd.ok()) {
+          header_status = fd.status();
+        } else {
+          header_status = io_.PreadFull(*fd, header.data(), header.size(), 0, path);
+          io_.Close(*fd);
+          if (header_status.ok()) header_status = CheckChunkHeader(header, chunk_id, version);
+        }
+      }
+      if (!header_status.ok()) {
+        spdlog::error("recovery: {} is damaged: {}", path, header_status.ToString());
+        entry.damaged = true;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& versions = index_[chunk_id];
+      if (versions.count(version) != 0) {
+        spdlog::warn("recovery: {} duplicates a copy in another folder; ignored", path);
+        continue;
+      }
+      versions[version] = entry;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [chunk_id, version] : markers) {
+    auto it = index_.find(chunk_id);
+    if (it == index_.end() || it->second.count(version) == 0) {
+      (void)io_.Unlink(FileOf(folder, chunk_id, version, "damaged"));
+      continue;
+    }
+    it->second[version].damaged = true;
+  }
+  return Status::Ok();
+}
+
+std::shared_ptr<ChunkStore::Slot> ChunkStore::SlotFor(uint64_t chunk_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = slots_[chunk_id];
+  if (!slot) slot = std::make_shared<Slot>();
+  return slot;
+}
+
+int ChunkStore::PickFolder() const {
+  int best = 0;
+  uint64_t best_free = 0;
+  for (size_t f = 0; f < options_.folders.size(); ++f) {
+    struct statvfs vfs {};
+    if (::statvfs(options_.folders[f].c_str(), &vfs) != 0) continue;
+    uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (free_bytes > best_free) {
+      best_free = free_bytes;
+      best = static_cast<int>(f);
+    }
+  }
+  return best;
+}
+
+ChunkMeta ChunkStore::MetaOf(uint64_t chunk_id, uint64_t version, const Entry& e) {
+  ChunkMeta m;
+  m.chunk_id = chunk_id;
+  m.version = version;
+  m.length = e.length;
+  m.damaged = e.damaged;
+  m.mtime_unix_ms = e.mtime_unix_ms;
+  return m;
+}
+
+Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spec) {
+  if (spec.version == 0) return common::InvalidArgumentError("chunk version 0 is not a version");
+  if (spec.base_version > spec.version) {
+    return common::InvalidArgumentError(fmt::format("{}: base version {} is newer than the version written",
+                                                    ChunkName(spec.chunk_id, spec.version), spec.base_version));
+  }
+  const int picked_folder = PickFolder();
+  std::shared_ptr<Slot> slot = SlotFor(spec.chunk_id);
+  std::unique_lock<std::mutex> writer_lock(slot->writer_mu);
+  std::unique_ptr<ChunkWriter> writer(new ChunkWriter(this, slot, std::move(writer_lock)));
+  writer->chunk_id_ = spec.chunk_id;
+  writer->version_ = spec.version;
+  bool in_place = false;
+  bool copy_base = false;
+  uint64_t base_length = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(spec.chunk_id);
+    const bool known = it != index_.end() && !it->second.empty();
+    const uint64_t newest = known ? it->second.rbegin()->first : 0;
+    writer->folder_ = known ? it->second.rbegin()->second.folder : picked_folder;
+    if (newest > spec.version) {
+      return common::FailedPreconditionError(fmt::format(
+          "{}: stale version, version {} is stored", ChunkName(spec.chunk_id, spec.version), newest));
+    }
+    if (newest == spec.version && !spec.replace) {
+      in_place = true;
+      writer->length_ = it->second.rbegin()->second.length;
+    } else if (spec.base_version != 0 && !spec.replace) {
+      if (!known) {
+        return common::NotFoundError(fmt::format("chunk {:016x} is not stored (base version {} needed)",
+                                                 spec.chunk_id, spec.base_version));
+      }
+      if (newest != spec.base_version) {
+        return common::FailedPreconditionError(
+            fmt::format("{}: base version {} is not stored (version {} is)",
+                        ChunkName(spec.chunk_id, spec.version), spec.base_version, newest));
+      }
+      copy_base = true;
+      base_length = it->second.rbegin()->second.length;
+    }
+  }
+  if (in_place) {
+    writer->path_ = FileOf(writer->folder_, spec.chunk_id, spec.version, "chunk");
+    ASSIGN_OR_RETURN(writer->fd_, io_.Open(writer->path_, O_RDWR, 0));
+    return writer;
+  }
+  writer->building_ = true;
+  writer->path_ = FileOf(writer->folder_, spec.chunk_id, spec.version, "tmp");
+  ASSIGN_OR_RETURN(writer->fd_, io_.Open(writer->path_, O_RDWR | O_CREAT | O_TRUNC, 0644));
+  std::string head = EncodeChunkHeader(spec.chunk_id, spec.version);
+  head.resize(kChunkDataOffset, '\0');
+  if (copy_base) {
+    // Copy the base's CRC table and data as stored; the header is ours.
+    RETURN_IF_ERROR(io_.Reserve(writer->fd_, 0, kChunkDataOffset + base_length, writer->path_));
+    const std::string base_path = FileOf(writer->folder_, spec.chunk_id, spec.base_version, "chunk");
+    ASSIGN_OR_RETURN(int base_fd, io_.Open(base_path, O_RDONLY, 0));
+    std::string buffer(kCopyBufferBytes, '\0');
+    Status s = io_.PreadFull(base_fd, head.data() + kCrcTableOffset, kChunkDataOffset - kCrcTableOffset,
+                             kCrcTableOffset, base_path);
+    for (uint64_t done = 0; s.ok() && done < base_length;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, base_length - done));
+      s = io_.PreadFull(base_fd, buffer.data(), n, kChunkDataOffset + done, base_path);
+      if (s.ok()) s = io_.PwriteFull(writer->fd_, buffer.data(), n, kChunkDataOffset + done, writer->path_);
+      done += n;
+    }
+    io_.Close(base_fd);
+    RETURN_IF_ERROR(s);
+    writer->length_ = base_length;
+  }
+  RETURN_IF_ERROR(io_.PwriteFull(writer->fd_, head.data(), head.size(), 0, writer->path_));
+  return writer;
+}
+
+Result<ChunkMeta> ChunkStore::FindLocked(uint64_t chunk_id, uint64_t version) const {
+  if (version == 0) return common::InvalidArgumentError("chunk version 0 is not a version");
+  auto it = index_.find(chunk_id);
+  if (it == index_.end() || it->second.empty()) {
+    return common::NotFoundError(fmt::format("chunk {:016x} is not stored here", chunk_id));
+  }
+  auto v = it->second.find(version);
+  if (v == it->second.end()) {
+    uint64_t newest = it->second.rbegin()->first;
+    return common::FailedPreconditionError(
+        fmt::format("{}: {} version, version {} is stored", ChunkName(chunk_id, version),
+                    version > newest ? "future" : "stale", newest));
+  }
+  return MetaOf(chunk_id, version, v->second);
+}
+
+Result<ChunkMeta> ChunkStore::Find(uint64_t chunk_id, uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FindLocked(chunk_id, version);
+}
+
+Status ChunkStore::ReadBlocks(uint64_t chunk_id, uint64_t version, uint64_t first_block, uint64_t max_blocks,
+                              std::string* data, BlockRead* out) {
+  std::shared_ptr<Slot> slot = SlotFor(chunk_id);
+  std::shared_lock<std::shared_mutex> io_lock(slot->io_mu);
+  int folder = 0;
+  uint64_t length = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(ChunkMeta meta, FindLocked(chunk_id, version));
+    length = meta.length;
+    folder = index_.at(chunk_id).at(version).folder;
+  }
+  const uint64_t total_blocks = common::BlockCount(length);
+  if (first_block > total_blocks) {
+    return common::InvalidArgumentError(fmt::format("{}: block {} is past the end (length {})",
+                                                    ChunkName(chunk_id, version), first_block, length));
+  }
+  const uint64_t count = std::min(max_blocks, total_blocks - first_block);
+  const uint64_t start = first_block * kBlockSizeBytes;
+  const uint64_t end = std::min(length, (first_block + count) * kBlockSizeBytes);
+  out->offset = start;
+  out->chunk_length = length;
+  out->crcs.resize(count);
+  data->resize(end - start);
+  if (count == 0) return Status::Ok();
+  const std::string path = FileOf(folder, chunk_id, version, "chunk");
+  ASSIGN_OR_RETURN(int fd, io_.Open(path, O_RDONLY, 0));
+  std::string table(count * 4, '\0');
+  Status s = io_.PreadFull(fd, data->data(), data->size(), kChunkDataOffset + start, path);
+  if (s.ok()) s = io_.PreadFull(fd, table.data(), table.size(), kCrcTableOffset + first_block * 4, path);
+  io_.Close(fd);
+  if (!s.ok()) {
+    io_lock.unlock();
+    MarkDamaged(chunk_id, version, "unreadable: " + s.ToString());
+    return s.WithContext(ChunkName(chunk_id, version));
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t block = first_block + i;
+    const uint64_t off = i * kBlockSizeBytes;
+    const uint64_t len = common::BlockLength(length, block);
+    uint32_t stored = GetLe32(table.data() + 4 * i);
+    uint32_t actual = common::Crc32c(data->data() + off, len);
+    if (stored != actual) {
+      std::string what = fmt::format("{}: block {} (bytes [{}, {})) failed its CRC check (stored {:08x}, computed {:08x})",
+                                     ChunkName(chunk_id, version), block, block * kBlockSizeBytes,
+                                     block * kBlockSizeBytes + len, stored, actual);
+      io_lock.unlock();
+      MarkDamaged(chunk_id, version, what);
+      data->clear();
+      return common::DataLossError(what);
+    }
+    out->crcs[i] = stored;
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<ChunkMeta>> ChunkStore::Stat(uint64_t chunk_id, uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ChunkMeta> out;
+  auto it = index_.find(chunk_id);
+  if (it != index_.end()) {
+    for (const auto& [v, entry] : it->second) {
+      if (version == 0 || v == version) out.push_back(MetaOf(chunk_id, v, entry));
+    }
+  }
+  if (out.empty()) {
+    if (version != 0 && it != index_.end() && !it->second.empty()) return FindLocked(chunk_id, version).status();
+    return common::NotFoundError(fmt::format("chunk {:016x} is not stored here", chunk_id));
+  }
+  return out;
+}
+
+Result<uint64_t> ChunkStore::Delete(uint64_t chunk_id, uint64_t version) {
+  std::shared_ptr<Slot> slot = SlotFor(chunk_id);
+  std::unique_lock<std::shared_mutex> io_lock(slot->io_mu);
+  std::vector<std::pair<uint64_t, Entry>> victims;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(chunk_id);
+    if (it != index_.end()) {
+      for (auto v = it->second.begin(); v != it->second.end();) {
+        if (version == 0 || v->first == version) {
+          victims.emplace_back(v->first, v->second);
+          v = it->second.erase(v);
+        } else {
+          ++v;
+        }
+      }
+      if (it->second.empty()) index_.erase(it);
+    }
+  }
+  if (victims.empty()) {
+    return common::NotFoundError(version == 0 ? fmt::format("chunk {:016x} is not stored here", chunk_id)
+                                              : ChunkName(chunk_id, version) + " is not stored here");
+  }
+  uint64_t freed = 0;
+  Status first_error;
+  for (const auto& [v, entry] : victims) {
+    Status s = io_.Unlink(FileOf(entry.folder, chunk_id, v, "chunk"));
+    if (!s.ok() && first_error.ok()) first_error = s;
+    (void)io_.Unlink(FileOf(entry.folder, chunk_id, v, "damaged"));
+    freed += entry.length + kChunkDataOffset;
+  }
+  RETURN_IF_ERROR(first_error);
+  RETURN_IF_ERROR(io_.FsyncDir(DirOf(victims.front().second.folder, chunk_id)));
+  return freed;
+}
+
+std::vector<ChunkMeta> ChunkStore::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ChunkMeta> out;
+  for (const auto& [chunk_id, versions] : index_) {
+    for (const auto& [version, entry] : versions) out.push_back(MetaOf(chunk_id, version, entry));
+  }
+  return out;
+}
+
+uint64_t ChunkStore::chunk_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return index_.size();
+}
+
+std::vector<ChunkMeta> ChunkStore::TakeNewlyDamaged() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ChunkMeta> out;
+  out.swap(newly_damaged_);
+  return out;
+}
+
+void ChunkStore::GiveBackDamaged(const std::vector<ChunkMeta>& damaged) {
+  std::lock_guard<std::mutex> lock(mu_);
+  newly_damaged_.insert(newly_damaged_.begin(), damaged.begin(), damaged.end());
+}
+
+std::vector<DiskStats> ChunkStore::Disks() const {
+  std::vector<DiskStats> out;
+  for (const std::string& folder : options_.folders) {
+    DiskStats d;
+    d.path = folder;
+    struct statvfs vfs {};
+    if (::statvfs(folder.c_str(), &vfs) != 0) {
+      d.healthy = false;
+    } else {
+      d.capacity_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
+      d.used_bytes = static_cast<uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
+void ChunkStore::MarkDamaged(uint64_t chunk_id, uint64_t version, std::string_view reason) {
+  int folder = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(chunk_id);
+    if (it == index_.end()) return;
+    auto v = it->second.find(version);
+    if (v == it->second.end() || v->second.damaged) return;
+    v->second.damaged = true;
+    folder = v->second.folder;
+    newly_damaged_.push_back(MetaOf(chunk_id, version, v->second));
+  }
+  spdlog::error("{} is damaged: {}", ChunkName(chunk_id, version), reason);
+  auto fd = io_.Open(FileOf(folder, chunk_id, version, "damaged"), O_WRONLY | O_CREAT, 0644);
+  if (fd.ok()) io_.Close(*fd);
+}
+
+}  // namespace dfs::chunkserver

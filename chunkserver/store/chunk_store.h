@@ -1,0 +1,265 @@
+// ChunkStore: the chunks of one chunkserver, on one or more data folders
+// (one per disk), each chunk version checksummed per 64 KiB block.
+//
+// ON-DISK FORMAT (format 1; owned here)
+//
+//   DIR/dfs-folder                         node stamp, see node_id.h
+//   DIR/chunks/XX/IIIIIIIIIIIIIIII.V.chunk one chunk version
+//   DIR/chunks/XX/IIIIIIIIIIIIIIII.V.tmp   a version being built (never read;
+//                                          deleted at start-up)
+//   DIR/chunks/XX/IIIIIIIIIIIIIIII.V.damaged  marker: this version failed a
+//                                          CRC check (survives restarts)
+//   where I.. is the chunk id in 16 lower-case hex digits, V the version in
+//   decimal, XX the low byte of the chunk id in 2 hex digits (256 fan-out
+//   directories so no directory holds millions of entries).
+//
+//   A .chunk file:
+//     [0, 4096)      header: "DFSCHNK1" (8 bytes), le32 format (=1),
+//                    le32 block size (=65536), le64 chunk id, le64 version,
+//                    le32 CRC32C of bytes [0, 32); zeros up to 4096.
+//     [4096, 8192)   CRC table: le32 CRC32C of block i at 4096 + 4 * i for
+//                    i < ceil(length / 64 KiB); the rest is zero and ignored.
+//     [8192, ...)    the data; the chunk length is file size - 8192. The last
+//                    block may be short; its CRC covers only its bytes.
+//   Data starts page-aligned so reads and writes stay aligned to the page cache.
+//
+// ATOMICITY
+//   - A new version (a write whose version is not stored yet, built from
+//     `base_version` or from empty, or a replica pulled from a peer) is built
+//     in a .tmp file: the base is copied (data and CRCs as stored, so a bad
+//     block stays detectable), the stream's data applied, then (durable
+//     writes) fdatasync, rename .tmp -> .chunk, fsync the directory, unlink
+//     the older versions, fsync the directory. A crash before the rename
+//     leaves the old version (the .tmp is deleted at start-up); after it, the
+//     new one (leftover older versions are deleted at start-up, finishing the
+//     switch). Cost: a version bump copies the base once (up to 64 MiB).
+//   - Writes to a version that is already stored (the same writer's further
+//     streams under one lease) go in place: data first, then the CRCs of the
+//     touched blocks. A crash between the two leaves blocks whose CRC does
+//     not match: the chunk is then reported damaged on read (and meta
+//     re-replicates it) — never returned as good data. We chose this over a
+//     data journal (which would double every byte written) because a chunk
+//     version in the middle of a write is not committed in meta anyway.
+//   - Space for an extension is reserved (fallocate KEEP_SIZE) before any
+//     byte is written, so a full disk fails the write with RESOURCE_EXHAUSTED
+//     before it changes anything; a failing .tmp build is deleted.
+//
+// CONCURRENCY: writers of one chunk are serialized (a ChunkWriter holds the
+// chunk's writer lock for its life); different chunks proceed in parallel.
+// Readers take the chunk's I/O lock shared, and in-place writes take it
+// exclusively per applied message, so a reader never sees a half-applied
+// message (which would look like a CRC mismatch).
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "chunkserver/store/file_io.h"
+#include "common/result.h"
+#include "common/thread_annotations.h"
+
+namespace dfs::chunkserver {
+
+inline constexpr uint64_t kChunkHeaderBytes = 4096;
+inline constexpr uint64_t kChunkDataOffset = 8192;
+inline constexpr int64_t kMaxWriteMessageBytes = 1 << 20;  // data per Write message
+
+struct ChunkMeta {
+  uint64_t chunk_id = 0;
+  uint64_t version = 0;
+  uint64_t length = 0;
+  bool damaged = false;
+  int64_t mtime_unix_ms = 0;
+};
+
+struct DiskStats {
+  std::string path;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  bool healthy = true;
+};
+
+// What a Write stream (or a replication) asks for.
+struct WriteSpec {
+  uint64_t chunk_id = 0;
+  uint64_t version = 0;
+  uint64_t base_version = 0;  // 0 = build a new version from empty
+  // Build `version` from empty in a .tmp even if it is stored (replication
+  // replacing a damaged copy).
+  bool replace = false;
+};
+
+// Blocks read and verified by ChunkStore::ReadBlocks.
+struct BlockRead {
+  uint64_t offset = 0;          // block-aligned offset of the first byte
+  std::vector<uint32_t> crcs;   // stored CRC per block, verified
+  uint64_t chunk_length = 0;
+};
+
+class ChunkStore;
+
+namespace internal {
+// Per-chunk locks.
+struct ChunkSlot {
+  std::mutex writer_mu;       // held by the chunk's ChunkWriter for its life
+  std::shared_mutex io_mu;    // exclusive while stored bytes of the chunk change
+};
+}  // namespace internal
+
+// One write stream into one chunk version. Holds the chunk's writer lock
+// until destroyed. Destroying it without Commit drops a version being built
+// (.tmp); data already applied in place stays.
+class ChunkWriter {
+ public:
+  ~ChunkWriter();
+  ChunkWriter(const ChunkWriter&) = delete;
+  ChunkWriter& operator=(const ChunkWriter&) = delete;
+
+  // Applies `data` at chunk offset `offset`. `piece_crcs` are the CRC32C of
+  // the pieces of the range cut at 64 KiB block boundaries; each is verified
+  // before a byte is used. A write past the current end first zero-fills the
+  // gap. Errors: INVALID_ARGUMENT (range outside the chunk, wrong number of
+  // CRCs), DATA_LOSS (a piece does not match its CRC; or the stored block a
+  // partial write patches fails its CRC: the chunk is marked damaged),
+  // RESOURCE_EXHAUSTED (disk full: nothing was changed), other I/O errors.
+  // Blocks on disk I/O.
+  common::Status Write(uint64_t offset, std::span<const std::byte> data,
+                       std::span<const uint32_t> piece_crcs);
+  // Sets the length to exactly `length` (shrinking, or growing with zeros).
+  common::Status Truncate(uint64_t length);
+  // Makes the version visible (installs a new version atomically) and, if
+  // `durable`, fdatasyncs it first. Returns the chunk length. The writer is
+  // finished afterwards (further calls fail with FAILED_PRECONDITION).
+  common::Result<uint64_t> Commit(bool durable);
+
+  uint64_t length() const { return length_; }
+  bool building_new_version() const { return building_; }
+
+ private:
+  friend class ChunkStore;
+  ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot> slot,
+              std::unique_lock<std::mutex> lock);
+
+  // Applies verified bytes at `offset` <= length_.
+  common::Status ApplyVerified(uint64_t offset, std::span<const std::byte> data,
+                               std::span<const uint32_t> piece_crcs);
+  common::Status ZeroExtend(uint64_t target);
+  common::Status ApplyLocked(uint64_t offset, std::span<const std::byte> data,
+                             std::span<const uint32_t> piece_crcs);
+
+  ChunkStore* store_;
+  std::shared_ptr<internal::ChunkSlot> slot_;
+  std::unique_lock<std::mutex> writer_lock_;
+  uint64_t chunk_id_ = 0;
+  uint64_t version_ = 0;
+  int folder_ = 0;
+  bool building_ = false;   // a .tmp is being built
+  bool finished_ = false;
+  bool abandoned_ = false;  // a crash point fired: leave the files as they are
+  std::string path_;        // the file written (.tmp or .chunk)
+  int fd_ = -1;
+  uint64_t length_ = 0;
+  std::vector<uint64_t> older_versions_;  // removed when a new version is installed
+};
+
+class ChunkStore {
+ public:
+  struct Options {
+    std::vector<std::string> folders;  // data folders, one per disk; at least one
+    FileIo* io = nullptr;              // null = PosixFileIo::Get()
+    // Test hook called between the steps of a version switch with the step's
+    // name ("tmp_written", "before_rename", "after_rename", "after_unlink_old").
+    // A non-OK return simulates a crash at that point: the operation stops
+    // and leaves the files exactly as they are.
+    std::function<common::Status(std::string_view)> crash_hook;
+  };
+
+  // Opens (creating the chunks/ directories) and recovers: deletes .tmp
+  // files, finishes interrupted version switches, checks every header (a bad
+  // one is listed as damaged). Errors: I/O errors creating or scanning.
+  static common::Result<std::unique_ptr<ChunkStore>> Open(Options options);
+  ~ChunkStore();
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+
+  // Starts a write (see WriteSpec). Blocks while another writer holds the
+  // chunk. Errors: INVALID_ARGUMENT (version 0, base > version),
+  // FAILED_PRECONDITION (a newer version is stored: stale; the base version
+  // is not the stored one), NOT_FOUND (base_version given but the chunk is
+  // unknown), I/O errors (RESOURCE_EXHAUSTED when the base cannot be copied).
+  common::Result<std::unique_ptr<ChunkWriter>> StartWrite(const WriteSpec& spec);
+
+  // Reads up to `max_blocks` whole blocks of (chunk_id, version) starting at
+  // block `first_block` into `*data` (resized), verifying each stored CRC.
+  // Errors: NOT_FOUND (unknown chunk), FAILED_PRECONDITION (stale or future
+  // version), INVALID_ARGUMENT (first block past the end), DATA_LOSS naming
+  // chunk and block (the version is marked damaged and queued for meta).
+  common::Status ReadBlocks(uint64_t chunk_id, uint64_t version, uint64_t first_block,
+                            uint64_t max_blocks, std::string* data, BlockRead* out);
+
+  // Looks up a stored version. NOT_FOUND / FAILED_PRECONDITION as ReadBlocks.
+  common::Result<ChunkMeta> Find(uint64_t chunk_id, uint64_t version) const;
+  // Versions of a chunk (all of them when version is 0). NOT_FOUND if none.
+  common::Result<std::vector<ChunkMeta>> Stat(uint64_t chunk_id, uint64_t version) const;
+  // Deletes one version (or all when 0); returns the bytes freed. NOT_FOUND.
+  common::Result<uint64_t> Delete(uint64_t chunk_id, uint64_t version);
+  // Every stored version, ordered by chunk id then version.
+  std::vector<ChunkMeta> List() const;
+  uint64_t chunk_count() const;
+  // Damaged versions found since the last call (for the next heartbeat);
+  // GiveBackDamaged re-queues them when the heartbeat failed.
+  std::vector<ChunkMeta> TakeNewlyDamaged();
+  void GiveBackDamaged(const std::vector<ChunkMeta>& damaged);
+  // Capacity and use of each data folder's filesystem (statvfs).
+  std::vector<DiskStats> Disks() const;
+  // Marks a version damaged (persisted marker, queued for meta).
+  void MarkDamaged(uint64_t chunk_id, uint64_t version, std::string_view reason);
+
+  // The file of a stored version (for tests that corrupt it on purpose).
+  std::string TEST_PathOf(uint64_t chunk_id, uint64_t version) const;
+
+ private:
+  friend class ChunkWriter;
+  struct Entry {
+    int folder = 0;
+    uint64_t length = 0;
+    bool damaged = false;
+    int64_t mtime_unix_ms = 0;
+  };
+  using Slot = internal::ChunkSlot;
+
+  explicit ChunkStore(Options options);
+  common::Status Recover();
+  common::Status RecoverFolder(int folder);
+  std::shared_ptr<Slot> SlotFor(uint64_t chunk_id);
+  std::string DirOf(int folder, uint64_t chunk_id) const;
+  std::string FileOf(int folder, uint64_t chunk_id, uint64_t version, std::string_view ext) const;
+  common::Status CrashPoint(std::string_view step);
+  int PickFolder() const;
+  common::Result<ChunkMeta> FindLocked(uint64_t chunk_id, uint64_t version) const REQUIRES(mu_);
+  static ChunkMeta MetaOf(uint64_t chunk_id, uint64_t version, const Entry& e);
+
+  const Options options_;
+  FileIo& io_;
+  mutable std::mutex mu_;  // guards the members below; never held during I/O
+  std::map<uint64_t, std::shared_ptr<Slot>> slots_ GUARDED_BY(mu_);
+  std::map<uint64_t, std::map<uint64_t, Entry>> index_ GUARDED_BY(mu_);
+  std::vector<ChunkMeta> newly_damaged_ GUARDED_BY(mu_);
+};
+
+// Header bytes of a chunk version file (exposed for tests of the format).
+std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version);
+// OK if `header` (at least 36 bytes) is a valid header naming chunk_id/version.
+common::Status CheckChunkHeader(std::string_view header, uint64_t chunk_id, uint64_t version);
+
+}  // namespace dfs::chunkserver

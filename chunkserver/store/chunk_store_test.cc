@@ -1,0 +1,353 @@
+#include "chunkserver/store/chunk_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "chunkserver/store/test_util.h"
+#include "common/chunk_geometry.h"
+#include "common/crc32c.h"
+
+namespace dfs::chunkserver {
+namespace {
+
+using common::kBlockSizeBytes;
+using common::StatusCode;
+using testing::Bytes;
+using testing::PieceCrcsOf;
+using testing::RandomBytes;
+using testing::ReadAll;
+using testing::WriteOnce;
+
+class ChunkStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/chunk_store_test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<ChunkStore> OpenStore(FileIo* io = nullptr,
+                                        std::function<common::Status(std::string_view)> hook = nullptr) {
+    ChunkStore::Options options;
+    options.folders = {dir_};
+    options.io = io;
+    options.crash_hook = std::move(hook);
+    auto store = ChunkStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  std::string ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  int CountFiles(const std::string& suffix) {
+    int n = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_)) {
+      if (e.path().string().ends_with(suffix)) ++n;
+    }
+    return n;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ChunkStoreTest, Format_HeaderCrcTableAndDataAtDocumentedOffsets) {
+  auto store = OpenStore();
+  const std::string data = RandomBytes(100'000, 1);
+  ASSERT_TRUE(WriteOnce(*store, 0xabcdef0102, 3, 0, 0, data).ok());
+  const std::string path = store->TEST_PathOf(0xabcdef0102, 3);
+  EXPECT_EQ(path, dir_ + "/chunks/02/000000abcdef0102.3.chunk");
+  const std::string file = ReadFile(path);
+  ASSERT_EQ(file.size(), kChunkDataOffset + data.size());
+  EXPECT_TRUE(CheckChunkHeader(file.substr(0, 64), 0xabcdef0102, 3).ok());
+  EXPECT_FALSE(CheckChunkHeader(file.substr(0, 64), 0xabcdef0102, 4).ok());
+  EXPECT_EQ(file.substr(0, 8), "DFSCHNK1");
+  EXPECT_EQ(file.substr(kChunkDataOffset), data);
+  for (uint64_t b = 0; b < 2; ++b) {
+    uint32_t stored = 0;
+    std::memcpy(&stored, file.data() + kChunkHeaderBytes + 4 * b, 4);  // little-endian host
+    size_t len = std::min<size_t>(kBlockSizeBytes, data.size() - b * kBlockSizeBytes);
+    EXPECT_EQ(stored, common::Crc32c(data.data() + b * kBlockSizeBytes, len)) << "block " << b;
+  }
+  EXPECT_EQ(file.substr(kChunkHeaderBytes + 8, 16), std::string(16, '\0'));
+}
+
+TEST_F(ChunkStoreTest, ReadBlocks_FlippedByteOnDiskIsDataLossNamingChunkAndBlock) {
+  auto store = OpenStore();
+  const std::string data = RandomBytes(3 * kBlockSizeBytes, 2);
+  ASSERT_TRUE(WriteOnce(*store, 77, 1, 0, 0, data).ok());
+  {
+    int fd = ::open(store->TEST_PathOf(77, 1).c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    char c = 0;
+    ASSERT_EQ(::pread(fd, &c, 1, kChunkDataOffset + kBlockSizeBytes + 5), 1);
+    c ^= 0x10;
+    ASSERT_EQ(::pwrite(fd, &c, 1, kChunkDataOffset + kBlockSizeBytes + 5), 1);
+    ::close(fd);
+  }
+  std::string out;
+  BlockRead blocks;
+  EXPECT_TRUE(store->ReadBlocks(77, 1, 0, 1, &out, &blocks).ok());
+  common::Status s = store->ReadBlocks(77, 1, 0, 16, &out, &blocks);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("chunk 000000000000004d"), std::string_view::npos) << s.ToString();
+  EXPECT_NE(s.message().find("block 1"), std::string_view::npos) << s.ToString();
+  EXPECT_TRUE(out.empty());
+  auto damaged = store->TakeNewlyDamaged();
+  ASSERT_EQ(damaged.size(), 1u);
+  EXPECT_EQ(damaged[0].chunk_id, 77u);
+  EXPECT_TRUE(store->Find(77, 1)->damaged);
+  // The damage survives a restart.
+  store.reset();
+  store = OpenStore();
+  EXPECT_TRUE(store->Find(77, 1)->damaged);
+  EXPECT_EQ(store->ReadBlocks(77, 1, 1, 1, &out, &blocks).code(), StatusCode::kDataLoss);
+}
+
+TEST_F(ChunkStoreTest, Write_PartialBlocksArePatchedAndVerifiable) {
+  auto store = OpenStore();
+  std::string model = RandomBytes(200'000, 3);
+  ASSERT_TRUE(WriteOnce(*store, 5, 1, 0, 0, model).ok());
+  struct Patch {
+    uint64_t offset;
+    size_t size;
+  };
+  const Patch patches[] = {{1000, 100}, {65530, 70}, {131072, 65536}, {199'990, 50}, {131071, 2}};
+  uint64_t seed = 10;
+  for (const Patch& p : patches) {
+    std::string bytes = RandomBytes(p.size, ++seed);
+    ASSERT_TRUE(WriteOnce(*store, 5, 1, 1, p.offset, bytes).ok()) << p.offset;
+    if (model.size() < p.offset + p.size) model.resize(p.offset + p.size, '\0');
+    model.replace(p.offset, p.size, bytes);
+  }
+  auto read = ReadAll(*store, 5, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, model);
+  EXPECT_EQ(store->Find(5, 1)->length, model.size());
+}
+
+TEST_F(ChunkStoreTest, Write_PastTheEndZeroFillsTheGap) {
+  auto store = OpenStore();
+  ASSERT_TRUE(WriteOnce(*store, 6, 1, 0, 0, "head").ok());
+  ASSERT_TRUE(WriteOnce(*store, 6, 1, 0, 300'000, "tail").ok());
+  auto read = ReadAll(*store, 6, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  std::string expected = "head" + std::string(300'000 - 4, '\0') + "tail";
+  EXPECT_EQ(*read, expected);
+}
+
+TEST_F(ChunkStoreTest, Write_BadInputIsRefused) {
+  auto store = OpenStore();
+  auto writer = store->StartWrite({8, 1, 0, false});
+  ASSERT_TRUE(writer.ok());
+  std::string data = RandomBytes(70'000, 4);
+  auto crcs = PieceCrcsOf(0, data);
+  crcs[1] ^= 1;
+  common::Status s = (*writer)->Write(0, Bytes(data), crcs);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("block 1"), std::string_view::npos) << s.ToString();
+  crcs.pop_back();
+  EXPECT_EQ((*writer)->Write(0, Bytes(data), crcs).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*writer)->Write(common::kChunkSizeBytes - 10, Bytes(data), PieceCrcsOf(common::kChunkSizeBytes - 10, data))
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ((*writer)->Truncate(common::kChunkSizeBytes + 1).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ChunkStoreTest, StartWrite_VersionRules) {
+  auto store = OpenStore();
+  EXPECT_EQ(store->StartWrite({9, 0, 0, false}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->StartWrite({9, 2, 3, false}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->StartWrite({9, 2, 1, false}).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(WriteOnce(*store, 9, 5, 0, 0, "v5").ok());
+  EXPECT_EQ(store->StartWrite({9, 4, 0, false}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->StartWrite({9, 7, 6, false}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Find(9, 4).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(store->Find(9, 4).status().message().find("stale"), std::string_view::npos);
+  EXPECT_NE(store->Find(9, 6).status().message().find("future"), std::string_view::npos);
+  EXPECT_EQ(store->Find(10, 1).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ChunkStoreTest, Commit_NewVersionFromBaseReplacesOldAtomically) {
+  auto store = OpenStore();
+  const std::string v1 = RandomBytes(150'000, 5);
+  ASSERT_TRUE(WriteOnce(*store, 11, 1, 0, 0, v1).ok());
+  auto writer = store->StartWrite({11, 2, 1, false});
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  ASSERT_TRUE((*writer)->building_new_version());
+  ASSERT_TRUE((*writer)->Write(10, Bytes("XYZ"), PieceCrcsOf(10, "XYZ")).ok());
+  // Until the commit, readers see version 1 only.
+  EXPECT_EQ(*ReadAll(*store, 11, 1), v1);
+  EXPECT_EQ(store->Find(11, 2).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*writer)->Commit(true).ok());
+  writer->reset();
+  std::string v2 = v1;
+  v2.replace(10, 3, "XYZ");
+  EXPECT_EQ(*ReadAll(*store, 11, 2), v2);
+  EXPECT_EQ(store->Find(11, 1).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CountFiles(".chunk"), 1);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+}
+
+TEST_F(ChunkStoreTest, Commit_CrashBetweenStepsLeavesOldOrNewVersion) {
+  const std::string v1 = RandomBytes(100'000, 6);
+  const char* steps[] = {"tmp_written", "before_rename", "after_rename", "after_unlink_old"};
+  for (const char* step : steps) {
+    SCOPED_TRACE(step);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directory(dir_);
+    {
+      bool armed = false;
+      auto store = OpenStore(nullptr, [step, &armed](std::string_view s) {
+        return armed && s == step ? common::InternalError("simulated crash") : common::Status::Ok();
+      });
+      ASSERT_TRUE(WriteOnce(*store, 12, 1, 0, 0, v1).ok());
+      armed = true;
+      auto writer = store->StartWrite({12, 2, 1, false});
+      ASSERT_TRUE(writer.ok());
+      ASSERT_TRUE((*writer)->Write(0, Bytes("new"), PieceCrcsOf(0, "new")).ok());
+      EXPECT_FALSE((*writer)->Commit(true).ok());
+    }
+    auto store = OpenStore();  // recovery
+    auto versions = store->Stat(12, 0);
+    ASSERT_TRUE(versions.ok());
+    ASSERT_EQ(versions->size(), 1u);
+    const bool renamed = std::string_view(step).starts_with("after");
+    EXPECT_EQ((*versions)[0].version, renamed ? 2u : 1u);
+    std::string expected = v1;
+    if (renamed) expected.replace(0, 3, "new");
+    EXPECT_EQ(*ReadAll(*store, 12, (*versions)[0].version), expected);
+    EXPECT_EQ(CountFiles(".tmp"), 0);
+    EXPECT_EQ(CountFiles(".chunk"), 1);
+  }
+}
+
+TEST_F(ChunkStoreTest, Write_DiskFullFailsWithoutChangingAnything) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string v1 = RandomBytes(100'000, 7);
+  ASSERT_TRUE(WriteOnce(*store, 13, 1, 0, 0, v1).ok());
+  io.fail_writes_errno = ENOSPC;
+  // In place, extending.
+  common::Status s = WriteOnce(*store, 13, 1, 0, 90'000, RandomBytes(50'000, 8));
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find("disk full"), std::string_view::npos);
+  // A new version.
+  EXPECT_EQ(WriteOnce(*store, 13, 2, 1, 0, "x").code(), StatusCode::kResourceExhausted);
+  // A new chunk.
+  EXPECT_EQ(WriteOnce(*store, 14, 1, 0, 0, "x").code(), StatusCode::kResourceExhausted);
+  io.fail_writes_errno = 0;
+  EXPECT_EQ(*ReadAll(*store, 13, 1), v1);
+  EXPECT_EQ(store->Find(13, 1)->length, v1.size());
+  EXPECT_FALSE(store->Find(13, 1)->damaged);
+  EXPECT_EQ(store->Find(14, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+}
+
+TEST_F(ChunkStoreTest, Truncate_ShrinksAndGrows) {
+  auto store = OpenStore();
+  const std::string v1 = RandomBytes(200'000, 9);
+  ASSERT_TRUE(WriteOnce(*store, 15, 1, 0, 0, v1).ok());
+  {
+    auto writer = store->StartWrite({15, 1, 0, false});
+    ASSERT_TRUE((*writer)->Truncate(70'000).ok());
+    ASSERT_TRUE((*writer)->Commit(true).ok());
+  }
+  EXPECT_EQ(*ReadAll(*store, 15, 1), v1.substr(0, 70'000));
+  {
+    auto writer = store->StartWrite({15, 2, 1, false});
+    ASSERT_TRUE((*writer)->Truncate(140'000).ok());
+    ASSERT_EQ(*(*writer)->Commit(true), 140'000u);
+  }
+  EXPECT_EQ(*ReadAll(*store, 15, 2), v1.substr(0, 70'000) + std::string(70'000, '\0'));
+}
+
+TEST_F(ChunkStoreTest, Write_ConcurrentWritersSerializePerChunkAndRunInParallel) {
+  auto store = OpenStore();
+  constexpr int kThreads = 4;
+  constexpr size_t kPiece = 100'000;
+  ASSERT_TRUE(WriteOnce(*store, 20, 1, 0, 0, std::string(kThreads * kPiece, 'z')).ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round) {
+        // The same chunk: disjoint, unaligned ranges.
+        std::string mine = RandomBytes(kPiece, static_cast<uint64_t>(t * 100 + round));
+        if (!WriteOnce(*store, 20, 1, 0, t * kPiece, mine, false).ok()) ++failures;
+        // A chunk of its own.
+        if (!WriteOnce(*store, 100 + static_cast<uint64_t>(t), 1, 0, round * kPiece, mine, false).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::string expected;
+  for (int t = 0; t < kThreads; ++t) expected += RandomBytes(kPiece, static_cast<uint64_t>(t * 100 + 4));
+  auto read = ReadAll(*store, 20, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, expected);
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(store->Find(100 + static_cast<uint64_t>(t), 1)->length, 5 * kPiece);
+}
+
+TEST_F(ChunkStoreTest, ReadBlocks_ConcurrentWithInPlaceWritesNeverSeesTornBlocks) {
+  auto store = OpenStore();
+  ASSERT_TRUE(WriteOnce(*store, 21, 1, 0, 0, RandomBytes(1 << 20, 1)).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::thread reader([&] {
+    while (!stop) {
+      if (!ReadAll(*store, 21, 1).ok()) ++errors;
+    }
+  });
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(WriteOnce(*store, 21, 1, 0, static_cast<uint64_t>(i) * 12345, RandomBytes(70'000, i), false).ok());
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(errors.load(), 0);
+}
+
+TEST_F(ChunkStoreTest, Delete_RemovesVersionsAndStatListSeeThem) {
+  auto store = OpenStore();
+  ASSERT_TRUE(WriteOnce(*store, 30, 1, 0, 0, "a").ok());
+  ASSERT_TRUE(WriteOnce(*store, 31, 4, 0, 0, "bb").ok());
+  auto list = store->List();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1].chunk_id, 31u);
+  EXPECT_EQ(list[1].length, 2u);
+  EXPECT_EQ(store->chunk_count(), 2u);
+  EXPECT_EQ(store->Delete(31, 3).status().code(), StatusCode::kNotFound);
+  auto freed = store->Delete(31, 0);
+  ASSERT_TRUE(freed.ok());
+  EXPECT_EQ(*freed, kChunkDataOffset + 2);
+  EXPECT_EQ(store->Stat(31, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->Delete(31, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(".chunk"), 1);
+}
+
+TEST_F(ChunkStoreTest, Open_TruncatedOrForeignFileIsReportedDamaged) {
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(WriteOnce(*store, 40, 1, 0, 0, "hello").ok());
+    ASSERT_EQ(::truncate(store->TEST_PathOf(40, 1).c_str(), 100), 0);
+  }
+  auto store = OpenStore();
+  EXPECT_TRUE(store->Find(40, 1)->damaged);
+  EXPECT_EQ(store->TakeNewlyDamaged().size(), 1u);
+}
+
+}  // namespace
+}  // namespace dfs::chunkserver
