@@ -1,0 +1,241 @@
+// MetaServiceImpl: the chunk map, chunkservers, administration and the
+// leader's housekeeping.
+#include <xxhash.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/check.h"
+#include "common/write_token.h"
+#include "meta/service/meta_service.h"
+#include "meta/service/validate.h"
+#include "proto/chunk.pb.h"
+
+namespace dfs::meta {
+
+namespace {
+// Placement key of chunk `index` of inode `ino`: the chunk id is allocated
+// inside Apply, so the proposer places by (ino, index), which it knows.
+uint64_t PlacementKey(uint64_t ino, uint64_t index) {
+  uint64_t in[2] = {ino, index};
+  return XXH64(in, sizeof(in), 0);
+}
+constexpr size_t kMaxPlacement = 16;  // the most replicas a file may ask for
+}  // namespace
+
+grpc::Status MetaServiceImpl::GetChunkLocations(Ctx*, const pb::GetChunkLocationsRequest* req,
+                                                pb::GetChunkLocationsReply* reply) {
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  state_machine_->GetChunkLocations(*req, reply);
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::LeaseChunk(Ctx*, const pb::LeaseChunkRequest* req, pb::LeaseChunkReply* reply) {
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  pb::Op op = NewOp(req->ctx());
+  pb::LeaseChunkOp* lease_op = op.mutable_lease_chunk();
+  *lease_op->mutable_request() = *req;
+  lease_op->set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
+  // Apply takes the first R (the file's replication factor) of these.
+  for (uint64_t node : cluster_->Placement(PlacementKey(req->ino(), req->chunk_index()), kMaxPlacement)) {
+    op.add_placement(node);
+  }
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  if (result.status().code() != 0) return grpc::Status::OK;
+  pb::ChunkLease* lease = reply->mutable_lease();
+  *lease = result.lease();
+  common::WriteGrant grant{lease->chunk_id(), lease->version(), lease->lease_id(), lease->lease_expires_unix_ms()};
+  pb::WriteToken token;
+  common::SignWriteToken(options_.cluster_key, grant, &token);
+  lease->set_write_token(token.SerializeAsString());
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::CommitWrite(Ctx*, const pb::CommitWriteRequest* req, pb::AttrReply* reply) {
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_commit_write() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::ReportBadReplica(Ctx*, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {
+  if (req->chunk_id() == 0 || req->node_id() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chunk_id and node_id are required");
+  }
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_bad_replica() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::Register(Ctx*, const pb::RegisterRequest* req, pb::RegisterReply* reply) {
+  if (req->node_id() == 0 || req->address().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id and address are required");
+  }
+  pb::Op op;
+  op.mutable_register_node()->mutable_request()->CopyFrom(*req);
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  reply->set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  if (result.status().code() == 0) {
+    uint64_t capacity = 0, used = 0;
+    for (const pb::DiskUsage& disk : req->disks()) {
+      capacity += disk.capacity_bytes();
+      used += disk.used_bytes();
+    }
+    cluster_->Registered(req->node_id(), req->address(), capacity, used, clock_.MonotonicNs());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::ReportInventory(Ctx*, grpc::ServerReader<pb::InventoryPage>* reader,
+                                              pb::InventoryReply* reply) {
+  pb::InventoryPage page;
+  while (reader->Read(&page)) {
+    if (page.node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
+    pb::Op op;
+    op.mutable_inventory_page()->set_node_id(page.node_id());
+    *op.mutable_inventory_page()->mutable_chunks() = page.chunks();
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+    if (page.last()) break;
+  }
+  reply->mutable_status()->set_code(0);
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::Heartbeat(Ctx*, const pb::HeartbeatRequest* req, pb::HeartbeatReply* reply) {
+  if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
+  if (!cluster_->Heartbeat(*req, clock_.MonotonicNs())) {
+    reply->set_reregister(true);
+    return grpc::Status::OK;
+  }
+  if (!req->damaged().empty()) {
+    pb::Op op;
+    op.mutable_inventory_page()->set_node_id(req->node_id());
+    for (const pb::ChunkRef& ref : req->damaged()) {
+      pb::ChunkRef* damaged = op.mutable_inventory_page()->add_chunks();
+      *damaged = ref;
+      damaged->set_damaged(true);
+    }
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  }
+  // The deletes handed out last time were executed before this heartbeat.
+  std::vector<pb::ChunkRef> done = cluster_->TakeSentGarbage(req->node_id());
+  if (!done.empty()) {
+    pb::Op op;
+    op.mutable_gc_done()->set_node_id(req->node_id());
+    for (pb::ChunkRef& ref : done) *op.mutable_gc_done()->add_chunks() = std::move(ref);
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  }
+  std::vector<pb::ChunkRef> garbage = state_machine_->Garbage(req->node_id(), options_.gc_batch);
+  uint64_t command_id = 0;
+  for (const pb::ChunkRef& ref : garbage) {
+    pb::Command* command = reply->add_commands();
+    command->set_command_id(++command_id);
+    command->mutable_delete_chunk()->set_chunk_id(ref.chunk_id());
+    command->mutable_delete_chunk()->set_version(ref.version());
+  }
+  cluster_->SetSentGarbage(req->node_id(), std::move(garbage));
+  return grpc::Status::OK;
+}
+
+void MetaServiceImpl::FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, const ClusterState::Node* live,
+                                     const StateMachine::NodeRow* row) {
+  out->set_node_id(node_id);
+  if (row) {
+    out->set_address(row->address);
+    out->set_capacity_bytes(row->capacity_bytes);
+    out->set_used_bytes(row->used_bytes);
+    out->set_weight(row->weight);
+  }
+  std::string state = row ? row->state : "up";
+  if (state == "up" && (live == nullptr || !live->live)) state = "dead";
+  out->set_state(state);
+  if (live) {
+    out->set_address(live->address);
+    out->set_capacity_bytes(live->capacity_bytes);
+    out->set_used_bytes(live->used_bytes);
+    out->set_chunk_count(live->chunk_count);
+    const int64_t age_ns = clock_.MonotonicNs() - live->last_heartbeat_mono_ns;
+    out->set_last_heartbeat_unix_ms((clock_.UnixNs() - age_ns) / 1'000'000);
+  }
+}
+
+grpc::Status MetaServiceImpl::ListNodes(Ctx*, const pb::ListNodesRequest*, pb::ListNodesReply* reply) {
+  std::map<uint64_t, ClusterState::Node> live = cluster_->Nodes();
+  for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
+    auto it = live.find(row.node_id);
+    FillNodeStatus(reply->add_nodes(), row.node_id, it == live.end() ? nullptr : &it->second, &row);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusRequest*,
+                                            pb::ClusterStatusReply* reply) {
+  pb::MetaMember* self = reply->add_members();
+  self->set_id(1);
+  self->set_role("leader");
+  reply->set_leader_id(1);
+  pb::ListNodesReply nodes;
+  ListNodes(ctx, nullptr, &nodes);
+  *reply->mutable_nodes() = nodes.nodes();
+  StateMachine::Counts counts = state_machine_->CountAll();
+  reply->set_files(counts.files);
+  reply->set_chunks(counts.chunks);
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::DrainNode(Ctx*, const pb::DrainNodeRequest* req, pb::StatusReply* reply) {
+  if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_drain_node() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::SetReplication(Ctx*, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_set_replication() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "membership changes arrive with meta-raft");
+}
+
+grpc::Status MetaServiceImpl::RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "membership changes arrive with meta-raft");
+}
+
+void MetaServiceImpl::Housekeeping() {
+  const int64_t now = clock_.MonotonicNs();
+  cluster_->ExpireNodes(now);
+  std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);
+  if (expired.empty()) return;
+  pb::Op op;
+  for (uint64_t id : expired) op.mutable_expire_sessions()->add_client_ids(id);
+  common::Result<pb::OpResult> result = Submit(std::move(op));
+  if (result.ok()) {
+    for (uint64_t id : expired) cluster_->SessionClosed(id);
+  }
+}
+
+}  // namespace dfs::meta

@@ -1,0 +1,122 @@
+#include "meta/service/cluster_state.h"
+
+#include <utility>
+
+namespace dfs::meta {
+
+void ClusterState::Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
+                              int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Node& node = nodes_[node_id];
+  node.address = address;
+  node.capacity_bytes = capacity;
+  node.used_bytes = used;
+  node.last_heartbeat_mono_ns = now_mono_ns;
+  if (!node.live) {
+    node.live = true;
+    RebuildRingLocked();
+  }
+}
+
+bool ClusterState::Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = nodes_.find(beat.node_id());
+  if (it == nodes_.end()) return false;
+  Node& node = it->second;
+  node.last_heartbeat_mono_ns = now_mono_ns;
+  node.capacity_bytes = beat.capacity_bytes();
+  node.used_bytes = beat.used_bytes();
+  node.chunk_count = beat.chunk_count();
+  node.load = beat.load();
+  if (!node.live) {
+    node.live = true;
+    RebuildRingLocked();
+  }
+  return true;
+}
+
+void ClusterState::ExpireNodes(int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool changed = false;
+  for (auto& [id, node] : nodes_) {
+    if (node.live && now_mono_ns - node.last_heartbeat_mono_ns > node_dead_after_ns_) {
+      node.live = false;
+      changed = true;
+    }
+  }
+  if (changed) RebuildRingLocked();
+}
+
+void ClusterState::RebuildRingLocked() {
+  ring_ = common::HashRing();
+  for (auto& [id, node] : nodes_) {
+    if (node.live) (void)ring_.AddNode(id, 1.0);
+  }
+}
+
+std::vector<uint64_t> ClusterState::Placement(uint64_t key, size_t count) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ring_.Successors(key, count);
+}
+
+std::map<uint64_t, ClusterState::Node> ClusterState::Nodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return nodes_;
+}
+
+void ClusterState::Capacity(uint64_t* capacity_bytes, uint64_t* used_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *capacity_bytes = *used_bytes = 0;
+  for (auto& [id, node] : nodes_) {
+    if (!node.live) continue;
+    *capacity_bytes += node.capacity_bytes;
+    *used_bytes += node.used_bytes;
+  }
+}
+
+std::vector<pb::ChunkRef> ClusterState::TakeSentGarbage(uint64_t node_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sent_garbage_.find(node_id);
+  if (it == sent_garbage_.end()) return {};
+  std::vector<pb::ChunkRef> refs = std::move(it->second);
+  sent_garbage_.erase(it);
+  return refs;
+}
+
+void ClusterState::SetSentGarbage(uint64_t node_id, std::vector<pb::ChunkRef> refs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (refs.empty()) {
+    sent_garbage_.erase(node_id);
+  } else {
+    sent_garbage_[node_id] = std::move(refs);
+  }
+}
+
+void ClusterState::SessionAlive(uint64_t client_id, int64_t now_mono_ns, int64_t lease_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_[client_id] = Session{now_mono_ns, lease_ns};
+}
+
+bool ClusterState::KeepAlive(uint64_t client_id, int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end()) return false;
+  it->second.last_seen_mono_ns = now_mono_ns;
+  return true;
+}
+
+void ClusterState::SessionClosed(uint64_t client_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_.erase(client_id);
+}
+
+std::vector<uint64_t> ClusterState::ExpiredSessions(int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> expired;
+  for (auto& [id, session] : sessions_) {
+    if (now_mono_ns - session.last_seen_mono_ns > session.lease_ns) expired.push_back(id);
+  }
+  return expired;
+}
+
+}  // namespace dfs::meta

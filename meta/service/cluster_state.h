@@ -1,0 +1,76 @@
+// ClusterState: what the leader keeps in memory only, never in the log -
+// chunkserver liveness from heartbeats (with the ring over the live nodes),
+// client session keepalives, and the garbage-delete commands handed out in
+// the last heartbeat reply of each node (confirmed by its next heartbeat).
+//
+// Losing it (a restart, a new leader) is safe: nodes re-register when told
+// to, sessions get a fresh grace period, and unconfirmed deletes are sent
+// again (a chunkserver delete is idempotent).
+//
+// Thread-safety: all methods lock `mu_`; callable from any thread.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/ring.h"
+#include "proto/meta.pb.h"
+
+namespace dfs::meta {
+
+class ClusterState {
+ public:
+  struct Node {
+    std::string address;
+    int64_t last_heartbeat_mono_ns = 0;
+    uint64_t capacity_bytes = 0;
+    uint64_t used_bytes = 0;
+    uint64_t chunk_count = 0;
+    double load = 0;
+    bool live = false;
+  };
+
+  explicit ClusterState(int64_t node_dead_after_ns) : node_dead_after_ns_(node_dead_after_ns) {}
+
+  // A node registered (or re-registered): live from `now_mono_ns`.
+  void Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
+                  int64_t now_mono_ns);
+  // Records a heartbeat; false if the node is unknown (it must re-register).
+  bool Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_ns);
+  // Marks nodes silent for longer than node_dead_after as dead (off the ring).
+  void ExpireNodes(int64_t now_mono_ns);
+  // Up to `count` live node ids for `key` in ring order.
+  std::vector<uint64_t> Placement(uint64_t key, size_t count);
+  std::map<uint64_t, Node> Nodes();
+  // Sum over live nodes.
+  void Capacity(uint64_t* capacity_bytes, uint64_t* used_bytes);
+
+  // Deletes handed to `node_id` in its last reply; returns and forgets them.
+  std::vector<pb::ChunkRef> TakeSentGarbage(uint64_t node_id);
+  void SetSentGarbage(uint64_t node_id, std::vector<pb::ChunkRef> refs);
+
+  void SessionAlive(uint64_t client_id, int64_t now_mono_ns, int64_t lease_ns);
+  bool KeepAlive(uint64_t client_id, int64_t now_mono_ns);
+  void SessionClosed(uint64_t client_id);
+  // Sessions whose lease ran out; they stay listed until SessionClosed.
+  std::vector<uint64_t> ExpiredSessions(int64_t now_mono_ns);
+
+ private:
+  void RebuildRingLocked();
+
+  const int64_t node_dead_after_ns_;
+  std::mutex mu_;  // guards everything below; leaf lock
+  std::map<uint64_t, Node> nodes_;
+  common::HashRing ring_;  // live nodes only
+  std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
+  struct Session {
+    int64_t last_seen_mono_ns = 0;
+    int64_t lease_ns = 0;
+  };
+  std::map<uint64_t, Session> sessions_;
+};
+
+}  // namespace dfs::meta

@@ -1,0 +1,106 @@
+// MetaServiceImpl: the gRPC face of dfs-meta (proto/meta.proto). Handlers are
+// thin: they reject malformed requests with INVALID_ARGUMENT, turn mutations
+// into Ops stamped with the leader's time (and placement, lease expiry),
+// propose them and copy the OpResult into the reply; reads go straight to the
+// StateMachine. Filesystem outcomes travel in the reply's FsStatus.
+//
+// Ownership: borrows the StateMachine, Proposer, Clock and ClusterState; all
+// must outlive it. Thread-safety: handlers run on gRPC's threads
+// concurrently; Housekeeping on the daemon's housekeeping thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/clock.h"
+#include "meta/service/cluster_state.h"
+#include "meta/service/proposer.h"
+#include "meta/state_machine/state_machine.h"
+#include "proto/meta.grpc.pb.h"
+
+namespace dfs::meta {
+
+struct MetaServiceOptions {
+  uint32_t replicas = 3;                // R for new chunks (capped by live nodes)
+  int64_t chunk_lease_ms = 60'000;      // write lease lifetime
+  uint32_t session_lease_ms = 30'000;   // client must KeepAlive within this
+  uint32_t heartbeat_interval_ms = 1'000;
+  size_t gc_batch = 256;                // Delete commands per heartbeat reply
+  std::string cluster_key;              // signs write tokens
+};
+
+class MetaServiceImpl final : public pb::MetaService::Service {
+ public:
+  MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock, ClusterState* cluster,
+                  MetaServiceOptions options);
+
+  // Expires silent chunkservers (in memory) and sessions (through an
+  // ExpireSessionsOp). Blocks while that Op applies.
+  void Housekeeping();
+  // Proposes `op` stamped with now and waits for its result. Unavailable if
+  // the proposer stopped.
+  common::Result<pb::OpResult> Submit(pb::Op op);
+
+  using Ctx = grpc::ServerContext;
+  grpc::Status Lookup(Ctx*, const pb::LookupRequest*, pb::EntryReply*) override;
+  grpc::Status GetAttr(Ctx*, const pb::GetAttrRequest*, pb::AttrReply*) override;
+  grpc::Status SetAttr(Ctx*, const pb::SetAttrRequest*, pb::AttrReply*) override;
+  grpc::Status Mknod(Ctx*, const pb::MknodRequest*, pb::EntryReply*) override;
+  grpc::Status Create(Ctx*, const pb::CreateRequest*, pb::CreateReply*) override;
+  grpc::Status Mkdir(Ctx*, const pb::MkdirRequest*, pb::EntryReply*) override;
+  grpc::Status Unlink(Ctx*, const pb::UnlinkRequest*, pb::StatusReply*) override;
+  grpc::Status Rmdir(Ctx*, const pb::RmdirRequest*, pb::StatusReply*) override;
+  grpc::Status Symlink(Ctx*, const pb::SymlinkRequest*, pb::EntryReply*) override;
+  grpc::Status Readlink(Ctx*, const pb::ReadlinkRequest*, pb::ReadlinkReply*) override;
+  grpc::Status Link(Ctx*, const pb::LinkRequest*, pb::EntryReply*) override;
+  grpc::Status Rename(Ctx*, const pb::RenameRequest*, pb::StatusReply*) override;
+  grpc::Status ReadDir(Ctx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
+  grpc::Status ReadDirPlus(Ctx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
+  grpc::Status Open(Ctx*, const pb::OpenRequest*, pb::OpenReply*) override;
+  grpc::Status Release(Ctx*, const pb::ReleaseRequest*, pb::StatusReply*) override;
+  grpc::Status Statfs(Ctx*, const pb::StatfsRequest*, pb::StatfsReply*) override;
+  grpc::Status SetXattr(Ctx*, const pb::SetXattrRequest*, pb::StatusReply*) override;
+  grpc::Status GetXattr(Ctx*, const pb::GetXattrRequest*, pb::GetXattrReply*) override;
+  grpc::Status ListXattr(Ctx*, const pb::ListXattrRequest*, pb::ListXattrReply*) override;
+  grpc::Status RemoveXattr(Ctx*, const pb::RemoveXattrRequest*, pb::StatusReply*) override;
+  grpc::Status Access(Ctx*, const pb::AccessRequest*, pb::StatusReply*) override;
+  grpc::Status Fallocate(Ctx*, const pb::FallocateRequest*, pb::AttrReply*) override;
+
+  grpc::Status OpenSession(Ctx*, const pb::OpenSessionRequest*, pb::OpenSessionReply*) override;
+  grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::StatusReply*) override;
+  grpc::Status CloseSession(Ctx*, const pb::CloseSessionRequest*, pb::StatusReply*) override;
+
+  grpc::Status GetChunkLocations(Ctx*, const pb::GetChunkLocationsRequest*, pb::GetChunkLocationsReply*) override;
+  grpc::Status LeaseChunk(Ctx*, const pb::LeaseChunkRequest*, pb::LeaseChunkReply*) override;
+  grpc::Status CommitWrite(Ctx*, const pb::CommitWriteRequest*, pb::AttrReply*) override;
+  grpc::Status ReportBadReplica(Ctx*, const pb::ReportBadReplicaRequest*, pb::StatusReply*) override;
+
+  grpc::Status Register(Ctx*, const pb::RegisterRequest*, pb::RegisterReply*) override;
+  grpc::Status ReportInventory(Ctx*, grpc::ServerReader<pb::InventoryPage>*, pb::InventoryReply*) override;
+  grpc::Status Heartbeat(Ctx*, const pb::HeartbeatRequest*, pb::HeartbeatReply*) override;
+
+  grpc::Status ClusterStatus(Ctx*, const pb::ClusterStatusRequest*, pb::ClusterStatusReply*) override;
+  grpc::Status ListNodes(Ctx*, const pb::ListNodesRequest*, pb::ListNodesReply*) override;
+  grpc::Status DrainNode(Ctx*, const pb::DrainNodeRequest*, pb::StatusReply*) override;
+  grpc::Status SetReplication(Ctx*, const pb::SetReplicationRequest*, pb::StatusReply*) override;
+  grpc::Status AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) override;
+  grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;
+
+ private:
+  // A new Op carrying the request's exactly-once ids.
+  static pb::Op NewOp(const pb::RequestContext& ctx);
+  // Submit, mapping a proposer failure to a gRPC status.
+  grpc::Status Run(pb::Op op, pb::OpResult* result);
+  void FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, const ClusterState::Node* live,
+                      const StateMachine::NodeRow* row);
+
+  StateMachine* const state_machine_;
+  Proposer* const proposer_;
+  common::Clock& clock_;
+  ClusterState* const cluster_;
+  const MetaServiceOptions options_;
+};
+
+}  // namespace dfs::meta

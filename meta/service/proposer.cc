@@ -1,0 +1,76 @@
+#include "meta/service/proposer.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/check.h"
+
+namespace dfs::meta {
+
+LocalProposer::LocalProposer(StateMachine* state_machine, size_t max_ops_per_entry)
+    : state_machine_(state_machine), max_ops_per_entry_(max_ops_per_entry) {
+  applier_ = std::thread([this] { Run(); });
+}
+
+LocalProposer::~LocalProposer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  applier_.join();
+  for (Pending& pending : queue_) pending.promise.set_value(common::UnavailableError("shutting down"));
+}
+
+std::future<common::Result<pb::OpResult>> LocalProposer::Propose(pb::Op op) {
+  Pending pending{std::move(op), {}};
+  std::future<common::Result<pb::OpResult>> future = pending.promise.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      pending.promise.set_value(common::UnavailableError("shutting down"));
+      return future;
+    }
+    queue_.push_back(std::move(pending));
+  }
+  cv_.notify_one();
+  return future;
+}
+
+LocalProposer::Stats LocalProposer::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void LocalProposer::Run() {
+  std::vector<Pending> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      while (!queue_.empty() && batch.size() < max_ops_per_entry_) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    pb::Entry entry;
+    entry.set_format(1);
+    for (Pending& pending : batch) *entry.add_ops() = std::move(pending.op);
+    // Through bytes, as the Raft log will carry it.
+    std::string bytes = entry.SerializeAsString();
+    common::Result<std::vector<pb::OpResult>> results = state_machine_->Apply(bytes);
+    CHECK(results.ok());  // we built the Entry ourselves
+    CHECK(results->size() == batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].promise.set_value(std::move((*results)[i]));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.entries;
+      stats_.ops += batch.size();
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace dfs::meta

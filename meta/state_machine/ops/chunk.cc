@@ -1,0 +1,238 @@
+// The chunk map: write leases (one writer per chunk, version bump), commits,
+// truncation and fallocate. Garbage (chunk versions no file references) is
+// queued per replica in `garbage` for heartbeat Delete commands.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/chunk_geometry.h"
+#include "common/result.h"
+#include "meta/state_machine/ops/ops.h"
+
+namespace dfs::meta::ops {
+
+using common::StatusCode;
+
+namespace {
+
+struct ChunkRow {
+  uint64_t chunk_id = 0;
+  uint64_t version = 0;
+  uint64_t length = 0;
+};
+
+std::optional<ChunkRow> LoadChunk(Db& db, uint64_t ino, uint64_t idx) {
+  Stmt stmt = db.Prepare("SELECT chunk_id, version, length FROM chunks WHERE ino=? AND idx=?");
+  stmt.BindU(1, ino).BindU(2, idx);
+  if (!stmt.Step()) return std::nullopt;
+  return ChunkRow{stmt.UInt(0), stmt.UInt(1), stmt.UInt(2)};
+}
+
+// The handle must be this client's, on this inode, open for writing.
+Status CheckWriteHandle(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
+  Stmt stmt = ctx.db.Prepare("SELECT flags FROM handles WHERE handle_id=? AND client_id=? AND ino=?");
+  stmt.BindU(1, handle_id).BindU(2, ctx.op.client_id()).BindU(3, ino);
+  if (!stmt.Step()) return Status(StatusCode::kFailedPrecondition, "no such open handle");
+  if (!(OpenAccessMask(static_cast<uint32_t>(stmt.Int(0))) & kMayWrite)) {
+    return Status(StatusCode::kPermissionDenied, "handle not open for writing");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* result) {
+  const pb::LeaseChunkRequest& req = op.request();
+  std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
+  if (!inode) return Status(StatusCode::kNotFound, "no such inode");
+  if (inode->IsDir()) return Status(StatusCode::kIsADirectory, "is a directory");
+  if (!inode->IsReg()) return Status(StatusCode::kInvalidArgument, "not a regular file");
+  if (common::ChunkStartOffset(req.chunk_index()) >= common::kMaxFileSizeBytes) {
+    return Status(StatusCode::kOutOfRange, "chunk index beyond the maximum file size");
+  }
+  RETURN_IF_ERROR(CheckWriteHandle(ctx, req.handle_id(), inode->ino));
+  const int64_t now_ms = ctx.now_ns / 1'000'000;
+  std::optional<ChunkRow> chunk = LoadChunk(ctx.db, inode->ino, req.chunk_index());
+  if (!chunk) {
+    if (ctx.op.placement().empty()) return Status(StatusCode::kResourceExhausted, "no live chunkservers");
+    ChunkRow row;
+    row.chunk_id = TakeCounter(ctx.db, "next_chunk_id");
+    Stmt stmt = ctx.db.Prepare("INSERT INTO chunks(ino, idx, chunk_id, version, length) VALUES(?,?,?,0,0)");
+    stmt.BindU(1, inode->ino).BindU(2, req.chunk_index()).BindU(3, row.chunk_id);
+    stmt.Run();
+    size_t r = std::max<size_t>(1, inode->replicas);
+    for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
+      Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");
+      ins.BindU(1, row.chunk_id).BindU(2, ctx.op.placement(i));
+      ins.Run();
+    }
+    chunk = row;
+  }
+  pb::ChunkLease* lease = result->mutable_lease();
+  uint64_t lease_id = 0, version = 0;
+  {
+    Stmt stmt = ctx.db.Prepare("SELECT lease_id, client_id, handle_id, version, expires_ms FROM leases WHERE chunk_id=?");
+    stmt.BindU(1, chunk->chunk_id);
+    if (stmt.Step()) {
+      const bool live = stmt.Int(4) > now_ms;
+      const bool mine = stmt.UInt(1) == ctx.op.client_id() && stmt.UInt(2) == req.handle_id();
+      if (live && !mine) return Status(StatusCode::kAborted, "chunk is leased by another writer");
+      if (live && mine && stmt.UInt(3) > chunk->version) {
+        lease_id = stmt.UInt(0);  // renewal: same version, later expiry
+        version = stmt.UInt(3);
+      } else {
+        version = std::max(chunk->version, stmt.UInt(3)) + 1;  // never reuse a version a writer may have begun
+      }
+    } else {
+      version = chunk->version + 1;
+    }
+  }
+  if (lease_id == 0) lease_id = TakeCounter(ctx.db, "next_lease");
+  {
+    Stmt stmt = ctx.db.Prepare(
+        "INSERT OR REPLACE INTO leases(chunk_id, lease_id, client_id, handle_id, version, base_version, expires_ms) "
+        "VALUES(?,?,?,?,?,?,?)");
+    stmt.BindU(1, chunk->chunk_id).BindU(2, lease_id).BindU(3, ctx.op.client_id()).BindU(4, req.handle_id());
+    stmt.BindU(5, version).BindU(6, chunk->version).Bind(7, op.lease_expires_unix_ms());
+    stmt.Run();
+  }
+  lease->set_chunk_index(req.chunk_index());
+  lease->set_chunk_id(chunk->chunk_id);
+  lease->set_version(version);
+  lease->set_base_version(chunk->version);
+  lease->set_length(chunk->length);
+  lease->set_lease_id(lease_id);
+  lease->set_lease_expires_unix_ms(op.lease_expires_unix_ms());
+  {
+    Stmt stmt = ctx.db.Prepare(
+        "SELECT r.node_id, COALESCE(n.address, '') FROM replicas r LEFT JOIN nodes n ON n.node_id = r.node_id "
+        "WHERE r.chunk_id=? ORDER BY r.node_id");
+    stmt.BindU(1, chunk->chunk_id);
+    while (stmt.Step()) {
+      pb::ReplicaLocation* loc = lease->add_replicas();
+      loc->set_node_id(stmt.UInt(0));
+      loc->set_address(stmt.Blob(1));
+    }
+  }
+  lease->set_write_quorum(static_cast<uint32_t>(lease->replicas_size() / 2 + 1));
+  return Status::Ok();
+}
+
+Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResult* result) {
+  std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
+  if (!inode) return Status(StatusCode::kNotFound, "no such inode");
+  if (!inode->IsReg()) return Status(StatusCode::kInvalidArgument, "not a regular file");
+  RETURN_IF_ERROR(CheckWriteHandle(ctx, req.handle_id(), inode->ino));
+  if (req.new_size() > common::kMaxFileSizeBytes) return Status(StatusCode::kOutOfRange, "file too large");
+  for (const pb::ChunkCommit& commit : req.chunks()) {
+    std::optional<ChunkRow> chunk = LoadChunk(ctx.db, inode->ino, commit.chunk_index());
+    if (!chunk || chunk->chunk_id != commit.chunk_id()) {
+      return Status(StatusCode::kFailedPrecondition, "chunk was replaced or truncated away");
+    }
+    if (commit.length() > common::kChunkSizeBytes) return Status(StatusCode::kInvalidArgument, "chunk too long");
+    if (commit.version() != chunk->version) {
+      Stmt stmt = ctx.db.Prepare("SELECT version FROM leases WHERE chunk_id=?");
+      stmt.BindU(1, chunk->chunk_id);
+      if (!stmt.Step() || stmt.UInt(0) != commit.version()) {
+        return Status(StatusCode::kFailedPrecondition, "stale chunk version");
+      }
+    }
+    // Replicas that did not take this version keep an old one: garbage.
+    {
+      Stmt stmt = ctx.db.Prepare("SELECT node_id, version FROM replicas WHERE chunk_id=?");
+      stmt.BindU(1, chunk->chunk_id);
+      std::vector<std::pair<uint64_t, uint64_t>> old;
+      while (stmt.Step()) old.emplace_back(stmt.UInt(0), stmt.UInt(1));
+      for (auto [node, version] : old) {
+        auto& ids = commit.replica_node_ids();
+        if (std::find(ids.begin(), ids.end(), node) != ids.end() || version == 0) continue;
+        Stmt ins = ctx.db.Prepare("INSERT INTO garbage(node_id, chunk_id, version) VALUES(?,?,?)");
+        ins.BindU(1, node).BindU(2, chunk->chunk_id).BindU(3, version);
+        ins.Run();
+      }
+    }
+    {
+      Stmt del = ctx.db.Prepare("DELETE FROM replicas WHERE chunk_id=?");
+      del.BindU(1, chunk->chunk_id);
+      del.Run();
+    }
+    for (uint64_t node : commit.replica_node_ids()) {
+      Stmt ins = ctx.db.Prepare("INSERT OR REPLACE INTO replicas(chunk_id, node_id, version) VALUES(?,?,?)");
+      ins.BindU(1, chunk->chunk_id).BindU(2, node).BindU(3, commit.version());
+      ins.Run();
+    }
+    Stmt upd = ctx.db.Prepare("UPDATE chunks SET version=?, length=? WHERE chunk_id=?");
+    upd.BindU(1, commit.version()).BindU(2, commit.length()).BindU(3, chunk->chunk_id);
+    upd.Run();
+  }
+  inode->size = std::max(inode->size, req.new_size());
+  inode->mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : ctx.now_ns;
+  inode->ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, *inode);
+  FillAttr(ctx, *inode, result);
+  return Status::Ok();
+}
+
+void TruncateFile(OpContext& ctx, Inode& inode, uint64_t new_size) {
+  if (new_size < inode.size) {
+    const uint64_t keep = common::ChunkCount(new_size);
+    std::vector<uint64_t> dropped;
+    {
+      Stmt stmt = ctx.db.Prepare("SELECT chunk_id FROM chunks WHERE ino=? AND idx>=?");
+      stmt.BindU(1, inode.ino).BindU(2, keep);
+      while (stmt.Step()) dropped.push_back(stmt.UInt(0));
+    }
+    for (uint64_t id : dropped) DropChunk(ctx.db, id);
+    // A partial last chunk keeps its bytes on the chunkservers past the cut;
+    // its recorded length shrinks, and the next writer's lease reports that
+    // length so it cuts the new version there (WriteHeader.truncate) before
+    // extending it.
+    if (common::OffsetInChunk(new_size) != 0) {
+      Stmt stmt = ctx.db.Prepare("UPDATE chunks SET length=MIN(length, ?) WHERE ino=? AND idx=?");
+      stmt.BindU(1, common::OffsetInChunk(new_size)).BindU(2, inode.ino).BindU(3, keep - 1);
+      stmt.Run();
+    }
+  }
+  inode.size = new_size;
+  inode.mtime_ns = inode.ctime_ns = ctx.now_ns;
+}
+
+Status Fallocate(OpContext& ctx, const pb::FallocateRequest& req, pb::OpResult* result) {
+  std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
+  if (!inode) return Status(StatusCode::kNotFound, "no such inode");
+  if (inode->IsDir()) return Status(StatusCode::kIsADirectory, "is a directory");
+  if (!inode->IsReg()) return Status(StatusCode::kInvalidArgument, "not a regular file");
+  if (req.length() == 0) return Status(StatusCode::kInvalidArgument, "zero length");
+  const uint64_t end = req.offset() + req.length();
+  if (end < req.offset() || end > common::kMaxFileSizeBytes) return Status(StatusCode::kOutOfRange, "too large");
+  RETURN_IF_ERROR(CheckWriteHandle(ctx, req.handle_id(), inode->ino));
+  const uint32_t mode = req.mode();
+  if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
+    // Space is not reserved on chunkservers (thin provisioning); the size grows.
+    if (mode == 0 && end > inode->size) inode->size = end;
+  } else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+    // Whole chunks inside the range become holes; partial chunks would need
+    // a chunkserver zeroing command, which does not exist yet.
+    const uint64_t first = (req.offset() + common::kChunkSizeBytes - 1) / common::kChunkSizeBytes;
+    const uint64_t last = std::min(end, inode->size) / common::kChunkSizeBytes;  // exclusive
+    const bool partial = common::OffsetInChunk(req.offset()) != 0 ||
+                         (end < inode->size && common::OffsetInChunk(end) != 0);
+    if (partial) return Status(StatusCode::kUnimplemented, "punching a partial chunk");
+    std::vector<uint64_t> dropped;
+    Stmt stmt = ctx.db.Prepare("SELECT chunk_id FROM chunks WHERE ino=? AND idx>=? AND idx<?");
+    stmt.BindU(1, inode->ino).BindU(2, first).BindU(3, last);
+    while (stmt.Step()) dropped.push_back(stmt.UInt(0));
+    for (uint64_t id : dropped) DropChunk(ctx.db, id);
+  } else {
+    return Status(StatusCode::kUnimplemented, "unsupported fallocate mode");
+  }
+  inode->mtime_ns = inode->ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, *inode);
+  FillAttr(ctx, *inode, result);
+  return Status::Ok();
+}
+
+}  // namespace dfs::meta::ops

@@ -1,0 +1,85 @@
+// The metadata operations applied by StateMachine::Apply, one file per
+// operation family in this folder. Each function runs inside the Apply
+// transaction (and a savepoint of its own), reads the previous state and the
+// Op only, and returns the filesystem outcome: OK after filling `result`, or
+// the POSIX error (in which case Apply rolls the savepoint back, so an
+// operation never leaves a partial change). SQLite failures PANIC (db.h).
+//
+// Determinism: `ctx.now_ns` and `ctx.op.placement()` are stamped by the
+// proposer; ids come from counters (TakeCounter). Nothing here reads a clock,
+// a random source or local configuration.
+//
+// Thread-safety: called only by the applier (one thread).
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+#include "meta/state_machine/db.h"
+#include "meta/state_machine/store.h"
+#include "proto/meta_entry.pb.h"
+
+namespace dfs::meta::ops {
+
+struct OpContext {
+  Db& db;
+  const pb::Op& op;
+  int64_t now_ns;
+};
+
+using common::Status;
+
+// make_node.cc
+Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result);
+Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result);
+Status Mkdir(OpContext& ctx, const pb::MkdirRequest& req, pb::OpResult* result);
+Status Symlink(OpContext& ctx, const pb::SymlinkRequest& req, pb::OpResult* result);
+// remove.cc
+Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult* result);
+Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult* result);
+// Drops one name of `victim` (a directory loses all), freeing it if no name
+// and no handle is left. Shared by remove.cc and rename.cc.
+void DropName(OpContext& ctx, Inode& victim);
+// link.cc
+Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result);
+// rename.cc
+Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result);
+// set_attr.cc
+Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result);
+// xattr.cc
+Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult* result);
+Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResult* result);
+// Shared with the read path: validates an xattr name and the caller's right
+// to read (`write` false) or change it. NotFound/ERANGE-like errors as Linux.
+Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view name, bool write);
+// make_node.cc (open handles)
+Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result);
+Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult* result);
+// Shared by Open and Create: access bits required by open(2) flags.
+uint32_t OpenAccessMask(uint32_t flags);
+// session.cc
+Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result);
+Status CloseSession(OpContext& ctx, const pb::CloseSessionRequest& req, pb::OpResult* result);
+Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpResult* result);
+// chunk.cc
+Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& req, pb::OpResult* result);
+Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResult* result);
+Status Fallocate(OpContext& ctx, const pb::FallocateRequest& req, pb::OpResult* result);
+// Sets a regular file's size: shrinking drops whole chunks past the end
+// (queued as garbage) and records the cut length of a partial last chunk;
+// growing is sparse. Updates mtime/ctime; the caller saves the inode.
+void TruncateFile(OpContext& ctx, Inode& inode, uint64_t new_size);
+// node.cc
+Status RegisterNode(OpContext& ctx, const pb::RegisterNodeOp& req, pb::OpResult* result);
+Status NodeState(OpContext& ctx, const pb::NodeStateOp& req, pb::OpResult* result);
+Status ReplicaChange(OpContext& ctx, const pb::ReplicaChangeOp& req, pb::OpResult* result);
+Status BadReplica(OpContext& ctx, const pb::ReportBadReplicaRequest& req, pb::OpResult* result);
+Status DrainNode(OpContext& ctx, const pb::DrainNodeRequest& req, pb::OpResult* result);
+Status GcDone(OpContext& ctx, const pb::GcDoneOp& req, pb::OpResult* result);
+Status InventoryPage(OpContext& ctx, const pb::InventoryPageOp& req, pb::OpResult* result);
+Status SetReplication(OpContext& ctx, const pb::SetReplicationRequest& req, pb::OpResult* result);
+
+// Fills result->attr from the stored inode (with its block count).
+void FillAttr(OpContext& ctx, const Inode& inode, pb::OpResult* result);
+
+}  // namespace dfs::meta::ops

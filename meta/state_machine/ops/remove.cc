@@ -1,0 +1,73 @@
+// unlink and rmdir. An inode whose last name goes away is freed at once
+// unless a handle still holds it (then at the last Release/session end).
+#include <sys/stat.h>
+
+#include "common/result.h"
+#include "meta/state_machine/ops/ops.h"
+
+namespace dfs::meta::ops {
+
+using common::StatusCode;
+
+namespace {
+
+// Kernel order (may_delete): lookup, write permission, sticky, type.
+common::Status PrepareRemove(OpContext& ctx, const Creds& creds, uint64_t parent, const std::string& name,
+                             bool want_dir, Inode* dir, Inode* victim) {
+  if (name == ".") return Status(StatusCode::kInvalidArgument, "cannot remove '.'");
+  if (name == "..") return Status(want_dir ? StatusCode::kNotEmpty : StatusCode::kIsADirectory, "'..'");
+  RETURN_IF_ERROR(ValidateName(name));
+  ASSIGN_OR_RETURN(*dir, LoadDir(ctx.db, parent, creds, kMayExec));
+  std::optional<Dentry> dentry = LookupDentry(ctx.db, parent, name);
+  if (!dentry) return Status(StatusCode::kNotFound, "no such entry");
+  std::optional<Inode> inode = LoadInode(ctx.db, dentry->ino);
+  if (!inode) return Status(StatusCode::kInternal, "dangling entry");
+  *victim = std::move(*inode);
+  RETURN_IF_ERROR(CheckAccess(*dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckSticky(*dir, *victim, creds));
+  if (want_dir && !victim->IsDir()) return Status(StatusCode::kNotADirectory, "not a directory");
+  if (!want_dir && victim->IsDir()) return Status(StatusCode::kIsADirectory, "is a directory");
+  return Status::Ok();
+}
+
+}  // namespace
+
+void DropName(OpContext& ctx, Inode& victim) {
+  victim.ctime_ns = ctx.now_ns;
+  if (victim.IsDir()) {
+    victim.nlink = 0;
+  } else if (victim.nlink > 0) {
+    --victim.nlink;
+  }
+  if (victim.nlink == 0 && !HasHandles(ctx.db, victim.ino)) {
+    PurgeInode(ctx.db, victim.ino);
+  } else {
+    SaveInode(ctx.db, victim);
+  }
+}
+
+Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult*) {
+  Creds creds = CredsFrom(req.ctx().creds());
+  Inode dir, victim;
+  RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), false, &dir, &victim));
+  DeleteDentry(ctx.db, dir.ino, req.name());
+  dir.mtime_ns = dir.ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, dir);
+  DropName(ctx, victim);
+  return Status::Ok();
+}
+
+Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult*) {
+  Creds creds = CredsFrom(req.ctx().creds());
+  Inode dir, victim;
+  RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), true, &dir, &victim));
+  if (!DirIsEmpty(ctx.db, victim.ino)) return Status(StatusCode::kNotEmpty, "directory not empty");
+  DeleteDentry(ctx.db, dir.ino, req.name());
+  --dir.nlink;
+  dir.mtime_ns = dir.ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, dir);
+  DropName(ctx, victim);
+  return Status::Ok();
+}
+
+}  // namespace dfs::meta::ops

@@ -1,0 +1,56 @@
+// Client sessions: opening one allocates the client id; closing or expiring
+// one releases its handles (freeing unlinked-but-open files) and forgets its
+// exactly-once records.
+#include <vector>
+
+#include "meta/state_machine/ops/ops.h"
+
+namespace dfs::meta::ops {
+
+namespace {
+
+void EndSession(OpContext& ctx, uint64_t client_id) {
+  std::vector<uint64_t> inos;
+  {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM handles WHERE client_id=? RETURNING ino");
+    stmt.BindU(1, client_id);
+    while (stmt.Step()) inos.push_back(stmt.UInt(0));
+  }
+  for (uint64_t ino : inos) {
+    std::optional<Inode> inode = LoadInode(ctx.db, ino);
+    if (inode && inode->nlink == 0 && !HasHandles(ctx.db, ino)) PurgeInode(ctx.db, ino);
+  }
+  {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM requests WHERE client_id=?");
+    stmt.BindU(1, client_id);
+    stmt.Run();
+  }
+  Stmt stmt = ctx.db.Prepare("DELETE FROM sessions WHERE client_id=?");
+  stmt.BindU(1, client_id);
+  stmt.Run();
+}
+
+}  // namespace
+
+Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result) {
+  uint64_t client_id = TakeCounter(ctx.db, "next_client");
+  Stmt stmt = ctx.db.Prepare(
+      "INSERT INTO sessions(client_id, hostname, mount_point, lease_ms, opened_ns) VALUES(?,?,?,?,?)");
+  stmt.BindU(1, client_id).Bind(2, req.request().hostname()).Bind(3, req.request().mount_point());
+  stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
+  stmt.Run();
+  result->set_client_id(client_id);
+  return Status::Ok();
+}
+
+Status CloseSession(OpContext& ctx, const pb::CloseSessionRequest& req, pb::OpResult*) {
+  EndSession(ctx, req.ctx().client_id());
+  return Status::Ok();
+}
+
+Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpResult*) {
+  for (uint64_t client_id : req.client_ids()) EndSession(ctx, client_id);
+  return Status::Ok();
+}
+
+}  // namespace dfs::meta::ops

@@ -1,0 +1,112 @@
+// setattr: chmod, chown, truncate, utimens, with the POSIX ownership rules
+// (notify_change / setattr_prepare / chown_common) and ctime as ext4 keeps it.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "common/chunk_geometry.h"
+#include "common/result.h"
+#include "meta/state_machine/ops/ops.h"
+
+namespace dfs::meta::ops {
+
+using common::StatusCode;
+
+namespace {
+
+bool HandleAllowsWrite(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
+  if (handle_id == 0) return false;
+  Stmt stmt = ctx.db.Prepare("SELECT flags FROM handles WHERE handle_id=? AND ino=?");
+  stmt.BindU(1, handle_id).BindU(2, ino);
+  return stmt.Step() && (OpenAccessMask(static_cast<uint32_t>(stmt.Int(0))) & kMayWrite);
+}
+
+}  // namespace
+
+Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result) {
+  Creds creds = CredsFrom(req.ctx().creds());
+  std::optional<Inode> found = LoadInode(ctx.db, req.ino());
+  if (!found) return Status(StatusCode::kNotFound, "no such inode");
+  Inode inode = std::move(*found);
+  const uint32_t valid = req.valid();
+  const bool root = creds.uid == 0;
+  bool changed = false;
+
+  // Validate everything first (setattr_prepare), then change.
+  const bool set_uid = (valid & pb::SET_UID) && req.uid() != inode.uid;
+  const bool set_gid = (valid & pb::SET_GID) && req.gid() != inode.gid;
+  if (valid & pb::SET_UID) {
+    if (!root && (req.uid() != inode.uid || creds.uid != inode.uid)) {
+      return Status(StatusCode::kNotPermitted, "only root may change the owner");
+    }
+  }
+  if (valid & pb::SET_GID) {
+    if (!root && (creds.uid != inode.uid || (req.gid() != inode.gid && !creds.InGroup(req.gid())))) {
+      return Status(StatusCode::kNotPermitted, "may not change the group");
+    }
+  }
+  if (valid & pb::SET_MODE) RETURN_IF_ERROR(CheckOwner(inode, creds));
+  const uint32_t explicit_times = pb::SET_ATIME | pb::SET_MTIME | pb::SET_CTIME;
+  const uint32_t now_times = pb::SET_ATIME_NOW | pb::SET_MTIME_NOW;
+  if (valid & explicit_times) {
+    RETURN_IF_ERROR(CheckOwner(inode, creds));
+  } else if (valid & now_times) {
+    if (!root && creds.uid != inode.uid) RETURN_IF_ERROR(CheckAccess(inode, creds, kMayWrite));
+  }
+  if (valid & pb::SET_SIZE) {
+    if (inode.IsDir()) return Status(StatusCode::kIsADirectory, "truncate of a directory");
+    if (!inode.IsReg()) return Status(StatusCode::kInvalidArgument, "truncate of a special file");
+    if (req.size() > common::kMaxFileSizeBytes) return Status(StatusCode::kOutOfRange, "file too large");
+    if (!HandleAllowsWrite(ctx, req.handle_id(), inode.ino)) RETURN_IF_ERROR(CheckAccess(inode, creds, kMayWrite));
+  }
+
+  if (valid & pb::SET_MODE) {
+    uint32_t mode = req.mode() & 07777;
+    // chmod by a non-member of the file's group clears setgid (no CAP_FSETID).
+    if (!root && !creds.InGroup(set_gid ? req.gid() : inode.gid)) mode &= ~S_ISGID;
+    inode.mode = (inode.mode & S_IFMT) | mode;
+    changed = true;
+  }
+  if (valid & (pb::SET_UID | pb::SET_GID)) {
+    if (set_uid) inode.uid = req.uid();
+    if (set_gid) inode.gid = req.gid();
+    // chown_common: a non-directory loses setuid, and setgid if group-executable.
+    if (!inode.IsDir()) {
+      inode.mode &= ~S_ISUID;
+      if ((inode.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) inode.mode &= ~S_ISGID;
+    }
+    changed = true;
+  }
+  if (valid & pb::SET_SIZE) {
+    if (req.size() != inode.size) {
+      TruncateFile(ctx, inode, req.size());
+    } else if (req.handle_id() == 0) {
+      // truncate(2) to the same size still updates mtime and ctime on ext4
+      inode.mtime_ns = ctx.now_ns;
+    }
+    if (!root && !inode.IsDir()) {
+      inode.mode &= ~S_ISUID;
+      if ((inode.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) inode.mode &= ~S_ISGID;
+    }
+    changed = true;
+  }
+  if (valid & pb::SET_ATIME_NOW) {
+    inode.atime_ns = ctx.now_ns;
+    changed = true;
+  } else if (valid & pb::SET_ATIME) {
+    inode.atime_ns = req.atime_ns();
+    changed = true;
+  }
+  if (valid & pb::SET_MTIME_NOW) {
+    inode.mtime_ns = ctx.now_ns;
+    changed = true;
+  } else if (valid & pb::SET_MTIME) {
+    inode.mtime_ns = req.mtime_ns();
+    changed = true;
+  }
+  if (changed) inode.ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, inode);
+  FillAttr(ctx, inode, result);
+  return Status::Ok();
+}
+
+}  // namespace dfs::meta::ops

@@ -1,0 +1,239 @@
+// The read side of StateMachine: served from pooled read connections, never
+// through Apply.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/chunk_geometry.h"
+#include "meta/state_machine/ops/ops.h"
+#include "meta/state_machine/state_machine.h"
+
+namespace dfs::meta {
+
+using common::Status;
+using common::StatusCode;
+
+namespace {
+
+void SetStatus(const Status& status, pb::FsStatus* out) {
+  out->set_code(static_cast<int>(status.code()));
+  out->set_message(std::string(status.message()));
+}
+
+void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
+  ToAttr(inode, inode.IsReg() ? StoredBlocks(db, inode.ino) : 0, attr);
+}
+
+constexpr uint32_t kDefaultReadDirEntries = 1024;
+constexpr uint32_t kMaxReadDirEntries = 4096;
+
+}  // namespace
+
+void StateMachine::Lookup(const pb::LookupRequest& req, pb::EntryReply* reply) {
+  ReadConnection conn = Borrow();
+  Db& db = *conn;
+  Creds creds = CredsFrom(req.ctx().creds());
+  Status status = ValidateName(req.name());
+  if (!status.ok()) return SetStatus(status, reply->mutable_status());
+  common::Result<Inode> dir = LoadDir(db, req.parent(), creds, kMayExec);
+  if (!dir.ok()) return SetStatus(dir.status(), reply->mutable_status());
+  std::optional<Dentry> dentry = LookupDentry(db, req.parent(), req.name());
+  std::optional<Inode> inode = dentry ? LoadInode(db, dentry->ino) : std::nullopt;
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such entry"), reply->mutable_status());
+  FillAttr(db, *inode, reply->mutable_attr());
+}
+
+void StateMachine::GetAttr(const pb::GetAttrRequest& req, pb::AttrReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  FillAttr(*conn, *inode, reply->mutable_attr());
+}
+
+void StateMachine::Readlink(const pb::ReadlinkRequest& req, pb::ReadlinkReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  if (!S_ISLNK(inode->mode)) return SetStatus(Status(StatusCode::kInvalidArgument, "not a symlink"), reply->mutable_status());
+  reply->set_target(inode->target);
+}
+
+void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDirReply* reply) {
+  ReadConnection conn = Borrow();
+  Db& db = *conn;
+  Creds creds = CredsFrom(req.ctx().creds());
+  std::optional<Inode> dir = LoadInode(db, req.ino());
+  if (!dir) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  if (!dir->IsDir()) return SetStatus(Status(StatusCode::kNotADirectory, "not a directory"), reply->mutable_status());
+  Status access = CheckAccess(*dir, creds, kMayRead);
+  if (!access.ok()) return SetStatus(access, reply->mutable_status());
+  uint32_t limit = req.max_entries() == 0 ? kDefaultReadDirEntries : std::min(req.max_entries(), kMaxReadDirEntries);
+  Stmt stmt = db.Prepare(
+      "SELECT name, ino, type, cookie FROM dentries WHERE parent=? AND cookie>? ORDER BY cookie LIMIT ?");
+  stmt.BindU(1, req.ino()).BindU(2, req.cookie()).Bind(3, int64_t{limit} + 1);
+  uint32_t count = 0;
+  bool more = false;
+  while (stmt.Step()) {
+    if (count == limit) {
+      more = true;
+      break;
+    }
+    ++count;
+    pb::DirEntry* entry = reply->add_entries();
+    entry->set_name(stmt.Blob(0));
+    entry->set_ino(stmt.UInt(1));
+    entry->set_type(static_cast<uint32_t>(stmt.Int(2)));
+    entry->set_cookie(stmt.UInt(3));
+  }
+  reply->set_eof(!more);
+  if (plus) {
+    for (pb::DirEntry& entry : *reply->mutable_entries()) {
+      std::optional<Inode> inode = LoadInode(db, entry.ino());
+      if (inode) FillAttr(db, *inode, entry.mutable_attr());
+    }
+  }
+}
+
+void StateMachine::Access(const pb::AccessRequest& req, pb::StatusReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  if (req.mask() & ~7u) return SetStatus(Status(StatusCode::kInvalidArgument, "bad mask"), reply->mutable_status());
+  Status status = CheckAccess(*inode, CredsFrom(req.ctx().creds()), req.mask());
+  SetStatus(status, reply->mutable_status());
+}
+
+void StateMachine::CheckOpen(const pb::OpenRequest& req, pb::OpenReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  uint32_t mask = ops::OpenAccessMask(req.flags());
+  if (inode->IsDir() && (mask & kMayWrite)) {
+    return SetStatus(Status(StatusCode::kIsADirectory, "is a directory"), reply->mutable_status());
+  }
+  Status status = CheckAccess(*inode, CredsFrom(req.ctx().creds()), mask);
+  if (!status.ok()) return SetStatus(status, reply->mutable_status());
+  FillAttr(*conn, *inode, reply->mutable_attr());
+}
+
+void StateMachine::GetXattr(const pb::GetXattrRequest& req, pb::GetXattrReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  Status status = ops::CheckXattrAccess(*inode, CredsFrom(req.ctx().creds()), req.name(), false);
+  if (!status.ok()) return SetStatus(status, reply->mutable_status());
+  Stmt stmt = (*conn).Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
+  stmt.BindU(1, req.ino()).Bind(2, req.name());
+  if (!stmt.Step()) return SetStatus(Status(StatusCode::kNoAttribute, "no such xattr"), reply->mutable_status());
+  reply->set_value(stmt.Blob(0));
+}
+
+void StateMachine::ListXattr(const pb::ListXattrRequest& req, pb::ListXattrReply* reply) {
+  ReadConnection conn = Borrow();
+  std::optional<Inode> inode = LoadInode(*conn, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  const bool root = req.ctx().creds().uid() == 0;
+  Stmt stmt = (*conn).Prepare("SELECT name FROM xattrs WHERE ino=? ORDER BY name");
+  stmt.BindU(1, req.ino());
+  while (stmt.Step()) {
+    std::string name = stmt.Blob(0);
+    if (!root && name.rfind("trusted.", 0) == 0) continue;
+    reply->add_names(std::move(name));
+  }
+}
+
+void StateMachine::GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb::GetChunkLocationsReply* reply) {
+  ReadConnection conn = Borrow();
+  Db& db = *conn;
+  std::optional<Inode> inode = LoadInode(db, req.ino());
+  if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
+  if (!inode->IsReg()) return SetStatus(Status(StatusCode::kInvalidArgument, "not a regular file"), reply->mutable_status());
+  reply->set_file_size(inode->size);
+  const uint64_t end = std::min(inode->size, req.offset() + std::min<uint64_t>(req.length(), common::kMaxFileSizeBytes));
+  if (req.offset() >= end) return;
+  const uint64_t first = common::ChunkIndexOf(req.offset());
+  const uint64_t last = common::ChunkIndexOf(end - 1);
+  Stmt stmt = db.Prepare("SELECT idx, chunk_id, version, length FROM chunks WHERE ino=? AND idx>=? AND idx<=? ORDER BY idx");
+  stmt.BindU(1, inode->ino).BindU(2, first).BindU(3, last);
+  uint64_t next = first;
+  auto add_hole_until = [&](uint64_t idx) {
+    for (; next < idx; ++next) reply->add_chunks()->set_chunk_index(next);
+  };
+  while (stmt.Step()) {
+    const uint64_t idx = stmt.UInt(0);
+    if (stmt.UInt(2) == 0) continue;  // allocated, never committed: a hole
+    add_hole_until(idx);
+    pb::ChunkLocation* loc = reply->add_chunks();
+    loc->set_chunk_index(idx);
+    loc->set_chunk_id(stmt.UInt(1));
+    loc->set_version(stmt.UInt(2));
+    loc->set_length(stmt.UInt(3));
+    Stmt replicas = db.Prepare(
+        "SELECT r.node_id, COALESCE(n.address, '') FROM replicas r LEFT JOIN nodes n ON n.node_id=r.node_id "
+        "WHERE r.chunk_id=? AND r.version=? ORDER BY r.node_id");
+    replicas.BindU(1, stmt.UInt(1)).BindU(2, stmt.UInt(2));
+    while (replicas.Step()) {
+      pb::ReplicaLocation* replica = loc->add_replicas();
+      replica->set_node_id(replicas.UInt(0));
+      replica->set_address(replicas.Blob(1));
+    }
+    next = idx + 1;
+  }
+  add_hole_until(last + 1);
+}
+
+std::vector<StateMachine::NodeRow> StateMachine::Nodes() {
+  ReadConnection conn = Borrow();
+  std::vector<NodeRow> nodes;
+  Stmt stmt = (*conn).Prepare("SELECT node_id, address, state, weight, capacity, used FROM nodes ORDER BY node_id");
+  while (stmt.Step()) {
+    NodeRow row;
+    row.node_id = stmt.UInt(0);
+    row.address = stmt.Blob(1);
+    row.state = stmt.Blob(2);
+    row.weight = static_cast<double>(stmt.Int(3)) / 1000.0;
+    row.capacity_bytes = stmt.UInt(4);
+    row.used_bytes = stmt.UInt(5);
+    nodes.push_back(std::move(row));
+  }
+  return nodes;
+}
+
+std::vector<pb::ChunkRef> StateMachine::Garbage(uint64_t node_id, size_t limit) {
+  ReadConnection conn = Borrow();
+  std::vector<pb::ChunkRef> refs;
+  Stmt stmt = (*conn).Prepare("SELECT chunk_id, version FROM garbage WHERE node_id=? ORDER BY seq LIMIT ?");
+  stmt.BindU(1, node_id).Bind(2, static_cast<int64_t>(limit));
+  while (stmt.Step()) {
+    pb::ChunkRef ref;
+    ref.set_chunk_id(stmt.UInt(0));
+    ref.set_version(stmt.UInt(1));
+    refs.push_back(std::move(ref));
+  }
+  return refs;
+}
+
+std::vector<uint64_t> StateMachine::SessionIds() {
+  ReadConnection conn = Borrow();
+  std::vector<uint64_t> ids;
+  Stmt stmt = (*conn).Prepare("SELECT client_id FROM sessions");
+  while (stmt.Step()) ids.push_back(stmt.UInt(0));
+  return ids;
+}
+
+StateMachine::Counts StateMachine::CountAll() {
+  ReadConnection conn = Borrow();
+  Counts counts;
+  Stmt stmt = (*conn).Prepare(
+      "SELECT (SELECT COUNT(*) FROM inodes), (SELECT COUNT(*) FROM inodes WHERE (mode & 61440)=32768), "
+      "(SELECT COUNT(*) FROM chunks)");
+  if (stmt.Step()) {
+    counts.inodes = stmt.UInt(0);
+    counts.files = stmt.UInt(1);
+    counts.chunks = stmt.UInt(2);
+  }
+  return counts;
+}
+
+}  // namespace dfs::meta

@@ -1,0 +1,53 @@
+// The SQLite schema of the metadata state machine: the durable format of
+// dfs-meta (and, with meta-raft, the content of a snapshot). Owned here.
+//
+// All integers are SQLite INTEGERs (64-bit signed; u64 values are stored as
+// their two's-complement bit pattern). Times are nanoseconds since the Unix
+// epoch. Names are BLOBs (bytes, compared with memcmp).
+//
+//   counters(name TEXT PK, value)      next_ino, next_chunk_id, next_handle,
+//                                      next_client, next_lease, schema_version
+//   inodes(ino PK, generation, mode, nlink, uid, gid, size, rdev,
+//          atime, mtime, ctime, replicas, parent, next_cookie, target)
+//       parent: for directories the containing directory (root: itself),
+//               0 for everything else (files may have many names).
+//       next_cookie: directories only, the next readdir cookie to hand out.
+//       nlink = 0 with rows in `handles`: unlinked but still open (orphan).
+//   dentries(parent, name, ino, type, cookie)  PK (parent, name)
+//       index dentries_cookie(parent, cookie): readdir pages in cookie order.
+//       cookie: the entry's insertion sequence number in its directory,
+//       never reused, so a cookie stays a valid resume point while the
+//       directory changes and a page is one index range scan.
+//   xattrs(ino, name, value)            PK (ino, name)
+//   chunks(ino, idx, chunk_id, version, length)  PK (ino, idx), unique chunk_id
+//       version/length: the committed version; a hole has no row.
+//   replicas(chunk_id, node_id, version)  PK (chunk_id, node_id)
+//   leases(chunk_id PK, lease_id, client_id, handle_id, version,
+//          base_version, expires_ms)  the current (or last) write lease
+//   garbage(seq PK, node_id, chunk_id, version)  chunk versions to delete on
+//       a chunkserver (version 0 = all); removed by GcDoneOp
+//   nodes(node_id PK, address, state, weight (milli-units), capacity, used, registered_ns)
+//   sessions(client_id PK, hostname, mount_point, lease_ms, opened_ns)
+//   handles(handle_id PK, client_id, ino, flags)  index by client and by ino
+//   requests(client_id, request_id, result)  PK (client_id, request_id)
+//       the exactly-once table: the serialized OpResult of each recent
+//       mutation; per client only the newest kRequestWindow ids are kept.
+//
+// The root directory is inode 1 (mode 0755 dir, owned by root), created by
+// InitSchema with times 0 (no clock inside the state machine).
+#pragma once
+
+#include "meta/state_machine/db.h"
+
+namespace dfs::meta {
+
+inline constexpr uint64_t kRootIno = 1;
+inline constexpr int64_t kSchemaVersion = 1;
+// Requests remembered per client for exactly-once replies.
+inline constexpr uint64_t kRequestWindow = 1024;
+
+// Creates the tables and the root if the database is empty; checks the
+// schema version otherwise (FailedPrecondition if it is newer than ours).
+common::Status InitSchema(Db& db);
+
+}  // namespace dfs::meta

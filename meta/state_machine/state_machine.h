@@ -1,0 +1,131 @@
+// StateMachine: the metadata of one dfs cluster (namespace, chunk map,
+// chunkservers, sessions) in one SQLite database, changed only by Apply.
+//
+// Apply takes one serialized pb::Entry (meta_entry.proto) - the unit a Raft
+// log entry will carry - and applies its Ops in order inside one SQLite
+// transaction: one commit (one WAL fsync) per Entry, which is what makes group
+// commit pay. It is deterministic: the result depends only on the previous
+// database content and the Entry bytes (times and placement are stamped in
+// the Ops; ids come from counters in the database). meta-raft calls it as the
+// libraft FSM apply, on its loop thread.
+//
+// Exactly once: an Op with a non-zero (client_id, request_id) whose pair is in
+// the `requests` table is not applied again; its remembered OpResult is
+// returned. Each client keeps its newest kRequestWindow results.
+//
+// Durability: journal_mode=WAL with synchronous=FULL: every Apply's COMMIT
+// fsyncs the WAL before Apply returns, so an acknowledged mutation survives
+// power loss. (NORMAL would only lose the last transactions on power loss, not
+// on a process crash; FULL costs one fsync per Entry, which group commit
+// amortizes - see meta_bench.)
+//
+// Reads (Lookup, GetAttr, ReadDir ...) run on a pool of read-only connections
+// concurrently with Apply; each read sees the state after some committed Apply
+// (WAL snapshot isolation), never a partial one.
+//
+// Thread-safety: Apply from one thread at a time (the applier or the Raft loop
+// thread); read methods from any number of threads.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "meta/state_machine/db.h"
+#include "proto/meta.pb.h"
+#include "proto/meta_entry.pb.h"
+
+namespace dfs::meta {
+
+class StateMachine {
+ public:
+  struct Options {
+    const char* synchronous = "FULL";  // "FULL" or "NORMAL" (tests and benchmarks only)
+    size_t read_connections = 16;      // pool size; more concurrent readers wait
+  };
+
+  // Opens or creates the database file `path`. Unavailable if it cannot be
+  // opened; FailedPrecondition if its schema is newer than this binary.
+  static common::Result<std::unique_ptr<StateMachine>> Open(const std::string& path, const Options& options);
+  static common::Result<std::unique_ptr<StateMachine>> Open(const std::string& path) {
+    return Open(path, Options());
+  }
+  ~StateMachine();
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+
+  // Applies one serialized Entry; returns one OpResult per Op, in order.
+  // InvalidArgument (and no change) if the bytes are not an Entry of a known
+  // format. An Op of an unknown kind answers UNIMPLEMENTED. Blocks for the
+  // commit (fsync).
+  common::Result<std::vector<pb::OpResult>> Apply(std::string_view entry_bytes);
+  // The same for an already parsed Entry.
+  std::vector<pb::OpResult> ApplyEntry(const pb::Entry& entry);
+
+  // ---- Reads: filesystem outcomes go into the reply's status.
+  void Lookup(const pb::LookupRequest& req, pb::EntryReply* reply);
+  void GetAttr(const pb::GetAttrRequest& req, pb::AttrReply* reply);
+  void Readlink(const pb::ReadlinkRequest& req, pb::ReadlinkReply* reply);
+  // Entries after `req.cookie` in cookie order, at most max_entries (0 = 1024,
+  // capped at 4096). `plus` adds each entry's attributes.
+  void ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDirReply* reply);
+  void Access(const pb::AccessRequest& req, pb::StatusReply* reply);
+  void GetXattr(const pb::GetXattrRequest& req, pb::GetXattrReply* reply);
+  void ListXattr(const pb::ListXattrRequest& req, pb::ListXattrReply* reply);
+  void GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb::GetChunkLocationsReply* reply);
+  // Read-only open (no handle): the permission check only.
+  void CheckOpen(const pb::OpenRequest& req, pb::OpenReply* reply);
+
+  // ---- Reads for the service's housekeeping and administration.
+  struct NodeRow {
+    uint64_t node_id = 0;
+    std::string address;
+    std::string state;
+    double weight = 1.0;
+    uint64_t capacity_bytes = 0;
+    uint64_t used_bytes = 0;
+  };
+  std::vector<NodeRow> Nodes();
+  // Up to `limit` garbage chunk versions queued for `node_id`, oldest first.
+  std::vector<pb::ChunkRef> Garbage(uint64_t node_id, size_t limit);
+  std::vector<uint64_t> SessionIds();
+  struct Counts {
+    uint64_t inodes = 0;
+    uint64_t files = 0;
+    uint64_t chunks = 0;
+  };
+  Counts CountAll();
+
+ private:
+  // A pooled read connection, returned to the pool by the destructor.
+  class ReadConnection {
+   public:
+    ReadConnection(StateMachine* owner, std::unique_ptr<Db> db) : owner_(owner), db_(std::move(db)) {}
+    ~ReadConnection();
+    ReadConnection(ReadConnection&&) = default;
+    ReadConnection& operator=(ReadConnection&&) = delete;
+    Db& operator*() { return *db_; }
+
+   private:
+    StateMachine* owner_;
+    std::unique_ptr<Db> db_;
+  };
+  StateMachine(std::unique_ptr<Db> writer, std::string path, Options options);
+  // Borrows a read connection (blocks while all are in use).
+  ReadConnection Borrow();
+
+  std::unique_ptr<Db> writer_;  // owned by whoever calls Apply
+  const std::string path_;
+  const Options options_;
+  std::mutex pool_mu_;  // guards pool_ and opened_; leaf lock
+  std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<Db>> pool_;
+  size_t opened_ = 0;
+};
+
+}  // namespace dfs::meta
