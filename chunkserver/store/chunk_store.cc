@@ -156,8 +156,14 @@ Status ChunkWriter::Write(uint64_t offset, std::span<const std::byte> data,
     pos += n;
   }
   if (data.empty()) return Status::Ok();
-  if (offset > length_) RETURN_IF_ERROR(ZeroExtend(offset));
-  return ApplyVerified(offset, data, piece_crcs);
+  Status s = offset > length_ ? ZeroExtend(offset) : Status::Ok();
+  if (s.ok()) s = ApplyVerified(offset, data, piece_crcs);
+  if (s.code() == common::StatusCode::kResourceExhausted && !building_ && length_ > start_length_) {
+    // Disk full part-way through an in-place stream: drop what it appended.
+    Status undo = Truncate(start_length_);
+    if (!undo.ok()) spdlog::error("{}: cannot undo a partial append: {}", ChunkName(chunk_id_, version_), undo.ToString());
+  }
+  return s;
 }
 
 Status ChunkWriter::ZeroExtend(uint64_t target) {
@@ -554,6 +560,7 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
     if (newest == spec.version && !spec.replace) {
       in_place = true;
       writer->length_ = it->second.rbegin()->second.length;
+      writer->start_length_ = writer->length_;
     } else if (spec.base_version != 0 && !spec.replace) {
       if (!known) {
         return common::NotFoundError(fmt::format("chunk {:016x} is not stored (base version {} needed)",

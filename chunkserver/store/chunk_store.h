@@ -131,7 +131,9 @@ class ChunkWriter {
   // gap. Errors: INVALID_ARGUMENT (range outside the chunk, wrong number of
   // CRCs), DATA_LOSS (a piece does not match its CRC; or the stored block a
   // partial write patches fails its CRC: the chunk is marked damaged),
-  // RESOURCE_EXHAUSTED (disk full: nothing was changed), other I/O errors.
+  // RESOURCE_EXHAUSTED (disk full: this call changed nothing, and an
+  // in-place stream's appended bytes are cut off again, back to the length
+  // the stream started from), other I/O errors.
   // Blocks on disk I/O.
   common::Status Write(uint64_t offset, std::span<const std::byte> data,
                        std::span<const uint32_t> piece_crcs);
@@ -169,6 +171,7 @@ class ChunkWriter {
   std::string path_;        // the file written (.tmp or .chunk)
   int fd_ = -1;
   uint64_t length_ = 0;
+  uint64_t start_length_ = 0;  // length when the stream started (in place)
   std::vector<uint64_t> older_versions_;  // removed when a new version is installed
 };
 

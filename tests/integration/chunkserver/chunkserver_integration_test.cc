@@ -1,0 +1,370 @@
+// dfs-chunkserver as a real process on 127.0.0.1: random writes read back,
+// on-disk corruption, a full disk, kill -9 in the middle of a write stream,
+// node identity across restarts, and the daemon's flag conventions.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "chunkserver/service/chunk_client.h"
+#include "chunkserver/service/test_server.h"
+#include "chunkserver/store/chunk_store.h"
+#include "chunkserver/store/test_util.h"
+#include "common/chunk_geometry.h"
+#include "common/file_util.h"
+#include "common/leader_channel.h"
+#include "tests/harness/process.h"
+
+namespace dfs::chunkserver {
+namespace {
+
+using common::kBlockSizeBytes;
+using common::kChunkSizeBytes;
+using common::StatusCode;
+using dfs::testing::Process;
+using dfs::testing::TempDir;
+using testing::Bytes;
+using testing::Header;
+using testing::RandomBytes;
+
+constexpr int kReadyTimeoutMs = 20'000;
+
+std::string ChunkPath(const std::string& data_dir, uint64_t chunk_id, uint64_t version) {
+  return fmt::format("{}/chunks/{:02x}/{:016x}.{}.chunk", data_dir, chunk_id & 0xff, chunk_id, version);
+}
+
+// One dfs-chunkserver process on a data folder, with a stub to it.
+class Daemon {
+ public:
+  Daemon(const TempDir& dir, std::string data_dir, std::string name = "cs")
+      : dir_(dir), data_dir_(std::move(data_dir)), name_(std::move(name)) {}
+
+  ::testing::AssertionResult Start() {
+    const std::string key_file = dir_ / "cluster.key";
+    if (!std::filesystem::exists(key_file)) {
+      if (!common::WriteFileAtomic(key_file, testing::kTestKey).ok()) {
+        return ::testing::AssertionFailure() << "cannot write the key file";
+      }
+    }
+    const std::string ready = dir_ / (name_ + ".ready");
+    std::filesystem::remove(ready);
+    auto process = Process::Start({dfs::testing::BinaryPath("DFS_CHUNKSERVER_BIN"), "--listen", "127.0.0.1:0",
+                                   "--data", data_dir_, "--meta", "127.0.0.1:1", "--cluster-key-file", key_file,
+                                   "--ready-file", ready, "--heartbeat-interval", "200ms"},
+                                  dir_ / (name_ + ".log"));
+    if (!process.ok()) return ::testing::AssertionFailure() << process.status().ToString();
+    process_ = std::move(*process);
+    auto address = dfs::testing::WaitForReadyFile(ready, *process_, kReadyTimeoutMs);
+    if (!address.ok()) return ::testing::AssertionFailure() << address.status().ToString();
+    address_ = *address;
+    stub_ = pb::ChunkService::NewStub(common::MakeChannel(address_));
+    return ::testing::AssertionSuccess();
+  }
+
+  Process& process() { return *process_; }
+  pb::ChunkService::Stub& stub() { return *stub_; }
+  const std::string& data_dir() const { return data_dir_; }
+
+ private:
+  const TempDir& dir_;
+  std::string data_dir_;
+  std::string name_;
+  std::unique_ptr<Process> process_;
+  std::string address_;
+  std::unique_ptr<pb::ChunkService::Stub> stub_;
+};
+
+std::string MakeDataDir(const TempDir& dir, const std::string& name) {
+  std::string path = dir / name;
+  std::filesystem::create_directories(path);
+  return path;
+}
+
+TEST(ChunkserverProcess, Write_64MiBAtRandomOffsetsAndSizesReadsBackExactly) {
+  TempDir dir("cs-random");
+  Daemon cs(dir, MakeDataDir(dir, "data"));
+  ASSERT_TRUE(cs.Start());
+  std::mt19937_64 gen(42);
+  std::string model;
+  uint64_t total = 0;
+  // Bounded: stops at 64 MiB written or 400 writes.
+  for (int i = 0; i < 400 && total < kChunkSizeBytes; ++i) {
+    uint64_t size = 1 + gen() % (3 << 20);
+    uint64_t offset = gen() % (kChunkSizeBytes - size + 1);
+    if (i == 0) offset = 0;
+    std::string data = RandomBytes(size, gen());
+    auto written = WriteChunk(cs.stub(), Header(0x77, 1, 0, offset), Bytes(data), 60'000);
+    ASSERT_TRUE(written.ok()) << "write " << i << ": " << written.status().ToString();
+    if (model.size() < offset + size) model.resize(offset + size, '\0');
+    model.replace(offset, size, data);
+    ASSERT_EQ(written->chunk_length, model.size());
+    total += size;
+  }
+  ASSERT_GE(total, kChunkSizeBytes);
+  auto read = ReadChunk(cs.stub(), 0x77, 1, 0, kChunkSizeBytes, 120'000);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->size(), model.size());
+  EXPECT_TRUE(*read == model) << "content differs";
+  // And a few random sub-ranges.
+  for (int i = 0; i < 20; ++i) {
+    uint64_t offset = gen() % model.size();
+    uint64_t length = gen() % (5 << 20);
+    auto part = ReadChunk(cs.stub(), 0x77, 1, offset, length);
+    ASSERT_TRUE(part.ok()) << part.status().ToString();
+    EXPECT_TRUE(*part == model.substr(offset, length)) << "range at " << offset;
+  }
+}
+
+TEST(ChunkserverProcess, Read_CorruptBlockOnDiskIsDataLossNamingChunkAndBlock) {
+  TempDir dir("cs-corrupt");
+  Daemon cs(dir, MakeDataDir(dir, "data"));
+  ASSERT_TRUE(cs.Start());
+  const std::string data = RandomBytes(4 << 20, 7);
+  ASSERT_TRUE(WriteChunk(cs.stub(), Header(0xc0ffee, 3, 0, 0), Bytes(data)).ok());
+  const std::string path = ChunkPath(cs.data_dir(), 0xc0ffee, 3);
+  int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << path;
+  const uint64_t victim = 37 * kBlockSizeBytes + 1234;
+  char c = 0;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(kChunkDataOffset + victim)), 1);
+  c = static_cast<char>(c ^ 0x01);
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(kChunkDataOffset + victim)), 1);
+  ::close(fd);
+  auto read = ReadChunk(cs.stub(), 0xc0ffee, 3, 0, data.size());
+  ASSERT_EQ(read.status().code(), StatusCode::kDataLoss) << read.status().ToString();
+  EXPECT_NE(read.status().message().find("chunk 0000000000c0ffee version 3: block 37"), std::string_view::npos)
+      << read.status().ToString();
+  // Blocks before it are fine; the chunk is now listed as damaged.
+  auto head = ReadChunk(cs.stub(), 0xc0ffee, 3, 0, 37 * kBlockSizeBytes);
+  ASSERT_TRUE(head.ok()) << head.status().ToString();
+  EXPECT_TRUE(*head == data.substr(0, 37 * kBlockSizeBytes));
+  grpc::ClientContext context;
+  pb::StatRequest stat;
+  stat.set_chunk_id(0xc0ffee);
+  pb::StatReply reply;
+  ASSERT_TRUE(cs.stub().Stat(&context, stat, &reply).ok());
+  ASSERT_EQ(reply.versions_size(), 1);
+  EXPECT_TRUE(reply.versions(0).damaged());
+}
+
+// A tmpfs mounted for one test, unmounted however the test ends.
+class TmpfsMount {
+ public:
+  TmpfsMount(std::string path, const std::string& size) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+    error_ = errno;
+  }
+  ~TmpfsMount() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  int error() const { return error_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+  int error_ = 0;
+};
+
+TEST(ChunkserverProcess, Write_FullDiskIsResourceExhaustedAndReadsStillWork) {
+  TempDir dir("cs-full");
+  TmpfsMount tmpfs(dir / "small", "24m");
+  if (!tmpfs.mounted()) GTEST_SKIP() << "cannot mount tmpfs here: " << std::strerror(tmpfs.error());
+  Daemon cs(dir, dir / "small");
+  ASSERT_TRUE(cs.Start());
+  const std::string first = RandomBytes(4 << 20, 1);
+  ASSERT_TRUE(WriteChunk(cs.stub(), Header(1, 1, 0, 0), Bytes(first)).ok());
+  // Fill the disk, chunk by chunk (bounded: 24 MiB holds fewer than 10).
+  common::Status full;
+  uint64_t failed_chunk = 0;
+  for (uint64_t id = 2; id < 12; ++id) {
+    auto written = WriteChunk(cs.stub(), Header(id, 1, 0, 0), Bytes(RandomBytes(8 << 20, id)));
+    if (!written.ok()) {
+      full = written.status();
+      failed_chunk = id;
+      break;
+    }
+  }
+  ASSERT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+  EXPECT_NE(full.message().find("disk full"), std::string_view::npos) << full.ToString();
+  // Nothing half-written is visible.
+  grpc::ClientContext context;
+  pb::StatRequest stat;
+  stat.set_chunk_id(failed_chunk);
+  pb::StatReply reply;
+  EXPECT_EQ(cs.stub().Stat(&context, stat, &reply).error_code(), grpc::StatusCode::NOT_FOUND);
+  // An in-place extension of an existing chunk fails the same way and leaves it intact.
+  auto grow = WriteChunk(cs.stub(), Header(1, 1, 0, first.size()), Bytes(RandomBytes(20 << 20, 99)));
+  EXPECT_EQ(grow.status().code(), StatusCode::kResourceExhausted) << grow.status().ToString();
+  // The server is up and serves reads.
+  EXPECT_TRUE(cs.process().Running());
+  auto read = ReadChunk(cs.stub(), 1, 1, 0, kChunkSizeBytes);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_TRUE(*read == first);
+  // Deleting frees space and writes work again.
+  grpc::ClientContext c2;
+  pb::DeleteRequest del;
+  del.set_chunk_id(2);
+  pb::DeleteReply freed;
+  ASSERT_TRUE(cs.stub().Delete(&c2, del, &freed).ok());
+  EXPECT_TRUE(WriteChunk(cs.stub(), Header(50, 1, 0, 0), Bytes(RandomBytes(1 << 20, 50))).ok());
+}
+
+// Streams `data` slowly (256 KiB messages, 5 ms apart) so a kill lands
+// mid-stream. The outcome does not matter: the server is killed.
+void SlowWrite(pb::ChunkService::Stub* stub, pb::WriteHeader header, std::string data) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  pb::WriteReply reply;
+  auto writer = stub->Write(&context, &reply);
+  pb::WriteRequest request;
+  *request.mutable_header() = header;
+  bool open = writer->Write(request);
+  constexpr size_t kMessage = 256 << 10;
+  for (size_t pos = 0; open && pos < data.size(); pos += kMessage) {
+    std::string piece = data.substr(pos, kMessage);
+    auto crcs = testing::PieceCrcsOf(header.offset() + pos, piece);
+    request.mutable_data()->set_data(piece);
+    request.mutable_data()->mutable_piece_crcs()->Assign(crcs.begin(), crcs.end());
+    open = writer->Write(request);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  writer->WritesDone();
+  (void)writer->Finish();
+}
+
+// After a restart, every block of the chunk must read as the old bytes, the
+// new bytes, or fail with DATA_LOSS (damaged): never anything else.
+void CheckOldNewOrDamaged(pb::ChunkService::Stub& stub, uint64_t chunk_id, const std::string& old_data,
+                          uint64_t old_version, const std::string& new_data, uint64_t new_version,
+                          int* saw_old, int* saw_new, int* saw_damaged) {
+  grpc::ClientContext context;
+  pb::StatRequest stat;
+  stat.set_chunk_id(chunk_id);
+  pb::StatReply reply;
+  ASSERT_TRUE(stub.Stat(&context, stat, &reply).ok());
+  ASSERT_EQ(reply.versions_size(), 1) << "exactly one version survives";
+  const uint64_t version = reply.versions(0).version();
+  ASSERT_TRUE(version == old_version || version == new_version) << version;
+  const uint64_t length = reply.versions(0).length();
+  for (uint64_t block = 0; block * kBlockSizeBytes < length; ++block) {
+    auto read = ReadChunk(stub, chunk_id, version, block * kBlockSizeBytes, kBlockSizeBytes);
+    if (!read.ok()) {
+      ASSERT_EQ(read.status().code(), StatusCode::kDataLoss) << read.status().ToString();
+      ++*saw_damaged;
+      continue;
+    }
+    const uint64_t off = block * kBlockSizeBytes;
+    bool is_old = off < old_data.size() && *read == old_data.substr(off, kBlockSizeBytes);
+    bool is_new = off < new_data.size() && *read == new_data.substr(off, kBlockSizeBytes);
+    ASSERT_TRUE(is_old || is_new) << "block " << block << " of version " << version << " is neither old nor new";
+    if (is_new && !is_old) {
+      ++*saw_new;
+    } else {
+      ++*saw_old;
+    }
+  }
+}
+
+TEST(ChunkserverProcess, KillDuringWriteStream_ChunkIsOldNewOrDamaged) {
+  TempDir dir("cs-kill");
+  const std::string data_dir = MakeDataDir(dir, "data");
+  const std::string old_data = RandomBytes(16 << 20, 1);
+  const std::string new_data = RandomBytes(16 << 20, 2);
+  int saw_old = 0, saw_new = 0, saw_damaged = 0;
+  // Rounds alternate: a new version built from the old one (atomic switch),
+  // and an in-place rewrite of the stored version (damaged blocks allowed).
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE(round);
+    const uint64_t chunk_id = 100 + static_cast<uint64_t>(round);
+    const bool new_version = round % 2 == 0;
+    Daemon cs(dir, data_dir, fmt::format("cs{}", round));
+    ASSERT_TRUE(cs.Start());
+    ASSERT_TRUE(WriteChunk(cs.stub(), Header(chunk_id, 1, 0, 0), Bytes(old_data)).ok());
+    pb::WriteHeader header = new_version ? Header(chunk_id, 2, 1, 0) : Header(chunk_id, 1, 0, 0);
+    std::thread writer(SlowWrite, &cs.stub(), header, new_data);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30 + 70 * round));
+    cs.process().Kill();  // SIGKILL
+    writer.join();
+    Daemon again(dir, data_dir, fmt::format("cs{}b", round));
+    ASSERT_TRUE(again.Start());
+    int old_blocks = 0, new_blocks = 0, damaged_blocks = 0;
+    CheckOldNewOrDamaged(again.stub(), chunk_id, old_data, 1, new_data, new_version ? 2 : 1, &old_blocks,
+                         &new_blocks, &damaged_blocks);
+    std::printf("round %d (%s): %d old, %d new, %d damaged blocks\n", round, new_version ? "new version" : "in place",
+                old_blocks, new_blocks, damaged_blocks);
+    if (new_version) {
+      EXPECT_TRUE(old_blocks == 0 || new_blocks == 0) << "a new version is all or nothing";
+    }
+    saw_old += old_blocks;
+    saw_new += new_blocks;
+    saw_damaged += damaged_blocks;
+  }
+  std::printf("blocks after kill -9: %d old, %d new, %d damaged\n", saw_old, saw_new, saw_damaged);
+}
+
+TEST(ChunkserverProcess, Restart_KeepsNodeIdAndChunks) {
+  TempDir dir("cs-restart");
+  const std::string data_dir = MakeDataDir(dir, "data");
+  {
+    Daemon cs(dir, data_dir, "first");
+    ASSERT_TRUE(cs.Start());
+    ASSERT_TRUE(WriteChunk(cs.stub(), Header(5, 1, 0, 0), Bytes("persisted")).ok());
+    cs.process().Signal(SIGTERM);
+    auto status = cs.process().Wait(15'000);
+    ASSERT_TRUE(status.ok());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
+  }
+  auto stamp = common::ReadFileToString(data_dir + "/dfs-folder");
+  ASSERT_TRUE(stamp.ok());
+  Daemon cs(dir, data_dir, "second");
+  ASSERT_TRUE(cs.Start());
+  EXPECT_EQ(*common::ReadFileToString(data_dir + "/dfs-folder"), *stamp);
+  EXPECT_EQ(*ReadChunk(cs.stub(), 5, 1, 0, 100), "persisted");
+  // A folder of another node is refused.
+  const std::string other = MakeDataDir(dir, "other");
+  ASSERT_TRUE(common::WriteFileAtomic(other + "/dfs-folder",
+                                      "dfs-chunkserver-folder\nformat=1\nnode_id=00000000000000aa\n")
+                  .ok());
+  auto refused = Process::Start({dfs::testing::BinaryPath("DFS_CHUNKSERVER_BIN"), "--listen", "127.0.0.1:0", "--data",
+                                 data_dir, "--data", other, "--meta", "127.0.0.1:1", "--insecure-dev-key"},
+                                dir / "refused.log");
+  ASSERT_TRUE(refused.ok());
+  auto status = (*refused)->Wait(15'000);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1);
+}
+
+TEST(ChunkserverProcess, Flags_BadFlagsExitTwoAndKeyIsRequired) {
+  TempDir dir("cs-flags");
+  const std::string data_dir = MakeDataDir(dir, "data");
+  const std::vector<std::vector<std::string>> bad = {
+      {"--no-such-flag"},
+      {"--listen", "127.0.0.1:0", "--data", data_dir},                                  // no --meta
+      {"--listen", "nonsense", "--data", data_dir, "--meta", "127.0.0.1:1", "--insecure-dev-key"},
+      {"--listen", "127.0.0.1:0", "--data", data_dir, "--meta", "127.0.0.1:1"},        // no key
+  };
+  int i = 0;
+  for (auto args : bad) {
+    args.insert(args.begin(), dfs::testing::BinaryPath("DFS_CHUNKSERVER_BIN"));
+    auto process = Process::Start(args, dir / fmt::format("bad{}.log", i++));
+    ASSERT_TRUE(process.ok());
+    auto status = (*process)->Wait(15'000);
+    ASSERT_TRUE(status.ok());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << "args #" << i << " status " << *status;
+  }
+}
+
+}  // namespace
+}  // namespace dfs::chunkserver
