@@ -31,6 +31,13 @@ Stmt& Stmt::Bind(int index, std::string_view text) {
   return *this;
 }
 
+Stmt& Stmt::BindText(int index, std::string_view text) {
+  if (sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8) != SQLITE_OK) {
+    Fatal(sqlite3_db_handle(stmt_), "bind");
+  }
+  return *this;
+}
+
 Stmt& Stmt::BindNull(int index) {
   if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) Fatal(sqlite3_db_handle(stmt_), "bind");
   return *this;
@@ -83,7 +90,12 @@ Db::~Db() {
 
 Stmt Db::Prepare(const char* sql) {
   auto it = cache_.find(sql);
-  if (it != cache_.end()) return Stmt(it->second);
+  if (it != cache_.end()) {
+    // One borrower at a time per SQL text: a nested use would reset the outer one.
+    if (sqlite3_stmt_busy(it->second)) PANIC(("statement already in use: " + std::string(sql)).c_str());
+    sqlite3_reset(it->second);
+    return Stmt(it->second);
+  }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) Fatal(db_, sql);
   cache_.emplace(sql, stmt);

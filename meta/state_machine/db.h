@@ -35,6 +35,7 @@ class Stmt {
   Stmt& Bind(int index, int64_t value);
   Stmt& BindU(int index, uint64_t value) { return Bind(index, static_cast<int64_t>(value)); }
   Stmt& Bind(int index, std::string_view text);  // bound as a BLOB (names are bytes)
+  Stmt& BindText(int index, std::string_view text);  // bound as TEXT (for TEXT columns)
   Stmt& BindNull(int index);
 
   // Advances: true if a row is available, false when done. PANICs on error.

@@ -116,7 +116,7 @@ bool DirIsEmpty(Db& db, uint64_t dir) {
 
 uint64_t TakeCounter(Db& db, const char* name) {
   Stmt stmt = db.Prepare("UPDATE counters SET value=value+1 WHERE name=? RETURNING value-1");
-  stmt.Bind(1, std::string_view(name));
+  stmt.BindText(1, name);
   CHECK(stmt.Step());
   uint64_t value = stmt.UInt(0);
   stmt.Run();

@@ -28,7 +28,7 @@ Status RegisterNode(OpContext& ctx, const pb::RegisterNodeOp& op, pb::OpResult*)
       "ON CONFLICT(node_id) DO UPDATE SET address=excluded.address, capacity=excluded.capacity, "
       "used=excluded.used, registered_ns=excluded.registered_ns, "
       "state=CASE WHEN state='draining' THEN 'draining' ELSE 'up' END");
-  stmt.BindU(1, req.node_id()).Bind(2, req.address()).BindU(3, capacity).BindU(4, used).Bind(5, ctx.now_ns);
+  stmt.BindU(1, req.node_id()).BindText(2, req.address()).BindU(3, capacity).BindU(4, used).Bind(5, ctx.now_ns);
   stmt.Run();
   return Status::Ok();
 }
@@ -43,7 +43,7 @@ Status NodeState(OpContext& ctx, const pb::NodeStateOp& op, pb::OpResult*) {
   Stmt stmt = ctx.db.Prepare("UPDATE nodes SET state=?, weight=CASE WHEN ?>0 THEN ? ELSE weight END WHERE node_id=?");
   // weight in milli-units keeps the statement integer-only (and deterministic).
   const int64_t weight_milli = static_cast<int64_t>(op.weight() * 1000);
-  stmt.Bind(1, op.state()).Bind(2, weight_milli).Bind(3, weight_milli).BindU(4, op.node_id());
+  stmt.BindText(1, op.state()).Bind(2, weight_milli).Bind(3, weight_milli).BindU(4, op.node_id());
   stmt.Run();
   if (ctx.db.Changes() == 0) return Status(StatusCode::kNotFound, "no such node");
   return Status::Ok();

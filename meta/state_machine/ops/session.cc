@@ -36,7 +36,7 @@ Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* r
   uint64_t client_id = TakeCounter(ctx.db, "next_client");
   Stmt stmt = ctx.db.Prepare(
       "INSERT INTO sessions(client_id, hostname, mount_point, lease_ms, opened_ns) VALUES(?,?,?,?,?)");
-  stmt.BindU(1, client_id).Bind(2, req.request().hostname()).Bind(3, req.request().mount_point());
+  stmt.BindU(1, client_id).BindText(2, req.request().hostname()).BindText(3, req.request().mount_point());
   stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
   stmt.Run();
   result->set_client_id(client_id);

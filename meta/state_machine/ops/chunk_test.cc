@@ -1,0 +1,220 @@
+// The chunk map: leases, commits, truncation, fallocate, garbage, and the
+// chunkserver-driven replica changes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/falloc.h>
+
+#include "common/chunk_geometry.h"
+#include "common/status.h"
+#include "meta/state_machine/test_util.h"
+
+namespace dfs::meta {
+namespace {
+
+using common::StatusCode;
+constexpr int C(StatusCode code) { return static_cast<int>(code); }
+constexpr uint64_t kRoot = 1;
+constexpr uint64_t kMiB = 1 << 20;
+
+class ChunkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (uint64_t node : {11, 12, 13}) {
+      pb::Op op;
+      auto* r = op.mutable_register_node()->mutable_request();
+      r->set_node_id(node);
+      r->set_address("127.0.0.1:" + std::to_string(9000 + node));
+      ASSERT_EQ(h.Apply(op).status().code(), 0);
+    }
+    pb::Op op;
+    op.mutable_open_session()->set_lease_ms(1000);
+    client_ = h.Apply(op).client_id();
+    h.client_id = client_;
+    ASSERT_EQ(h.Create(kRoot, "f", 0644, &file_, &handle_), 0);
+  }
+  pb::OpResult Lease(uint64_t index, uint64_t client, uint64_t handle, int64_t expires_ms) {
+    pb::Op op;
+    op.set_client_id(client);
+    op.add_placement(12);
+    op.add_placement(11);
+    op.add_placement(13);
+    auto* r = op.mutable_lease_chunk()->mutable_request();
+    r->set_ino(file_.ino());
+    r->set_handle_id(handle);
+    r->set_chunk_index(index);
+    op.mutable_lease_chunk()->set_lease_expires_unix_ms(expires_ms);
+    return h.Apply(op);
+  }
+  pb::OpResult Commit(const pb::ChunkLease& lease, uint64_t length, uint64_t new_size,
+                      std::vector<uint64_t> nodes = {11, 12, 13}) {
+    pb::Op op;
+    op.set_client_id(client_);
+    auto* r = op.mutable_commit_write();
+    r->set_ino(file_.ino());
+    r->set_handle_id(handle_);
+    r->set_new_size(new_size);
+    auto* c = r->add_chunks();
+    c->set_chunk_index(lease.chunk_index());
+    c->set_chunk_id(lease.chunk_id());
+    c->set_version(lease.version());
+    c->set_length(length);
+    for (uint64_t n : nodes) c->add_replica_node_ids(n);
+    return h.Apply(op);
+  }
+  pb::GetChunkLocationsReply Locations(uint64_t offset, uint64_t length) {
+    pb::GetChunkLocationsRequest req;
+    req.set_ino(file_.ino());
+    req.set_offset(offset);
+    req.set_length(length);
+    pb::GetChunkLocationsReply reply;
+    h.sm().GetChunkLocations(req, &reply);
+    return reply;
+  }
+  int64_t NowMs() const { return h.now_ns / 1'000'000; }
+
+  testing::SmHarness h;
+  uint64_t client_ = 0;
+  uint64_t handle_ = 0;
+  pb::Attr file_;
+};
+
+TEST_F(ChunkTest, LeaseChunk_AllocatesWithPlacementAndBumpsVersion) {
+  pb::OpResult first = Lease(0, client_, handle_, NowMs() + 1000);
+  ASSERT_EQ(first.status().code(), 0);
+  const pb::ChunkLease& lease = first.lease();
+  EXPECT_NE(lease.chunk_id(), 0u);
+  EXPECT_EQ(lease.version(), 1u);
+  EXPECT_EQ(lease.base_version(), 0u);
+  ASSERT_EQ(lease.replicas_size(), 3);
+  EXPECT_EQ(lease.write_quorum(), 2u);
+  EXPECT_EQ(lease.replicas(0).address(), "127.0.0.1:9011");
+  // Renewal by the same writer keeps the version.
+  pb::OpResult renewed = Lease(0, client_, handle_, NowMs() + 2000);
+  EXPECT_EQ(renewed.lease().version(), 1u);
+  EXPECT_EQ(renewed.lease().lease_id(), lease.lease_id());
+}
+
+TEST_F(ChunkTest, LeaseChunk_SecondWriterWaitsForExpiry) {
+  ASSERT_EQ(Lease(0, client_, handle_, NowMs() + 1000).status().code(), 0);
+  uint64_t other = 0;
+  h.client_id = client_;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, &other, O_WRONLY), 0);  // a second handle
+  EXPECT_EQ(Lease(0, client_, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  h.now_ns += 2'000'000'000;
+  pb::OpResult taken = Lease(0, client_, other, NowMs() + 1000);
+  ASSERT_EQ(taken.status().code(), 0);
+  EXPECT_EQ(taken.lease().version(), 2u);  // never reuses the abandoned version
+}
+
+TEST_F(ChunkTest, LeaseChunk_NeedsWritableHandleAndLiveNodes) {
+  EXPECT_EQ(Lease(0, client_, 999, NowMs() + 1000).status().code(), C(StatusCode::kFailedPrecondition));
+  pb::Op op;
+  op.set_client_id(client_);
+  op.mutable_lease_chunk()->mutable_request()->set_ino(file_.ino());
+  op.mutable_lease_chunk()->mutable_request()->set_handle_id(handle_);
+  EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kResourceExhausted));  // no placement
+}
+
+TEST_F(ChunkTest, CommitWrite_RecordsVersionLengthSizeAndLocations) {
+  pb::ChunkLease lease = Lease(1, client_, handle_, NowMs() + 1000).lease();
+  pb::OpResult committed = Commit(lease, 5 * kMiB, common::kChunkSizeBytes + 5 * kMiB, {11, 13});
+  ASSERT_EQ(committed.status().code(), 0);
+  EXPECT_EQ(committed.attr().size(), common::kChunkSizeBytes + 5 * kMiB);
+  EXPECT_EQ(committed.attr().blocks(), 5 * kMiB / 512);
+  pb::GetChunkLocationsReply reply = Locations(0, 200 * kMiB);
+  ASSERT_EQ(reply.chunks_size(), 2);
+  EXPECT_EQ(reply.chunks(0).chunk_id(), 0u);  // hole
+  EXPECT_EQ(reply.chunks(1).chunk_id(), lease.chunk_id());
+  EXPECT_EQ(reply.chunks(1).version(), 1u);
+  ASSERT_EQ(reply.chunks(1).replicas_size(), 2);
+  // A stale version cannot be committed.
+  pb::ChunkLease stale = lease;
+  stale.set_version(7);
+  EXPECT_EQ(Commit(stale, 1, 1).status().code(), C(StatusCode::kFailedPrecondition));
+}
+
+TEST_F(ChunkTest, Truncate_DropsWholeChunksAndQueuesGarbage) {
+  for (uint64_t i = 0; i < 3; ++i) {
+    pb::ChunkLease lease = Lease(i, client_, handle_, NowMs() + 1000).lease();
+    ASSERT_EQ(Commit(lease, common::kChunkSizeBytes, (i + 1) * common::kChunkSizeBytes).status().code(), 0);
+  }
+  pb::SetAttrRequest req;
+  req.set_ino(file_.ino());
+  req.set_valid(pb::SET_SIZE);
+  req.set_size(common::kChunkSizeBytes + 10);
+  pb::Attr after;
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  pb::GetChunkLocationsReply reply = Locations(0, 10 * common::kChunkSizeBytes);
+  ASSERT_EQ(reply.chunks_size(), 2);
+  EXPECT_EQ(reply.chunks(1).length(), 10u);  // the partial chunk's cut
+  EXPECT_EQ(h.sm().Garbage(11, 100).size(), 1u);
+  // Growing is sparse.
+  req.set_size(5 * common::kChunkSizeBytes);
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  reply = Locations(0, 10 * common::kChunkSizeBytes);
+  ASSERT_EQ(reply.chunks_size(), 5);
+  EXPECT_EQ(reply.chunks(4).chunk_id(), 0u);
+}
+
+TEST_F(ChunkTest, Unlink_QueuesGarbageAndGcDoneForgetsIt) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  ASSERT_EQ(Commit(lease, 100, 100).status().code(), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  EXPECT_TRUE(h.sm().Garbage(12, 10).empty());  // still open
+  pb::Op release;
+  release.set_client_id(client_);
+  release.mutable_release()->set_ino(file_.ino());
+  release.mutable_release()->set_handle_id(handle_);
+  ASSERT_EQ(h.Apply(release).status().code(), 0);
+  std::vector<pb::ChunkRef> garbage = h.sm().Garbage(12, 10);
+  ASSERT_EQ(garbage.size(), 1u);
+  EXPECT_EQ(garbage[0].chunk_id(), lease.chunk_id());
+  pb::Op done;
+  done.mutable_gc_done()->set_node_id(12);
+  *done.mutable_gc_done()->add_chunks() = garbage[0];
+  ASSERT_EQ(h.Apply(done).status().code(), 0);
+  EXPECT_TRUE(h.sm().Garbage(12, 10).empty());
+}
+
+TEST_F(ChunkTest, InventoryPage_UnknownAndStaleChunksBecomeGarbage) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  ASSERT_EQ(Commit(lease, 100, 100, {11}).status().code(), 0);
+  pb::Op op;
+  op.mutable_inventory_page()->set_node_id(12);
+  auto* known = op.mutable_inventory_page()->add_chunks();
+  known->set_chunk_id(lease.chunk_id());
+  known->set_version(1);
+  auto* unknown = op.mutable_inventory_page()->add_chunks();
+  unknown->set_chunk_id(424242);
+  unknown->set_version(3);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(Locations(0, 100).chunks(0).replicas_size(), 2);  // 11 and now 12
+  std::vector<pb::ChunkRef> garbage = h.sm().Garbage(12, 10);
+  ASSERT_EQ(garbage.size(), 1u);
+  EXPECT_EQ(garbage[0].chunk_id(), 424242u);
+}
+
+TEST_F(ChunkTest, Fallocate_ExtendsAndPunchesWholeChunks) {
+  pb::Op op;
+  op.set_client_id(client_);
+  auto* r = op.mutable_fallocate();
+  r->set_ino(file_.ino());
+  r->set_handle_id(handle_);
+  r->set_offset(0);
+  r->set_length(3 * common::kChunkSizeBytes);
+  pb::OpResult result = h.Apply(op);
+  ASSERT_EQ(result.status().code(), 0);
+  EXPECT_EQ(result.attr().size(), 3 * common::kChunkSizeBytes);
+  pb::ChunkLease lease = Lease(1, client_, handle_, NowMs() + 1000).lease();
+  ASSERT_EQ(Commit(lease, common::kChunkSizeBytes, 0).status().code(), 0);
+  r->set_mode(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+  r->set_offset(common::kChunkSizeBytes);
+  r->set_length(common::kChunkSizeBytes);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(Locations(0, 3 * common::kChunkSizeBytes).chunks(1).chunk_id(), 0u);
+  r->set_offset(10);
+  EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kUnimplemented));
+}
+
+}  // namespace
+}  // namespace dfs::meta

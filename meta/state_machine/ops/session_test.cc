@@ -1,0 +1,116 @@
+// Open handles and sessions: unlinked-but-open files live until the last
+// handle of any session goes away.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include "common/status.h"
+#include "meta/state_machine/test_util.h"
+
+namespace dfs::meta {
+namespace {
+
+using common::StatusCode;
+constexpr uint64_t kRoot = 1;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  uint64_t OpenSession() {
+    pb::Op op;
+    op.mutable_open_session()->set_lease_ms(1000);
+    return h.Apply(op).client_id();
+  }
+  uint64_t Open(uint64_t client, uint64_t ino, uint32_t flags) {
+    pb::Op op;
+    op.set_client_id(client);
+    op.mutable_open()->set_ino(ino);
+    op.mutable_open()->set_flags(flags);
+    pb::OpResult result = h.Apply(op);
+    EXPECT_EQ(result.status().code(), 0);
+    return result.handle_id();
+  }
+  void Release(uint64_t client, uint64_t ino, uint64_t handle) {
+    pb::Op op;
+    op.set_client_id(client);
+    op.mutable_release()->set_ino(ino);
+    op.mutable_release()->set_handle_id(handle);
+    EXPECT_EQ(h.Apply(op).status().code(), 0);
+  }
+  testing::SmHarness h;
+};
+
+TEST_F(SessionTest, OpenSession_AllocatesDistinctClientIds) {
+  uint64_t a = OpenSession(), b = OpenSession();
+  EXPECT_NE(a, 0u);
+  EXPECT_NE(a, b);
+}
+
+TEST_F(SessionTest, Release_LastHandleOfUnlinkedFileFreesIt) {
+  uint64_t c1 = OpenSession(), c2 = OpenSession();
+  h.client_id = c1;
+  pb::Attr f;
+  uint64_t h1 = 0;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f, &h1), 0);
+  ASSERT_NE(h1, 0u);
+  uint64_t h2 = Open(c2, f.ino(), O_RDONLY);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  pb::Attr orphan;
+  ASSERT_EQ(h.GetAttr(f.ino(), &orphan), 0);
+  EXPECT_EQ(orphan.nlink(), 0u);
+  Release(c1, f.ino(), h1);
+  EXPECT_EQ(h.GetAttr(f.ino()), 0);  // c2 still holds it
+  Release(c2, f.ino(), h2);
+  EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
+}
+
+TEST_F(SessionTest, ExpireSessions_ReleasesHandles) {
+  uint64_t c1 = OpenSession();
+  h.client_id = c1;
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  ASSERT_EQ(h.GetAttr(f.ino()), 0);
+  pb::Op op;
+  op.mutable_expire_sessions()->add_client_ids(c1);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
+}
+
+TEST_F(SessionTest, CloseSession_ReleasesHandlesAndSurvivesRestart) {
+  uint64_t c1 = OpenSession();
+  h.client_id = c1;
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  h.Reopen();
+  ASSERT_EQ(h.GetAttr(f.ino()), 0);  // the handle is replicated state
+  pb::Op op;
+  op.set_client_id(c1);
+  op.mutable_close_session()->mutable_ctx()->set_client_id(c1);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
+}
+
+TEST_F(SessionTest, Open_ChecksAccessAndTruncates) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0600, &f), 0);
+  pb::SetAttrRequest grow;
+  grow.set_ino(f.ino());
+  grow.set_valid(pb::SET_SIZE);
+  grow.set_size(100);
+  ASSERT_EQ(h.SetAttr(grow), 0);
+  pb::Op op;
+  op.mutable_open()->set_ino(f.ino());
+  op.mutable_open()->set_flags(O_RDONLY);
+  *op.mutable_open()->mutable_ctx()->mutable_creds() = testing::Creds(1000, 1000);
+  EXPECT_EQ(h.Apply(op).status().code(), static_cast<int>(StatusCode::kPermissionDenied));
+  op.mutable_open()->mutable_ctx()->clear_creds();
+  op.mutable_open()->set_flags(O_WRONLY | O_TRUNC);
+  pb::OpResult result = h.Apply(op);
+  ASSERT_EQ(result.status().code(), 0);
+  EXPECT_EQ(result.attr().size(), 0u);
+  op.mutable_open()->set_ino(kRoot);
+  EXPECT_EQ(h.Apply(op).status().code(), static_cast<int>(StatusCode::kIsADirectory));
+}
+
+}  // namespace
+}  // namespace dfs::meta

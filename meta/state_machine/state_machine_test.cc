@@ -1,0 +1,477 @@
+// Unit tests of StateMachine::Apply and the read path, one operation and one
+// errno at a time, on a temp SQLite file.
+#include "meta/state_machine/state_machine.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <set>
+#include <string>
+
+#include "common/status.h"
+#include "meta/state_machine/schema.h"
+#include "meta/state_machine/test_util.h"
+
+namespace dfs::meta {
+namespace {
+
+using common::StatusCode;
+using testing::SmHarness;
+
+constexpr int C(StatusCode code) { return static_cast<int>(code); }
+constexpr uint64_t kRoot = 1;
+
+class StateMachineTest : public ::testing::Test {
+ protected:
+  SmHarness h;
+};
+
+TEST_F(StateMachineTest, Mkdir_CreatesDirectoryAndCountsLinks) {
+  pb::Attr attr;
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0755, &attr), 0);
+  EXPECT_TRUE(S_ISDIR(attr.mode()));
+  EXPECT_EQ(attr.mode() & 07777, 0755u);
+  EXPECT_EQ(attr.nlink(), 2u);
+  EXPECT_EQ(attr.ctime_ns(), h.now_ns);
+  pb::Attr root;
+  ASSERT_EQ(h.GetAttr(kRoot, &root), 0);
+  EXPECT_EQ(root.nlink(), 3u);
+  EXPECT_EQ(root.mtime_ns(), h.now_ns);
+}
+
+TEST_F(StateMachineTest, Mkdir_ExistingName_AlreadyExists) {
+  ASSERT_EQ(h.Create(kRoot, "f"), 0);
+  EXPECT_EQ(h.Mkdir(kRoot, "f"), C(StatusCode::kAlreadyExists));
+}
+
+TEST_F(StateMachineTest, Create_NameOver255Bytes_NameTooLong) {
+  EXPECT_EQ(h.Create(kRoot, std::string(256, 'x')), C(StatusCode::kNameTooLong));
+  EXPECT_EQ(h.Create(kRoot, std::string(255, 'x')), 0);
+}
+
+TEST_F(StateMachineTest, Create_BadNames_InvalidArgument) {
+  EXPECT_EQ(h.Create(kRoot, ""), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.Create(kRoot, "a/b"), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.Create(kRoot, std::string("a\0b", 3)), C(StatusCode::kInvalidArgument));
+}
+
+TEST_F(StateMachineTest, Create_UnknownParent_NotFound) {
+  EXPECT_EQ(h.Create(999, "f"), C(StatusCode::kNotFound));
+  ASSERT_EQ(h.Create(kRoot, "f"), 0);
+  pb::Attr f;
+  ASSERT_EQ(h.Lookup(kRoot, "f", &f), 0);
+  EXPECT_EQ(h.Create(f.ino(), "g"), C(StatusCode::kNotADirectory));
+}
+
+TEST_F(StateMachineTest, Create_ExclusiveOnExisting_AlreadyExists) {
+  ASSERT_EQ(h.Create(kRoot, "f"), 0);
+  EXPECT_EQ(h.Create(kRoot, "f", 0644, nullptr, nullptr, O_CREAT | O_EXCL | O_WRONLY), C(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.Create(kRoot, "f", 0644, nullptr, nullptr, O_CREAT | O_WRONLY), 0);  // opens it
+}
+
+TEST_F(StateMachineTest, Create_AppliesUmask) {
+  pb::Op op;
+  auto* r = op.mutable_create();
+  r->set_parent(kRoot);
+  r->set_name("f");
+  r->set_mode(0666);
+  r->set_umask(022);
+  pb::OpResult result = h.Apply(op);
+  ASSERT_EQ(result.status().code(), 0);
+  EXPECT_EQ(result.attr().mode(), static_cast<uint32_t>(S_IFREG | 0644));
+}
+
+TEST_F(StateMachineTest, Mknod_TypesAndDevicePermission) {
+  for (uint32_t type : {S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK}) {
+    pb::Op op;
+    auto* r = op.mutable_mknod();
+    r->set_parent(kRoot);
+    r->set_name("n" + std::to_string(type));
+    r->set_mode(type | 0600);
+    r->set_rdev(0x0801);
+    pb::OpResult result = h.Apply(op);
+    ASSERT_EQ(result.status().code(), 0);
+    EXPECT_EQ(result.attr().mode() & S_IFMT, type);
+  }
+  ASSERT_EQ(h.Mkdir(kRoot, "open", 0777), 0);
+  pb::Attr dir;
+  ASSERT_EQ(h.Lookup(kRoot, "open", &dir), 0);
+  pb::Op op;
+  auto* r = op.mutable_mknod();
+  *r->mutable_ctx()->mutable_creds() = testing::Creds(1000, 1000);
+  r->set_parent(dir.ino());
+  r->set_name("dev");
+  r->set_mode(S_IFCHR | 0600);
+  EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kNotPermitted));
+}
+
+TEST_F(StateMachineTest, Unlink_Errors) {
+  EXPECT_EQ(h.Unlink(kRoot, "missing"), C(StatusCode::kNotFound));
+  ASSERT_EQ(h.Mkdir(kRoot, "d"), 0);
+  EXPECT_EQ(h.Unlink(kRoot, "d"), C(StatusCode::kIsADirectory));
+}
+
+TEST_F(StateMachineTest, Unlink_LastName_FreesInode) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  EXPECT_EQ(h.Lookup(kRoot, "f"), C(StatusCode::kNotFound));
+  EXPECT_EQ(h.GetAttr(f.ino()), C(StatusCode::kNotFound));
+}
+
+TEST_F(StateMachineTest, Rmdir_Errors) {
+  ASSERT_EQ(h.Mkdir(kRoot, "d"), 0);
+  pb::Attr d;
+  ASSERT_EQ(h.Lookup(kRoot, "d", &d), 0);
+  ASSERT_EQ(h.Create(d.ino(), "f"), 0);
+  EXPECT_EQ(h.Rmdir(kRoot, "d"), C(StatusCode::kNotEmpty));
+  EXPECT_EQ(h.Rmdir(d.ino(), "f"), C(StatusCode::kNotADirectory));
+  EXPECT_EQ(h.Rmdir(kRoot, "missing"), C(StatusCode::kNotFound));
+  ASSERT_EQ(h.Unlink(d.ino(), "f"), 0);
+  EXPECT_EQ(h.Rmdir(kRoot, "d"), 0);
+  pb::Attr root;
+  ASSERT_EQ(h.GetAttr(kRoot, &root), 0);
+  EXPECT_EQ(root.nlink(), 2u);
+  EXPECT_EQ(h.Create(d.ino(), "g"), C(StatusCode::kNotFound));
+}
+
+TEST_F(StateMachineTest, Link_CountsNamesAndRefusesDirectories) {
+  pb::Attr f, d, linked;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0755, &d), 0);
+  ASSERT_EQ(h.Link(f.ino(), kRoot, "g", &linked), 0);
+  EXPECT_EQ(linked.nlink(), 2u);
+  EXPECT_EQ(h.Link(f.ino(), kRoot, "g"), C(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.Link(d.ino(), kRoot, "e"), C(StatusCode::kNotPermitted));
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  pb::Attr g;
+  ASSERT_EQ(h.Lookup(kRoot, "g", &g), 0);
+  EXPECT_EQ(g.nlink(), 1u);
+}
+
+TEST_F(StateMachineTest, Symlink_StoresTarget) {
+  pb::Attr s;
+  ASSERT_EQ(h.Symlink(kRoot, "s", "../some/target", &s), 0);
+  EXPECT_TRUE(S_ISLNK(s.mode()));
+  EXPECT_EQ(s.size(), 14u);
+  pb::ReadlinkRequest req;
+  req.set_ino(s.ino());
+  pb::ReadlinkReply reply;
+  h.sm().Readlink(req, &reply);
+  EXPECT_EQ(reply.target(), "../some/target");
+  EXPECT_EQ(h.Symlink(kRoot, "t", ""), C(StatusCode::kNotFound));
+  EXPECT_EQ(h.Symlink(kRoot, "t", std::string(4096, 'x')), C(StatusCode::kNameTooLong));
+}
+
+TEST_F(StateMachineTest, Rename_DirectoryUnderItself_InvalidArgument) {
+  pb::Attr a, b;
+  ASSERT_EQ(h.Mkdir(kRoot, "a", 0755, &a), 0);
+  ASSERT_EQ(h.Mkdir(a.ino(), "b", 0755, &b), 0);
+  EXPECT_EQ(h.Rename(kRoot, "a", b.ino(), "c"), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.Rename(kRoot, "a", a.ino(), "c"), C(StatusCode::kInvalidArgument));
+  // The target an ancestor of the source: ENOTEMPTY.
+  EXPECT_EQ(h.Rename(a.ino(), "b", kRoot, "a"), C(StatusCode::kNotEmpty));
+}
+
+TEST_F(StateMachineTest, Rename_ReplacesFilesAndEmptyDirectories) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Create(kRoot, "g"), 0);
+  ASSERT_EQ(h.Rename(kRoot, "f", kRoot, "g"), 0);
+  pb::Attr g;
+  ASSERT_EQ(h.Lookup(kRoot, "g", &g), 0);
+  EXPECT_EQ(g.ino(), f.ino());
+  EXPECT_EQ(h.Lookup(kRoot, "f"), C(StatusCode::kNotFound));
+
+  pb::Attr d1, d2;
+  ASSERT_EQ(h.Mkdir(kRoot, "d1", 0755, &d1), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "d2", 0755, &d2), 0);
+  EXPECT_EQ(h.Rename(kRoot, "g", kRoot, "d2"), C(StatusCode::kIsADirectory));
+  EXPECT_EQ(h.Rename(kRoot, "d1", kRoot, "g"), C(StatusCode::kNotADirectory));
+  ASSERT_EQ(h.Create(d2.ino(), "x"), 0);
+  EXPECT_EQ(h.Rename(kRoot, "d1", kRoot, "d2"), C(StatusCode::kNotEmpty));
+  ASSERT_EQ(h.Unlink(d2.ino(), "x"), 0);
+  ASSERT_EQ(h.Rename(kRoot, "d1", kRoot, "d2"), 0);
+  pb::Attr root;
+  ASSERT_EQ(h.GetAttr(kRoot, &root), 0);
+  EXPECT_EQ(root.nlink(), 3u);
+  EXPECT_EQ(h.GetAttr(d2.ino()), C(StatusCode::kNotFound));
+}
+
+TEST_F(StateMachineTest, Rename_MovesDirectoryAcrossParents) {
+  pb::Attr a, b, c;
+  ASSERT_EQ(h.Mkdir(kRoot, "a", 0755, &a), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "b", 0755, &b), 0);
+  ASSERT_EQ(h.Mkdir(a.ino(), "c", 0755, &c), 0);
+  ASSERT_EQ(h.Rename(a.ino(), "c", b.ino(), "c"), 0);
+  ASSERT_EQ(h.GetAttr(a.ino(), &a), 0);
+  ASSERT_EQ(h.GetAttr(b.ino(), &b), 0);
+  EXPECT_EQ(a.nlink(), 2u);
+  EXPECT_EQ(b.nlink(), 3u);
+  // c's parent moved: moving b under c is now a loop.
+  EXPECT_EQ(h.Rename(kRoot, "b", c.ino(), "x"), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.Rename(kRoot, "a", c.ino(), "x"), 0);
+}
+
+TEST_F(StateMachineTest, Rename_NoReplaceAndExchange) {
+  pb::Attr f, d;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0755, &d), 0);
+  EXPECT_EQ(h.Rename(kRoot, "f", kRoot, "d", 1), C(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.Rename(kRoot, "f", kRoot, "none", 2), C(StatusCode::kNotFound));
+  EXPECT_EQ(h.Rename(kRoot, "f", kRoot, "d", 3), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.Rename(kRoot, "f", kRoot, "d", 4), C(StatusCode::kInvalidArgument));
+  ASSERT_EQ(h.Rename(kRoot, "f", kRoot, "d", 2), 0);
+  pb::Attr now_f, now_d;
+  ASSERT_EQ(h.Lookup(kRoot, "f", &now_f), 0);
+  ASSERT_EQ(h.Lookup(kRoot, "d", &now_d), 0);
+  EXPECT_EQ(now_f.ino(), d.ino());
+  EXPECT_EQ(now_d.ino(), f.ino());
+}
+
+TEST_F(StateMachineTest, Rename_HardLinksOfOneInode_NoOp) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  ASSERT_EQ(h.Link(f.ino(), kRoot, "g"), 0);
+  ASSERT_EQ(h.Rename(kRoot, "f", kRoot, "g"), 0);
+  EXPECT_EQ(h.Lookup(kRoot, "f"), 0);
+  EXPECT_EQ(h.Lookup(kRoot, "g"), 0);
+}
+
+TEST_F(StateMachineTest, Permission_NonOwnerCannotCreateInRootOwnedDir) {
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0755), 0);
+  pb::Attr d;
+  ASSERT_EQ(h.Lookup(kRoot, "d", &d), 0);
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(h.Create(d.ino(), "f"), C(StatusCode::kPermissionDenied));
+  // Supplementary group with write access.
+  h.creds = testing::Creds(0, 0);
+  pb::SetAttrRequest chgrp;
+  chgrp.set_ino(d.ino());
+  chgrp.set_valid(pb::SET_GID | pb::SET_MODE);
+  chgrp.set_gid(50);
+  chgrp.set_mode(0775);
+  ASSERT_EQ(h.SetAttr(chgrp), 0);
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(h.Create(d.ino(), "f"), C(StatusCode::kPermissionDenied));
+  h.creds.add_groups(50);
+  EXPECT_EQ(h.Create(d.ino(), "f"), 0);
+}
+
+TEST_F(StateMachineTest, Permission_StickyDirectory) {
+  ASSERT_EQ(h.Mkdir(kRoot, "tmp", 01777), 0);
+  pb::Attr tmp;
+  ASSERT_EQ(h.Lookup(kRoot, "tmp", &tmp), 0);
+  h.creds = testing::Creds(1000, 1000);
+  ASSERT_EQ(h.Create(tmp.ino(), "mine"), 0);
+  h.creds = testing::Creds(1001, 1001);
+  EXPECT_EQ(h.Unlink(tmp.ino(), "mine"), C(StatusCode::kNotPermitted));
+  EXPECT_EQ(h.Rename(tmp.ino(), "mine", tmp.ino(), "stolen"), C(StatusCode::kNotPermitted));
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(h.Unlink(tmp.ino(), "mine"), 0);
+}
+
+TEST_F(StateMachineTest, Permission_SetgidDirectoryInheritance) {
+  ASSERT_EQ(h.Mkdir(kRoot, "shared", 02777), 0);
+  pb::Attr shared;
+  ASSERT_EQ(h.Lookup(kRoot, "shared", &shared), 0);
+  pb::SetAttrRequest chgrp;
+  chgrp.set_ino(shared.ino());
+  chgrp.set_valid(pb::SET_GID);
+  chgrp.set_gid(77);
+  ASSERT_EQ(h.SetAttr(chgrp), 0);
+  h.creds = testing::Creds(1000, 1000);
+  pb::Attr f, d;
+  ASSERT_EQ(h.Create(shared.ino(), "f", 0644, &f), 0);
+  EXPECT_EQ(f.gid(), 77u);
+  ASSERT_EQ(h.Mkdir(shared.ino(), "d", 0755, &d), 0);
+  EXPECT_EQ(d.gid(), 77u);
+  EXPECT_TRUE(d.mode() & S_ISGID);
+}
+
+TEST_F(StateMachineTest, SetAttr_ChownRules) {
+  ASSERT_EQ(h.Mkdir(kRoot, "pub", 0777), 0);
+  pb::Attr pub;
+  ASSERT_EQ(h.Lookup(kRoot, "pub", &pub), 0);
+  h.creds = testing::Creds(1000, 1000);
+  h.creds.add_groups(20);
+  pb::Attr f;
+  ASSERT_EQ(h.Create(pub.ino(), "f", 06755, &f), 0);
+  pb::SetAttrRequest req;
+  req.set_ino(f.ino());
+  req.set_valid(pb::SET_UID);
+  req.set_uid(0);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));  // only root gives files away
+  req.set_valid(pb::SET_GID);
+  req.set_gid(30);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));  // not a member of 30
+  req.set_gid(20);
+  pb::Attr after;
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.gid(), 20u);
+  EXPECT_EQ(after.mode() & (S_ISUID | S_ISGID), 0u);  // chown clears suid and (g+x) sgid
+  EXPECT_EQ(after.ctime_ns(), h.now_ns);
+  h.creds = testing::Creds(1001, 1001);
+  req.set_valid(pb::SET_MODE);
+  req.set_mode(0777);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
+}
+
+TEST_F(StateMachineTest, SetAttr_ChmodByNonMemberClearsSetgid) {
+  ASSERT_EQ(h.Mkdir(kRoot, "pub", 0777), 0);
+  pb::Attr pub, f;
+  ASSERT_EQ(h.Lookup(kRoot, "pub", &pub), 0);
+  h.creds = testing::Creds(1000, 1000);
+  ASSERT_EQ(h.Create(pub.ino(), "f", 0644, &f), 0);
+  h.creds = testing::Creds(0, 0);
+  pb::SetAttrRequest req;
+  req.set_ino(f.ino());
+  req.set_valid(pb::SET_GID);
+  req.set_gid(55);
+  ASSERT_EQ(h.SetAttr(req), 0);
+  h.creds = testing::Creds(1000, 1000);
+  req.set_valid(pb::SET_MODE);
+  req.set_mode(02755);
+  pb::Attr after;
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 0755u);
+}
+
+TEST_F(StateMachineTest, SetAttr_TimesNowAndOmit) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  h.now_ns += 1000;
+  pb::SetAttrRequest req;
+  req.set_ino(f.ino());
+  req.set_valid(pb::SET_ATIME | pb::SET_MTIME_NOW);
+  req.set_atime_ns(42);
+  pb::Attr after;
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.atime_ns(), 42);
+  EXPECT_EQ(after.mtime_ns(), h.now_ns);
+  EXPECT_EQ(after.ctime_ns(), h.now_ns);
+  // Another user may set "now" only with write access, explicit times never.
+  h.creds = testing::Creds(1000, 1000);
+  req.set_valid(pb::SET_MTIME_NOW);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kPermissionDenied));
+  req.set_valid(pb::SET_MTIME);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
+}
+
+TEST_F(StateMachineTest, SetAttr_SizeErrors) {
+  pb::Attr d;
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0755, &d), 0);
+  pb::SetAttrRequest req;
+  req.set_ino(d.ino());
+  req.set_valid(pb::SET_SIZE);
+  req.set_size(10);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kIsADirectory));
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  req.set_ino(f.ino());
+  req.set_size(uint64_t{1} << 50);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kOutOfRange));
+  req.set_size(12345);
+  pb::Attr after;
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.size(), 12345u);
+  EXPECT_EQ(h.SetAttr([&] { pb::SetAttrRequest r; r.set_ino(999); return r; }()), C(StatusCode::kNotFound));
+}
+
+TEST_F(StateMachineTest, ReadDir_CookiesStableWhileDirectoryChanges) {
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(h.Create(kRoot, "f" + std::to_string(i)), 0);
+  std::set<std::string> seen;
+  uint64_t cookie = 0;
+  int page = 0;
+  for (;;) {
+    pb::ReadDirRequest req;
+    req.set_ino(kRoot);
+    req.set_cookie(cookie);
+    req.set_max_entries(7);
+    pb::ReadDirReply reply;
+    h.sm().ReadDir(req, page % 2 == 0, &reply);
+    ASSERT_EQ(reply.status().code(), 0);
+    for (const pb::DirEntry& e : reply.entries()) {
+      EXPECT_TRUE(seen.insert(e.name()).second) << "twice: " << e.name();
+      cookie = e.cookie();
+    }
+    // Churn between pages: delete entries not yet returned and add new ones.
+    std::string victim = "f" + std::to_string(99 - page);
+    if (!seen.count(victim)) h.Unlink(kRoot, victim);
+    h.Create(kRoot, "new" + std::to_string(page));
+    ++page;
+    if (reply.eof()) break;
+  }
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(seen.count("f" + std::to_string(i))) << i;
+}
+
+TEST_F(StateMachineTest, ExactlyOnce_RetryReturnsFirstResultAcrossRestart) {
+  pb::Op op;
+  op.set_client_id(7);
+  op.set_request_id(1);
+  auto* r = op.mutable_mkdir();
+  r->set_parent(kRoot);
+  r->set_name("d");
+  r->set_mode(0755);
+  pb::OpResult first = h.Apply(op);
+  ASSERT_EQ(first.status().code(), 0);
+  pb::OpResult retry = h.Apply(op);
+  EXPECT_EQ(retry.status().code(), 0);  // not EEXIST
+  EXPECT_EQ(retry.attr().ino(), first.attr().ino());
+  h.Reopen();
+  pb::OpResult after_restart = h.Apply(op);
+  EXPECT_EQ(after_restart.attr().ino(), first.attr().ino());
+  op.set_request_id(2);
+  EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kAlreadyExists));
+}
+
+TEST_F(StateMachineTest, ExactlyOnce_WindowIsBounded) {
+  for (uint64_t id = 1; id <= kRequestWindow + 10; ++id) {
+    pb::Op op;
+    op.set_client_id(9);
+    op.set_request_id(id);
+    op.mutable_mkdir()->set_parent(kRoot);
+    op.mutable_mkdir()->set_name("x");
+    h.Apply(op);
+  }
+  // The oldest results were dropped: a replay of id 1 applies again (EEXIST).
+  pb::Op op;
+  op.set_client_id(9);
+  op.set_request_id(1);
+  op.mutable_mkdir()->set_parent(kRoot);
+  op.mutable_mkdir()->set_name("x");
+  EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kAlreadyExists));
+}
+
+TEST_F(StateMachineTest, Apply_MalformedEntry_InvalidArgumentNoChange) {
+  auto result = h.sm().Apply("\xff\xff\xff garbage");
+  EXPECT_FALSE(result.ok());
+  pb::Entry entry;
+  entry.set_format(99);
+  EXPECT_FALSE(h.sm().Apply(entry.SerializeAsString()).ok());
+  pb::Op unknown;  // no body
+  EXPECT_EQ(h.Apply(unknown).status().code(), C(StatusCode::kUnimplemented));
+}
+
+TEST_F(StateMachineTest, Apply_FailedOpLeavesNoPartialChange) {
+  // A batch where the second op fails: the first stays, the second leaves nothing.
+  pb::Entry entry;
+  entry.set_format(1);
+  pb::Op* a = entry.add_ops();
+  a->mutable_mkdir()->set_parent(kRoot);
+  a->mutable_mkdir()->set_name("a");
+  pb::Op* b = entry.add_ops();
+  b->mutable_mkdir()->set_parent(kRoot);
+  b->mutable_mkdir()->set_name("a");
+  auto results = h.sm().Apply(entry.SerializeAsString());
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ((*results)[0].status().code(), 0);
+  EXPECT_EQ((*results)[1].status().code(), C(StatusCode::kAlreadyExists));
+  pb::Attr root;
+  ASSERT_EQ(h.GetAttr(kRoot, &root), 0);
+  EXPECT_EQ(root.nlink(), 3u);
+}
+
+}  // namespace
+}  // namespace dfs::meta
