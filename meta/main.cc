@@ -229,7 +229,9 @@ int Run(int argc, char** argv) {
     }
     spdlog::info("signal {}: shutting down", signal_number);
   }
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // In-flight calls get a second; idle client connections otherwise hold
+  // Shutdown until the deadline.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   {
     std::lock_guard<std::mutex> lock(stop_mu);
