@@ -65,8 +65,15 @@ Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t ch
   std::string out;
   Status verify;
   uint64_t length_seen = 0;
+  bool reserved = false;
   while (reader->Read(&reply)) {
     length_seen = reply.chunk_length();
+    if (!reserved) {
+      // One allocation for the whole range instead of regrowing per message.
+      uint64_t end = std::min<uint64_t>(offset + length, length_seen);
+      if (end > offset) out.reserve(end - offset);
+      reserved = true;
+    }
     const std::string& data = reply.data();
     size_t blocks = static_cast<size_t>(common::BlockCount(data.size()));
     if (reply.offset() % kBlockSizeBytes != 0 || static_cast<size_t>(reply.block_crcs_size()) != blocks) {

@@ -256,6 +256,31 @@ TEST_F(ChunkStoreTest, Write_DiskFullFailsWithoutChangingAnything) {
   EXPECT_EQ(CountFiles(".tmp"), 0);
 }
 
+TEST_F(ChunkStoreTest, Write_DiskFullMidStreamCutsOffWhatTheStreamAppended) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string v1 = RandomBytes(100'000, 7);
+  ASSERT_TRUE(WriteOnce(*store, 16, 1, 0, 0, v1).ok());
+  auto writer = store->StartWrite({16, 1, 0, false});
+  ASSERT_TRUE(writer.ok());
+  const std::string more = RandomBytes(50'000, 8);
+  ASSERT_TRUE((*writer)->Write(90'000, Bytes(more), PieceCrcsOf(90'000, more)).ok());
+  EXPECT_EQ(store->Find(16, 1)->length, 140'000u);
+  io.fail_reserve_errno = ENOSPC;
+  common::Status s = (*writer)->Write(140'000, Bytes(more), PieceCrcsOf(140'000, more));
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  writer->reset();
+  io.fail_reserve_errno = 0;
+  // Back to the length the stream started from; the overwritten part of the
+  // old range keeps the stream's bytes (in-place writes are not journaled).
+  std::string expected = v1;
+  expected.replace(90'000, 10'000, more.substr(0, 10'000));
+  auto read = ReadAll(*store, 16, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, expected);
+  EXPECT_FALSE(store->Find(16, 1)->damaged);
+}
+
 TEST_F(ChunkStoreTest, Truncate_ShrinksAndGrows) {
   auto store = OpenStore();
   const std::string v1 = RandomBytes(200'000, 9);

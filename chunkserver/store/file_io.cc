@@ -127,7 +127,9 @@ Status FaultInjectingFileIo::Fdatasync(int fd, const std::string& path) {
 
 Status FaultInjectingFileIo::Reserve(int fd, uint64_t offset, uint64_t length,
                                      const std::string& path) {
-  if (int e = fail_writes_errno.load(); e != 0) return IoError(e, "fallocate " + path + " (injected)");
+  int e = fail_writes_errno.load();
+  if (e == 0) e = fail_reserve_errno.load();
+  if (e != 0) return IoError(e, "fallocate " + path + " (injected)");
   return PosixFileIo::Reserve(fd, offset, length, path);
 }
 

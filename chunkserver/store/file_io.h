@@ -73,11 +73,14 @@ class PosixFileIo : public FileIo {
 
 // PosixFileIo with switches for tests: when `fail_writes_errno` is non-zero,
 // every PwriteFull and Reserve fails with that errno (ENOSPC, EIO) without
-// touching the disk; `fail_sync_errno` does the same for Fdatasync; and
-// `fail_reads_errno` for PreadFull.
+// touching the disk; `fail_reserve_errno` fails only Reserve (a disk that is
+// full: space already allocated can still be overwritten);
+// `fail_sync_errno` does the same for Fdatasync; and `fail_reads_errno` for
+// PreadFull.
 class FaultInjectingFileIo : public PosixFileIo {
  public:
   std::atomic<int> fail_writes_errno{0};
+  std::atomic<int> fail_reserve_errno{0};
   std::atomic<int> fail_sync_errno{0};
   std::atomic<int> fail_reads_errno{0};
 
