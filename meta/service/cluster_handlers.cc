@@ -23,15 +23,16 @@ uint64_t PlacementKey(uint64_t ino, uint64_t index) {
 constexpr size_t kMaxPlacement = 16;  // the most replicas a file may ask for
 }  // namespace
 
-grpc::Status MetaServiceImpl::GetChunkLocations(Ctx*, const pb::GetChunkLocationsRequest* req,
-                                                pb::GetChunkLocationsReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req,
+                                                             pb::GetChunkLocationsReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetChunkLocations(*req, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::LeaseChunk(Ctx*, const pb::LeaseChunkRequest* req, pb::LeaseChunkReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::LeaseChunkRequest* req,
+                                                      pb::LeaseChunkReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   pb::LeaseChunkOp* lease_op = op.mutable_lease_chunk();
   *lease_op->mutable_request() = *req;
@@ -40,28 +41,29 @@ grpc::Status MetaServiceImpl::LeaseChunk(Ctx*, const pb::LeaseChunkRequest* req,
   for (uint64_t node : cluster_->Placement(PlacementKey(req->ino(), req->chunk_index()), kMaxPlacement)) {
     op.add_placement(node);
   }
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.status().code() != 0) return grpc::Status::OK;
-  pb::ChunkLease* lease = reply->mutable_lease();
-  *lease = result.lease();
-  common::WriteGrant grant{lease->chunk_id(), lease->version(), lease->lease_id(), lease->lease_expires_unix_ms()};
-  pb::WriteToken token;
-  common::SignWriteToken(options_.cluster_key, grant, &token);
-  lease->set_write_token(token.SerializeAsString());
-  return grpc::Status::OK;
+  const std::string* key = &options_.cluster_key;
+  return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.status().code() != 0) return;
+    pb::ChunkLease* lease = reply->mutable_lease();
+    *lease = result.lease();
+    common::WriteGrant grant{lease->chunk_id(), lease->version(), lease->lease_id(),
+                             lease->lease_expires_unix_ms()};
+    pb::WriteToken token;
+    common::SignWriteToken(*key, grant, &token);
+    lease->set_write_token(token.SerializeAsString());
+  });
 }
 
-grpc::Status MetaServiceImpl::CommitWrite(Ctx*, const pb::CommitWriteRequest* req, pb::AttrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::CommitWriteRequest* req,
+                                                       pb::AttrReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
 grpc::Status MetaServiceImpl::ReportBadReplica(Ctx*, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {

@@ -22,6 +22,12 @@
 
 namespace dfs::meta {
 
+// The hot methods use gRPC's callback API: reads answer on gRPC's own thread,
+// mutations are finished by the proposer's callback (no thread parked per
+// pending mutation, no extra hand-offs). The rest are synchronous.
+using MetaServiceBase =
+    pb::MetaService::WithCallbackMethod_Lookup<pb::MetaService::WithCallbackMethod_GetAttr<pb::MetaService::WithCallbackMethod_SetAttr<pb::MetaService::WithCallbackMethod_Mknod<pb::MetaService::WithCallbackMethod_Create<pb::MetaService::WithCallbackMethod_Mkdir<pb::MetaService::WithCallbackMethod_Unlink<pb::MetaService::WithCallbackMethod_Rmdir<pb::MetaService::WithCallbackMethod_Symlink<pb::MetaService::WithCallbackMethod_Readlink<pb::MetaService::WithCallbackMethod_Link<pb::MetaService::WithCallbackMethod_Rename<pb::MetaService::WithCallbackMethod_ReadDir<pb::MetaService::WithCallbackMethod_ReadDirPlus<pb::MetaService::WithCallbackMethod_Open<pb::MetaService::WithCallbackMethod_Release<pb::MetaService::WithCallbackMethod_Access<pb::MetaService::WithCallbackMethod_GetChunkLocations<pb::MetaService::WithCallbackMethod_LeaseChunk<pb::MetaService::WithCallbackMethod_CommitWrite<pb::MetaService::Service>>>>>>>>>>>>>>>>>>>>;
+
 struct MetaServiceOptions {
   uint32_t replicas = 3;                // R for new chunks (capped by live nodes)
   int64_t chunk_lease_ms = 60'000;      // write lease lifetime
@@ -31,7 +37,7 @@ struct MetaServiceOptions {
   std::string cluster_key;              // signs write tokens
 };
 
-class MetaServiceImpl final : public pb::MetaService::Service {
+class MetaServiceImpl final : public MetaServiceBase {
  public:
   MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock, ClusterState* cluster,
                   MetaServiceOptions options);
@@ -44,37 +50,38 @@ class MetaServiceImpl final : public pb::MetaService::Service {
   common::Result<pb::OpResult> Submit(pb::Op op);
 
   using Ctx = grpc::ServerContext;
-  grpc::Status Lookup(Ctx*, const pb::LookupRequest*, pb::EntryReply*) override;
-  grpc::Status GetAttr(Ctx*, const pb::GetAttrRequest*, pb::AttrReply*) override;
-  grpc::Status SetAttr(Ctx*, const pb::SetAttrRequest*, pb::AttrReply*) override;
-  grpc::Status Mknod(Ctx*, const pb::MknodRequest*, pb::EntryReply*) override;
-  grpc::Status Create(Ctx*, const pb::CreateRequest*, pb::CreateReply*) override;
-  grpc::Status Mkdir(Ctx*, const pb::MkdirRequest*, pb::EntryReply*) override;
-  grpc::Status Unlink(Ctx*, const pb::UnlinkRequest*, pb::StatusReply*) override;
-  grpc::Status Rmdir(Ctx*, const pb::RmdirRequest*, pb::StatusReply*) override;
-  grpc::Status Symlink(Ctx*, const pb::SymlinkRequest*, pb::EntryReply*) override;
-  grpc::Status Readlink(Ctx*, const pb::ReadlinkRequest*, pb::ReadlinkReply*) override;
-  grpc::Status Link(Ctx*, const pb::LinkRequest*, pb::EntryReply*) override;
-  grpc::Status Rename(Ctx*, const pb::RenameRequest*, pb::StatusReply*) override;
-  grpc::Status ReadDir(Ctx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
-  grpc::Status ReadDirPlus(Ctx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
-  grpc::Status Open(Ctx*, const pb::OpenRequest*, pb::OpenReply*) override;
-  grpc::Status Release(Ctx*, const pb::ReleaseRequest*, pb::StatusReply*) override;
+  using CbCtx = grpc::CallbackServerContext;
+  grpc::ServerUnaryReactor* Lookup(CbCtx*, const pb::LookupRequest*, pb::EntryReply*) override;
+  grpc::ServerUnaryReactor* GetAttr(CbCtx*, const pb::GetAttrRequest*, pb::AttrReply*) override;
+  grpc::ServerUnaryReactor* SetAttr(CbCtx*, const pb::SetAttrRequest*, pb::AttrReply*) override;
+  grpc::ServerUnaryReactor* Mknod(CbCtx*, const pb::MknodRequest*, pb::EntryReply*) override;
+  grpc::ServerUnaryReactor* Create(CbCtx*, const pb::CreateRequest*, pb::CreateReply*) override;
+  grpc::ServerUnaryReactor* Mkdir(CbCtx*, const pb::MkdirRequest*, pb::EntryReply*) override;
+  grpc::ServerUnaryReactor* Unlink(CbCtx*, const pb::UnlinkRequest*, pb::StatusReply*) override;
+  grpc::ServerUnaryReactor* Rmdir(CbCtx*, const pb::RmdirRequest*, pb::StatusReply*) override;
+  grpc::ServerUnaryReactor* Symlink(CbCtx*, const pb::SymlinkRequest*, pb::EntryReply*) override;
+  grpc::ServerUnaryReactor* Readlink(CbCtx*, const pb::ReadlinkRequest*, pb::ReadlinkReply*) override;
+  grpc::ServerUnaryReactor* Link(CbCtx*, const pb::LinkRequest*, pb::EntryReply*) override;
+  grpc::ServerUnaryReactor* Rename(CbCtx*, const pb::RenameRequest*, pb::StatusReply*) override;
+  grpc::ServerUnaryReactor* ReadDir(CbCtx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
+  grpc::ServerUnaryReactor* ReadDirPlus(CbCtx*, const pb::ReadDirRequest*, pb::ReadDirReply*) override;
+  grpc::ServerUnaryReactor* Open(CbCtx*, const pb::OpenRequest*, pb::OpenReply*) override;
+  grpc::ServerUnaryReactor* Release(CbCtx*, const pb::ReleaseRequest*, pb::StatusReply*) override;
   grpc::Status Statfs(Ctx*, const pb::StatfsRequest*, pb::StatfsReply*) override;
   grpc::Status SetXattr(Ctx*, const pb::SetXattrRequest*, pb::StatusReply*) override;
   grpc::Status GetXattr(Ctx*, const pb::GetXattrRequest*, pb::GetXattrReply*) override;
   grpc::Status ListXattr(Ctx*, const pb::ListXattrRequest*, pb::ListXattrReply*) override;
   grpc::Status RemoveXattr(Ctx*, const pb::RemoveXattrRequest*, pb::StatusReply*) override;
-  grpc::Status Access(Ctx*, const pb::AccessRequest*, pb::StatusReply*) override;
+  grpc::ServerUnaryReactor* Access(CbCtx*, const pb::AccessRequest*, pb::StatusReply*) override;
   grpc::Status Fallocate(Ctx*, const pb::FallocateRequest*, pb::AttrReply*) override;
 
   grpc::Status OpenSession(Ctx*, const pb::OpenSessionRequest*, pb::OpenSessionReply*) override;
   grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::StatusReply*) override;
   grpc::Status CloseSession(Ctx*, const pb::CloseSessionRequest*, pb::StatusReply*) override;
 
-  grpc::Status GetChunkLocations(Ctx*, const pb::GetChunkLocationsRequest*, pb::GetChunkLocationsReply*) override;
-  grpc::Status LeaseChunk(Ctx*, const pb::LeaseChunkRequest*, pb::LeaseChunkReply*) override;
-  grpc::Status CommitWrite(Ctx*, const pb::CommitWriteRequest*, pb::AttrReply*) override;
+  grpc::ServerUnaryReactor* GetChunkLocations(CbCtx*, const pb::GetChunkLocationsRequest*, pb::GetChunkLocationsReply*) override;
+  grpc::ServerUnaryReactor* LeaseChunk(CbCtx*, const pb::LeaseChunkRequest*, pb::LeaseChunkReply*) override;
+  grpc::ServerUnaryReactor* CommitWrite(CbCtx*, const pb::CommitWriteRequest*, pb::AttrReply*) override;
   grpc::Status ReportBadReplica(Ctx*, const pb::ReportBadReplicaRequest*, pb::StatusReply*) override;
 
   grpc::Status Register(Ctx*, const pb::RegisterRequest*, pb::RegisterReply*) override;
@@ -93,6 +100,28 @@ class MetaServiceImpl final : public pb::MetaService::Service {
   static pb::Op NewOp(const pb::RequestContext& ctx);
   // Submit, mapping a proposer failure to a gRPC status.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
+  // Finishes a callback RPC at once.
+  static grpc::ServerUnaryReactor* Finish(CbCtx* ctx, const grpc::Status& status) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
+  }
+  // Proposes `op` stamped with now; when applied, `fill(result)` fills the
+  // reply and the RPC finishes (on the applier thread).
+  template <typename Fill>
+  grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    op.set_now_ns(clock_.UnixNs());
+    proposer_->ProposeAsync(std::move(op), [reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
+      if (!result.ok()) {
+        reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(result.status().message())));
+        return;
+      }
+      fill(*result);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
   void FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, const ClusterState::Node* live,
                       const StateMachine::NodeRow* row);
 

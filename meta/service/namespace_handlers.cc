@@ -32,172 +32,161 @@ grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::Lookup(Ctx*, const pb::LookupRequest* req, pb::EntryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Lookup(*req, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::GetAttr(Ctx*, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetAttr(*req, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::SetAttr(Ctx*, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
-grpc::Status MetaServiceImpl::Mknod(Ctx*, const pb::MknodRequest* req, pb::EntryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_mknod() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
-grpc::Status MetaServiceImpl::Create(Ctx*, const pb::CreateRequest* req, pb::CreateReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateRequest* req, pb::CreateReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_create() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  reply->set_handle_id(result.handle_id());
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    reply->set_handle_id(result.handle_id());
+  });
 }
 
-grpc::Status MetaServiceImpl::Mkdir(Ctx*, const pb::MkdirRequest* req, pb::EntryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_mkdir() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
-grpc::Status MetaServiceImpl::Unlink(Ctx*, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_unlink() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+  });
 }
 
-grpc::Status MetaServiceImpl::Rmdir(Ctx*, const pb::RmdirRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_rmdir() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+  });
 }
 
-grpc::Status MetaServiceImpl::Symlink(Ctx*, const pb::SymlinkRequest* req, pb::EntryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_symlink() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
-grpc::Status MetaServiceImpl::Readlink(Ctx*, const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Readlink(CbCtx* cb, const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Readlink(*req, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::Link(Ctx*, const pb::LinkRequest* req, pb::EntryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
-  DFS_RETURN_IF_BAD(CheckIno(req->new_parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->new_name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_link() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  });
 }
 
-grpc::Status MetaServiceImpl::Rename(Ctx*, const pb::RenameRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->parent()));
-  DFS_RETURN_IF_BAD(CheckIno(req->new_parent()));
-  DFS_RETURN_IF_BAD(CheckName(req->name()));
-  DFS_RETURN_IF_BAD(CheckName(req->new_name()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_rename() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+  });
 }
 
-grpc::Status MetaServiceImpl::ReadDir(Ctx*, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::ReadDir(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, false, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::ReadDirPlus(Ctx*, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, true, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::Open(Ctx*, const pb::OpenRequest* req, pb::OpenReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   if (req->ctx().client_id() == 0) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
     if (!(req->flags() & O_TRUNC)) {
       state_machine_->CheckOpen(*req, reply);
-      return grpc::Status::OK;
+      return Finish(cb, grpc::Status::OK);
     }
   }
   pb::Op op = NewOp(req->ctx());
   *op.mutable_open() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  if (result.has_attr()) *reply->mutable_attr() = result.attr();
-  reply->set_handle_id(result.handle_id());
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    reply->set_handle_id(result.handle_id());
+  });
 }
 
-grpc::Status MetaServiceImpl::Release(Ctx*, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_release() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  return grpc::Status::OK;
+  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+  });
 }
 
 grpc::Status MetaServiceImpl::Statfs(Ctx*, const pb::StatfsRequest*, pb::StatfsReply* reply) {
@@ -249,10 +238,10 @@ grpc::Status MetaServiceImpl::RemoveXattr(Ctx*, const pb::RemoveXattrRequest* re
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::Access(Ctx*, const pb::AccessRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+grpc::ServerUnaryReactor* MetaServiceImpl::Access(CbCtx* cb, const pb::AccessRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Access(*req, reply);
-  return grpc::Status::OK;
+  return Finish(cb, grpc::Status::OK);
 }
 
 grpc::Status MetaServiceImpl::Fallocate(Ctx*, const pb::FallocateRequest* req, pb::AttrReply* reply) {

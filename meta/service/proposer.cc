@@ -1,5 +1,6 @@
 #include "meta/service/proposer.h"
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,22 +21,26 @@ LocalProposer::~LocalProposer() {
   }
   cv_.notify_all();
   applier_.join();
-  for (Pending& pending : queue_) pending.promise.set_value(common::UnavailableError("shutting down"));
+  for (Pending& pending : queue_) pending.done(common::UnavailableError("shutting down"));
 }
 
-std::future<common::Result<pb::OpResult>> LocalProposer::Propose(pb::Op op) {
-  Pending pending{std::move(op), {}};
-  std::future<common::Result<pb::OpResult>> future = pending.promise.get_future();
+std::future<common::Result<pb::OpResult>> Proposer::Propose(pb::Op op) {
+  auto promise = std::make_shared<std::promise<common::Result<pb::OpResult>>>();
+  std::future<common::Result<pb::OpResult>> future = promise->get_future();
+  ProposeAsync(std::move(op), [promise](common::Result<pb::OpResult> result) { promise->set_value(std::move(result)); });
+  return future;
+}
+
+void LocalProposer::ProposeAsync(pb::Op op, Done done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      pending.promise.set_value(common::UnavailableError("shutting down"));
-      return future;
+    if (!stopping_) {
+      queue_.push_back(Pending{std::move(op), std::move(done)});
+      cv_.notify_one();
+      return;
     }
-    queue_.push_back(std::move(pending));
   }
-  cv_.notify_one();
-  return future;
+  done(common::UnavailableError("shutting down"));
 }
 
 LocalProposer::Stats LocalProposer::stats() {
@@ -63,7 +68,7 @@ void LocalProposer::Run() {
     common::Result<std::vector<pb::OpResult>> results = state_machine_->Apply(bytes);
     CHECK(results.ok());  // we built the Entry ourselves
     CHECK(results->size() == batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].promise.set_value(std::move((*results)[i]));
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.entries;

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -30,10 +31,14 @@ namespace dfs::meta {
 
 class Proposer {
  public:
+  using Done = std::function<void(common::Result<pb::OpResult>)>;
   virtual ~Proposer() = default;
-  // Queues `op`; the future yields its OpResult once applied, or Unavailable
-  // if the proposer stopped first. Does not block.
-  virtual std::future<common::Result<pb::OpResult>> Propose(pb::Op op) = 0;
+  // Queues `op`; `done` runs exactly once, on the applier's thread, with the
+  // Op's OpResult once applied, or Unavailable if the proposer stopped first.
+  // Does not block; `done` must not block either (it finishes RPCs).
+  virtual void ProposeAsync(pb::Op op, Done done) = 0;
+  // The same, waiting through a future.
+  std::future<common::Result<pb::OpResult>> Propose(pb::Op op);
 };
 
 class LocalProposer final : public Proposer {
@@ -51,13 +56,13 @@ class LocalProposer final : public Proposer {
   LocalProposer(const LocalProposer&) = delete;
   LocalProposer& operator=(const LocalProposer&) = delete;
 
-  std::future<common::Result<pb::OpResult>> Propose(pb::Op op) override;
+  void ProposeAsync(pb::Op op, Done done) override;
   Stats stats();
 
  private:
   struct Pending {
     pb::Op op;
-    std::promise<common::Result<pb::OpResult>> promise;
+    Done done;
   };
   void Run();
 
