@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "chunkserver/service/chunk_client.h"
+#include "chunkserver/service/fake_meta.h"
 #include "chunkserver/service/test_server.h"
 #include "chunkserver/store/chunk_store.h"
 #include "chunkserver/store/test_util.h"
@@ -46,8 +47,8 @@ std::string ChunkPath(const std::string& data_dir, uint64_t chunk_id, uint64_t v
 // One dfs-chunkserver process on a data folder, with a stub to it.
 class Daemon {
  public:
-  Daemon(const TempDir& dir, std::string data_dir, std::string name = "cs")
-      : dir_(dir), data_dir_(std::move(data_dir)), name_(std::move(name)) {}
+  Daemon(const TempDir& dir, std::string data_dir, std::string name = "cs", std::string meta = "127.0.0.1:1")
+      : dir_(dir), data_dir_(std::move(data_dir)), name_(std::move(name)), meta_(std::move(meta)) {}
 
   ::testing::AssertionResult Start() {
     const std::string key_file = dir_ / "cluster.key";
@@ -59,7 +60,7 @@ class Daemon {
     const std::string ready = dir_ / (name_ + ".ready");
     std::filesystem::remove(ready);
     auto process = Process::Start({dfs::testing::BinaryPath("DFS_CHUNKSERVER_BIN"), "--listen", "127.0.0.1:0",
-                                   "--data", data_dir_, "--meta", "127.0.0.1:1", "--cluster-key-file", key_file,
+                                   "--data", data_dir_, "--meta", meta_, "--cluster-key-file", key_file,
                                    "--ready-file", ready, "--heartbeat-interval", "200ms"},
                                   dir_ / (name_ + ".log"));
     if (!process.ok()) return ::testing::AssertionFailure() << process.status().ToString();
@@ -74,11 +75,13 @@ class Daemon {
   Process& process() { return *process_; }
   pb::ChunkService::Stub& stub() { return *stub_; }
   const std::string& data_dir() const { return data_dir_; }
+  const std::string& address() const { return address_; }
 
  private:
   const TempDir& dir_;
   std::string data_dir_;
   std::string name_;
+  std::string meta_;
   std::unique_ptr<Process> process_;
   std::string address_;
   std::unique_ptr<pb::ChunkService::Stub> stub_;
@@ -312,6 +315,63 @@ TEST(ChunkserverProcess, KillDuringWriteStream_ChunkIsOldNewOrDamaged) {
     saw_damaged += damaged_blocks;
   }
   std::printf("blocks after kill -9: %d old, %d new, %d damaged\n", saw_old, saw_new, saw_damaged);
+}
+
+// Polls `done` every 20 ms for at most timeout_ms.
+template <typename F>
+bool WaitFor(F done, int timeout_ms = 15'000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+TEST(ChunkserverProcess, Meta_RegistersHeartbeatsAndExecutesCommands) {
+  TempDir dir("cs-meta");
+  testing::FakeMetaServer meta;
+  Daemon cs(dir, MakeDataDir(dir, "a"), "a", meta.address);
+  Daemon peer(dir, MakeDataDir(dir, "b"), "b", meta.address);
+  ASSERT_TRUE(cs.Start());
+  ASSERT_TRUE(peer.Start());
+  ASSERT_TRUE(WriteChunk(cs.stub(), Header(1, 1, 0, 0), Bytes("to be deleted")).ok());
+  const std::string data = RandomBytes(5 << 20, 3);
+  ASSERT_TRUE(WriteChunk(peer.stub(), Header(2, 7, 0, 0), Bytes(data)).ok());
+  // Both register and heartbeat at about --heartbeat-interval (200ms).
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(meta.meta.mu);
+    return meta.meta.registers >= 2 && meta.meta.heartbeat_times.size() >= 10;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(meta.meta.mu);
+    auto& times = meta.meta.heartbeat_times;
+    double mean_ms = std::chrono::duration<double, std::milli>(times.back() - times.front()).count() /
+                     static_cast<double>(times.size() - 1);
+    EXPECT_GT(mean_ms, 50);   // two nodes at 200 ms each: ~100 ms apart on average
+    EXPECT_LT(mean_ms, 400);
+    pb::Command del;
+    del.set_command_id(11);
+    del.mutable_delete_chunk()->set_chunk_id(1);
+    pb::Command rep;
+    rep.set_command_id(12);
+    rep.mutable_replicate()->set_chunk_id(2);
+    rep.mutable_replicate()->set_version(7);
+    rep.mutable_replicate()->set_source_address(peer.address());
+    ASSERT_EQ(meta.meta.node_by_address.count(cs.address()), 1u);
+    meta.meta.command_target = meta.meta.node_by_address[cs.address()];
+    meta.meta.pending_commands = {del, rep};
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    auto read = ReadChunk(cs.stub(), 2, 7, 0, kChunkSizeBytes);
+    auto gone = ReadChunk(cs.stub(), 1, 1, 0, 10);
+    return read.ok() && *read == data && gone.status().code() == StatusCode::kNotFound;
+  }));
+  // The node id in the registration is the one stamped in the data folder.
+  auto stamp = common::ReadFileToString(cs.data_dir() + "/dfs-folder");
+  ASSERT_TRUE(stamp.ok());
+  std::lock_guard<std::mutex> lock(meta.meta.mu);
+  EXPECT_NE(stamp->find(fmt::format("node_id={:016x}", meta.meta.command_target)), std::string::npos);
 }
 
 TEST(ChunkserverProcess, Restart_KeepsNodeIdAndChunks) {
