@@ -2,7 +2,8 @@
 //
 //   dfs-meta --listen HOST:PORT --data DIR [--metrics HOST:PORT]
 //       [--ready-file PATH] [--cluster-key-file PATH | --insecure-dev-key]
-//       [--replicas 3] [--node-dead-after 10s] [--log-*] [--config FILE]
+//       [--replicas 3] [--node-dead-after 10s] [--sync full|normal] [--log-*]
+//       [--config FILE]
 //
 // State: DIR/meta.db (SQLite, WAL; schema in state_machine/schema.h).
 //
@@ -65,6 +66,7 @@ struct Flags {
   bool insecure_dev_key = false;
   uint32_t replicas = 3;
   std::string node_dead_after = "10s";
+  std::string sync = "full";
   common::LogOptions log;
 };
 
@@ -87,6 +89,11 @@ int Run(int argc, char** argv) {
                "without --cluster-key-file, use a well-known key (development only)");
   app.add_option("--replicas", flags.replicas, "replication factor of new files")->capture_default_str();
   app.add_option("--node-dead-after", flags.node_dead_after, "a chunkserver silent this long is dead")
+      ->capture_default_str();
+  app.add_option("--sync", flags.sync,
+                 "full: fsync every commit (survives power loss); normal: WAL without fsync per commit "
+                 "(survives a process crash, may lose the last commits on power loss)")
+      ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
   common::AddLogFlags(app, flags.log);
   try {
@@ -137,7 +144,9 @@ int Run(int argc, char** argv) {
     spdlog::critical("cannot create data folder {}: {}", flags.data, std::strerror(errno));
     return 1;
   }
-  auto state_machine = meta::StateMachine::Open(flags.data + "/meta.db");
+  meta::StateMachine::Options sm_options;
+  sm_options.synchronous = flags.sync == "normal" ? "NORMAL" : "FULL";
+  auto state_machine = meta::StateMachine::Open(flags.data + "/meta.db", sm_options);
   if (!state_machine.ok()) {
     spdlog::critical("state machine: {}", state_machine.status().ToString());
     return 1;

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -178,63 +179,131 @@ double RawInserts(const std::string& path, int rows, int rows_per_txn) {
   return rate;
 }
 
+// One in-process dfs-meta on 127.0.0.1:0 over a fresh database.
+class Server {
+ public:
+  Server(const std::string& db_path, const char* synchronous) {
+    StateMachine::Options options;
+    options.synchronous = synchronous;
+    auto sm = StateMachine::Open(db_path, options);
+    if (!sm.ok()) std::abort();
+    sm_ = std::move(sm).value();
+    proposer_ = std::make_unique<LocalProposer>(sm_.get());
+    MetaServiceOptions service_options;
+    service_options.cluster_key = "bench-key-0123456789";
+    service_ = std::make_unique<MetaServiceImpl>(sm_.get(), proposer_.get(), common::SystemClock::Get(), &cluster_,
+                                                 service_options);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    address_ = "127.0.0.1:" + std::to_string(port);
+  }
+  ~Server() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+  const std::string& address() const { return address_; }
+  LocalProposer& proposer() { return *proposer_; }
+
+ private:
+  std::unique_ptr<StateMachine> sm_;
+  std::unique_ptr<LocalProposer> proposer_;
+  ClusterState cluster_{10'000'000'000};
+  std::unique_ptr<MetaServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+};
+
+Rates Row(Server& server, const char* mode, int clients, int files) {
+  LocalProposer::Stats before = server.proposer().stats();
+  Rates r = RunClients(server.address(), clients, files, "run" + std::to_string(clients));
+  LocalProposer::Stats after = server.proposer().stats();
+  const double batch =
+      static_cast<double>(after.ops - before.ops) / static_cast<double>(std::max<uint64_t>(1, after.entries - before.entries));
+  std::printf("%-7s %-8d %8d %12.0f %12.0f %12.0f %12.0f %14.1f\n", mode, clients, files, r.create, r.lookup,
+              r.getattr, r.unlink, batch);
+  std::fflush(stdout);
+  return r;
+}
+
+// Readdir pages of a directory of `entries` entries, filled by Apply directly
+// (no fsync), at the start, middle and end: each page is one index range scan,
+// so the time must not grow with the position.
+void ReadDirScaling(const std::string& base, int entries) {
+  StateMachine::Options options;
+  options.synchronous = "OFF";
+  auto sm = StateMachine::Open(base + "/big.db", options);
+  if (!sm.ok()) return;
+  auto start = Clock::now();
+  std::vector<uint64_t> cookies;
+  for (int done = 0; done < entries;) {
+    pb::Entry entry;
+    entry.set_format(1);
+    for (int i = 0; i < 5000 && done < entries; ++i, ++done) {
+      pb::Op* op = entry.add_ops();
+      op->mutable_mknod()->set_parent(1);
+      op->mutable_mknod()->set_name("entry-" + std::to_string(done));
+      op->mutable_mknod()->set_mode(S_IFREG | 0644);
+    }
+    (*sm)->ApplyEntry(entry);
+  }
+  const double fill_s = Seconds(start);
+  std::printf("readdir in a directory of %d entries (filled in %.1f s, %.0f mknod/s through Apply):\n", entries,
+              fill_s, entries / fill_s);
+  for (uint64_t cookie : {uint64_t{0}, uint64_t(entries / 2), uint64_t(entries - 300)}) {
+    constexpr int kPages = 50;
+    auto page_start = Clock::now();
+    for (int i = 0; i < kPages; ++i) {
+      pb::ReadDirRequest req;
+      req.set_ino(1);
+      req.set_cookie(cookie);
+      req.set_max_entries(256);
+      pb::ReadDirReply reply;
+      (*sm)->ReadDir(req, true, &reply);
+    }
+    std::printf("  page of 256 (readdirplus) at cookie %9llu: %7.0f us\n", static_cast<unsigned long long>(cookie),
+                Seconds(page_start) * 1e6 / kPages);
+  }
+}
+
 int Main(int argc, char** argv) {
-  int files16 = 100000, files1 = 10000;
+  int files16 = 100000, files1 = 10000, big_dir = 1000000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--files") == 0) files16 = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--files-1") == 0) files1 = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--dir-entries") == 0) big_dir = std::atoi(argv[i + 1]);
   }
   const char* tmp = std::getenv("TMPDIR");
   std::string base = std::string(tmp && *tmp ? tmp : "/tmp") + "/dfs-meta-bench-XXXXXX";
   if (mkdtemp(base.data()) == nullptr) return 0;
 
-  auto sm = StateMachine::Open(base + "/meta.db");
-  if (!sm.ok()) {
-    std::printf("cannot open: %s\n", sm.status().ToString().c_str());
-    return 0;
+  std::printf("meta_bench: in-process dfs-meta over gRPC on 127.0.0.1; clients are threads of this process\n");
+  std::printf("sync=FULL: fsync per commit (durable, the default); sync=NORMAL: WAL, no fsync per commit\n");
+  std::printf("%-7s %-8s %8s %12s %12s %12s %12s %14s\n", "sync", "clients", "files", "creates/s", "lookups/s",
+              "getattrs/s", "unlinks/s", "ops per commit");
+  Rates r1, r16, n16;
+  {
+    Server server(base + "/full.db", "FULL");
+    r1 = Row(server, "FULL", 1, files1);
+    r16 = Row(server, "FULL", 16, files16);
   }
-  LocalProposer proposer(sm->get());
-  ClusterState cluster(10'000'000'000);
-  MetaServiceOptions options;
-  options.cluster_key = "bench-key-0123456789";
-  MetaServiceImpl service(sm->get(), &proposer, common::SystemClock::Get(), &cluster, options);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  const std::string address = "127.0.0.1:" + std::to_string(port);
-
-  std::printf("meta_bench: dfs-meta in-process on %s, SQLite WAL synchronous=FULL (durable commits)\n",
-              address.c_str());
-  std::printf("%-9s %8s %12s %12s %12s %12s %16s\n", "clients", "files", "creates/s", "lookups/s", "getattrs/s",
-              "unlinks/s", "ops per commit");
-  Rates r1, r16;
-  for (int clients : {1, 16}) {
-    const int files = clients == 1 ? files1 : files16;
-    LocalProposer::Stats before = proposer.stats();
-    Rates r = RunClients(address, clients, files, "run" + std::to_string(clients));
-    LocalProposer::Stats after = proposer.stats();
-    const double batch = static_cast<double>(after.ops - before.ops) / static_cast<double>(after.entries - before.entries);
-    std::printf("%-9d %8d %12.0f %12.0f %12.0f %12.0f %16.1f\n", clients, files, r.create, r.lookup, r.getattr,
-                r.unlink, batch);
-    (clients == 1 ? r1 : r16) = r;
+  {
+    Server server(base + "/normal.db", "NORMAL");
+    n16 = Row(server, "NORMAL", 16, files16);
   }
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-
   const double raw1 = RawInserts(base + "/raw1.db", 2000, 1);
   const double raw_batch = RawInserts(base + "/raw2.db", files16, 1000);
   std::printf("raw SQLite inserts/s (~120-byte rows, WAL, FULL): 1 row per txn %.0f, 1000 rows per txn %.0f\n", raw1,
               raw_batch);
   std::printf("ratios: creates@1 / raw 1-row txns = %.2f; creates@16 / raw 1-row txns = %.2f; "
-              "creates@16 / raw 1000-row txns = %.3f\n",
-              r1.create / raw1, r16.create / raw1, r16.create / raw_batch);
-  std::printf("targets: creates@16 >= 10000/s: %s (%.0f); getattr@16 >= 30000/s: %s (%.0f); "
+              "creates@16 / raw 1000-row txns = %.3f; durability cost (creates@16 NORMAL / FULL) = %.2fx\n",
+              r1.create / raw1, r16.create / raw1, r16.create / raw_batch, n16.create / r16.create);
+  std::printf("targets (FULL): creates@16 >= 10000/s: %s (%.0f); getattr@16 >= 30000/s: %s (%.0f); "
               "MooseFS here: ~1900 creates/s, ~5800 stats/s\n",
               r16.create >= 10000 ? "met" : "MISSED", r16.create, r16.getattr >= 30000 ? "met" : "MISSED",
               r16.getattr);
-  sm->reset();
+  std::fflush(stdout);
+  if (big_dir > 0) ReadDirScaling(base, big_dir);
   std::error_code ec;
   std::filesystem::remove_all(base, ec);
   return 0;

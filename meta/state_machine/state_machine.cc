@@ -105,7 +105,7 @@ common::Result<std::vector<pb::OpResult>> StateMachine::Apply(std::string_view e
 std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry) {
   Db& db = *writer_;
   std::vector<pb::OpResult> results(entry.ops_size());
-  db.Exec("BEGIN IMMEDIATE");
+  db.Prepare("BEGIN IMMEDIATE").Run();
   for (int i = 0; i < entry.ops_size(); ++i) {
     const pb::Op& op = entry.ops(i);
     pb::OpResult& result = results[i];
@@ -117,16 +117,16 @@ std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry) {
         continue;
       }
     }
-    db.Exec("SAVEPOINT op");
+    db.Prepare("SAVEPOINT op").Run();
     ops::OpContext ctx{db, op, op.now_ns()};
     Status status = Dispatch(ctx, &result);
     if (!status.ok()) {
-      db.Exec("ROLLBACK TO op");
+      db.Prepare("ROLLBACK TO op").Run();
       result.Clear();
       result.mutable_status()->set_code(static_cast<int>(status.code()));
       result.mutable_status()->set_message(std::string(status.message()));
     }
-    db.Exec("RELEASE op");
+    db.Prepare("RELEASE op").Run();
     if (Remembered(op)) {
       std::string bytes = result.SerializeAsString();
       {
@@ -141,7 +141,7 @@ std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry) {
       }
     }
   }
-  db.Exec("COMMIT");
+  db.Prepare("COMMIT").Run();
   return results;
 }
 

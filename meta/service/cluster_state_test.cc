@@ -1,0 +1,67 @@
+// ClusterState: liveness from heartbeats, placement over live nodes only,
+// session leases.
+#include "meta/service/cluster_state.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace dfs::meta {
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+TEST(ClusterStateTest, Heartbeat_UnknownNodeMustReregister) {
+  ClusterState cluster(10 * kSecond);
+  pb::HeartbeatRequest beat;
+  beat.set_node_id(5);
+  EXPECT_FALSE(cluster.Heartbeat(beat, 0));
+  cluster.Registered(5, "a:1", 100, 10, 0);
+  EXPECT_TRUE(cluster.Heartbeat(beat, kSecond));
+}
+
+TEST(ClusterStateTest, ExpireNodes_DeadNodesLeaveThePlacement) {
+  ClusterState cluster(10 * kSecond);
+  for (uint64_t id : {1, 2, 3}) cluster.Registered(id, "n", 100, 0, 0);
+  EXPECT_EQ(cluster.Placement(42, 3).size(), 3u);
+  pb::HeartbeatRequest beat;
+  beat.set_capacity_bytes(100);
+  for (uint64_t id : {1, 2}) {
+    beat.set_node_id(id);
+    ASSERT_TRUE(cluster.Heartbeat(beat, 8 * kSecond));
+  }
+  cluster.ExpireNodes(11 * kSecond);
+  std::vector<uint64_t> placement = cluster.Placement(42, 3);
+  EXPECT_EQ(placement.size(), 2u);
+  EXPECT_EQ(std::count(placement.begin(), placement.end(), 3u), 0);
+  uint64_t capacity = 0, used = 0;
+  cluster.Capacity(&capacity, &used);
+  EXPECT_EQ(capacity, 200u);
+  beat.set_node_id(3);  // back from the dead
+  ASSERT_TRUE(cluster.Heartbeat(beat, 12 * kSecond));
+  EXPECT_EQ(cluster.Placement(42, 3).size(), 3u);
+}
+
+TEST(ClusterStateTest, ExpiredSessions_AfterLeaseWithoutKeepAlive) {
+  ClusterState cluster(10 * kSecond);
+  cluster.SessionAlive(7, 0, 5 * kSecond);
+  cluster.SessionAlive(8, 0, 5 * kSecond);
+  EXPECT_TRUE(cluster.KeepAlive(8, 4 * kSecond));
+  std::vector<uint64_t> expired = cluster.ExpiredSessions(6 * kSecond);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0], 7u);
+  cluster.SessionClosed(7);
+  EXPECT_FALSE(cluster.KeepAlive(7, 6 * kSecond));
+}
+
+TEST(ClusterStateTest, SentGarbage_TakenOnce) {
+  ClusterState cluster(10 * kSecond);
+  pb::ChunkRef ref;
+  ref.set_chunk_id(9);
+  cluster.SetSentGarbage(1, {ref});
+  EXPECT_EQ(cluster.TakeSentGarbage(1).size(), 1u);
+  EXPECT_TRUE(cluster.TakeSentGarbage(1).empty());
+}
+
+}  // namespace
+}  // namespace dfs::meta
