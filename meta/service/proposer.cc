@@ -68,12 +68,14 @@ void LocalProposer::Run() {
     common::Result<std::vector<pb::OpResult>> results = state_machine_->Apply(bytes);
     CHECK(results.ok());  // we built the Entry ourselves
     CHECK(results->size() == batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
     {
+      // Counted before anyone hears of the result, so a caller that saw its
+      // result also sees it counted.
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.entries;
       stats_.ops += batch.size();
     }
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move((*results)[i]));
     batch.clear();
   }
 }
