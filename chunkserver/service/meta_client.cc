@@ -225,7 +225,25 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
       }
       queue_.push_back(command);
     }
-    cv_.notify_all();
+  }
+  // Deletes run here, before the next heartbeat (meta takes that heartbeat
+  // as the acknowledgement); replications go to the command thread.
+  std::vector<pb::Command> deletes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (it->has_delete_chunk()) {
+        deletes.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  cv_.notify_all();
+  for (const pb::Command& command : deletes) {
+    Execute(command);
+    ++commands_done_;
   }
   return Status::Ok();
 }

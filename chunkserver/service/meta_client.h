@@ -2,7 +2,8 @@
 // dfs-meta (Register, then the inventory as a ReportInventory stream of
 // pages), heartbeats every interval (capacity, use, chunk count, newly
 // damaged chunks, load) and executes the commands a heartbeat reply carries
-// (delete a chunk, replicate one from a peer) on a worker thread.
+// (delete a chunk: at once, on the heartbeat thread, so the next heartbeat
+// acknowledges it; replicate one from a peer: on a worker thread).
 //
 // Meta may be unreachable or not yet able to answer: the client keeps the
 // chunkserver serving and retries registration with exponential backoff
