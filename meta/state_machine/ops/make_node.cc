@@ -183,6 +183,14 @@ Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult*) {
     stmt.BindU(1, req.handle_id()).BindU(2, ctx.op.client_id());
     stmt.Run();
   }
+  {
+    // The handle's write leases end with it, so the next writer need not wait
+    // for their expiry. The rows stay (expired) so their versions are never
+    // handed out again: a chunkserver may hold a begun, uncommitted copy.
+    Stmt stmt = ctx.db.Prepare("UPDATE leases SET expires_ms=0 WHERE handle_id=? AND client_id=?");
+    stmt.BindU(1, req.handle_id()).BindU(2, ctx.op.client_id());
+    stmt.Run();
+  }
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (inode && inode->nlink == 0 && !HasHandles(ctx.db, inode->ino)) PurgeInode(ctx.db, inode->ino);
   return Status::Ok();
