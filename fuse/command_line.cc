@@ -145,7 +145,7 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
   std::string joined;
   for (const std::string& o : fuse_opts) joined += (joined.empty() ? "" : ",") + o;
 
-  cl.fuse_args = {argv.empty() ? "dfs" : argv[0], cl.mount_point, "-o", joined};
+  cl.fuse_args = {argv.empty() ? "dfs" : argv[0], "-o", joined};
   if (cl.debug) cl.fuse_args.push_back("-d");
   return cl;
 }

@@ -16,10 +16,9 @@ TEST(CommandLineTest, Parse_SplitsSourceAndOptions) {
   EXPECT_DOUBLE_EQ(cl->attr_timeout_s, 5);
   EXPECT_EQ(cl->retry_timeout_ms, 10'000);
   EXPECT_FALSE(cl->foreground);
-  ASSERT_EQ(cl->fuse_args.size(), 4u);
-  EXPECT_EQ(cl->fuse_args[1], "/mnt/dfs");
-  EXPECT_EQ(cl->fuse_args[2], "-o");
-  const std::string& o = cl->fuse_args[3];
+  ASSERT_EQ(cl->fuse_args.size(), 3u);
+  EXPECT_EQ(cl->fuse_args[1], "-o");
+  const std::string& o = cl->fuse_args[2];
   EXPECT_NE(o.find("fsname=m1:7400,m2:7400"), std::string::npos);  // so mount -a sees it mounted
   EXPECT_NE(o.find("subtype=dfs"), std::string::npos);
   EXPECT_NE(o.find("default_permissions"), std::string::npos);
@@ -33,8 +32,8 @@ TEST(CommandLineTest, Parse_MountHelperShape) {
   auto cl = ParseCommandLine({"dfs", "127.0.0.1:7400", "/mnt/x", "-o", "rw,_netdev,ro"}, true);
   ASSERT_TRUE(cl.ok());
   EXPECT_TRUE(cl->read_only);
-  EXPECT_NE(cl->fuse_args[3].find("allow_other"), std::string::npos);
-  EXPECT_EQ(cl->fuse_args[3].find("_netdev"), std::string::npos);
+  EXPECT_NE(cl->fuse_args[2].find("allow_other"), std::string::npos);
+  EXPECT_EQ(cl->fuse_args[2].find("_netdev"), std::string::npos);
 }
 
 TEST(CommandLineTest, Parse_ForegroundAndDebug) {

@@ -266,9 +266,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
   fuse_reply_write(req, size);
 }
 
-void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   // close(2): the data must be durable and its length committed (close-to-open).
-  Status s = Fs(req).Flush(ino, Handle(fi).handle_id);
+  Status s = Fs(req).Flush(ino);
   if (!s.ok()) return ReplyStatus(req, s);
   fuse_reply_err(req, 0);
 }
@@ -278,8 +278,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, s.ToErrno());
 }
 
-void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info* fi) {
-  Status s = Fs(req).Flush(ino, Handle(fi).handle_id);
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  Status s = Fs(req).Flush(ino);
   if (!s.ok()) return ReplyStatus(req, s);
   fuse_reply_err(req, 0);
 }
@@ -387,13 +387,13 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   if (RefuseIfReadOnly(req)) return;
-  Status s = Fs(req).meta().SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
+  Status s = Fs(req).SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
                                      static_cast<uint32_t>(flags));
   fuse_reply_err(req, s.ToErrno());
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto value = Fs(req).meta().GetXattr(CallerOf(req, false), ino, name);
+  auto value = Fs(req).GetXattr(CallerOf(req, false), ino, name);
   if (!value.ok()) return (void)fuse_reply_err(req, value.status().ToErrno());
   if (size == 0) return (void)fuse_reply_xattr(req, value->size());
   if (value->size() > size) return (void)fuse_reply_err(req, ERANGE);
@@ -415,7 +415,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   if (RefuseIfReadOnly(req)) return;
-  fuse_reply_err(req, Fs(req).meta().RemoveXattr(CallerOf(req, false), ino, name).ToErrno());
+  fuse_reply_err(req, Fs(req).RemoveXattr(CallerOf(req, false), ino, name).ToErrno());
 }
 
 void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {

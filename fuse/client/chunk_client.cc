@@ -32,7 +32,7 @@ std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& addres
 }
 
 Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                             std::string_view data, bool durable, bool first_write) {
+                             std::string_view data, bool durable) {
   pb::ChunkService::Stub stub(ChannelFor(replica.address()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
@@ -43,7 +43,9 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
   pb::WriteHeader* header = msg.mutable_header();
   header->set_chunk_id(lease.chunk_id());
   header->set_version(lease.version());
-  header->set_base_version(first_write ? lease.base_version() : lease.version());
+  // The chunkserver builds `version` from base_version when it does not hold
+  // it yet (the first write under a lease) and writes in place afterwards.
+  header->set_base_version(lease.base_version());
   header->set_offset(offset);
   if (!header->mutable_token()->ParseFromString(lease.write_token())) {
     return common::InternalError("meta sent an unparsable write token");
@@ -76,12 +78,12 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
 }
 
 Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                                 std::string_view data, bool durable, bool first_write) {
+                                                 std::string_view data, bool durable) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   std::vector<std::future<Status>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {
-      return WriteOne(lease, replica, offset_in_chunk, data, durable, first_write);
+      return WriteOne(lease, replica, offset_in_chunk, data, durable);
     }));
   }
   std::vector<uint64_t> acked;

@@ -40,12 +40,12 @@ class ChunkClient {
   ChunkClient& operator=(const ChunkClient&) = delete;
 
   // Writes `data` at `offset_in_chunk` of the lease's chunk version on all
-  // replicas. `first_write` says whether the version must be built from
-  // lease.base_version (the first write under a new lease). Returns the node
+  // replicas (a replica builds the version from lease.base_version on the
+  // first write under the lease, then writes in place). Returns the node
   // ids that acknowledged (at least W) or the error of the quorum failure
   // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
   common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                              std::string_view data, bool durable, bool first_write);
+                                              std::string_view data, bool durable);
 
   // Blocks [first_block, first_block + count) of a chunk version, clipped to
   // the chunk length; each string is one verified block. DataLoss if no
@@ -56,7 +56,7 @@ class ChunkClient {
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
   common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                          std::string_view data, bool durable, bool first_write);
+                          std::string_view data, bool durable);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,
                                                     uint64_t count);

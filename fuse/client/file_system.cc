@@ -125,7 +125,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // Buffered writes go first: a local filesystem applies them before a later
   // truncate or utimens, and their commit must not overwrite the new mtime.
   std::lock_guard<std::mutex> io_lock(st->io_mu);
-  RETURN_IF_ERROR(FlushLocked(request.ino(), request.handle_id(), *st));
+  RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->SetAttr(c, request));
   if (request.valid() & pb::SET_SIZE) {
     st->leases.clear();  // meta may have cut or re-versioned chunks
@@ -187,7 +187,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
 Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
   uint64_t ino = handle->ino;
   Status flushed;
-  if (Writable(handle->flags)) flushed = Flush(ino, handle->handle_id);
+  if (Writable(handle->flags)) flushed = Flush(ino);
   Status released = meta_->Release(ino, handle->handle_id);
   if (!released.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle->handle_id, released.ToString());
   if (auto st = FindState(ino)) {
@@ -211,18 +211,19 @@ Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view d
   {
     std::lock_guard<std::mutex> lock(st->mu);
     st->buffer.Write(offset, data);
+    st->writer_handle_id = handle.handle_id;
     st->size = std::max(st->size, offset + data.size());
     flush_now = st->buffer.buffered_bytes() >= options_.flush_threshold_bytes;
   }
-  if (flush_now) return Flush(handle.ino, handle.handle_id);
+  if (flush_now) return Flush(handle.ino);
   return Status::Ok();
 }
 
-Status FileSystem::Flush(uint64_t ino, uint64_t handle_id) {
+Status FileSystem::Flush(uint64_t ino) {
   auto st = FindState(ino);
   if (st == nullptr) return Status::Ok();
   std::lock_guard<std::mutex> io_lock(st->io_mu);
-  return FlushLocked(ino, handle_id, *st);
+  return FlushLocked(ino, *st);
 }
 
 Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index,
@@ -238,11 +239,13 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
   return &st.leases[chunk_index];
 }
 
-Status FileSystem::FlushLocked(uint64_t ino, uint64_t handle_id, InodeState& st) {
+Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
   uint64_t target_size;
+  uint64_t handle_id;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     if (st.buffer.empty()) return Status::Ok();
+    handle_id = st.writer_handle_id;
     std::swap(st.buffer, st.in_flight);  // in_flight is empty: only one flush runs (io_mu)
     target_size = st.size;
   }
@@ -260,13 +263,12 @@ Status FileSystem::FlushLocked(uint64_t ino, uint64_t handle_id, InodeState& st)
       }
       LeaseState& ls = **lease;
       std::string_view piece(bytes.data() + (slice.file_offset - offset), slice.length);
-      auto acked = chunks_.Write(ls.lease, slice.offset_in_chunk, piece, /*durable=*/true, !ls.written);
+      auto acked = chunks_.Write(ls.lease, slice.offset_in_chunk, piece, /*durable=*/true);
       if (!acked.ok()) {
         status = acked.status();
         st.leases.erase(slice.chunk_index);
         break;
       }
-      ls.written = true;
       ls.length = std::max(ls.length, slice.offset_in_chunk + slice.length);
       // A replica that missed a write under this lease must not get later
       // writes of the same version: it would hold a version with a gap.
@@ -448,7 +450,7 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
 }
 
 Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset, bool data) {
-  RETURN_IF_ERROR(Flush(handle.ino, handle.handle_id));
+  RETURN_IF_ERROR(Flush(handle.ino));
   ASSIGN_OR_RETURN(pb::Attr attr, GetAttr(Caller{}, handle.ino));
   uint64_t size = attr.size();
   if (offset >= size) return common::NotFoundError("offset at or past the end of the file");  // ENXIO
@@ -475,11 +477,84 @@ Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset,
   return size;  // the end of the file counts as a hole
 }
 
+namespace {
+constexpr char kCapabilityXattr[] = "security.capability";
+}
+
+Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  if (name != kCapabilityXattr) return meta_->GetXattr(c, ino, name);
+  auto st = State(ino);
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (st->capability_checked_mono_ms >= 0 &&
+        NowMonoMs() - st->capability_checked_mono_ms < options_.capability_cache_ms) {
+      if (!st->capability_status.ok()) return st->capability_status;
+      return st->capability_value;
+    }
+  }
+  auto value = meta_->GetXattr(c, ino, name);
+  std::lock_guard<std::mutex> lock(st->mu);
+  // Cache definite answers only (present, or no such attribute), not failures.
+  if (value.ok() || value.status().code() == common::StatusCode::kNoAttribute) {
+    st->capability_checked_mono_ms = NowMonoMs();
+    st->capability_status = value.ok() ? Status::Ok() : value.status();
+    st->capability_value = value.ok() ? *value : "";
+  }
+  return value;
+}
+
+Status FileSystem::SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
+                            uint32_t flags) {
+  Status s = meta_->SetXattr(c, ino, name, value, flags);
+  if (name == kCapabilityXattr) {
+    auto st = State(ino);
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->capability_checked_mono_ms = -1;
+  }
+  return s;
+}
+
+Status FileSystem::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  Status s = meta_->RemoveXattr(c, ino, name);
+  if (name == kCapabilityXattr) {
+    auto st = State(ino);
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->capability_checked_mono_ms = -1;
+  }
+  return s;
+}
+
 Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
                                        uint64_t length) {
   auto st = State(handle.ino);
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    // Meta turns whole chunks into holes; the partial chunks at either end
+    // are zeroed through the ordinary write path (they read as zeros, as a
+    // punched range must, but keep their space).
+    uint64_t size;
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      size = st->size;
+    }
+    uint64_t end = std::min(offset + length, size);
+    uint64_t inner_start = std::min(end, (offset + common::kChunkSizeBytes - 1) / common::kChunkSizeBytes *
+                                             common::kChunkSizeBytes);
+    uint64_t inner_end = std::max(inner_start, end / common::kChunkSizeBytes * common::kChunkSizeBytes);
+    for (auto [from, to] : {std::pair{offset, inner_start}, std::pair{inner_end, end}}) {
+      for (uint64_t pos = from; pos < to;) {
+        uint64_t n = std::min<uint64_t>(to - pos, 8 << 20);
+        RETURN_IF_ERROR(Write(handle, pos, std::string(n, '\0')));
+        pos += n;
+      }
+    }
+    std::lock_guard<std::mutex> io_lock(st->io_mu);
+    RETURN_IF_ERROR(FlushLocked(handle.ino, *st));
+    if (inner_start >= inner_end) return GetAttr(c, handle.ino);
+    offset = inner_start;
+    length = inner_end - inner_start;
+  }
   std::lock_guard<std::mutex> io_lock(st->io_mu);
-  RETURN_IF_ERROR(FlushLocked(handle.ino, handle.handle_id, *st));
+  RETURN_IF_ERROR(FlushLocked(handle.ino, *st));
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->Fallocate(c, handle.ino, handle.handle_id, mode, offset, length));
   st->leases.clear();
   std::lock_guard<std::mutex> lock(st->mu);

@@ -49,6 +49,7 @@ struct FileSystemOptions {
   uint64_t flush_threshold_bytes = 32ull << 20;  // flush a file's buffer beyond this
   uint64_t readahead_bytes = 8ull << 20;         // fetched ahead on sequential reads
   int64_t io_timeout_ms = 30'000;                // one chunk I/O attempt
+  int64_t capability_cache_ms = 1'000;           // see GetXattr (= attr_timeout)
 };
 
 // An open file, owned by the FUSE adapter (fi->fh points to it).
@@ -101,12 +102,23 @@ class FileSystem {
   common::Status Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out);
   // Buffers a write; may flush when the buffer is large.
   common::Status Write(FileHandle& handle, uint64_t offset, std::string_view data);
-  // Makes every buffered write of the inode durable and committed.
-  common::Status Flush(uint64_t ino, uint64_t handle_id);
+  // Makes every buffered write of the inode durable and committed. The
+  // leases and the commit use the handle that wrote (meta grants writes to
+  // writable handles), whichever handle asks for the flush.
+  common::Status Flush(uint64_t ino);
 
   // SEEK_DATA / SEEK_HOLE over the chunk map (holes are unallocated chunks
   // and the space past a chunk's stored length).
   common::Result<uint64_t> SeekDataOrHole(FileHandle& handle, uint64_t offset, bool data);
+
+  // Extended attributes. The kernel asks for "security.capability" before
+  // every write(2) (to drop file capabilities); that answer is cached per
+  // inode for capability_cache_ms, like attributes, so writes do not pay a
+  // metadata round trip each. Set/Remove through this mount update the cache.
+  common::Result<std::string> GetXattr(const Caller& c, uint64_t ino, const std::string& name);
+  common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
+                          uint32_t flags);
+  common::Status RemoveXattr(const Caller& c, uint64_t ino, const std::string& name);
 
   // fallocate: flushes, then asks meta.
   common::Result<pb::Attr> Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
@@ -116,7 +128,6 @@ class FileSystem {
   struct LeaseState {
     pb::ChunkLease lease;
     uint64_t length = 0;         // chunk length after our writes
-    bool written = false;        // some replica already got data under this lease
     int64_t expires_mono_ms = 0;
   };
   struct InodeState {
@@ -133,13 +144,17 @@ class FileSystem {
     std::map<uint64_t, LeaseState> leases GUARDED_BY(io_mu);
     int64_t opened_mtime_ns GUARDED_BY(mu) = -1;  // at this mount's last open
     uint64_t opened_size GUARDED_BY(mu) = 0;
+    uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
+    int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
+    common::Status capability_status GUARDED_BY(mu);
+    std::string capability_value GUARDED_BY(mu);
   };
 
   std::shared_ptr<InodeState> State(uint64_t ino);
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);
-  common::Status FlushLocked(uint64_t ino, uint64_t handle_id, InodeState& st) REQUIRES(st.io_mu);
+  common::Status FlushLocked(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
   common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)
       REQUIRES(st.io_mu);
   common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);

@@ -16,6 +16,22 @@ void WriteBuffer::Write(uint64_t offset, std::string_view data) {
     auto prev = std::prev(it);
     if (prev->first + prev->second.size() >= start) it = prev;
   }
+  // The common cases (appending to an extent, overwriting inside one) touch a
+  // single extent that starts at or before the write: patch it in place,
+  // growing its string amortized, instead of copying it whole every time.
+  if (it != extents_.end() && it->first <= start) {
+    auto next = std::next(it);
+    if (next == extents_.end() || next->first > end) {
+      std::string& bytes = it->second;
+      uint64_t at = start - it->first;
+      if (at + data.size() > bytes.size()) {
+        buffered_bytes_ += at + data.size() - bytes.size();
+        bytes.resize(at + data.size());
+      }
+      std::memcpy(bytes.data() + at, data.data(), data.size());
+      return;
+    }
+  }
   uint64_t merged_start = start;
   uint64_t merged_end = end;
   auto first = it;

@@ -7,7 +7,9 @@
 // Without /dev/fuse the tests are skipped (meson reports them skipped).
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 

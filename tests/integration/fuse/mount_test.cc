@@ -134,7 +134,9 @@ TEST_F(MountTest, RandomWrites_MatchLocalFileAndReadOwnWrites) {
       ASSERT_EQ(na, nb);
       EXPECT_TRUE(a == b) << "read at " << r << " after write " << i;
     }
-    if (i % 50 == 49) ASSERT_EQ(::fsync(fd_d), 0) << std::strerror(errno);
+    if (i % 50 == 49) {
+      ASSERT_EQ(::fsync(fd_d), 0) << std::strerror(errno);
+    }
   }
   ASSERT_EQ(::close(fd_d), 0);
   ::close(fd_l);
