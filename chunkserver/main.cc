@@ -178,6 +178,8 @@ int Run(int argc, char** argv) {
       return 1;
     }
     metrics_server = std::move(*m);
+    spdlog::info("metrics at http://{}:{}/metrics", common::ParseHostPort(flags.metrics, true)->host,
+                 metrics_server->port());
   }
 
   chunkserver::MetaClient::Options meta_options;

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "chunkserver/store/test_util.h"
 #include "common/chunk_geometry.h"
 #include "common/crc32c.h"
@@ -361,6 +363,35 @@ TEST_F(ChunkStoreTest, Delete_RemovesVersionsAndStatListSeeThem) {
   EXPECT_EQ(store->Stat(31, 0).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store->Delete(31, 0).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(CountFiles(".chunk"), 1);
+}
+
+TEST_F(ChunkStoreTest, Open_SeveralFoldersAreAllScannedAfterARestart) {
+  const std::string second = dir_ + "/disk2";
+  const std::string first = dir_ + "/disk1";
+  std::filesystem::create_directories(first);
+  std::filesystem::create_directories(second);
+  ChunkStore::Options options;
+  options.folders = {first, second};
+  {
+    auto store = ChunkStore::Open(options);
+    ASSERT_TRUE(store.ok());
+    for (uint64_t id = 1; id <= 6; ++id) ASSERT_TRUE(WriteOnce(**store, id, 1, 0, 0, RandomBytes(1000, id)).ok());
+  }
+  // Move two chunks to the second disk, as if placed there.
+  for (uint64_t id : {2, 5}) {
+    std::string name = fmt::format("chunks/{:02x}/{:016x}.1.chunk", id, id);
+    std::filesystem::create_directories(std::filesystem::path(second + "/" + name).parent_path());
+    std::filesystem::rename(first + "/" + name, second + "/" + name);
+  }
+  auto store = ChunkStore::Open(options);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->chunk_count(), 6u);
+  for (uint64_t id = 1; id <= 6; ++id) EXPECT_EQ(*ReadAll(**store, id, 1), RandomBytes(1000, id)) << id;
+  EXPECT_TRUE((*store)->TEST_PathOf(5, 1).starts_with(second));
+  // A new version of a chunk stays on its disk.
+  ASSERT_TRUE(WriteOnce(**store, 5, 2, 1, 0, "x").ok());
+  EXPECT_TRUE((*store)->TEST_PathOf(5, 2).starts_with(second));
+  EXPECT_EQ((*store)->Disks().size(), 2u);
 }
 
 TEST_F(ChunkStoreTest, Open_TruncatedOrForeignFileIsReportedDamaged) {
