@@ -141,15 +141,17 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx*, const pb::HeartbeatRequest* req, p
     pb::OpResult result;
     DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   }
-  std::vector<pb::ChunkRef> garbage = state_machine_->Garbage(req->node_id(), options_.gc_batch);
-  uint64_t command_id = 0;
-  for (const pb::ChunkRef& ref : garbage) {
+  // Command ids are the garbage rows' sequence numbers: unique for the life of
+  // the cluster, so a chunkserver can drop a command it has already run.
+  std::vector<pb::ChunkRef> sent;
+  for (StateMachine::GarbageRow& row : state_machine_->Garbage(req->node_id(), options_.gc_batch)) {
     pb::Command* command = reply->add_commands();
-    command->set_command_id(++command_id);
-    command->mutable_delete_chunk()->set_chunk_id(ref.chunk_id());
-    command->mutable_delete_chunk()->set_version(ref.version());
+    command->set_command_id(row.seq);
+    command->mutable_delete_chunk()->set_chunk_id(row.ref.chunk_id());
+    command->mutable_delete_chunk()->set_version(row.ref.version());
+    sent.push_back(std::move(row.ref));
   }
-  cluster_->SetSentGarbage(req->node_id(), std::move(garbage));
+  cluster_->SetSentGarbage(req->node_id(), std::move(sent));
   return grpc::Status::OK;
 }
 

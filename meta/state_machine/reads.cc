@@ -200,18 +200,19 @@ std::vector<StateMachine::NodeRow> StateMachine::Nodes() {
   return nodes;
 }
 
-std::vector<pb::ChunkRef> StateMachine::Garbage(uint64_t node_id, size_t limit) {
+std::vector<StateMachine::GarbageRow> StateMachine::Garbage(uint64_t node_id, size_t limit) {
   ReadConnection conn = Borrow();
-  std::vector<pb::ChunkRef> refs;
-  Stmt stmt = (*conn).Prepare("SELECT chunk_id, version FROM garbage WHERE node_id=? ORDER BY seq LIMIT ?");
+  std::vector<GarbageRow> rows;
+  Stmt stmt = (*conn).Prepare("SELECT seq, chunk_id, version FROM garbage WHERE node_id=? ORDER BY seq LIMIT ?");
   stmt.BindU(1, node_id).Bind(2, static_cast<int64_t>(limit));
   while (stmt.Step()) {
-    pb::ChunkRef ref;
-    ref.set_chunk_id(stmt.UInt(0));
-    ref.set_version(stmt.UInt(1));
-    refs.push_back(std::move(ref));
+    GarbageRow row;
+    row.seq = stmt.UInt(0);
+    row.ref.set_chunk_id(stmt.UInt(1));
+    row.ref.set_version(stmt.UInt(2));
+    rows.push_back(std::move(row));
   }
-  return refs;
+  return rows;
 }
 
 std::vector<uint64_t> StateMachine::SessionIds() {

@@ -92,7 +92,12 @@ class StateMachine {
   };
   std::vector<NodeRow> Nodes();
   // Up to `limit` garbage chunk versions queued for `node_id`, oldest first.
-  std::vector<pb::ChunkRef> Garbage(uint64_t node_id, size_t limit);
+  // `seq` is unique for the life of the cluster (a Delete command's id).
+  struct GarbageRow {
+    uint64_t seq = 0;
+    pb::ChunkRef ref;
+  };
+  std::vector<GarbageRow> Garbage(uint64_t node_id, size_t limit);
   std::vector<uint64_t> SessionIds();
   struct Counts {
     uint64_t inodes = 0;

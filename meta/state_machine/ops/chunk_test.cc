@@ -166,12 +166,12 @@ TEST_F(ChunkTest, Unlink_QueuesGarbageAndGcDoneForgetsIt) {
   release.mutable_release()->set_ino(file_.ino());
   release.mutable_release()->set_handle_id(handle_);
   ASSERT_EQ(h.Apply(release).status().code(), 0);
-  std::vector<pb::ChunkRef> garbage = h.sm().Garbage(12, 10);
+  std::vector<StateMachine::GarbageRow> garbage = h.sm().Garbage(12, 10);
   ASSERT_EQ(garbage.size(), 1u);
-  EXPECT_EQ(garbage[0].chunk_id(), lease.chunk_id());
+  EXPECT_EQ(garbage[0].ref.chunk_id(), lease.chunk_id());
   pb::Op done;
   done.mutable_gc_done()->set_node_id(12);
-  *done.mutable_gc_done()->add_chunks() = garbage[0];
+  *done.mutable_gc_done()->add_chunks() = garbage[0].ref;
   ASSERT_EQ(h.Apply(done).status().code(), 0);
   EXPECT_TRUE(h.sm().Garbage(12, 10).empty());
 }
@@ -189,9 +189,9 @@ TEST_F(ChunkTest, InventoryPage_UnknownAndStaleChunksBecomeGarbage) {
   unknown->set_version(3);
   ASSERT_EQ(h.Apply(op).status().code(), 0);
   EXPECT_EQ(Locations(0, 100).chunks(0).replicas_size(), 2);  // 11 and now 12
-  std::vector<pb::ChunkRef> garbage = h.sm().Garbage(12, 10);
+  std::vector<StateMachine::GarbageRow> garbage = h.sm().Garbage(12, 10);
   ASSERT_EQ(garbage.size(), 1u);
-  EXPECT_EQ(garbage[0].chunk_id(), 424242u);
+  EXPECT_EQ(garbage[0].ref.chunk_id(), 424242u);
 }
 
 TEST_F(ChunkTest, Fallocate_ExtendsAndPunchesWholeChunks) {
