@@ -167,14 +167,46 @@ Status ChunkWriter::Write(uint64_t offset, std::span<const std::byte> data,
 }
 
 Status ChunkWriter::ZeroExtend(uint64_t target) {
-  static const std::vector<std::byte> zeros(kCopyBufferBytes);
-  std::vector<uint32_t> crcs;
-  while (length_ < target) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, target - length_));
+  static const std::vector<std::byte> zeros(kBlockSizeBytes);
+  // The partial last block is patched with zeros the normal way.
+  if (length_ < target && length_ % kBlockSizeBytes != 0) {
+    uint64_t block_end = (length_ / kBlockSizeBytes + 1) * kBlockSizeBytes;
+    size_t n = static_cast<size_t>(std::min(block_end, target) - length_);
     std::span<const std::byte> z(zeros.data(), n);
-    crcs.resize(common::PieceCount(length_, n, kBlockSizeBytes));
-    common::PieceCrcs(length_, z, kBlockSizeBytes, crcs);
-    RETURN_IF_ERROR(ApplyVerified(length_, z, crcs));
+    uint32_t crc = common::Crc32c(z);
+    RETURN_IF_ERROR(ApplyVerified(length_, z, std::span<const uint32_t>(&crc, 1)));
+  }
+  if (length_ >= target) return Status::Ok();
+  // Whole blocks from a block boundary: reserve the space (so a full disk
+  // fails here), extend the file (the new range reads as zeros) and store
+  // the CRCs of zero blocks; no zero is written through the page cache.
+  FileIo& io = store_->io_;
+  std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
+  if (!building_) io_lock.lock();
+  const uint64_t first_block = length_ / kBlockSizeBytes;
+  const uint64_t count = common::BlockCount(target) - first_block;
+  RETURN_IF_ERROR(io.Reserve(fd_, kChunkDataOffset + length_, target - length_, path_)
+                      .WithContext(ChunkName(chunk_id_, version_)));
+  static const uint32_t kZeroBlockCrc = common::Crc32c(zeros.data(), zeros.size());
+  std::string table(count * 4, '\0');
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t len = common::BlockLength(target, first_block + i);
+    PutLe32(table.data() + 4 * i, len == kBlockSizeBytes ? kZeroBlockCrc : common::Crc32c(zeros.data(), len));
+  }
+  RETURN_IF_ERROR(io.Ftruncate(fd_, kChunkDataOffset + target, path_));
+  Status s = io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_block * 4, path_);
+  if (!s.ok()) {
+    (void)io.Ftruncate(fd_, kChunkDataOffset + length_, path_);
+    return s.WithContext(ChunkName(chunk_id_, version_));
+  }
+  length_ = target;
+  if (!building_) {
+    std::lock_guard<std::mutex> lock(store_->mu_);
+    auto it = store_->index_.find(chunk_id_);
+    if (it != store_->index_.end()) {
+      auto v = it->second.find(version_);
+      if (v != it->second.end()) v->second.length = length_;
+    }
   }
   return Status::Ok();
 }
