@@ -11,7 +11,9 @@
 //
 // Exactly once: an Op with a non-zero (client_id, request_id) whose pair is in
 // the `requests` table is not applied again; its remembered OpResult is
-// returned. Each client keeps its newest kRequestWindow results.
+// returned. Each client keeps its newest kRequestWindow results (up to 63
+// more between trims); a retry older than that is applied again, and a
+// session's results go when it closes or expires.
 //
 // Durability: journal_mode=WAL with synchronous=FULL: every Apply's COMMIT
 // fsyncs the WAL before Apply returns, so an acknowledged mutation survives

@@ -427,7 +427,7 @@ TEST_F(StateMachineTest, ExactlyOnce_RetryReturnsFirstResultAcrossRestart) {
 }
 
 TEST_F(StateMachineTest, ExactlyOnce_WindowIsBounded) {
-  for (uint64_t id = 1; id <= kRequestWindow + 10; ++id) {
+  for (uint64_t id = 1; id <= kRequestWindow + 64 + 10; ++id) {
     pb::Op op;
     op.set_client_id(9);
     op.set_request_id(id);
