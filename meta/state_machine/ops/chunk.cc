@@ -50,7 +50,7 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   if (inode->IsDir()) return Status(StatusCode::kIsADirectory, "is a directory");
   if (!inode->IsReg()) return Status(StatusCode::kInvalidArgument, "not a regular file");
-  if (common::ChunkStartOffset(req.chunk_index()) >= common::kMaxFileSizeBytes) {
+  if (req.chunk_index() >= common::kMaxFileSizeBytes / common::kChunkSizeBytes) {  // no overflow
     return Status(StatusCode::kOutOfRange, "chunk index beyond the maximum file size");
   }
   RETURN_IF_ERROR(CheckWriteHandle(ctx, req.handle_id(), inode->ino));

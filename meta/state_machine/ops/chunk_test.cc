@@ -106,6 +106,12 @@ TEST_F(ChunkTest, LeaseChunk_SecondWriterWaitsForExpiry) {
   EXPECT_EQ(taken.lease().version(), 2u);  // never reuses the abandoned version
 }
 
+TEST_F(ChunkTest, LeaseChunk_IndexBeyondMaxFileSize_OutOfRange) {
+  EXPECT_EQ(Lease(uint64_t{1} << 40, client_, handle_, NowMs() + 1000).status().code(), C(StatusCode::kOutOfRange));
+  EXPECT_EQ(Lease(common::kMaxFileSizeBytes / common::kChunkSizeBytes, client_, handle_, NowMs() + 1000).status().code(),
+            C(StatusCode::kOutOfRange));
+}
+
 TEST_F(ChunkTest, LeaseChunk_NeedsWritableHandleAndLiveNodes) {
   EXPECT_EQ(Lease(0, client_, 999, NowMs() + 1000).status().code(), C(StatusCode::kFailedPrecondition));
   pb::Op op;
