@@ -226,14 +226,9 @@ std::vector<uint64_t> StateMachine::SessionIds() {
 StateMachine::Counts StateMachine::CountAll() {
   ReadConnection conn = Borrow();
   Counts counts;
-  Stmt stmt = (*conn).Prepare(
-      "SELECT (SELECT COUNT(*) FROM inodes), (SELECT COUNT(*) FROM inodes WHERE (mode & 61440)=32768), "
-      "(SELECT COUNT(*) FROM chunks)");
-  if (stmt.Step()) {
-    counts.inodes = stmt.UInt(0);
-    counts.files = stmt.UInt(1);
-    counts.chunks = stmt.UInt(2);
-  }
+  counts.inodes = ReadCounter(*conn, "live_inodes");
+  counts.files = ReadCounter(*conn, "live_files");
+  counts.chunks = ReadCounter(*conn, "live_chunks");
   return counts;
 }
 

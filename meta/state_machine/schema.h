@@ -6,7 +6,9 @@
 // epoch. Names are BLOBs (bytes, compared with memcmp).
 //
 //   counters(name TEXT PK, value)      next_ino, next_chunk_id, next_handle,
-//                                      next_client, next_lease, schema_version
+//                                      next_client, next_lease, schema_version;
+//                                      live_inodes, live_files, live_chunks
+//                                      (kept by the ops so statfs is O(1))
 //   inodes(ino PK, generation, mode, nlink, uid, gid, size, rdev,
 //          atime, mtime, ctime, replicas, parent, next_cookie, target)
 //       parent: for directories the containing directory (root: itself),

@@ -473,5 +473,22 @@ TEST_F(StateMachineTest, Apply_FailedOpLeavesNoPartialChange) {
   EXPECT_EQ(root.nlink(), 3u);
 }
 
+TEST_F(StateMachineTest, CountAll_TracksLiveInodesAndFiles) {
+  ASSERT_EQ(h.Mkdir(kRoot, "d"), 0);
+  ASSERT_EQ(h.Create(kRoot, "f"), 0);
+  ASSERT_EQ(h.Create(kRoot, "g"), 0);
+  ASSERT_EQ(h.Symlink(kRoot, "s", "t"), 0);
+  StateMachine::Counts counts = h.sm().CountAll();
+  EXPECT_EQ(counts.inodes, 5u);  // root, d, f, g, s
+  EXPECT_EQ(counts.files, 2u);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  ASSERT_EQ(h.Rmdir(kRoot, "d"), 0);
+  ASSERT_EQ(h.Rename(kRoot, "s", kRoot, "g"), 0);  // replaces (frees) g
+  counts = h.sm().CountAll();
+  EXPECT_EQ(counts.inodes, 2u);
+  EXPECT_EQ(counts.files, 0u);
+  EXPECT_EQ(counts.chunks, 0u);
+}
+
 }  // namespace
 }  // namespace dfs::meta

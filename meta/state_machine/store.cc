@@ -78,6 +78,8 @@ void InsertInode(Db& db, const Inode& inode) {
       "parent, next_cookie, target, ino) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   BindInode(stmt, inode);
   stmt.Run();
+  AddToCounter(db, "live_inodes", 1);
+  if (inode.IsReg()) AddToCounter(db, "live_files", 1);
 }
 
 void SaveInode(Db& db, const Inode& inode) {
@@ -123,6 +125,18 @@ uint64_t TakeCounter(Db& db, const char* name) {
   return value;
 }
 
+void AddToCounter(Db& db, const char* name, int64_t delta) {
+  Stmt stmt = db.Prepare("UPDATE counters SET value=value+? WHERE name=?");
+  stmt.Bind(1, delta).BindText(2, name);
+  stmt.Run();
+}
+
+uint64_t ReadCounter(Db& db, const char* name) {
+  Stmt stmt = db.Prepare("SELECT value FROM counters WHERE name=?");
+  stmt.BindText(1, name);
+  return stmt.Step() ? stmt.UInt(0) : 0;
+}
+
 uint64_t StoredBlocks(Db& db, uint64_t ino) {
   Stmt stmt = db.Prepare("SELECT COALESCE(SUM((length + 511) / 512), 0) FROM chunks WHERE ino=?");
   stmt.BindU(1, ino);
@@ -166,6 +180,7 @@ void DropChunk(Db& db, uint64_t chunk_id) {
   Stmt stmt = db.Prepare("DELETE FROM chunks WHERE chunk_id=?");
   stmt.BindU(1, chunk_id);
   stmt.Run();
+  if (db.Changes() > 0) AddToCounter(db, "live_chunks", -1);
 }
 
 void PurgeInode(Db& db, uint64_t ino) {
@@ -181,9 +196,14 @@ void PurgeInode(Db& db, uint64_t ino) {
     stmt.BindU(1, ino);
     stmt.Run();
   }
-  Stmt stmt = db.Prepare("DELETE FROM inodes WHERE ino=?");
+  Stmt stmt = db.Prepare("DELETE FROM inodes WHERE ino=? RETURNING mode");
   stmt.BindU(1, ino);
-  stmt.Run();
+  if (stmt.Step()) {
+    const bool regular = S_ISREG(static_cast<uint32_t>(stmt.Int(0)));
+    stmt.Run();
+    AddToCounter(db, "live_inodes", -1);
+    if (regular) AddToCounter(db, "live_files", -1);
+  }
 }
 
 bool HasHandles(Db& db, uint64_t ino) {

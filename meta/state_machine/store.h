@@ -79,6 +79,9 @@ void DeleteDentry(Db& db, uint64_t parent, std::string_view name);
 bool DirIsEmpty(Db& db, uint64_t dir);
 // Returns the counter's value and stores value + 1.
 uint64_t TakeCounter(Db& db, const char* name);
+// Adds `delta` to a counter.
+void AddToCounter(Db& db, const char* name, int64_t delta);
+uint64_t ReadCounter(Db& db, const char* name);
 // Blocks (512-byte units) stored for a file, from its committed chunk lengths.
 uint64_t StoredBlocks(Db& db, uint64_t ino);
 void ToAttr(const Inode& inode, uint64_t blocks, pb::Attr* out);

@@ -63,6 +63,7 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
     Stmt stmt = ctx.db.Prepare("INSERT INTO chunks(ino, idx, chunk_id, version, length) VALUES(?,?,?,0,0)");
     stmt.BindU(1, inode->ino).BindU(2, req.chunk_index()).BindU(3, row.chunk_id);
     stmt.Run();
+    AddToCounter(ctx.db, "live_chunks", 1);
     size_t r = std::max<size_t>(1, inode->replicas);
     for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
       Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");

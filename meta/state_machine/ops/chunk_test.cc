@@ -154,6 +154,7 @@ TEST_F(ChunkTest, Truncate_DropsWholeChunksAndQueuesGarbage) {
   ASSERT_EQ(reply.chunks_size(), 2);
   EXPECT_EQ(reply.chunks(1).length(), 10u);  // the partial chunk's cut
   EXPECT_EQ(h.sm().Garbage(11, 100).size(), 1u);
+  EXPECT_EQ(h.sm().CountAll().chunks, 2u);
   // Growing is sparse.
   req.set_size(5 * common::kChunkSizeBytes);
   ASSERT_EQ(h.SetAttr(req, &after), 0);
