@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -48,7 +49,11 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
     old_umask_ = ::umask(0);
     h_.creds = testing::Creds(::geteuid(), ::getegid());
   }
-  void TearDown() override { ::umask(old_umask_); }
+  void TearDown() override {
+    ::setfsuid(0);
+    ::setfsgid(0);
+    ::umask(old_umask_);
+  }
 
   // errno of a syscall result (0 on success).
   static int Sys(long rc) { return rc < 0 ? errno : 0; }
@@ -73,6 +78,15 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
       if (!S_ISDIR(attr.mode())) return ENOTDIR;
       cur = attr.ino();
     }
+    // The kernel's walk checks search permission on the last directory too
+    // (link_path_walk), before the caller looks at the final name.
+    pb::AccessRequest access;
+    *access.mutable_ctx() = h_.Ctx();
+    access.set_ino(cur);
+    access.set_mask(X_OK);
+    pb::StatusReply reply;
+    h_.sm().Access(access, &reply);
+    if (reply.status().code() != 0) return E(reply.status().code());
     *parent = cur;
     *name = parts.back();
     return 0;
@@ -101,8 +115,24 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
     return path;
   }
 
+  // Acts as `uid`/`gid` on both sides from now on: setfsuid/setfsgid for
+  // the syscalls (per thread; leaving fsuid 0 drops the fs capabilities, so
+  // the kernel checks permissions as for that user), creds for the state
+  // machine. The process's supplementary groups apply to both.
+  void ActAs(uint32_t uid, uint32_t gid) {
+    ::setfsgid(gid);
+    ::setfsuid(uid);
+    h_.creds = testing::Creds(uid, gid);
+    for (gid_t g : groups_) h_.creds.add_groups(g);
+  }
+
   // One random operation on both sides; returns a description for failures.
   std::string Step(std::mt19937& rng) {
+    if (multi_user_) {
+      static const uint32_t kUsers[] = {0, 1000, 1001};
+      const uint32_t uid = kUsers[rng() % 3];
+      ActAs(uid, uid);
+    }
     const std::string p = RandomPath(rng), q = RandomPath(rng);
     int want = 0, got = 0;
     std::string what;
@@ -210,8 +240,9 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
       }
     }
     ++outcomes_[want];
+    last_ = what + " as uid " + std::to_string(h_.creds.uid()) + " -> " + std::to_string(want);
     if (want != got) {
-      return what + ": local errno " + std::to_string(want) + " (" + strerror(want) + "), state machine " +
+      return what + " as uid " + std::to_string(h_.creds.uid()) +  + ": local errno " + std::to_string(want) + " (" + strerror(want) + "), state machine " +
              std::to_string(got) + " (" + strerror(got) + ")";
     }
     return "";
@@ -255,6 +286,8 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
     }
   }
   void CompareTrees(int step) {
+    const uint32_t uid = h_.creds.uid(), gid = h_.creds.gid();
+    ActAs(::geteuid(), ::getegid());
     std::map<std::string, Node> local, sm;
     ListLocal("", &local);
     ListSm(kRoot, "", &sm);
@@ -266,21 +299,27 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
       EXPECT_EQ(node.nlink, it->second.nlink) << path;
       EXPECT_EQ(node.size, it->second.size) << path;
     }
+    ActAs(uid, gid);
   }
 
   testing::SmHarness h_;
   std::string local_;
   mode_t old_umask_ = 0;
   std::map<int, int> outcomes_;  // errno (0 = success) -> steps
+  bool multi_user_ = false;
+  std::string last_;  // the last step, for debugging
+  std::vector<gid_t> groups_;
 };
 
 TEST_P(DifferentialTest, RandomOps_SameErrnoAndTree) {
   std::mt19937 rng(GetParam());
   constexpr int kSteps = 1000;
+  const int every = std::getenv("DFS_DIFF_EVERY") ? std::atoi(std::getenv("DFS_DIFF_EVERY")) : 50;
   for (int step = 0; step < kSteps; ++step) {
     std::string mismatch = Step(rng);
     ASSERT_TRUE(mismatch.empty()) << "seed " << GetParam() << " step " << step << ": " << mismatch;
-    if (step % 50 == 49) {
+    if (std::getenv("DFS_DIFF_EVERY")) std::printf("step %d: %s\n", step, last_.c_str());
+    if (step % every == every - 1) {
       CompareTrees(step);
       if (HasFatalFailure()) return;
     }
@@ -296,6 +335,48 @@ TEST_P(DifferentialTest, RandomOps_SameErrnoAndTree) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, DifferentialTest, ::testing::Range(1u, 21u));
+
+// The same with three users (root, 1000, 1001) taking turns, so permission
+// outcomes (EACCES, EPERM, sticky directories, chmod/truncate by
+// non-owners) are compared with ext4 too. Needs root (to switch fsuid).
+class DifferentialUsersTest : public DifferentialTest {};
+
+TEST_P(DifferentialUsersTest, RandomOpsAsThreeUsers_SameErrnoAndTree) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as other users";
+  multi_user_ = true;
+  int n = ::getgroups(0, nullptr);
+  groups_.resize(n > 0 ? n : 0);
+  if (n > 0) ::getgroups(n, groups_.data());
+  // Both roots world-writable so every user has somewhere to work.
+  ASSERT_EQ(::chmod(h_.dir().c_str(), 0755), 0);
+  ASSERT_EQ(::chmod(local_.c_str(), 0777), 0);
+  pb::SetAttrRequest req;
+  req.set_ino(kRoot);
+  req.set_valid(pb::SET_MODE);
+  req.set_mode(0777);
+  ASSERT_EQ(h_.SetAttr(req), 0);
+  std::mt19937 rng(GetParam());
+  constexpr int kSteps = 1000;
+  const int every = std::getenv("DFS_DIFF_EVERY") ? std::atoi(std::getenv("DFS_DIFF_EVERY")) : 50;
+  for (int step = 0; step < kSteps; ++step) {
+    std::string mismatch = Step(rng);
+    ASSERT_TRUE(mismatch.empty()) << "seed " << GetParam() << " step " << step << ": " << mismatch;
+    if (std::getenv("DFS_DIFF_EVERY")) std::printf("step %d: %s\n", step, last_.c_str());
+    if (step % every == every - 1) {
+      CompareTrees(step);
+      if (HasFatalFailure()) return;
+    }
+  }
+  CompareTrees(kSteps);
+  EXPECT_GT(outcomes_[EACCES] + outcomes_[EPERM], 0) << "no permission outcome exercised";
+  if (GetParam() == 1) {
+    std::string summary;
+    for (auto [e, n] : outcomes_) summary += std::string(e ? strerrorname_np(e) : "OK") + "=" + std::to_string(n) + " ";
+    std::printf("seed 1 outcomes (three users): %s\n", summary.c_str());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, DifferentialUsersTest, ::testing::Range(1u, 21u));
 
 }  // namespace
 }  // namespace dfs::meta

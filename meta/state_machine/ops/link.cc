@@ -15,6 +15,15 @@ Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result) {
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   ASSIGN_OR_RETURN(Inode dir, LoadDir(ctx.db, req.new_parent(), creds, kMayExec));
   if (LookupDentry(ctx.db, dir.ino, req.new_name())) return Status(StatusCode::kAlreadyExists, "name exists");
+  // fs.protected_hardlinks=1 (the Linux default, may_linkat): a non-owner
+  // may only link a regular file that is not setuid, not setgid-executable,
+  // and that they may read and write.
+  if (creds.uid != 0 && creds.uid != inode->uid) {
+    const bool safe = inode->IsReg() && !(inode->mode & S_ISUID) &&
+                      (inode->mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP) &&
+                      CheckAccess(*inode, creds, kMayRead | kMayWrite).ok();
+    if (!safe) return Status(StatusCode::kNotPermitted, "protected hardlink");
+  }
   RETURN_IF_ERROR(CheckAccess(dir, creds, kMayWrite | kMayExec));
   if (inode->IsDir()) return Status(StatusCode::kNotPermitted, "hard link to a directory");
   if (inode->nlink == 0) return Status(StatusCode::kNotFound, "inode was unlinked");

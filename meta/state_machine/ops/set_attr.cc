@@ -1,5 +1,8 @@
 // setattr: chmod, chown, truncate, utimens, with the POSIX ownership rules
 // (notify_change / setattr_prepare / chown_common) and ctime as ext4 keeps it.
+// suid/sgid clearing follows Linux 6.x (setattr_should_drop_sgid): setgid
+// goes when group-executable, or when the caller is neither in the file's
+// group nor root.
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -12,6 +15,14 @@ namespace dfs::meta::ops {
 using common::StatusCode;
 
 namespace {
+
+// setattr_should_drop_sgid: a real setgid (group-executable) always goes;
+// a setgid without group exec goes unless the caller is in the group or root.
+bool ShouldDropSgid(const Inode& inode, const Creds& creds) {
+  if (!(inode.mode & S_ISGID)) return false;
+  if (inode.mode & S_IXGRP) return true;
+  return creds.uid != 0 && !creds.InGroup(inode.gid);
+}
 
 bool HandleAllowsWrite(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
   if (handle_id == 0) return false;
@@ -67,13 +78,14 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
     changed = true;
   }
   if (valid & (pb::SET_UID | pb::SET_GID)) {
+    // chown_common: a non-directory loses setuid (even by root) and setgid
+    // as setattr_should_drop_sgid says, judged before the change.
+    if (!inode.IsDir()) {
+      if (ShouldDropSgid(inode, creds)) inode.mode &= ~S_ISGID;
+      inode.mode &= ~S_ISUID;
+    }
     if (set_uid) inode.uid = req.uid();
     if (set_gid) inode.gid = req.gid();
-    // chown_common: a non-directory loses setuid, and setgid if group-executable.
-    if (!inode.IsDir()) {
-      inode.mode &= ~S_ISUID;
-      if ((inode.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) inode.mode &= ~S_ISGID;
-    }
     changed = true;
   }
   if (valid & pb::SET_SIZE) {
@@ -83,9 +95,10 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
       // truncate(2) to the same size still updates mtime and ctime on ext4
       inode.mtime_ns = ctx.now_ns;
     }
-    if (!root && !inode.IsDir()) {
+    // do_truncate: without CAP_FSETID, setuid goes, setgid as above.
+    if (!root && inode.IsReg()) {
+      if (ShouldDropSgid(inode, creds)) inode.mode &= ~S_ISGID;
       inode.mode &= ~S_ISUID;
-      if ((inode.mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) inode.mode &= ~S_ISGID;
     }
     changed = true;
   }
