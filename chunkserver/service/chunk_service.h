@@ -4,6 +4,18 @@
 // translate to the store's calls and back, and count what they did. All
 // logic about bytes on disk lives in the store.
 //
+// Details the proto leaves open, decided here:
+//  - Read with length 0, or at offset == chunk length, answers one message
+//    without data that carries chunk_length (how a peer learns the length).
+//  - Read of [offset, offset + length) beyond 64 MiB is INVALID_ARGUMENT; past
+//    the chunk's length (but inside 64 MiB) it is clipped, except an offset
+//    past the length, which is INVALID_ARGUMENT.
+//  - A data message over 1 MiB is INVALID_ARGUMENT (gRPC itself refuses
+//    anything over common::kMaxGrpcMessageBytes with RESOURCE_EXHAUSTED).
+//  - Incoming data whose piece CRC does not match is DATA_LOSS naming the
+//    block; nothing of that message is written.
+//  - A second writer of a chunk waits up to 60 s for the first, then ABORTED.
+//
 // Thread-safety: gRPC calls handlers from its thread pool concurrently; the
 // store serializes what must be serialized. BeginShutdown may be called from
 // any thread.

@@ -114,7 +114,7 @@ Status CheckChunkHeader(std::string_view header, uint64_t chunk_id, uint64_t ver
 // ------------------------------------------------------------------ ChunkWriter
 
 ChunkWriter::ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot> slot,
-                         std::unique_lock<std::mutex> lock)
+                         std::unique_lock<std::timed_mutex> lock)
     : store_(store), slot_(std::move(slot)), writer_lock_(std::move(lock)) {}
 
 ChunkWriter::~ChunkWriter() {
@@ -572,7 +572,12 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
   }
   const int picked_folder = PickFolder();
   std::shared_ptr<Slot> slot = SlotFor(spec.chunk_id);
-  std::unique_lock<std::mutex> writer_lock(slot->writer_mu);
+  std::unique_lock<std::timed_mutex> writer_lock(slot->writer_mu, std::defer_lock);
+  if (!writer_lock.try_lock_for(std::chrono::milliseconds(spec.lock_timeout_ms))) {
+    return common::Status(common::StatusCode::kAborted,
+                          fmt::format("chunk {:016x}: another write is in progress (waited {} ms)", spec.chunk_id,
+                                      spec.lock_timeout_ms));
+  }
   std::unique_ptr<ChunkWriter> writer(new ChunkWriter(this, slot, std::move(writer_lock)));
   writer->chunk_id_ = spec.chunk_id;
   writer->version_ = spec.version;

@@ -97,6 +97,8 @@ struct WriteSpec {
   // Build `version` from empty in a .tmp even if it is stored (replication
   // replacing a damaged copy).
   bool replace = false;
+  // How long to wait for another writer of the chunk to finish.
+  int64_t lock_timeout_ms = 60'000;
 };
 
 // Blocks read and verified by ChunkStore::ReadBlocks.
@@ -111,7 +113,7 @@ class ChunkStore;
 namespace internal {
 // Per-chunk locks.
 struct ChunkSlot {
-  std::mutex writer_mu;       // held by the chunk's ChunkWriter for its life
+  std::timed_mutex writer_mu;  // held by the chunk's ChunkWriter for its life
   std::shared_mutex io_mu;    // exclusive while stored bytes of the chunk change
 };
 }  // namespace internal
@@ -150,7 +152,7 @@ class ChunkWriter {
  private:
   friend class ChunkStore;
   ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot> slot,
-              std::unique_lock<std::mutex> lock);
+              std::unique_lock<std::timed_mutex> lock);
 
   // Applies verified bytes at `offset` <= length_.
   common::Status ApplyVerified(uint64_t offset, std::span<const std::byte> data,
@@ -161,7 +163,7 @@ class ChunkWriter {
 
   ChunkStore* store_;
   std::shared_ptr<internal::ChunkSlot> slot_;
-  std::unique_lock<std::mutex> writer_lock_;
+  std::unique_lock<std::timed_mutex> writer_lock_;
   uint64_t chunk_id_ = 0;
   uint64_t version_ = 0;
   int folder_ = 0;
@@ -196,7 +198,8 @@ class ChunkStore {
   ChunkStore& operator=(const ChunkStore&) = delete;
 
   // Starts a write (see WriteSpec). Blocks while another writer holds the
-  // chunk. Errors: INVALID_ARGUMENT (version 0, base > version),
+  // chunk, up to spec.lock_timeout_ms (then ABORTED: the chunk is busy).
+  // Errors: INVALID_ARGUMENT (version 0, base > version),
   // FAILED_PRECONDITION (a newer version is stored: stale; the base version
   // is not the stored one), NOT_FOUND (base_version given but the chunk is
   // unknown), I/O errors (RESOURCE_EXHAUSTED when the base cannot be copied).

@@ -329,6 +329,20 @@ TEST_F(ChunkStoreTest, Write_ConcurrentWritersSerializePerChunkAndRunInParallel)
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(store->Find(100 + static_cast<uint64_t>(t), 1)->length, 5 * kPiece);
 }
 
+TEST_F(ChunkStoreTest, StartWrite_WaitsForTheChunksWriterThenGivesUp) {
+  auto store = OpenStore();
+  auto first = store->StartWrite({22, 1, 0, false});
+  ASSERT_TRUE(first.ok());
+  WriteSpec spec{22, 1, 0, false};
+  spec.lock_timeout_ms = 50;
+  EXPECT_EQ(store->StartWrite(spec).status().code(), StatusCode::kAborted);
+  // Another chunk is not blocked.
+  EXPECT_TRUE(store->StartWrite({23, 1, 0, false}).ok());
+  ASSERT_TRUE((*first)->Commit(false).ok());
+  first->reset();
+  EXPECT_TRUE(store->StartWrite(spec).ok());
+}
+
 TEST_F(ChunkStoreTest, ReadBlocks_ConcurrentWithInPlaceWritesNeverSeesTornBlocks) {
   auto store = OpenStore();
   ASSERT_TRUE(WriteOnce(*store, 21, 1, 0, 0, RandomBytes(1 << 20, 1)).ok());
