@@ -38,6 +38,8 @@ struct Node {
   uint32_t mode = 0;
   uint32_t nlink = 0;
   uint64_t size = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
   friend bool operator==(const Node&, const Node&) = default;
 };
 
@@ -119,6 +121,14 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
   // the syscalls (per thread; leaving fsuid 0 drops the fs capabilities, so
   // the kernel checks permissions as for that user), creds for the state
   // machine. The process's supplementary groups apply to both.
+  bool InGroup(uint32_t gid) const {
+    if (h_.creds.uid() == 0 || h_.creds.gid() == gid) return true;
+    for (uint32_t g : h_.creds.groups()) {
+      if (g == gid) return true;
+    }
+    return false;
+  }
+
   void ActAs(uint32_t uid, uint32_t gid) {
     ::setfsgid(gid);
     ::setfsuid(uid);
@@ -139,8 +149,8 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
     uint64_t parent = 0;
     std::string name;
     // mkdir and create weigh double so the tree grows deep enough.
-    static const int kOpOf[] = {0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-    switch (kOpOf[rng() % 14]) {
+    static const int kOpOf[] = {0, 0, 0, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    switch (kOpOf[rng() % 16]) {
       case 0: {
         what = "mkdir " + p;
         want = Sys(::mkdir(L(p).c_str(), 0755));
@@ -238,6 +248,56 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
         }
         break;
       }
+      case 10: {
+        static const int64_t kIds[] = {-1, 0, 1000, 1001};
+        const int64_t uid = kIds[rng() % 4], gid = kIds[rng() % 4];
+        what = "chown " + p + " " + std::to_string(uid) + ":" + std::to_string(gid);
+        want = Sys(::chown(L(p).c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)));
+        pb::Attr attr;
+        got = Resolve(p, true, &attr);
+        if (!got) {
+          pb::SetAttrRequest req;
+          req.set_ino(attr.ino());
+          uint32_t valid = 0;
+          if (uid >= 0) valid |= pb::SET_UID;
+          if (gid >= 0) valid |= pb::SET_GID;
+          req.set_valid(valid);
+          req.set_uid(static_cast<uint32_t>(uid));
+          req.set_gid(static_cast<uint32_t>(gid));
+          // chown(-1, -1) still clears setuid/setgid on Linux; the FUSE
+          // kernel sends that as a mode change.
+          if (valid == 0) {
+            pb::Attr now;
+            h_.GetAttr(attr.ino(), &now);
+            uint32_t mode = now.mode() & 07777;
+            if (!S_ISDIR(now.mode())) {
+              if ((mode & S_ISGID) && ((mode & S_IXGRP) || !InGroup(now.gid()))) mode &= ~S_ISGID;
+              mode &= ~S_ISUID;
+            }
+            if (mode != (now.mode() & 07777)) {
+              req.set_valid(pb::SET_MODE);
+              req.set_mode(mode);
+            }
+          }
+          got = E(h_.SetAttr(req));
+        }
+        break;
+      }
+      case 11: {
+        what = "mkfifo " + p;
+        want = Sys(::mknod(L(p).c_str(), S_IFIFO | 0640, 0));
+        got = ResolveParent(p, &parent, &name);
+        if (!got) {
+          pb::Op op;
+          auto* r = op.mutable_mknod();
+          *r->mutable_ctx() = h_.Ctx();
+          r->set_parent(parent);
+          r->set_name(name);
+          r->set_mode(S_IFIFO | 0640);
+          got = E(h_.Apply(op).status().code());
+        }
+        break;
+      }
     }
     ++outcomes_[want];
     last_ = what + " as uid " + std::to_string(h_.creds.uid()) + " -> " + std::to_string(want);
@@ -258,7 +318,7 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
       struct stat st;
       ASSERT_EQ(::lstat(L(path).c_str(), &st), 0);
       Node node{static_cast<uint32_t>(st.st_mode), static_cast<uint32_t>(st.st_nlink),
-                S_ISDIR(st.st_mode) ? 0 : static_cast<uint64_t>(st.st_size)};
+                S_ISDIR(st.st_mode) ? 0 : static_cast<uint64_t>(st.st_size), st.st_uid, st.st_gid};
       (*out)[path] = node;
       if (S_ISDIR(st.st_mode)) ListLocal(path, out);
     }
@@ -278,7 +338,7 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
         std::string path = rel.empty() ? e.name() : rel + "/" + e.name();
         const pb::Attr& a = e.attr();
         EXPECT_EQ(e.type(), a.mode() & S_IFMT) << path;
-        (*out)[path] = Node{a.mode(), a.nlink(), S_ISDIR(a.mode()) ? 0 : a.size()};
+        (*out)[path] = Node{a.mode(), a.nlink(), S_ISDIR(a.mode()) ? 0 : a.size(), a.uid(), a.gid()};
         if (S_ISDIR(a.mode())) ListSm(a.ino(), path, out);
         cookie = e.cookie();
       }
@@ -298,6 +358,8 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
       EXPECT_EQ(node.mode, it->second.mode) << path;
       EXPECT_EQ(node.nlink, it->second.nlink) << path;
       EXPECT_EQ(node.size, it->second.size) << path;
+      EXPECT_EQ(node.uid, it->second.uid) << path;
+      EXPECT_EQ(node.gid, it->second.gid) << path;
     }
     ActAs(uid, gid);
   }
