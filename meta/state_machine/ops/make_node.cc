@@ -65,6 +65,16 @@ Inode MakeInode(OpContext& ctx, const Creds& creds, Inode& dir, const std::strin
   return inode;
 }
 
+// Handles belong to a live session, so that the session's end releases
+// them; an unknown (expired) session must open a new one first.
+Status CheckSession(OpContext& ctx) {
+  if (ctx.op.client_id() == 0) return Status::Ok();
+  Stmt stmt = ctx.db.Prepare("SELECT 1 FROM sessions WHERE client_id=?");
+  stmt.BindU(1, ctx.op.client_id());
+  if (!stmt.Step()) return Status(StatusCode::kStale, "no such session (expired?): open a new one");
+  return Status::Ok();
+}
+
 uint64_t NewHandle(OpContext& ctx, uint64_t ino, uint32_t flags) {
   if (ctx.op.client_id() == 0) return 0;
   uint64_t handle = TakeCounter(ctx.db, "next_handle");
@@ -98,6 +108,7 @@ Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result) 
 
 Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
+  RETURN_IF_ERROR(CheckSession(ctx));
   RETURN_IF_ERROR(ValidateName(req.name()));
   ASSIGN_OR_RETURN(Inode dir, LoadDir(ctx.db, req.parent(), creds, kMayExec));
   std::optional<Dentry> existing = LookupDentry(ctx.db, req.parent(), req.name());
@@ -160,6 +171,7 @@ uint32_t OpenAccessMask(uint32_t flags) {
 
 Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
+  RETURN_IF_ERROR(CheckSession(ctx));
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   uint32_t mask = OpenAccessMask(req.flags());

@@ -90,6 +90,12 @@ TEST_F(SessionTest, CloseSession_ReleasesHandlesAndSurvivesRestart) {
   EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
 }
 
+TEST_F(SessionTest, Create_UnknownSession_Stale) {
+  h.client_id = 12345;
+  EXPECT_EQ(h.Create(kRoot, "f"), static_cast<int>(StatusCode::kStale));
+  EXPECT_EQ(h.Lookup(kRoot, "f"), static_cast<int>(StatusCode::kNotFound));
+}
+
 TEST_F(SessionTest, Open_ChecksAccessAndTruncates) {
   pb::Attr f;
   ASSERT_EQ(h.Create(kRoot, "f", 0600, &f), 0);
