@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <filesystem>
 #include <random>
@@ -18,6 +19,7 @@
 
 #include "chunkserver/service/chunk_client.h"
 #include "chunkserver/service/fake_meta.h"
+#include "proto/meta.grpc.pb.h"
 #include "chunkserver/service/test_server.h"
 #include "chunkserver/store/chunk_store.h"
 #include "chunkserver/store/test_util.h"
@@ -372,6 +374,39 @@ TEST(ChunkserverProcess, Meta_RegistersHeartbeatsAndExecutesCommands) {
   ASSERT_TRUE(stamp.ok());
   std::lock_guard<std::mutex> lock(meta.meta.mu);
   EXPECT_NE(stamp->find(fmt::format("node_id={:016x}", meta.meta.command_target)), std::string::npos);
+}
+
+TEST(ChunkserverProcess, RealMeta_RegistersAndHeartbeatsWithDfsMeta) {
+  if (std::getenv("DFS_META_BIN") == nullptr) GTEST_SKIP() << "dfs-meta is not built";
+  TempDir dir("cs-realmeta");
+  const std::string meta_data = MakeDataDir(dir, "meta");
+  auto meta = Process::Start({dfs::testing::BinaryPath("DFS_META_BIN"), "--listen", "127.0.0.1:0", "--data", meta_data,
+                              "--insecure-dev-key", "--ready-file", dir / "meta.ready"},
+                             dir / "meta.log");
+  ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+  auto meta_address = dfs::testing::WaitForReadyFile(dir / "meta.ready", **meta, kReadyTimeoutMs);
+  ASSERT_TRUE(meta_address.ok()) << meta_address.status().ToString();
+  Daemon cs(dir, MakeDataDir(dir, "cs"), "cs", *meta_address);
+  ASSERT_TRUE(cs.Start());
+  ASSERT_TRUE(WriteChunk(cs.stub(), Header(0x5151, 1, 0, 0), Bytes("registered")).ok());
+  auto stub = pb::MetaService::NewStub(common::MakeChannel(*meta_address));
+  pb::NodeStatus seen;
+  bool found = WaitFor([&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    pb::ListNodesReply reply;
+    if (!stub->ListNodes(&context, pb::ListNodesRequest(), &reply).ok()) return false;
+    for (const auto& node : reply.nodes()) {
+      if (node.address() == cs.address() && node.state() == "up" && node.chunk_count() == 1) {
+        seen = node;
+        return true;
+      }
+    }
+    return false;
+  });
+  ASSERT_TRUE(found) << "dfs-meta never listed the chunkserver as up with its chunk; see " << (dir / "meta.log");
+  EXPECT_GT(seen.capacity_bytes(), 0u);
+  EXPECT_GT(seen.last_heartbeat_unix_ms(), 0);
 }
 
 TEST(ChunkserverProcess, Restart_KeepsNodeIdAndChunks) {
