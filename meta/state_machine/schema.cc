@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS replicas(chunk_id INTEGER NOT NULL, node_id INTEGER N
 CREATE TABLE IF NOT EXISTS leases(chunk_id INTEGER PRIMARY KEY, lease_id INTEGER NOT NULL,
   client_id INTEGER NOT NULL, handle_id INTEGER NOT NULL, version INTEGER NOT NULL,
   base_version INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS leases_by_handle ON leases(client_id, handle_id);
 CREATE TABLE IF NOT EXISTS garbage(seq INTEGER PRIMARY KEY, node_id INTEGER NOT NULL,
   chunk_id INTEGER NOT NULL, version INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS garbage_by_node ON garbage(node_id, seq);

@@ -25,7 +25,9 @@
 //       version/length: the committed version; a hole has no row.
 //   replicas(chunk_id, node_id, version)  PK (chunk_id, node_id)
 //   leases(chunk_id PK, lease_id, client_id, handle_id, version,
-//          base_version, expires_ms)  the current (or last) write lease
+//          base_version, expires_ms)  the current (or last) write lease;
+//       index leases_by_handle(client_id, handle_id): Release ends a handle's
+//       leases (expires_ms = 0) without a scan
 //   garbage(seq PK, node_id, chunk_id, version)  chunk versions to delete on
 //       a chunkserver (version 0 = all); removed by GcDoneOp
 //   nodes(node_id PK, address, state, weight (milli-units), capacity, used, registered_ns)

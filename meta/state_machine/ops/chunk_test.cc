@@ -112,6 +112,21 @@ TEST_F(ChunkTest, LeaseChunk_IndexBeyondMaxFileSize_OutOfRange) {
             C(StatusCode::kOutOfRange));
 }
 
+TEST_F(ChunkTest, Release_EndsTheHandlesLease) {
+  ASSERT_EQ(Lease(0, client_, handle_, NowMs() + 60000).status().code(), 0);
+  uint64_t other = 0;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, &other, O_WRONLY), 0);
+  EXPECT_EQ(Lease(0, client_, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  pb::Op release;
+  release.set_client_id(client_);
+  release.mutable_release()->set_ino(file_.ino());
+  release.mutable_release()->set_handle_id(handle_);
+  ASSERT_EQ(h.Apply(release).status().code(), 0);
+  pb::OpResult taken = Lease(0, client_, other, NowMs() + 1000);
+  ASSERT_EQ(taken.status().code(), 0);
+  EXPECT_EQ(taken.lease().version(), 2u);  // the released writer's version is not reused
+}
+
 TEST_F(ChunkTest, LeaseChunk_NeedsWritableHandleAndLiveNodes) {
   EXPECT_EQ(Lease(0, client_, 999, NowMs() + 1000).status().code(), C(StatusCode::kFailedPrecondition));
   pb::Op op;
