@@ -520,6 +520,10 @@ Status ChunkStore::RecoverFolder(int folder) {
       versions[version] = entry;
     }
   }
+  // The directories themselves must survive a power cut before any chunk
+  // renamed into them can.
+  RETURN_IF_ERROR(io_.FsyncDir(root));
+  RETURN_IF_ERROR(io_.FsyncDir(options_.folders[static_cast<size_t>(folder)]));
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [chunk_id, version] : markers) {
     auto it = index_.find(chunk_id);

@@ -40,6 +40,11 @@
 //     re-replicates it) — never returned as good data. We chose this over a
 //     data journal (which would double every byte written) because a chunk
 //     version in the middle of a write is not committed in meta anyway.
+//   - Durability: a durable write (WriteHeader.durable) returns only after
+//     fdatasync of the file (and, for a new version, the rename and the
+//     directory fsync). A non-durable write skips every sync: after a power
+//     cut (not a process crash) it may be lost, or its blocks read as
+//     damaged; kill -9 loses nothing the page cache holds.
 //   - Space for an extension is reserved (fallocate KEEP_SIZE) before any
 //     byte is written, so a full disk fails the write with RESOURCE_EXHAUSTED
 //     before it changes anything; a failing .tmp build is deleted.
