@@ -357,13 +357,10 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
     path_ = final_path;
     std::lock_guard<std::mutex> lock(store_->mu_);
     auto& versions = store_->index_[chunk_id_];
-    for (auto it = versions.begin(); it != versions.end();) {
-      if (it->first < version_ || it->first == version_) {
-        if (it->first != version_) removed.emplace_back(it->first, it->second.length);
-        it = versions.erase(it);
-      } else {
-        ++it;
-      }
+    // Writers of the chunk are serialized, so nothing newer exists.
+    for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
+      if (it->first != version_) removed.emplace_back(it->first, it->second.length);
+      it = versions.erase(it);
     }
     ChunkStore::Entry entry;
     entry.folder = folder_;
