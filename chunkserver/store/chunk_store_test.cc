@@ -283,6 +283,30 @@ TEST_F(ChunkStoreTest, Write_DiskFullMidStreamCutsOffWhatTheStreamAppended) {
   EXPECT_FALSE(store->Find(16, 1)->damaged);
 }
 
+TEST_F(ChunkStoreTest, IoErrors_AreStatusesAndAnUnreadableChunkIsDamaged) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string v1 = RandomBytes(100'000, 17);
+  ASSERT_TRUE(WriteOnce(*store, 18, 1, 0, 0, v1).ok());
+  // A durable write whose fdatasync fails is not acknowledged.
+  io.fail_sync_errno = EIO;
+  EXPECT_EQ(WriteOnce(*store, 18, 2, 1, 0, "x", /*durable=*/true).code(), StatusCode::kUnknown);
+  io.fail_sync_errno = 0;
+  EXPECT_EQ(store->Stat(18, 0)->size(), 1u);
+  EXPECT_EQ(store->Stat(18, 0)->front().version, 1u);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+  // A read that hits EIO fails and marks the chunk damaged (queued for meta).
+  io.fail_reads_errno = EIO;
+  std::string out;
+  BlockRead blocks;
+  common::Status s = store->ReadBlocks(18, 1, 0, 16, &out, &blocks);
+  EXPECT_EQ(s.code(), StatusCode::kUnknown) << s.ToString();
+  EXPECT_NE(s.message().find("chunk 0000000000000012 version 1"), std::string_view::npos) << s.ToString();
+  io.fail_reads_errno = 0;
+  EXPECT_TRUE(store->Find(18, 1)->damaged);
+  EXPECT_EQ(store->TakeNewlyDamaged().size(), 1u);
+}
+
 TEST_F(ChunkStoreTest, Truncate_ShrinksAndGrows) {
   auto store = OpenStore();
   const std::string v1 = RandomBytes(200'000, 9);
