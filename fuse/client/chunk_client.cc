@@ -32,7 +32,7 @@ std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& addres
 }
 
 Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                             std::string_view data, bool durable) {
+                             std::string_view data, bool durable, std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub stub(ChannelFor(replica.address()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
@@ -51,6 +51,10 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
     return common::InternalError("meta sent an unparsable write token");
   }
   header->set_durable(durable);
+  if (truncate_to) {
+    header->set_truncate(true);
+    header->set_truncate_to(*truncate_to);
+  }
   bool ok = writer->Write(msg);
 
   size_t pos = 0;
@@ -78,12 +82,13 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
 }
 
 Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                                 std::string_view data, bool durable) {
+                                                 std::string_view data, bool durable,
+                                                 std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   std::vector<std::future<Status>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {
-      return WriteOne(lease, replica, offset_in_chunk, data, durable);
+      return WriteOne(lease, replica, offset_in_chunk, data, durable, truncate_to);
     }));
   }
   std::vector<uint64_t> acked;

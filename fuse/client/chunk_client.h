@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,8 +45,11 @@ class ChunkClient {
   // first write under the lease, then writes in place). Returns the node
   // ids that acknowledged (at least W) or the error of the quorum failure
   // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
+  // With `truncate_to`, the version's length becomes exactly that after the
+  // data is applied (an empty write that cuts a copy built from a longer base).
   common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                              std::string_view data, bool durable);
+                                              std::string_view data, bool durable,
+                                              std::optional<uint64_t> truncate_to = std::nullopt);
 
   // Blocks [first_block, first_block + count) of a chunk version, clipped to
   // the chunk length; each string is one verified block. DataLoss if no
@@ -56,7 +60,7 @@ class ChunkClient {
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
   common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                          std::string_view data, bool durable);
+                          std::string_view data, bool durable, std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,
                                                     uint64_t count);

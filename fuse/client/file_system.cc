@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "common/check.h"
 #include "common/chunk_geometry.h"
@@ -42,7 +43,10 @@ FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions optio
                 meta_->ReportBadReplica(chunk_id, version, node_id, reason);
               }) {}
 
-FileSystem::~FileSystem() = default;
+FileSystem::~FileSystem() {
+  std::unique_lock<std::mutex> lock(tasks_mu_);
+  background_done_cv_.wait(lock, [this] { return background_tasks_ == 0; });
+}
 
 std::shared_ptr<FileSystem::InodeState> FileSystem::State(uint64_t ino) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -207,16 +211,65 @@ Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view d
     return common::OutOfRangeError("write past the largest file size");
   }
   auto st = State(handle.ino);
-  bool flush_now;
-  {
-    std::lock_guard<std::mutex> lock(st->mu);
-    st->buffer.Write(offset, data);
-    st->writer_handle_id = handle.handle_id;
-    st->size = std::max(st->size, offset + data.size());
-    flush_now = st->buffer.buffered_bytes() >= options_.flush_threshold_bytes;
+  std::unique_lock<std::mutex> lock(st->mu);
+  // Backpressure: with max_dirty_bytes pending, wait for the running flush.
+  while (st->buffer.buffered_bytes() + st->in_flight.buffered_bytes() >= options_.max_dirty_bytes &&
+         st->background_flush) {
+    st->flushed_cv.wait(lock);
   }
-  if (flush_now) return Flush(handle.ino);
+  st->buffer.Write(offset, data);
+  st->writer_handle_id = handle.handle_id;
+  st->size = std::max(st->size, offset + data.size());
+  if (st->buffer.buffered_bytes() >= options_.flush_threshold_bytes) StartBackgroundFlush(handle.ino, st);
   return Status::Ok();
+}
+
+void FileSystem::RunInBackground(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    ++background_tasks_;
+  }
+  std::thread([this, task = std::move(task)] {
+    task();
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    --background_tasks_;
+    background_done_cv_.notify_all();
+  }).detach();
+}
+
+void FileSystem::StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeState>& st) {
+  if (st->background_flush) return;
+  st->background_flush = true;
+  RunInBackground([this, ino, st] {
+    {
+      std::lock_guard<std::mutex> io_lock(st->io_mu);
+      // A failure keeps the data buffered; fsync/close retry and report it.
+      (void)FlushLocked(ino, *st);
+    }
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->background_flush = false;
+    }
+    st->flushed_cv.notify_all();
+  });
+}
+
+void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& st, uint64_t from, uint64_t to) {
+  RunInBackground([this, ino, st, from, to] {
+    if (!EnsureLocations(ino, *st, from, to - from).ok()) return;
+    std::string scratch;
+    for (const common::ChunkSlice& slice : common::SplitByChunk(from, to - from)) {
+      pb::ChunkLocation loc;
+      {
+        std::lock_guard<std::mutex> lock(st->mu);
+        loc = st->locations[slice.chunk_index];
+      }
+      if (loc.chunk_id() == 0) continue;
+      scratch.assign(slice.length, '\0');
+      // Errors are the foreground reader's to meet and report.
+      if (!ReadChunkRange(loc, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
+    }
+  });
 }
 
 Status FileSystem::Flush(uint64_t ino) {
@@ -235,6 +288,20 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
   state.lease = std::move(lease);
   state.length = state.lease.length();
   state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
+  if (state.lease.base_version() != 0) {
+    // Meta records a truncate inside a chunk as a shorter length only; the
+    // stored base may hold older bytes past it. Build the new version cut to
+    // the recorded length first, so a later write past the end leaves zeros
+    // in the gap, not those bytes.
+    ASSIGN_OR_RETURN(std::vector<uint64_t> acked,
+                     chunks_.Write(state.lease, state.length, std::string_view(), /*durable=*/false, state.length));
+    auto* replicas = state.lease.mutable_replicas();
+    replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
+                                   [&](const pb::ReplicaLocation& r) {
+                                     return std::find(acked.begin(), acked.end(), r.node_id()) == acked.end();
+                                   }),
+                    replicas->end());
+  }
   st.leases[chunk_index] = std::move(state);
   return &st.leases[chunk_index];
 }
@@ -446,6 +513,17 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
     st->buffer.Overlay(offset, *out);
   }
   handle.next_sequential_offset = end;
+  if (sequential) {
+    // Keep one window ahead of a sequential reader: what this read fetched
+    // covers [end, end + readahead); fetch the window after it now.
+    uint64_t ahead_from = end + options_.readahead_bytes;
+    uint64_t ahead_to = std::min(ahead_from + options_.readahead_bytes, file_size);
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (ahead_from < ahead_to && st->prefetched_until < ahead_to) {
+      StartPrefetch(handle.ino, st, std::max(ahead_from, st->prefetched_until), ahead_to);
+      st->prefetched_until = ahead_to;
+    }
+  }
   return Status::Ok();
 }
 

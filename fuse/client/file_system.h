@@ -9,6 +9,11 @@
 //    being flushed, the size this mount knows (>= meta's while it has
 //    unflushed writes), chunk locations and write leases. Reads overlay the
 //    buffered bytes, so a mount always reads its own writes.
+//  - Write-behind: once a file has flush_threshold_bytes buffered, a
+//    background flush sends them while the application keeps writing into a
+//    fresh buffer; a writer waits only when max_dirty_bytes are pending. A
+//    background flush that fails keeps its data buffered and the next flush
+//    (fsync, close, or the next background one) retries it.
 //  - Flush: per chunk, a write lease from meta (new version), the data to all
 //    replicas in parallel (ChunkClient; W must acknowledge), then one
 //    CommitWrite with each chunk's new version, length and acknowledging
@@ -22,13 +27,15 @@
 // held across network calls, never taken while holding anything else) and
 // `mu` (guards the fields; never held across a network call). Lock order:
 // io_mu before mu; FileSystem::mu_ (the inode table) may be held while
-// taking an InodeState's mu, never the other way round.
+// taking an InodeState's mu, never the other way round; tasks_mu_ is a leaf.
 //
 // Thread-safety: every public method may be called concurrently.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,7 +53,8 @@ namespace dfs::fuse {
 
 struct FileSystemOptions {
   uint64_t cache_bytes = 256ull << 20;          // page cache size (cache_size=)
-  uint64_t flush_threshold_bytes = 32ull << 20;  // flush a file's buffer beyond this
+  uint64_t flush_threshold_bytes = 16ull << 20;  // start a background flush beyond this
+  uint64_t max_dirty_bytes = 64ull << 20;        // writers wait beyond this per file
   uint64_t readahead_bytes = 8ull << 20;         // fetched ahead on sequential reads
   int64_t io_timeout_ms = 30'000;                // one chunk I/O attempt
   int64_t capability_cache_ms = 1'000;           // see GetXattr (= attr_timeout)
@@ -144,6 +152,9 @@ class FileSystem {
     std::map<uint64_t, LeaseState> leases GUARDED_BY(io_mu);
     int64_t opened_mtime_ns GUARDED_BY(mu) = -1;  // at this mount's last open
     uint64_t opened_size GUARDED_BY(mu) = 0;
+    uint64_t prefetched_until GUARDED_BY(mu) = 0;  // readahead issued up to this file offset
+    bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
+    std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     common::Status capability_status GUARDED_BY(mu);
@@ -167,8 +178,19 @@ class FileSystem {
   PageCache cache_;
   ChunkClient chunks_;
 
+  // Fetches file bytes [from, to) into the page cache in the background
+  // (sequential readahead one window ahead of the reader).
+  void StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& st, uint64_t from, uint64_t to);
+  // Runs `task` on a detached thread the destructor waits for.
+  void RunInBackground(std::function<void()> task);
+  // Starts a write-behind flush of `st` unless one runs. Requires st.mu held.
+  void StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeState>& st) REQUIRES(st->mu);
+
   std::mutex mu_;  // guards inodes_; before any InodeState::mu
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_ GUARDED_BY(mu_);
+  std::mutex tasks_mu_;  // guards background_tasks_; a leaf lock (taken under InodeState::mu)
+  int background_tasks_ GUARDED_BY(tasks_mu_) = 0;  // running write-behind and readahead threads
+  std::condition_variable background_done_cv_;  // with tasks_mu_: the destructor waits for them
 };
 
 }  // namespace dfs::fuse

@@ -143,6 +143,24 @@ TEST_F(MountTest, RandomWrites_MatchLocalFileAndReadOwnWrites) {
   EXPECT_TRUE(ReadFile(dfs_ + "/r") == ReadFile(local_ + "/r"));
 }
 
+// Truncate inside a chunk, then write past the new end: the gap must read as
+// zeros, never as the bytes that were cut off (meta records the cut as a
+// shorter length; the writer cuts the chunk it builds).
+TEST_F(MountTest, TruncateThenWritePastEnd_GapReadsZeros) {
+  for (const std::string& root : {dfs_, local_}) {
+    std::string f = root + "/t";
+    WriteFile(f, RandomBytes(10 << 20, 3));
+    ASSERT_EQ(::truncate(f.c_str(), 5 << 20), 0) << std::strerror(errno);
+    int fd = ::open(f.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "z", 1, 8 << 20), 1);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  std::string a = ReadFile(dfs_ + "/t"), b = ReadFile(local_ + "/t");
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_TRUE(a == b) << "first difference at " << std::mismatch(a.begin(), a.end(), b.begin()).first - a.begin();
+}
+
 // The same namespace steps on both sides; results and errno must agree.
 TEST_F(MountTest, NamespaceOps_MatchLocalErrno) {
   for (const std::string& root : {dfs_, local_}) {
