@@ -32,6 +32,7 @@
 #include "chunkserver/service/meta_client.h"
 #include "chunkserver/store/chunk_store.h"
 #include "chunkserver/store/node_id.h"
+#include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/leader_channel.h"
@@ -45,7 +46,6 @@ namespace common = dfs::common;
 namespace chunkserver = dfs::chunkserver;
 
 // Well known, so only for development clusters (--insecure-dev-key).
-constexpr char kInsecureDevKey[] = "dfs-insecure-development-cluster-key";
 
 struct Flags {
   std::string listen;
@@ -114,26 +114,15 @@ int Run(int argc, char** argv) {
   }
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
-  std::string cluster_key;
-  if (!flags.cluster_key_file.empty()) {
-    auto key = common::LoadClusterKey(flags.cluster_key_file);
-    if (!key.ok()) {
-      spdlog::critical("cannot load the cluster key: {}", key.status().ToString());
-      return 1;
-    }
-    cluster_key = *key;
-  } else {
-    spdlog::warn("using the well-known INSECURE development cluster key: anyone can forge write tokens");
-    cluster_key = kInsecureDevKey;
+  auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);
+  if (!cluster_key.ok()) {
+    spdlog::critical("cluster key: {}", cluster_key.status().ToString());
+    return 1;
   }
 
-  // SIGTERM/SIGINT are taken by sigwait in this thread only: block them
-  // before any thread starts so every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGTERM/SIGINT are taken by Wait() in this thread only: blocked before
+  // any thread starts so every thread inherits the mask.
+  common::ShutdownSignals signals;
 
   auto node_id = chunkserver::LoadOrCreateNodeId(flags.data);
   if (!node_id.ok()) {
@@ -150,7 +139,7 @@ int Run(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   chunkserver::ChunkServiceImpl::Options service_options;
-  service_options.cluster_key = cluster_key;
+  service_options.cluster_key = *cluster_key;
   service_options.metrics = registry;
   chunkserver::ChunkServiceImpl service(**store, service_options);
 
@@ -197,15 +186,13 @@ int Run(int argc, char** argv) {
   spdlog::info("dfs-chunkserver node {:016x} serving on {} (advertised as {}), {} data folder(s)", *node_id, address,
                advertise, flags.data.size());
   if (!flags.ready_file.empty()) {
-    if (common::Status s = common::WriteFileAtomic(flags.ready_file, "address=" + address + "\n"); !s.ok()) {
+    if (common::Status s = common::WriteReadyFile(flags.ready_file, address); !s.ok()) {
       spdlog::critical("ready file: {}", s.ToString());
       return 1;
     }
   }
 
-  int signal_number = 0;
-  while (sigwait(&signals, &signal_number) != 0) {
-  }
+  int signal_number = signals.Wait();
   spdlog::info("signal {}: shutting down", signal_number);
   meta_client.Stop();
   service.BeginShutdown();

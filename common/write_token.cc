@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <spdlog/spdlog.h>
+
 #include "common/file_util.h"
 #include "proto/chunk.pb.h"
 
@@ -65,6 +67,15 @@ Result<std::string> LoadClusterKey(const std::string& path) {
   key = start == std::string::npos ? "" : key.substr(start);
   if (key.size() < 16) return InvalidArgumentError("cluster key in " + path + " is shorter than 16 bytes");
   return key;
+}
+
+Result<std::string> ResolveClusterKey(const std::string& key_file, bool insecure_dev_key) {
+  if (!key_file.empty()) return LoadClusterKey(key_file);
+  if (!insecure_dev_key) {
+    return InvalidArgumentError("--cluster-key-file is required (or --insecure-dev-key for a development cluster)");
+  }
+  spdlog::warn("using the well-known INSECURE development cluster key: anyone can forge write tokens");
+  return std::string(kInsecureDevClusterKey);
 }
 
 }  // namespace dfs::common

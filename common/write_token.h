@@ -43,4 +43,13 @@ Status VerifyWriteToken(const std::string& key, const pb::WriteToken& token, uin
 // whitespace is trimmed). InvalidArgument if it is shorter.
 Result<std::string> LoadClusterKey(const std::string& path);
 
+// The well-known key of development clusters (--insecure-dev-key): anyone can
+// forge write tokens with it.
+inline constexpr char kInsecureDevClusterKey[] = "dfs-insecure-development-cluster-key";
+
+// The daemons' key: from `key_file`, or the development key (logging a
+// warning) when `key_file` is empty and `insecure_dev_key` is set;
+// InvalidArgument when neither is given.
+Result<std::string> ResolveClusterKey(const std::string& key_file, bool insecure_dev_key);
+
 }  // namespace dfs::common

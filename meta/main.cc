@@ -36,6 +36,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
+#include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/leader_channel.h"
@@ -55,7 +56,6 @@ namespace pb = dfs::pb;
 
 // Well known (the same as dfs-chunkserver's), so only for development
 // clusters (--insecure-dev-key).
-constexpr char kInsecureDevKey[] = "dfs-insecure-development-cluster-key";
 
 struct Flags {
   std::string listen;
@@ -121,24 +121,15 @@ int Run(int argc, char** argv) {
   }
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
-  std::string cluster_key;
-  if (!flags.cluster_key_file.empty()) {
-    auto key = common::LoadClusterKey(flags.cluster_key_file);
-    if (!key.ok()) {
-      spdlog::critical("cannot load the cluster key: {}", key.status().ToString());
-      return 1;
-    }
-    cluster_key = *key;
-  } else {
-    spdlog::warn("using the well-known INSECURE development cluster key: anyone can forge write tokens");
-    cluster_key = kInsecureDevKey;
+  auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);
+  if (!cluster_key.ok()) {
+    spdlog::critical("cluster key: {}", cluster_key.status().ToString());
+    return 1;
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGTERM/SIGINT are taken by Wait() in this thread only: blocked before
+  // any thread starts so every thread inherits the mask.
+  common::ShutdownSignals signals;
 
   if (::mkdir(flags.data.c_str(), 0755) != 0 && errno != EEXIST) {
     spdlog::critical("cannot create data folder {}: {}", flags.data, std::strerror(errno));
@@ -156,7 +147,7 @@ int Run(int argc, char** argv) {
   meta::ClusterState cluster(*dead_after_ms * 1'000'000);
   meta::MetaServiceOptions options;
   options.replicas = flags.replicas;
-  options.cluster_key = cluster_key;
+  options.cluster_key = *cluster_key;
   meta::MetaServiceImpl service(state_machine->get(), &proposer, clock, &cluster, options);
 
   // The replication factor is replicated state (the root's, inherited by new
@@ -227,15 +218,13 @@ int Run(int argc, char** argv) {
   spdlog::info("dfs-meta serving on {} (data {}, replicas {})", address, flags.data, flags.replicas);
   int exit_code = 0;
   if (!flags.ready_file.empty()) {
-    if (common::Status s = common::WriteFileAtomic(flags.ready_file, "address=" + address + "\n"); !s.ok()) {
+    if (common::Status s = common::WriteReadyFile(flags.ready_file, address); !s.ok()) {
       spdlog::critical("ready file: {}", s.ToString());
       exit_code = 1;
     }
   }
   if (exit_code == 0) {
-    int signal_number = 0;
-    while (sigwait(&signals, &signal_number) != 0) {
-    }
+    int signal_number = signals.Wait();
     spdlog::info("signal {}: shutting down", signal_number);
   }
   // In-flight calls get a second; idle client connections otherwise hold

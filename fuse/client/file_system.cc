@@ -143,15 +143,22 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   return attr;
 }
 
-Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
-  ASSIGN_OR_RETURN(pb::OpenReply reply, meta_->Open(c, ino, flags));
-  auto st = State(ino);
+FileSystem::Opened FileSystem::NewHandle(uint64_t ino, uint64_t handle_id, uint32_t flags, const pb::Attr& attr,
+                                         std::shared_ptr<InodeState>& st) {
   Opened opened;
   opened.handle = std::make_unique<FileHandle>();
   opened.handle->ino = ino;
-  opened.handle->handle_id = reply.handle_id();
+  opened.handle->handle_id = handle_id;
   opened.handle->flags = flags;
-  opened.attr = reply.attr();
+  opened.attr = attr;
+  st = State(ino);
+  return opened;
+}
+
+Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
+  ASSIGN_OR_RETURN(pb::OpenReply reply, meta_->Open(c, ino, flags));
+  std::shared_ptr<InodeState> st;
+  Opened opened = NewHandle(ino, reply.handle_id(), flags, reply.attr(), st);
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   LearnAttr(*st, opened.attr);
@@ -171,14 +178,8 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
 Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
                                               uint32_t mode, uint32_t flags, uint32_t umask) {
   ASSIGN_OR_RETURN(pb::CreateReply reply, meta_->Create(c, parent, name, mode, flags, umask));
-  uint64_t ino = reply.attr().ino();
-  auto st = State(ino);
-  Opened opened;
-  opened.handle = std::make_unique<FileHandle>();
-  opened.handle->ino = ino;
-  opened.handle->handle_id = reply.handle_id();
-  opened.handle->flags = flags;
-  opened.attr = reply.attr();
+  std::shared_ptr<InodeState> st;
+  Opened opened = NewHandle(reply.attr().ino(), reply.handle_id(), flags, reply.attr(), st);
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   LearnAttr(*st, opened.attr);

@@ -162,6 +162,9 @@ class FileSystem {
   };
 
   std::shared_ptr<InodeState> State(uint64_t ino);
+  // A handle for `ino`; sets `st` to the inode's state.
+  Opened NewHandle(uint64_t ino, uint64_t handle_id, uint32_t flags, const pb::Attr& attr,
+                   std::shared_ptr<InodeState>& st);
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);

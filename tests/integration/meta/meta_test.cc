@@ -23,7 +23,7 @@ namespace {
 
 using common::StatusCode;
 constexpr int C(StatusCode code) { return static_cast<int>(code); }
-constexpr char kDevKey[] = "dfs-insecure-development-cluster-key";
+constexpr const char* kDevKey = common::kInsecureDevClusterKey;
 
 class MetaProcessTest : public ::testing::Test {
  protected:
