@@ -132,6 +132,12 @@ grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context, grpc::Serve
       return Invalid(fmt::format("{}: data message of {} bytes exceeds the 1 MiB limit", name,
                                  data.data().size()));
     }
+    if (data.has_offset()) {
+      if (data.offset() > kChunkSizeBytes) {
+        return Invalid(fmt::format("{}: data offset {} is outside the chunk (64 MiB)", name, data.offset()));
+      }
+      offset = data.offset();
+    }
     std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data.data().data()), data.data().size());
     std::span<const uint32_t> crcs(data.piece_crcs().data(), static_cast<size_t>(data.piece_crcs_size()));
     Status s = (*writer)->Write(offset, bytes, crcs);

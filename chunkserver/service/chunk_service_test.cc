@@ -67,6 +67,33 @@ TEST(ChunkServiceImpl, WriteRead_RoundTripWithPartialRanges) {
   EXPECT_EQ(length, data.size());
 }
 
+// One stream may carry scattered ranges (WriteData.offset), as a client
+// flushing random writes sends them: each lands where it says, the gaps
+// read as zeros, and a message without an offset follows the previous one.
+TEST(ChunkServiceImpl, Write_ScatteredRangesInOneStream) {
+  InProcessChunkserver cs;
+  const std::string a = RandomBytes(5000, 1), b = RandomBytes(70'000, 2), c = RandomBytes(100, 3);
+  std::vector<pb::WriteRequest> messages = {HeaderMsg(Header(9, 1, 0, 1'000'000))};
+  messages.push_back(DataMsg(1'000'000, a));
+  messages.back().mutable_data()->set_offset(1'000'000);
+  messages.push_back(DataMsg(10, b));
+  messages.back().mutable_data()->set_offset(10);
+  messages.push_back(DataMsg(10 + b.size(), c));  // no offset: right after b
+  ASSERT_TRUE(RawWrite(*cs.stub, messages).ok());
+
+  auto all = ReadChunk(*cs.stub, 9, 1, 0, common::kChunkSizeBytes);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  std::string want(1'000'000 + a.size(), '\0');
+  want.replace(1'000'000, a.size(), a);
+  want.replace(10, b.size(), b);
+  want.replace(10 + b.size(), c.size(), c);
+  EXPECT_TRUE(*all == want);
+
+  messages = {HeaderMsg(Header(9, 1, 0, 0)), DataMsg(0, a)};
+  messages.back().mutable_data()->set_offset(common::kChunkSizeBytes + 1);
+  EXPECT_EQ(RawWrite(*cs.stub, messages).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST(ChunkServiceImpl, Read_RepliesAreWholeBlocksOfAboutOneMiB) {
   InProcessChunkserver cs;
   const std::string data = RandomBytes(2'500'000, 2);

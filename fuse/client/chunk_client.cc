@@ -31,8 +31,8 @@ std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& addres
   return channel;
 }
 
-Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                             std::string_view data, bool durable, std::optional<uint64_t> truncate_to) {
+Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
+                             std::span<const Range> ranges, bool durable, std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub stub(ChannelFor(replica.address()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
@@ -46,7 +46,7 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
   // The chunkserver builds `version` from base_version when it does not hold
   // it yet (the first write under a lease) and writes in place afterwards.
   header->set_base_version(lease.base_version());
-  header->set_offset(offset);
+  header->set_offset(!ranges.empty() ? ranges[0].offset_in_chunk : truncate_to.value_or(0));
   if (!header->mutable_token()->ParseFromString(lease.write_token())) {
     return common::InternalError("meta sent an unparsable write token");
   }
@@ -57,22 +57,28 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
   }
   bool ok = writer->Write(msg);
 
-  size_t pos = 0;
   std::vector<uint32_t> crcs;
-  while (ok && pos < data.size()) {
-    size_t n = std::min(kMessageBytes, data.size() - pos);
-    // Cut messages at block boundaries so each carries whole pieces.
-    uint64_t in_block = (offset + pos) % common::kBlockSizeBytes;
-    if (n == kMessageBytes && in_block != 0) n -= in_block;
-    msg.Clear();
-    pb::WriteData* d = msg.mutable_data();
-    d->set_data(data.data() + pos, n);
-    auto bytes = std::as_bytes(std::span(data.data() + pos, n));
-    crcs.resize(common::PieceCount(offset + pos, n, common::kBlockSizeBytes));
-    common::PieceCrcs(offset + pos, bytes, common::kBlockSizeBytes, crcs);
-    for (uint32_t c : crcs) d->add_piece_crcs(c);
-    ok = writer->Write(msg);
-    pos += n;
+  for (const Range& range : ranges) {
+    size_t pos = 0;
+    bool first_of_range = true;
+    while (ok && pos < range.data.size()) {
+      uint64_t offset = range.offset_in_chunk + pos;
+      size_t n = std::min(kMessageBytes, range.data.size() - pos);
+      // Cut messages at block boundaries so each carries whole pieces.
+      uint64_t in_block = offset % common::kBlockSizeBytes;
+      if (n == kMessageBytes && in_block != 0) n -= in_block;
+      msg.Clear();
+      pb::WriteData* d = msg.mutable_data();
+      if (first_of_range) d->set_offset(offset);
+      d->set_data(range.data.data() + pos, n);
+      auto bytes = std::as_bytes(std::span(range.data.data() + pos, n));
+      crcs.resize(common::PieceCount(offset, n, common::kBlockSizeBytes));
+      common::PieceCrcs(offset, bytes, common::kBlockSizeBytes, crcs);
+      for (uint32_t c : crcs) d->add_piece_crcs(c);
+      ok = writer->Write(msg);
+      pos += n;
+      first_of_range = false;
+    }
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
@@ -81,14 +87,13 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
   return Status::Ok();
 }
 
-Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                                 std::string_view data, bool durable,
-                                                 std::optional<uint64_t> truncate_to) {
+Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
+                                                 bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   std::vector<std::future<Status>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {
-      return WriteOne(lease, replica, offset_in_chunk, data, durable, truncate_to);
+      return WriteOne(lease, replica, ranges, durable, truncate_to);
     }));
   }
   std::vector<uint64_t> acked;

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,16 +41,20 @@ class ChunkClient {
   ChunkClient(const ChunkClient&) = delete;
   ChunkClient& operator=(const ChunkClient&) = delete;
 
-  // Writes `data` at `offset_in_chunk` of the lease's chunk version on all
-  // replicas (a replica builds the version from lease.base_version on the
-  // first write under the lease, then writes in place). Returns the node
-  // ids that acknowledged (at least W) or the error of the quorum failure
+  // Writes `ranges` (byte ranges of the lease's chunk version, in one stream
+  // per replica, made durable once at its end if `durable`) on all replicas
+  // in parallel; a replica builds the version from lease.base_version on the
+  // first write under the lease, then writes in place. With `truncate_to`,
+  // the version's length becomes exactly that after the data (an empty write
+  // cuts a copy built from a longer base). Returns the node ids that
+  // acknowledged (at least W) or the error of the quorum failure
   // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
-  // With `truncate_to`, the version's length becomes exactly that after the
-  // data is applied (an empty write that cuts a copy built from a longer base).
-  common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, uint64_t offset_in_chunk,
-                                              std::string_view data, bool durable,
-                                              std::optional<uint64_t> truncate_to = std::nullopt);
+  struct Range {
+    uint64_t offset_in_chunk = 0;
+    std::string_view data;
+  };
+  common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
+                                              bool durable, std::optional<uint64_t> truncate_to = std::nullopt);
 
   // Blocks [first_block, first_block + count) of a chunk version, clipped to
   // the chunk length; each string is one verified block. DataLoss if no
@@ -59,8 +64,8 @@ class ChunkClient {
 
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
-  common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica, uint64_t offset,
-                          std::string_view data, bool durable, std::optional<uint64_t> truncate_to);
+  common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
+                          std::span<const Range> ranges, bool durable, std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,
                                                     uint64_t count);

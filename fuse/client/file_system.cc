@@ -295,7 +295,7 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
     // the recorded length first, so a later write past the end leaves zeros
     // in the gap, not those bytes.
     ASSIGN_OR_RETURN(std::vector<uint64_t> acked,
-                     chunks_.Write(state.lease, state.length, std::string_view(), /*durable=*/false, state.length));
+                     chunks_.Write(state.lease, {}, /*durable=*/false, state.length));
     auto* replicas = state.lease.mutable_replicas();
     replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
                                    [&](const pb::ReplicaLocation& r) {
@@ -318,53 +318,57 @@ Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
     target_size = st.size;
   }
 
-  std::map<uint64_t, pb::ChunkCommit> commits;
-  std::map<uint64_t, pb::ChunkLocation> new_locations;
-  Status status;
+  // Group the buffered ranges by chunk: one stream per replica per chunk,
+  // made durable once, however scattered the writes were.
+  std::map<uint64_t, std::vector<ChunkClient::Range>> by_chunk;
   // in_flight changes only under io_mu, which we hold: reading it unlocked is safe.
   for (const auto& [offset, bytes] : st.in_flight.extents()) {
     for (const common::ChunkSlice& slice : common::SplitByChunk(offset, bytes.size())) {
-      auto lease = LeaseFor(ino, handle_id, slice.chunk_index, st);
-      if (!lease.ok()) {
-        status = lease.status();
-        break;
-      }
-      LeaseState& ls = **lease;
-      std::string_view piece(bytes.data() + (slice.file_offset - offset), slice.length);
-      auto acked = chunks_.Write(ls.lease, slice.offset_in_chunk, piece, /*durable=*/true);
-      if (!acked.ok()) {
-        status = acked.status();
-        st.leases.erase(slice.chunk_index);
-        break;
-      }
-      ls.length = std::max(ls.length, slice.offset_in_chunk + slice.length);
-      // A replica that missed a write under this lease must not get later
-      // writes of the same version: it would hold a version with a gap.
-      auto* replicas = ls.lease.mutable_replicas();
-      replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
-                                     [&](const pb::ReplicaLocation& r) {
-                                       return std::find(acked->begin(), acked->end(), r.node_id()) ==
-                                              acked->end();
-                                     }),
-                      replicas->end());
-      cache_.DropChunk(ls.lease.chunk_id());
-
-      pb::ChunkCommit& commit = commits[slice.chunk_index];
-      commit.set_chunk_index(slice.chunk_index);
-      commit.set_chunk_id(ls.lease.chunk_id());
-      commit.set_version(ls.lease.version());
-      commit.set_length(ls.length);
-      commit.clear_replica_node_ids();
-      for (uint64_t node : *acked) commit.add_replica_node_ids(node);
-
-      pb::ChunkLocation& loc = new_locations[slice.chunk_index];
-      loc.set_chunk_index(slice.chunk_index);
-      loc.set_chunk_id(ls.lease.chunk_id());
-      loc.set_version(ls.lease.version());
-      loc.set_length(ls.length);
-      *loc.mutable_replicas() = ls.lease.replicas();
+      by_chunk[slice.chunk_index].push_back(
+          {slice.offset_in_chunk, std::string_view(bytes.data() + (slice.file_offset - offset), slice.length)});
     }
-    if (!status.ok()) break;
+  }
+
+  std::map<uint64_t, pb::ChunkCommit> commits;
+  std::map<uint64_t, pb::ChunkLocation> new_locations;
+  Status status;
+  for (const auto& [chunk_index, ranges] : by_chunk) {
+    auto lease = LeaseFor(ino, handle_id, chunk_index, st);
+    if (!lease.ok()) {
+      status = lease.status();
+      break;
+    }
+    LeaseState& ls = **lease;
+    auto acked = chunks_.Write(ls.lease, ranges, /*durable=*/true);
+    if (!acked.ok()) {
+      status = acked.status();
+      st.leases.erase(chunk_index);
+      break;
+    }
+    for (const ChunkClient::Range& r : ranges) ls.length = std::max(ls.length, r.offset_in_chunk + r.data.size());
+    // A replica that missed a write under this lease must not get later
+    // writes of the same version: it would hold a version with a gap.
+    auto* replicas = ls.lease.mutable_replicas();
+    replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
+                                   [&](const pb::ReplicaLocation& r) {
+                                     return std::find(acked->begin(), acked->end(), r.node_id()) == acked->end();
+                                   }),
+                    replicas->end());
+    cache_.DropChunk(ls.lease.chunk_id());
+
+    pb::ChunkCommit& commit = commits[chunk_index];
+    commit.set_chunk_index(chunk_index);
+    commit.set_chunk_id(ls.lease.chunk_id());
+    commit.set_version(ls.lease.version());
+    commit.set_length(ls.length);
+    for (uint64_t node : *acked) commit.add_replica_node_ids(node);
+
+    pb::ChunkLocation& loc = new_locations[chunk_index];
+    loc.set_chunk_index(chunk_index);
+    loc.set_chunk_id(ls.lease.chunk_id());
+    loc.set_version(ls.lease.version());
+    loc.set_length(ls.length);
+    *loc.mutable_replicas() = ls.lease.replicas();
   }
 
   pb::Attr attr;
