@@ -17,7 +17,7 @@ struct CodeInfo {
 // The one table: code -> name, errno, gRPC code. gRPC codes 0..16 equal the
 // canonical codes; the POSIX outcomes travel as FAILED_PRECONDITION (9) when
 // they must cross a wire as a call failure (normally they travel in replies).
-constexpr std::array<CodeInfo, 26> kCodes = {{
+constexpr std::array<CodeInfo, 28> kCodes = {{
     {StatusCode::kOk, "OK", 0, 0},
     {StatusCode::kCancelled, "CANCELLED", EINTR, 1},
     {StatusCode::kUnknown, "UNKNOWN", EIO, 2},
@@ -44,6 +44,8 @@ constexpr std::array<CodeInfo, 26> kCodes = {{
     {StatusCode::kNoAttribute, "NO_ATTRIBUTE", ENODATA, 5},
     {StatusCode::kTooManyLinks, "TOO_MANY_LINKS", EMLINK, 9},
     {StatusCode::kCrossDevice, "CROSS_DEVICE", EXDEV, 9},
+    {StatusCode::kRange, "RANGE", ERANGE, 11},
+    {StatusCode::kValueTooLarge, "VALUE_TOO_LARGE", E2BIG, 3},
 }};
 
 const CodeInfo* Find(StatusCode code) {
@@ -71,6 +73,8 @@ StatusCode CodeForErrno(int e) {
     case ENODATA: return StatusCode::kNoAttribute;
     case EMLINK: return StatusCode::kTooManyLinks;
     case EXDEV: return StatusCode::kCrossDevice;
+    case ERANGE: return StatusCode::kRange;
+    case E2BIG: return StatusCode::kValueTooLarge;
     case EFBIG: return StatusCode::kOutOfRange;
     case EINTR: return StatusCode::kCancelled;
     case EAGAIN: return StatusCode::kAborted;

@@ -48,6 +48,8 @@ enum class StatusCode : int {
   kNoAttribute = 106,       // no such extended attribute (ENODATA)
   kTooManyLinks = 107,      // nlink would exceed the maximum (EMLINK)
   kCrossDevice = 108,       // the operation would cross a mount root (EXDEV)
+  kRange = 109,             // a name or result does not fit, e.g. an xattr name (ERANGE)
+  kValueTooLarge = 110,     // an argument is too large, e.g. an xattr value (E2BIG)
 };
 
 // Name of the code as in abseil ("NOT_FOUND"); "UNKNOWN_CODE(n)" for values

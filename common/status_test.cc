@@ -49,6 +49,8 @@ TEST(StatusTest, ToErrno_MatchesLocalFilesystem) {
   EXPECT_EQ(Status(StatusCode::kStale, "").ToErrno(), ESTALE);
   EXPECT_EQ(Status(StatusCode::kNoAttribute, "").ToErrno(), ENODATA);
   EXPECT_EQ(Status(StatusCode::kCrossDevice, "").ToErrno(), EXDEV);
+  EXPECT_EQ(Status(StatusCode::kRange, "").ToErrno(), ERANGE);
+  EXPECT_EQ(Status(StatusCode::kValueTooLarge, "").ToErrno(), E2BIG);
 }
 
 TEST(StatusTest, GrpcCodes_CanonicalCodesMapToThemselves) {

@@ -1,10 +1,6 @@
 // Extended attributes with the Linux namespaces and limits: names of 1..255
 // bytes (else ERANGE), values up to 64 KiB (else E2BIG), user.* only on
 // regular files and directories, trusted.* for root only.
-//
-// dfs StatusCode has no ERANGE or E2BIG; both travel as kOutOfRange with a
-// message naming the errno (see the report of issue 4: to be added to
-// common/status.h).
 #include <sys/stat.h>
 
 #include <string_view>
@@ -24,7 +20,7 @@ bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0
 }  // namespace
 
 Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view name, bool write) {
-  if (name.empty() || name.size() > kMaxNameBytes) return Status(StatusCode::kOutOfRange, "ERANGE: bad xattr name");
+  if (name.empty() || name.size() > kMaxNameBytes) return Status(StatusCode::kRange, "bad xattr name (empty or over 255 bytes)");
   if (StartsWith(name, "user.")) {
     if (!inode.IsReg() && !inode.IsDir()) {
       return Status(write ? StatusCode::kNotPermitted : StatusCode::kNoAttribute, "user xattr on special file");
@@ -59,7 +55,7 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   if (req.flags() & ~(kXattrCreate | kXattrReplace)) return Status(StatusCode::kInvalidArgument, "bad flags");
-  if (req.value().size() > kMaxXattrValueBytes) return Status(StatusCode::kOutOfRange, "E2BIG: xattr value too large");
+  if (req.value().size() > kMaxXattrValueBytes) return Status(StatusCode::kValueTooLarge, "xattr value over 64 KiB");
   RETURN_IF_ERROR(CheckXattrAccess(*inode, creds, req.name(), true));
   bool exists;
   {

@@ -74,9 +74,9 @@ TEST_F(XattrTest, CreateAndReplaceFlags) {
 TEST_F(XattrTest, Limits) {
   pb::Attr f;
   ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
-  EXPECT_EQ(Set(f.ino(), "user." + std::string(251, 'n'), "v"), C(StatusCode::kOutOfRange));  // ERANGE
-  EXPECT_EQ(Set(f.ino(), "", "v"), C(StatusCode::kOutOfRange));
-  EXPECT_EQ(Set(f.ino(), "user.big", std::string(65537, 'v')), C(StatusCode::kOutOfRange));  // E2BIG
+  EXPECT_EQ(Set(f.ino(), "user." + std::string(251, 'n'), "v"), C(StatusCode::kRange));  // ERANGE
+  EXPECT_EQ(Set(f.ino(), "", "v"), C(StatusCode::kRange));
+  EXPECT_EQ(Set(f.ino(), "user.big", std::string(65537, 'v')), C(StatusCode::kValueTooLarge));  // E2BIG
   EXPECT_EQ(Set(f.ino(), "user.max", std::string(65536, 'v')), 0);
   EXPECT_EQ(Set(f.ino(), "bogus.ns", "v"), C(StatusCode::kUnimplemented));
 }
