@@ -45,19 +45,11 @@ namespace {
 namespace common = dfs::common;
 namespace chunkserver = dfs::chunkserver;
 
-// Well known, so only for development clusters (--insecure-dev-key).
-
-struct Flags {
-  std::string listen;
+struct Flags : common::DaemonFlags {
   std::vector<std::string> data;
   std::string meta;
   std::string advertise;
-  std::string metrics;
-  std::string ready_file;
-  std::string cluster_key_file;
-  bool insecure_dev_key = false;
   std::string heartbeat_interval = "1s";
-  common::LogOptions log;
 };
 
 int BadFlags(const std::string& message) {
@@ -69,19 +61,12 @@ int Run(int argc, char** argv) {
   Flags flags;
   flags.log.name = "dfs-chunkserver";
   CLI::App app("dfs-chunkserver: checksummed chunk storage served over gRPC");
-  common::AddConfigFileFlag(app);
-  app.add_option("--listen", flags.listen, "address of the ChunkService (HOST:PORT; port 0 = any)")->required();
+  common::AddDaemonFlags(app, flags, "address of the ChunkService");
   app.add_option("--data", flags.data, "a data folder (one per disk); repeat for more")->required();
   app.add_option("--meta", flags.meta, "dfs-meta addresses HOST:PORT[,HOST:PORT...]")->required();
   app.add_option("--advertise", flags.advertise, "address clients and peers use (default: the listen address)");
-  app.add_option("--metrics", flags.metrics, "serve Prometheus metrics at HOST:PORT");
-  app.add_option("--ready-file", flags.ready_file, "write 'address=HOST:PORT' here once serving");
-  app.add_option("--cluster-key-file", flags.cluster_key_file, "the cluster key that signs write tokens");
-  app.add_flag("--insecure-dev-key", flags.insecure_dev_key,
-               "without --cluster-key-file, use a well-known key (development only)");
   app.add_option("--heartbeat-interval", flags.heartbeat_interval, "time between heartbeats to meta")
       ->capture_default_str();
-  common::AddLogFlags(app, flags.log);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -93,8 +78,8 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
-  auto listen = common::ParseHostPort(flags.listen, /*allow_port_zero=*/true);
-  if (!listen.ok()) return BadFlags("--listen: " + listen.status().ToString());
+  auto listen = common::ValidateDaemonFlags(flags);
+  if (!listen.ok()) return BadFlags(std::string(listen.status().message()));
   auto meta_addresses = common::ParseAddressList(flags.meta);
   if (!meta_addresses.ok()) return BadFlags("--meta: " + meta_addresses.status().ToString());
   auto interval_ms = common::ParseDurationMs(flags.heartbeat_interval);
@@ -104,13 +89,6 @@ int Run(int argc, char** argv) {
     if (!advertise.ok()) return BadFlags("--advertise: " + advertise.status().ToString());
   } else if (listen->host.empty() || listen->host == "0.0.0.0" || listen->host == "::") {
     return BadFlags("--advertise is required when --listen is a wildcard address");
-  }
-  if (!flags.metrics.empty()) {
-    auto metrics = common::ParseHostPort(flags.metrics, /*allow_port_zero=*/true);
-    if (!metrics.ok()) return BadFlags("--metrics: " + metrics.status().ToString());
-  }
-  if (flags.cluster_key_file.empty() && !flags.insecure_dev_key) {
-    return BadFlags("--cluster-key-file is required (or --insecure-dev-key for a development cluster)");
   }
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 

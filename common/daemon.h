@@ -10,9 +10,31 @@
 
 #include <string>
 
+#include "common/flags.h"
+#include "common/logging.h"
 #include "common/result.h"
 
+namespace CLI {
+class App;
+}
+
 namespace dfs::common {
+
+// The flags every daemon takes, with the same names and meaning.
+struct DaemonFlags {
+  std::string listen;            // --listen HOST:PORT (port 0: any)
+  std::string metrics;           // --metrics HOST:PORT (empty: none)
+  std::string ready_file;        // --ready-file PATH
+  std::string cluster_key_file;  // --cluster-key-file PATH
+  bool insecure_dev_key = false; // --insecure-dev-key
+  LogOptions log;                // --log-level, --log-format, --log-file
+};
+
+// Adds them (and --config) to `app`; `listen_help` says what listens.
+void AddDaemonFlags(CLI::App& app, DaemonFlags& flags, const std::string& listen_help);
+// Checks them after parsing; InvalidArgument naming the flag. Returns the
+// parsed listen address.
+Result<HostPort> ValidateDaemonFlags(const DaemonFlags& flags);
 
 class ShutdownSignals {
  public:

@@ -57,17 +57,11 @@ namespace pb = dfs::pb;
 // Well known (the same as dfs-chunkserver's), so only for development
 // clusters (--insecure-dev-key).
 
-struct Flags {
-  std::string listen;
+struct Flags : common::DaemonFlags {
   std::string data;
-  std::string metrics;
-  std::string ready_file;
-  std::string cluster_key_file;
-  bool insecure_dev_key = false;
   uint32_t replicas = 3;
   std::string node_dead_after = "10s";
   std::string sync = "full";
-  common::LogOptions log;
 };
 
 int BadFlags(const std::string& message) {
@@ -79,14 +73,8 @@ int Run(int argc, char** argv) {
   Flags flags;
   flags.log.name = "dfs-meta";
   CLI::App app("dfs-meta: the dfs metadata service (namespace and chunk map)");
-  common::AddConfigFileFlag(app);
-  app.add_option("--listen", flags.listen, "address of the MetaService (HOST:PORT; port 0 = any)")->required();
+  common::AddDaemonFlags(app, flags, "address of the MetaService");
   app.add_option("--data", flags.data, "data folder (holds meta.db)")->required();
-  app.add_option("--metrics", flags.metrics, "serve Prometheus metrics at HOST:PORT");
-  app.add_option("--ready-file", flags.ready_file, "write 'address=HOST:PORT' here once serving");
-  app.add_option("--cluster-key-file", flags.cluster_key_file, "the cluster key that signs write tokens");
-  app.add_flag("--insecure-dev-key", flags.insecure_dev_key,
-               "without --cluster-key-file, use a well-known key (development only)");
   app.add_option("--replicas", flags.replicas, "replication factor of new files")->capture_default_str();
   app.add_option("--node-dead-after", flags.node_dead_after, "a chunkserver silent this long is dead")
       ->capture_default_str();
@@ -95,7 +83,6 @@ int Run(int argc, char** argv) {
                  "(survives a process crash, may lose the last commits on power loss)")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
-  common::AddLogFlags(app, flags.log);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -107,18 +94,11 @@ int Run(int argc, char** argv) {
     return 2;
   }
 
-  auto listen = common::ParseHostPort(flags.listen, /*allow_port_zero=*/true);
-  if (!listen.ok()) return BadFlags("--listen: " + listen.status().ToString());
+  auto listen = common::ValidateDaemonFlags(flags);
+  if (!listen.ok()) return BadFlags(std::string(listen.status().message()));
   auto dead_after_ms = common::ParseDurationMs(flags.node_dead_after);
   if (!dead_after_ms.ok() || *dead_after_ms <= 0) return BadFlags("--node-dead-after: must be a positive duration");
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
-  if (!flags.metrics.empty()) {
-    auto metrics = common::ParseHostPort(flags.metrics, /*allow_port_zero=*/true);
-    if (!metrics.ok()) return BadFlags("--metrics: " + metrics.status().ToString());
-  }
-  if (flags.cluster_key_file.empty() && !flags.insecure_dev_key) {
-    return BadFlags("--cluster-key-file is required (or --insecure-dev-key for a development cluster)");
-  }
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
   auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);

@@ -200,15 +200,18 @@ Status ChunkWriter::ZeroExtend(uint64_t target) {
     return s.WithContext(ChunkName(chunk_id_, version_));
   }
   length_ = target;
-  if (!building_) {
-    std::lock_guard<std::mutex> lock(store_->mu_);
-    auto it = store_->index_.find(chunk_id_);
-    if (it != store_->index_.end()) {
-      auto v = it->second.find(version_);
-      if (v != it->second.end()) v->second.length = length_;
-    }
-  }
+  PublishLength();
   return Status::Ok();
+}
+
+void ChunkWriter::PublishLength() {
+  // A version being built is not in the index yet; Commit installs it.
+  if (building_) return;
+  std::lock_guard<std::mutex> lock(store_->mu_);
+  auto it = store_->index_.find(chunk_id_);
+  if (it == store_->index_.end()) return;
+  auto v = it->second.find(version_);
+  if (v != it->second.end()) v->second.length = length_;
 }
 
 Status ChunkWriter::ApplyVerified(uint64_t offset, std::span<const std::byte> data,
@@ -320,14 +323,7 @@ Status ChunkWriter::Truncate(uint64_t length) {
   RETURN_IF_ERROR(io.Ftruncate(fd_, kChunkDataOffset + length, path_));
   RETURN_IF_ERROR(io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_entry * 4, path_));
   length_ = length;
-  if (!building_) {
-    std::lock_guard<std::mutex> lock(store_->mu_);
-    auto it = store_->index_.find(chunk_id_);
-    if (it != store_->index_.end()) {
-      auto v = it->second.find(version_);
-      if (v != it->second.end()) v->second.length = length_;
-    }
-  }
+  PublishLength();
   return Status::Ok();
 }
 

@@ -163,6 +163,8 @@ class ChunkWriter {
   common::Status ApplyVerified(uint64_t offset, std::span<const std::byte> data,
                                std::span<const uint32_t> piece_crcs);
   common::Status ZeroExtend(uint64_t target);
+  // Makes length_ the length readers of a stored (in-place) version see.
+  void PublishLength();
   common::Status ApplyLocked(uint64_t offset, std::span<const std::byte> data,
                              std::span<const uint32_t> piece_crcs);
 
