@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# packaging/local-cluster: up, status, refusing a second up, down (nothing
+# left running), and a failed start that stops what it had started.
+# Uses: DFS_LOCAL_CLUSTER (the tool), DFS_BUILD_DIR (a meson build tree).
+set -uo pipefail
+tool=$DFS_LOCAL_CLUSTER
+work=$(mktemp -d /tmp/dfs-lc-test.XXXXXX)
+failures=0
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then echo "ok - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
+}
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+cleanup() { DFS_BUILD_DIR=$DFS_BUILD_DIR timeout 60 "$tool" down "$work/c" >/dev/null 2>&1; rm -rf "$work"; }
+trap cleanup EXIT
+
+out=$(timeout 120 "$tool" up "$work/c" --meta 1 --chunkservers 2 --replicas 2 2>&1)
+check "up succeeds and prints source=" grep -q '^source=127.0.0.1:' <<<"$out"
+check "pid and log files per process" test -f "$work/c/meta-1.pid" -a -f "$work/c/cs-2.pid" -a -f "$work/c/cs-1.log"
+check "chunkserver data under DIR/cs-K" test -d "$work/c/cs-1/chunks"
+status=$("$tool" status "$work/c")
+check "status lists each process running" test "$(grep -c running <<<"$status")" -eq 3
+check "a second up over a running cluster is refused" bash -c "! timeout 60 '$tool' up '$work/c' >/dev/null 2>&1"
+pids=$(cat "$work/c"/*.pid)
+timeout 60 "$tool" down "$work/c" >/dev/null
+sleep 0.2
+left=0
+for p in $pids; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
+check "down stops every process" test "$left" -eq 0
+
+# A start that fails half-way: chunkservers that cannot start.
+mkdir -p "$work/fake/meta" "$work/fake/chunkserver"
+ln -s "$DFS_BUILD_DIR/meta/dfs-meta" "$work/fake/meta/dfs-meta"
+printf '#!/bin/sh\necho "broken chunkserver" >&2\nexit 1\n' > "$work/fake/chunkserver/dfs-chunkserver"
+chmod +x "$work/fake/chunkserver/dfs-chunkserver"
+check "a failed start fails" bash -c "! DFS_BUILD_DIR='$work/fake' timeout 60 '$tool' up '$work/f' >/dev/null 2>&1"
+sleep 0.2
+check "the failed start did start meta first" grep -q "serving" "$work/f/meta-1.log"
+nothing_left() { ! pgrep -f "$work/f/" >/dev/null; }  # pgrep never matches itself
+check "a failed start leaves nothing running" nothing_left
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
