@@ -3,14 +3,15 @@
 // 1 MiB messages, durable writes), against plain pwrite/pread of the same
 // bytes into the same data folder (1 MiB calls, fdatasync per 64 MiB file).
 // Reads are measured twice: cold (pages dropped with posix_fadvise DONTNEED
-// first, so the disk is read) and hot (from the page cache). The raw figures
-// are taken first, so the page cache holds no dirty chunkserver data while
-// they run.
+// first, so the disk is read) and hot (from the page cache). Three rounds,
+// each measuring every raw figure right before its gRPC twin; medians and
+// per-round ratios are printed, since this VM's disk swings 3x between runs.
 //
 // Run: meson test -C build --benchmark, or directly with DFS_CHUNKSERVER_BIN set.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -72,104 +73,121 @@ int Run() {
   }
   auto stub = pb::ChunkService::NewStub(common::MakeChannel(*address));
   std::string data = testing::RandomBytes(kChunkBytes, 1);
-  std::vector<std::string> chunk_files;
-
-  // Plain pwrite + fdatasync per file into the same folder.
   const std::string raw_dir = data_dir + "/raw";
   std::filesystem::create_directories(raw_dir);
-  std::vector<std::string> raw_files;
-  auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kChunks; ++i) {
-    data[0] = static_cast<char>(i);
-    std::string path = fmt::format("{}/raw{}", raw_dir, i);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return 0;
-    for (uint64_t off = 0; off < kChunkBytes; off += kIoBytes) {
-      if (::pwrite(fd, data.data() + off, kIoBytes, static_cast<off_t>(off)) != static_cast<ssize_t>(kIoBytes)) {
-        std::printf("pwrite failed\n");
-        ::close(fd);
-        return 0;
-      }
-    }
-    ::fdatasync(fd);
-    ::close(fd);
-    raw_files.push_back(path);
-  }
-  const double raw_write = Seconds(start);
-  double raw_read[2] = {0, 0};
   std::string buffer(kIoBytes, '\0');
-  for (int pass = 0; pass < 2; ++pass) {
-    if (pass == 0) {
-      for (const auto& f : raw_files) DropCache(f);
-    }
-    start = std::chrono::steady_clock::now();
-    for (const auto& path : raw_files) {
-      int fd = ::open(path.c_str(), O_RDONLY);
+
+  // One round: the same 1 GiB through plain pwrite/pread and through the
+  // chunkserver, each figure measured right after its twin, so both see the
+  // same machine. Returns false on an error (printed).
+  struct Round {
+    double raw_write, grpc_write, raw_cold, grpc_cold, raw_hot, grpc_hot;
+  };
+  auto run_round = [&](int round, Round* out) {
+    std::vector<std::string> raw_files, chunk_files;
+    auto id_of = [&](int i) { return static_cast<uint64_t>(1000 + round * 100 + i); };
+
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kChunks; ++i) {
+      data[0] = static_cast<char>(i);
+      std::string path = fmt::format("{}/raw{}_{}", raw_dir, round, i);
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+      if (fd < 0) return false;
       for (uint64_t off = 0; off < kChunkBytes; off += kIoBytes) {
-        if (::pread(fd, buffer.data(), kIoBytes, static_cast<off_t>(off)) != static_cast<ssize_t>(kIoBytes)) break;
+        if (::pwrite(fd, data.data() + off, kIoBytes, static_cast<off_t>(off)) != static_cast<ssize_t>(kIoBytes)) {
+          std::printf("pwrite failed\n");
+          ::close(fd);
+          return false;
+        }
       }
+      ::fdatasync(fd);
       ::close(fd);
+      raw_files.push_back(path);
     }
-    raw_read[pass] = Seconds(start);
-  }
+    out->raw_write = Seconds(start);
 
-  // gRPC write, durable.
-  start = std::chrono::steady_clock::now();
-  for (int i = 0; i < kChunks; ++i) {
-    data[0] = static_cast<char>(i);
-    pb::WriteHeader header = testing::Header(1000 + static_cast<uint64_t>(i), 1, 0, 0);
-    header.set_durable(true);
-    auto written = WriteChunk(*stub, header, testing::Bytes(data), 120'000);
-    if (!written.ok()) {
-      std::printf("gRPC write failed: %s\n", written.status().ToString().c_str());
-      return 0;
-    }
-    chunk_files.push_back(ChunkFile(data_dir, 1000 + static_cast<uint64_t>(i)));
-  }
-  const double grpc_write = Seconds(start);
-
-  // gRPC read (verifying CRCs on the client), cold then hot.
-  double grpc_read[2] = {0, 0};
-  for (int pass = 0; pass < 2; ++pass) {
-    if (pass == 0) {
-      for (const auto& f : chunk_files) DropCache(f);
-    }
     start = std::chrono::steady_clock::now();
     for (int i = 0; i < kChunks; ++i) {
-      auto read = ReadChunk(*stub, 1000 + static_cast<uint64_t>(i), 1, 0, kChunkBytes, 120'000);
-      if (!read.ok() || read->size() != kChunkBytes) {
-        std::printf("gRPC read failed: %s\n", read.status().ToString().c_str());
-        return 0;
+      data[0] = static_cast<char>(i);
+      pb::WriteHeader header = testing::Header(id_of(i), 1, 0, 0);
+      header.set_durable(true);
+      auto written = WriteChunk(*stub, header, testing::Bytes(data), 120'000);
+      if (!written.ok()) {
+        std::printf("gRPC write failed: %s\n", written.status().ToString().c_str());
+        return false;
       }
+      chunk_files.push_back(ChunkFile(data_dir, id_of(i)));
     }
-    grpc_read[pass] = Seconds(start);
-  }
+    out->grpc_write = Seconds(start);
 
-  // Hot reads on two concurrent streams (8 chunks each): does a second
-  // stream buy anything on this machine?
-  start = std::chrono::steady_clock::now();
-  {
-    std::vector<std::thread> readers;
-    for (int t = 0; t < 2; ++t) {
-      readers.emplace_back([&, t] {
-        for (int i = t; i < kChunks; i += 2) {
-          (void)ReadChunk(*stub, 1000 + static_cast<uint64_t>(i), 1, 0, kChunkBytes, 120'000);
+    auto raw_read = [&] {
+      auto s = std::chrono::steady_clock::now();
+      for (const auto& path : raw_files) {
+        int fd = ::open(path.c_str(), O_RDONLY);
+        for (uint64_t off = 0; off < kChunkBytes; off += kIoBytes) {
+          if (::pread(fd, buffer.data(), kIoBytes, static_cast<off_t>(off)) != static_cast<ssize_t>(kIoBytes)) break;
         }
-      });
-    }
-    for (auto& r : readers) r.join();
-  }
-  const double grpc_read_parallel = Seconds(start);
+        ::close(fd);
+      }
+      return Seconds(s);
+    };
+    auto grpc_read = [&] {
+      auto s = std::chrono::steady_clock::now();
+      for (int i = 0; i < kChunks; ++i) {
+        auto read = ReadChunk(*stub, id_of(i), 1, 0, kChunkBytes, 120'000);
+        if (!read.ok() || read->size() != kChunkBytes) {
+          std::printf("gRPC read failed: %s\n", read.status().ToString().c_str());
+          return -1.0;
+        }
+      }
+      return Seconds(s);
+    };
+    for (const auto& f : raw_files) DropCache(f);
+    out->raw_cold = raw_read();
+    for (const auto& f : chunk_files) DropCache(f);
+    out->grpc_cold = grpc_read();
+    out->raw_hot = raw_read();
+    out->grpc_hot = grpc_read();
+    if (out->grpc_cold < 0 || out->grpc_hot < 0) return false;
 
-  std::printf("dfs-chunkserver benchmark: 1 GiB (16 chunks x 64 MiB), 1 MiB messages/calls, loopback\n");
-  std::printf("%-26s %12s %12s %8s\n", "", "gRPC MiB/s", "raw MiB/s", "ratio");
-  auto row = [](const char* name, double grpc_s, double raw_s) {
-    std::printf("%-26s %12.0f %12.0f %8.2f\n", name, MiBps(grpc_s), MiBps(raw_s), raw_s / grpc_s);
+    // Free the disk for the next round.
+    for (const auto& f : raw_files) std::filesystem::remove(f);
+    for (int i = 0; i < kChunks; ++i) {
+      grpc::ClientContext ctx;
+      pb::DeleteRequest request;
+      request.set_chunk_id(id_of(i));
+      request.set_version(1);
+      pb::DeleteReply reply;
+      (void)stub->Delete(&ctx, request, &reply);
+    }
+    return true;
   };
-  row("write (durable)", grpc_write, raw_write);
-  row("read, cold (from disk)", grpc_read[0], raw_read[0]);
-  row("read, hot (page cache)", grpc_read[1], raw_read[1]);
-  row("read, hot, 2 gRPC streams", grpc_read_parallel, raw_read[1]);
+
+  constexpr int kRounds = 3;
+  std::vector<Round> rounds(kRounds);
+  for (int r = 0; r < kRounds; ++r) {
+    if (!run_round(r, &rounds[r])) return 0;
+  }
+  auto median = [&](double Round::*field) {
+    std::vector<double> v;
+    for (const Round& r : rounds) v.push_back(r.*field);
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+
+  std::printf("dfs-chunkserver benchmark: 1 GiB (16 chunks x 64 MiB), 1 MiB messages/calls, loopback;\n");
+  std::printf("%d interleaved rounds, medians (the raw baseline of this VM's disk swings a lot between runs)\n",
+              kRounds);
+  std::printf("%-26s %12s %12s %8s   %s\n", "", "gRPC MiB/s", "raw MiB/s", "ratio", "ratio per round");
+  auto row = [&](const char* name, double Round::*grpc_s, double Round::*raw_s) {
+    std::string per_round;
+    for (const Round& r : rounds) per_round += fmt::format(" {:.2f}", r.*raw_s / r.*grpc_s);
+    std::printf("%-26s %12.0f %12.0f %8.2f  %s\n", name, MiBps(median(grpc_s)), MiBps(median(raw_s)),
+                median(raw_s) / median(grpc_s), per_round.c_str());
+  };
+  row("write (durable)", &Round::grpc_write, &Round::raw_write);
+  row("read, cold (from disk)", &Round::grpc_cold, &Round::raw_cold);
+  row("read, hot (page cache)", &Round::grpc_hot, &Round::raw_hot);
   return 0;
 }
 
