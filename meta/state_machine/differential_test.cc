@@ -367,6 +367,24 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
   testing::SmHarness h_;
   std::string local_;
   mode_t old_umask_ = 0;
+  static constexpr int kSteps = 1000;
+  // Runs kSteps seeded steps, comparing the trees every DFS_DIFF_EVERY (50)
+  // steps and at the end; stops at the first mismatch (a fatal failure).
+  void RunSteps() {
+    std::mt19937 rng(GetParam());
+    const int every = std::getenv("DFS_DIFF_EVERY") ? std::atoi(std::getenv("DFS_DIFF_EVERY")) : 50;
+    for (int step = 0; step < kSteps; ++step) {
+      std::string mismatch = Step(rng);
+      ASSERT_TRUE(mismatch.empty()) << "seed " << GetParam() << " step " << step << ": " << mismatch;
+      if (std::getenv("DFS_DIFF_EVERY")) std::printf("step %d: %s\n", step, last_.c_str());
+      if (step % every == every - 1) {
+        CompareTrees(step);
+        if (HasFatalFailure()) return;
+      }
+    }
+    CompareTrees(kSteps);
+  }
+
   std::map<int, int> outcomes_;  // errno (0 = success) -> steps
   bool multi_user_ = false;
   std::string last_;  // the last step, for debugging
@@ -374,19 +392,8 @@ class DifferentialTest : public ::testing::TestWithParam<uint32_t> {
 };
 
 TEST_P(DifferentialTest, RandomOps_SameErrnoAndTree) {
-  std::mt19937 rng(GetParam());
-  constexpr int kSteps = 1000;
-  const int every = std::getenv("DFS_DIFF_EVERY") ? std::atoi(std::getenv("DFS_DIFF_EVERY")) : 50;
-  for (int step = 0; step < kSteps; ++step) {
-    std::string mismatch = Step(rng);
-    ASSERT_TRUE(mismatch.empty()) << "seed " << GetParam() << " step " << step << ": " << mismatch;
-    if (std::getenv("DFS_DIFF_EVERY")) std::printf("step %d: %s\n", step, last_.c_str());
-    if (step % every == every - 1) {
-      CompareTrees(step);
-      if (HasFatalFailure()) return;
-    }
-  }
-  CompareTrees(kSteps);
+  RunSteps();
+  if (HasFatalFailure()) return;
   // The run is only worth something if it both succeeded and failed often.
   EXPECT_GT(outcomes_[0], kSteps / 10);
   EXPECT_GE(outcomes_.size(), 6u) << "too few distinct errnos";
@@ -417,19 +424,8 @@ TEST_P(DifferentialUsersTest, RandomOpsAsThreeUsers_SameErrnoAndTree) {
   req.set_valid(pb::SET_MODE);
   req.set_mode(0777);
   ASSERT_EQ(h_.SetAttr(req), 0);
-  std::mt19937 rng(GetParam());
-  constexpr int kSteps = 1000;
-  const int every = std::getenv("DFS_DIFF_EVERY") ? std::atoi(std::getenv("DFS_DIFF_EVERY")) : 50;
-  for (int step = 0; step < kSteps; ++step) {
-    std::string mismatch = Step(rng);
-    ASSERT_TRUE(mismatch.empty()) << "seed " << GetParam() << " step " << step << ": " << mismatch;
-    if (std::getenv("DFS_DIFF_EVERY")) std::printf("step %d: %s\n", step, last_.c_str());
-    if (step % every == every - 1) {
-      CompareTrees(step);
-      if (HasFatalFailure()) return;
-    }
-  }
-  CompareTrees(kSteps);
+  RunSteps();
+  if (HasFatalFailure()) return;
   EXPECT_GT(outcomes_[EACCES] + outcomes_[EPERM], 0) << "no permission outcome exercised";
   if (GetParam() == 1) {
     std::string summary;
