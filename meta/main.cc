@@ -1,18 +1,31 @@
-// dfs-meta: the metadata service (single node until meta-raft).
+// dfs-meta: the metadata service, one member of a Raft group of 1, 3 or 5.
 //
 //   dfs-meta --listen HOST:PORT --data DIR [--metrics HOST:PORT]
+//       [--node-id N] [--raft-listen HOST:PORT]
+//       [--members ID=HOST:PORT,...] [--election-timeout 1000ms]
+//       [--heartbeat-timeout 100ms] [--snapshot-threshold N]
+//       [--snapshot-trailing N]
 //       [--ready-file PATH] [--cluster-key-file PATH | --insecure-dev-key]
-//       [--replicas 3] [--node-dead-after 10s] [--sync full|normal] [--log-*]
+//       [--replicas 3] [--node-dead-after 10s] [--sync normal|full] [--log-*]
 //       [--config FILE]
 //
-// State: DIR/meta.db (SQLite, WAL; schema in state_machine/schema.h).
+// Without --members (and --raft-listen) the node is a group of one that
+// listens for Raft on an ephemeral loopback port: fine for one machine, but
+// it cannot grow. With --members, every member gets the same list and the
+// group is bootstrapped on the first start (the list is ignored afterwards:
+// membership then lives in the Raft log). A node started with --raft-listen
+// and without --members waits to be added (dfsctl add-member).
+//
+// State: DIR/meta.db (SQLite, WAL; schema in state_machine/schema.h) and
+// DIR/raft/ (libraft's log segments, snapshots, term and vote).
 //
 // Threads:
 //   - main: parses flags, starts everything, then waits in sigwait() for
 //     SIGTERM/SIGINT and shuts down (gRPC drains with a deadline), exit 0.
-//   - gRPC's sync-server thread pool: the MetaService handlers.
-//   - LocalProposer's applier: batches proposed Ops into Entries and applies them.
-//   - housekeeping: every 500 ms expires silent chunkservers and sessions.
+//   - gRPC's thread pool: the MetaService handlers.
+//   - the Raft loop thread (meta/raft/node.h): libraft, group commit, Apply.
+//   - housekeeping: every 500 ms (leader only) expires silent chunkservers
+//     and sessions.
 //   - the metrics HTTP server's threads (civetweb) when --metrics is given.
 // Exit codes: 0 after a clean shutdown, 1 on a start-up failure, 2 on bad flags.
 #include <grpcpp/grpcpp.h>
@@ -20,6 +33,7 @@
 #include <prometheus/registry.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -30,7 +44,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -45,7 +61,7 @@
 #include "common/write_token.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/meta_service.h"
-#include "meta/service/proposer.h"
+#include "meta/raft/node.h"
 #include "meta/state_machine/state_machine.h"
 
 namespace {
@@ -61,8 +77,45 @@ struct Flags : common::DaemonFlags {
   std::string data;
   uint32_t replicas = 3;
   std::string node_dead_after = "10s";
-  std::string sync = "full";
+  std::string sync = "normal";
+  uint64_t node_id = 1;
+  std::string raft_listen;
+  std::string members;
+  std::string election_timeout = "1000ms";
+  std::string heartbeat_timeout = "100ms";
+  unsigned snapshot_threshold = 8192;
+  unsigned snapshot_trailing = 2048;
 };
+
+// "1=host:port,2=host:port" -> members.
+common::Result<std::vector<meta::raft::Member>> ParseMembers(const std::string& text) {
+  std::vector<meta::raft::Member> members;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) return common::InvalidArgumentError("expected ID=HOST:PORT, got '" + item + "'");
+    meta::raft::Member member;
+    try {
+      size_t used = 0;
+      member.id = std::stoull(item.substr(0, eq), &used);
+      if (used != eq || member.id == 0) throw std::invalid_argument("id");
+    } catch (const std::exception&) {
+      return common::InvalidArgumentError("bad member id in '" + item + "'");
+    }
+    auto address = common::ParseHostPort(item.substr(eq + 1));
+    if (!address.ok()) return common::InvalidArgumentError("bad member address in '" + item + "'");
+    member.raft_address = address->ToString();
+    for (const auto& other : members) {
+      if (other.id == member.id) return common::InvalidArgumentError("member id listed twice: " + item);
+    }
+    members.push_back(std::move(member));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return members;
+}
 
 int BadFlags(const std::string& message) {
   std::fprintf(stderr, "dfs-meta: %s\nRun with --help for usage.\n", message.c_str());
@@ -79,9 +132,25 @@ int Run(int argc, char** argv) {
   app.add_option("--node-dead-after", flags.node_dead_after, "a chunkserver silent this long is dead")
       ->capture_default_str();
   app.add_option("--sync", flags.sync,
-                 "full: fsync every commit (survives power loss); normal: WAL without fsync per commit "
-                 "(survives a process crash, may lose the last commits on power loss)")
+                 "SQLite durability. normal: no fsync per commit - the Raft log (fsynced) is the durable "
+                 "record and is replayed after a crash; full: also fsync every SQLite commit")
       ->check(CLI::IsMember({"full", "normal"}))
+      ->capture_default_str();
+  app.add_option("--node-id", flags.node_id, "this member's id in the metadata Raft group (> 0)")
+      ->capture_default_str();
+  app.add_option("--raft-listen", flags.raft_listen,
+                 "HOST:PORT for Raft traffic between metadata members (no authentication: bind it to a "
+                 "private address). Default: a one-member group on an ephemeral loopback port");
+  app.add_option("--members", flags.members,
+                 "initial voters ID=HOST:PORT,... (Raft addresses, this node included), used on the first "
+                 "start only. Omit with --raft-listen to start empty and wait to be added");
+  app.add_option("--election-timeout", flags.election_timeout,
+                 "Raft election timeout (all members must agree; loopback clusters use 300ms)")
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout", flags.heartbeat_timeout, "Raft heartbeat interval")->capture_default_str();
+  app.add_option("--snapshot-threshold", flags.snapshot_threshold, "Raft entries between snapshots")
+      ->capture_default_str();
+  app.add_option("--snapshot-trailing", flags.snapshot_trailing, "Raft entries kept behind a snapshot")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -99,6 +168,44 @@ int Run(int argc, char** argv) {
   auto dead_after_ms = common::ParseDurationMs(flags.node_dead_after);
   if (!dead_after_ms.ok() || *dead_after_ms <= 0) return BadFlags("--node-dead-after: must be a positive duration");
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
+  auto election_ms = common::ParseDurationMs(flags.election_timeout);
+  auto heartbeat_ms = common::ParseDurationMs(flags.heartbeat_timeout);
+  if (!election_ms.ok() || *election_ms < 10) return BadFlags("--election-timeout: must be a duration >= 10ms");
+  if (!heartbeat_ms.ok() || *heartbeat_ms < 1 || *heartbeat_ms * 2 > *election_ms) {
+    return BadFlags("--heartbeat-timeout: must be a duration of at most half the election timeout");
+  }
+  if (flags.node_id == 0) return BadFlags("--node-id: must be > 0");
+  meta::raft::RaftOptions raft_options;
+  raft_options.id = flags.node_id;
+  raft_options.election_timeout_ms = static_cast<unsigned>(*election_ms);
+  raft_options.heartbeat_timeout_ms = static_cast<unsigned>(*heartbeat_ms);
+  raft_options.snapshot_threshold = std::max(flags.snapshot_threshold, 16u);
+  raft_options.snapshot_trailing = flags.snapshot_trailing;
+  if (flags.raft_listen.empty()) {
+    if (!flags.members.empty()) return BadFlags("--members needs --raft-listen (this member's own address)");
+    raft_options.raft_address = "127.0.0.1:0";
+    raft_options.initial_members = {{flags.node_id, raft_options.raft_address}};
+  } else {
+    auto raft_listen = common::ParseHostPort(flags.raft_listen);
+    if (!raft_listen.ok()) return BadFlags("--raft-listen: " + std::string(raft_listen.status().message()));
+    raft_options.raft_address = raft_listen->ToString();
+    if (!flags.members.empty()) {
+      auto members = ParseMembers(flags.members);
+      if (!members.ok()) return BadFlags("--members: " + std::string(members.status().message()));
+      bool self = false;
+      for (const auto& m : *members) {
+        if (m.id == flags.node_id) {
+          if (m.raft_address != raft_options.raft_address) {
+            return BadFlags("--members: member " + std::to_string(m.id) + " is " + m.raft_address +
+                            " but --raft-listen is " + raft_options.raft_address);
+          }
+          self = true;
+        }
+      }
+      if (!self) return BadFlags("--members must include this node (--node-id " + std::to_string(flags.node_id) + ")");
+      raft_options.initial_members = std::move(*members);
+    }
+  }
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
   auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);
@@ -122,38 +229,51 @@ int Run(int argc, char** argv) {
     spdlog::critical("state machine: {}", state_machine.status().ToString());
     return 1;
   }
-  meta::LocalProposer proposer(state_machine->get());
+  raft_options.dir = flags.data + "/raft";
+  if (::mkdir(raft_options.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    spdlog::critical("cannot create {}: {}", raft_options.dir, std::strerror(errno));
+    return 1;
+  }
   common::Clock& clock = common::SystemClock::Get();
   meta::ClusterState cluster(*dead_after_ms * 1'000'000);
+  // The service exists only after the node (it proposes through it); a
+  // leadership won before then is taken over below, after construction.
+  std::mutex leader_mu;
+  meta::MetaServiceImpl* leader_service = nullptr;  // guarded by leader_mu
+  bool leader_missed = false;                       // guarded by leader_mu
+  raft_options.on_leader = [&] {
+    std::lock_guard<std::mutex> lock(leader_mu);
+    if (leader_service != nullptr) {
+      leader_service->BecameLeader();
+    } else {
+      leader_missed = true;
+    }
+  };
+  auto node = meta::raft::RaftNode::Start(state_machine->get(), raft_options);
+  if (!node.ok()) {
+    spdlog::critical("raft: {}", node.status().ToString());
+    return 1;
+  }
   meta::MetaServiceOptions options;
   options.replicas = flags.replicas;
   options.cluster_key = *cluster_key;
-  meta::MetaServiceImpl service(state_machine->get(), &proposer, clock, &cluster, options);
-
-  // The replication factor is replicated state (the root's, inherited by new
-  // files), so it changes through an Op, never by Apply reading a flag.
+  options.group = node->get();
+  options.raft_id = flags.node_id;
+  options.raft_address = raft_options.raft_address;
+  meta::MetaServiceImpl service(state_machine->get(), node->get(), clock, &cluster, options);
   {
-    pb::Op op;
-    op.mutable_set_replication()->set_ino(1);
-    op.mutable_set_replication()->set_replicas(flags.replicas);
-    auto result = service.Submit(std::move(op));
-    if (!result.ok() || result->status().code() != 0) {
-      spdlog::critical("cannot set the replication factor");
-      return 1;
-    }
-  }
-  // Sessions from before a restart get a fresh lease to come back.
-  for (uint64_t id : (*state_machine)->SessionIds()) {
-    cluster.SessionAlive(id, clock.MonotonicNs(), int64_t{options.session_lease_ms} * 1'000'000);
+    std::lock_guard<std::mutex> lock(leader_mu);
+    leader_service = &service;
+    if (leader_missed) service.BecameLeader();
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
-  auto& applied = prometheus::BuildGauge()
-                      .Name("dfs_meta_applied")
-                      .Help("Entries (transactions) and ops applied by the state machine")
-                      .Register(*registry);
-  prometheus::Gauge& applied_entries = applied.Add({{"kind", "entries"}});
-  prometheus::Gauge& applied_ops = applied.Add({{"kind", "ops"}});
+  auto& raft_gauges =
+      prometheus::BuildGauge().Name("dfs_meta_raft").Help("This member's Raft state").Register(*registry);
+  prometheus::Gauge& raft_term = raft_gauges.Add({{"what", "term"}});
+  prometheus::Gauge& raft_applied = raft_gauges.Add({{"what", "applied_index"}});
+  prometheus::Gauge& raft_commit = raft_gauges.Add({{"what", "commit_index"}});
+  prometheus::Gauge& raft_leader = raft_gauges.Add({{"what", "is_leader"}});
 
   grpc::ServerBuilder builder;
   int port = 0;
@@ -169,6 +289,7 @@ int Run(int argc, char** argv) {
   common::HostPort bound = *listen;
   bound.port = static_cast<uint16_t>(port);
   const std::string address = bound.ToString();
+  service.SetRpcAddress(address);
 
   std::unique_ptr<common::MetricsServer> metrics_server;
   if (!flags.metrics.empty()) {
@@ -188,14 +309,17 @@ int Run(int argc, char** argv) {
     while (!stop_cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
       lock.unlock();
       service.Housekeeping();
-      meta::LocalProposer::Stats stats = proposer.stats();
-      applied_entries.Set(static_cast<double>(stats.entries));
-      applied_ops.Set(static_cast<double>(stats.ops));
+      meta::Group::View view = (*node)->view();
+      raft_term.Set(static_cast<double>(view.term));
+      raft_applied.Set(static_cast<double>(view.applied_index));
+      raft_commit.Set(static_cast<double>(view.commit_index));
+      raft_leader.Set(view.leader_id == flags.node_id ? 1 : 0);
       lock.lock();
     }
   });
 
-  spdlog::info("dfs-meta serving on {} (data {}, replicas {})", address, flags.data, flags.replicas);
+  spdlog::info("dfs-meta member {} listening on {} (raft {}, data {}, replicas {})", flags.node_id, address,
+               raft_options.raft_address, flags.data, flags.replicas);
   int exit_code = 0;
   if (!flags.ready_file.empty()) {
     if (common::Status s = common::WriteReadyFile(flags.ready_file, address); !s.ok()) {
@@ -217,6 +341,7 @@ int Run(int argc, char** argv) {
   }
   stop_cv.notify_all();
   housekeeping.join();
+  node->reset();  // before the service and state machine it feeds
   spdlog::info("stopped");
   return exit_code;
 }

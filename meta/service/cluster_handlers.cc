@@ -25,6 +25,7 @@ constexpr size_t kMaxPlacement = 16;  // the most replicas a file may ask for
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req,
                                                              pb::GetChunkLocationsReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetChunkLocations(*req, reply);
   return Finish(cb, grpc::Status::OK);
@@ -32,6 +33,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb
 
 grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::LeaseChunkRequest* req,
                                                       pb::LeaseChunkReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   pb::LeaseChunkOp* lease_op = op.mutable_lease_chunk();
@@ -57,6 +59,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
 
 grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::CommitWriteRequest* req,
                                                        pb::AttrReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
@@ -66,7 +69,8 @@ grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::Comm
   });
 }
 
-grpc::Status MetaServiceImpl::ReportBadReplica(Ctx*, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::ReportBadReplica(Ctx* ctx, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->chunk_id() == 0 || req->node_id() == 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chunk_id and node_id are required");
   }
@@ -78,7 +82,8 @@ grpc::Status MetaServiceImpl::ReportBadReplica(Ctx*, const pb::ReportBadReplicaR
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::Register(Ctx*, const pb::RegisterRequest* req, pb::RegisterReply* reply) {
+grpc::Status MetaServiceImpl::Register(Ctx* ctx, const pb::RegisterRequest* req, pb::RegisterReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->node_id() == 0 || req->address().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id and address are required");
   }
@@ -99,8 +104,9 @@ grpc::Status MetaServiceImpl::Register(Ctx*, const pb::RegisterRequest* req, pb:
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::ReportInventory(Ctx*, grpc::ServerReader<pb::InventoryPage>* reader,
+grpc::Status MetaServiceImpl::ReportInventory(Ctx* ctx, grpc::ServerReader<pb::InventoryPage>* reader,
                                               pb::InventoryReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   pb::InventoryPage page;
   while (reader->Read(&page)) {
     if (page.node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
@@ -115,7 +121,8 @@ grpc::Status MetaServiceImpl::ReportInventory(Ctx*, grpc::ServerReader<pb::Inven
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::Heartbeat(Ctx*, const pb::HeartbeatRequest* req, pb::HeartbeatReply* reply) {
+grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* req, pb::HeartbeatReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   if (!cluster_->Heartbeat(*req, clock_.MonotonicNs())) {
     reply->set_reregister(true);
@@ -177,7 +184,8 @@ void MetaServiceImpl::FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, cons
   }
 }
 
-grpc::Status MetaServiceImpl::ListNodes(Ctx*, const pb::ListNodesRequest*, pb::ListNodesReply* reply) {
+grpc::Status MetaServiceImpl::ListNodes(Ctx* ctx, const pb::ListNodesRequest*, pb::ListNodesReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   std::map<uint64_t, ClusterState::Node> live = cluster_->Nodes();
   for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
     auto it = live.find(row.node_id);
@@ -186,22 +194,8 @@ grpc::Status MetaServiceImpl::ListNodes(Ctx*, const pb::ListNodesRequest*, pb::L
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusRequest*,
-                                            pb::ClusterStatusReply* reply) {
-  pb::MetaMember* self = reply->add_members();
-  self->set_id(1);
-  self->set_role("leader");
-  reply->set_leader_id(1);
-  pb::ListNodesReply nodes;
-  ListNodes(ctx, nullptr, &nodes);
-  *reply->mutable_nodes() = nodes.nodes();
-  StateMachine::Counts counts = state_machine_->CountAll();
-  reply->set_files(counts.files);
-  reply->set_chunks(counts.chunks);
-  return grpc::Status::OK;
-}
-
-grpc::Status MetaServiceImpl::DrainNode(Ctx*, const pb::DrainNodeRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   pb::Op op = NewOp(req->ctx());
   *op.mutable_drain_node() = *req;
@@ -211,7 +205,8 @@ grpc::Status MetaServiceImpl::DrainNode(Ctx*, const pb::DrainNodeRequest* req, p
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::SetReplication(Ctx*, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_replication() = *req;
@@ -221,15 +216,10 @@ grpc::Status MetaServiceImpl::SetReplication(Ctx*, const pb::SetReplicationReque
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "membership changes arrive with meta-raft");
-}
-
-grpc::Status MetaServiceImpl::RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "membership changes arrive with meta-raft");
-}
-
 void MetaServiceImpl::Housekeeping() {
+  // Only the leader keeps time for the cluster; a follower's view is empty.
+  if (!Serving()) return;
+  PublishSelf();
   const int64_t now = clock_.MonotonicNs();
   cluster_->ExpireNodes(now);
   std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);

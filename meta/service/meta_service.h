@@ -12,10 +12,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "common/clock.h"
 #include "meta/service/cluster_state.h"
+#include "meta/service/group.h"
 #include "meta/service/proposer.h"
 #include "meta/state_machine/state_machine.h"
 #include "proto/meta.grpc.pb.h"
@@ -35,6 +37,11 @@ struct MetaServiceOptions {
   uint32_t heartbeat_interval_ms = 1'000;
   size_t gc_batch = 256;                // Delete commands per heartbeat reply
   std::string cluster_key;              // signs write tokens
+  // The Raft group this node belongs to (borrowed); null: a lone node that
+  // always serves (unit tests, benchmarks).
+  Group* group = nullptr;
+  uint64_t raft_id = 0;         // this node's id in `group`
+  std::string raft_address;     // this node's Raft address
 };
 
 class MetaServiceImpl final : public MetaServiceBase {
@@ -42,9 +49,22 @@ class MetaServiceImpl final : public MetaServiceBase {
   MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock, ClusterState* cluster,
                   MetaServiceOptions options);
 
-  // Expires silent chunkservers (in memory) and sessions (through an
-  // ExpireSessionsOp). Blocks while that Op applies.
+  // On the serving leader: expires silent chunkservers (in memory) and
+  // sessions (through an ExpireSessionsOp, waiting for it to apply), and
+  // makes sure the members table holds this node's address. No-op elsewhere.
   void Housekeeping();
+  // Called by the group when this node has just become the leader, before
+  // it serves: applies the --replicas flag to the root, takes over the
+  // chunkservers and sessions the replicated state knows (each with a fresh
+  // grace period, as after a restart) and publishes this node's address.
+  // Does not block on the group.
+  void BecameLeader();
+  // Whether this node answers clients now (the serving leader, or a lone
+  // node without a group).
+  bool Serving() const { return options_.group == nullptr || options_.group->Serving(); }
+  // The MetaService address clients reach this node at (known once gRPC has
+  // bound its port); followers hand it out as the leader hint.
+  void SetRpcAddress(const std::string& address);
   // Proposes `op` stamped with now and waits for its result. Unavailable if
   // the proposer stopped.
   common::Result<pb::OpResult> Submit(pb::Op op);
@@ -96,6 +116,11 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;
 
  private:
+  // OK if this node serves; otherwise UNAVAILABLE, with the leader's
+  // address in the "dfs-leader" trailing metadata when it is known.
+  grpc::Status CheckServing(grpc::ServerContextBase* ctx);
+  // Proposes SetMember for this node unless the members table has it.
+  void PublishSelf();
   // A new Op carrying the request's exactly-once ids.
   static pb::Op NewOp(const pb::RequestContext& ctx);
   // Submit, mapping a proposer failure to a gRPC status.
@@ -112,9 +137,12 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     op.set_now_ns(clock_.UnixNs());
-    proposer_->ProposeAsync(std::move(op), [reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
+    proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(result.status().message())));
+        // Leadership moved while the Op waited: point the client onward.
+        grpc::Status status = CheckServing(ctx);
+        reactor->Finish(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(result.status().message()))
+                                    : status);
         return;
       }
       fill(*result);
@@ -130,6 +158,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   common::Clock& clock_;
   ClusterState* const cluster_;
   const MetaServiceOptions options_;
+  std::mutex self_mu_;          // guards rpc_address_; leaf lock
+  std::string rpc_address_;
 };
 
 }  // namespace dfs::meta

@@ -33,6 +33,7 @@ grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Lookup(*req, reply);
@@ -40,12 +41,14 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetAttr(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
@@ -56,6 +59,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrR
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -67,6 +71,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateRequest* req, pb::CreateReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -79,6 +84,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -90,6 +96,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -100,6 +107,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -110,6 +118,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -121,12 +130,14 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkR
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Readlink(CbCtx* cb, const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Readlink(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest* req, pb::EntryReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
@@ -139,6 +150,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
@@ -151,18 +163,21 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::ReadDir(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, false, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, true, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   if (req->ctx().client_id() == 0) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
@@ -181,6 +196,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_release() = *req;
@@ -189,7 +205,8 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseR
   });
 }
 
-grpc::Status MetaServiceImpl::Statfs(Ctx*, const pb::StatfsRequest*, pb::StatfsReply* reply) {
+grpc::Status MetaServiceImpl::Statfs(Ctx* ctx, const pb::StatfsRequest*, pb::StatfsReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   uint64_t capacity = 0, used = 0;
   cluster_->Capacity(&capacity, &used);
   // Every byte is stored R times: report what one more replicated byte costs.
@@ -206,7 +223,8 @@ grpc::Status MetaServiceImpl::Statfs(Ctx*, const pb::StatfsRequest*, pb::StatfsR
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::SetXattr(Ctx*, const pb::SetXattrRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::SetXattr(Ctx* ctx, const pb::SetXattrRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_xattr() = *req;
@@ -216,19 +234,22 @@ grpc::Status MetaServiceImpl::SetXattr(Ctx*, const pb::SetXattrRequest* req, pb:
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::GetXattr(Ctx*, const pb::GetXattrRequest* req, pb::GetXattrReply* reply) {
+grpc::Status MetaServiceImpl::GetXattr(Ctx* ctx, const pb::GetXattrRequest* req, pb::GetXattrReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   state_machine_->GetXattr(*req, reply);
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::ListXattr(Ctx*, const pb::ListXattrRequest* req, pb::ListXattrReply* reply) {
+grpc::Status MetaServiceImpl::ListXattr(Ctx* ctx, const pb::ListXattrRequest* req, pb::ListXattrReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   state_machine_->ListXattr(*req, reply);
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::RemoveXattr(Ctx*, const pb::RemoveXattrRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::RemoveXattr(Ctx* ctx, const pb::RemoveXattrRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_remove_xattr() = *req;
@@ -239,12 +260,14 @@ grpc::Status MetaServiceImpl::RemoveXattr(Ctx*, const pb::RemoveXattrRequest* re
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Access(CbCtx* cb, const pb::AccessRequest* req, pb::StatusReply* reply) {
+  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Access(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
-grpc::Status MetaServiceImpl::Fallocate(Ctx*, const pb::FallocateRequest* req, pb::AttrReply* reply) {
+grpc::Status MetaServiceImpl::Fallocate(Ctx* ctx, const pb::FallocateRequest* req, pb::AttrReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_fallocate() = *req;
@@ -255,7 +278,8 @@ grpc::Status MetaServiceImpl::Fallocate(Ctx*, const pb::FallocateRequest* req, p
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::OpenSession(Ctx*, const pb::OpenSessionRequest* req, pb::OpenSessionReply* reply) {
+grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest* req, pb::OpenSessionReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   pb::Op op;
   op.mutable_open_session()->mutable_request()->CopyFrom(*req);
   op.mutable_open_session()->set_lease_ms(options_.session_lease_ms);
@@ -269,7 +293,8 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx*, const pb::OpenSessionRequest* re
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::KeepAlive(Ctx*, const pb::KeepAliveRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::KeepAlive(Ctx* ctx, const pb::KeepAliveRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (!cluster_->KeepAlive(req->client_id(), clock_.MonotonicNs())) {
     reply->mutable_status()->set_code(static_cast<int>(common::StatusCode::kNotFound));
     reply->mutable_status()->set_message("no such session (expired): open a new one");
@@ -277,7 +302,8 @@ grpc::Status MetaServiceImpl::KeepAlive(Ctx*, const pb::KeepAliveRequest* req, p
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::CloseSession(Ctx*, const pb::CloseSessionRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::CloseSession(Ctx* ctx, const pb::CloseSessionRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->ctx().client_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "client_id 0");
   pb::Op op = NewOp(req->ctx());
   *op.mutable_close_session() = *req;

@@ -40,7 +40,9 @@ CREATE INDEX IF NOT EXISTS handles_by_client ON handles(client_id);
 CREATE INDEX IF NOT EXISTS handles_by_ino ON handles(ino);
 CREATE TABLE IF NOT EXISTS requests(client_id INTEGER NOT NULL, request_id INTEGER NOT NULL,
   result BLOB NOT NULL, PRIMARY KEY(client_id, request_id)) WITHOUT ROWID;
-INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('next_ino', 2), ('next_chunk_id', 1),
+CREATE TABLE IF NOT EXISTS members(raft_id INTEGER PRIMARY KEY, raft_address TEXT NOT NULL,
+  rpc_address TEXT NOT NULL);
+INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
   ('live_chunks', 0);
 INSERT OR IGNORE INTO inodes VALUES(1, 1, 16877, 2, 0, 0, 4096, 0, 0, 0, 0, 3, 1, 1, NULL);

@@ -7,6 +7,8 @@
 //
 //   counters(name TEXT PK, value)      next_ino, next_chunk_id, next_handle,
 //                                      next_client, next_lease, schema_version;
+//                                      applied_index (the Raft log index of
+//                                      the last applied Entry, 0 without Raft);
 //                                      live_inodes, live_files, live_chunks
 //                                      (kept by the ops so statfs is O(1))
 //   inodes(ino PK, generation, mode, nlink, uid, gid, size, rdev,
@@ -36,6 +38,8 @@
 //   requests(client_id, request_id, result)  PK (client_id, request_id)
 //       the exactly-once table: the serialized OpResult of each recent
 //       mutation; per client only the newest kRequestWindow ids are kept.
+//   members(raft_id PK, raft_address, rpc_address)  the metadata Raft group:
+//       where followers send clients (SetMemberOp)
 //
 // The root directory is inode 1 (mode 0755 dir, owned by root), created by
 // InitSchema with times 0 (no clock inside the state machine).

@@ -5,6 +5,7 @@
 #include "common/check.h"
 #include "meta/state_machine/ops/ops.h"
 #include "meta/state_machine/schema.h"
+#include "meta/state_machine/store.h"
 
 namespace dfs::meta {
 
@@ -18,7 +19,9 @@ common::Result<std::unique_ptr<StateMachine>> StateMachine::Open(const std::stri
 }
 
 StateMachine::StateMachine(std::unique_ptr<Db> writer, std::string path, Options options)
-    : writer_(std::move(writer)), path_(std::move(path)), options_(options) {}
+    : writer_(std::move(writer)), path_(std::move(path)), options_(options) {
+  applied_index_ = ReadCounter(*writer_, "applied_index");
+}
 
 StateMachine::~StateMachine() = default;
 
@@ -81,6 +84,7 @@ Status Dispatch(ops::OpContext& ctx, pb::OpResult* result) {
     case pb::Op::kDrainNode: return ops::DrainNode(ctx, op.drain_node(), result);
     case pb::Op::kGcDone: return ops::GcDone(ctx, op.gc_done(), result);
     case pb::Op::kInventoryPage: return ops::InventoryPage(ctx, op.inventory_page(), result);
+    case pb::Op::kSetMember: return ops::SetMember(ctx, op.set_member(), result);
     default: return Status(StatusCode::kUnimplemented, "unknown op");
   }
 }
@@ -102,10 +106,27 @@ common::Result<std::vector<pb::OpResult>> StateMachine::Apply(std::string_view e
   return ApplyEntry(entry);
 }
 
-std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry) {
+common::Result<std::vector<pb::OpResult>> StateMachine::ApplyAt(std::string_view entry_bytes, uint64_t index) {
+  CHECK(index != 0);
+  if (index <= applied_index_) return std::vector<pb::OpResult>();
+  pb::Entry entry;
+  if (!entry.ParseFromArray(entry_bytes.data(), static_cast<int>(entry_bytes.size())) || entry.format() != 1) {
+    // Still consumes the index, so every replica moves past it alike.
+    ApplyEntry(pb::Entry(), index);
+    return common::InvalidArgumentError("entry does not parse or has an unknown format");
+  }
+  return ApplyEntry(entry, index);
+}
+
+std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry, uint64_t index) {
   Db& db = *writer_;
   std::vector<pb::OpResult> results(entry.ops_size());
   db.Prepare("BEGIN IMMEDIATE").Run();
+  if (index != 0) {
+    Stmt stmt = db.Prepare("UPDATE counters SET value=? WHERE name='applied_index'");
+    stmt.BindU(1, index);
+    stmt.Run();
+  }
   for (int i = 0; i < entry.ops_size(); ++i) {
     const pb::Op& op = entry.ops(i);
     pb::OpResult& result = results[i];
@@ -143,6 +164,7 @@ std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry) {
     }
   }
   db.Prepare("COMMIT").Run();
+  if (index != 0) applied_index_ = index;
   return results;
 }
 

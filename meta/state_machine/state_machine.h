@@ -66,8 +66,46 @@ class StateMachine {
   // format. An Op of an unknown kind answers UNIMPLEMENTED. Blocks for the
   // commit (fsync).
   common::Result<std::vector<pb::OpResult>> Apply(std::string_view entry_bytes);
-  // The same for an already parsed Entry.
-  std::vector<pb::OpResult> ApplyEntry(const pb::Entry& entry);
+  // The same for an already parsed Entry; a non-zero `index` is recorded as
+  // the applied Raft log index in the same transaction.
+  std::vector<pb::OpResult> ApplyEntry(const pb::Entry& entry, uint64_t index = 0);
+
+  // ---- Raft (meta/raft): the FSM's view of the log and its snapshots.
+  // Applies the Entry at Raft log index `index` (> 0). An index at or below
+  // AppliedIndex() was applied before a restart (Raft replays the log after
+  // its last snapshot): nothing changes and the result is empty, since nobody
+  // waits for it. Bytes that do not parse consume the index too (so every
+  // replica moves past them alike) and answer InvalidArgument.
+  common::Result<std::vector<pb::OpResult>> ApplyAt(std::string_view entry_bytes, uint64_t index);
+  // The Raft index of the last Entry applied by ApplyAt (kept in the
+  // database, so it survives restarts and travels inside snapshots).
+  uint64_t AppliedIndex() const { return applied_index_; }
+  // A consistent image of the whole database file, taken on the applier's
+  // thread (sqlite3_serialize: the database is copied into memory).
+  struct ImageDeleter {
+    void operator()(unsigned char* p) const;
+  };
+  struct Image {
+    std::unique_ptr<unsigned char, ImageDeleter> bytes;
+    size_t size = 0;
+  };
+  common::Result<Image> Serialize();
+  // Makes the database equal to `image` (a Serialize() result, possibly from
+  // another replica), unless this database has already applied at least as
+  // far as the image: Raft restores its newest snapshot on every start, and a
+  // database that is newer must not be rolled back. InvalidArgument if the
+  // image is not a dfs metadata database. Call on the applier's thread.
+  common::Status Restore(std::string_view image);
+  // Every table's rows in primary-key order as text: equal dumps mean equal
+  // metadata (tests compare replicas with it).
+  std::string CanonicalDump();
+
+  struct MemberRow {
+    uint64_t raft_id = 0;
+    std::string raft_address;
+    std::string rpc_address;
+  };
+  std::vector<MemberRow> Members();
 
   // ---- Reads: filesystem outcomes go into the reply's status.
   void Lookup(const pb::LookupRequest& req, pb::EntryReply* reply);
@@ -127,6 +165,7 @@ class StateMachine {
   ReadConnection Borrow();
 
   std::unique_ptr<Db> writer_;  // owned by whoever calls Apply
+  uint64_t applied_index_ = 0;  // mirrors counters.applied_index; applier only
   const std::string path_;
   const Options options_;
   std::mutex pool_mu_;  // guards pool_ and opened_; leaf lock

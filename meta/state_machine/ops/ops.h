@@ -61,6 +61,8 @@ uint32_t OpenAccessMask(uint32_t flags);
 Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result);
 Status CloseSession(OpContext& ctx, const pb::CloseSessionRequest& req, pb::OpResult* result);
 Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpResult* result);
+// member.cc
+Status SetMember(OpContext& ctx, const pb::SetMemberOp& req, pb::OpResult* result);
 // chunk.cc
 Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& req, pb::OpResult* result);
 Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResult* result);

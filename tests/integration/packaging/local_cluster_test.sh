@@ -35,7 +35,7 @@ printf '#!/bin/sh\necho "broken chunkserver" >&2\nexit 1\n' > "$work/fake/chunks
 chmod +x "$work/fake/chunkserver/dfs-chunkserver"
 check "a failed start fails" bash -c "! DFS_BUILD_DIR='$work/fake' timeout 60 '$tool' up '$work/f' >/dev/null 2>&1"
 sleep 0.2
-check "the failed start did start meta first" grep -q "serving" "$work/f/meta-1.log"
+check "the failed start did start meta first" grep -q "listening on" "$work/f/meta-1.log"
 nothing_left() { ! pgrep -f "$work/f/" >/dev/null; }  # pgrep never matches itself
 check "a failed start leaves nothing running" nothing_left
 

@@ -1,0 +1,84 @@
+#include "meta/raft/fsm.h"
+
+#include <spdlog/spdlog.h>
+
+#include <string_view>
+#include <utility>
+
+#include "common/check.h"
+#include "meta/raft/framing.h"
+
+namespace dfs::meta::raft {
+
+namespace {
+Fsm* Self(raft_fsm* fsm) { return static_cast<Fsm*>(fsm->data); }
+}  // namespace
+
+Fsm::Fsm(StateMachine* state_machine) : state_machine_(state_machine) {
+  fsm_.version = 2;
+  fsm_.data = this;
+  fsm_.apply = &Fsm::Apply;
+  fsm_.snapshot = &Fsm::Snapshot;
+  fsm_.restore = &Fsm::Restore;
+  fsm_.snapshot_finalize = &Fsm::SnapshotFinalize;
+}
+
+int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
+  Fsm* self = Self(fsm);
+  CHECK(self->raft_ != nullptr);
+  const raft_index index = raft_last_applied(self->raft_) + 1;
+  self->last_results_.clear();
+  *result = &self->last_results_;
+  common::Result<std::string_view> payload = DecodeEntry(*buf);
+  if (!payload.ok()) {
+    // Every replica holds the same bytes, so every replica skips it alike.
+    spdlog::error("raft entry {}: {}", index, payload.status().ToString());
+    payload = std::string_view();
+  }
+  auto results = self->state_machine_->ApplyAt(*payload, index);
+  if (results.ok()) {
+    self->last_results_ = std::move(results).value();
+  } else if (!payload->empty()) {
+    spdlog::error("raft entry {}: {}", index, results.status().ToString());
+  }
+  // Non-zero would make libraft retry the same entry forever.
+  return 0;
+}
+
+int Fsm::Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  auto image = Self(fsm)->state_machine_->Serialize();
+  if (!image.ok()) {
+    spdlog::error("snapshot: {}", image.status().ToString());
+    return RAFT_NOMEM;
+  }
+  *bufs = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
+  if (*bufs == nullptr) return RAFT_NOMEM;
+  (*bufs)[0].len = image->size;
+  (*bufs)[0].base = image->bytes.release();
+  *n_bufs = 1;
+  return 0;
+}
+
+int Fsm::SnapshotFinalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
+  if (*bufs != nullptr) {
+    for (unsigned i = 0; i < *n_bufs; ++i) StateMachine::ImageDeleter()(static_cast<unsigned char*>((*bufs)[i].base));
+    raft_free(*bufs);
+  }
+  *bufs = nullptr;
+  *n_bufs = 0;
+  return 0;
+}
+
+int Fsm::Restore(raft_fsm* fsm, raft_buffer* buf) {
+  Fsm* self = Self(fsm);
+  common::Status status =
+      self->state_machine_->Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
+  raft_free(buf->base);
+  if (!status.ok()) {
+    spdlog::critical("restoring a snapshot: {}", status.ToString());
+    return RAFT_CORRUPT;
+  }
+  return 0;
+}
+
+}  // namespace dfs::meta::raft

@@ -1,0 +1,410 @@
+#include "meta/raft/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <string_view>
+#include <utility>
+
+#include "common/check.h"
+#include "meta/raft/framing.h"
+#include "meta/raft/read_lease.h"
+
+namespace dfs::meta::raft {
+
+namespace {
+
+int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+common::Status FromRaft(int rv, std::string_view what) {
+  std::string message = std::string(what) + ": " + raft_strerror(rv);
+  switch (rv) {
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_SHUTDOWN:
+      return common::UnavailableError(message);
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+      return common::Status(common::StatusCode::kAlreadyExists, message);
+    case RAFT_BADID:
+      return common::Status(common::StatusCode::kNotFound, message);
+    case RAFT_CANTCHANGE:
+    case RAFT_BADROLE:
+      return common::Status(common::StatusCode::kFailedPrecondition, message);
+    default:
+      return common::UnavailableError(message);
+  }
+}
+
+const char* StateName(int state) {
+  switch (state) {
+    case RAFT_LEADER: return "leader";
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_CANDIDATE: return "candidate";
+    default: return "unavailable";
+  }
+}
+
+}  // namespace
+
+struct RaftNode::ApplyReq {
+  struct raft_apply req {};
+  RaftNode* node = nullptr;
+  std::vector<Done> dones;
+};
+
+struct RaftNode::BarrierReq {
+  struct raft_barrier req {};
+  RaftNode* node = nullptr;
+  raft_term term = 0;
+};
+
+struct RaftNode::ChangeReq {
+  struct raft_change req {};
+  RaftNode* node = nullptr;
+  uint64_t id = 0;
+  bool promote_next = false;  // AddMember: raft_add done, raft_assign next
+  std::function<void(common::Status)> done;
+};
+
+RaftNode::RaftNode(StateMachine* state_machine, RaftOptions options)
+    : state_machine_(state_machine), options_(std::move(options)), fsm_(state_machine) {}
+
+common::Result<std::unique_ptr<RaftNode>> RaftNode::Start(StateMachine* state_machine, RaftOptions options) {
+  // libuv writes to peers with write(2): a peer that died raises SIGPIPE,
+  // which would kill the survivors (toolchain notes §2.1). Process-wide, on
+  // purpose: nothing in dfs-meta wants SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<RaftNode> node(new RaftNode(state_machine, std::move(options)));
+  RETURN_IF_ERROR(node->Init());
+  RaftNode* self = node.get();
+  node->thread_ = std::thread([self] { uv_run(&self->loop_, UV_RUN_DEFAULT); });
+  return node;
+}
+
+common::Status RaftNode::Init() {
+  if (int rv = uv_loop_init(&loop_); rv != 0) return common::UnavailableError(std::string("uv loop: ") + uv_strerror(rv));
+  if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return FromRaft(rv, "raft transport");
+  if (int rv = raft_uv_init(&io_, &loop_, options_.dir.c_str(), &transport_); rv != 0) {
+    return common::UnavailableError(std::string("raft io on ") + options_.dir + ": " + io_.errmsg);
+  }
+  // The default 1 s between reconnects slows recovery after a restart.
+  raft_uv_set_connect_retry_delay(&io_, 200);
+  contact_io_ = std::make_unique<ContactIo>(&io_, [this](raft_id from, raft_term term) { OnAppendResult(from, term); });
+  fsm_.set_raft(&raft_);
+  if (int rv = raft_init(&raft_, contact_io_->get(), fsm_.get(), options_.id, options_.raft_address.c_str());
+      rv != 0) {
+    return FromRaft(rv, std::string("raft init: ") + raft_errmsg(&raft_));
+  }
+  raft_.data = this;
+  raft_set_election_timeout(&raft_, options_.election_timeout_ms);
+  raft_set_heartbeat_timeout(&raft_, options_.heartbeat_timeout_ms);
+  raft_set_snapshot_threshold(&raft_, options_.snapshot_threshold);
+  raft_set_snapshot_trailing(&raft_, options_.snapshot_trailing);
+  // An isolated node must not inflate terms and depose a healthy leader.
+  raft_set_pre_vote(&raft_, true);
+
+  if (!options_.initial_members.empty()) {
+    raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (const Member& m : options_.initial_members) {
+      if (int rv = raft_configuration_add(&conf, m.id, m.raft_address.c_str(), RAFT_VOTER); rv != 0) {
+        raft_configuration_close(&conf);
+        return FromRaft(rv, "initial members");
+      }
+    }
+    int rv = raft_bootstrap(&raft_, &conf);
+    raft_configuration_close(&conf);
+    // A restart finds the group already bootstrapped: nothing to do.
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) return FromRaft(rv, std::string("bootstrap: ") + raft_errmsg(&raft_));
+  }
+  if (int rv = raft_start(&raft_); rv != 0) {
+    return FromRaft(rv, std::string("raft start on ") + options_.raft_address + ": " + raft_errmsg(&raft_));
+  }
+  async_.data = this;
+  uv_async_init(&loop_, &async_, &RaftNode::OnAsync);
+  poll_.data = this;
+  uv_timer_init(&loop_, &poll_);
+  uv_timer_start(&poll_, &RaftNode::OnPoll, 0, 10);
+  spdlog::info("raft: member {} at {} (election {} ms, heartbeat {} ms), applied index {}", options_.id,
+               options_.raft_address, options_.election_timeout_ms, options_.heartbeat_timeout_ms,
+               state_machine_->AppliedIndex());
+  return common::Status::Ok();
+}
+
+RaftNode::~RaftNode() {
+  if (thread_.joinable()) {
+    Post([this] { Close(); });
+    thread_.join();
+  }
+  uv_loop_close(&loop_);
+  std::deque<Pending> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(proposals_);
+  }
+  for (Pending& p : left) p.done(common::UnavailableError("metadata service shutting down"));
+}
+
+void RaftNode::Post(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    tasks_.push_back(std::move(fn));
+  }
+  uv_async_send(&async_);
+}
+
+void RaftNode::ProposeAsync(pb::Op op, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closing_) {
+      proposals_.push_back(Pending{std::move(op), std::move(done)});
+      uv_async_send(&async_);
+      return;
+    }
+  }
+  done(common::UnavailableError("metadata service shutting down"));
+}
+
+bool RaftNode::Serving() const {
+  return ready_.load(std::memory_order_acquire) && SteadyNs() < lease_until_ns_.load(std::memory_order_acquire);
+}
+
+RaftNode::View RaftNode::view() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return view_;
+}
+
+void RaftNode::AddMember(uint64_t id, std::string raft_address, std::function<void(common::Status)> done) {
+  Post([this, id, raft_address = std::move(raft_address), done = std::move(done)]() mutable {
+    auto* change = new ChangeReq;
+    change->node = this;
+    change->id = id;
+    change->promote_next = true;
+    change->done = std::move(done);
+    change->req.data = change;
+    if (int rv = raft_add(&raft_, &change->req, id, raft_address.c_str(), &RaftNode::OnChange); rv != 0) {
+      change->done(FromRaft(rv, "add member"));
+      delete change;
+    }
+  });
+}
+
+void RaftNode::RemoveMember(uint64_t id, std::function<void(common::Status)> done) {
+  Post([this, id, done = std::move(done)]() mutable {
+    auto* change = new ChangeReq;
+    change->node = this;
+    change->id = id;
+    change->done = std::move(done);
+    change->req.data = change;
+    if (int rv = raft_remove(&raft_, &change->req, id, &RaftNode::OnChange); rv != 0) {
+      change->done(FromRaft(rv, "remove member"));
+      delete change;
+    }
+  });
+}
+
+void RaftNode::OnChange(struct raft_change* req, int status) {
+  auto* change = static_cast<ChangeReq*>(req->data);
+  RaftNode* self = change->node;
+  if (status == 0 && change->promote_next) {
+    // Added as a spare; promotion to voter waits until it has caught up.
+    change->promote_next = false;
+    if (int rv = raft_assign(&self->raft_, &change->req, change->id, RAFT_VOTER, &RaftNode::OnChange); rv == 0) return;
+    else status = rv;
+  }
+  change->done(status == 0 ? common::Status::Ok() : FromRaft(status, "membership change"));
+  delete change;
+}
+
+void RaftNode::OnAsync(uv_async_t* handle) { static_cast<RaftNode*>(handle->data)->Drain(); }
+
+void RaftNode::Drain() {
+  std::deque<std::function<void()>> tasks;
+  std::deque<Pending> proposals;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks.swap(tasks_);
+    proposals.swap(proposals_);
+  }
+  for (auto& task : tasks) task();
+  if (proposals.empty()) return;
+  if (raft_state(&raft_) != RAFT_LEADER) {
+    for (Pending& p : proposals) p.done(common::UnavailableError("not the leader"));
+    return;
+  }
+  while (!proposals.empty()) {
+    auto* apply = new ApplyReq;
+    apply->node = this;
+    apply->req.data = apply;
+    pb::Entry entry;
+    entry.set_format(1);
+    while (!proposals.empty() && apply->dones.size() < options_.max_ops_per_entry) {
+      *entry.add_ops() = std::move(proposals.front().op);
+      apply->dones.push_back(std::move(proposals.front().done));
+      proposals.pop_front();
+    }
+    raft_buffer buf = EncodeEntry(entry.SerializeAsString());
+    int rv = buf.base == nullptr ? RAFT_NOMEM : raft_apply(&raft_, &apply->req, &buf, 1, &RaftNode::OnApplied);
+    if (rv != 0) {
+      // Not taken over: still ours to free.
+      if (buf.base != nullptr) raft_free(buf.base);
+      for (Done& done : apply->dones) done(FromRaft(rv, "propose"));
+      delete apply;
+    }
+  }
+}
+
+void RaftNode::OnApplied(struct raft_apply* req, int status, void* result) {
+  auto* apply = static_cast<ApplyReq*>(req->data);
+  if (status == 0) {
+    auto* results = static_cast<std::vector<pb::OpResult>*>(result);
+    if (results->size() == apply->dones.size()) {
+      for (size_t i = 0; i < apply->dones.size(); ++i) apply->dones[i](std::move((*results)[i]));
+    } else {
+      for (Done& done : apply->dones) done(common::InternalError("entry applied without results"));
+    }
+  } else {
+    // Leadership lost before commit: the entry may still commit under the
+    // next leader, and the client's retry (same request id) finds it.
+    for (Done& done : apply->dones) done(FromRaft(status, "not committed"));
+  }
+  delete apply;
+}
+
+void RaftNode::OnBarrier(struct raft_barrier* req, int status) {
+  auto* barrier = static_cast<BarrierReq*>(req->data);
+  RaftNode* self = barrier->node;
+  self->barrier_in_flight_ = false;
+  if (status == 0 && self->leading_ && self->raft_.current_term == barrier->term &&
+      raft_state(&self->raft_) == RAFT_LEADER) {
+    if (self->options_.on_leader) self->options_.on_leader();
+    self->caught_up_ = true;
+    self->ready_.store(true, std::memory_order_release);
+    spdlog::info("raft: member {} leads term {} (applied index {})", self->options_.id, barrier->term,
+                 self->state_machine_->AppliedIndex());
+  }
+  delete barrier;
+}
+
+void RaftNode::OnPoll(uv_timer_t* handle) { static_cast<RaftNode*>(handle->data)->Poll(); }
+
+void RaftNode::Poll() {
+  const int state = raft_state(&raft_);
+  if (state == RAFT_LEADER) {
+    if (!leading_ || raft_.current_term != leader_term_) {
+      leading_ = true;
+      leader_term_ = raft_.current_term;
+      caught_up_ = false;
+      contacts_.clear();
+      ready_.store(false, std::memory_order_release);
+    }
+    if (!caught_up_ && !barrier_in_flight_) {
+      auto* barrier = new BarrierReq;
+      barrier->node = this;
+      barrier->term = leader_term_;
+      barrier->req.data = barrier;
+      if (raft_barrier(&raft_, &barrier->req, &RaftNode::OnBarrier) == 0) {
+        barrier_in_flight_ = true;
+      } else {
+        delete barrier;  // retried at the next poll
+      }
+    }
+    UpdateLease();
+  } else if (leading_) {
+    leading_ = false;
+    caught_up_ = false;
+    ready_.store(false, std::memory_order_release);
+    lease_until_ns_.store(0, std::memory_order_release);
+    spdlog::info("raft: member {} no longer leads (now {})", options_.id, StateName(state));
+  }
+
+  View view;
+  view.self_id = options_.id;
+  raft_id leader_id = 0;
+  const char* leader_address = nullptr;
+  raft_leader(&raft_, &leader_id, &leader_address);
+  view.leader_id = leader_id;
+  view.state = StateName(state);
+  view.term = raft_.current_term;
+  view.commit_index = raft_.commit_index;
+  view.applied_index = raft_last_applied(&raft_);
+  view.last_index = raft_last_index(&raft_);
+  const int64_t now = SteadyNs();
+  const int64_t stale_ns = int64_t{options_.election_timeout_ms} * 1'000'000;
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+    const raft_server& server = raft_.configuration.servers[i];
+    MemberView member;
+    member.id = server.id;
+    member.raft_address = server.address;
+    if (server.id == leader_id) {
+      member.role = "leader";
+    } else if (server.role == RAFT_STANDBY) {
+      member.role = "standby";
+    } else if (server.role == RAFT_SPARE) {
+      member.role = "spare";
+    } else if (server.id == options_.id) {
+      member.role = StateName(state);
+    } else {
+      member.role = "follower";
+      // Only a leader knows who answers it.
+      if (state == RAFT_LEADER) {
+        auto it = contacts_.find(server.id);
+        if (it == contacts_.end() || now - it->second > stale_ns) member.role = "unreachable";
+      }
+    }
+    view.members.push_back(std::move(member));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  view_ = std::move(view);
+}
+
+void RaftNode::OnAppendResult(raft_id from, raft_term term) {
+  if (!leading_ || term != raft_.current_term) return;
+  contacts_[from] = SteadyNs();
+  UpdateLease();
+}
+
+void RaftNode::UpdateLease() {
+  const int64_t now = SteadyNs();
+  std::vector<int64_t> voters;
+  for (unsigned i = 0; i < raft_.configuration.n; ++i) {
+    const raft_server& server = raft_.configuration.servers[i];
+    if (server.role != RAFT_VOTER) continue;
+    if (server.id == options_.id) {
+      voters.push_back(now);
+    } else {
+      auto it = contacts_.find(server.id);
+      voters.push_back(it == contacts_.end() ? 0 : it->second);
+    }
+  }
+  lease_until_ns_.store(LeaseUntil(QuorumContact(std::move(voters)), int64_t{options_.election_timeout_ms} * 1'000'000,
+                                   int64_t{options_.heartbeat_timeout_ms} * 1'000'000),
+                        std::memory_order_release);
+}
+
+void RaftNode::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  ready_.store(false);
+  lease_until_ns_.store(0);
+  uv_timer_stop(&poll_);
+  raft_close(&raft_, &RaftNode::OnRaftClosed);
+}
+
+void RaftNode::OnRaftClosed(struct raft* r) {
+  auto* self = static_cast<RaftNode*>(r->data);
+  raft_uv_close(&self->io_);
+  raft_uv_tcp_close(&self->transport_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&self->poll_), nullptr);
+}
+
+}  // namespace dfs::meta::raft

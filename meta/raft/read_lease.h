@@ -1,0 +1,39 @@
+// The leader's read lease: until when it may answer reads from its own
+// state without asking the group (check-quorum reads).
+//
+// Why it is safe: a follower that heard from the leader at time t refuses to
+// vote for anyone else until its own election timer runs out, which libraft
+// randomises to at least election_timeout after t (0.15 rejects RequestVote
+// while it knows a leader). So once a quorum - the leader counts itself -
+// heard from it at or after t, no other leader can be elected before
+// t + election_timeout. The leader only learns when the answers arrived, not
+// when the followers received the request; `margin` (one heartbeat interval)
+// covers that delay and clock-rate differences. Assumes every member runs
+// with the same election timeout, and that a restarted follower does not
+// come back within one election timeout having forgotten the leader (see
+// meta/README.md).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace dfs::meta::raft {
+
+// `contacts`: for each voter the monotonic time it was last heard from
+// (the leader itself: now; never heard: 0). Returns the latest time at which
+// a quorum of voters had all been heard from, or 0 if no quorum ever was.
+inline int64_t QuorumContact(std::vector<int64_t> contacts) {
+  if (contacts.empty()) return 0;
+  std::sort(contacts.begin(), contacts.end(), std::greater<int64_t>());
+  return contacts[contacts.size() / 2];  // the (n/2 + 1)-th most recent
+}
+
+// Until when reads are safe given the quorum contact time.
+inline int64_t LeaseUntil(int64_t quorum_contact_ns, int64_t election_timeout_ns, int64_t margin_ns) {
+  if (quorum_contact_ns <= 0) return 0;
+  return quorum_contact_ns + election_timeout_ns - margin_ns;
+}
+
+}  // namespace dfs::meta::raft

@@ -1,0 +1,184 @@
+// MetaServiceImpl: the metadata group - who serves, leader hints, status and
+// membership changes.
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <map>
+#include <memory>
+
+#include "meta/service/meta_service.h"
+#include "meta/service/validate.h"
+
+namespace dfs::meta {
+
+namespace {
+
+grpc::Status ToGrpc(const common::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  grpc::StatusCode code = grpc::StatusCode::UNAVAILABLE;
+  switch (status.code()) {
+    case common::StatusCode::kAlreadyExists: code = grpc::StatusCode::ALREADY_EXISTS; break;
+    case common::StatusCode::kNotFound: code = grpc::StatusCode::NOT_FOUND; break;
+    case common::StatusCode::kFailedPrecondition: code = grpc::StatusCode::FAILED_PRECONDITION; break;
+    case common::StatusCode::kInvalidArgument: code = grpc::StatusCode::INVALID_ARGUMENT; break;
+    default: break;
+  }
+  return grpc::Status(code, std::string(status.message()));
+}
+
+}  // namespace
+
+void MetaServiceImpl::SetRpcAddress(const std::string& address) {
+  std::lock_guard<std::mutex> lock(self_mu_);
+  rpc_address_ = address;
+}
+
+grpc::Status MetaServiceImpl::CheckServing(grpc::ServerContextBase* ctx) {
+  if (Serving()) return grpc::Status::OK;
+  Group::View view = options_.group->view();
+  if (view.leader_id != 0 && view.leader_id != view.self_id) {
+    for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+      if (member.raft_id == view.leader_id && !member.rpc_address.empty()) {
+        ctx->AddTrailingMetadata("dfs-leader", member.rpc_address);
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader; the leader is " + member.rpc_address);
+      }
+    }
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "not the leader; the leader is member " + std::to_string(view.leader_id));
+  }
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no metadata leader at the moment (election in progress?)");
+}
+
+void MetaServiceImpl::PublishSelf() {
+  if (options_.group == nullptr) return;
+  std::string rpc_address;
+  {
+    std::lock_guard<std::mutex> lock(self_mu_);
+    rpc_address = rpc_address_;
+  }
+  if (rpc_address.empty()) return;
+  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+    if (member.raft_id == options_.raft_id && member.rpc_address == rpc_address &&
+        member.raft_address == options_.raft_address) {
+      return;
+    }
+  }
+  pb::Op op;
+  op.set_now_ns(clock_.UnixNs());
+  pb::SetMemberOp* member = op.mutable_set_member();
+  member->set_raft_id(options_.raft_id);
+  member->set_raft_address(options_.raft_address);
+  member->set_rpc_address(rpc_address);
+  proposer_->ProposeAsync(std::move(op), [](common::Result<pb::OpResult>) {});
+}
+
+void MetaServiceImpl::BecameLeader() {
+  // The replication factor of new files is replicated state (the root's,
+  // inherited), so a flag changes it only through an Op: the leader applies
+  // the one it was started with. Queued before any client's Op can pass
+  // CheckServing, so every later create sees it.
+  pb::Op replication;
+  replication.set_now_ns(clock_.UnixNs());
+  replication.mutable_set_replication()->set_ino(1);
+  replication.mutable_set_replication()->set_replicas(options_.replicas);
+  proposer_->ProposeAsync(std::move(replication), [](common::Result<pb::OpResult>) {});
+  const int64_t now = clock_.MonotonicNs();
+  for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
+    if (row.state == "up" || row.state == "draining") {
+      cluster_->Registered(row.node_id, row.address, row.capacity_bytes, row.used_bytes, now);
+    }
+  }
+  for (uint64_t id : state_machine_->SessionIds()) {
+    cluster_->SessionAlive(id, now, int64_t{options_.session_lease_ms} * 1'000'000);
+  }
+  PublishSelf();
+}
+
+grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusRequest*, pb::ClusterStatusReply* reply) {
+  // Any member answers with its view of the group; the chunkserver half
+  // needs the leader's memory.
+  std::map<uint64_t, std::string> rpc_addresses;
+  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+    rpc_addresses[member.raft_id] = member.rpc_address;
+  }
+  if (options_.group == nullptr) {
+    pb::MetaMember* self = reply->add_members();
+    self->set_id(1);
+    self->set_role("leader");
+    reply->set_leader_id(1);
+  } else {
+    Group::View view = options_.group->view();
+    for (const Group::MemberView& m : view.members) {
+      pb::MetaMember* member = reply->add_members();
+      member->set_id(m.id);
+      member->set_raft_address(m.raft_address);
+      member->set_role(m.role);
+      if (auto it = rpc_addresses.find(m.id); it != rpc_addresses.end()) member->set_address(it->second);
+    }
+    reply->set_leader_id(view.leader_id);
+    reply->set_term(view.term);
+    reply->set_commit_index(view.commit_index);
+    reply->set_applied_index(view.applied_index);
+  }
+  if (!Serving()) {
+    // The group half only; the leader hint says where the rest is.
+    CheckServing(ctx);
+    return grpc::Status::OK;
+  }
+  pb::ListNodesReply nodes;
+  ListNodes(ctx, nullptr, &nodes);
+  *reply->mutable_nodes() = nodes.nodes();
+  StateMachine::Counts counts = state_machine_->CountAll();
+  reply->set_files(counts.files);
+  reply->set_chunks(counts.chunks);
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::AddMember(Ctx* ctx, const pb::AddMemberRequest* req, pb::MembershipReply* reply) {
+  if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
+  if (req->id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "member id 0");
+  if (req->raft_address().empty() || req->address().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "address and raft_address are required");
+  }
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  // The address first, so the new member can be named as leader as soon
+  // as it could become one.
+  pb::Op op;
+  pb::SetMemberOp* member = op.mutable_set_member();
+  member->set_raft_id(req->id());
+  member->set_raft_address(req->raft_address());
+  member->set_rpc_address(req->address());
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  auto done = std::make_shared<std::promise<common::Status>>();
+  options_.group->AddMember(req->id(), req->raft_address(), [done](common::Status s) { done->set_value(s); });
+  common::Status status = done->get_future().get();
+  if (!status.ok()) spdlog::warn("adding member {} at {}: {}", req->id(), req->raft_address(), status.ToString());
+  DFS_RETURN_IF_BAD(ToGrpc(status));
+  pb::ClusterStatusReply cluster;
+  ClusterStatus(ctx, nullptr, &cluster);
+  *reply->mutable_members() = cluster.members();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::RemoveMember(Ctx* ctx, const pb::RemoveMemberRequest* req, pb::MembershipReply* reply) {
+  if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
+  if (req->id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "member id 0");
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  auto done = std::make_shared<std::promise<common::Status>>();
+  options_.group->RemoveMember(req->id(), [done](common::Status s) { done->set_value(s); });
+  DFS_RETURN_IF_BAD(ToGrpc(done->get_future().get()));
+  if (req->id() != options_.raft_id) {
+    pb::Op op;
+    op.mutable_set_member()->set_raft_id(req->id());
+    op.mutable_set_member()->set_removed(true);
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  }
+  pb::ClusterStatusReply cluster;
+  ClusterStatus(ctx, nullptr, &cluster);
+  *reply->mutable_members() = cluster.members();
+  return grpc::Status::OK;
+}
+
+}  // namespace dfs::meta
