@@ -5,6 +5,7 @@
 // `dfsctl --meta SOURCE <command> [--json]` (contract in DESIGN.md).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -20,5 +21,7 @@ struct Context {
 // Each returns the process exit code (0 ok, 1 failure with a message on stderr).
 int RunStatus(Context& ctx);
 int RunNodes(Context& ctx);
+int RunAddMember(Context& ctx, uint64_t id, const std::string& raft_address, const std::string& address);
+int RunRemoveMember(Context& ctx, uint64_t id);
 
 }  // namespace dfs::ctl

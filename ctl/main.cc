@@ -19,7 +19,18 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   CLI::App* status = app.add_subcommand("status", "meta members, leader, chunkservers, repair counts");
   CLI::App* nodes = app.add_subcommand("nodes", "chunkservers with state and capacity");
-  for (CLI::App* sub : {status, nodes}) sub->add_flag("--json", json, "machine-readable output");
+  uint64_t member_id = 0;
+  std::string member_raft, member_address;
+  CLI::App* add_member = app.add_subcommand(
+      "add-member", "add a dfs-meta (started with --raft-listen and no --members) to the metadata group");
+  add_member->add_option("id", member_id, "its --node-id")->required();
+  add_member->add_option("raft_address", member_raft, "its --raft-listen HOST:PORT")->required();
+  add_member->add_option("address", member_address, "its MetaService HOST:PORT (--listen)")->required();
+  CLI::App* remove_member = app.add_subcommand("remove-member", "take a dfs-meta out of the metadata group");
+  remove_member->add_option("id", member_id, "its --node-id")->required();
+  for (CLI::App* sub : {status, nodes, add_member, remove_member}) {
+    sub->add_flag("--json", json, "machine-readable output");
+  }
   CLI11_PARSE(app, argc, argv);
 
   auto timeout_ms = dfs::common::ParseDurationMs(timeout);
@@ -38,5 +49,7 @@ int main(int argc, char** argv) {
   dfs::ctl::Context ctx{std::move(*channel), json};
   if (status->parsed()) return dfs::ctl::RunStatus(ctx);
   if (nodes->parsed()) return dfs::ctl::RunNodes(ctx);
+  if (add_member->parsed()) return dfs::ctl::RunAddMember(ctx, member_id, member_raft, member_address);
+  if (remove_member->parsed()) return dfs::ctl::RunRemoveMember(ctx, member_id);
   return 2;
 }

@@ -137,7 +137,15 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
   cl.mount_point = positional[1];
   RETURN_IF_ERROR(common::ParseAddressList(cl.source).status().WithContext("SOURCE"));
 
-  fuse_opts.push_back("fsname=" + cl.source);
+  // A SOURCE of several metadata servers has commas, which separate -o
+  // options: libfuse's option parser takes a backslash-escaped comma as a
+  // literal one (what fuse_opt_add_opt_escaped produces).
+  std::string fsname;
+  for (char c : cl.source) {
+    if (c == ',' || c == '\\') fsname += '\\';
+    fsname += c;
+  }
+  fuse_opts.push_back("fsname=" + fsname);
   fuse_opts.push_back("subtype=dfs");
   fuse_opts.push_back("default_permissions");
   // A shared filesystem serves every user; only root may allow that without /etc/fuse.conf.

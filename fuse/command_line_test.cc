@@ -19,7 +19,7 @@ TEST(CommandLineTest, Parse_SplitsSourceAndOptions) {
   ASSERT_EQ(cl->fuse_args.size(), 3u);
   EXPECT_EQ(cl->fuse_args[1], "-o");
   const std::string& o = cl->fuse_args[2];
-  EXPECT_NE(o.find("fsname=m1:7400,m2:7400"), std::string::npos);  // so mount -a sees it mounted
+  EXPECT_NE(o.find("fsname=m1:7400\\,m2:7400"), std::string::npos);  // escaped; the mount table shows m1:7400,m2:7400
   EXPECT_NE(o.find("subtype=dfs"), std::string::npos);
   EXPECT_NE(o.find("default_permissions"), std::string::npos);
   EXPECT_NE(o.find("allow_other"), std::string::npos);

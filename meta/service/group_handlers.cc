@@ -95,8 +95,10 @@ void MetaServiceImpl::BecameLeader() {
 }
 
 grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusRequest*, pb::ClusterStatusReply* reply) {
-  // Any member answers with its view of the group; the chunkserver half
-  // needs the leader's memory.
+  // The chunkserver half needs the leader's memory: a follower that knows
+  // the leader sends the caller there. Without any leader, a member answers
+  // with its own view of the group, so an operator sees why.
+  if (!Serving() && options_.group->view().leader_id != 0) return CheckServing(ctx);
   std::map<uint64_t, std::string> rpc_addresses;
   for (const StateMachine::MemberRow& member : state_machine_->Members()) {
     rpc_addresses[member.raft_id] = member.rpc_address;
@@ -120,11 +122,7 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
     reply->set_commit_index(view.commit_index);
     reply->set_applied_index(view.applied_index);
   }
-  if (!Serving()) {
-    // The group half only; the leader hint says where the rest is.
-    CheckServing(ctx);
-    return grpc::Status::OK;
-  }
+  if (!Serving()) return grpc::Status::OK;
   pb::ListNodesReply nodes;
   ListNodes(ctx, nullptr, &nodes);
   *reply->mutable_nodes() = nodes.nodes();
