@@ -98,15 +98,15 @@ common::Status StateMachine::Restore(std::string_view image) {
   return status;
 }
 
-std::string StateMachine::CanonicalDump() {
-  ReadConnection conn = Borrow();
-  sqlite3* db = (*conn).raw();
+namespace {
+
+// Every table's rows in column order; the caller holds a read transaction.
+std::string Dump(sqlite3* db) {
   std::string out;
   std::vector<std::string> tables;
   CHECK(ForEachRow(db, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name", [&](sqlite3_stmt* stmt) {
           tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
         }).ok());
-  CHECK(ForEachRow(db, "BEGIN", [](sqlite3_stmt*) {}).ok());
   for (const std::string& table : tables) {
     int columns = 0;
     CHECK(ForEachRow(db, "PRAGMA table_info(" + table + ")", [&](sqlite3_stmt*) { ++columns; }).ok());
@@ -127,7 +127,36 @@ std::string StateMachine::CanonicalDump() {
             }
           }).ok());
   }
+  return out;
+}
+
+}  // namespace
+
+std::string StateMachine::CanonicalDump() {
+  ReadConnection conn = Borrow();
+  sqlite3* db = (*conn).raw();
+  CHECK(ForEachRow(db, "BEGIN", [](sqlite3_stmt*) {}).ok());
+  std::string out = Dump(db);
   CHECK(ForEachRow(db, "COMMIT", [](sqlite3_stmt*) {}).ok());
+  return out;
+}
+
+common::Result<std::string> StateMachine::DumpFile(const std::string& path, uint64_t* applied_index) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return common::UnavailableError("cannot open " + path);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::string out;
+  common::Status status = ForEachRow(db, "BEGIN", [](sqlite3_stmt*) {});
+  if (status.ok()) {
+    status = ForEachRow(db, "SELECT value FROM counters WHERE name='applied_index'",
+                        [&](sqlite3_stmt* stmt) { *applied_index = static_cast<uint64_t>(sqlite3_column_int64(stmt, 0)); });
+  }
+  if (status.ok()) out = Dump(db);
+  sqlite3_close(db);
+  if (!status.ok()) return status;
   return out;
 }
 

@@ -99,6 +99,10 @@ class StateMachine {
   // Every table's rows in primary-key order as text: equal dumps mean equal
   // metadata (tests compare replicas with it).
   std::string CanonicalDump();
+  // The same for the database file at `path`, opened read-only (it may be in
+  // use by a running dfs-meta: the dump is one consistent read transaction),
+  // with the applied Raft index of that same state in *applied_index.
+  static common::Result<std::string> DumpFile(const std::string& path, uint64_t* applied_index);
 
   struct MemberRow {
     uint64_t raft_id = 0;
