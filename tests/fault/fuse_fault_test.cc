@@ -1,6 +1,7 @@
 // Faults on a live mount (issue [fuse-client]): a chunkserver killed with
-// kill -9 in the middle of a large write, and a corrupt block on one replica.
-// Each test brings up its own local cluster (1 meta, 3 chunkservers, R=3).
+// kill -9 in the middle of a large write, a corrupt block on one replica,
+// and the metadata leader killed with kill -9 under a running application.
+// Each test brings up its own local cluster (1 or 3 meta, 3 chunkservers, R=3).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -8,6 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <vector>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -155,6 +158,102 @@ TEST_F(FuseFaultTest, CorruptBlockOnFirstReplica_ReadReturnsRightBytes) {
   ASSERT_EQ(::pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(back.size())) << std::strerror(errno);
   ::close(fd);
   EXPECT_TRUE(back == data) << "the application saw bytes that failed their checksum";
+}
+
+
+TEST_F(FuseFaultTest, MetaLeaderKilledRepeatedly_ApplicationDoesNotNotice) {
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  common::LeaderChannel::Options options;
+  options.attempt_timeout_ms = 500;
+  auto meta = common::LeaderChannel::Create((*cluster)->source(), options);
+  ASSERT_TRUE(meta.ok());
+
+  // The application: create, write, fsync, rename into place, stat, list -
+  // every call must succeed while leaders die underneath it.
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::atomic<int> done_files{0};
+  std::atomic<int64_t> worst_ms{0};
+  std::string first_error;
+  std::thread app([&] {
+    std::vector<char> buf(64 << 10);
+    for (int i = 0; !stop.load() && i < 100'000; ++i) {
+      auto started = std::chrono::steady_clock::now();
+      std::string tmp = mnt + "/tmp-" + std::to_string(i);
+      std::string final_name = mnt + "/file-" + std::to_string(i);
+      Pattern(static_cast<uint64_t>(i) << 20, buf.data(), buf.size());
+      int fd = ::open(tmp.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+      bool ok = fd >= 0 && ::write(fd, buf.data(), buf.size()) == static_cast<ssize_t>(buf.size()) &&
+                ::fsync(fd) == 0;
+      if (fd >= 0) ok = (::close(fd) == 0) && ok;
+      ok = ok && ::rename(tmp.c_str(), final_name.c_str()) == 0;
+      struct stat st;
+      ok = ok && ::stat(final_name.c_str(), &st) == 0 && st.st_size == static_cast<off_t>(buf.size());
+      if (i % 20 == 0) {
+        std::error_code ec;
+        size_t n = 0;
+        for (auto it = std::filesystem::directory_iterator(mnt, ec); !ec && it != std::filesystem::directory_iterator();
+             it.increment(ec)) {
+          ++n;
+        }
+        ok = ok && !ec && n > 0;
+      }
+      if (!ok) {
+        if (errors.fetch_add(1) == 0) first_error = "file " + std::to_string(i) + ": " + std::strerror(errno);
+      } else {
+        done_files = i + 1;
+      }
+      int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+                       .count();
+      if (ms > worst_ms.load()) worst_ms = ms;
+    }
+  });
+
+  // Joins the application on every exit path (a failed ASSERT included).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{stop, app};
+  for (int kill = 0; kill < 3; ++kill) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    pb::ClusterStatusReply status;
+    grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+      return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status);
+    });
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_NE(status.leader_id(), 0u);
+    const std::string name = "meta-" + std::to_string(status.leader_id());
+    const int pid = PidOf(**cluster, name);
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    common::Status restarted = (*cluster)->Restart(name);
+    ASSERT_TRUE(restarted.ok()) << restarted.ToString();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  stop = true;
+  app.join();
+  std::printf("application: %d files through 3 leader kills, %d errors, slowest file %lld ms\n", done_files.load(),
+              errors.load(), static_cast<long long>(worst_ms.load()));
+  EXPECT_EQ(errors.load(), 0) << first_error;
+  EXPECT_GT(done_files.load(), 10);
+  // Every file the application finished reads back byte for byte.
+  std::vector<char> want(64 << 10), got(64 << 10);
+  for (int i = 0; i < done_files.load(); ++i) {
+    Pattern(static_cast<uint64_t>(i) << 20, want.data(), want.size());
+    int fd = ::open((mnt + "/file-" + std::to_string(i)).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << "file-" << i << ": " << std::strerror(errno);
+    ssize_t n = ::pread(fd, got.data(), got.size(), 0);
+    ::close(fd);
+    ASSERT_EQ(n, static_cast<ssize_t>(got.size())) << "file-" << i;
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size()), 0) << "file-" << i << " differs";
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "tests/harness/process.h"
@@ -41,12 +42,12 @@ std::string ValueOf(const std::string& output, const std::string& key) {
 }
 }  // namespace
 
-common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers) {
+common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas) {
   std::unique_ptr<LocalCluster> c(new LocalCluster());
   char tmpl[] = "/tmp/dfs-cluster.XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return common::ErrnoStatus(errno, "mkdtemp");
   c->dir_ = tmpl;
-  std::string cmd = "timeout 120 " + Tool() + " up " + c->dir_ + " --meta 1 --chunkservers " +
+  std::string cmd = "timeout 120 " + Tool() + " up " + c->dir_ + " --meta " + std::to_string(metas) + " --chunkservers " +
                     std::to_string(chunkservers) + " --replicas 3";
   if (mount) cmd += " --mount " + c->dir_ + "/mnt";
   CommandResult r = RunShell(cmd);
@@ -59,6 +60,19 @@ common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int c
     return common::InternalError("local-cluster printed no source=/mount=: " + r.output);
   }
   return c;
+}
+
+int LocalCluster::Pid(const std::string& name) const {
+  std::ifstream in(dir_ + "/" + name + ".pid");
+  int pid = 0;
+  in >> pid;
+  return pid;
+}
+
+common::Status LocalCluster::Restart(const std::string& name) {
+  CommandResult r = RunShell("timeout 60 " + Tool() + " restart " + dir_ + " " + name);
+  if (r.exit_code != 0) return common::UnavailableError("local-cluster restart " + name + ": " + r.output);
+  return common::Status::Ok();
 }
 
 common::Status LocalCluster::MountAgain(const std::string& path) {

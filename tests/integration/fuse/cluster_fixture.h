@@ -18,7 +18,8 @@ namespace dfs::testing {
 class LocalCluster {
  public:
   // Starts the cluster in a fresh temp dir; mounts at <dir>/mnt if `mount`.
-  static common::Result<std::unique_ptr<LocalCluster>> Up(bool mount, int chunkservers = 3);
+  // `metas` > 1 makes the metadata a Raft group (3 or 5).
+  static common::Result<std::unique_ptr<LocalCluster>> Up(bool mount, int chunkservers = 3, int metas = 1);
   ~LocalCluster();  // down
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
@@ -30,6 +31,10 @@ class LocalCluster {
   // Mounts the cluster a second time at `path` (a separate dfs process);
   // unmounted by the destructor.
   common::Status MountAgain(const std::string& path);
+  // The pid of process `name` (meta-K, cs-K, dfs), 0 if unknown.
+  int Pid(const std::string& name) const;
+  // local-cluster restart: starts `name` again after it was killed.
+  common::Status Restart(const std::string& name);
 
  private:
   LocalCluster() = default;
