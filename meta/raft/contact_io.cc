@@ -48,7 +48,7 @@ void ContactIo::TickCb(raft_io* inner) {
 void ContactIo::RecvCb(raft_io* inner, raft_message* message) {
   auto* self = static_cast<ContactIo*>(inner->data);
   if (message->type == RAFT_IO_APPEND_ENTRIES_RESULT) {
-    self->on_result_(message->server_id, message->append_entries_result.term);
+    self->on_result_(message->server_id, message->append_entries_result);
   }
   self->recv_(&self->outer_.io, message);
 }

@@ -1,7 +1,8 @@
 // ContactIo: a raft_io that forwards everything to libraft's own (raft_uv)
-// and notes when each peer last answered an AppendEntries. libraft 0.15 has
-// check-quorum but does not say when a quorum was last heard from; that time
-// is what a leader's read lease is built on (see read_lease.h).
+// and shows each AppendEntries result to RaftNode before libraft sees it.
+// libraft 0.15 has check-quorum but does not say when a quorum last heard
+// from the leader; these results are what a leader's read lease is built on
+// (see read_lease.h).
 //
 // How the wrapping works: the outer raft_io shares the inner one's `impl`
 // and function pointers, so raft_uv finds its state whichever struct it is
@@ -21,9 +22,8 @@ namespace dfs::meta::raft {
 
 class ContactIo {
  public:
-  // Called on the loop thread for each AppendEntries result received:
-  // (sender id, its term).
-  using OnResult = std::function<void(raft_id from, raft_term term)>;
+  // Called on the loop thread for each AppendEntries result received.
+  using OnResult = std::function<void(raft_id from, const raft_append_entries_result& result)>;
 
   // `inner` is an initialised raft_uv io; it must outlive this object.
   ContactIo(raft_io* inner, OnResult on_result);

@@ -71,9 +71,14 @@ int Fsm::SnapshotFinalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
 
 int Fsm::Restore(raft_fsm* fsm, raft_buffer* buf) {
   Fsm* self = Self(fsm);
+  const uint64_t before = self->state_machine_->AppliedIndex();
   common::Status status =
       self->state_machine_->Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));
   raft_free(buf->base);
+  if (status.ok() && self->state_machine_->AppliedIndex() != before) {
+    spdlog::info("raft: restored a snapshot ({} bytes) at applied index {}", buf->len,
+                 self->state_machine_->AppliedIndex());
+  }
   if (!status.ok()) {
     spdlog::critical("restoring a snapshot: {}", status.ToString());
     return RAFT_CORRUPT;

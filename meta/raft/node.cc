@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <string_view>
@@ -61,6 +62,7 @@ struct RaftNode::BarrierReq {
   struct raft_barrier req {};
   RaftNode* node = nullptr;
   raft_term term = 0;
+  bool lease = false;  // only renews the read lease
 };
 
 struct RaftNode::ChangeReq {
@@ -94,7 +96,8 @@ common::Status RaftNode::Init() {
   }
   // The default 1 s between reconnects slows recovery after a restart.
   raft_uv_set_connect_retry_delay(&io_, 200);
-  contact_io_ = std::make_unique<ContactIo>(&io_, [this](raft_id from, raft_term term) { OnAppendResult(from, term); });
+  contact_io_ = std::make_unique<ContactIo>(
+      &io_, [this](raft_id from, const raft_append_entries_result& result) { OnAppendResult(from, result); });
   fsm_.set_raft(&raft_);
   if (int rv = raft_init(&raft_, contact_io_->get(), fsm_.get(), options_.id, options_.raft_address.c_str());
       rv != 0) {
@@ -251,6 +254,7 @@ void RaftNode::Drain() {
     }
     raft_buffer buf = EncodeEntry(entry.SerializeAsString());
     int rv = buf.base == nullptr ? RAFT_NOMEM : raft_apply(&raft_, &apply->req, &buf, 1, &RaftNode::OnApplied);
+    if (rv == 0) Appended();
     if (rv != 0) {
       // Not taken over: still ours to free.
       if (buf.base != nullptr) raft_free(buf.base);
@@ -280,6 +284,11 @@ void RaftNode::OnApplied(struct raft_apply* req, int status, void* result) {
 void RaftNode::OnBarrier(struct raft_barrier* req, int status) {
   auto* barrier = static_cast<BarrierReq*>(req->data);
   RaftNode* self = barrier->node;
+  if (barrier->lease) {
+    self->lease_barrier_in_flight_ = false;
+    delete barrier;
+    return;
+  }
   self->barrier_in_flight_ = false;
   if (status == 0 && self->leading_ && self->raft_.current_term == barrier->term &&
       raft_state(&self->raft_) == RAFT_LEADER) {
@@ -302,6 +311,7 @@ void RaftNode::Poll() {
       leader_term_ = raft_.current_term;
       caught_up_ = false;
       contacts_.clear();
+      appended_.clear();
       ready_.store(false, std::memory_order_release);
     }
     if (!caught_up_ && !barrier_in_flight_) {
@@ -311,8 +321,27 @@ void RaftNode::Poll() {
       barrier->req.data = barrier;
       if (raft_barrier(&raft_, &barrier->req, &RaftNode::OnBarrier) == 0) {
         barrier_in_flight_ = true;
+        Appended();
       } else {
         delete barrier;  // retried at the next poll
+      }
+    }
+    const int64_t renew_ns = int64_t{options_.election_timeout_ms} * 1'000'000 / 4;
+    unsigned voters = 0;
+    for (unsigned i = 0; i < raft_.configuration.n; ++i) voters += raft_.configuration.servers[i].role == RAFT_VOTER;
+    // A lone voter is its own quorum: nothing to renew.
+    if (caught_up_ && voters > 1 && !lease_barrier_in_flight_ &&
+        (appended_.empty() || SteadyNs() - appended_.back().second > renew_ns)) {
+      auto* barrier = new BarrierReq;
+      barrier->node = this;
+      barrier->term = leader_term_;
+      barrier->lease = true;
+      barrier->req.data = barrier;
+      if (raft_barrier(&raft_, &barrier->req, &RaftNode::OnBarrier) == 0) {
+        lease_barrier_in_flight_ = true;
+        Appended();
+      } else {
+        delete barrier;
       }
     }
     UpdateLease();
@@ -364,9 +393,24 @@ void RaftNode::Poll() {
   view_ = std::move(view);
 }
 
-void RaftNode::OnAppendResult(raft_id from, raft_term term) {
-  if (!leading_ || term != raft_.current_term) return;
-  contacts_[from] = SteadyNs();
+void RaftNode::Appended() {
+  const int64_t now = SteadyNs();
+  appended_.emplace_back(raft_last_index(&raft_), now);
+  const int64_t keep_ns = 2 * int64_t{options_.election_timeout_ms} * 1'000'000;
+  while (appended_.size() > 1 && now - appended_.front().second > keep_ns) appended_.pop_front();
+}
+
+void RaftNode::OnAppendResult(raft_id from, const raft_append_entries_result& result) {
+  // Only a success in our term says the follower's log matches ours up to
+  // last_log_index (what libraft itself trusts to advance its match index).
+  if (!leading_ || result.term != raft_.current_term || result.rejected != 0) return;
+  for (auto it = appended_.rbegin(); it != appended_.rend(); ++it) {
+    if (it->first <= result.last_log_index) {
+      int64_t& contact = contacts_[from];
+      contact = std::max(contact, it->second);
+      break;
+    }
+  }
   UpdateLease();
 }
 
@@ -383,9 +427,10 @@ void RaftNode::UpdateLease() {
       voters.push_back(it == contacts_.end() ? 0 : it->second);
     }
   }
-  lease_until_ns_.store(LeaseUntil(QuorumContact(std::move(voters)), int64_t{options_.election_timeout_ms} * 1'000'000,
-                                   int64_t{options_.heartbeat_timeout_ms} * 1'000'000),
-                        std::memory_order_release);
+  lease_until_ns_.store(
+      LeaseUntil(QuorumContact(std::move(voters)), int64_t{options_.election_timeout_ms} * 1'000'000,
+                 int64_t{options_.heartbeat_timeout_ms} * 1'000'000),
+      std::memory_order_release);
 }
 
 void RaftNode::Close() {

@@ -16,7 +16,8 @@
 // leaders committed), runs `on_leader`, and only then serves; it serves
 // while its read lease (read_lease.h) holds, which ContactIo feeds. A
 // deposed or partitioned leader stops serving when its lease runs out even
-// before libraft notices.
+// before libraft notices. While idle, the leader appends a barrier every
+// election_timeout / 4 to keep its lease fresh.
 #pragma once
 
 #include <atomic>
@@ -112,7 +113,9 @@ class RaftNode final : public Proposer, public Group {
   static void OnRaftClosed(struct raft* r);
   void Drain();
   void Poll();
-  void OnAppendResult(raft_id from, raft_term term);
+  void OnAppendResult(raft_id from, const raft_append_entries_result& result);
+  // Notes that the entry just appended (raft_last_index) exists from now.
+  void Appended();
   void UpdateLease();
   void Close();
 
@@ -132,7 +135,12 @@ class RaftNode final : public Proposer, public Group {
   raft_term leader_term_ = 0;      // the term we lead (or last led)
   bool barrier_in_flight_ = false;
   bool caught_up_ = false;         // this term's barrier applied
-  std::map<raft_id, int64_t> contacts_;  // voter -> last AppendEntries result (steady ns), this term
+  std::map<raft_id, int64_t> contacts_;  // voter -> latest proven contact (steady ns), this term
+  // Entries this leader appended in its term and when (steady ns), oldest
+  // first, pruned to the last 2 election timeouts: an answer that covers
+  // index i proves contact at or after i's time (read_lease.h).
+  std::deque<std::pair<raft_index, int64_t>> appended_;
+  bool lease_barrier_in_flight_ = false;
   std::thread thread_;
 
   std::atomic<bool> ready_{false};          // leading and caught up

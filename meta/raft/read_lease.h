@@ -6,12 +6,18 @@
 // randomises to at least election_timeout after t (0.15 rejects RequestVote
 // while it knows a leader). So once a quorum - the leader counts itself -
 // heard from it at or after t, no other leader can be elected before
-// t + election_timeout. The leader only learns when the answers arrived, not
-// when the followers received the request; `margin` (one heartbeat interval)
-// covers that delay and clock-rate differences. Assumes every member runs
-// with the same election timeout, and that a restarted follower does not
-// come back within one election timeout having forgotten the leader (see
-// meta/README.md).
+// t + election_timeout. `margin` covers clock-rate differences.
+//
+// How the leader knows t without trusting arrival times (an answer may have
+// waited in a socket while the leader was stopped): it remembers when it
+// appended each log entry, and a successful AppendEntries result whose
+// last_log_index reaches entry i proves the follower received entry i, which
+// did not exist before it was appended. So a follower's contact time is the
+// append time of the newest remembered entry its answer covers. When there
+// is no traffic the leader appends a barrier every election_timeout / 4 to
+// keep the lease fresh. Assumes every member runs with the same election
+// timeout, and that a follower restarted within one election timeout does
+// not vote before its timer (it forgets the leader; see meta/README.md).
 #pragma once
 
 #include <algorithm>

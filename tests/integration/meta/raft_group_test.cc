@@ -13,6 +13,9 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sys/wait.h>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -56,16 +59,23 @@ class MetaGroup {
     }
   }
 
-  void Start(int i) {
+  // Starts member i: bootstrapping with every member (`join` false), or with
+  // only --raft-listen, to wait until it is added (`join` true).
+  void Start(int i, bool join = false, const std::vector<std::string>& extra = {}) {
     Member& m = members_[i];
     std::filesystem::create_directories(m.dir);
     std::string ready = m.dir + ".ready";
     std::filesystem::remove(ready);
-    auto process = testing::Process::Start(
-        {testing::BinaryPath("DFS_META_BIN"), "--listen", m.rpc, "--data", m.dir, "--ready-file", ready,
-         "--insecure-dev-key", "--replicas", "1", "--node-id", std::to_string(m.id), "--raft-listen", m.raft,
-         "--members", members_flag_, "--election-timeout", "300ms", "--heartbeat-timeout", "50ms"},
-        m.dir + ".log");
+    std::vector<std::string> argv = {testing::BinaryPath("DFS_META_BIN"), "--listen", m.rpc, "--data", m.dir,
+                                     "--ready-file", ready, "--insecure-dev-key", "--replicas", "1", "--node-id",
+                                     std::to_string(m.id), "--raft-listen", m.raft, "--election-timeout", "300ms",
+                                     "--heartbeat-timeout", "50ms"};
+    if (!join) {
+      argv.push_back("--members");
+      argv.push_back(bootstrap_members_.empty() ? members_flag_ : bootstrap_members_);
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto process = testing::Process::Start(argv, m.dir + ".log");
     ASSERT_TRUE(process.ok()) << process.status().ToString();
     m.process = std::move(process).value();
     auto address = testing::WaitForReadyFile(ready, *m.process, 20000);
@@ -73,6 +83,20 @@ class MetaGroup {
   }
   void Kill(int i) { members_[i].process->Kill(); members_[i].process.reset(); }
   void Signal(int i, int signal) { members_[i].process->Signal(signal); }
+  // SIGSTOP, returning once every thread has stopped (kill() returns before
+  // the target has processed the signal).
+  bool Stop(int i) {
+    Signal(i, SIGSTOP);
+    const std::string stat = "/proc/" + std::to_string(members_[i].process->pid()) + "/stat";
+    for (int tries = 0; tries < 1000; ++tries) {
+      std::ifstream in(stat);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      size_t paren = text.rfind(')');
+      if (paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T') return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
   bool Running(int i) const { return members_[i].process != nullptr; }
 
   std::string Source() const {
@@ -81,6 +105,14 @@ class MetaGroup {
     return s;
   }
   const std::string& Rpc(int i) const { return members_[i].rpc; }
+  const std::string& Raft(int i) const { return members_[i].raft; }
+  // Bootstrap with only the first `n` members (the rest join later).
+  void BootstrapWith(int n) {
+    bootstrap_members_.clear();
+    for (int i = 0; i < n; ++i) {
+      bootstrap_members_ += (i ? "," : "") + std::to_string(members_[i].id) + "=" + members_[i].raft;
+    }
+  }
   int Size() const { return static_cast<int>(members_.size()); }
   // Index of the member with Raft id `id`.
   int IndexOf(uint64_t id) const { return static_cast<int>(id) - 1; }
@@ -96,6 +128,7 @@ class MetaGroup {
   std::string dir_;
   std::vector<Member> members_;
   std::string members_flag_;
+  std::string bootstrap_members_;
 };
 
 class RaftGroupTest : public ::testing::Test {
@@ -112,9 +145,14 @@ class RaftGroupTest : public ::testing::Test {
     else std::fprintf(stderr, "logs kept in %s\n", dir_.c_str());
   }
 
-  void StartGroup(int n) {
+  void StartGroup(int n, int start = -1) {
     group_ = std::make_unique<MetaGroup>(dir_, n);
-    for (int i = 0; i < n; ++i) ASSERT_NO_FATAL_FAILURE(group_->Start(i));
+    if (start < 0) start = n;
+    if (start < n) group_->BootstrapWith(start);
+    for (int i = 0; i < start; ++i) ASSERT_NO_FATAL_FAILURE(group_->Start(i, false, {"--snapshot-threshold", "16", "--snapshot-trailing", "4"}));
+    Connect();
+  }
+  void Connect() {
     common::LeaderChannel::Options options;
     options.attempt_timeout_ms = 500;
     options.total_timeout_ms = 20'000;
@@ -278,7 +316,7 @@ TEST_F(RaftGroupTest, APartitionedOldLeaderServesNoStaleReads) {
   pb::EntryReply reply;
   ASSERT_TRUE(Mkdir(*meta_, client, 1, "before", &reply).ok());
   const int old = group_->IndexOf(LeaderId());
-  group_->Signal(old, SIGSTOP);
+  ASSERT_TRUE(group_->Stop(old));
   // The others elect a leader and take a change the old one never sees.
   ASSERT_TRUE(Mkdir(*meta_, client, 2, "after", &reply).ok());
   ASSERT_EQ(reply.status().code(), 0);
@@ -350,6 +388,57 @@ TEST_F(RaftGroupTest, FiveMembersSurviveTwoDownAndBlockWithThree) {
   ASSERT_NO_FATAL_FAILURE(group_->Start(third));
   std::string why;
   EXPECT_TRUE(DatabasesAgree(&why)) << why;
+}
+
+// dfsctl add-member / remove-member against real processes: a one-member
+// group grows to three (the newcomers catch up by snapshot install, the log
+// having been compacted long before they arrive) and shrinks to two.
+TEST_F(RaftGroupTest, DfsctlAddsAndRemovesMembers) {
+  ASSERT_NO_FATAL_FAILURE(StartGroup(3, /*start=*/1));
+  uint64_t client = OpenSession();
+  pb::EntryReply reply;
+  for (uint64_t i = 1; i <= 200; ++i) ASSERT_TRUE(Mkdir(*meta_, client, i, "early-" + std::to_string(i), &reply).ok());
+  const std::string ctl = testing::BinaryPath("DFS_CTL_BIN");
+  auto run = [&](const std::string& args) {
+    std::string cmd = "timeout 60 " + ctl + " --meta " + group_->Rpc(0) + " " + args + " 2>&1";
+    std::string out;
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+    int status = ::pclose(pipe);
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+  };
+  for (int i = 1; i < 3; ++i) {
+    ASSERT_NO_FATAL_FAILURE(group_->Start(i, /*join=*/true, {"--snapshot-threshold", "16", "--snapshot-trailing", "4"}));
+    auto [code, out] = run("add-member " + std::to_string(i + 1) + " " + group_->Raft(i) + " " + group_->Rpc(i));
+    ASSERT_EQ(code, 0) << out;
+  }
+  auto [dup_code, dup_out] = run("add-member 2 " + group_->Raft(1) + " " + group_->Rpc(1));
+  EXPECT_NE(dup_code, 0) << "adding a member twice must fail: " << dup_out;
+  auto [bad_code, bad_out] = run("add-member 0 x y");
+  EXPECT_NE(bad_code, 0) << bad_out;
+  auto [st_code, st_out] = run("status --json");
+  ASSERT_EQ(st_code, 0) << st_out;
+  EXPECT_NE(st_out.find("\"id\": 3"), std::string::npos) << st_out;
+  std::string why;
+  ASSERT_TRUE(DatabasesAgree(&why)) << why;
+  // The newcomers were far behind a compacted log: they got a snapshot.
+  for (int i = 1; i < 3; ++i) {
+    std::ifstream log(group_->Log(i));
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("restored a snapshot"), std::string::npos) << "member " << i + 1 << " log:\n" << text;
+  }
+  // Now a three-member group: it survives losing the original member.
+  group_->Kill(0);
+  Connect();
+  ASSERT_TRUE(Mkdir(*meta_, client, 1000, "after-first-died", &reply).ok());
+  EXPECT_EQ(reply.status().code(), 0);
+  ASSERT_NO_FATAL_FAILURE(group_->Start(0, false, {"--snapshot-threshold", "16", "--snapshot-trailing", "4"}));
+  auto [rm_code, rm_out] = run("remove-member 3");
+  EXPECT_EQ(rm_code, 0) << rm_out;
+  auto [st2_code, st2_out] = run("status --json");
+  EXPECT_EQ(st2_out.find("\"id\": 3"), std::string::npos) << st2_out;
 }
 
 }  // namespace
