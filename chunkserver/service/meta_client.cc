@@ -189,6 +189,17 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   request.set_load(options_.load ? options_.load() : 0.0);
   std::vector<ChunkMeta> damaged = store_.TakeNewlyDamaged();
   for (const ChunkMeta& m : damaged) FillRef(m, request.add_damaged());
+  std::vector<pb::ChunkRef> replicated;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    replicated.swap(replicated_);
+  }
+  for (const pb::ChunkRef& ref : replicated) *request.add_replicated() = ref;
+  // Reports that did not reach meta go out with the next heartbeat.
+  auto give_back_replicated = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    replicated_.insert(replicated_.end(), replicated.begin(), replicated.end());
+  };
   pb::HeartbeatReply reply;
   grpc::Status rpc = meta_->Call([&](auto& channel, grpc::ClientContext& context) {
     auto stub = pb::MetaService::NewStub(SharedChannel(channel));
@@ -197,6 +208,7 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   ++heartbeats_;
   if (!rpc.ok()) {
     store_.GiveBackDamaged(damaged);
+    give_back_replicated();
     Status s = common::FromGrpcStatus(rpc);
     // Meta does not know us (or cannot take heartbeats): register again.
     if (s.code() == common::StatusCode::kNotFound || s.code() == common::StatusCode::kFailedPrecondition ||
@@ -208,6 +220,7 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   Status fs = common::FromFsStatus(reply.status());
   if (!fs.ok()) {
     store_.GiveBackDamaged(damaged);
+    give_back_replicated();
     *reregister = true;
     return fs.WithContext("Heartbeat");
   }
@@ -285,6 +298,12 @@ void MetaClient::Execute(const pb::Command& command) {
     if (length.ok()) {
       spdlog::info("command {}: replicated chunk {:016x} version {} ({} bytes) from {}", command.command_id(),
                    r.chunk_id(), r.version(), *length, r.source_address());
+      pb::ChunkRef ref;
+      ref.set_chunk_id(r.chunk_id());
+      ref.set_version(r.version());
+      ref.set_length(*length);
+      std::lock_guard<std::mutex> lock(mu_);
+      replicated_.push_back(std::move(ref));
     } else {
       spdlog::warn("command {}: replicate chunk {:016x} from {}: {}", command.command_id(), r.chunk_id(),
                    r.source_address(), length.status().ToString());

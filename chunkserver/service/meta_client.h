@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <vector>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,9 @@ class MetaClient {
   std::condition_variable cv_;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::deque<pb::Command> queue_ GUARDED_BY(mu_);
+  // Copies made by Replicate commands, reported (and then forgotten) by the
+  // next successful heartbeat: meta counts a replica only once told.
+  std::vector<pb::ChunkRef> replicated_ GUARDED_BY(mu_);
   std::set<uint64_t> seen_commands_ GUARDED_BY(mu_);   // ids queued or done (bounded)
   std::deque<uint64_t> seen_order_ GUARDED_BY(mu_);
   std::thread heartbeat_thread_;

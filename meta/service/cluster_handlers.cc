@@ -1,8 +1,10 @@
 // MetaServiceImpl: the chunk map, chunkservers, administration and the
 // leader's housekeeping.
+#include <spdlog/spdlog.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "common/check.h"
@@ -125,6 +127,18 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
   DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   if (!cluster_->Heartbeat(*req, clock_.MonotonicNs())) {
+  // Copies made by Replicate commands: the new replicas count from now on.
+  for (const pb::ChunkRef& ref : req->replicated()) {
+    pb::Op op;
+    op.mutable_replica_change()->set_chunk_id(ref.chunk_id());
+    op.mutable_replica_change()->set_version(ref.version());
+    op.mutable_replica_change()->set_node_id(req->node_id());
+    op.mutable_replica_change()->set_added(true);
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+    cluster_->RepairDone(ref.chunk_id());
+  }
+  for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
     reply->set_reregister(true);
     return grpc::Status::OK;
   }
@@ -202,12 +216,62 @@ grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* re
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   *reply->mutable_status() = result.status();
+std::vector<uint64_t> MetaServiceImpl::LiveNodes() {
+  std::vector<uint64_t> live;
+  for (const auto& [id, node] : cluster_->Nodes()) {
+    if (node.live) live.push_back(id);
+  }
+  return live;
+}
+
+void MetaServiceImpl::ScheduleRepairs() {
+  const int64_t now = clock_.MonotonicNs();
+  size_t in_flight = cluster_->RepairsInFlight(now);
+  if (in_flight >= options_.max_repairs) return;
+  std::vector<uint64_t> live = LiveNodes();
+  if (live.empty()) return;
+  std::map<uint64_t, ClusterState::Node> nodes = cluster_->Nodes();
+  auto candidates = state_machine_->UnderReplicated(live, repair_cursor_, options_.repair_scan,
+                                                    clock_.UnixNs() / 1'000'000, &repair_cursor_);
+  // Most endangered first: one copy left before two.
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a.live_holders.size() < b.live_holders.size();
+  });
+  for (const StateMachine::RepairCandidate& c : candidates) {
+    if (in_flight >= options_.max_repairs) break;
+    if (c.live_holders.empty()) continue;  // nothing to copy from: lost until a holder returns
+    uint64_t target = 0;
+    for (uint64_t node : cluster_->Placement(c.chunk_id, live.size())) {
+      if (std::find(c.live_holders.begin(), c.live_holders.end(), node) == c.live_holders.end()) {
+        target = node;
+        break;
+      }
+    }
+    if (target == 0) continue;  // every live node already holds it
+    if (!cluster_->StartRepair(c.chunk_id, now + options_.repair_timeout_ms * 1'000'000)) continue;
+    const uint64_t source = c.live_holders[(c.chunk_id + target) % c.live_holders.size()];
+    pb::Command command;
+    command.set_command_id(next_command_id_.fetch_add(1));
+    pb::ReplicateChunkCommand* r = command.mutable_replicate();
+    r->set_chunk_id(c.chunk_id);
+    r->set_version(c.version);
+    r->set_source_node_id(source);
+    r->set_source_address(nodes[source].address);
+    r->set_bandwidth_limit_bytes_per_s(options_.repair_bandwidth);
+    cluster_->AddCommand(target, std::move(command));
+    ++in_flight;
+    spdlog::info("repair: chunk {:016x} v{} has {} of {} copies; copying from {:016x} to {:016x}", c.chunk_id,
+                 c.version, c.live_holders.size(), c.want, source, target);
+  }
+}
+
   return grpc::Status::OK;
 }
 
 grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
   DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  ScheduleRepairs();
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_replication() = *req;
   pb::OpResult result;

@@ -1,5 +1,6 @@
 #include "meta/service/cluster_state.h"
 
+#include <iterator>
 #include <utility>
 
 namespace dfs::meta {
@@ -52,6 +53,38 @@ void ClusterState::RebuildRingLocked() {
   for (auto& [id, node] : nodes_) {
     if (node.live) (void)ring_.AddNode(id, 1.0);
   }
+}
+
+bool ClusterState::StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return repairs_.emplace(chunk_id, deadline_mono_ns).second;
+}
+
+void ClusterState::RepairDone(uint64_t chunk_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  repairs_.erase(chunk_id);
+}
+
+size_t ClusterState::RepairsInFlight(int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = repairs_.begin(); it != repairs_.end();) {
+    it = it->second < now_mono_ns ? repairs_.erase(it) : std::next(it);
+  }
+  return repairs_.size();
+}
+
+void ClusterState::AddCommand(uint64_t node_id, pb::Command command) {
+  std::lock_guard<std::mutex> lock(mu_);
+  commands_[node_id].push_back(std::move(command));
+}
+
+std::vector<pb::Command> ClusterState::TakeCommands(uint64_t node_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = commands_.find(node_id);
+  if (it == commands_.end()) return {};
+  std::vector<pb::Command> out = std::move(it->second);
+  commands_.erase(it);
+  return out;
 }
 
 std::vector<uint64_t> ClusterState::Placement(uint64_t key, size_t count) {

@@ -52,6 +52,19 @@ class ClusterState {
   std::vector<pb::ChunkRef> TakeSentGarbage(uint64_t node_id);
   void SetSentGarbage(uint64_t node_id, std::vector<pb::ChunkRef> refs);
 
+  // ---- Re-replication in flight (derived again from the database by any
+  // new leader, so losing it only delays repairs).
+  // Claims a repair of `chunk_id` until `deadline_mono_ns`; false if one is
+  // already in flight.
+  bool StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns);
+  // A repair finished (the copy was reported) or gave up.
+  void RepairDone(uint64_t chunk_id);
+  // Repairs in flight, forgetting those past their deadline.
+  size_t RepairsInFlight(int64_t now_mono_ns);
+  // Commands for `node_id`'s next heartbeat reply.
+  void AddCommand(uint64_t node_id, pb::Command command);
+  std::vector<pb::Command> TakeCommands(uint64_t node_id);
+
   void SessionAlive(uint64_t client_id, int64_t now_mono_ns, int64_t lease_ns);
   bool KeepAlive(uint64_t client_id, int64_t now_mono_ns);
   void SessionClosed(uint64_t client_id);
@@ -66,6 +79,8 @@ class ClusterState {
   std::map<uint64_t, Node> nodes_;
   common::HashRing ring_;  // live nodes only
   std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
+  std::map<uint64_t, int64_t> repairs_;  // chunk id -> deadline (monotonic ns)
+  std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending
   struct Session {
     int64_t last_seen_mono_ns = 0;
     int64_t lease_ns = 0;

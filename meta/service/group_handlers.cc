@@ -129,6 +129,8 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
   StateMachine::Counts counts = state_machine_->CountAll();
   reply->set_files(counts.files);
   reply->set_chunks(counts.chunks);
+  reply->set_under_replicated_chunks(state_machine_->CountUnderReplicated(LiveNodes(), clock_.UnixNs() / 1'000'000));
+  reply->set_repairs_in_flight(cluster_->RepairsInFlight(clock_.MonotonicNs()));
   return grpc::Status::OK;
 }
 

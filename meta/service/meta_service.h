@@ -11,6 +11,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -36,6 +37,10 @@ struct MetaServiceOptions {
   uint32_t session_lease_ms = 30'000;   // client must KeepAlive within this
   uint32_t heartbeat_interval_ms = 1'000;
   size_t gc_batch = 256;                // Delete commands per heartbeat reply
+  size_t max_repairs = 16;              // re-replications in flight at once
+  size_t repair_scan = 10'000;          // chunks examined per housekeeping pass
+  int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
+  uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
   std::string cluster_key;              // signs write tokens
   // The Raft group this node belongs to (borrowed); null: a lone node that
   // always serves (unit tests, benchmarks).
@@ -121,6 +126,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status CheckServing(grpc::ServerContextBase* ctx);
   // Proposes SetMember for this node unless the members table has it.
   void PublishSelf();
+  // Hands the most endangered under-replicated chunks (fewest live copies
+  // first) to live target nodes as Replicate commands, within max_repairs.
+  void ScheduleRepairs();
+  std::vector<uint64_t> LiveNodes();
   // A new Op carrying the request's exactly-once ids.
   static pb::Op NewOp(const pb::RequestContext& ctx);
   // Submit, mapping a proposer failure to a gRPC status.
@@ -160,6 +169,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   const MetaServiceOptions options_;
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
+  uint64_t repair_cursor_ = 0;  // housekeeping thread only
+  std::atomic<uint64_t> next_command_id_;
 };
 
 }  // namespace dfs::meta

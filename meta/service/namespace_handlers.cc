@@ -11,7 +11,11 @@ namespace dfs::meta {
 MetaServiceImpl::MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock,
                                  ClusterState* cluster, MetaServiceOptions options)
     : state_machine_(state_machine), proposer_(proposer), clock_(clock), cluster_(cluster),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      // Replicate command ids: high bit set (garbage Delete ids are row
+      // numbers), then this leader's start time, so ids stay unique across
+      // leaders and chunkservers can drop a command they already ran.
+      next_command_id_((uint64_t{1} << 63) | (static_cast<uint64_t>(clock.UnixNs()) >> 1)) {}
 
 pb::Op MetaServiceImpl::NewOp(const pb::RequestContext& ctx) {
   pb::Op op;

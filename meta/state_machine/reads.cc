@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "common/chunk_geometry.h"
 #include "meta/state_machine/ops/ops.h"
@@ -213,6 +216,52 @@ std::vector<StateMachine::GarbageRow> StateMachine::Garbage(uint64_t node_id, si
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const std::vector<uint64_t>& live,
+                                                                         uint64_t after, size_t scan,
+                                                                         int64_t now_unix_ms, uint64_t* next) {
+  ReadConnection conn = Borrow();
+  std::vector<RepairCandidate> out;
+  Stmt stmt = (*conn).Prepare(
+      "SELECT c.chunk_id, c.version, i.replicas, "
+      "  (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id=c.chunk_id AND r.version=c.version), "
+      "  (SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id) "
+      "FROM chunks c JOIN inodes i ON i.ino=c.ino WHERE c.chunk_id>? ORDER BY c.chunk_id LIMIT ?");
+  // chunk ids are u64 stored as their signed bit pattern; the cursor walks
+  // SQLite's (signed) order, starting from the smallest value.
+  stmt.Bind(1, after == 0 ? INT64_MIN : static_cast<int64_t>(after)).Bind(2, static_cast<int64_t>(scan));
+  size_t seen = 0;
+  uint64_t last = 0;
+  while (stmt.Step()) {
+    ++seen;
+    last = stmt.UInt(0);
+    if (!stmt.IsNull(4) && stmt.Int(4) > now_unix_ms) continue;
+    RepairCandidate c;
+    c.chunk_id = last;
+    c.version = stmt.UInt(1);
+    c.want = static_cast<uint32_t>(stmt.Int(2));
+    std::string holders = stmt.IsNull(3) ? std::string() : stmt.Blob(3);
+    size_t start = 0;
+    while (start < holders.size()) {
+      size_t comma = holders.find(',', start);
+      if (comma == std::string::npos) comma = holders.size();
+      uint64_t node = static_cast<uint64_t>(std::stoll(holders.substr(start, comma - start)));
+      if (std::find(live.begin(), live.end(), node) != live.end()) c.live_holders.push_back(node);
+      start = comma + 1;
+    }
+    if (c.live_holders.size() < c.want) out.push_back(std::move(c));
+  }
+  *next = seen < scan ? 0 : last;
+  return out;
+}
+
+uint64_t StateMachine::CountUnderReplicated(const std::vector<uint64_t>& live, int64_t now_unix_ms) {
+  uint64_t count = 0, cursor = 0;
+  do {
+    count += UnderReplicated(live, cursor, 100'000, now_unix_ms, &cursor).size();
+  } while (cursor != 0);
+  return count;
 }
 
 std::vector<uint64_t> StateMachine::SessionIds() {

@@ -143,6 +143,22 @@ class StateMachine {
   };
   std::vector<GarbageRow> Garbage(uint64_t node_id, size_t limit);
   std::vector<uint64_t> SessionIds();
+  // Re-replication: chunks whose committed version has fewer replicas on
+  // `live` nodes than their file's replication factor. Scans at most `scan`
+  // chunks in id order after `after` (a cursor, so each pass costs a bounded
+  // amount however many chunks there are); *next is where the next pass
+  // starts (0 once the scan wrapped). Chunks under an unexpired write lease
+  // are skipped: their version is about to change.
+  struct RepairCandidate {
+    uint64_t chunk_id = 0;
+    uint64_t version = 0;
+    uint32_t want = 0;                  // the file's replication factor
+    std::vector<uint64_t> live_holders;  // nodes with the committed version
+  };
+  std::vector<RepairCandidate> UnderReplicated(const std::vector<uint64_t>& live, uint64_t after, size_t scan,
+                                               int64_t now_unix_ms, uint64_t* next);
+  // How many chunks are under-replicated now (a full scan: for status).
+  uint64_t CountUnderReplicated(const std::vector<uint64_t>& live, int64_t now_unix_ms);
   struct Counts {
     uint64_t inodes = 0;
     uint64_t files = 0;
