@@ -1,0 +1,114 @@
+// StateMachine::UnderReplicated: what re-replication works from.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "meta/state_machine/test_util.h"
+
+namespace dfs::meta {
+namespace {
+
+class RepairScanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (uint64_t node : {11, 12, 13, 14}) {
+      pb::Op op;
+      auto* r = op.mutable_register_node()->mutable_request();
+      r->set_node_id(node);
+      r->set_address("127.0.0.1:" + std::to_string(9000 + node));
+      ASSERT_EQ(h.Apply(op).status().code(), 0);
+    }
+    pb::Op op;
+    op.mutable_open_session()->set_lease_ms(1000);
+    client_ = h.Apply(op).client_id();
+    h.client_id = client_;
+    ASSERT_EQ(h.Create(1, "f", 0644, &file_, &handle_), 0);
+  }
+  // Leases chunk `index` and commits it on `nodes`; returns the chunk id.
+  uint64_t Write(uint64_t index, std::vector<uint64_t> nodes) {
+    pb::Op lease_op;
+    lease_op.set_client_id(client_);
+    for (uint64_t n : {11, 12, 13}) lease_op.add_placement(n);
+    auto* r = lease_op.mutable_lease_chunk()->mutable_request();
+    r->set_ino(file_.ino());
+    r->set_handle_id(handle_);
+    r->set_chunk_index(index);
+    lease_op.mutable_lease_chunk()->set_lease_expires_unix_ms(NowMs() + 1000);
+    pb::ChunkLease lease = h.Apply(lease_op).lease();
+    pb::Op op;
+    op.set_client_id(client_);
+    auto* c = op.mutable_commit_write();
+    c->set_ino(file_.ino());
+    c->set_handle_id(handle_);
+    c->set_new_size((index + 1) * (64 << 20));
+    auto* chunk = c->add_chunks();
+    chunk->set_chunk_index(index);
+    chunk->set_chunk_id(lease.chunk_id());
+    chunk->set_version(lease.version());
+    chunk->set_length(64 << 20);
+    for (uint64_t n : nodes) chunk->add_replica_node_ids(n);
+    EXPECT_EQ(h.Apply(op).status().code(), 0);
+    return lease.chunk_id();
+  }
+  void ExpireLeases() {
+    pb::Op op;
+    op.set_client_id(client_);
+    op.mutable_release()->set_ino(file_.ino());
+    op.mutable_release()->set_handle_id(handle_);
+    ASSERT_EQ(h.Apply(op).status().code(), 0);
+  }
+  std::vector<uint64_t> Ids(const std::vector<StateMachine::RepairCandidate>& cs) {
+    std::vector<uint64_t> ids;
+    for (const auto& c : cs) ids.push_back(c.chunk_id);
+    return ids;
+  }
+  int64_t NowMs() const { return h.now_ns / 1'000'000; }
+
+  testing::SmHarness h;
+  uint64_t client_ = 0;
+  uint64_t handle_ = 0;
+  pb::Attr file_;
+};
+
+TEST_F(RepairScanTest, FindsChunksWithTooFewLiveCopiesAndSkipsLeasedOnes) {
+  const uint64_t full = Write(0, {11, 12, 13});
+  const uint64_t two = Write(1, {11, 12});
+  const std::vector<uint64_t> all = {11, 12, 13, 14};
+  uint64_t next = 1;
+  // Both chunks are still under the handle's write lease: left alone.
+  EXPECT_TRUE(h.sm().UnderReplicated(all, 0, 100, NowMs(), &next).empty());
+  EXPECT_EQ(next, 0u);
+  ExpireLeases();
+  auto found = h.sm().UnderReplicated(all, 0, 100, NowMs(), &next);
+  EXPECT_EQ(Ids(found), std::vector<uint64_t>{two});
+  EXPECT_EQ(found[0].want, 3u);
+  EXPECT_EQ(found[0].live_holders.size(), 2u);
+  // Node 11 is dead: both are short, the second by two copies.
+  found = h.sm().UnderReplicated({12, 13, 14}, 0, 100, NowMs(), &next);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].chunk_id, full);
+  EXPECT_EQ(found[1].live_holders, std::vector<uint64_t>{12});
+  EXPECT_EQ(h.sm().CountUnderReplicated({12, 13, 14}, NowMs()), 2u);
+  // A bounded scan walks with its cursor and wraps to 0.
+  found = h.sm().UnderReplicated({12, 13, 14}, 0, 1, NowMs(), &next);
+  EXPECT_EQ(Ids(found), std::vector<uint64_t>{full});
+  EXPECT_EQ(next, full);
+  found = h.sm().UnderReplicated({12, 13, 14}, next, 1, NowMs(), &next);
+  EXPECT_EQ(Ids(found), std::vector<uint64_t>{two});
+  found = h.sm().UnderReplicated({12, 13, 14}, next, 1, NowMs(), &next);
+  EXPECT_TRUE(found.empty());
+  EXPECT_EQ(next, 0u);
+  // A reported copy counts.
+  pb::Op op;
+  op.mutable_replica_change()->set_chunk_id(two);
+  op.mutable_replica_change()->set_version(1);
+  op.mutable_replica_change()->set_node_id(14);
+  op.mutable_replica_change()->set_added(true);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(h.sm().CountUnderReplicated(all, NowMs()), 0u);
+}
+
+}  // namespace
+}  // namespace dfs::meta
