@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <string_view>
 #include <utility>
 
@@ -89,7 +90,20 @@ common::Result<std::unique_ptr<RaftNode>> RaftNode::Start(StateMachine* state_ma
 }
 
 common::Status RaftNode::Init() {
+  // A database that applied entries of some Raft log, next to no Raft state
+  // at all, would skip that many entries of the new log as "already
+  // applied" and silently diverge from the group: refuse.
+  std::error_code ec;
+  const bool has_raft_state = std::filesystem::exists(options_.dir + "/metadata1", ec) ||
+                              std::filesystem::exists(options_.dir + "/metadata2", ec);
+  if (!has_raft_state && state_machine_->AppliedIndex() > 0) {
+    return common::FailedPreconditionError(
+        "the metadata database has applied Raft index " + std::to_string(state_machine_->AppliedIndex()) +
+        " but " + options_.dir + " holds no Raft state; starting would diverge from the group. Restore the "
+        "raft folder, or move meta.db away to join the group empty");
+  }
   if (int rv = uv_loop_init(&loop_); rv != 0) return common::UnavailableError(std::string("uv loop: ") + uv_strerror(rv));
+  loop_ready_ = true;
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return FromRaft(rv, "raft transport");
   if (int rv = raft_uv_init(&io_, &loop_, options_.dir.c_str(), &transport_); rv != 0) {
     return common::UnavailableError(std::string("raft io on ") + options_.dir + ": " + io_.errmsg);
@@ -104,6 +118,7 @@ common::Status RaftNode::Init() {
     return FromRaft(rv, std::string("raft init: ") + raft_errmsg(&raft_));
   }
   raft_.data = this;
+  raft_ready_ = true;
   raft_set_election_timeout(&raft_, options_.election_timeout_ms);
   raft_set_heartbeat_timeout(&raft_, options_.heartbeat_timeout_ms);
   raft_set_snapshot_threshold(&raft_, options_.snapshot_threshold);
@@ -133,6 +148,7 @@ common::Status RaftNode::Init() {
   poll_.data = this;
   uv_timer_init(&loop_, &poll_);
   uv_timer_start(&poll_, &RaftNode::OnPoll, 0, 10);
+  handles_ready_ = true;
   spdlog::info("raft: member {} at {} (election {} ms, heartbeat {} ms), applied index {}", options_.id,
                options_.raft_address, options_.election_timeout_ms, options_.heartbeat_timeout_ms,
                state_machine_->AppliedIndex());
@@ -143,8 +159,12 @@ RaftNode::~RaftNode() {
   if (thread_.joinable()) {
     Post([this] { Close(); });
     thread_.join();
+  } else if (raft_ready_) {
+    // Start failed half-way: close what was opened on this thread.
+    raft_close(&raft_, &RaftNode::OnRaftClosed);
+    uv_run(&loop_, UV_RUN_DEFAULT);
   }
-  uv_loop_close(&loop_);
+  if (loop_ready_) uv_loop_close(&loop_);
   std::deque<Pending> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -448,8 +468,10 @@ void RaftNode::OnRaftClosed(struct raft* r) {
   auto* self = static_cast<RaftNode*>(r->data);
   raft_uv_close(&self->io_);
   raft_uv_tcp_close(&self->transport_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&self->poll_), nullptr);
+  if (self->handles_ready_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->poll_), nullptr);
+  }
 }
 
 }  // namespace dfs::meta::raft

@@ -131,6 +131,9 @@ class RaftNode final : public Proposer, public Group {
   struct raft raft_{};
   uv_async_t async_{};
   uv_timer_t poll_{};
+  bool loop_ready_ = false;        // uv_loop_init succeeded
+  bool raft_ready_ = false;        // raft_init succeeded (raft_close owed)
+  bool handles_ready_ = false;     // async_ and poll_ initialised
   bool leading_ = false;           // raft_state was LEADER at the last poll
   raft_term leader_term_ = 0;      // the term we lead (or last led)
   bool barrier_in_flight_ = false;

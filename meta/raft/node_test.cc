@@ -181,6 +181,27 @@ TEST_F(RaftNodeTest, ElectsServesOnlyOnTheLeaderAndFailsOver) {
   for (auto& n : nodes_) EXPECT_EQ(n->sm->CanonicalDump(), dump);
 }
 
+TEST_F(RaftNodeTest, RefusesADatabaseAheadOfAMissingRaftLog) {
+  // A meta.db that applied entries, next to an empty raft folder.
+  TestNode& n = *nodes_[0];
+  auto sm = StateMachine::Open(n.dir + "/meta.db");
+  ASSERT_TRUE(sm.ok());
+  pb::Entry entry;
+  entry.set_format(1);
+  *entry.add_ops() = MkdirOp("old", 9, 1);
+  ASSERT_TRUE((*sm)->ApplyAt(entry.SerializeAsString(), 5).ok());
+  std::filesystem::create_directories(n.dir + "/raft");
+  RaftOptions options;
+  options.id = 1;
+  options.raft_address = members_[0].raft_address;
+  options.initial_members = {members_[0]};
+  options.dir = n.dir + "/raft";
+  auto node = RaftNode::Start(sm->get(), options);
+  ASSERT_FALSE(node.ok());
+  EXPECT_EQ(node.status().code(), common::StatusCode::kFailedPrecondition);
+  EXPECT_NE(node.status().message().find("applied Raft index 5"), std::string::npos) << node.status().ToString();
+}
+
 TEST_F(RaftNodeTest, MembersCanBeAddedAndRemoved) {
   // Start a one-member group, then grow it to three and shrink it to two.
   std::vector<Member> all = members_;
