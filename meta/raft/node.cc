@@ -141,7 +141,10 @@ common::Status RaftNode::Init() {
     if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) return FromRaft(rv, std::string("bootstrap: ") + raft_errmsg(&raft_));
   }
   if (int rv = raft_start(&raft_); rv != 0) {
-    return FromRaft(rv, std::string("raft start on ") + options_.raft_address + ": " + raft_errmsg(&raft_));
+    std::string detail = raft_errmsg(&raft_);
+    // libraft 0.15 reports a taken port as a bare I/O error.
+    if (rv == RAFT_IOERR) detail += " (is the address in use, or the data folder unusable?)";
+    return FromRaft(rv, "raft start on " + options_.raft_address + ": " + detail);
   }
   async_.data = this;
   uv_async_init(&loop_, &async_, &RaftNode::OnAsync);
