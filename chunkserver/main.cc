@@ -30,6 +30,7 @@
 
 #include "chunkserver/service/chunk_service.h"
 #include "chunkserver/service/meta_client.h"
+#include "chunkserver/service/scrubber.h"
 #include "chunkserver/store/chunk_store.h"
 #include "chunkserver/store/node_id.h"
 #include "common/daemon.h"
@@ -50,6 +51,8 @@ struct Flags : common::DaemonFlags {
   std::string meta;
   std::string advertise;
   std::string heartbeat_interval = "1s";
+  double scrub_rate_mib = 32;
+  std::string scrub_pause = "1h";
 };
 
 int BadFlags(const std::string& message) {
@@ -66,6 +69,11 @@ int Run(int argc, char** argv) {
   app.add_option("--meta", flags.meta, "dfs-meta addresses HOST:PORT[,HOST:PORT...]")->required();
   app.add_option("--advertise", flags.advertise, "address clients and peers use (default: the listen address)");
   app.add_option("--heartbeat-interval", flags.heartbeat_interval, "time between heartbeats to meta")
+      ->capture_default_str();
+  app.add_option("--scrub-rate", flags.scrub_rate_mib,
+                 "MiB/s the background scrubber reads to verify every stored block (0: no scrubbing)")
+      ->capture_default_str();
+  app.add_option("--scrub-pause", flags.scrub_pause, "pause between two scrub passes over all chunks")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -90,6 +98,9 @@ int Run(int argc, char** argv) {
   } else if (listen->host.empty() || listen->host == "0.0.0.0" || listen->host == "::") {
     return BadFlags("--advertise is required when --listen is a wildcard address");
   }
+  auto scrub_pause_ms = common::ParseDurationMs(flags.scrub_pause);
+  if (!scrub_pause_ms.ok() || *scrub_pause_ms < 0) return BadFlags("--scrub-pause: must be a duration");
+  if (flags.scrub_rate_mib < 0) return BadFlags("--scrub-rate: must be >= 0");
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
   auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);
@@ -161,6 +172,11 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
+  std::unique_ptr<chunkserver::Scrubber> scrubber;
+  if (flags.scrub_rate_mib > 0) {
+    scrubber = std::make_unique<chunkserver::Scrubber>(
+        **store, chunkserver::Scrubber::Options{flags.scrub_rate_mib * (1 << 20), *scrub_pause_ms});
+  }
   spdlog::info("dfs-chunkserver node {:016x} serving on {} (advertised as {}), {} data folder(s)", *node_id, address,
                advertise, flags.data.size());
   if (!flags.ready_file.empty()) {
@@ -172,6 +188,7 @@ int Run(int argc, char** argv) {
 
   int signal_number = signals.Wait();
   spdlog::info("signal {}: shutting down", signal_number);
+  scrubber.reset();
   meta_client.Stop();
   service.BeginShutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -242,7 +242,8 @@ void MetaServiceImpl::ScheduleRepairs() {
     if (c.live_holders.empty()) continue;  // nothing to copy from: lost until a holder returns
     uint64_t target = 0;
     for (uint64_t node : cluster_->Placement(c.chunk_id, live.size())) {
-      if (std::find(c.live_holders.begin(), c.live_holders.end(), node) == c.live_holders.end()) {
+      if (std::find(c.live_holders.begin(), c.live_holders.end(), node) == c.live_holders.end() &&
+          std::find(c.deleting.begin(), c.deleting.end(), node) == c.deleting.end()) {
         target = node;
         break;
       }

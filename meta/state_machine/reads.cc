@@ -226,7 +226,8 @@ std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const s
   Stmt stmt = (*conn).Prepare(
       "SELECT c.chunk_id, c.version, i.replicas, "
       "  (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id=c.chunk_id AND r.version=c.version), "
-      "  (SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id) "
+      "  (SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id), "
+      "  (SELECT group_concat(g.node_id) FROM garbage g WHERE g.chunk_id=c.chunk_id) "
       "FROM chunks c JOIN inodes i ON i.ino=c.ino WHERE c.chunk_id>? ORDER BY c.chunk_id LIMIT ?");
   // chunk ids are u64 stored as their signed bit pattern; the cursor walks
   // SQLite's (signed) order, starting from the smallest value.
@@ -241,16 +242,23 @@ std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const s
     c.chunk_id = last;
     c.version = stmt.UInt(1);
     c.want = static_cast<uint32_t>(stmt.Int(2));
-    std::string holders = stmt.IsNull(3) ? std::string() : stmt.Blob(3);
-    size_t start = 0;
-    while (start < holders.size()) {
-      size_t comma = holders.find(',', start);
-      if (comma == std::string::npos) comma = holders.size();
-      uint64_t node = static_cast<uint64_t>(std::stoll(holders.substr(start, comma - start)));
+    auto ids = [&](int column) {
+      std::vector<uint64_t> out_ids;
+      std::string list = stmt.IsNull(column) ? std::string() : stmt.Blob(column);
+      for (size_t start = 0; start < list.size();) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string::npos) comma = list.size();
+        out_ids.push_back(static_cast<uint64_t>(std::stoll(list.substr(start, comma - start))));
+        start = comma + 1;
+      }
+      return out_ids;
+    };
+    for (uint64_t node : ids(3)) {
       if (std::find(live.begin(), live.end(), node) != live.end()) c.live_holders.push_back(node);
-      start = comma + 1;
     }
-    if (c.live_holders.size() < c.want) out.push_back(std::move(c));
+    if (c.live_holders.size() >= c.want) continue;
+    c.deleting = ids(5);
+    out.push_back(std::move(c));
   }
   *next = seen < scan ? 0 : last;
   return out;

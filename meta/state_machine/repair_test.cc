@@ -100,12 +100,26 @@ TEST_F(RepairScanTest, FindsChunksWithTooFewLiveCopiesAndSkipsLeasedOnes) {
   found = h.sm().UnderReplicated({12, 13, 14}, next, 1, NowMs(), &next);
   EXPECT_TRUE(found.empty());
   EXPECT_EQ(next, 0u);
+  // A node still deleting an old copy of the chunk is named, so it is not
+  // picked as the target of a new one.
+  pb::Op bad;
+  bad.mutable_bad_replica()->set_chunk_id(two);
+  bad.mutable_bad_replica()->set_node_id(12);
+  bad.mutable_bad_replica()->set_version(1);
+  ASSERT_EQ(h.Apply(bad).status().code(), 0);
+  found = h.sm().UnderReplicated(all, 0, 100, NowMs(), &next);
+  ASSERT_EQ(Ids(found), std::vector<uint64_t>{two});
+  EXPECT_EQ(found[0].live_holders, std::vector<uint64_t>{11});
+  EXPECT_EQ(found[0].deleting, std::vector<uint64_t>{12});
   // A reported copy counts.
   pb::Op op;
   op.mutable_replica_change()->set_chunk_id(two);
   op.mutable_replica_change()->set_version(1);
   op.mutable_replica_change()->set_node_id(14);
   op.mutable_replica_change()->set_added(true);
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(h.sm().CountUnderReplicated(all, NowMs()), 1u);  // 11 and 14; 12's copy was bad
+  op.mutable_replica_change()->set_node_id(13);
   ASSERT_EQ(h.Apply(op).status().code(), 0);
   EXPECT_EQ(h.sm().CountUnderReplicated(all, NowMs()), 0u);
 }

@@ -30,6 +30,7 @@ CREATE INDEX IF NOT EXISTS leases_by_handle ON leases(client_id, handle_id);
 CREATE TABLE IF NOT EXISTS garbage(seq INTEGER PRIMARY KEY, node_id INTEGER NOT NULL,
   chunk_id INTEGER NOT NULL, version INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS garbage_by_node ON garbage(node_id, seq);
+CREATE INDEX IF NOT EXISTS garbage_by_chunk ON garbage(chunk_id);
 CREATE TABLE IF NOT EXISTS nodes(node_id INTEGER PRIMARY KEY, address TEXT NOT NULL, state TEXT NOT NULL,
   weight INTEGER NOT NULL, capacity INTEGER NOT NULL, used INTEGER NOT NULL, registered_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions(client_id INTEGER PRIMARY KEY, hostname TEXT NOT NULL,

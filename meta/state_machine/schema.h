@@ -31,7 +31,8 @@
 //       index leases_by_handle(client_id, handle_id): Release ends a handle's
 //       leases (expires_ms = 0) without a scan
 //   garbage(seq PK, node_id, chunk_id, version)  chunk versions to delete on
-//       a chunkserver (version 0 = all); removed by GcDoneOp
+//       a chunkserver (version 0 = all); removed by GcDoneOp; indexed by
+//       node (heartbeats) and by chunk (repairs avoid nodes still deleting)
 //   nodes(node_id PK, address, state, weight (milli-units), capacity, used, registered_ns)
 //   sessions(client_id PK, hostname, mount_point, lease_ms, opened_ns)
 //   handles(handle_id PK, client_id, ino, flags)  index by client and by ino

@@ -154,6 +154,9 @@ class StateMachine {
     uint64_t version = 0;
     uint32_t want = 0;                  // the file's replication factor
     std::vector<uint64_t> live_holders;  // nodes with the committed version
+    // Nodes with a copy of this chunk queued for deletion: not a target
+    // until the delete is confirmed, or the delete could remove the new copy.
+    std::vector<uint64_t> deleting;
   };
   std::vector<RepairCandidate> UnderReplicated(const std::vector<uint64_t>& live, uint64_t after, size_t scan,
                                                int64_t now_unix_ms, uint64_t* next);
