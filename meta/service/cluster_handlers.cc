@@ -11,19 +11,10 @@
 #include "common/write_token.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
+#include "meta/service/write_lease.h"
 #include "proto/chunk.pb.h"
 
 namespace dfs::meta {
-
-namespace {
-// Placement key of chunk `index` of inode `ino`: the chunk id is allocated
-// inside Apply, so the proposer places by (ino, index), which it knows.
-uint64_t PlacementKey(uint64_t ino, uint64_t index) {
-  uint64_t in[2] = {ino, index};
-  return XXH64(in, sizeof(in), 0);
-}
-constexpr size_t kMaxPlacement = 16;  // the most replicas a file may ask for
-}  // namespace
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req,
                                                              pb::GetChunkLocationsReply* reply) {
@@ -42,20 +33,15 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   *lease_op->mutable_request() = *req;
   lease_op->set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
   // Apply takes the first R (the file's replication factor) of these.
-  for (uint64_t node : cluster_->Placement(PlacementKey(req->ino(), req->chunk_index()), kMaxPlacement)) {
+  for (uint64_t node : cluster_->Placement(ChunkPlacementKey(req->ino(), req->chunk_index()), kMaxPlacement)) {
     op.add_placement(node);
   }
   const std::string* key = &options_.cluster_key;
   return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.status().code() != 0) return;
-    pb::ChunkLease* lease = reply->mutable_lease();
-    *lease = result.lease();
-    common::WriteGrant grant{lease->chunk_id(), lease->version(), lease->lease_id(),
-                             lease->lease_expires_unix_ms()};
-    pb::WriteToken token;
-    common::SignWriteToken(*key, grant, &token);
-    lease->set_write_token(token.SerializeAsString());
+    *reply->mutable_lease() = result.lease();
+    SignLease(*key, reply->mutable_lease());
   });
 }
 

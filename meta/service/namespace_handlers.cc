@@ -5,6 +5,7 @@
 
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
+#include "meta/service/write_lease.h"
 
 namespace dfs::meta {
 
@@ -80,10 +81,22 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_create() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  if (req->lease_first_chunk()) {
+    // Apply takes the first R of these for chunk 0, as for LeaseChunk.
+    op.set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
+    for (uint64_t node : cluster_->Placement(NewFilePlacementKey(req->parent(), req->name()), kMaxPlacement)) {
+      op.add_placement(node);
+    }
+  }
+  const std::string* key = &options_.cluster_key;
+  return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     reply->set_handle_id(result.handle_id());
+    if (result.status().code() == 0 && result.has_lease()) {
+      *reply->mutable_lease() = result.lease();
+      SignLease(*key, reply->mutable_lease());
+    }
   });
 }
 

@@ -54,17 +54,23 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
     return Status(StatusCode::kOutOfRange, "chunk index beyond the maximum file size");
   }
   RETURN_IF_ERROR(CheckWriteHandle(ctx, req.handle_id(), inode->ino));
+  return GrantLease(ctx, *inode, req.handle_id(), req.chunk_index(), op.lease_expires_unix_ms(),
+                    result->mutable_lease());
+}
+
+Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64_t chunk_index, int64_t expires_ms,
+                  pb::ChunkLease* lease) {
   const int64_t now_ms = ctx.now_ns / 1'000'000;
-  std::optional<ChunkRow> chunk = LoadChunk(ctx.db, inode->ino, req.chunk_index());
+  std::optional<ChunkRow> chunk = LoadChunk(ctx.db, inode.ino, chunk_index);
   if (!chunk) {
     if (ctx.op.placement().empty()) return Status(StatusCode::kResourceExhausted, "no live chunkservers");
     ChunkRow row;
     row.chunk_id = TakeCounter(ctx.db, "next_chunk_id");
     Stmt stmt = ctx.db.Prepare("INSERT INTO chunks(ino, idx, chunk_id, version, length) VALUES(?,?,?,0,0)");
-    stmt.BindU(1, inode->ino).BindU(2, req.chunk_index()).BindU(3, row.chunk_id);
+    stmt.BindU(1, inode.ino).BindU(2, chunk_index).BindU(3, row.chunk_id);
     stmt.Run();
     AddToCounter(ctx.db, "live_chunks", 1);
-    size_t r = std::max<size_t>(1, inode->replicas);
+    size_t r = std::max<size_t>(1, inode.replicas);
     for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
       Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");
       ins.BindU(1, row.chunk_id).BindU(2, ctx.op.placement(i));
@@ -72,14 +78,13 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
     }
     chunk = row;
   }
-  pb::ChunkLease* lease = result->mutable_lease();
   uint64_t lease_id = 0, version = 0;
   {
     Stmt stmt = ctx.db.Prepare("SELECT lease_id, client_id, handle_id, version, expires_ms FROM leases WHERE chunk_id=?");
     stmt.BindU(1, chunk->chunk_id);
     if (stmt.Step()) {
       const bool live = stmt.Int(4) > now_ms;
-      const bool mine = stmt.UInt(1) == ctx.op.client_id() && stmt.UInt(2) == req.handle_id();
+      const bool mine = stmt.UInt(1) == ctx.op.client_id() && stmt.UInt(2) == handle_id;
       if (live && !mine) return Status(StatusCode::kAborted, "chunk is leased by another writer");
       if (live && mine && stmt.UInt(3) > chunk->version) {
         lease_id = stmt.UInt(0);  // renewal: same version, later expiry
@@ -96,17 +101,17 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
     Stmt stmt = ctx.db.Prepare(
         "INSERT OR REPLACE INTO leases(chunk_id, lease_id, client_id, handle_id, version, base_version, expires_ms) "
         "VALUES(?,?,?,?,?,?,?)");
-    stmt.BindU(1, chunk->chunk_id).BindU(2, lease_id).BindU(3, ctx.op.client_id()).BindU(4, req.handle_id());
-    stmt.BindU(5, version).BindU(6, chunk->version).Bind(7, op.lease_expires_unix_ms());
+    stmt.BindU(1, chunk->chunk_id).BindU(2, lease_id).BindU(3, ctx.op.client_id()).BindU(4, handle_id);
+    stmt.BindU(5, version).BindU(6, chunk->version).Bind(7, expires_ms);
     stmt.Run();
   }
-  lease->set_chunk_index(req.chunk_index());
+  lease->set_chunk_index(chunk_index);
   lease->set_chunk_id(chunk->chunk_id);
   lease->set_version(version);
   lease->set_base_version(chunk->version);
   lease->set_length(chunk->length);
   lease->set_lease_id(lease_id);
-  lease->set_lease_expires_unix_ms(op.lease_expires_unix_ms());
+  lease->set_lease_expires_unix_ms(expires_ms);
   {
     Stmt stmt = ctx.db.Prepare(
         "SELECT r.node_id, COALESCE(n.address, '') FROM replicas r LEFT JOIN nodes n ON n.node_id = r.node_id "
@@ -120,6 +125,23 @@ Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& op, pb::OpResult* resu
   }
   lease->set_write_quorum(static_cast<uint32_t>(lease->replicas_size() / 2 + 1));
   return Status::Ok();
+}
+
+void ForgetUnwrittenChunk(OpContext& ctx, uint64_t ino, uint64_t handle_id, uint64_t chunk_id) {
+  {
+    Stmt stmt = ctx.db.Prepare(
+        "SELECT 1 FROM chunks c JOIN leases l ON l.chunk_id=c.chunk_id "
+        "WHERE c.chunk_id=? AND c.ino=? AND c.version=0 AND l.client_id=? AND l.handle_id=?");
+    stmt.BindU(1, chunk_id).BindU(2, ino).BindU(3, ctx.op.client_id()).BindU(4, handle_id);
+    if (!stmt.Step()) return;
+  }
+  for (const char* sql : {"DELETE FROM replicas WHERE chunk_id=?", "DELETE FROM leases WHERE chunk_id=?",
+                          "DELETE FROM chunks WHERE chunk_id=?"}) {
+    Stmt stmt = ctx.db.Prepare(sql);
+    stmt.BindU(1, chunk_id);
+    stmt.Run();
+  }
+  AddToCounter(ctx.db, "live_chunks", -1);
 }
 
 Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResult* result) {

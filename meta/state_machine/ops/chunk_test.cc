@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
 
+#include <string>
+#include <vector>
+
 #include "common/chunk_geometry.h"
 #include "common/status.h"
 #include "meta/state_machine/test_util.h"
@@ -236,6 +239,152 @@ TEST_F(ChunkTest, Fallocate_ExtendsAndPunchesWholeChunks) {
   EXPECT_EQ(Locations(0, 3 * common::kChunkSizeBytes).chunks(1).chunk_id(), 0u);
   r->set_offset(10);
   EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kUnimplemented));
+}
+
+// Create with lease_first_chunk: the new file's chunk-0 lease rides along.
+class CreateLeaseTest : public ChunkTest {
+ protected:
+  pb::OpResult CreateWithLease(const std::string& name, uint32_t flags, bool placement = true,
+                               bool ask = true) {
+    pb::Op op;
+    op.set_client_id(client_);
+    if (placement) {
+      op.add_placement(13);
+      op.add_placement(12);
+      op.add_placement(11);
+    }
+    op.set_lease_expires_unix_ms(NowMs() + 60000);
+    auto* r = op.mutable_create();
+    *r->mutable_ctx() = h.Ctx();
+    r->set_parent(kRoot);
+    r->set_name(name);
+    r->set_mode(0644);
+    r->set_flags(flags);
+    r->set_lease_first_chunk(ask);
+    return h.Apply(op);
+  }
+  pb::OpResult Release(uint64_t ino, uint64_t handle, std::vector<uint64_t> unwritten) {
+    pb::Op op;
+    op.set_client_id(client_);
+    op.mutable_release()->set_ino(ino);
+    op.mutable_release()->set_handle_id(handle);
+    for (uint64_t id : unwritten) op.mutable_release()->add_unwritten_chunk_ids(id);
+    return h.Apply(op);
+  }
+  uint64_t LiveChunks() { return h.sm().CountAll().chunks; }
+};
+
+TEST_F(CreateLeaseTest, Create_GrantsChunkZeroLeaseThatCommits) {
+  pb::OpResult created = CreateWithLease("g", O_WRONLY | O_CREAT | O_EXCL);
+  ASSERT_EQ(created.status().code(), 0);
+  const pb::ChunkLease& lease = created.lease();
+  EXPECT_NE(lease.chunk_id(), 0u);
+  EXPECT_EQ(lease.chunk_index(), 0u);
+  EXPECT_EQ(lease.version(), 1u);
+  EXPECT_EQ(lease.base_version(), 0u);
+  EXPECT_EQ(lease.length(), 0u);
+  EXPECT_EQ(lease.lease_expires_unix_ms(), NowMs() + 60000);
+  ASSERT_EQ(lease.replicas_size(), 3);
+  EXPECT_EQ(lease.write_quorum(), 2u);
+  // The lease is the handle's: a commit under it, through that handle, works.
+  file_ = created.attr();
+  handle_ = created.handle_id();
+  pb::OpResult committed = Commit(lease, 4096, 4096);
+  ASSERT_EQ(committed.status().code(), 0);
+  EXPECT_EQ(committed.attr().size(), 4096u);
+  pb::GetChunkLocationsReply where = Locations(0, 4096);
+  ASSERT_EQ(where.chunks_size(), 1);
+  EXPECT_EQ(where.chunks(0).chunk_id(), lease.chunk_id());
+  EXPECT_EQ(where.chunks(0).version(), 1u);
+  // A later LeaseChunk of the same handle renews it like any lease of its own.
+  pb::OpResult again = Lease(0, client_, handle_, NowMs() + 1000);
+  ASSERT_EQ(again.status().code(), 0);
+  EXPECT_EQ(again.lease().chunk_id(), lease.chunk_id());
+  EXPECT_EQ(again.lease().version(), 2u);  // version 1 is committed: a new writer version
+}
+
+TEST_F(CreateLeaseTest, Create_NoLeaseUnlessAskedWritableNewAndPlaced) {
+  EXPECT_FALSE(CreateWithLease("a", O_WRONLY | O_CREAT, true, /*ask=*/false).has_lease());
+  EXPECT_FALSE(CreateWithLease("b", O_RDONLY | O_CREAT).has_lease());
+  pb::OpResult unplaced = CreateWithLease("c", O_RDWR | O_CREAT, /*placement=*/false);
+  EXPECT_EQ(unplaced.status().code(), 0);  // the create itself succeeds
+  EXPECT_FALSE(unplaced.has_lease());
+  // An existing name is an open: no lease (LeaseChunk decides, it knows the chunk).
+  pb::OpResult existing = CreateWithLease("f", O_WRONLY | O_CREAT);
+  EXPECT_EQ(existing.status().code(), 0);
+  EXPECT_EQ(existing.attr().ino(), file_.ino());
+  EXPECT_FALSE(existing.has_lease());
+  // No session: no handle, so no lease.
+  client_ = 0;
+  EXPECT_FALSE(CreateWithLease("d", O_WRONLY | O_CREAT).has_lease());
+}
+
+TEST_F(CreateLeaseTest, Create_FailsAsBeforeAndGrantsNothing) {
+  uint64_t before = LiveChunks();
+  pb::OpResult exists = CreateWithLease("f", O_WRONLY | O_CREAT | O_EXCL);
+  EXPECT_EQ(exists.status().code(), C(StatusCode::kAlreadyExists));
+  EXPECT_FALSE(exists.has_lease());
+  EXPECT_EQ(LiveChunks(), before);
+}
+
+TEST_F(CreateLeaseTest, Release_ForgetsUnwrittenChunkWithoutGarbage) {
+  uint64_t before = LiveChunks();
+  pb::OpResult created = CreateWithLease("g", O_WRONLY | O_CREAT | O_EXCL);
+  ASSERT_TRUE(created.has_lease());
+  EXPECT_EQ(LiveChunks(), before + 1);
+  file_ = created.attr();
+  ASSERT_EQ(Release(file_.ino(), created.handle_id(), {created.lease().chunk_id()}).status().code(), 0);
+  EXPECT_EQ(LiveChunks(), before);
+  EXPECT_TRUE(h.sm().Garbage(11, 10).empty());  // nothing was stored, nothing to delete
+  // The file is an ordinary empty file: a later writer allocates a fresh chunk.
+  uint64_t handle = 0;
+  ASSERT_EQ(h.Create(kRoot, "g", 0644, nullptr, &handle, O_WRONLY), 0);
+  pb::OpResult leased = Lease(0, client_, handle, NowMs() + 1000);
+  ASSERT_EQ(leased.status().code(), 0);
+  EXPECT_NE(leased.lease().chunk_id(), created.lease().chunk_id());
+  EXPECT_EQ(leased.lease().version(), 1u);
+}
+
+TEST_F(CreateLeaseTest, Release_KeepsChunksThatAreCommittedOrNotTheHandles) {
+  pb::OpResult created = CreateWithLease("g", O_WRONLY | O_CREAT | O_EXCL);
+  ASSERT_TRUE(created.has_lease());
+  file_ = created.attr();
+  handle_ = created.handle_id();
+  // Another handle naming the chunk: ignored.
+  uint64_t other = 0;
+  ASSERT_EQ(h.Create(kRoot, "g", 0644, nullptr, &other, O_WRONLY), 0);
+  uint64_t chunks = LiveChunks();
+  ASSERT_EQ(Release(file_.ino(), other, {created.lease().chunk_id()}).status().code(), 0);
+  EXPECT_EQ(LiveChunks(), chunks);
+  // Committed data: ignored even from the lease's own handle.
+  ASSERT_EQ(Commit(created.lease(), 10, 10).status().code(), 0);
+  ASSERT_EQ(Release(file_.ino(), handle_, {created.lease().chunk_id()}).status().code(), 0);
+  pb::GetChunkLocationsReply where = Locations(0, 10);
+  ASSERT_EQ(where.chunks_size(), 1);
+  EXPECT_EQ(where.chunks(0).version(), 1u);
+  EXPECT_EQ(where.chunks(0).length(), 10u);
+}
+
+TEST_F(CreateLeaseTest, Create_RetryAnswersTheSameLease) {
+  pb::Op op;
+  op.set_client_id(client_);
+  op.set_request_id(77);
+  op.add_placement(11);
+  op.set_lease_expires_unix_ms(NowMs() + 60000);
+  auto* r = op.mutable_create();
+  *r->mutable_ctx() = h.Ctx();
+  r->set_parent(kRoot);
+  r->set_name("g");
+  r->set_mode(0644);
+  r->set_flags(O_WRONLY | O_CREAT | O_EXCL);
+  r->set_lease_first_chunk(true);
+  pb::OpResult first = h.Apply(op);
+  ASSERT_TRUE(first.has_lease());
+  pb::OpResult retried = h.Apply(op);
+  EXPECT_EQ(retried.status().code(), 0);
+  EXPECT_EQ(retried.handle_id(), first.handle_id());
+  EXPECT_EQ(retried.lease().chunk_id(), first.lease().chunk_id());
+  EXPECT_EQ(retried.lease().version(), first.lease().version());
 }
 
 }  // namespace

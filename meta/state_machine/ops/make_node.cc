@@ -126,7 +126,18 @@ Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result
   uint32_t mode = S_IFREG | (req.mode() & 07777 & ~req.umask());
   Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, 0);
   FillAttr(ctx, inode, result);
-  result->set_handle_id(NewHandle(ctx, inode.ino, req.flags()));
+  uint64_t handle = NewHandle(ctx, inode.ino, req.flags());
+  result->set_handle_id(handle);
+  // The first write lease rides along (one commit instead of two for a
+  // small file). Without live chunkservers there is none; the client's
+  // LeaseChunk then reports why.
+  if (req.lease_first_chunk() && handle != 0 && (OpenAccessMask(req.flags()) & kMayWrite) &&
+      !ctx.op.placement().empty()) {
+    pb::ChunkLease lease;
+    if (GrantLease(ctx, inode, handle, 0, ctx.op.lease_expires_unix_ms(), &lease).ok()) {
+      *result->mutable_lease() = std::move(lease);
+    }
+  }
   return Status::Ok();
 }
 
@@ -190,6 +201,7 @@ Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result) {
 }
 
 Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult*) {
+  for (uint64_t chunk_id : req.unwritten_chunk_ids()) ForgetUnwrittenChunk(ctx, req.ino(), req.handle_id(), chunk_id);
   {
     Stmt stmt = ctx.db.Prepare("DELETE FROM handles WHERE handle_id=? AND client_id=?");
     stmt.BindU(1, req.handle_id()).BindU(2, ctx.op.client_id());

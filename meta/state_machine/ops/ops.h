@@ -65,6 +65,19 @@ Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpRes
 Status SetMember(OpContext& ctx, const pb::SetMemberOp& req, pb::OpResult* result);
 // chunk.cc
 Status LeaseChunk(OpContext& ctx, const pb::LeaseChunkOp& req, pb::OpResult* result);
+// The write lease of chunk `chunk_index` of regular file `inode` for
+// `handle_id` (already checked to be a writable handle of this client):
+// allocates the chunk with replicas from ctx.op.placement() if it is new,
+// and bumps the version unless this handle renews its own live lease.
+// ResourceExhausted without placement for a new chunk; Aborted while
+// another writer's lease is live. Shared by LeaseChunk and Create.
+Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64_t chunk_index, int64_t expires_ms,
+                  pb::ChunkLease* lease);
+// Forgets chunk `chunk_id` of `ino` if it was never committed (version 0)
+// and its lease is this client's `handle_id` (a lease Create granted that
+// the client never wrote under): no garbage, since no chunkserver got a
+// byte. Does nothing otherwise. Used by Release.
+void ForgetUnwrittenChunk(OpContext& ctx, uint64_t ino, uint64_t handle_id, uint64_t chunk_id);
 Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResult* result);
 Status Fallocate(OpContext& ctx, const pb::FallocateRequest& req, pb::OpResult* result);
 // Sets a regular file's size: shrinking drops whole chunks past the end
