@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "common/check.h"
 #include "common/chunk_geometry.h"
@@ -177,13 +178,28 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
 
 Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
                                               uint32_t mode, uint32_t flags, uint32_t umask) {
-  ASSIGN_OR_RETURN(pb::CreateReply reply, meta_->Create(c, parent, name, mode, flags, umask));
+  ASSIGN_OR_RETURN(pb::CreateReply reply,
+                   meta_->Create(c, parent, name, mode, flags, umask, /*lease_first_chunk=*/Writable(flags)));
   std::shared_ptr<InodeState> st;
   Opened opened = NewHandle(reply.attr().ino(), reply.handle_id(), flags, reply.attr(), st);
+  std::lock_guard<std::mutex> io_lock(st->io_mu);
+  if (reply.lease().chunk_id() != 0) {
+    LeaseState ls = NewLeaseState(reply.lease(), reply.handle_id());
+    ls.unwritten = true;
+    st->leases[0] = std::move(ls);
+  }
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   LearnAttr(*st, opened.attr);
   st->locations.clear();
+  if ((flags & O_EXCL) || reply.has_lease()) {
+    // The call made this inode (O_EXCL succeeded, or meta leased the chunk
+    // of a new file): it has no xattrs, so the kernel's capability check
+    // before the first write needs no round trip.
+    st->capability_checked_mono_ms = NowMonoMs();
+    st->capability_status = common::Status(common::StatusCode::kNoAttribute, "no such attribute");
+    st->capability_value.clear();
+  }
   st->opened_mtime_ns = opened.attr.mtime_ns();
   st->opened_size = opened.attr.size();
   return opened;
@@ -192,8 +208,17 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
 Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
   uint64_t ino = handle->ino;
   Status flushed;
-  if (Writable(handle->flags)) flushed = Flush(ino);
-  Status released = meta_->Release(ino, handle->handle_id);
+  std::vector<uint64_t> unwritten;
+  if (Writable(handle->flags)) {
+    flushed = Flush(ino);
+    if (auto st = FindState(ino)) {
+      std::lock_guard<std::mutex> io_lock(st->io_mu);
+      for (const auto& [index, ls] : st->leases) {
+        if (ls.unwritten && ls.handle_id == handle->handle_id) unwritten.push_back(ls.lease.chunk_id());
+      }
+    }
+  }
+  Status released = meta_->Release(ino, handle->handle_id, unwritten);
   if (!released.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle->handle_id, released.ToString());
   if (auto st = FindState(ino)) {
     if (Writable(handle->flags)) {
@@ -280,15 +305,21 @@ Status FileSystem::Flush(uint64_t ino) {
   return FlushLocked(ino, *st);
 }
 
+FileSystem::LeaseState FileSystem::NewLeaseState(pb::ChunkLease lease, uint64_t handle_id) {
+  LeaseState state;
+  state.lease = std::move(lease);
+  state.length = state.lease.length();
+  state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
+  state.handle_id = handle_id;
+  return state;
+}
+
 Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index,
                                                      InodeState& st) {
   auto it = st.leases.find(chunk_index);
   if (it != st.leases.end() && it->second.expires_mono_ms - NowMonoMs() > kLeaseMarginMs) return &it->second;
   ASSIGN_OR_RETURN(pb::ChunkLease lease, meta_->LeaseChunk(ino, handle_id, chunk_index));
-  LeaseState state;
-  state.lease = std::move(lease);
-  state.length = state.lease.length();
-  state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
+  LeaseState state = NewLeaseState(std::move(lease), handle_id);
   if (state.lease.base_version() != 0) {
     // Meta records a truncate inside a chunk as a shorter length only; the
     // stored base may hold older bytes past it. Build the new version cut to
@@ -339,6 +370,7 @@ Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
       break;
     }
     LeaseState& ls = **lease;
+    ls.unwritten = false;  // from here a chunkserver may hold bytes of this version
     auto acked = chunks_.Write(ls.lease, ranges, /*durable=*/true);
     if (!acked.ok()) {
       status = acked.status();

@@ -14,7 +14,8 @@
 //    fresh buffer; a writer waits only when max_dirty_bytes are pending. A
 //    background flush that fails keeps its data buffered and the next flush
 //    (fsync, close, or the next background one) retries it.
-//  - Flush: per chunk, a write lease from meta (new version), the data to all
+//  - Flush: per chunk, a write lease from meta (new version; a file this
+//    mount creates for writing gets chunk 0's lease with Create), the data to all
 //    replicas in parallel (ChunkClient; W must acknowledge), then one
 //    CommitWrite with each chunk's new version, length and acknowledging
 //    replicas, and the file size. Every flush is durable (fdatasync on the
@@ -137,6 +138,8 @@ class FileSystem {
     pb::ChunkLease lease;
     uint64_t length = 0;         // chunk length after our writes
     int64_t expires_mono_ms = 0;
+    uint64_t handle_id = 0;      // the handle meta granted it to
+    bool unwritten = false;      // granted by Create, no byte sent under it yet
   };
   struct InodeState {
     std::mutex io_mu;  // serializes flushes; taken before mu
@@ -169,6 +172,8 @@ class FileSystem {
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);
   common::Status FlushLocked(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
+  // A LeaseState for `lease`, just granted to `handle_id`.
+  static LeaseState NewLeaseState(pb::ChunkLease lease, uint64_t handle_id);
   common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)
       REQUIRES(st.io_mu);
   common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);

@@ -168,7 +168,7 @@ Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::
 }
 
 Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
-                                           uint32_t flags, uint32_t umask) {
+                                           uint32_t flags, uint32_t umask, bool lease_first_chunk) {
   pb::CreateRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_parent(parent);
@@ -176,6 +176,7 @@ Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, con
   request.set_mode(mode);
   request.set_flags(flags);
   request.set_umask(umask);
+  request.set_lease_first_chunk(lease_first_chunk);
   pb::CreateReply reply;
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Create, request, &reply), reply));
   return reply;
@@ -267,11 +268,12 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   return reply;
 }
 
-Status MetaClient::Release(uint64_t ino, uint64_t handle_id) {
+Status MetaClient::Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids) {
   pb::ReleaseRequest request;
   FillContext(request.mutable_ctx(), nullptr, true);
   request.set_ino(ino);
   request.set_handle_id(handle_id);
+  for (uint64_t id : unwritten_chunk_ids) request.add_unwritten_chunk_ids(id);
   pb::StatusReply reply;
   return Outcome(Invoke(&pb::MetaService::Stub::Release, request, &reply), reply);
 }

@@ -63,8 +63,11 @@ class MetaClient {
                                  uint64_t rdev, uint32_t umask);
   common::Result<pb::Attr> Mkdir(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
                                  uint32_t umask);
+  // With `lease_first_chunk`, a file this call creates for writing comes
+  // with the write lease of chunk 0 in the reply (CreateReply.lease).
   common::Result<pb::CreateReply> Create(const Caller& c, uint64_t parent, const std::string& name,
-                                         uint32_t mode, uint32_t flags, uint32_t umask);
+                                         uint32_t mode, uint32_t flags, uint32_t umask,
+                                         bool lease_first_chunk = false);
   common::Status Unlink(const Caller& c, uint64_t parent, const std::string& name);
   common::Status Rmdir(const Caller& c, uint64_t parent, const std::string& name);
   common::Result<pb::Attr> Symlink(const Caller& c, uint64_t parent, const std::string& name,
@@ -76,7 +79,9 @@ class MetaClient {
   common::Result<pb::ReadDirReply> ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
                                            bool plus);
   common::Result<pb::OpenReply> Open(const Caller& c, uint64_t ino, uint32_t flags);
-  common::Status Release(uint64_t ino, uint64_t handle_id);
+  // `unwritten_chunk_ids`: chunks leased to this handle that no chunkserver
+  // got a byte of (meta forgets them; see ReleaseRequest).
+  common::Status Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids = {});
   common::Result<pb::StatfsReply> Statfs(const Caller& c);
   common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                           uint32_t flags);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -445,6 +446,61 @@ TEST_F(MountTest, CloseToOpen_AcrossTwoMounts) {
   std::string longer = RandomBytes(700'000, 2);
   WriteFile(second + name + "/shared", longer);
   EXPECT_TRUE(ReadFile(dfs_ + "/shared") == longer);
+}
+
+// The live chunk count meta reports (dfsctl status --json), -1 if unknown.
+long LiveChunks() {
+  std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";
+  CommandResult r = RunShell(ctl + " --meta " + g_cluster->source() +
+                             " status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"chunks\"])'");
+  if (r.exit_code != 0) return -1;
+  return std::strtol(r.output.c_str(), nullptr, 10);
+}
+
+// Small files take their first write lease with Create; the file handle's
+// lease must behave as a LeaseChunk one: data durable and readable at close,
+// tar's futimens/fchown/fchmod before close kept, another writer free to
+// write after close, and an empty file left without a chunk.
+TEST_F(MountTest, SmallFiles_CreateCarriesTheFirstLease) {
+  long chunks_before = LiveChunks();
+  ASSERT_GE(chunks_before, 0);
+  for (int i = 0; i < 10; ++i) {
+    std::string path = dfs_ + "/empty" + std::to_string(i);
+    int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  for (int i = 0; i < 10; ++i) {
+    std::string path = dfs_ + "/small" + std::to_string(i);
+    std::string data = RandomBytes(4096 + i, i);
+    int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    // What tar does before close.
+    struct timespec times[2] = {{0, UTIME_OMIT}, {1'000'000'000, 5}};
+    ASSERT_EQ(::futimens(fd, times), 0) << std::strerror(errno);
+    ASSERT_EQ(::fchown(fd, 1, 1), 0) << std::strerror(errno);
+    ASSERT_EQ(::fchmod(fd, 0640), 0) << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+    struct stat st{};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+    EXPECT_EQ(st.st_mtim.tv_sec, 1'000'000'000);
+    EXPECT_EQ(st.st_mtim.tv_nsec, 5);
+    EXPECT_EQ(st.st_uid, 1u);
+    EXPECT_EQ(st.st_mode & 07777, 0640u);
+    EXPECT_TRUE(ReadFile(path) == data) << path;
+  }
+  // Released leases: a second open appends at once.
+  std::string path = dfs_ + "/small0";
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "tail", 4), 4);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(ReadFile(path), RandomBytes(4096, 0) + "tail");
+  // One chunk per written file, none for the empty ones.
+  EXPECT_EQ(LiveChunks(), chunks_before + 10);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(ReadFile(dfs_ + "/empty" + std::to_string(i)), "");
 }
 
 }  // namespace
