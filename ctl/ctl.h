@@ -23,5 +23,6 @@ int RunStatus(Context& ctx);
 int RunNodes(Context& ctx);
 int RunAddMember(Context& ctx, uint64_t id, const std::string& raft_address, const std::string& address);
 int RunRemoveMember(Context& ctx, uint64_t id);
+int RunDrain(Context& ctx, const std::string& node);
 
 }  // namespace dfs::ctl

@@ -28,7 +28,10 @@ int main(int argc, char** argv) {
   add_member->add_option("address", member_address, "its MetaService HOST:PORT (--listen)")->required();
   CLI::App* remove_member = app.add_subcommand("remove-member", "take a dfs-meta out of the metadata group");
   remove_member->add_option("id", member_id, "its --node-id")->required();
-  for (CLI::App* sub : {status, nodes, add_member, remove_member}) {
+  std::string drain_node;
+  CLI::App* drain = app.add_subcommand("drain", "copy every chunk off a chunkserver so it can be removed");
+  drain->add_option("node", drain_node, "the node id, as `dfsctl nodes` shows it")->required();
+  for (CLI::App* sub : {status, nodes, add_member, remove_member, drain}) {
     sub->add_flag("--json", json, "machine-readable output");
   }
   CLI11_PARSE(app, argc, argv);
@@ -51,5 +54,6 @@ int main(int argc, char** argv) {
   if (nodes->parsed()) return dfs::ctl::RunNodes(ctx);
   if (add_member->parsed()) return dfs::ctl::RunAddMember(ctx, member_id, member_raft, member_address);
   if (remove_member->parsed()) return dfs::ctl::RunRemoveMember(ctx, member_id);
+  if (drain->parsed()) return dfs::ctl::RunDrain(ctx, drain_node);
   return 2;
 }

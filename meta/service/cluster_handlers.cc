@@ -113,18 +113,6 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
   DFS_RETURN_IF_BAD(CheckServing(ctx));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   if (!cluster_->Heartbeat(*req, clock_.MonotonicNs())) {
-  // Copies made by Replicate commands: the new replicas count from now on.
-  for (const pb::ChunkRef& ref : req->replicated()) {
-    pb::Op op;
-    op.mutable_replica_change()->set_chunk_id(ref.chunk_id());
-    op.mutable_replica_change()->set_version(ref.version());
-    op.mutable_replica_change()->set_node_id(req->node_id());
-    op.mutable_replica_change()->set_added(true);
-    pb::OpResult result;
-    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-    cluster_->RepairDone(ref.chunk_id());
-  }
-  for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
     reply->set_reregister(true);
     return grpc::Status::OK;
   }
@@ -139,6 +127,18 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
     pb::OpResult result;
     DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   }
+  // Copies made by Replicate commands: the new replicas count from now on.
+  for (const pb::ChunkRef& ref : req->replicated()) {
+    pb::Op op;
+    op.mutable_replica_change()->set_chunk_id(ref.chunk_id());
+    op.mutable_replica_change()->set_version(ref.version());
+    op.mutable_replica_change()->set_node_id(req->node_id());
+    op.mutable_replica_change()->set_added(true);
+    pb::OpResult result;
+    DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+    cluster_->RepairDone(ref.chunk_id());
+  }
+  for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
   // The deletes handed out last time were executed before this heartbeat.
   std::vector<pb::ChunkRef> done = cluster_->TakeSentGarbage(req->node_id());
   if (!done.empty()) {
@@ -202,10 +202,26 @@ grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* re
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_set_replication() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
 std::vector<uint64_t> MetaServiceImpl::LiveNodes() {
+  std::vector<uint64_t> draining = cluster_->Draining();
   std::vector<uint64_t> live;
   for (const auto& [id, node] : cluster_->Nodes()) {
-    if (node.live) live.push_back(id);
+    // A draining node's copies do not count: they are about to go.
+    if (node.live && std::find(draining.begin(), draining.end(), id) == draining.end()) live.push_back(id);
   }
   return live;
 }
@@ -223,12 +239,21 @@ void MetaServiceImpl::ScheduleRepairs() {
   std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
     return a.live_holders.size() < b.live_holders.size();
   });
+  std::vector<uint64_t> draining = cluster_->Draining();
   for (const StateMachine::RepairCandidate& c : candidates) {
     if (in_flight >= options_.max_repairs) break;
-    if (c.live_holders.empty()) continue;  // nothing to copy from: lost until a holder returns
+    // Copy from a counted holder, else from a live draining one.
+    std::vector<uint64_t> sources = c.live_holders;
+    for (uint64_t node : c.other_holders) {
+      if (nodes[node].live && std::find(draining.begin(), draining.end(), node) != draining.end()) {
+        sources.push_back(node);
+      }
+    }
+    if (sources.empty()) continue;  // nothing to copy from: lost until a holder returns
     uint64_t target = 0;
     for (uint64_t node : cluster_->Placement(c.chunk_id, live.size())) {
       if (std::find(c.live_holders.begin(), c.live_holders.end(), node) == c.live_holders.end() &&
+          std::find(c.other_holders.begin(), c.other_holders.end(), node) == c.other_holders.end() &&
           std::find(c.deleting.begin(), c.deleting.end(), node) == c.deleting.end()) {
         target = node;
         break;
@@ -236,7 +261,7 @@ void MetaServiceImpl::ScheduleRepairs() {
     }
     if (target == 0) continue;  // every live node already holds it
     if (!cluster_->StartRepair(c.chunk_id, now + options_.repair_timeout_ms * 1'000'000)) continue;
-    const uint64_t source = c.live_holders[(c.chunk_id + target) % c.live_holders.size()];
+    const uint64_t source = sources[(c.chunk_id + target) % sources.size()];
     pb::Command command;
     command.set_command_id(next_command_id_.fetch_add(1));
     pb::ReplicateChunkCommand* r = command.mutable_replicate();
@@ -252,27 +277,18 @@ void MetaServiceImpl::ScheduleRepairs() {
   }
 }
 
-  return grpc::Status::OK;
-}
-
-grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
-  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
-  ScheduleRepairs();
-  pb::Op op = NewOp(req->ctx());
-  *op.mutable_set_replication() = *req;
-  pb::OpResult result;
-  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
-  *reply->mutable_status() = result.status();
-  return grpc::Status::OK;
-}
-
 void MetaServiceImpl::Housekeeping() {
   // Only the leader keeps time for the cluster; a follower's view is empty.
   if (!Serving()) return;
   PublishSelf();
   const int64_t now = clock_.MonotonicNs();
   cluster_->ExpireNodes(now);
+  std::vector<uint64_t> draining;
+  for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
+    if (row.state == "draining") draining.push_back(row.node_id);
+  }
+  cluster_->SetDraining(std::move(draining));
+  ScheduleRepairs();
   std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);
   if (expired.empty()) return;
   pb::Op op;

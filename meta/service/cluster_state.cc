@@ -1,5 +1,6 @@
 #include "meta/service/cluster_state.h"
 
+#include <algorithm>
 #include <iterator>
 #include <utility>
 
@@ -51,8 +52,23 @@ void ClusterState::ExpireNodes(int64_t now_mono_ns) {
 void ClusterState::RebuildRingLocked() {
   ring_ = common::HashRing();
   for (auto& [id, node] : nodes_) {
-    if (node.live) (void)ring_.AddNode(id, 1.0);
+    if (node.live && std::find(draining_.begin(), draining_.end(), id) == draining_.end()) {
+      (void)ring_.AddNode(id, 1.0);
+    }
   }
+}
+
+void ClusterState::SetDraining(std::vector<uint64_t> draining) {
+  std::sort(draining.begin(), draining.end());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (draining == draining_) return;
+  draining_ = std::move(draining);
+  RebuildRingLocked();
+}
+
+std::vector<uint64_t> ClusterState::Draining() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return draining_;
 }
 
 bool ClusterState::StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns) {

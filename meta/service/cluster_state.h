@@ -42,7 +42,12 @@ class ClusterState {
   bool Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_ns);
   // Marks nodes silent for longer than node_dead_after as dead (off the ring).
   void ExpireNodes(int64_t now_mono_ns);
-  // Up to `count` live node ids for `key` in ring order.
+  // Nodes being drained (from the database): they keep serving reads and
+  // act as repair sources, but leave the ring, so no new chunk or copy
+  // lands on them.
+  void SetDraining(std::vector<uint64_t> draining);
+  std::vector<uint64_t> Draining();
+  // Up to `count` live, not draining node ids for `key` in ring order.
   std::vector<uint64_t> Placement(uint64_t key, size_t count);
   std::map<uint64_t, Node> Nodes();
   // Sum over live nodes.
@@ -77,7 +82,8 @@ class ClusterState {
   const int64_t node_dead_after_ns_;
   std::mutex mu_;  // guards everything below; leaf lock
   std::map<uint64_t, Node> nodes_;
-  common::HashRing ring_;  // live nodes only
+  common::HashRing ring_;  // live, not draining nodes only
+  std::vector<uint64_t> draining_;
   std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
   std::map<uint64_t, int64_t> repairs_;  // chunk id -> deadline (monotonic ns)
   std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending

@@ -254,7 +254,7 @@ std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const s
       return out_ids;
     };
     for (uint64_t node : ids(3)) {
-      if (std::find(live.begin(), live.end(), node) != live.end()) c.live_holders.push_back(node);
+      (std::find(live.begin(), live.end(), node) != live.end() ? c.live_holders : c.other_holders).push_back(node);
     }
     if (c.live_holders.size() >= c.want) continue;
     c.deleting = ids(5);

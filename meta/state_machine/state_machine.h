@@ -144,7 +144,8 @@ class StateMachine {
   std::vector<GarbageRow> Garbage(uint64_t node_id, size_t limit);
   std::vector<uint64_t> SessionIds();
   // Re-replication: chunks whose committed version has fewer replicas on
-  // `live` nodes than their file's replication factor. Scans at most `scan`
+  // `live` nodes (those whose copies count) than their file's replication
+  // factor. Scans at most `scan`
   // chunks in id order after `after` (a cursor, so each pass costs a bounded
   // amount however many chunks there are); *next is where the next pass
   // starts (0 once the scan wrapped). Chunks under an unexpired write lease
@@ -153,7 +154,8 @@ class StateMachine {
     uint64_t chunk_id = 0;
     uint64_t version = 0;
     uint32_t want = 0;                  // the file's replication factor
-    std::vector<uint64_t> live_holders;  // nodes with the committed version
+    std::vector<uint64_t> live_holders;  // nodes in `live` with the committed version
+    std::vector<uint64_t> other_holders;  // the rest with it (dead, or not counted)
     // Nodes with a copy of this chunk queued for deletion: not a target
     // until the delete is confirmed, or the delete could remove the new copy.
     std::vector<uint64_t> deleting;

@@ -12,6 +12,8 @@
 #include <atomic>
 #include <chrono>
 #include <vector>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -446,6 +448,82 @@ TEST_F(FuseFaultTest, RottenReplica_ScrubberFindsItAndMetaRepairsIt) {
   ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize));
   ::close(fd);
   EXPECT_EQ(std::memcmp(got.data(), want.data(), kSize), 0);
+}
+
+
+// Issue [cluster-ops]: drain a node, then remove it - every chunk is
+// copied to the other nodes first, so nothing is lost with it.
+TEST_F(FuseFaultTest, DrainedNode_CanBeRemovedWithoutLosingACopy) {
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  constexpr int kFiles = 100;
+  std::vector<char> buf(300'000);
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 24, buf.data(), buf.size());
+    int fd = ::open((mnt + "/d" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, buf.data(), buf.size()), static_cast<ssize_t>(buf.size()));
+    ASSERT_EQ(::close(fd), 0);
+  }
+  auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
+  ASSERT_TRUE(meta.ok());
+  auto status = [&]() {
+    pb::ClusterStatusReply reply;
+    grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+      return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &reply);
+    });
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return reply;
+  };
+  auto ready = common::ReadFileToString((*cluster)->dir() + "/cs-4.ready");
+  ASSERT_TRUE(ready.ok());
+  std::string address = ready->substr(ready->find('=') + 1);
+  address = address.substr(0, address.find('\n'));
+  std::string node_id;
+  const pb::ClusterStatusReply before = status();
+  for (const pb::NodeStatus& n : before.nodes()) {
+    if (n.address() == address) {
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n.node_id()));
+      node_id = hex;
+    }
+  }
+  ASSERT_FALSE(node_id.empty()) << "cs-4 (" << address << ") not listed";
+  const std::string ctl = std::string(std::getenv("DFS_BUILD_DIR")) + "/ctl/dfsctl";
+  CommandResult bad = RunShell(ctl + " --meta " + (*cluster)->source() + " drain nothex");
+  EXPECT_NE(bad.exit_code, 0) << bad.output;
+  CommandResult drained = RunShell(ctl + " --meta " + (*cluster)->source() + " drain " + node_id);
+  ASSERT_EQ(drained.exit_code, 0) << drained.output;
+
+  // Housekeeping sees the drain within a pass; then the copies move.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  bool done = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    pb::ClusterStatusReply st = status();
+    done = st.under_replicated_chunks() == 0 && st.repairs_in_flight() == 0;
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ASSERT_TRUE(done) << "the drain did not finish in 90 s";
+  // Remove it: every file still reads through a cold mount, and each of the
+  // three remaining nodes holds every chunk (R=3).
+  ASSERT_EQ(::kill(PidOf(**cluster, "cs-4"), SIGKILL), 0);
+  const std::string check = (*cluster)->dir() + "/check";
+  ASSERT_TRUE((*cluster)->MountAgain(check).ok());
+  std::vector<char> got(buf.size());
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 24, buf.data(), buf.size());
+    int fd = ::open((check + "/d" + std::to_string(i)).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << i;
+    ASSERT_EQ(::pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(got.size())) << i;
+    ::close(fd);
+    ASSERT_EQ(std::memcmp(got.data(), buf.data(), buf.size()), 0) << "d" << i;
+  }
+  std::set<std::string> a = ChunkIdsOnDisk((*cluster)->dir() + "/cs-1");
+  EXPECT_GE(a.size(), static_cast<size_t>(kFiles));
+  EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-2"));
+  EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-3"));
 }
 
 }  // namespace
