@@ -437,7 +437,14 @@ TEST_F(RaftGroupTest, DfsctlAddsAndRemovesMembers) {
   ASSERT_NO_FATAL_FAILURE(group_->Start(0, false, {"--snapshot-threshold", "16", "--snapshot-trailing", "4"}));
   auto [rm_code, rm_out] = run("remove-member 3");
   EXPECT_EQ(rm_code, 0) << rm_out;
-  auto [st2_code, st2_out] = run("status --json");
+  // Status shows the group as last polled (every 10 ms), and a leader that
+  // removed itself hands over: wait, bounded, for the new configuration.
+  std::string st2_out;
+  for (int tries = 0; tries < 50; ++tries) {
+    st2_out = run("status --json").second;
+    if (st2_out.find("\"leader_id\"") != std::string::npos && st2_out.find("\"id\": 3") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   EXPECT_EQ(st2_out.find("\"id\": 3"), std::string::npos) << st2_out;
 }
 
