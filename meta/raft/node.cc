@@ -123,6 +123,10 @@ common::Status RaftNode::Init() {
   raft_set_heartbeat_timeout(&raft_, options_.heartbeat_timeout_ms);
   raft_set_snapshot_threshold(&raft_, options_.snapshot_threshold);
   raft_set_snapshot_trailing(&raft_, options_.snapshot_trailing);
+  // libraft waits this long for an InstallSnapshot answer before sending the
+  // snapshot again (default 30 s): a follower restarted while it was being
+  // sent one stayed behind for that long (seen in the kill -9 storm test).
+  raft_set_install_snapshot_timeout(&raft_, std::max(1000u, 10 * options_.election_timeout_ms));
   // An isolated node must not inflate terms and depose a healthy leader.
   raft_set_pre_vote(&raft_, true);
 
