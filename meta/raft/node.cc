@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <string_view>
 #include <utility>
 
 #include "common/check.h"
+#include "meta/raft/append_fixes.h"
 #include "meta/raft/framing.h"
 #include "meta/raft/read_lease.h"
 
@@ -110,10 +112,13 @@ common::Status RaftNode::Init() {
   }
   // The default 1 s between reconnects slows recovery after a restart.
   raft_uv_set_connect_retry_delay(&io_, 200);
-  contact_io_ = std::make_unique<ContactIo>(
-      &io_, [this](raft_id from, const raft_append_entries_result& result) { OnAppendResult(from, result); });
+  HookedIo::Hooks hooks;
+  hooks.on_recv = [this](raft_message* message) { OnRecv(message); };
+  hooks.on_send = [this](raft_message* message) { OnSend(message); };
+  hooks.on_recv_done = [this] { handling_append_from_ = 0; };
+  hooked_io_ = std::make_unique<HookedIo>(&io_, std::move(hooks));
   fsm_.set_raft(&raft_);
-  if (int rv = raft_init(&raft_, contact_io_->get(), fsm_.get(), options_.id, options_.raft_address.c_str());
+  if (int rv = raft_init(&raft_, hooked_io_->get(), fsm_.get(), options_.id, options_.raft_address.c_str());
       rv != 0) {
     return FromRaft(rv, std::string("raft init: ") + raft_errmsg(&raft_));
   }
@@ -332,6 +337,22 @@ void RaftNode::OnPoll(uv_timer_t* handle) { static_cast<RaftNode*>(handle->data)
 
 void RaftNode::Poll() {
   const int state = raft_state(&raft_);
+  if (state == RAFT_UNAVAILABLE) {
+    bool closing;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closing = closing_;
+    }
+    if (!closing) {
+      // libraft stops a member for good when its log contradicts the
+      // group's (or its disk fails); it would sit silent forever. Exit so the
+      // supervisor restarts it from what is on disk.
+      spdlog::critical("raft: libraft stopped member {} (log conflict or I/O error; LIBRAFT_TRACE=1 shows why); "
+                       "exiting so that it restarts from disk", options_.id);
+      spdlog::shutdown();
+      std::_Exit(70);
+    }
+  }
   if (state == RAFT_LEADER) {
     if (!leading_ || raft_.current_term != leader_term_) {
       leading_ = true;
@@ -425,6 +446,29 @@ void RaftNode::Appended() {
   appended_.emplace_back(raft_last_index(&raft_), now);
   const int64_t keep_ns = 2 * int64_t{options_.election_timeout_ms} * 1'000'000;
   while (appended_.size() > 1 && now - appended_.front().second > keep_ns) appended_.pop_front();
+}
+
+void RaftNode::OnRecv(raft_message* message) {
+  if (message->type == RAFT_IO_APPEND_ENTRIES_RESULT) {
+    OnAppendResult(message->server_id, message->append_entries_result);
+  } else if (message->type == RAFT_IO_APPEND_ENTRIES) {
+    raft_append_entries& append = message->append_entries;
+    const raft_index prev = append.prev_log_index;
+    const LocalSnapshot snapshot{raft_.log.snapshot.last_index, raft_.log.snapshot.last_term};
+    if (FixIncomingAppend(&append, snapshot) && prev < snapshot.index) {
+      spdlog::info("raft: AppendEntries from {} starts at {}, below our snapshot {}: skipped to it", message->server_id,
+                   prev, snapshot.index);
+    }
+    handling_append_from_ = message->server_id;
+    handling_append_vouched_ = VouchedThrough(append);
+  }
+}
+
+void RaftNode::OnSend(raft_message* message) {
+  if (message->type == RAFT_IO_APPEND_ENTRIES_RESULT && handling_append_from_ != 0 &&
+      message->server_id == handling_append_from_) {
+    FixAppendResult(&message->append_entries_result, handling_append_vouched_);
+  }
 }
 
 void RaftNode::OnAppendResult(raft_id from, const raft_append_entries_result& result) {

@@ -14,7 +14,7 @@
 // Leadership: a 10 ms poll timer watches raft_state(). A new leader first
 // commits a barrier (so its state machine has applied everything earlier
 // leaders committed), runs `on_leader`, and only then serves; it serves
-// while its read lease (read_lease.h) holds, which ContactIo feeds. A
+// while its read lease (read_lease.h) holds, which HookedIo feeds. A
 // deposed or partitioned leader stops serving when its lease runs out even
 // before libraft notices. While idle, the leader appends a barrier every
 // election_timeout / 4 to keep its lease fresh.
@@ -34,7 +34,7 @@
 #include <uv.h>
 
 #include "common/result.h"
-#include "meta/raft/contact_io.h"
+#include "meta/raft/hooked_io.h"
 #include "meta/raft/fsm.h"
 #include "meta/raft/raft_c.h"
 #include "meta/service/group.h"
@@ -113,6 +113,8 @@ class RaftNode final : public Proposer, public Group {
   static void OnRaftClosed(struct raft* r);
   void Drain();
   void Poll();
+  void OnRecv(raft_message* message);
+  void OnSend(raft_message* message);
   void OnAppendResult(raft_id from, const raft_append_entries_result& result);
   // Notes that the entry just appended (raft_last_index) exists from now.
   void Appended();
@@ -127,7 +129,11 @@ class RaftNode final : public Proposer, public Group {
   uv_loop_t loop_{};
   raft_uv_transport transport_{};
   raft_io io_{};
-  std::unique_ptr<ContactIo> contact_io_;
+  std::unique_ptr<HookedIo> hooked_io_;
+  // While libraft handles an AppendEntries: its sender and the highest index
+  // it vouches for (append_fixes.h), to correct the reply; sender 0 otherwise.
+  raft_id handling_append_from_ = 0;
+  raft_index handling_append_vouched_ = 0;
   struct raft raft_{};
   uv_async_t async_{};
   uv_timer_t poll_{};

@@ -1,8 +1,10 @@
-// ContactIo: a raft_io that forwards everything to libraft's own (raft_uv)
-// and shows each AppendEntries result to RaftNode before libraft sees it.
-// libraft 0.15 has check-quorum but does not say when a quorum last heard
-// from the leader; these results are what a leader's read lease is built on
-// (see read_lease.h).
+// HookedIo: a raft_io that forwards everything to libraft's own (raft_uv)
+// and lets RaftNode see, and correct, messages on their way in and out:
+// - AppendEntries results received by a leader are what its read lease is
+//   built on (libraft 0.15 has check-quorum but does not say when a quorum
+//   last heard from the leader; see read_lease.h);
+// - libraft 0.15's follower-side AppendEntries bugs are corrected before it
+//   sees the request and in its reply (append_fixes.h).
 //
 // How the wrapping works: the outer raft_io shares the inner one's `impl`
 // and function pointers, so raft_uv finds its state whichever struct it is
@@ -13,22 +15,29 @@
 // Thread-safety: the loop thread only, like everything raft.
 #pragma once
 
-#include <cstdint>
 #include <functional>
 
 #include "meta/raft/raft_c.h"
 
 namespace dfs::meta::raft {
 
-class ContactIo {
+class HookedIo {
  public:
-  // Called on the loop thread for each AppendEntries result received.
-  using OnResult = std::function<void(raft_id from, const raft_append_entries_result& result)>;
+  struct Hooks {
+    // Each received message, before libraft; may change it in place.
+    std::function<void(raft_message* message)> on_recv;
+    // Each message libraft sends, before it is encoded; may change it (it is
+    // a copy). Messages libraft sends while handling a received one arrive
+    // here before on_recv_done.
+    std::function<void(raft_message* message)> on_send;
+    // After libraft has handled a received message.
+    std::function<void()> on_recv_done;
+  };
 
   // `inner` is an initialised raft_uv io; it must outlive this object.
-  ContactIo(raft_io* inner, OnResult on_result);
-  ContactIo(const ContactIo&) = delete;
-  ContactIo& operator=(const ContactIo&) = delete;
+  HookedIo(raft_io* inner, Hooks hooks);
+  HookedIo(const HookedIo&) = delete;
+  HookedIo& operator=(const HookedIo&) = delete;
 
   // What to pass to raft_init.
   raft_io* get() { return &outer_.io; }
@@ -36,19 +45,20 @@ class ContactIo {
  private:
   struct Outer {
     raft_io io;  // first member: a raft_io* is an Outer*
-    ContactIo* self;
+    HookedIo* self;
   };
-  static ContactIo* FromOuter(raft_io* io) { return reinterpret_cast<Outer*>(io)->self; }
+  static HookedIo* FromOuter(raft_io* io) { return reinterpret_cast<Outer*>(io)->self; }
   static int Load(raft_io* io, raft_term* term, raft_id* voted_for, raft_snapshot** snapshot,
                   raft_index* start_index, raft_entry* entries[], size_t* n_entries);
   static int Start(raft_io* io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+  static int Send(raft_io* io, raft_io_send* req, const raft_message* message, raft_io_send_cb cb);
   static void Close(raft_io* io, raft_io_close_cb cb);
   static void TickCb(raft_io* inner);
   static void RecvCb(raft_io* inner, raft_message* message);
   static void CloseCb(raft_io* inner);
 
   raft_io* const inner_;
-  OnResult on_result_;
+  Hooks hooks_;
   Outer outer_{};
   raft_io_tick_cb tick_ = nullptr;
   raft_io_recv_cb recv_ = nullptr;
