@@ -228,8 +228,12 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   if (reply.commands_size() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const pb::Command& command : reply.commands()) {
-      if (command.command_id() != 0 && !seen_commands_.insert(command.command_id()).second) continue;
-      if (command.command_id() != 0) {
+      // A repeated copy command is dropped (it may still be running).
+      // Deletes are idempotent and always run: meta numbers them by garbage
+      // row, and a number can come back once its row is gone.
+      const bool dedup = command.command_id() != 0 && !command.has_delete_chunk();
+      if (dedup && !seen_commands_.insert(command.command_id()).second) continue;
+      if (dedup) {
         seen_order_.push_back(command.command_id());
         if (seen_order_.size() > kMaxRememberedCommands) {
           seen_commands_.erase(seen_order_.front());

@@ -718,18 +718,29 @@ Status ChunkStore::ReadBlocks(uint64_t chunk_id, uint64_t version, uint64_t firs
   return Status::Ok();
 }
 
-Result<std::vector<ChunkMeta>> ChunkStore::Stat(uint64_t chunk_id, uint64_t version) const {
-  std::lock_guard<std::mutex> lock(mu_);
+Result<std::vector<ChunkMeta>> ChunkStore::Stat(uint64_t chunk_id, uint64_t version) {
   std::vector<ChunkMeta> out;
-  auto it = index_.find(chunk_id);
-  if (it != index_.end()) {
-    for (const auto& [v, entry] : it->second) {
-      if (version == 0 || v == version) out.push_back(MetaOf(chunk_id, v, entry));
+  std::vector<std::string> paths;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = index_.find(chunk_id);
+    if (it != index_.end()) {
+      for (const auto& [v, entry] : it->second) {
+        if (version != 0 && v != version) continue;
+        out.push_back(MetaOf(chunk_id, v, entry));
+        paths.push_back(FileOf(entry.folder, chunk_id, v, "chunk"));
+      }
+    }
+    if (out.empty()) {
+      if (version != 0 && it != index_.end() && !it->second.empty()) return FindLocked(chunk_id, version).status();
+      return common::NotFoundError(fmt::format("chunk {:016x} is not stored here", chunk_id));
     }
   }
-  if (out.empty()) {
-    if (version != 0 && it != index_.end() && !it->second.empty()) return FindLocked(chunk_id, version).status();
-    return common::NotFoundError(fmt::format("chunk {:016x} is not stored here", chunk_id));
+  for (size_t i = 0; i < out.size(); ++i) {
+    struct stat st {};
+    if (out[i].damaged || ::stat(paths[i].c_str(), &st) == 0 || errno != ENOENT) continue;
+    MarkDamaged(chunk_id, out[i].version, "its file is missing from disk");
+    out[i].damaged = true;
   }
   return out;
 }

@@ -223,7 +223,9 @@ class ChunkStore {
   // Looks up a stored version. NOT_FOUND / FAILED_PRECONDITION as ReadBlocks.
   common::Result<ChunkMeta> Find(uint64_t chunk_id, uint64_t version) const;
   // Versions of a chunk (all of them when version is 0). NOT_FOUND if none.
-  common::Result<std::vector<ChunkMeta>> Stat(uint64_t chunk_id, uint64_t version) const;
+  // A version whose file is gone from disk (removed behind our back) is
+  // marked damaged here, so `dfsctl fsck` and meta learn of it.
+  common::Result<std::vector<ChunkMeta>> Stat(uint64_t chunk_id, uint64_t version);
   // Deletes one version (or all when 0); returns the bytes freed. NOT_FOUND.
   common::Result<uint64_t> Delete(uint64_t chunk_id, uint64_t version);
   // Every stored version, ordered by chunk id then version.

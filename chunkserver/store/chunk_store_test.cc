@@ -118,6 +118,22 @@ TEST_F(ChunkStoreTest, ReadBlocks_FlippedByteOnDiskIsDataLossNamingChunkAndBlock
   EXPECT_EQ(store->ReadBlocks(77, 1, 1, 1, &out, &blocks).code(), StatusCode::kDataLoss);
 }
 
+TEST_F(ChunkStoreTest, Stat_AFileRemovedBehindOurBackIsReportedDamaged) {
+  auto store = OpenStore();
+  ASSERT_TRUE(WriteOnce(*store, 78, 2, 0, 0, RandomBytes(5000, 3)).ok());
+  auto fine = store->Stat(78, 2);
+  ASSERT_TRUE(fine.ok());
+  ASSERT_EQ(fine->size(), 1u);
+  EXPECT_FALSE((*fine)[0].damaged);
+  ASSERT_EQ(::unlink(store->TEST_PathOf(78, 2).c_str()), 0);
+  auto gone = store->Stat(78, 2);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE((*gone)[0].damaged);
+  std::vector<ChunkMeta> reported = store->TakeNewlyDamaged();
+  ASSERT_EQ(reported.size(), 1u);  // meta hears of it at the next heartbeat
+  EXPECT_EQ(reported[0].chunk_id, 78u);
+}
+
 TEST_F(ChunkStoreTest, Write_PartialBlocksArePatchedAndVerifiable) {
   auto store = OpenStore();
   std::string model = RandomBytes(200'000, 3);
