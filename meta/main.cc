@@ -85,6 +85,9 @@ struct Flags : common::DaemonFlags {
   std::string heartbeat_timeout = "100ms";
   unsigned snapshot_threshold = 8192;
   unsigned snapshot_trailing = 2048;
+  double repair_bandwidth = 0;  // MiB/s per copy
+  unsigned max_repairs = 16;
+  unsigned max_moves = 4;
 };
 
 // "1=host:port,2=host:port" -> members.
@@ -152,6 +155,14 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--snapshot-trailing", flags.snapshot_trailing, "Raft entries kept behind a snapshot")
       ->capture_default_str();
+  app.add_option("--repair-bandwidth", flags.repair_bandwidth,
+                 "MiB/s each re-replication or rebalancing copy may use (0: unlimited)")
+      ->capture_default_str();
+  app.add_option("--max-repairs", flags.max_repairs, "re-replication copies in flight at once (>= 1)")
+      ->capture_default_str();
+  app.add_option("--max-moves", flags.max_moves,
+                 "rebalancing copies in flight at once, within --max-repairs (0: no rebalancing)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -168,6 +179,11 @@ int Run(int argc, char** argv) {
   auto dead_after_ms = common::ParseDurationMs(flags.node_dead_after);
   if (!dead_after_ms.ok() || *dead_after_ms <= 0) return BadFlags("--node-dead-after: must be a positive duration");
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
+  if (!(flags.repair_bandwidth >= 0) || flags.repair_bandwidth > 1e6) {
+    return BadFlags("--repair-bandwidth: must be 0 (unlimited) or a positive MiB/s");
+  }
+  if (flags.max_repairs == 0 || flags.max_repairs > 10'000) return BadFlags("--max-repairs: must be 1..10000");
+  if (flags.max_moves > flags.max_repairs) return BadFlags("--max-moves: must not exceed --max-repairs");
   auto election_ms = common::ParseDurationMs(flags.election_timeout);
   auto heartbeat_ms = common::ParseDurationMs(flags.heartbeat_timeout);
   if (!election_ms.ok() || *election_ms < 10) return BadFlags("--election-timeout: must be a duration >= 10ms");
@@ -256,6 +272,9 @@ int Run(int argc, char** argv) {
   }
   meta::MetaServiceOptions options;
   options.replicas = flags.replicas;
+  options.repair_bandwidth = static_cast<uint64_t>(flags.repair_bandwidth * 1024 * 1024);
+  options.max_repairs = flags.max_repairs;
+  options.max_moves = flags.max_moves;
   options.cluster_key = *cluster_key;
   options.group = node->get();
   options.raft_id = flags.node_id;

@@ -33,9 +33,8 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   *lease_op->mutable_request() = *req;
   lease_op->set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
   // Apply takes the first R (the file's replication factor) of these.
-  for (uint64_t node : cluster_->Placement(ChunkPlacementKey(req->ino(), req->chunk_index()), kMaxPlacement)) {
-    op.add_placement(node);
-  }
+  op.set_placement_key(ChunkPlacementKey(req->ino(), req->chunk_index()));
+  for (uint64_t node : cluster_->Placement(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   const std::string* key = &options_.cluster_key;
   return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
@@ -148,8 +147,9 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
     pb::OpResult result;
     DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   }
-  // Command ids are the garbage rows' sequence numbers: unique for the life of
-  // the cluster, so a chunkserver can drop a command it has already run.
+  // Delete command ids are the garbage rows' sequence numbers. SQLite reuses
+  // a number once its row is gone, so chunkservers never drop a delete as a
+  // repeat (deletes are idempotent); copy commands have unique ids.
   std::vector<pb::ChunkRef> sent;
   for (StateMachine::GarbageRow& row : state_machine_->Garbage(req->node_id(), options_.gc_batch)) {
     pb::Command* command = reply->add_commands();
@@ -226,57 +226,6 @@ std::vector<uint64_t> MetaServiceImpl::LiveNodes() {
   return live;
 }
 
-void MetaServiceImpl::ScheduleRepairs() {
-  const int64_t now = clock_.MonotonicNs();
-  size_t in_flight = cluster_->RepairsInFlight(now);
-  if (in_flight >= options_.max_repairs) return;
-  std::vector<uint64_t> live = LiveNodes();
-  if (live.empty()) return;
-  std::map<uint64_t, ClusterState::Node> nodes = cluster_->Nodes();
-  auto candidates = state_machine_->UnderReplicated(live, repair_cursor_, options_.repair_scan,
-                                                    clock_.UnixNs() / 1'000'000, &repair_cursor_);
-  // Most endangered first: one copy left before two.
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    return a.live_holders.size() < b.live_holders.size();
-  });
-  std::vector<uint64_t> draining = cluster_->Draining();
-  for (const StateMachine::RepairCandidate& c : candidates) {
-    if (in_flight >= options_.max_repairs) break;
-    // Copy from a counted holder, else from a live draining one.
-    std::vector<uint64_t> sources = c.live_holders;
-    for (uint64_t node : c.other_holders) {
-      if (nodes[node].live && std::find(draining.begin(), draining.end(), node) != draining.end()) {
-        sources.push_back(node);
-      }
-    }
-    if (sources.empty()) continue;  // nothing to copy from: lost until a holder returns
-    uint64_t target = 0;
-    for (uint64_t node : cluster_->Placement(c.chunk_id, live.size())) {
-      if (std::find(c.live_holders.begin(), c.live_holders.end(), node) == c.live_holders.end() &&
-          std::find(c.other_holders.begin(), c.other_holders.end(), node) == c.other_holders.end() &&
-          std::find(c.deleting.begin(), c.deleting.end(), node) == c.deleting.end()) {
-        target = node;
-        break;
-      }
-    }
-    if (target == 0) continue;  // every live node already holds it
-    if (!cluster_->StartRepair(c.chunk_id, now + options_.repair_timeout_ms * 1'000'000)) continue;
-    const uint64_t source = sources[(c.chunk_id + target) % sources.size()];
-    pb::Command command;
-    command.set_command_id(next_command_id_.fetch_add(1));
-    pb::ReplicateChunkCommand* r = command.mutable_replicate();
-    r->set_chunk_id(c.chunk_id);
-    r->set_version(c.version);
-    r->set_source_node_id(source);
-    r->set_source_address(nodes[source].address);
-    r->set_bandwidth_limit_bytes_per_s(options_.repair_bandwidth);
-    cluster_->AddCommand(target, std::move(command));
-    ++in_flight;
-    spdlog::info("repair: chunk {:016x} v{} has {} of {} copies; copying from {:016x} to {:016x}", c.chunk_id,
-                 c.version, c.live_holders.size(), c.want, source, target);
-  }
-}
-
 void MetaServiceImpl::Housekeeping() {
   // Only the leader keeps time for the cluster; a follower's view is empty.
   if (!Serving()) return;
@@ -288,7 +237,7 @@ void MetaServiceImpl::Housekeeping() {
     if (row.state == "draining") draining.push_back(row.node_id);
   }
   cluster_->SetDraining(std::move(draining));
-  ScheduleRepairs();
+  Reconcile();
   std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);
   if (expired.empty()) return;
   pb::Op op;

@@ -71,9 +71,9 @@ std::vector<uint64_t> ClusterState::Draining() {
   return draining_;
 }
 
-bool ClusterState::StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns) {
+bool ClusterState::StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns, bool move) {
   std::lock_guard<std::mutex> lock(mu_);
-  return repairs_.emplace(chunk_id, deadline_mono_ns).second;
+  return repairs_.emplace(chunk_id, Copy{deadline_mono_ns, move}).second;
 }
 
 void ClusterState::RepairDone(uint64_t chunk_id) {
@@ -81,11 +81,18 @@ void ClusterState::RepairDone(uint64_t chunk_id) {
   repairs_.erase(chunk_id);
 }
 
-size_t ClusterState::RepairsInFlight(int64_t now_mono_ns) {
+size_t ClusterState::RepairsInFlight(int64_t now_mono_ns, size_t* moves) {
   std::lock_guard<std::mutex> lock(mu_);
+  size_t n_moves = 0;
   for (auto it = repairs_.begin(); it != repairs_.end();) {
-    it = it->second < now_mono_ns ? repairs_.erase(it) : std::next(it);
+    if (it->second.deadline_mono_ns < now_mono_ns) {
+      it = repairs_.erase(it);
+    } else {
+      n_moves += it->second.move;
+      ++it;
+    }
   }
+  if (moves != nullptr) *moves = n_moves;
   return repairs_.size();
 }
 

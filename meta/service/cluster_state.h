@@ -60,12 +60,13 @@ class ClusterState {
   // ---- Re-replication in flight (derived again from the database by any
   // new leader, so losing it only delays repairs).
   // Claims a repair of `chunk_id` until `deadline_mono_ns`; false if one is
-  // already in flight.
-  bool StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns);
+  // already in flight. `move`: a rebalancing copy, not a repair.
+  bool StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns, bool move = false);
   // A repair finished (the copy was reported) or gave up.
   void RepairDone(uint64_t chunk_id);
-  // Repairs in flight, forgetting those past their deadline.
-  size_t RepairsInFlight(int64_t now_mono_ns);
+  // Copies in flight (repairs and moves), forgetting those past their
+  // deadline; the moves among them in *moves.
+  size_t RepairsInFlight(int64_t now_mono_ns, size_t* moves = nullptr);
   // Commands for `node_id`'s next heartbeat reply.
   void AddCommand(uint64_t node_id, pb::Command command);
   std::vector<pb::Command> TakeCommands(uint64_t node_id);
@@ -85,7 +86,11 @@ class ClusterState {
   common::HashRing ring_;  // live, not draining nodes only
   std::vector<uint64_t> draining_;
   std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
-  std::map<uint64_t, int64_t> repairs_;  // chunk id -> deadline (monotonic ns)
+  struct Copy {
+    int64_t deadline_mono_ns = 0;
+    bool move = false;
+  };
+  std::map<uint64_t, Copy> repairs_;  // chunk id -> copy in flight
   std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending
   struct Session {
     int64_t last_seen_mono_ns = 0;

@@ -129,8 +129,13 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
   StateMachine::Counts counts = state_machine_->CountAll();
   reply->set_files(counts.files);
   reply->set_chunks(counts.chunks);
-  reply->set_under_replicated_chunks(state_machine_->CountUnderReplicated(LiveNodes(), clock_.UnixNs() / 1'000'000));
-  reply->set_repairs_in_flight(cluster_->RepairsInFlight(clock_.MonotonicNs()));
+  PlacementCounts placement = CountPlacement();
+  reply->set_under_replicated_chunks(placement.under);
+  reply->set_misplaced_chunks(placement.misplaced);
+  reply->set_surplus_chunks(placement.surplus);
+  size_t moves = 0;
+  reply->set_repairs_in_flight(cluster_->RepairsInFlight(clock_.MonotonicNs(), &moves));
+  reply->set_moves_in_flight(moves);
   return grpc::Status::OK;
 }
 

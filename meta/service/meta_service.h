@@ -37,7 +37,9 @@ struct MetaServiceOptions {
   uint32_t session_lease_ms = 30'000;   // client must KeepAlive within this
   uint32_t heartbeat_interval_ms = 1'000;
   size_t gc_batch = 256;                // Delete commands per heartbeat reply
-  size_t max_repairs = 16;              // re-replications in flight at once
+  size_t max_repairs = 16;              // copies (repairs and moves) in flight at once
+  size_t max_moves = 4;                 // rebalancing copies among them (0: no rebalancing)
+  size_t max_trims = 32;                // surplus copies dropped per housekeeping pass
   size_t repair_scan = 10'000;          // chunks examined per housekeeping pass
   int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
   uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
@@ -126,9 +128,18 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status CheckServing(grpc::ServerContextBase* ctx);
   // Proposes SetMember for this node unless the members table has it.
   void PublishSelf();
-  // Hands the most endangered under-replicated chunks (fewest live copies
-  // first) to live target nodes as Replicate commands, within max_repairs.
-  void ScheduleRepairs();
+  // One pass of placement upkeep (placement_plan.h) over the next
+  // repair_scan chunks: Replicate commands for the most endangered
+  // under-replicated chunks first (fewest live copies), then for misplaced
+  // ones (within max_moves), all within max_repairs; surplus copies trimmed
+  // through the log (within max_trims).
+  void Reconcile();
+  // Counts over every chunk, for status: under-replicated, misplaced, with
+  // a surplus copy.
+  struct PlacementCounts {
+    uint64_t under = 0, misplaced = 0, surplus = 0;
+  };
+  PlacementCounts CountPlacement();
   std::vector<uint64_t> LiveNodes();
   // A new Op carrying the request's exactly-once ids.
   static pb::Op NewOp(const pb::RequestContext& ctx);

@@ -84,9 +84,8 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
   if (req->lease_first_chunk()) {
     // Apply takes the first R of these for chunk 0, as for LeaseChunk.
     op.set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
-    for (uint64_t node : cluster_->Placement(NewFilePlacementKey(req->parent(), req->name()), kMaxPlacement)) {
-      op.add_placement(node);
-    }
+    op.set_placement_key(NewFilePlacementKey(req->parent(), req->name()));
+    for (uint64_t node : cluster_->Placement(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   }
   const std::string* key = &options_.cluster_key;
   return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {

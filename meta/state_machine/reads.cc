@@ -221,13 +221,22 @@ std::vector<StateMachine::GarbageRow> StateMachine::Garbage(uint64_t node_id, si
 std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const std::vector<uint64_t>& live,
                                                                          uint64_t after, size_t scan,
                                                                          int64_t now_unix_ms, uint64_t* next) {
+  std::vector<RepairCandidate> all = ScanReplicas(live, after, scan, now_unix_ms, next);
+  std::erase_if(all, [](const RepairCandidate& c) { return c.live_holders.size() >= c.want; });
+  return all;
+}
+
+std::vector<StateMachine::RepairCandidate> StateMachine::ScanReplicas(const std::vector<uint64_t>& live,
+                                                                      uint64_t after, size_t scan,
+                                                                      int64_t now_unix_ms, uint64_t* next) {
   ReadConnection conn = Borrow();
   std::vector<RepairCandidate> out;
   Stmt stmt = (*conn).Prepare(
       "SELECT c.chunk_id, c.version, i.replicas, "
       "  (SELECT group_concat(r.node_id) FROM replicas r WHERE r.chunk_id=c.chunk_id AND r.version=c.version), "
       "  (SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id), "
-      "  (SELECT group_concat(g.node_id) FROM garbage g WHERE g.chunk_id=c.chunk_id) "
+      "  (SELECT group_concat(g.node_id) FROM garbage g WHERE g.chunk_id=c.chunk_id), "
+      "  c.ino, c.idx, (SELECT k.place_key FROM chunk_keys k WHERE k.chunk_id=c.chunk_id) "
       "FROM chunks c JOIN inodes i ON i.ino=c.ino WHERE c.chunk_id>? ORDER BY c.chunk_id LIMIT ?");
   // chunk ids are u64 stored as their signed bit pattern; the cursor walks
   // SQLite's (signed) order, starting from the smallest value.
@@ -242,6 +251,9 @@ std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const s
     c.chunk_id = last;
     c.version = stmt.UInt(1);
     c.want = static_cast<uint32_t>(stmt.Int(2));
+    c.ino = stmt.UInt(6);
+    c.index = stmt.UInt(7);
+    c.place_key = stmt.IsNull(8) ? 0 : stmt.UInt(8);
     auto ids = [&](int column) {
       std::vector<uint64_t> out_ids;
       std::string list = stmt.IsNull(column) ? std::string() : stmt.Blob(column);
@@ -256,7 +268,6 @@ std::vector<StateMachine::RepairCandidate> StateMachine::UnderReplicated(const s
     for (uint64_t node : ids(3)) {
       (std::find(live.begin(), live.end(), node) != live.end() ? c.live_holders : c.other_holders).push_back(node);
     }
-    if (c.live_holders.size() >= c.want) continue;
     c.deleting = ids(5);
     out.push_back(std::move(c));
   }

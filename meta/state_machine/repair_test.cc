@@ -1,4 +1,5 @@
-// StateMachine::UnderReplicated: what re-replication works from.
+// StateMachine::UnderReplicated / ScanReplicas: what re-replication and
+// rebalancing work from; trimming a surplus copy; replication factors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,9 +28,10 @@ class RepairScanTest : public ::testing::Test {
     ASSERT_EQ(h.Create(1, "f", 0644, &file_, &handle_), 0);
   }
   // Leases chunk `index` and commits it on `nodes`; returns the chunk id.
-  uint64_t Write(uint64_t index, std::vector<uint64_t> nodes) {
+  uint64_t Write(uint64_t index, std::vector<uint64_t> nodes, uint64_t placement_key = 0) {
     pb::Op lease_op;
     lease_op.set_client_id(client_);
+    lease_op.set_placement_key(placement_key);
     for (uint64_t n : {11, 12, 13}) lease_op.add_placement(n);
     auto* r = lease_op.mutable_lease_chunk()->mutable_request();
     r->set_ino(file_.ino());
@@ -122,6 +124,81 @@ TEST_F(RepairScanTest, FindsChunksWithTooFewLiveCopiesAndSkipsLeasedOnes) {
   op.mutable_replica_change()->set_node_id(13);
   ASSERT_EQ(h.Apply(op).status().code(), 0);
   EXPECT_EQ(h.sm().CountUnderReplicated(all, NowMs()), 0u);
+}
+
+TEST_F(RepairScanTest, ASurplusCopyIsTrimmedOnlyWhileTheKeptCopiesHoldTheVersion) {
+  const uint64_t chunk = Write(0, {11, 12, 13});
+  const uint64_t keyed = Write(1, {11, 12, 13}, /*placement_key=*/0xfeed);
+  auto trim = [&](uint64_t node, std::vector<uint64_t> keep, uint64_t version = 1) {
+    pb::Op op;
+    op.mutable_replica_change()->set_chunk_id(chunk);
+    op.mutable_replica_change()->set_version(version);
+    op.mutable_replica_change()->set_node_id(node);
+    for (uint64_t k : keep) op.mutable_replica_change()->add_keep(k);
+    return h.Apply(op).status().code();
+  };
+  // Under the write lease: refused.
+  EXPECT_EQ(trim(13, {11, 12}), static_cast<int>(common::StatusCode::kFailedPrecondition));
+  ExpireLeases();
+  EXPECT_EQ(trim(13, {11, 12}, /*version=*/7), static_cast<int>(common::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(trim(13, {11, 14}), static_cast<int>(common::StatusCode::kFailedPrecondition));  // 14 has none
+  EXPECT_EQ(trim(13, {13, 11}), static_cast<int>(common::StatusCode::kInvalidArgument));
+  EXPECT_EQ(trim(13, {11, 12}), 0);
+  uint64_t next = 0;
+  auto scan = h.sm().ScanReplicas({11, 12, 13, 14}, 0, 100, NowMs(), &next);
+  ASSERT_EQ(scan.size(), 2u);
+  if (scan[0].chunk_id != chunk) std::swap(scan[0], scan[1]);
+  ASSERT_EQ(scan[0].chunk_id, chunk);
+  std::sort(scan[0].live_holders.begin(), scan[0].live_holders.end());
+  EXPECT_EQ(scan[0].live_holders, (std::vector<uint64_t>{11, 12}));
+  EXPECT_EQ(scan[0].deleting, std::vector<uint64_t>{13});  // queued for the chunkserver
+  EXPECT_EQ(scan[0].ino, file_.ino());
+  EXPECT_EQ(scan[0].index, 0u);
+  EXPECT_EQ(scan[0].place_key, 0u);  // placed before keys were kept: (ino, idx) then
+  // A chunk keeps the ring key it was placed by.
+  ASSERT_EQ(scan[1].chunk_id, keyed);
+  EXPECT_EQ(scan[1].index, 1u);
+  EXPECT_EQ(scan[1].place_key, 0xfeedu);
+  // A second trim decided on the same old view would leave one copy: refused.
+  EXPECT_EQ(trim(12, {11, 13}), static_cast<int>(common::StatusCode::kFailedPrecondition));
+}
+
+TEST_F(RepairScanTest, ARecursiveReplicationChangeReachesEveryFileAndDirectoryBelow) {
+  pb::Attr dir, sub, a, b;
+  ASSERT_EQ(h.Mkdir(1, "d", 0755, &dir), 0);
+  ASSERT_EQ(h.Mkdir(dir.ino(), "s", 0755, &sub), 0);
+  ASSERT_EQ(h.Create(dir.ino(), "a", 0644, &a), 0);
+  ASSERT_EQ(h.Create(sub.ino(), "b", 0644, &b), 0);
+  auto set = [&](uint64_t ino, uint32_t replicas, bool recursive) {
+    pb::Op op;
+    auto* r = op.mutable_set_replication();
+    *r->mutable_ctx() = h.Ctx();
+    r->set_ino(ino);
+    r->set_replicas(replicas);
+    r->set_recursive(recursive);
+    return h.Apply(op).status().code();
+  };
+  auto replicas = [&](uint64_t ino) {
+    pb::Attr attr;
+    EXPECT_EQ(h.GetAttr(ino, &attr), 0);
+    return attr.replicas();
+  };
+  EXPECT_EQ(set(dir.ino(), 2, false), 0);
+  EXPECT_EQ(replicas(dir.ino()), 2u);
+  EXPECT_EQ(replicas(b.ino()), 3u);
+  EXPECT_EQ(set(dir.ino(), 5, true), 0);
+  for (uint64_t ino : {dir.ino(), sub.ino(), a.ino(), b.ino()}) EXPECT_EQ(replicas(ino), 5u) << ino;
+  EXPECT_EQ(replicas(file_.ino()), 3u);  // outside the tree
+  // New files inherit it.
+  pb::Attr c;
+  ASSERT_EQ(h.Create(sub.ino(), "c", 0644, &c), 0);
+  EXPECT_EQ(c.replicas(), 5u);
+  EXPECT_EQ(set(dir.ino(), 0, true), static_cast<int>(common::StatusCode::kInvalidArgument));
+  // Another user may not change a tree holding root's files.
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(set(dir.ino(), 1, true), static_cast<int>(common::StatusCode::kNotPermitted));
+  h.creds = testing::Creds(0, 0);
+  EXPECT_EQ(replicas(b.ino()), 5u);
 }
 
 }  // namespace

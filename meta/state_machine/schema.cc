@@ -41,6 +41,7 @@ CREATE INDEX IF NOT EXISTS handles_by_client ON handles(client_id);
 CREATE INDEX IF NOT EXISTS handles_by_ino ON handles(ino);
 CREATE TABLE IF NOT EXISTS requests(client_id INTEGER NOT NULL, request_id INTEGER NOT NULL,
   result BLOB NOT NULL, PRIMARY KEY(client_id, request_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_keys(chunk_id INTEGER PRIMARY KEY, place_key INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS members(raft_id INTEGER PRIMARY KEY, raft_address TEXT NOT NULL,
   rpc_address TEXT NOT NULL);
 INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),

@@ -39,6 +39,10 @@
 //   requests(client_id, request_id, result)  PK (client_id, request_id)
 //       the exactly-once table: the serialized OpResult of each recent
 //       mutation; per client only the newest kRequestWindow ids are kept.
+//   chunk_keys(chunk_id PK, place_key)  the hash-ring key a chunk was placed
+//       by when it was created (the leader moves copies back to that key's
+//       ring nodes after the membership changes); none for chunks made
+//       before it existed: those use (ino, idx) (service/write_lease.h)
 //   members(raft_id PK, raft_address, rpc_address)  the metadata Raft group:
 //       where followers send clients (SetMemberOp)
 //
@@ -57,6 +61,8 @@ inline constexpr uint64_t kRequestWindow = 1024;
 
 // Creates the tables and the root if the database is empty; checks the
 // schema version otherwise (FailedPrecondition if it is newer than ours).
+// Idempotent: also run after a snapshot restore, which may bring an image
+// from before a table was added.
 common::Status InitSchema(Db& db);
 
 }  // namespace dfs::meta

@@ -91,6 +91,8 @@ common::Status StateMachine::Restore(std::string_view image) {
         status = common::InternalError(std::string("installing the snapshot: ") + sqlite3_errstr(rc));
       } else {
         applied_index_ = static_cast<uint64_t>(image_index);
+        // An image from an older dfs-meta may lack newer (empty) tables.
+        status = InitSchema(*writer_);
       }
     }
   }

@@ -154,6 +154,8 @@ class StateMachine {
     uint64_t chunk_id = 0;
     uint64_t version = 0;
     uint32_t want = 0;                  // the file's replication factor
+    uint64_t ino = 0, index = 0;        // the file and the chunk's place in it
+    uint64_t place_key = 0;             // ring key it was placed by (0: unknown; see schema.h)
     std::vector<uint64_t> live_holders;  // nodes in `live` with the committed version
     std::vector<uint64_t> other_holders;  // the rest with it (dead, or not counted)
     // Nodes with a copy of this chunk queued for deletion: not a target
@@ -162,6 +164,10 @@ class StateMachine {
   };
   std::vector<RepairCandidate> UnderReplicated(const std::vector<uint64_t>& live, uint64_t after, size_t scan,
                                                int64_t now_unix_ms, uint64_t* next);
+  // The same scan, every chunk not under a write lease: the leader also
+  // moves misplaced copies and trims surplus ones (service/placement_plan.h).
+  std::vector<RepairCandidate> ScanReplicas(const std::vector<uint64_t>& live, uint64_t after, size_t scan,
+                                            int64_t now_unix_ms, uint64_t* next);
   // How many chunks are under-replicated now (a full scan: for status).
   uint64_t CountUnderReplicated(const std::vector<uint64_t>& live, int64_t now_unix_ms);
   struct Counts {

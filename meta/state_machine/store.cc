@@ -177,6 +177,11 @@ void DropChunk(Db& db, uint64_t chunk_id) {
     stmt.BindU(1, chunk_id);
     stmt.Run();
   }
+  {
+    Stmt stmt = db.Prepare("DELETE FROM chunk_keys WHERE chunk_id=?");
+    stmt.BindU(1, chunk_id);
+    stmt.Run();
+  }
   Stmt stmt = db.Prepare("DELETE FROM chunks WHERE chunk_id=?");
   stmt.BindU(1, chunk_id);
   stmt.Run();

@@ -70,6 +70,11 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
     stmt.BindU(1, inode.ino).BindU(2, chunk_index).BindU(3, row.chunk_id);
     stmt.Run();
     AddToCounter(ctx.db, "live_chunks", 1);
+    if (ctx.op.placement_key() != 0) {
+      Stmt key = ctx.db.Prepare("INSERT OR REPLACE INTO chunk_keys(chunk_id, place_key) VALUES(?,?)");
+      key.BindU(1, row.chunk_id).BindU(2, ctx.op.placement_key());
+      key.Run();
+    }
     size_t r = std::max<size_t>(1, inode.replicas);
     for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
       Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");
@@ -136,7 +141,7 @@ void ForgetUnwrittenChunk(OpContext& ctx, uint64_t ino, uint64_t handle_id, uint
     if (!stmt.Step()) return;
   }
   for (const char* sql : {"DELETE FROM replicas WHERE chunk_id=?", "DELETE FROM leases WHERE chunk_id=?",
-                          "DELETE FROM chunks WHERE chunk_id=?"}) {
+                          "DELETE FROM chunk_keys WHERE chunk_id=?", "DELETE FROM chunks WHERE chunk_id=?"}) {
     Stmt stmt = ctx.db.Prepare(sql);
     stmt.BindU(1, chunk_id);
     stmt.Run();

@@ -1,6 +1,10 @@
 // Chunkserver membership and the replica map as chunkservers report it:
 // registration, inventory, bad replicas, garbage confirmations, draining,
 // and the replication factor of files.
+#include <sys/stat.h>
+
+#include <string>
+
 #include "meta/state_machine/ops/ops.h"
 
 namespace dfs::meta::ops {
@@ -59,6 +63,21 @@ Status ReplicaChange(OpContext& ctx, const pb::ReplicaChangeOp& op, pb::OpResult
     stmt.BindU(1, op.chunk_id()).BindU(2, op.node_id()).BindU(3, op.version());
     stmt.Run();
   } else {
+    if (op.keep_size() > 0) {
+      Stmt chunk = ctx.db.Prepare(
+          "SELECT c.version, COALESCE((SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id), 0) "
+          "FROM chunks c WHERE c.chunk_id=?");
+      chunk.BindU(1, op.chunk_id());
+      if (!chunk.Step()) return Status(StatusCode::kNotFound, "no such chunk");
+      if (chunk.UInt(0) != op.version()) return Status(StatusCode::kFailedPrecondition, "stale version");
+      if (chunk.Int(1) > ctx.now_ns / 1'000'000) return Status(StatusCode::kFailedPrecondition, "chunk is leased");
+      for (uint64_t node : op.keep()) {
+        if (node == op.node_id()) return Status(StatusCode::kInvalidArgument, "a trimmed copy cannot be kept");
+        Stmt held = ctx.db.Prepare("SELECT 1 FROM replicas WHERE chunk_id=? AND node_id=? AND version=?");
+        held.BindU(1, op.chunk_id()).BindU(2, node).BindU(3, op.version());
+        if (!held.Step()) return Status(StatusCode::kFailedPrecondition, "a copy to keep is gone");
+      }
+    }
     Stmt stmt = ctx.db.Prepare("DELETE FROM replicas WHERE chunk_id=? AND node_id=?");
     stmt.BindU(1, op.chunk_id()).BindU(2, op.node_id());
     stmt.Run();
@@ -130,10 +149,28 @@ Status SetReplication(OpContext& ctx, const pb::SetReplicationRequest& req, pb::
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   if (req.replicas() == 0 || req.replicas() > 16) return Status(StatusCode::kInvalidArgument, "replicas 1..16");
   RETURN_IF_ERROR(CheckOwner(*inode, creds));
-  if (req.recursive()) return Status(StatusCode::kUnimplemented, "recursive replication change");
-  inode->replicas = req.replicas();
-  inode->ctime_ns = ctx.now_ns;
-  SaveInode(ctx.db, *inode);
+  if (!req.recursive() || !S_ISDIR(inode->mode)) {
+    inode->replicas = req.replicas();
+    inode->ctime_ns = ctx.now_ns;
+    SaveInode(ctx.db, *inode);
+    return Status::Ok();
+  }
+  // The whole tree in this one transaction: every directory (for files
+  // created later) and every file (the leader then copies or trims their
+  // chunks). Only root may change what other users own.
+  // Statements are cached by the address of their text: whole literals.
+  if (creds.uid != 0) {
+    Stmt foreign = ctx.db.Prepare(
+        "WITH RECURSIVE tree(ino) AS (SELECT ? UNION SELECT d.ino FROM dentries d JOIN tree t ON d.parent=t.ino) "
+        "SELECT 1 FROM inodes WHERE ino IN tree AND uid<>? LIMIT 1");
+    foreign.BindU(1, req.ino()).BindU(2, creds.uid);
+    if (foreign.Step()) return Status(StatusCode::kNotPermitted, "the tree holds files of other users");
+  }
+  Stmt update = ctx.db.Prepare(
+      "WITH RECURSIVE tree(ino) AS (SELECT ? UNION SELECT d.ino FROM dentries d JOIN tree t ON d.parent=t.ino) "
+      "UPDATE inodes SET replicas=?, ctime=? WHERE ino IN tree AND replicas<>?");
+  update.BindU(1, req.ino()).BindU(2, req.replicas()).Bind(3, ctx.now_ns).BindU(4, req.replicas());
+  update.Run();
   return Status::Ok();
 }
 
