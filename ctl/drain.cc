@@ -35,8 +35,8 @@ int RunDrain(Context& ctx, const std::string& node) {
   if (ctx.json) {
     std::printf("%s\n", nlohmann::json{{"node", node}, {"state", "draining"}}.dump(2).c_str());
   } else {
-    std::printf("draining %s: its chunks are being copied to other nodes; it is safe to remove once "
-                "`dfsctl status` shows 0 under-replicated chunks and 0 repairs in flight\n",
+    std::printf("draining %s: its chunks are being copied to other nodes, then deleted from it; it is safe "
+                "to remove once `dfsctl nodes` shows it with 0 chunks\n",
                 node.c_str());
   }
   return 0;

@@ -31,7 +31,22 @@ int main(int argc, char** argv) {
   std::string drain_node;
   CLI::App* drain = app.add_subcommand("drain", "copy every chunk off a chunkserver so it can be removed");
   drain->add_option("node", drain_node, "the node id, as `dfsctl nodes` shows it")->required();
-  for (CLI::App* sub : {status, nodes, add_member, remove_member, drain}) {
+  std::string path;
+  uint32_t replica_count = 0;
+  bool recursive = false;
+  CLI::App* replicas = app.add_subcommand(
+      "replicas", "set how many copies a file or directory keeps (new files below inherit it)");
+  replicas->add_option("path", path, "a path inside dfs, e.g. /projects/a")->required();
+  replicas->add_option("n", replica_count, "copies, 1..16")->required();
+  replicas->add_flag("--recursive,-r", recursive, "also every file and directory below PATH");
+  CLI::App* rebalance = app.add_subcommand("rebalance", "progress of moving copies to where the ring puts them");
+  bool repair = false;
+  std::string wait = "120s";
+  CLI::App* fsck = app.add_subcommand("fsck", "check that every chunk under PATH has its good copies");
+  fsck->add_option("path", path, "a path inside dfs (default /)")->default_val("/");
+  fsck->add_flag("--repair", repair, "report bad copies to meta and wait until they are copied again");
+  fsck->add_option("--wait", wait, "with --repair: how long to wait for a clean check")->capture_default_str();
+  for (CLI::App* sub : {status, nodes, add_member, remove_member, drain, replicas, rebalance, fsck}) {
     sub->add_flag("--json", json, "machine-readable output");
   }
   CLI11_PARSE(app, argc, argv);
@@ -55,5 +70,15 @@ int main(int argc, char** argv) {
   if (add_member->parsed()) return dfs::ctl::RunAddMember(ctx, member_id, member_raft, member_address);
   if (remove_member->parsed()) return dfs::ctl::RunRemoveMember(ctx, member_id);
   if (drain->parsed()) return dfs::ctl::RunDrain(ctx, drain_node);
+  if (replicas->parsed()) return dfs::ctl::RunReplicas(ctx, path, replica_count, recursive);
+  if (rebalance->parsed()) return dfs::ctl::RunRebalance(ctx);
+  if (fsck->parsed()) {
+    auto wait_ms = dfs::common::ParseDurationMs(wait);
+    if (!wait_ms.ok() || *wait_ms < 0) {
+      std::fprintf(stderr, "dfsctl: fsck --wait: must be a duration\n");
+      return 2;
+    }
+    return dfs::ctl::RunFsck(ctx, path, repair, *wait_ms);
+  }
   return 2;
 }

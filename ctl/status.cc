@@ -34,6 +34,9 @@ int RunStatus(Context& ctx) {
     out["under_replicated_chunks"] = reply.under_replicated_chunks();
     out["damaged_chunks"] = reply.damaged_chunks();
     out["repairs_in_flight"] = reply.repairs_in_flight();
+    out["misplaced_chunks"] = reply.misplaced_chunks();
+    out["surplus_chunks"] = reply.surplus_chunks();
+    out["moves_in_flight"] = reply.moves_in_flight();
     out["files"] = reply.files();
     out["chunks"] = reply.chunks();
     std::printf("%s\n", out.dump(2).c_str());
@@ -54,6 +57,10 @@ int RunStatus(Context& ctx) {
               static_cast<unsigned long long>(reply.under_replicated_chunks()),
               static_cast<unsigned long long>(reply.damaged_chunks()),
               static_cast<unsigned long long>(reply.repairs_in_flight()));
+  std::printf("rebalancing: misplaced %llu, surplus copies %llu, moves in flight %llu\n",
+              static_cast<unsigned long long>(reply.misplaced_chunks()),
+              static_cast<unsigned long long>(reply.surplus_chunks()),
+              static_cast<unsigned long long>(reply.moves_in_flight()));
   return 0;
 }
 

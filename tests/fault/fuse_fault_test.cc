@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -376,7 +378,7 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
 }
 
 
-// The only chunk file under a chunkserver's data folder.
+// The only chunk file under a chunkserver's data folder (with several: one of them).
 std::string OnlyChunkFile(const std::string& data_dir) {
   std::string found;
   std::error_code ec;
@@ -434,9 +436,12 @@ TEST_F(FuseFaultTest, RottenReplica_ScrubberFindsItAndMetaRepairsIt) {
     grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
       return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &st);
     });
-    std::string now = OnlyChunkFile((*cluster)->dir() + "/cs-1");
-    repaired = found && s.ok() && st.under_replicated_chunks() == 0 && st.repairs_in_flight() == 0 && !now.empty() &&
-               file_bytes(now).substr(8192) == file_bytes(healthy).substr(8192);
+    // The copy can be replaced between finding and reading it: an empty
+    // read is "not yet", never an error.
+    const std::string now = file_bytes(OnlyChunkFile((*cluster)->dir() + "/cs-1"));
+    const std::string good = file_bytes(healthy);
+    repaired = found && s.ok() && st.under_replicated_chunks() == 0 && st.repairs_in_flight() == 0 &&
+               now.size() > 8192 && now.size() == good.size() && now.compare(8192, now.npos, good, 8192) == 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(found) << "the scrubber never reported the rotten block";
@@ -506,6 +511,12 @@ TEST_F(FuseFaultTest, DrainedNode_CanBeRemovedWithoutLosingACopy) {
     if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   ASSERT_TRUE(done) << "the drain did not finish in 90 s";
+  // Then its copies are deleted: a drained node ends up empty.
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!ChunkIdsOnDisk((*cluster)->dir() + "/cs-4").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_TRUE(ChunkIdsOnDisk((*cluster)->dir() + "/cs-4").empty()) << "the drained node still holds chunks";
   // Remove it: every file still reads through a cold mount, and each of the
   // three remaining nodes holds every chunk (R=3).
   ASSERT_EQ(::kill(PidOf(**cluster, "cs-4"), SIGKILL), 0);
@@ -524,6 +535,157 @@ TEST_F(FuseFaultTest, DrainedNode_CanBeRemovedWithoutLosingACopy) {
   EXPECT_GE(a.size(), static_cast<size_t>(kFiles));
   EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-2"));
   EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-3"));
+}
+
+// Runs dfsctl against the cluster; exit code and output.
+CommandResult Ctl(const LocalCluster& c, const std::string& args) {
+  const std::string ctl = std::string(std::getenv("DFS_BUILD_DIR")) + "/ctl/dfsctl";
+  return RunShell("timeout 300 " + ctl + " --meta " + c.source() + " " + args);
+}
+
+// Waits (bounded) until `done()` holds; false on timeout.
+bool WaitFor(int seconds, const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return true;
+}
+
+bool Balanced(const LocalCluster& c) {
+  CommandResult r = Ctl(c, "rebalance --json");
+  return r.exit_code == 0 && r.output.find("\"balanced\": true") != std::string::npos;
+}
+
+// Issue [cluster-ops]: a 4th chunkserver joins a 3-node cluster holding
+// 3 GiB (R=3): about a quarter of the copies move, onto the new node only,
+// and only chunks whose ring placement changed move; every chunk keeps 3
+// copies and every file reads back.
+TEST_F(FuseFaultTest, NewNode_OnlyChunksWhosePlacementChangedMoveOntoIt) {
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  constexpr int kFiles = 48;
+  constexpr size_t kSize = 64 << 20;  // one chunk each: 3 GiB
+  std::vector<char> buf(kSize);
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 40, buf.data(), kSize);
+    int fd = ::open((mnt + "/big" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, buf.data(), kSize), static_cast<ssize_t>(kSize));
+    ASSERT_EQ(::close(fd), 0);
+  }
+  std::vector<std::set<std::string>> before;
+  for (int k = 1; k <= 3; ++k) before.push_back(ChunkIdsOnDisk((*cluster)->dir() + "/cs-" + std::to_string(k)));
+  ASSERT_EQ(before[0].size(), static_cast<size_t>(kFiles));
+  ASSERT_EQ(before[0], before[1]);
+  ASSERT_EQ(before[0], before[2]);
+
+  auto added = (*cluster)->AddChunkserver();
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  ASSERT_EQ(*added, "cs-4");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::set<std::string>> after(4);
+  auto settled = [&] {
+    if (!Balanced(**cluster)) return false;
+    size_t copies = 0;
+    for (int k = 1; k <= 4; ++k) {
+      after[k - 1] = ChunkIdsOnDisk((*cluster)->dir() + "/cs-" + std::to_string(k));
+      copies += after[k - 1].size();
+    }
+    return copies == 3u * kFiles;  // surplus copies deleted on disk too
+  };
+  ASSERT_TRUE(WaitFor(300, settled)) << Ctl(**cluster, "rebalance").output;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Onto the new node only; each chunk it took left exactly one old node.
+  std::map<std::string, int> left;
+  for (int k = 0; k < 3; ++k) {
+    for (const std::string& id : after[k]) EXPECT_TRUE(before[k].count(id)) << "chunk " << id << " moved between old nodes";
+    for (const std::string& id : before[k]) {
+      if (!after[k].count(id)) ++left[id];
+    }
+  }
+  EXPECT_EQ(left.size(), after[3].size());
+  for (const std::string& id : after[3]) EXPECT_EQ(left[id], 1) << "chunk " << id;
+  const double share = static_cast<double>(after[3].size()) / (3.0 * kFiles);
+  std::printf("rebalance after adding a 4th node: %zu of %d copies moved (%.0f%%, ideal 25%%) in %.1f s\n",
+              after[3].size(), 3 * kFiles, 100 * share, seconds);
+  EXPECT_GT(share, 0.10);
+  EXPECT_LT(share, 0.45);
+  // Every file reads back through a cold mount.
+  const std::string check = (*cluster)->dir() + "/check";
+  ASSERT_TRUE((*cluster)->MountAgain(check).ok());
+  std::vector<char> got(kSize);
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 40, buf.data(), kSize);
+    int fd = ::open((check + "/big" + std::to_string(i)).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize)) << i;
+    ::close(fd);
+    ASSERT_EQ(std::memcmp(got.data(), buf.data(), kSize), 0) << "big" << i;
+  }
+  CommandResult fsck = Ctl(**cluster, "fsck /");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+}
+
+// Issue [cluster-ops]: `dfsctl replicas PATH N -r` trims and copies existing
+// chunks; `fsck` notices a copy lost on disk behind meta's back, and
+// `fsck --repair` gets it copied again.
+TEST_F(FuseFaultTest, ReplicationChangesAndFsckRepair) {
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  ASSERT_EQ(::mkdir((mnt + "/proj").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((mnt + "/proj/sub").c_str(), 0755), 0);
+  constexpr int kFiles = 20;
+  std::vector<char> buf(200'000), got(200'000);
+  auto name = [&](int i) { return std::string(i % 2 ? "/proj/sub/f" : "/proj/f") + std::to_string(i); };
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 28, buf.data(), buf.size());
+    int fd = ::open((mnt + name(i)).c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, buf.data(), buf.size()), static_cast<ssize_t>(buf.size()));
+    ASSERT_EQ(::close(fd), 0);
+  }
+  auto copies = [&] {
+    size_t n = 0;
+    for (int k = 1; k <= 3; ++k) n += ChunkIdsOnDisk((*cluster)->dir() + "/cs-" + std::to_string(k)).size();
+    return n;
+  };
+  ASSERT_EQ(copies(), 3u * kFiles);
+  EXPECT_NE(Ctl(**cluster, "replicas /proj 0").exit_code, 0);
+  EXPECT_NE(Ctl(**cluster, "replicas /nope 2").exit_code, 0);
+  CommandResult one = Ctl(**cluster, "replicas /proj 1 --recursive");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  ASSERT_TRUE(WaitFor(120, [&] { return Balanced(**cluster) && copies() == 1u * kFiles; }))
+      << copies() << " copies; " << Ctl(**cluster, "rebalance").output;
+  CommandResult three = Ctl(**cluster, "replicas /proj 3 -r");
+  ASSERT_EQ(three.exit_code, 0) << three.output;
+  ASSERT_TRUE(WaitFor(120, [&] { return Balanced(**cluster) && copies() == 3u * kFiles; }))
+      << copies() << " copies; " << Ctl(**cluster, "rebalance").output;
+  CommandResult clean = Ctl(**cluster, "fsck /proj --json");
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+  EXPECT_NE(clean.output.find("\"files\": 20"), std::string::npos) << clean.output;
+
+  // A copy vanishes on disk (an operator's rm, a bad disk): meta does not know.
+  const std::string victim = OnlyChunkFile((*cluster)->dir() + "/cs-2");
+  ASSERT_FALSE(victim.empty());
+  ASSERT_EQ(::unlink(victim.c_str()), 0);
+  CommandResult found = Ctl(**cluster, "fsck /");
+  EXPECT_EQ(found.exit_code, 1) << found.output;
+  EXPECT_NE(found.output.find("2 of 3 good copies"), std::string::npos) << found.output;
+  CommandResult repaired = Ctl(**cluster, "fsck / --repair --wait 120s");
+  EXPECT_EQ(repaired.exit_code, 0) << repaired.output;
+  EXPECT_NE(repaired.output.find("clean"), std::string::npos) << repaired.output;
+  for (int i = 0; i < kFiles; ++i) {
+    Pattern(static_cast<uint64_t>(i) << 28, buf.data(), buf.size());
+    int fd = ::open((mnt + name(i)).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
+    ::close(fd);
+    ASSERT_EQ(std::memcmp(got.data(), buf.data(), buf.size()), 0) << name(i);
+  }
 }
 
 }  // namespace

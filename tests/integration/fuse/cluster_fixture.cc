@@ -75,6 +75,16 @@ common::Status LocalCluster::Restart(const std::string& name) {
   return common::Status::Ok();
 }
 
+common::Result<std::string> LocalCluster::AddChunkserver() {
+  CommandResult r = RunShell("timeout 60 " + Tool() + " add-chunkserver " + dir_);
+  const size_t at = r.output.rfind("added ");
+  if (r.exit_code != 0 || at == std::string::npos) {
+    return common::UnavailableError("local-cluster add-chunkserver: " + r.output);
+  }
+  std::string name = r.output.substr(at + 6);
+  return name.substr(0, name.find('\n'));
+}
+
 common::Status LocalCluster::MountAgain(const std::string& path) {
   std::filesystem::create_directories(path);
   std::string dfs = BinaryPath("DFS_FUSE_BIN");

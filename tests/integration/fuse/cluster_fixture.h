@@ -35,6 +35,8 @@ class LocalCluster {
   int Pid(const std::string& name) const;
   // local-cluster restart: starts `name` again after it was killed.
   common::Status Restart(const std::string& name);
+  // local-cluster add-chunkserver: one more chunkserver; its name (cs-K).
+  common::Result<std::string> AddChunkserver();
 
  private:
   LocalCluster() = default;
