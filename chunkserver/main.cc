@@ -18,10 +18,13 @@
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +32,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chunkserver/service/chunk_service.h"
+#include "chunkserver/service/cs_metrics.h"
 #include "chunkserver/service/meta_client.h"
 #include "chunkserver/service/scrubber.h"
 #include "chunkserver/store/chunk_store.h"
@@ -38,6 +42,7 @@
 #include "common/flags.h"
 #include "common/leader_channel.h"
 #include "common/logging.h"
+#include "common/grpc_metrics.h"
 #include "common/metrics.h"
 #include "common/write_token.h"
 
@@ -133,6 +138,7 @@ int Run(int argc, char** argv) {
   chunkserver::ChunkServiceImpl service(**store, service_options);
 
   grpc::ServerBuilder builder;
+  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_chunkserver"));
   int port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
@@ -179,8 +185,24 @@ int Run(int argc, char** argv) {
   }
   spdlog::info("dfs-chunkserver node {:016x} serving on {} (advertised as {}), {} data folder(s)", *node_id, address,
                advertise, flags.data.size());
+  // State gauges for the metrics endpoint, every 2 s.
+  chunkserver::CsMetrics cs_metrics(*registry);
+  std::mutex refresh_mu;
+  std::condition_variable refresh_cv;
+  bool stopping = false;  // guarded by refresh_mu
+  std::thread refresher;
+  if (metrics_server) {
+    refresher = std::thread([&] {
+      std::unique_lock<std::mutex> lock(refresh_mu);
+      do {
+        cs_metrics.Refresh(**store, meta_client, scrubber.get());
+      } while (!refresh_cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }));
+    });
+  }
   if (!flags.ready_file.empty()) {
-    if (common::Status s = common::WriteReadyFile(flags.ready_file, address); !s.ok()) {
+    if (common::Status s = common::WriteReadyFile(flags.ready_file, address,
+                                                  common::MetricsAddress(flags.metrics, metrics_server.get()));
+        !s.ok()) {
       spdlog::critical("ready file: {}", s.ToString());
       return 1;
     }
@@ -188,6 +210,14 @@ int Run(int argc, char** argv) {
 
   int signal_number = signals.Wait();
   spdlog::info("signal {}: shutting down", signal_number);
+  if (refresher.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(refresh_mu);
+      stopping = true;
+    }
+    refresh_cv.notify_all();
+    refresher.join();
+  }
   scrubber.reset();
   meta_client.Stop();
   service.BeginShutdown();

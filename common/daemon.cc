@@ -44,8 +44,8 @@ Result<HostPort> ValidateDaemonFlags(const DaemonFlags& flags) {
   return listen;
 }
 
-Status WriteReadyFile(const std::string& path, const std::string& address) {
-  return WriteFileAtomic(path, "address=" + address + "\n");
+Status WriteReadyFile(const std::string& path, const std::string& address, const std::string& metrics) {
+  return WriteFileAtomic(path, "address=" + address + "\n" + (metrics.empty() ? "" : "metrics=" + metrics + "\n"));
 }
 
 }  // namespace dfs::common

@@ -49,7 +49,8 @@ class ShutdownSignals {
 };
 
 // Writes the ready file tests and tools wait for: "address=HOST:PORT\n",
-// atomically, once the daemon serves. Errors as WriteFileAtomic.
-Status WriteReadyFile(const std::string& path, const std::string& address);
+// then "metrics=HOST:PORT\n" when a metrics endpoint is served, atomically,
+// once the daemon serves. Errors as WriteFileAtomic.
+Status WriteReadyFile(const std::string& path, const std::string& address, const std::string& metrics = "");
 
 }  // namespace dfs::common

@@ -30,4 +30,12 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer), port));
 }
 
+std::string MetricsAddress(const std::string& flag, const MetricsServer* server) {
+  if (server == nullptr) return "";
+  auto address = ParseHostPort(flag, /*allow_port_zero=*/true);
+  if (!address.ok()) return "";
+  address->port = static_cast<uint16_t>(server->port());
+  return address->ToString();
+}
+
 }  // namespace dfs::common

@@ -41,4 +41,8 @@ class MetricsServer {
   int port_;
 };
 
+// "HOST:PORT" a started server serves at (the bound port when `flag` asked
+// for port 0); "" without a server.
+std::string MetricsAddress(const std::string& flag, const MetricsServer* server);
+
 }  // namespace dfs::common

@@ -50,6 +50,7 @@ std::string Usage(const std::string& program) {
          "  log_file=PATH|syslog  where a background mount logs (default syslog)\n"
          "  log_level=LEVEL       trace|debug|info|warn|error (default info)\n"
          "  pid_file=PATH         write the daemon's pid here\n"
+         "  metrics=HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics\n"
          "  ro                    read-only mount\n"
          "Other -o options go to FUSE (allow_other, ...). Example:\n"
          "  " + program + " meta1:7400,meta2:7400,meta3:7400 /mnt/dfs\n";
@@ -109,6 +110,11 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
           cl.log_level = val;
         } else if (key == "pid_file") {
           cl.pid_file = val;
+        } else if (key == "metrics") {
+          if (!common::ParseHostPort(val, /*allow_port_zero=*/true).ok()) {
+            return common::InvalidArgumentError("option metrics=" + val + ": want HOST:PORT");
+          }
+          cl.metrics = val;
         } else if (key == "debug") {
           cl.debug = true;
           cl.foreground = true;

@@ -39,6 +39,7 @@ struct CommandLine {
   std::string log_file;                      // log_file=PATH|syslog (default: syslog in background)
   std::string log_level = "info";            // log_level=
   std::string pid_file;                      // pid_file=PATH
+  std::string metrics;                       // metrics=HOST:PORT (Prometheus endpoint)
   // Everything for fuse_session_new: argv[0], -o options, -d (the mount
   // point goes to fuse_session_mount).
   std::vector<std::string> fuse_args;

@@ -56,6 +56,16 @@ TEST(CommandLineTest, Parse_RejectsBadInput) {
   EXPECT_FALSE(ParseCommandLine({"dfs", "a:1", "/m", "--frobnicate"}, false).ok());
 }
 
+TEST(CommandLineTest, Parse_MetricsEndpoint) {
+  auto cl = ParseCommandLine({"dfs", "a:1", "/m", "-o", "metrics=127.0.0.1:9100"}, false);
+  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+  EXPECT_EQ(cl->metrics, "127.0.0.1:9100");
+  EXPECT_EQ(cl->fuse_args[2].find("metrics"), std::string::npos);  // ours, not libfuse's
+  auto bad = ParseCommandLine({"dfs", "a:1", "/m", "-o", "metrics=nowhere"}, false);
+  EXPECT_EQ(bad.status().code(), common::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("metrics"), std::string::npos);
+}
+
 TEST(CommandLineTest, Parse_Help) {
   auto cl = ParseCommandLine({"dfs", "-h"}, false);
   ASSERT_TRUE(cl.ok());

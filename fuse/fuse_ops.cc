@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -256,6 +257,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   std::string data;
   Status s = Fs(req).Read(Handle(fi), static_cast<uint64_t>(off), size, &data);
   if (!s.ok()) return ReplyStatus(req, s);
+  if (A(req).metrics != nullptr) A(req).metrics->RecordRead(data.size());
   fuse_reply_buf(req, data.data(), data.size());
 }
 
@@ -263,6 +265,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
   uint64_t offset = static_cast<uint64_t>(off);
   Status s = Fs(req).Write(Handle(fi), offset, std::string_view(buf, size));
   if (!s.ok()) return ReplyStatus(req, s);
+  if (A(req).metrics != nullptr) A(req).metrics->RecordWrite(size);
   fuse_reply_write(req, size);
 }
 
@@ -464,43 +467,59 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
   fuse_reply_write(req, copied);
 }
 
+// Wraps an operation to count it and time it until it returns (every
+// operation replies before returning). The adapter is read first: the
+// request is gone once replied to.
+template <auto Fn, FuseOp kOp>
+struct Timed;
+template <typename... Args, void (*Fn)(fuse_req_t, Args...), FuseOp kOp>
+struct Timed<Fn, kOp> {
+  static void Call(fuse_req_t req, Args... args) {
+    ClientMetrics* metrics = A(req).metrics;
+    if (metrics == nullptr) return Fn(req, args...);
+    const auto start = std::chrono::steady_clock::now();
+    Fn(req, args...);
+    metrics->RecordOp(kOp, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+};
+
 fuse_lowlevel_ops MakeOperations() {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
-  ops.lookup = OpLookup;
-  ops.forget = OpForget;
+  ops.lookup = Timed<OpLookup, FuseOp::kLookup>::Call;
+  ops.forget = Timed<OpForget, FuseOp::kForget>::Call;
   ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.symlink = OpSymlink;
-  ops.rename = OpRename;
-  ops.link = OpLink;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
-  ops.read = OpRead;
-  ops.write = OpWrite;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
-  ops.fsyncdir = OpFsyncdir;
-  ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
-  ops.access = OpAccess;
-  ops.fallocate = OpFallocate;
-  ops.lseek = OpLseek;
-  ops.copy_file_range = OpCopyFileRange;
+  ops.getattr = Timed<OpGetattr, FuseOp::kGetattr>::Call;
+  ops.setattr = Timed<OpSetattr, FuseOp::kSetattr>::Call;
+  ops.readlink = Timed<OpReadlink, FuseOp::kReadlink>::Call;
+  ops.mknod = Timed<OpMknod, FuseOp::kMknod>::Call;
+  ops.mkdir = Timed<OpMkdir, FuseOp::kMkdir>::Call;
+  ops.unlink = Timed<OpUnlink, FuseOp::kUnlink>::Call;
+  ops.rmdir = Timed<OpRmdir, FuseOp::kRmdir>::Call;
+  ops.symlink = Timed<OpSymlink, FuseOp::kSymlink>::Call;
+  ops.rename = Timed<OpRename, FuseOp::kRename>::Call;
+  ops.link = Timed<OpLink, FuseOp::kLink>::Call;
+  ops.open = Timed<OpOpen, FuseOp::kOpen>::Call;
+  ops.create = Timed<OpCreate, FuseOp::kCreate>::Call;
+  ops.read = Timed<OpRead, FuseOp::kRead>::Call;
+  ops.write = Timed<OpWrite, FuseOp::kWrite>::Call;
+  ops.flush = Timed<OpFlush, FuseOp::kFlush>::Call;
+  ops.release = Timed<OpRelease, FuseOp::kRelease>::Call;
+  ops.fsync = Timed<OpFsync, FuseOp::kFsync>::Call;
+  ops.opendir = Timed<OpOpendir, FuseOp::kOpendir>::Call;
+  ops.readdir = Timed<OpReaddir, FuseOp::kReaddir>::Call;
+  ops.readdirplus = Timed<OpReaddirplus, FuseOp::kReaddirplus>::Call;
+  ops.releasedir = Timed<OpReleasedir, FuseOp::kReleasedir>::Call;
+  ops.fsyncdir = Timed<OpFsyncdir, FuseOp::kFsyncdir>::Call;
+  ops.statfs = Timed<OpStatfs, FuseOp::kStatfs>::Call;
+  ops.setxattr = Timed<OpSetxattr, FuseOp::kSetxattr>::Call;
+  ops.getxattr = Timed<OpGetxattr, FuseOp::kGetxattr>::Call;
+  ops.listxattr = Timed<OpListxattr, FuseOp::kListxattr>::Call;
+  ops.removexattr = Timed<OpRemovexattr, FuseOp::kRemovexattr>::Call;
+  ops.access = Timed<OpAccess, FuseOp::kAccess>::Call;
+  ops.fallocate = Timed<OpFallocate, FuseOp::kFallocate>::Call;
+  ops.lseek = Timed<OpLseek, FuseOp::kLseek>::Call;
+  ops.copy_file_range = Timed<OpCopyFileRange, FuseOp::kCopyFileRange>::Call;
   return ops;
 }
 

@@ -10,6 +10,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fuse/client/file_system.h"
+#include "fuse/client_metrics.h"
 
 namespace dfs::fuse {
 
@@ -24,6 +25,7 @@ struct Adapter {
   FileSystem* fs;
   AdapterOptions options;
   fuse_session* session = nullptr;  // set once the session exists; for cache invalidation
+  ClientMetrics* metrics = nullptr;  // -o metrics=: per-operation counts and times
 };
 
 // The operation table; the session's userdata must be an Adapter*.

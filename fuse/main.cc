@@ -15,14 +15,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <prometheus/registry.h>
+
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/metrics.h"
+#include "fuse/client_metrics.h"
 #include "fuse/command_line.h"
 #include "fuse/fuse_ops.h"
 
@@ -69,6 +78,49 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fs_options.capability_cache_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   dfs::fuse::FileSystem fs(std::move(*meta), fs_options);
   dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only}};
+
+  // -o metrics=: the endpoint, per-operation metrics, and the cache figures
+  // refreshed every 2 s.
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<dfs::common::MetricsServer> metrics_server;
+  std::unique_ptr<dfs::fuse::ClientMetrics> metrics;
+  std::mutex refresh_mu;
+  std::condition_variable refresh_cv;
+  bool stopping = false;  // guarded by refresh_mu
+  std::thread refresher;
+  if (!cl.metrics.empty()) {
+    metrics = std::make_unique<dfs::fuse::ClientMetrics>(*registry);
+    auto server = dfs::common::MetricsServer::Start(cl.metrics, registry);
+    if (!server.ok()) {
+      report("metrics: " + server.status().ToString() + "\n");
+      return 1;
+    }
+    metrics_server = std::move(*server);
+    adapter.metrics = metrics.get();
+    refresher = std::thread([&] {
+      std::unique_lock<std::mutex> lock(refresh_mu);
+      do {
+        metrics->Refresh(fs.cache());
+      } while (!refresh_cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }));
+    });
+    spdlog::info("metrics at http://{}/metrics",
+                 dfs::common::MetricsAddress(cl.metrics, metrics_server.get()));
+  }
+  struct StopRefresher {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& stopping;
+    std::thread& thread;
+    ~StopRefresher() {
+      if (!thread.joinable()) return;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stopping = true;
+      }
+      cv.notify_all();
+      thread.join();
+    }
+  } stop_refresher{refresh_mu, refresh_cv, stopping, refresher};
 
   std::vector<char*> argv;
   for (const std::string& a : cl.fuse_args) argv.push_back(const_cast<char*>(a.c_str()));

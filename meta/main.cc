@@ -57,9 +57,11 @@
 #include "common/flags.h"
 #include "common/leader_channel.h"
 #include "common/logging.h"
+#include "common/grpc_metrics.h"
 #include "common/metrics.h"
 #include "common/write_token.h"
 #include "meta/service/cluster_state.h"
+#include "meta/service/meta_metrics.h"
 #include "meta/service/meta_service.h"
 #include "meta/raft/node.h"
 #include "meta/state_machine/state_machine.h"
@@ -287,14 +289,10 @@ int Run(int argc, char** argv) {
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
-  auto& raft_gauges =
-      prometheus::BuildGauge().Name("dfs_meta_raft").Help("This member's Raft state").Register(*registry);
-  prometheus::Gauge& raft_term = raft_gauges.Add({{"what", "term"}});
-  prometheus::Gauge& raft_applied = raft_gauges.Add({{"what", "applied_index"}});
-  prometheus::Gauge& raft_commit = raft_gauges.Add({{"what", "commit_index"}});
-  prometheus::Gauge& raft_leader = raft_gauges.Add({{"what", "is_leader"}});
+  meta::MetaMetrics metrics(*registry, /*cluster_every_ms=*/10'000);
 
   grpc::ServerBuilder builder;
+  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_meta"));
   int port = 0;
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
@@ -328,11 +326,7 @@ int Run(int argc, char** argv) {
     while (!stop_cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
       lock.unlock();
       service.Housekeeping();
-      meta::Group::View view = (*node)->view();
-      raft_term.Set(static_cast<double>(view.term));
-      raft_applied.Set(static_cast<double>(view.applied_index));
-      raft_commit.Set(static_cast<double>(view.commit_index));
-      raft_leader.Set(view.leader_id == flags.node_id ? 1 : 0);
+      if (metrics_server) metrics.Refresh((*node)->view(), flags.node_id, service, clock.UnixNs() / 1'000'000);
       lock.lock();
     }
   });
@@ -341,7 +335,8 @@ int Run(int argc, char** argv) {
                raft_options.raft_address, flags.data, flags.replicas);
   int exit_code = 0;
   if (!flags.ready_file.empty()) {
-    if (common::Status s = common::WriteReadyFile(flags.ready_file, address); !s.ok()) {
+    if (common::Status s = common::WriteReadyFile(flags.ready_file, address, common::MetricsAddress(flags.metrics, metrics_server.get()));
+        !s.ok()) {
       spdlog::critical("ready file: {}", s.ToString());
       exit_code = 1;
     }

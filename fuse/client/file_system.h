@@ -107,6 +107,9 @@ class FileSystem {
   // Flushes (if this handle wrote) and tells meta the handle is gone.
   common::Status Release(std::unique_ptr<FileHandle> handle);
 
+  // The block cache (for its hit counts and size).
+  PageCache& cache() { return cache_; }
+
   // Reads up to `size` bytes at `offset` into `out` (short at end of file).
   common::Status Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out);
   // Buffers a write; may flush when the buffer is large.

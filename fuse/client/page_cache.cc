@@ -7,7 +7,11 @@ PageCache::PageCache(uint64_t capacity_bytes) : capacity_bytes_(capacity_bytes) 
 Block PageCache::Get(const BlockKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(key);
-  if (it == index_.end()) return nullptr;
+  if (it == index_.end()) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  hits_.fetch_add(1, std::memory_order_relaxed);
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->block;
 }

@@ -12,6 +12,7 @@
 // never held across I/O).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -53,6 +54,9 @@ class PageCache {
   void DropChunk(uint64_t chunk_id);
 
   uint64_t size_bytes();
+  // Lookups that found their block, and those that did not, since start.
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
   uint64_t capacity_bytes() const { return capacity_bytes_; }
 
  private:
@@ -67,6 +71,7 @@ class PageCache {
   std::list<Entry> lru_ GUARDED_BY(mu_);  // front = most recently used
   std::unordered_map<BlockKey, std::list<Entry>::iterator, BlockKeyHash> index_ GUARDED_BY(mu_);
   uint64_t size_bytes_ GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 
 }  // namespace dfs::fuse

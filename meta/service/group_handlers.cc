@@ -122,10 +122,17 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
     reply->set_commit_index(view.commit_index);
     reply->set_applied_index(view.applied_index);
   }
-  if (!Serving()) return grpc::Status::OK;
-  pb::ListNodesReply nodes;
-  ListNodes(ctx, nullptr, &nodes);
-  *reply->mutable_nodes() = nodes.nodes();
+  ClusterCounts(reply);
+  return grpc::Status::OK;
+}
+
+bool MetaServiceImpl::ClusterCounts(pb::ClusterStatusReply* reply) {
+  if (!Serving()) return false;
+  std::map<uint64_t, ClusterState::Node> live = cluster_->Nodes();
+  for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
+    auto it = live.find(row.node_id);
+    FillNodeStatus(reply->add_nodes(), row.node_id, it == live.end() ? nullptr : &it->second, &row);
+  }
   StateMachine::Counts counts = state_machine_->CountAll();
   reply->set_files(counts.files);
   reply->set_chunks(counts.chunks);
@@ -136,7 +143,7 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
   size_t moves = 0;
   reply->set_repairs_in_flight(cluster_->RepairsInFlight(clock_.MonotonicNs(), &moves));
   reply->set_moves_in_flight(moves);
-  return grpc::Status::OK;
+  return true;
 }
 
 grpc::Status MetaServiceImpl::AddMember(Ctx* ctx, const pb::AddMemberRequest* req, pb::MembershipReply* reply) {

@@ -60,6 +60,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   // sessions (through an ExpireSessionsOp, waiting for it to apply), and
   // makes sure the members table holds this node's address. No-op elsewhere.
   void Housekeeping();
+  // The cluster half of ClusterStatus (chunkservers, file, chunk and
+  // placement counts: a full scan of the chunks); false unless this node
+  // serves. For the status RPC and the metrics.
+  bool ClusterCounts(pb::ClusterStatusReply* out);
   // Called by the group when this node has just become the leader, before
   // it serves: applies the --replicas flag to the root, takes over the
   // chunkservers and sessions the replicated state knows (each with a fresh

@@ -1,0 +1,66 @@
+#include "fuse/client_metrics.h"
+
+namespace dfs::fuse {
+
+const char* FuseOpName(FuseOp op) {
+  static const char* kNames[] = {
+      "lookup",  "forget",    "getattr",     "setattr",    "readlink",   "mknod",    "mkdir",
+      "unlink",  "rmdir",     "symlink",     "rename",     "link",       "open",     "create",
+      "read",    "write",     "flush",       "release",    "fsync",      "opendir",  "readdir",
+      "readdirplus", "releasedir", "fsyncdir", "statfs",   "setxattr",   "getxattr", "listxattr",
+      "removexattr", "access", "fallocate",  "lseek",      "copy_file_range"};
+  static_assert(sizeof kNames / sizeof kNames[0] == static_cast<size_t>(FuseOp::kCount));
+  return kNames[static_cast<size_t>(op)];
+}
+
+ClientMetrics::ClientMetrics(prometheus::Registry& registry) {
+  auto& ops = prometheus::BuildCounter()
+                  .Name("dfs_client_ops_total")
+                  .Help("FUSE requests handled, by operation")
+                  .Register(registry);
+  auto& seconds = prometheus::BuildHistogram()
+                      .Name("dfs_client_op_seconds")
+                      .Help("Time from a FUSE request to its reply, by operation")
+                      .Register(registry);
+  const prometheus::Histogram::BucketBoundaries buckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                           0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
+                                                           2.5,     5,      10};
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    const char* name = FuseOpName(static_cast<FuseOp>(i));
+    ops_[i] = &ops.Add({{"op", name}});
+    seconds_[i] = &seconds.Add({{"op", name}}, buckets);
+  }
+  auto& bytes = prometheus::BuildCounter()
+                    .Name("dfs_client_bytes_total")
+                    .Help("Bytes returned to applications (read) and accepted from them (write)")
+                    .Register(registry);
+  read_bytes_ = &bytes.Add({{"dir", "read"}});
+  write_bytes_ = &bytes.Add({{"dir", "write"}});
+  auto& lookups = prometheus::BuildCounter()
+                      .Name("dfs_client_cache_lookups_total")
+                      .Help("Block cache lookups that found their block (hit) or not (miss)")
+                      .Register(registry);
+  hits_ = &lookups.Add({{"result", "hit"}});
+  misses_ = &lookups.Add({{"result", "miss"}});
+  cache_bytes_ = &prometheus::BuildGauge()
+                      .Name("dfs_client_cache_bytes")
+                      .Help("Bytes held by the block cache")
+                      .Register(registry)
+                      .Add({});
+}
+
+void ClientMetrics::RecordOp(FuseOp op, double seconds) {
+  ops_[static_cast<size_t>(op)]->Increment();
+  seconds_[static_cast<size_t>(op)]->Observe(seconds);
+}
+
+void ClientMetrics::Refresh(PageCache& cache) {
+  const uint64_t hits = cache.hits(), misses = cache.misses();
+  if (hits > seen_hits_) hits_->Increment(static_cast<double>(hits - seen_hits_));
+  if (misses > seen_misses_) misses_->Increment(static_cast<double>(misses - seen_misses_));
+  seen_hits_ = hits;
+  seen_misses_ = misses;
+  cache_bytes_->Set(static_cast<double>(cache.size_bytes()));
+}
+
+}  // namespace dfs::fuse

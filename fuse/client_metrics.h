@@ -1,0 +1,54 @@
+// ClientMetrics: the dfs client's Prometheus metrics, served when mounted
+// with -o metrics=HOST:PORT:
+//   dfs_client_ops_total{op}                 FUSE requests handled
+//   dfs_client_op_seconds{op}                time from request to reply
+//   dfs_client_bytes_total{dir=read|write}   bytes returned to / accepted from applications
+//   dfs_client_cache_lookups_total{result=hit|miss}   block cache lookups
+//   dfs_client_cache_bytes                   bytes held by the block cache
+// Cache figures are copied from the PageCache by Refresh (every 2 s).
+//
+// Thread-safety: Record* from the libfuse workers, Refresh from one thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "fuse/client/page_cache.h"
+
+namespace dfs::fuse {
+
+// Every FUSE operation dfs implements, for per-operation metrics.
+enum class FuseOp {
+  kLookup, kForget, kGetattr, kSetattr, kReadlink, kMknod, kMkdir, kUnlink, kRmdir, kSymlink, kRename, kLink,
+  kOpen, kCreate, kRead, kWrite, kFlush, kRelease, kFsync, kOpendir, kReaddir, kReaddirplus, kReleasedir,
+  kFsyncdir, kStatfs, kSetxattr, kGetxattr, kListxattr, kRemovexattr, kAccess, kFallocate, kLseek,
+  kCopyFileRange, kCount
+};
+const char* FuseOpName(FuseOp op);
+
+class ClientMetrics {
+ public:
+  explicit ClientMetrics(prometheus::Registry& registry);
+  void RecordOp(FuseOp op, double seconds);
+  void RecordRead(uint64_t bytes) { read_bytes_->Increment(static_cast<double>(bytes)); }
+  void RecordWrite(uint64_t bytes) { write_bytes_->Increment(static_cast<double>(bytes)); }
+  void Refresh(PageCache& cache);
+
+ private:
+  std::array<prometheus::Counter*, static_cast<size_t>(FuseOp::kCount)> ops_{};
+  std::array<prometheus::Histogram*, static_cast<size_t>(FuseOp::kCount)> seconds_{};
+  prometheus::Counter* read_bytes_;
+  prometheus::Counter* write_bytes_;
+  prometheus::Counter* hits_;
+  prometheus::Counter* misses_;
+  prometheus::Gauge* cache_bytes_;
+  uint64_t seen_hits_ = 0, seen_misses_ = 0;
+};
+
+}  // namespace dfs::fuse

@@ -1,0 +1,52 @@
+// MetaMetrics: dfs-meta's Prometheus gauges, refreshed by the housekeeping
+// thread (request counts and latencies come from common/grpc_metrics.h):
+//   dfs_meta_raft{what=term|commit_index|applied_index|is_leader}
+//   dfs_meta_chunks{state=all|under_replicated|misplaced|surplus}   leader only
+//   dfs_meta_files                                                   leader only
+//   dfs_meta_copies_in_flight{kind=repair|move}                      leader only
+//   dfs_meta_chunkservers{state=up|dead|draining}                    leader only
+//   dfs_meta_chunkserver_bytes{what=capacity|used}                   leader only
+// The cluster gauges need a scan of every chunk, so they are refreshed at
+// most every `cluster_every_ms`; a follower reports them as 0.
+//
+// Thread-safety: Refresh from one thread; scrapes read concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "meta/service/group.h"
+#include "meta/service/meta_service.h"
+
+namespace dfs::meta {
+
+class MetaMetrics {
+ public:
+  MetaMetrics(prometheus::Registry& registry, int64_t cluster_every_ms);
+  void Refresh(const Group::View& view, uint64_t self_id, MetaServiceImpl& service, int64_t now_ms);
+
+ private:
+  const int64_t cluster_every_ms_;
+  int64_t last_cluster_ms_ = INT64_MIN / 2;
+  prometheus::Gauge* term_;
+  prometheus::Gauge* commit_;
+  prometheus::Gauge* applied_;
+  prometheus::Gauge* leader_;
+  prometheus::Gauge* chunks_all_;
+  prometheus::Gauge* chunks_under_;
+  prometheus::Gauge* chunks_misplaced_;
+  prometheus::Gauge* chunks_surplus_;
+  prometheus::Gauge* files_;
+  prometheus::Gauge* repairs_;
+  prometheus::Gauge* moves_;
+  prometheus::Gauge* nodes_up_;
+  prometheus::Gauge* nodes_dead_;
+  prometheus::Gauge* nodes_draining_;
+  prometheus::Gauge* capacity_;
+  prometheus::Gauge* used_;
+};
+
+}  // namespace dfs::meta

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Every metrics endpoint, scraped and validated (issue [cluster-ops]).
+
+A local cluster (1 dfs-meta, 3 dfs-chunkservers, each with --metrics on a
+free port) and a dfs client mounted with -o metrics=...; files are written
+and read through the mount. Then, for meta, every chunkserver and the
+client:
+  - the endpoint answers in the Prometheus text format and
+    `promtool check metrics` (Debian's prometheus package; install-deps
+    --tests unpacks it into .tools/) finds nothing wrong;
+  - the metrics the README and the dashboard promise are there, with values
+    that follow from the work done (a leader, heartbeats, bytes written and
+    read, chunks stored, cache lookups, per-method and per-operation counts
+    and latency histograms);
+and every metric the Grafana dashboard (packaging/grafana/dfs-dashboard.json)
+queries is served by some endpoint.
+
+Environment: DFS_BUILD_DIR, DFS_SOURCE_DIR. Output is TAP; exit 1 on any
+failure. Every wait is bounded; the cluster and the mount are stopped at
+the end whatever happens.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BUILD = os.path.abspath(os.environ["DFS_BUILD_DIR"])
+SOURCE = os.path.abspath(os.environ["DFS_SOURCE_DIR"])
+LOCAL_CLUSTER = os.path.join(SOURCE, "packaging", "local-cluster")
+PROMTOOL = os.path.join(SOURCE, ".tools", "promtool")
+
+checks = 0
+failures = 0
+
+
+def check(what, ok, detail=""):
+    global checks, failures
+    checks += 1
+    print(f"{'ok' if ok else 'not ok'} {checks} - {what}")
+    if not ok:
+        failures += 1
+        for line in str(detail).splitlines()[:40]:
+            print(f"#   {line}")
+    sys.stdout.flush()
+    return ok
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def scrape(address):
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as r:
+            return r.read().decode()
+    except OSError as e:
+        return f"# scrape failed: {e}"
+
+
+def samples(text):
+    """{(name, frozenset(labels)): value} of a text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def value(text, name, **labels):
+    """Sum of every sample of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples(text).items() if n == name and want <= set(ls))
+
+
+def names(text):
+    return {n for (n, _) in samples(text)}
+
+
+def ready_value(path, key):
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + "="):
+                    return line.strip().split("=", 1)[1]
+    except OSError:
+        pass
+    return ""
+
+
+def main():
+    print("TAP version 13")
+    if not check("promtool is unpacked (packaging/install-deps --tests)", os.access(PROMTOOL, os.X_OK), PROMTOOL):
+        print(f"1..{checks}")
+        return 1
+    work = tempfile.mkdtemp(prefix="dfs-metrics-")
+    cluster = os.path.join(work, "cluster")
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt)
+    env = dict(os.environ, DFS_BUILD_DIR=BUILD, DFS_META_ARGS="--metrics 127.0.0.1:0",
+               DFS_CHUNKSERVER_ARGS="--metrics 127.0.0.1:0")
+    mounted = False
+    try:
+        up = subprocess.run([LOCAL_CLUSTER, "up", cluster], env=env, capture_output=True, text=True, timeout=120)
+        if not check("local cluster with metrics endpoints starts", up.returncode == 0, up.stdout + up.stderr):
+            return 1
+        source = open(os.path.join(cluster, "source")).read().strip()
+        client_metrics = f"127.0.0.1:{free_port()}"
+        dfs = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, mnt, "-o",
+                              f"metrics={client_metrics},log_file={os.path.join(work, 'dfs.log')}"],
+                             capture_output=True, text=True, timeout=60)
+        mounted = dfs.returncode == 0
+        if not check("dfs mounts with -o metrics=", mounted, dfs.stdout + dfs.stderr):
+            return 1
+
+        # Work that every endpoint should show.
+        data = os.urandom(3 << 20)
+        for i in range(5):
+            with open(os.path.join(mnt, f"f{i}"), "wb") as f:
+                f.write(data)
+        # Two passes, each past the kernel's page cache (dropped per file),
+        # so both reach dfs; the second finds the blocks in dfs's cache.
+        same = True
+        for _ in range(2):
+            for i in range(5):
+                with open(os.path.join(mnt, f"f{i}"), "rb") as f:
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    same = same and f.read() == data
+        check("files written and read back through the mount", same)
+        bad = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, mnt + "-x", "-o", "metrics=nonsense"],
+                             capture_output=True, text=True, timeout=60)
+        check("-o metrics=nonsense is refused with a message", bad.returncode != 0 and "metrics" in bad.stderr,
+              bad.stderr)
+
+        endpoints = {"meta": ready_value(os.path.join(cluster, "meta-1.ready"), "metrics")}
+        for k in (1, 2, 3):
+            endpoints[f"cs-{k}"] = ready_value(os.path.join(cluster, f"cs-{k}.ready"), "metrics")
+        endpoints["client"] = client_metrics
+        check("every daemon names its metrics endpoint in its ready file", all(endpoints.values()), endpoints)
+
+        # Meta's cluster gauges refresh every 10 s, the chunkservers' and
+        # the client's every 2 s: wait until the work shows.
+        def settled():
+            meta = scrape(endpoints["meta"])
+            return (value(meta, "dfs_meta_chunks", state="all") >= 5 and
+                    all(value(scrape(endpoints[f"cs-{k}"]), "dfs_chunkserver_chunks") >= 5 for k in (1, 2, 3)) and
+                    value(scrape(endpoints["client"]), "dfs_client_cache_lookups_total") > 0)
+        check("gauges catch up with the work within 30 s", wait_for(settled, 30),
+              {k: scrape(v)[:1500] for k, v in endpoints.items()})
+
+        texts = {k: scrape(v) for k, v in endpoints.items()}
+        served = set()
+        for name, text in texts.items():
+            served |= names(text)
+            lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True,
+                                  timeout=60)
+            check(f"{name}: promtool check metrics finds nothing wrong", lint.returncode == 0,
+                  lint.stdout + lint.stderr)
+
+        meta = texts["meta"]
+        check("meta: this member leads", value(meta, "dfs_meta_raft", what="is_leader") == 1)
+        check("meta: commit and apply index advance", value(meta, "dfs_meta_raft", what="applied_index") > 10)
+        check("meta: counts heartbeats by method and code",
+              value(meta, "dfs_meta_requests_total", method="/dfs.pb.MetaService/Heartbeat", code="OK") > 0,
+              [l for l in meta.splitlines() if "requests_total" in l][:20])
+        check("meta: a latency histogram per method",
+              value(meta, "dfs_meta_request_seconds_count", method="/dfs.pb.MetaService/CommitWrite") > 0)
+        check("meta: 5 files, 5 chunks, none under-replicated",
+              value(meta, "dfs_meta_files") == 5 and value(meta, "dfs_meta_chunks", state="all") == 5 and
+              value(meta, "dfs_meta_chunks", state="under_replicated") == 0, meta)
+        check("meta: 3 chunkservers up, capacity known",
+              value(meta, "dfs_meta_chunkservers", state="up") == 3 and
+              value(meta, "dfs_meta_chunkserver_bytes", what="capacity") > 0)
+        for k in (1, 2, 3):
+            cs = texts[f"cs-{k}"]
+            check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
+                  value(cs, "dfs_chunkserver_bytes_total", op="write") >= 5 * len(data) and
+                  value(cs, "dfs_chunkserver_chunks") == 5 and
+                  value(cs, "dfs_chunkserver_heartbeats_total") > 0 and
+                  value(cs, "dfs_chunkserver_disk_bytes", what="capacity") > 0 and
+                  value(cs, "dfs_chunkserver_request_seconds_count", method="/dfs.pb.ChunkService/Write") > 0,
+                  cs)
+        client = texts["client"]
+        check("client: bytes written and read by applications",
+              value(client, "dfs_client_bytes_total", dir="write") == 5 * len(data) and
+              value(client, "dfs_client_bytes_total", dir="read") >= 10 * len(data), client)
+        check("client: operations counted and timed",
+              value(client, "dfs_client_ops_total", op="write") > 0 and
+              value(client, "dfs_client_op_seconds_count", op="flush") >= 5, client)
+        check("client: cache hits on the second read pass",
+              value(client, "dfs_client_cache_lookups_total", result="hit") > 0 and
+              value(client, "dfs_client_cache_bytes") > 0, client)
+
+        dashboard = json.load(open(os.path.join(SOURCE, "packaging", "grafana", "dfs-dashboard.json")))
+        queried = set()
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                queried |= set(re.findall(r"\b(dfs_[a-z_]+)", target["expr"]))
+        missing = sorted(q for q in queried if q not in served)
+        check(f"the Grafana dashboard's {len(dashboard['panels'])} panels query only served metrics "
+              f"({len(queried)} names)", not missing and len(queried) > 10, missing)
+    finally:
+        if mounted:
+            subprocess.run(["fusermount3", "-u", mnt], capture_output=True, timeout=60)
+        subprocess.run([LOCAL_CLUSTER, "down", cluster], capture_output=True, timeout=120)
+    print(f"1..{checks}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
