@@ -24,6 +24,7 @@ int RunNodes(Context& ctx);
 int RunAddMember(Context& ctx, uint64_t id, const std::string& raft_address, const std::string& address);
 int RunRemoveMember(Context& ctx, uint64_t id);
 int RunDrain(Context& ctx, const std::string& node);
+int RunWeight(Context& ctx, const std::string& node, double weight);
 int RunReplicas(Context& ctx, const std::string& path, uint32_t replicas, bool recursive);
 int RunRebalance(Context& ctx);
 // Exit 0 when clean, 1 when a chunk lacks good copies (or on error).

@@ -1,4 +1,5 @@
-// dfsctl drain NODE: move every chunk off a chunkserver before removing it.
+// dfsctl drain NODE: move every chunk off a chunkserver before removing it;
+// dfsctl weight NODE W: change its share of the ring.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -9,18 +10,51 @@
 
 namespace dfs::ctl {
 
-int RunDrain(Context& ctx, const std::string& node) {
-  // Node ids print as 16 hex digits (status, nodes); accept that form.
-  uint64_t id = 0;
+namespace {
+// Node ids print as 16 hex digits (status, nodes); accept that form. 0 if not.
+uint64_t ParseNodeId(const char* command, const std::string& node) {
   try {
     size_t used = 0;
-    id = std::stoull(node, &used, 16);
-    if (used != node.size() || id == 0) throw std::invalid_argument(node);
+    uint64_t id = std::stoull(node, &used, 16);
+    if (used == node.size() && id != 0) return id;
   } catch (const std::exception&) {
-    std::fprintf(stderr, "dfsctl: drain: '%s' is not a node id (16 hex digits, as `dfsctl nodes` shows)\n",
-                 node.c_str());
+  }
+  std::fprintf(stderr, "dfsctl: %s: '%s' is not a node id (16 hex digits, as `dfsctl nodes` shows)\n", command,
+               node.c_str());
+  return 0;
+}
+}  // namespace
+
+int RunWeight(Context& ctx, const std::string& node, double weight) {
+  const uint64_t id = ParseNodeId("weight", node);
+  if (id == 0) return 2;
+  if (!(weight >= 0.01 && weight <= 100)) {
+    std::fprintf(stderr, "dfsctl: weight: W must be 0.01..100\n");
     return 2;
   }
+  pb::SetNodeWeightRequest req;
+  req.set_node_id(id);
+  req.set_weight(weight);
+  pb::StatusReply reply;
+  grpc::Status s = ctx.meta->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+    return pb::MetaService::Stub(ch).SetNodeWeight(&c, req, &reply);
+  });
+  common::Status status = s.ok() ? common::FromFsStatus(reply.status()) : common::FromGrpcStatus(s);
+  if (!status.ok()) {
+    std::fprintf(stderr, "dfsctl: weight %s: %s\n", node.c_str(), status.ToString().c_str());
+    return 1;
+  }
+  if (ctx.json) {
+    std::printf("%s\n", nlohmann::json{{"node", node}, {"weight", weight}}.dump(2).c_str());
+  } else {
+    std::printf("%s: weight %g; chunks move to match (`dfsctl rebalance` shows progress)\n", node.c_str(), weight);
+  }
+  return 0;
+}
+
+int RunDrain(Context& ctx, const std::string& node) {
+  const uint64_t id = ParseNodeId("drain", node);
+  if (id == 0) return 2;
   pb::DrainNodeRequest req;
   req.set_node_id(id);
   pb::StatusReply reply;

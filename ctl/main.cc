@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
   std::string drain_node;
   CLI::App* drain = app.add_subcommand("drain", "copy every chunk off a chunkserver so it can be removed");
   drain->add_option("node", drain_node, "the node id, as `dfsctl nodes` shows it")->required();
+  double weight = 0;
+  CLI::App* weight_cmd = app.add_subcommand("weight", "change a chunkserver's share of the chunks (default 1)");
+  weight_cmd->add_option("node", drain_node, "the node id, as `dfsctl nodes` shows it")->required();
+  weight_cmd->add_option("w", weight, "0.01..100 (2: about twice the chunks)")->required();
   std::string path;
   uint32_t replica_count = 0;
   bool recursive = false;
@@ -46,7 +50,7 @@ int main(int argc, char** argv) {
   fsck->add_option("path", path, "a path inside dfs (default /)")->default_val("/");
   fsck->add_flag("--repair", repair, "report bad copies to meta and wait until they are copied again");
   fsck->add_option("--wait", wait, "with --repair: how long to wait for a clean check")->capture_default_str();
-  for (CLI::App* sub : {status, nodes, add_member, remove_member, drain, replicas, rebalance, fsck}) {
+  for (CLI::App* sub : {status, nodes, add_member, remove_member, drain, weight_cmd, replicas, rebalance, fsck}) {
     sub->add_flag("--json", json, "machine-readable output");
   }
   CLI11_PARSE(app, argc, argv);
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
   if (add_member->parsed()) return dfs::ctl::RunAddMember(ctx, member_id, member_raft, member_address);
   if (remove_member->parsed()) return dfs::ctl::RunRemoveMember(ctx, member_id);
   if (drain->parsed()) return dfs::ctl::RunDrain(ctx, drain_node);
+  if (weight_cmd->parsed()) return dfs::ctl::RunWeight(ctx, drain_node, weight);
   if (replicas->parsed()) return dfs::ctl::RunReplicas(ctx, path, replica_count, recursive);
   if (rebalance->parsed()) return dfs::ctl::RunRebalance(ctx);
   if (fsck->parsed()) {

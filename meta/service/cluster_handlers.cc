@@ -205,6 +205,21 @@ grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* re
   return grpc::Status::OK;
 }
 
+grpc::Status MetaServiceImpl::SetNodeWeight(Ctx* ctx, const pb::SetNodeWeightRequest* req, pb::StatusReply* reply) {
+  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
+  if (!(req->weight() >= 0.01 && req->weight() <= 100)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "weight must be 0.01..100");
+  }
+  pb::Op op = NewOp(req->ctx());
+  op.mutable_node_state()->set_node_id(req->node_id());
+  op.mutable_node_state()->set_weight(req->weight());  // no state: only the weight changes
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
+}
+
 grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
   DFS_RETURN_IF_BAD(CheckServing(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
@@ -233,10 +248,13 @@ void MetaServiceImpl::Housekeeping() {
   const int64_t now = clock_.MonotonicNs();
   cluster_->ExpireNodes(now);
   std::vector<uint64_t> draining;
+  std::map<uint64_t, double> weights;
   for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
     if (row.state == "draining") draining.push_back(row.node_id);
+    weights[row.node_id] = row.weight;
   }
   cluster_->SetDraining(std::move(draining));
+  cluster_->SetWeights(std::move(weights));
   Reconcile();
   std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);
   if (expired.empty()) return;

@@ -53,7 +53,8 @@ void ClusterState::RebuildRingLocked() {
   ring_ = common::HashRing();
   for (auto& [id, node] : nodes_) {
     if (node.live && std::find(draining_.begin(), draining_.end(), id) == draining_.end()) {
-      (void)ring_.AddNode(id, 1.0);
+      auto w = weights_.find(id);
+      (void)ring_.AddNode(id, w == weights_.end() ? 1.0 : w->second);
     }
   }
 }
@@ -63,6 +64,13 @@ void ClusterState::SetDraining(std::vector<uint64_t> draining) {
   std::lock_guard<std::mutex> lock(mu_);
   if (draining == draining_) return;
   draining_ = std::move(draining);
+  RebuildRingLocked();
+}
+
+void ClusterState::SetWeights(std::map<uint64_t, double> weights) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (weights == weights_) return;
+  weights_ = std::move(weights);
   RebuildRingLocked();
 }
 

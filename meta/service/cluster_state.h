@@ -47,6 +47,9 @@ class ClusterState {
   // lands on them.
   void SetDraining(std::vector<uint64_t> draining);
   std::vector<uint64_t> Draining();
+  // Ring weights of nodes (from the database; 1.0 when absent): a node of
+  // weight 2 is given about twice the chunks of one of weight 1.
+  void SetWeights(std::map<uint64_t, double> weights);
   // Up to `count` live, not draining node ids for `key` in ring order.
   std::vector<uint64_t> Placement(uint64_t key, size_t count);
   std::map<uint64_t, Node> Nodes();
@@ -85,6 +88,7 @@ class ClusterState {
   std::map<uint64_t, Node> nodes_;
   common::HashRing ring_;  // live, not draining nodes only
   std::vector<uint64_t> draining_;
+  std::map<uint64_t, double> weights_;
   std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
   struct Copy {
     int64_t deadline_mono_ns = 0;

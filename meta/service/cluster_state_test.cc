@@ -42,6 +42,23 @@ TEST(ClusterStateTest, ExpireNodes_DeadNodesLeaveThePlacement) {
   EXPECT_EQ(cluster.Placement(42, 3).size(), 3u);
 }
 
+TEST(ClusterStateTest, SetWeights_AHeavierNodeLeadsMorePlacements) {
+  ClusterState cluster(10 * kSecond);
+  for (uint64_t id : {1, 2, 3, 4}) cluster.Registered(id, "n", 100, 0, 0);
+  auto firsts = [&](uint64_t node) {
+    int n = 0;
+    for (uint64_t key = 0; key < 4000; ++key) n += cluster.Placement(key * 7919, 1)[0] == node;
+    return n;
+  };
+  const int before = firsts(4);
+  EXPECT_NEAR(before, 1000, 200);
+  cluster.SetWeights({{4, 3.0}});  // others default to 1
+  const int after = firsts(4);
+  EXPECT_NEAR(after, 2000, 250);  // 3 / (1 + 1 + 1 + 3) of the keys
+  cluster.SetWeights({{4, 1.0}});
+  EXPECT_EQ(firsts(4), before);  // the same ring again
+}
+
 TEST(ClusterStateTest, ExpiredSessions_AfterLeaseWithoutKeepAlive) {
   ClusterState cluster(10 * kSecond);
   cluster.SessionAlive(7, 0, 5 * kSecond);

@@ -122,6 +122,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status ClusterStatus(Ctx*, const pb::ClusterStatusRequest*, pb::ClusterStatusReply*) override;
   grpc::Status ListNodes(Ctx*, const pb::ListNodesRequest*, pb::ListNodesReply*) override;
   grpc::Status DrainNode(Ctx*, const pb::DrainNodeRequest*, pb::StatusReply*) override;
+  grpc::Status SetNodeWeight(Ctx*, const pb::SetNodeWeightRequest*, pb::StatusReply*) override;
   grpc::Status SetReplication(Ctx*, const pb::SetReplicationRequest*, pb::StatusReply*) override;
   grpc::Status AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) override;
   grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;

@@ -201,5 +201,25 @@ TEST_F(RepairScanTest, ARecursiveReplicationChangeReachesEveryFileAndDirectoryBe
   EXPECT_EQ(replicas(b.ino()), 5u);
 }
 
+TEST_F(RepairScanTest, AWeightChangeKeepsTheNodesState) {
+  pb::Op drain;
+  drain.mutable_drain_node()->set_node_id(12);
+  ASSERT_EQ(h.Apply(drain).status().code(), 0);
+  auto weigh = [&](uint64_t node, double weight) {
+    pb::Op op;
+    op.mutable_node_state()->set_node_id(node);
+    op.mutable_node_state()->set_weight(weight);
+    return h.Apply(op).status().code();
+  };
+  EXPECT_EQ(weigh(12, 2.5), 0);
+  EXPECT_EQ(weigh(12, 0), static_cast<int>(common::StatusCode::kInvalidArgument));
+  EXPECT_EQ(weigh(99, 2), static_cast<int>(common::StatusCode::kNotFound));
+  for (const StateMachine::NodeRow& row : h.sm().Nodes()) {
+    if (row.node_id != 12) continue;
+    EXPECT_DOUBLE_EQ(row.weight, 2.5);
+    EXPECT_EQ(row.state, "draining");
+  }
+}
+
 }  // namespace
 }  // namespace dfs::meta

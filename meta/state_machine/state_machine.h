@@ -136,7 +136,8 @@ class StateMachine {
   };
   std::vector<NodeRow> Nodes();
   // Up to `limit` garbage chunk versions queued for `node_id`, oldest first.
-  // `seq` is unique for the life of the cluster (a Delete command's id).
+  // `seq` is the row's number (a Delete command's id; SQLite reuses it once
+  // the row is gone).
   struct GarbageRow {
     uint64_t seq = 0;
     pb::ChunkRef ref;

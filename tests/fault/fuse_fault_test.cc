@@ -613,6 +613,39 @@ TEST_F(FuseFaultTest, NewNode_OnlyChunksWhosePlacementChangedMoveOntoIt) {
               after[3].size(), 3 * kFiles, 100 * share, seconds);
   EXPECT_GT(share, 0.10);
   EXPECT_LT(share, 0.45);
+
+  // The new node is bigger: weight 3. More chunks move onto it, again from
+  // the old nodes only.
+  auto ready = common::ReadFileToString((*cluster)->dir() + "/cs-4.ready");
+  ASSERT_TRUE(ready.ok());
+  std::string address = ready->substr(ready->find('=') + 1);
+  address = address.substr(0, address.find('\n'));
+  auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
+  ASSERT_TRUE(meta.ok());
+  pb::ListNodesReply listed;
+  ASSERT_TRUE((*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+                        return pb::MetaService::Stub(ch).ListNodes(&ctx, pb::ListNodesRequest(), &listed);
+                      }).ok());
+  std::string node_id;
+  for (const pb::NodeStatus& n : listed.nodes()) {
+    if (n.address() != address) continue;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n.node_id()));
+    node_id = hex;
+  }
+  ASSERT_FALSE(node_id.empty());
+  EXPECT_NE(Ctl(**cluster, "weight " + node_id + " 0").exit_code, 0);
+  CommandResult heavier = Ctl(**cluster, "weight " + node_id + " 3");
+  ASSERT_EQ(heavier.exit_code, 0) << heavier.output;
+  const std::vector<std::set<std::string>> balanced = after;
+  ASSERT_TRUE(WaitFor(300, [&] { return settled() && after[3].size() > balanced[3].size(); }))
+      << Ctl(**cluster, "rebalance").output;
+  for (int k = 0; k < 3; ++k) {
+    for (const std::string& id : after[k]) EXPECT_TRUE(balanced[k].count(id)) << "chunk " << id << " moved between old nodes";
+  }
+  for (const std::string& id : balanced[3]) EXPECT_TRUE(after[3].count(id)) << "chunk " << id << " left the heavier node";
+  std::printf("weight 3 on the new node: it holds %zu of %d chunks (was %zu)\n", after[3].size(), kFiles,
+              balanced[3].size());
   // Every file reads back through a cold mount.
   const std::string check = (*cluster)->dir() + "/check";
   ASSERT_TRUE((*cluster)->MountAgain(check).ok());

@@ -44,9 +44,17 @@ Status NodeState(OpContext& ctx, const pb::NodeStateOp& op, pb::OpResult*) {
     stmt.Run();
     return Status::Ok();
   }
-  Stmt stmt = ctx.db.Prepare("UPDATE nodes SET state=?, weight=CASE WHEN ?>0 THEN ? ELSE weight END WHERE node_id=?");
   // weight in milli-units keeps the statement integer-only (and deterministic).
   const int64_t weight_milli = static_cast<int64_t>(op.weight() * 1000);
+  if (op.state().empty()) {
+    if (weight_milli < 10 || weight_milli > 100'000) return Status(StatusCode::kInvalidArgument, "weight 0.01..100");
+    Stmt stmt = ctx.db.Prepare("UPDATE nodes SET weight=? WHERE node_id=?");
+    stmt.Bind(1, weight_milli).BindU(2, op.node_id());
+    stmt.Run();
+    if (ctx.db.Changes() == 0) return Status(StatusCode::kNotFound, "no such node");
+    return Status::Ok();
+  }
+  Stmt stmt = ctx.db.Prepare("UPDATE nodes SET state=?, weight=CASE WHEN ?>0 THEN ? ELSE weight END WHERE node_id=?");
   stmt.BindText(1, op.state()).Bind(2, weight_milli).Bind(3, weight_milli).BindU(4, op.node_id());
   stmt.Run();
   if (ctx.db.Changes() == 0) return Status(StatusCode::kNotFound, "no such node");
