@@ -84,7 +84,9 @@ def wait_dead(pid, timeout_s=10):
 
 
 def wait_healthy(source, cluster, deadline_s=60):
-    """Every process running, a leader, 3 members none unreachable, 3 chunkservers up."""
+    """Every process running, a leader, 3 members none unreachable, 3 chunkservers up,
+    and every chunk back to its 3 copies (no repair pending): full health, so a
+    round's single kill never leaves a chunk with fewer than W live copies."""
     end = time.time() + deadline_s
     last = None
     while time.time() < end:
@@ -98,7 +100,8 @@ def wait_healthy(source, cluster, deadline_s=60):
         if st and st.get("leader_id"):
             members = st.get("members", [])
             up = [n for n in st.get("chunkservers", []) if n.get("state") == "up"]
-            if len(members) == 3 and all(m.get("role") in ("leader", "follower") for m in members) and len(up) == 3:
+            if (len(members) == 3 and all(m.get("role") in ("leader", "follower") for m in members) and
+                    len(up) == 3 and st.get("under_replicated_chunks") == 0 and st.get("repairs_in_flight") == 0):
                 return st
         time.sleep(0.2)
     raise RuntimeError("cluster not healthy after %ds: %s" % (deadline_s, last))

@@ -168,7 +168,10 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
         return Status(StatusCode::kFailedPrecondition, "stale chunk version");
       }
     }
-    // Replicas that did not take this version keep an old one: garbage.
+    // Replicas that did not take this version keep an old one: garbage. They
+    // may also hold part of this version (they missed a later write of it):
+    // that copy is condemned too, so neither their inventory nor a repair
+    // copy that finds "this version already here" makes it count.
     {
       Stmt stmt = ctx.db.Prepare("SELECT node_id, version FROM replicas WHERE chunk_id=?");
       stmt.BindU(1, chunk->chunk_id);
@@ -176,10 +179,15 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
       while (stmt.Step()) old.emplace_back(stmt.UInt(0), stmt.UInt(1));
       for (auto [node, version] : old) {
         auto& ids = commit.replica_node_ids();
-        if (std::find(ids.begin(), ids.end(), node) != ids.end() || version == 0) continue;
-        Stmt ins = ctx.db.Prepare("INSERT INTO garbage(node_id, chunk_id, version) VALUES(?,?,?)");
-        ins.BindU(1, node).BindU(2, chunk->chunk_id).BindU(3, version);
-        ins.Run();
+        if (std::find(ids.begin(), ids.end(), node) != ids.end()) continue;
+        std::vector<uint64_t> condemned;
+        if (version != 0) condemned.push_back(version);
+        if (commit.version() != version) condemned.push_back(commit.version());
+        for (uint64_t v : condemned) {
+          Stmt ins = ctx.db.Prepare("INSERT INTO garbage(node_id, chunk_id, version) VALUES(?,?,?)");
+          ins.BindU(1, node).BindU(2, chunk->chunk_id).BindU(3, v);
+          ins.Run();
+        }
       }
     }
     {

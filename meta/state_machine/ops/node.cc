@@ -12,6 +12,12 @@ namespace dfs::meta::ops {
 using common::StatusCode;
 
 namespace {
+bool Condemned(Db& db, uint64_t node_id, uint64_t chunk_id, uint64_t version) {
+  Stmt stmt = db.Prepare("SELECT 1 FROM garbage WHERE chunk_id=? AND node_id=? AND version=? LIMIT 1");
+  stmt.BindU(1, chunk_id).BindU(2, node_id).BindU(3, version);
+  return stmt.Step();
+}
+
 void QueueGarbage(Db& db, uint64_t node_id, uint64_t chunk_id, uint64_t version) {
   Stmt stmt = db.Prepare("INSERT INTO garbage(node_id, chunk_id, version) VALUES(?,?,?)");
   stmt.BindU(1, node_id).BindU(2, chunk_id).BindU(3, version);
@@ -67,6 +73,11 @@ Status ReplicaChange(OpContext& ctx, const pb::ReplicaChangeOp& op, pb::OpResult
     chunk.BindU(1, op.chunk_id());
     if (!chunk.Step()) return Status(StatusCode::kNotFound, "no such chunk");
     if (chunk.UInt(0) != op.version()) return Status(StatusCode::kFailedPrecondition, "stale version");
+    // A condemned copy (one that missed a write of this version) does not
+    // count, even if the node found "this version" already there.
+    if (Condemned(ctx.db, op.node_id(), op.chunk_id(), op.version())) {
+      return Status(StatusCode::kFailedPrecondition, "that copy is queued for deletion");
+    }
     Stmt stmt = ctx.db.Prepare("INSERT OR REPLACE INTO replicas(chunk_id, node_id, version) VALUES(?,?,?)");
     stmt.BindU(1, op.chunk_id()).BindU(2, op.node_id()).BindU(3, op.version());
     stmt.Run();
@@ -139,7 +150,8 @@ Status InventoryPage(OpContext& ctx, const pb::InventoryPageOp& op, pb::OpResult
       del.BindU(1, ref.chunk_id()).BindU(2, op.node_id()).BindU(3, ref.version());
       del.Run();
       QueueGarbage(ctx.db, op.node_id(), ref.chunk_id(), ref.version());
-    } else if (ref.version() == committed && committed != 0) {
+    } else if (ref.version() == committed && committed != 0 &&
+               !Condemned(ctx.db, op.node_id(), ref.chunk_id(), ref.version())) {
       Stmt ins = ctx.db.Prepare("INSERT OR REPLACE INTO replicas(chunk_id, node_id, version) VALUES(?,?,?)");
       ins.BindU(1, ref.chunk_id()).BindU(2, op.node_id()).BindU(3, ref.version());
       ins.Run();
