@@ -7,11 +7,12 @@ CsMetrics::CsMetrics(prometheus::Registry& registry)
                 .Name("dfs_chunkserver_disk_bytes")
                 .Help("Capacity and use of each data folder's filesystem")
                 .Register(registry)) {
-  chunks_ = &prometheus::BuildGauge()
-                 .Name("dfs_chunkserver_chunks")
-                 .Help("Chunk versions stored")
-                 .Register(registry)
-                 .Add({});
+  auto& chunks = prometheus::BuildGauge()
+                     .Name("dfs_chunkserver_chunks")
+                     .Help("Chunk versions stored (all), and those found damaged and not yet deleted")
+                     .Register(registry);
+  chunks_ = &chunks.Add({{"state", "all"}});
+  damaged_ = &chunks.Add({{"state", "damaged"}});
   heartbeats_.counter = &prometheus::BuildCounter()
                              .Name("dfs_chunkserver_heartbeats_total")
                              .Help("Heartbeats sent to meta")
@@ -45,6 +46,7 @@ void CsMetrics::Refresh(const ChunkStore& store, const MetaClient& meta, const S
     it->second.second->Set(static_cast<double>(disk.used_bytes));
   }
   chunks_->Set(static_cast<double>(store.chunk_count()));
+  damaged_->Set(static_cast<double>(store.damaged_count()));
   heartbeats_.Advance(meta.heartbeats_sent());
   commands_.Advance(meta.commands_done());
   if (scrubber != nullptr) {

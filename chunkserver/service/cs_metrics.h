@@ -2,7 +2,7 @@
 // seconds (bytes and errors are counted by ChunkServiceImpl, requests and
 // latencies by common/grpc_metrics.h):
 //   dfs_chunkserver_disk_bytes{folder, what=capacity|used}
-//   dfs_chunkserver_chunks                   chunk versions stored
+//   dfs_chunkserver_chunks{state=all|damaged}   chunk versions stored, and those found damaged
 //   dfs_chunkserver_heartbeats_total         heartbeats sent to meta
 //   dfs_chunkserver_commands_total           meta commands run (deletes, copies)
 //   dfs_chunkserver_scrub_total{what=passes|chunks|bytes|damaged}
@@ -35,6 +35,7 @@ class CsMetrics {
   prometheus::Family<prometheus::Gauge>& disk_;
   std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> disks_;
   prometheus::Gauge* chunks_;
+  prometheus::Gauge* damaged_;
   // A counter and the owner's count it has caught up with.
   struct Tracked {
     prometheus::Counter* counter = nullptr;

@@ -186,6 +186,7 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   request.set_capacity_bytes(capacity);
   request.set_used_bytes(used);
   request.set_chunk_count(store_.chunk_count());
+  request.set_damaged_count(store_.damaged_count());
   request.set_load(options_.load ? options_.load() : 0.0);
   std::vector<ChunkMeta> damaged = store_.TakeNewlyDamaged();
   for (const ChunkMeta& m : damaged) FillRef(m, request.add_damaged());

@@ -772,7 +772,8 @@ Result<uint64_t> ChunkStore::Delete(uint64_t chunk_id, uint64_t version) {
   Status first_error;
   for (const auto& [v, entry] : victims) {
     Status s = io_.Unlink(FileOf(entry.folder, chunk_id, v, "chunk"));
-    if (!s.ok() && first_error.ok()) first_error = s;
+    // Already gone (removed behind our back, then found by Stat): done.
+    if (!s.ok() && s.code() != common::StatusCode::kNotFound && first_error.ok()) first_error = s;
     (void)io_.Unlink(FileOf(entry.folder, chunk_id, v, "damaged"));
     freed += entry.length + kChunkDataOffset;
   }
@@ -788,6 +789,15 @@ std::vector<ChunkMeta> ChunkStore::List() const {
     for (const auto& [version, entry] : versions) out.push_back(MetaOf(chunk_id, version, entry));
   }
   return out;
+}
+
+uint64_t ChunkStore::damaged_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = 0;
+  for (const auto& [chunk_id, versions] : index_) {
+    for (const auto& [version, entry] : versions) n += entry.damaged;
+  }
+  return n;
 }
 
 uint64_t ChunkStore::chunk_count() const {

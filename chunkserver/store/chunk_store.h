@@ -231,6 +231,8 @@ class ChunkStore {
   // Every stored version, ordered by chunk id then version.
   std::vector<ChunkMeta> List() const;
   uint64_t chunk_count() const;
+  // Stored versions marked damaged (they stay until meta has them deleted).
+  uint64_t damaged_count() const;
   // Damaged versions found since the last call (for the next heartbeat);
   // GiveBackDamaged re-queues them when the heartbeat failed.
   std::vector<ChunkMeta> TakeNewlyDamaged();

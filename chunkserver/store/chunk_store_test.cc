@@ -131,6 +131,9 @@ TEST_F(ChunkStoreTest, Stat_AFileRemovedBehindOurBackIsReportedDamaged) {
   EXPECT_TRUE((*gone)[0].damaged);
   std::vector<ChunkMeta> reported = store->TakeNewlyDamaged();
   ASSERT_EQ(reported.size(), 1u);  // meta hears of it at the next heartbeat
+  EXPECT_EQ(store->damaged_count(), 1u);
+  ASSERT_TRUE(store->Delete(78, 2).ok());
+  EXPECT_EQ(store->damaged_count(), 0u);
   EXPECT_EQ(reported[0].chunk_id, 78u);
 }
 

@@ -179,6 +179,7 @@ void MetaServiceImpl::FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, cons
     out->set_capacity_bytes(live->capacity_bytes);
     out->set_used_bytes(live->used_bytes);
     out->set_chunk_count(live->chunk_count);
+    out->set_damaged_chunks(live->damaged_count);
     const int64_t age_ns = clock_.MonotonicNs() - live->last_heartbeat_mono_ns;
     out->set_last_heartbeat_unix_ms((clock_.UnixNs() - age_ns) / 1'000'000);
   }

@@ -29,6 +29,7 @@ bool ClusterState::Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_
   node.capacity_bytes = beat.capacity_bytes();
   node.used_bytes = beat.used_bytes();
   node.chunk_count = beat.chunk_count();
+  node.damaged_count = beat.damaged_count();
   node.load = beat.load();
   if (!node.live) {
     node.live = true;

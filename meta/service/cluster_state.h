@@ -29,6 +29,7 @@ class ClusterState {
     uint64_t capacity_bytes = 0;
     uint64_t used_bytes = 0;
     uint64_t chunk_count = 0;
+    uint64_t damaged_count = 0;
     double load = 0;
     bool live = false;
   };

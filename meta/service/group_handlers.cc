@@ -129,10 +129,15 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
 bool MetaServiceImpl::ClusterCounts(pb::ClusterStatusReply* reply) {
   if (!Serving()) return false;
   std::map<uint64_t, ClusterState::Node> live = cluster_->Nodes();
+  uint64_t damaged = 0;
   for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
     auto it = live.find(row.node_id);
-    FillNodeStatus(reply->add_nodes(), row.node_id, it == live.end() ? nullptr : &it->second, &row);
+    pb::NodeStatus* node = reply->add_nodes();
+    FillNodeStatus(node, row.node_id, it == live.end() ? nullptr : &it->second, &row);
+    damaged += node->damaged_chunks();
   }
+  // Copies found damaged and not yet deleted; meta copies each chunk again.
+  reply->set_damaged_chunks(damaged);
   StateMachine::Counts counts = state_machine_->CountAll();
   reply->set_files(counts.files);
   reply->set_chunks(counts.chunks);

@@ -17,6 +17,7 @@ MetaMetrics::MetaMetrics(prometheus::Registry& registry, int64_t cluster_every_m
   chunks_under_ = &chunks.Add({{"state", "under_replicated"}});
   chunks_misplaced_ = &chunks.Add({{"state", "misplaced"}});
   chunks_surplus_ = &chunks.Add({{"state", "surplus"}});
+  chunks_damaged_ = &chunks.Add({{"state", "damaged_copies"}});
   files_ = &prometheus::BuildGauge().Name("dfs_meta_files").Help("Regular files (leader)").Register(registry).Add({});
   auto& copies = prometheus::BuildGauge()
                      .Name("dfs_meta_copies_in_flight")
@@ -53,6 +54,7 @@ void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaService
   chunks_under_->Set(static_cast<double>(counts.under_replicated_chunks()));
   chunks_misplaced_->Set(static_cast<double>(counts.misplaced_chunks()));
   chunks_surplus_->Set(static_cast<double>(counts.surplus_chunks()));
+  chunks_damaged_->Set(static_cast<double>(counts.damaged_chunks()));
   files_->Set(static_cast<double>(counts.files()));
   repairs_->Set(static_cast<double>(counts.repairs_in_flight() - counts.moves_in_flight()));
   moves_->Set(static_cast<double>(counts.moves_in_flight()));

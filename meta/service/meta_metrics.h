@@ -1,7 +1,7 @@
 // MetaMetrics: dfs-meta's Prometheus gauges, refreshed by the housekeeping
 // thread (request counts and latencies come from common/grpc_metrics.h):
 //   dfs_meta_raft{what=term|commit_index|applied_index|is_leader}
-//   dfs_meta_chunks{state=all|under_replicated|misplaced|surplus}   leader only
+//   dfs_meta_chunks{state=all|under_replicated|misplaced|surplus|damaged_copies}   leader only
 //   dfs_meta_files                                                   leader only
 //   dfs_meta_copies_in_flight{kind=repair|move}                      leader only
 //   dfs_meta_chunkservers{state=up|dead|draining}                    leader only
@@ -39,6 +39,7 @@ class MetaMetrics {
   prometheus::Gauge* chunks_under_;
   prometheus::Gauge* chunks_misplaced_;
   prometheus::Gauge* chunks_surplus_;
+  prometheus::Gauge* chunks_damaged_;
   prometheus::Gauge* files_;
   prometheus::Gauge* repairs_;
   prometheus::Gauge* moves_;

@@ -164,7 +164,7 @@ def main():
         def settled():
             meta = scrape(endpoints["meta"])
             return (value(meta, "dfs_meta_chunks", state="all") >= 5 and
-                    all(value(scrape(endpoints[f"cs-{k}"]), "dfs_chunkserver_chunks") >= 5 for k in (1, 2, 3)) and
+                    all(value(scrape(endpoints[f"cs-{k}"]), "dfs_chunkserver_chunks", state="all") >= 5 for k in (1, 2, 3)) and
                     value(scrape(endpoints["client"]), "dfs_client_cache_lookups_total") > 0)
         check("gauges catch up with the work within 30 s", wait_for(settled, 30),
               {k: scrape(v)[:1500] for k, v in endpoints.items()})
@@ -196,7 +196,8 @@ def main():
             cs = texts[f"cs-{k}"]
             check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
                   value(cs, "dfs_chunkserver_bytes_total", op="write") >= 5 * len(data) and
-                  value(cs, "dfs_chunkserver_chunks") == 5 and
+                  value(cs, "dfs_chunkserver_chunks", state="all") == 5 and
+                  value(cs, "dfs_chunkserver_chunks", state="damaged") == 0 and
                   value(cs, "dfs_chunkserver_heartbeats_total") > 0 and
                   value(cs, "dfs_chunkserver_disk_bytes", what="capacity") > 0 and
                   value(cs, "dfs_chunkserver_request_seconds_count", method="/dfs.pb.ChunkService/Write") > 0,
