@@ -284,7 +284,7 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
   ::unsetenv("DFS_META_ARGS");
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
-  constexpr int kFiles = 300;
+  constexpr int kFiles = 1000;  // as the issue asks
   std::vector<size_t> sizes;
   std::vector<char> buf(2 << 20);
   for (int i = 0; i < kFiles; ++i) {
