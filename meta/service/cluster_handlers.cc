@@ -136,6 +136,12 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
     pb::OpResult result;
     DFS_RETURN_IF_BAD(Run(std::move(op), &result));
     cluster_->RepairDone(ref.chunk_id());
+    if (result.status().code() == 0) {
+      spdlog::info("copy done: chunk {:016x} v{} now on {:016x}", ref.chunk_id(), ref.version(), req->node_id());
+    } else {
+      spdlog::warn("copy of chunk {:016x} v{} on {:016x} not counted: {}", ref.chunk_id(), ref.version(),
+                   req->node_id(), result.status().message());
+    }
   }
   for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
   // The deletes handed out last time were executed before this heartbeat.

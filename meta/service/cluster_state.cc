@@ -1,5 +1,7 @@
 #include "meta/service/cluster_state.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <iterator>
 #include <utility>
@@ -17,6 +19,7 @@ void ClusterState::Registered(uint64_t node_id, const std::string& address, uint
   if (!node.live) {
     node.live = true;
     RebuildRingLocked();
+    spdlog::info("node {:016x} at {} registered: up", node_id, address);
   }
 }
 
@@ -34,6 +37,7 @@ bool ClusterState::Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_
   if (!node.live) {
     node.live = true;
     RebuildRingLocked();
+    spdlog::info("node {:016x} at {} is back: up", beat.node_id(), node.address);
   }
   return true;
 }
@@ -45,6 +49,8 @@ void ClusterState::ExpireNodes(int64_t now_mono_ns) {
     if (node.live && now_mono_ns - node.last_heartbeat_mono_ns > node_dead_after_ns_) {
       node.live = false;
       changed = true;
+      spdlog::warn("node {:016x} at {} is dead: no heartbeat for {} ms; its chunks are copied again", id,
+                   node.address, (now_mono_ns - node.last_heartbeat_mono_ns) / 1'000'000);
     }
   }
   if (changed) RebuildRingLocked();

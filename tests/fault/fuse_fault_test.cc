@@ -378,6 +378,27 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
 }
 
 
+// Runs dfsctl against the cluster; exit code and output.
+CommandResult Ctl(const LocalCluster& c, const std::string& args) {
+  const std::string ctl = std::string(std::getenv("DFS_BUILD_DIR")) + "/ctl/dfsctl";
+  return RunShell("timeout 300 " + ctl + " --meta " + c.source() + " " + args);
+}
+
+// Waits (bounded) until `done()` holds; false on timeout.
+bool WaitFor(int seconds, const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return true;
+}
+
+bool Balanced(const LocalCluster& c) {
+  CommandResult r = Ctl(c, "rebalance --json");
+  return r.exit_code == 0 && r.output.find("\"balanced\": true") != std::string::npos;
+}
+
 // The only chunk file under a chunkserver's data folder (with several: one of them).
 std::string OnlyChunkFile(const std::string& data_dir) {
   std::string found;
@@ -453,6 +474,8 @@ TEST_F(FuseFaultTest, RottenReplica_ScrubberFindsItAndMetaRepairsIt) {
   ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize));
   ::close(fd);
   EXPECT_EQ(std::memcmp(got.data(), want.data(), kSize), 0);
+  CommandResult fsck = Ctl(**cluster, "fsck /");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
 }
 
 
@@ -535,27 +558,6 @@ TEST_F(FuseFaultTest, DrainedNode_CanBeRemovedWithoutLosingACopy) {
   EXPECT_GE(a.size(), static_cast<size_t>(kFiles));
   EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-2"));
   EXPECT_EQ(a, ChunkIdsOnDisk((*cluster)->dir() + "/cs-3"));
-}
-
-// Runs dfsctl against the cluster; exit code and output.
-CommandResult Ctl(const LocalCluster& c, const std::string& args) {
-  const std::string ctl = std::string(std::getenv("DFS_BUILD_DIR")) + "/ctl/dfsctl";
-  return RunShell("timeout 300 " + ctl + " --meta " + c.source() + " " + args);
-}
-
-// Waits (bounded) until `done()` holds; false on timeout.
-bool WaitFor(int seconds, const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  return true;
-}
-
-bool Balanced(const LocalCluster& c) {
-  CommandResult r = Ctl(c, "rebalance --json");
-  return r.exit_code == 0 && r.output.find("\"balanced\": true") != std::string::npos;
 }
 
 // Issue [cluster-ops]: a 4th chunkserver joins a 3-node cluster holding
