@@ -6,6 +6,7 @@
 
 #include "common/grpc_status.h"
 #include "ctl/ctl.h"
+#include "ctl/meta_call.h"
 #include "proto/meta.grpc.pb.h"
 
 namespace dfs::ctl {
@@ -35,11 +36,9 @@ int RunWeight(Context& ctx, const std::string& node, double weight) {
   pb::SetNodeWeightRequest req;
   req.set_node_id(id);
   req.set_weight(weight);
-  pb::StatusReply reply;
-  grpc::Status s = ctx.meta->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
-    return pb::MetaService::Stub(ch).SetNodeWeight(&c, req, &reply);
+  common::Status status = CallMeta(ctx, [&](pb::MetaService::Stub& stub, grpc::ClientContext& c, pb::StatusReply* reply) {
+    return stub.SetNodeWeight(&c, req, reply);
   });
-  common::Status status = s.ok() ? common::FromFsStatus(reply.status()) : common::FromGrpcStatus(s);
   if (!status.ok()) {
     std::fprintf(stderr, "dfsctl: weight %s: %s\n", node.c_str(), status.ToString().c_str());
     return 1;
@@ -57,11 +56,9 @@ int RunDrain(Context& ctx, const std::string& node) {
   if (id == 0) return 2;
   pb::DrainNodeRequest req;
   req.set_node_id(id);
-  pb::StatusReply reply;
-  grpc::Status s = ctx.meta->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
-    return pb::MetaService::Stub(ch).DrainNode(&c, req, &reply);
+  common::Status status = CallMeta(ctx, [&](pb::MetaService::Stub& stub, grpc::ClientContext& c, pb::StatusReply* reply) {
+    return stub.DrainNode(&c, req, reply);
   });
-  common::Status status = s.ok() ? common::FromFsStatus(reply.status()) : common::FromGrpcStatus(s);
   if (!status.ok()) {
     std::fprintf(stderr, "dfsctl: drain %s: %s\n", node.c_str(), status.ToString().c_str());
     return 1;

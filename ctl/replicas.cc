@@ -7,6 +7,7 @@
 
 #include "common/grpc_status.h"
 #include "ctl/ctl.h"
+#include "ctl/meta_call.h"
 #include "ctl/tree.h"
 #include "proto/meta.grpc.pb.h"
 
@@ -27,11 +28,9 @@ int RunReplicas(Context& ctx, const std::string& path, uint32_t replicas, bool r
   req.set_ino(target->ino);
   req.set_replicas(replicas);
   req.set_recursive(recursive);
-  pb::StatusReply reply;
-  grpc::Status s = ctx.meta->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
-    return pb::MetaService::Stub(ch).SetReplication(&c, req, &reply);
+  common::Status status = CallMeta(ctx, [&](pb::MetaService::Stub& stub, grpc::ClientContext& c, pb::StatusReply* reply) {
+    return stub.SetReplication(&c, req, reply);
   });
-  common::Status status = s.ok() ? common::FromFsStatus(reply.status()) : common::FromGrpcStatus(s);
   if (!status.ok()) {
     std::fprintf(stderr, "dfsctl: replicas %s: %s\n", path.c_str(), status.ToString().c_str());
     return 1;

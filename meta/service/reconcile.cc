@@ -14,6 +14,18 @@
 namespace dfs::meta {
 
 namespace {
+// Draining nodes that are alive: a chunk's copy there is a repair source
+// and, once the counted copies suffice, a surplus.
+std::vector<uint64_t> LiveDrainingOf(const std::vector<uint64_t>& draining,
+                                     const std::map<uint64_t, ClusterState::Node>& nodes) {
+  std::vector<uint64_t> out;
+  for (uint64_t node : draining) {
+    auto it = nodes.find(node);
+    if (it != nodes.end() && it->second.live) out.push_back(node);
+  }
+  return out;
+}
+
 // The key the chunk's copies were placed by when it was made.
 uint64_t PlacementKeyOf(const StateMachine::RepairCandidate& c) {
   return c.place_key != 0 ? c.place_key : ChunkPlacementKey(c.ino, c.index);
@@ -27,10 +39,7 @@ void MetaServiceImpl::Reconcile() {
   std::vector<uint64_t> live = LiveNodes();
   if (live.empty()) return;
   std::map<uint64_t, ClusterState::Node> nodes = cluster_->Nodes();
-  std::vector<uint64_t> draining;
-  for (uint64_t node : cluster_->Draining()) {
-    if (nodes[node].live) draining.push_back(node);
-  }
+  const std::vector<uint64_t> draining = LiveDrainingOf(cluster_->Draining(), nodes);
   auto chunks = state_machine_->ScanReplicas(live, repair_cursor_, options_.repair_scan, clock_.UnixNs() / 1'000'000,
                                              &repair_cursor_);
   // Most endangered first: one copy left before two; the rest after.
@@ -89,10 +98,7 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
   PlacementCounts counts;
   std::vector<uint64_t> live = LiveNodes();
   std::map<uint64_t, ClusterState::Node> nodes = cluster_->Nodes();
-  std::vector<uint64_t> draining;
-  for (uint64_t node : cluster_->Draining()) {
-    if (nodes[node].live) draining.push_back(node);
-  }
+  const std::vector<uint64_t> draining = LiveDrainingOf(cluster_->Draining(), nodes);
   const int64_t now_ms = clock_.UnixNs() / 1'000'000;
   uint64_t cursor = 0;
   do {

@@ -44,6 +44,33 @@ int PidOf(const LocalCluster& c, const std::string& name) {
   return text.ok() ? std::stoi(*text) : -1;
 }
 
+// The leader's ClusterStatus; a failed call fails the test.
+pb::ClusterStatusReply StatusOf(common::LeaderChannel& meta) {
+  pb::ClusterStatusReply reply;
+  grpc::Status s = meta.Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &reply);
+  });
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return reply;
+}
+
+// The node id (16 hex digits, as dfsctl takes it) of chunkserver `name`
+// (cs-K), found by the address in its ready file; "" if meta does not list it.
+std::string NodeIdHex(const LocalCluster& c, common::LeaderChannel& meta, const std::string& name) {
+  auto ready = common::ReadFileToString(c.dir() + "/" + name + ".ready");
+  if (!ready.ok()) return "";
+  std::string address = ready->substr(ready->find('=') + 1);
+  address = address.substr(0, address.find('\n'));
+  const pb::ClusterStatusReply status = StatusOf(meta);
+  for (const pb::NodeStatus& n : status.nodes()) {
+    if (n.address() != address) continue;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n.node_id()));
+    return hex;
+  }
+  return "";
+}
+
 class FuseFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -298,14 +325,7 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
   }
   auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
   ASSERT_TRUE(meta.ok());
-  auto status = [&]() {
-    pb::ClusterStatusReply reply;
-    grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-      return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &reply);
-    });
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return reply;
-  };
+  auto status = [&]() { return StatusOf(**meta); };
   ASSERT_EQ(status().under_replicated_chunks(), 0u);
 
   const int victim = ::kill(PidOf(**cluster, "cs-2"), SIGKILL);
@@ -496,28 +516,9 @@ TEST_F(FuseFaultTest, DrainedNode_CanBeRemovedWithoutLosingACopy) {
   }
   auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
   ASSERT_TRUE(meta.ok());
-  auto status = [&]() {
-    pb::ClusterStatusReply reply;
-    grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-      return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &reply);
-    });
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return reply;
-  };
-  auto ready = common::ReadFileToString((*cluster)->dir() + "/cs-4.ready");
-  ASSERT_TRUE(ready.ok());
-  std::string address = ready->substr(ready->find('=') + 1);
-  address = address.substr(0, address.find('\n'));
-  std::string node_id;
-  const pb::ClusterStatusReply before = status();
-  for (const pb::NodeStatus& n : before.nodes()) {
-    if (n.address() == address) {
-      char hex[17];
-      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n.node_id()));
-      node_id = hex;
-    }
-  }
-  ASSERT_FALSE(node_id.empty()) << "cs-4 (" << address << ") not listed";
+  auto status = [&]() { return StatusOf(**meta); };
+  const std::string node_id = NodeIdHex(**cluster, **meta, "cs-4");
+  ASSERT_FALSE(node_id.empty()) << "cs-4 not listed";
   const std::string ctl = std::string(std::getenv("DFS_BUILD_DIR")) + "/ctl/dfsctl";
   CommandResult bad = RunShell(ctl + " --meta " + (*cluster)->source() + " drain nothex");
   EXPECT_NE(bad.exit_code, 0) << bad.output;
@@ -618,23 +619,9 @@ TEST_F(FuseFaultTest, NewNode_OnlyChunksWhosePlacementChangedMoveOntoIt) {
 
   // The new node is bigger: weight 3. More chunks move onto it, again from
   // the old nodes only.
-  auto ready = common::ReadFileToString((*cluster)->dir() + "/cs-4.ready");
-  ASSERT_TRUE(ready.ok());
-  std::string address = ready->substr(ready->find('=') + 1);
-  address = address.substr(0, address.find('\n'));
   auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
   ASSERT_TRUE(meta.ok());
-  pb::ListNodesReply listed;
-  ASSERT_TRUE((*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-                        return pb::MetaService::Stub(ch).ListNodes(&ctx, pb::ListNodesRequest(), &listed);
-                      }).ok());
-  std::string node_id;
-  for (const pb::NodeStatus& n : listed.nodes()) {
-    if (n.address() != address) continue;
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(n.node_id()));
-    node_id = hex;
-  }
+  const std::string node_id = NodeIdHex(**cluster, **meta, "cs-4");
   ASSERT_FALSE(node_id.empty());
   EXPECT_NE(Ctl(**cluster, "weight " + node_id + " 0").exit_code, 0);
   CommandResult heavier = Ctl(**cluster, "weight " + node_id + " 3");
