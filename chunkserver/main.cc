@@ -5,6 +5,8 @@
 //       --meta HOST:PORT[,HOST:PORT...] [--advertise HOST:PORT]
 //       [--metrics HOST:PORT] [--ready-file PATH] [--cluster-key-file PATH |
 //       --insecure-dev-key] [--heartbeat-interval 1s] [--log-*] [--config FILE]
+//       [--tls-ca PEM --tls-cert PEM --tls-key PEM [--tls-client-auth]]
+//       [--client-secret-file PATH]
 //
 // Threads:
 //   - main: parses flags, starts everything, then waits in sigwait() for
@@ -114,6 +116,9 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
+  auto security = common::SetUpSecurity(flags, *cluster_key);
+  if (!security.ok()) return BadFlags(std::string(security.status().message()));
+
   // SIGTERM/SIGINT are taken by Wait() in this thread only: blocked before
   // any thread starts so every thread inherits the mask.
   common::ShutdownSignals signals;
@@ -134,15 +139,15 @@ int Run(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   chunkserver::ChunkServiceImpl::Options service_options;
   service_options.cluster_key = *cluster_key;
+  service_options.auth = security->auth;
   service_options.metrics = registry;
   chunkserver::ChunkServiceImpl service(**store, service_options);
 
   grpc::ServerBuilder builder;
   builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_chunkserver"));
   int port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
+  builder.AddListeningPort(flags.listen, security->server_credentials, &port);
+  common::SetServerLimits(builder, "dfs-chunkserver");
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/file_util.h"
+#include "common/leader_channel.h"
 
 namespace dfs::common {
 
@@ -28,6 +29,9 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags, const std::string& listen
   app.add_option("--cluster-key-file", flags.cluster_key_file, "the cluster key that signs write tokens");
   app.add_flag("--insecure-dev-key", flags.insecure_dev_key,
                "without --cluster-key-file, use a well-known key (development only)");
+  AddTlsFlags(app, flags.tls);
+  app.add_option("--client-secret-file", flags.client_secret_file,
+                 "admit only clients that present this secret (dfs -o secret_file=...)");
   AddLogFlags(app, flags.log);
 }
 
@@ -42,6 +46,34 @@ Result<HostPort> ValidateDaemonFlags(const DaemonFlags& flags) {
     return InvalidArgumentError("--cluster-key-file is required (or --insecure-dev-key for a development cluster)");
   }
   return listen;
+}
+
+Result<DaemonSecurity> SetUpSecurity(const DaemonFlags& flags, const std::string& cluster_key) {
+  DaemonSecurity security;
+  ASSIGN_OR_RETURN(security.server_credentials, MakeServerCredentials(flags.tls));
+  if (!flags.client_secret_file.empty()) {
+    auto secret = LoadSecret(flags.client_secret_file);
+    if (!secret.ok()) return secret.status().WithContext("--client-secret-file");
+    security.auth.client_secret = std::move(*secret);
+  }
+  security.auth.cluster_key = cluster_key;
+  security.auth.mutual_tls = flags.tls.client_auth;
+  ASSIGN_OR_RETURN(ClientIdentity identity, MakeClientIdentity(flags.tls, "", cluster_key));
+  SetClientIdentity(std::move(identity));
+  return security;
+}
+
+void SetServerLimits(grpc::ServerBuilder& builder, const std::string& name) {
+  builder.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
+  // A client multiplexes its calls over one connection; 256 streams is far
+  // above what dfs's clients keep open (write-behind and readahead use a
+  // few per chunk) but stops one connection from opening thousands.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
+  grpc::ResourceQuota quota(name);
+  quota.SetMaxThreads(512);   // sync handlers: calls beyond wait for a thread
+  quota.Resize(1ull << 30);   // buffers of all connections together
+  builder.SetResourceQuota(quota);
 }
 
 Status WriteReadyFile(const std::string& path, const std::string& address, const std::string& metrics) {

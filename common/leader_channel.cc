@@ -2,14 +2,62 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 
+#include <grpcpp/support/client_interceptor.h>
+
+#include "common/auth.h"
 #include "common/flags.h"
 #include "common/grpc_status.h"
+#include "common/tls.h"
 
 namespace dfs::common {
+namespace {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
-                                           const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+// Adds the process's "dfs-auth" header to every call of a channel.
+class AuthHeader final : public grpc::experimental::Interceptor {
+ public:
+  explicit AuthHeader(const std::string& value) : value_(value) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->emplace(kAuthHeader, value_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string& value_;  // the factory's, which outlives the channel's calls
+};
+
+class AuthHeaderFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit AuthHeaderFactory(std::string value) : value_(std::move(value)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
+    return new AuthHeader(value_);
+  }
+
+ private:
+  const std::string value_;
+};
+
+// A RESOURCE_EXHAUSTED answer that says when to try again (a rate limit,
+// not an oversized message).
+std::optional<int64_t> RetryAfterMs(const grpc::ClientContext& context, const grpc::Status& status) {
+  if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return std::nullopt;
+  auto it = context.GetServerTrailingMetadata().find(kRetryAfterHeader);
+  if (it == context.GetServerTrailingMetadata().end()) return std::nullopt;
+  std::string text(it->second.data(), it->second.size());
+  char* end = nullptr;
+  long long ms = std::strtoll(text.c_str(), &end, 10);
+  if (end == text.c_str() || ms < 0) return std::nullopt;
+  return std::min<int64_t>(ms, 1'000);
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+  const ClientIdentity& identity = GetClientIdentity();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
   args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
@@ -22,7 +70,12 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
-  return grpc::CreateCustomChannel(address, credentials, args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      identity.credentials != nullptr ? identity.credentials : grpc::InsecureChannelCredentials();
+  if (identity.auth.empty()) return grpc::CreateCustomChannel(address, credentials, args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<AuthHeaderFactory>(identity.auth));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address, credentials, args, std::move(interceptors));
 }
 
 Result<std::unique_ptr<LeaderChannel>> LeaderChannel::Create(std::string_view addresses, Options options) {
@@ -44,7 +97,7 @@ std::shared_ptr<grpc::Channel> LeaderChannel::ChannelFor(const std::string& addr
   std::lock_guard<std::mutex> lock(mu_);
   auto it = channels_.find(address);
   if (it != channels_.end()) return it->second;
-  auto channel = MakeChannel(address, options_.credentials);
+  auto channel = MakeChannel(address);
   channels_.emplace(address, channel);
   return channel;
 }
@@ -86,6 +139,13 @@ grpc::Status LeaderChannel::Call(const Attempt& attempt) {
     std::shared_ptr<grpc::Channel> channel = ChannelFor(address);
     last = attempt(channel, context);
     if (last.ok()) return last;
+    if (std::optional<int64_t> wait_ms = RetryAfterMs(context, last)) {
+      // Over this client's request rate (meta's token bucket): wait as told.
+      int64_t left_ms = (deadline_ns - clock.MonotonicNs()) / 1'000'000;
+      if (left_ms <= 0) break;
+      clock.SleepForNs(std::clamp<int64_t>(*wait_ms, 1, left_ms) * 1'000'000);
+      continue;
+    }
     bool retryable = last.error_code() == grpc::StatusCode::UNAVAILABLE ||
                      last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!retryable) return last;

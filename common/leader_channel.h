@@ -6,7 +6,9 @@
 // UNAVAILABLE or an attempt's deadline passes, moves to the hinted leader
 // (trailing metadata "dfs-leader", see grpc_status.h) or else to the next
 // member, backing off between rounds, until the call succeeds, fails for
-// another reason, or the total deadline passes. Retrying a mutation is safe
+// another reason, or the total deadline passes; a rate-limited answer
+// (RESOURCE_EXHAUSTED with kRetryAfterHeader) is retried on the same member
+// after the wait it names. Retrying a mutation is safe
 // because every mutation carries (client_id, request_id) and meta applies it
 // once: the caller must reuse the same request for every attempt.
 //
@@ -33,10 +35,13 @@ namespace dfs::common {
 // rest is headroom; a bad peer cannot make us allocate more.
 inline constexpr int kMaxGrpcMessageBytes = 8 << 20;
 
-// A channel to `address` with dfs's message limits and keepalive settings.
-std::shared_ptr<grpc::Channel> MakeChannel(
-    const std::string& address,
-    const std::shared_ptr<grpc::ChannelCredentials>& credentials = grpc::InsecureChannelCredentials());
+// Trailing metadata of a RESOURCE_EXHAUSTED answer from a rate limit:
+// milliseconds to wait before trying again. Call() waits and retries.
+inline constexpr char kRetryAfterHeader[] = "dfs-retry-after-ms";
+
+// A channel to `address` with dfs's message limits and keepalive settings,
+// the process's TLS credentials and its "dfs-auth" header (tls.h).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
 
 class LeaderChannel {
  public:
@@ -45,7 +50,6 @@ class LeaderChannel {
     int64_t total_timeout_ms = 30'000;    // give up after this long
     int64_t backoff_initial_ms = 10;      // pause after a full round of failures
     int64_t backoff_max_ms = 500;
-    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
     Clock* clock = &SystemClock::Get();
   };
 

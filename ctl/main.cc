@@ -1,10 +1,13 @@
 // dfsctl --meta SOURCE <command> [--json]
+//   [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--secret-file F | --cluster-key-file F] [--config FILE]
 #include <CLI/CLI.hpp>
 #include <signal.h>
 
 #include <cstdio>
 
 #include "common/flags.h"
+#include "common/tls.h"
+#include "common/write_token.h"
 #include "ctl/ctl.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +18,18 @@ int main(int argc, char** argv) {
   std::string timeout = "10s";
   app.add_option("--meta", source, "metadata servers, host:port[,host:port...]")->required()->envname("DFS_META");
   app.add_flag("--json", json, "machine-readable output");
+  dfs::common::AddConfigFileFlag(app);
+  dfs::common::TlsOptions tls;
+  app.add_option("--tls-ca", tls.ca_file, "PEM CA of the cluster (connect with TLS)")->envname("DFS_TLS_CA");
+  app.add_option("--tls-cert", tls.cert_file, "PEM client certificate (mutual TLS)")->envname("DFS_TLS_CERT");
+  app.add_option("--tls-key", tls.key_file, "PEM key of --tls-cert")->envname("DFS_TLS_KEY");
+  std::string secret_file, cluster_key_file;
+  app.add_option("--secret-file", secret_file, "the cluster's client secret (read-only commands)")
+      ->envname("DFS_SECRET_FILE");
+  app.add_option("--cluster-key-file", cluster_key_file,
+                 "the cluster key: admin commands (drain, weight, replicas, members, fsck) need it on a "
+                 "cluster that checks callers")
+      ->envname("DFS_CLUSTER_KEY_FILE");
   app.add_option("--timeout", timeout, "give up after this long without a leader")->capture_default_str();
   app.require_subcommand(1);
   CLI::App* status = app.add_subcommand("status", "meta members, leader, chunkservers, repair counts");
@@ -60,6 +75,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dfsctl: --timeout: %s\n", timeout_ms.status().ToString().c_str());
     return 2;
   }
+  std::string cluster_key;
+  if (!cluster_key_file.empty()) {
+    auto key = dfs::common::LoadClusterKey(cluster_key_file);
+    if (!key.ok()) {
+      std::fprintf(stderr, "dfsctl: --cluster-key-file: %s\n", key.status().ToString().c_str());
+      return 2;
+    }
+    cluster_key = std::move(*key);
+  }
+  auto identity = dfs::common::MakeClientIdentity(tls, secret_file, cluster_key);
+  if (!identity.ok()) {
+    std::fprintf(stderr, "dfsctl: %s\n", identity.status().ToString().c_str());
+    return 2;
+  }
+  dfs::common::SetClientIdentity(std::move(*identity));
   dfs::common::LeaderChannel::Options options;
   options.total_timeout_ms = *timeout_ms;
   options.attempt_timeout_ms = std::min<int64_t>(*timeout_ms, 5'000);

@@ -6,6 +6,8 @@
 //       [--heartbeat-timeout 100ms] [--snapshot-threshold N]
 //       [--snapshot-trailing N]
 //       [--ready-file PATH] [--cluster-key-file PATH | --insecure-dev-key]
+//       [--tls-ca PEM --tls-cert PEM --tls-key PEM [--tls-client-auth]]
+//       [--client-secret-file PATH] [--client-rate N] [--client-burst N]
 //       [--replicas 3] [--node-dead-after 10s] [--sync normal|full] [--log-*]
 //       [--config FILE]
 //
@@ -90,6 +92,8 @@ struct Flags : common::DaemonFlags {
   double repair_bandwidth = 0;  // MiB/s per copy
   unsigned max_repairs = 16;
   unsigned max_moves = 4;
+  double client_rate = 0;  // requests/s per client host
+  double client_burst = 0;
 };
 
 // "1=host:port,2=host:port" -> members.
@@ -165,6 +169,12 @@ int Run(int argc, char** argv) {
   app.add_option("--max-moves", flags.max_moves,
                  "rebalancing copies in flight at once, within --max-repairs (0: no rebalancing)")
       ->capture_default_str();
+  app.add_option("--client-rate", flags.client_rate,
+                 "requests/s each client host may make (token bucket; 0: unlimited). Over it, calls are "
+                 "answered 'retry after' and the client slows down")
+      ->capture_default_str();
+  app.add_option("--client-burst", flags.client_burst, "requests a client host may make at once (0: --client-rate)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -193,6 +203,9 @@ int Run(int argc, char** argv) {
     return BadFlags("--heartbeat-timeout: must be a duration of at most half the election timeout");
   }
   if (flags.node_id == 0) return BadFlags("--node-id: must be > 0");
+  if (!(flags.client_rate >= 0) || !(flags.client_burst >= 0)) {
+    return BadFlags("--client-rate and --client-burst: must be >= 0");
+  }
   meta::raft::RaftOptions raft_options;
   raft_options.id = flags.node_id;
   raft_options.election_timeout_ms = static_cast<unsigned>(*election_ms);
@@ -231,6 +244,9 @@ int Run(int argc, char** argv) {
     spdlog::critical("cluster key: {}", cluster_key.status().ToString());
     return 1;
   }
+
+  auto security = common::SetUpSecurity(flags, *cluster_key);
+  if (!security.ok()) return BadFlags(std::string(security.status().message()));
 
   // SIGTERM/SIGINT are taken by Wait() in this thread only: blocked before
   // any thread starts so every thread inherits the mask.
@@ -278,6 +294,9 @@ int Run(int argc, char** argv) {
   options.max_repairs = flags.max_repairs;
   options.max_moves = flags.max_moves;
   options.cluster_key = *cluster_key;
+  options.admission.auth = security->auth;
+  options.admission.client_rate_per_s = flags.client_rate;
+  options.admission.client_burst = flags.client_burst;
   options.group = node->get();
   options.raft_id = flags.node_id;
   options.raft_address = raft_options.raft_address;
@@ -294,9 +313,8 @@ int Run(int argc, char** argv) {
   grpc::ServerBuilder builder;
   builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_meta"));
   int port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
-  builder.SetMaxSendMessageSize(common::kMaxGrpcMessageBytes);
+  builder.AddListeningPort(flags.listen, security->server_credentials, &port);
+  common::SetServerLimits(builder, "dfs-meta");
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

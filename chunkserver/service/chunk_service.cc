@@ -49,7 +49,7 @@ struct ChunkServiceImpl::Metrics {
 };
 
 ChunkServiceImpl::ChunkServiceImpl(ChunkStore& store, Options options)
-    : store_(store), options_(std::move(options)), metrics_(std::make_unique<Metrics>()) {
+    : store_(store), options_(std::move(options)), authorizer_(options_.auth), metrics_(std::make_unique<Metrics>()) {
   if (options_.metrics) {
     auto& bytes = prometheus::BuildCounter()
                       .Name("dfs_chunkserver_bytes_total")
@@ -84,6 +84,12 @@ void Inc(prometheus::Counter* c, double v = 1) {
 }
 }  // namespace
 
+grpc::Status ChunkServiceImpl::Admit(grpc::ServerContext* context, common::Role needed) const {
+  if (grpc::Status s = authorizer_.Check(*context, needed); !s.ok()) return s;
+  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  return grpc::Status::OK;
+}
+
 grpc::Status ChunkServiceImpl::Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                                      pb::WriteReply* reply) {
   InFlight guard(in_flight_);
@@ -97,7 +103,7 @@ grpc::Status ChunkServiceImpl::Write(grpc::ServerContext* context, grpc::ServerR
 
 grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                                        pb::WriteReply* reply) {
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kClient); !s.ok()) return s;
   pb::WriteRequest request;
   if (!reader->Read(&request)) return Invalid("empty write stream: the first message must be a WriteHeader");
   if (!request.has_header()) return Invalid("the first message of a write stream must be a WriteHeader");
@@ -175,7 +181,7 @@ grpc::Status ChunkServiceImpl::Read(grpc::ServerContext* context, const pb::Read
 
 grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::ReadRequest& request,
                                       grpc::ServerWriter<pb::ReadReply>* writer) {
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kClient); !s.ok()) return s;
   const std::string name = fmt::format("chunk {:016x} version {}", request.chunk_id(), request.version());
   if (request.offset() > kChunkSizeBytes || request.length() > kChunkSizeBytes - request.offset()) {
     return Invalid(fmt::format("{}: read of {} bytes at offset {} is outside the chunk (64 MiB)", name,
@@ -214,19 +220,19 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
   return grpc::Status::OK;
 }
 
-grpc::Status ChunkServiceImpl::Stat(grpc::ServerContext*, const pb::StatRequest* request, pb::StatReply* reply) {
+grpc::Status ChunkServiceImpl::Stat(grpc::ServerContext* context, const pb::StatRequest* request, pb::StatReply* reply) {
   InFlight guard(in_flight_);
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kNode); !s.ok()) return s;
   auto versions = store_.Stat(request->chunk_id(), request->version());
   if (!versions.ok()) return Fail(versions.status());
   for (const ChunkMeta& m : *versions) FillInfo(m, reply->add_versions());
   return grpc::Status::OK;
 }
 
-grpc::Status ChunkServiceImpl::Delete(grpc::ServerContext*, const pb::DeleteRequest* request,
+grpc::Status ChunkServiceImpl::Delete(grpc::ServerContext* context, const pb::DeleteRequest* request,
                                       pb::DeleteReply* reply) {
   InFlight guard(in_flight_);
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kNode); !s.ok()) return s;
   auto freed = store_.Delete(request->chunk_id(), request->version());
   if (!freed.ok()) return Fail(freed.status());
   reply->set_bytes_freed(*freed);
@@ -236,7 +242,7 @@ grpc::Status ChunkServiceImpl::Delete(grpc::ServerContext*, const pb::DeleteRequ
 grpc::Status ChunkServiceImpl::ListChunks(grpc::ServerContext* context, const pb::ListChunksRequest* request,
                                           grpc::ServerWriter<pb::ListChunksReply>* writer) {
   InFlight guard(in_flight_);
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kNode); !s.ok()) return s;
   uint32_t page = request->page_size() == 0 ? kDefaultListPage : std::min(request->page_size(), kMaxListPage);
   std::vector<ChunkMeta> all = store_.List();
   pb::ListChunksReply reply;
@@ -255,7 +261,7 @@ grpc::Status ChunkServiceImpl::ListChunks(grpc::ServerContext* context, const pb
 grpc::Status ChunkServiceImpl::ReplicateFrom(grpc::ServerContext* context, const pb::ReplicateFromRequest* request,
                                              pb::ReplicateFromReply* reply) {
   InFlight guard(in_flight_);
-  if (shutting_down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "chunkserver is shutting down");
+  if (grpc::Status s = Admit(context, common::Role::kNode); !s.ok()) return s;
   if (request->version() == 0) return Invalid("replicate: version 0 is not a version");
   if (request->source_address().empty()) return Invalid("replicate: no source address");
   ReplicateSpec spec;

@@ -26,6 +26,7 @@
 #include <string>
 
 #include "chunkserver/store/chunk_store.h"
+#include "common/auth.h"
 #include "common/clock.h"
 #include "proto/chunk.grpc.pb.h"
 
@@ -39,6 +40,9 @@ class ChunkServiceImpl final : public pb::ChunkService::Service {
  public:
   struct Options {
     std::string cluster_key;        // verifies WriteHeader.token (common/write_token.h)
+    // Who may call: Write and Read need kClient, the rest kNode
+    // (common/auth.h). Default: open.
+    common::Authorizer::Options auth;
     common::Clock* clock = &common::SystemClock::Get();
     int64_t workers = 8;            // the denominator of load()
     std::shared_ptr<prometheus::Registry> metrics;  // optional
@@ -68,6 +72,8 @@ class ChunkServiceImpl final : public pb::ChunkService::Service {
 
  private:
   struct Metrics;
+  // The caller's role (auth_), then UNAVAILABLE once shutting down.
+  grpc::Status Admit(grpc::ServerContext* context, common::Role needed) const;
   grpc::Status DoWrite(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                        pb::WriteReply* reply);
   grpc::Status DoRead(grpc::ServerContext* context, const pb::ReadRequest& request,
@@ -75,6 +81,7 @@ class ChunkServiceImpl final : public pb::ChunkService::Service {
 
   ChunkStore& store_;
   const Options options_;
+  const common::Authorizer authorizer_;
   std::unique_ptr<Metrics> metrics_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> in_flight_{0};

@@ -7,6 +7,7 @@
 #include "chunkserver/service/chunk_client.h"
 #include "chunkserver/service/test_server.h"
 #include "chunkserver/store/test_util.h"
+#include "common/tls.h"
 #include "common/chunk_geometry.h"
 
 namespace dfs::chunkserver {
@@ -137,6 +138,74 @@ TEST(ChunkServiceImpl, Write_TokenChecks) {
   other_version.set_version(1);
   EXPECT_EQ(WriteChunk(*cs.stub, other_version, Bytes("x")).status().code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(cs.store->Find(3, 1).status().code(), StatusCode::kNotFound);
+}
+
+// With a client secret configured, a caller's role comes from its
+// "dfs-auth" header: none or a wrong one is refused, the client secret may
+// write (with a token) and read, only the node secret (cluster key) may use
+// the chunkserver-to-chunkserver and admin calls.
+TEST(ChunkServiceImpl, Callers_NeedTheirRole) {
+  const std::string client_secret = "client-secret-of-this-test";
+  InProcessChunkserver cs({client_secret, testing::kTestKey, false});
+  // A stub whose calls carry `auth` (as MakeChannel adds the process's).
+  auto stub_as = [&](const std::string& auth) {
+    common::SetClientIdentity({nullptr, false, auth});
+    auto stub = pb::ChunkService::NewStub(common::MakeChannel(cs.address));
+    common::SetClientIdentity({});
+    return stub;
+  };
+  auto stat = [&](pb::ChunkService::Stub& stub) {
+    grpc::ClientContext ctx;
+    pb::StatRequest req;
+    req.set_chunk_id(3);
+    pb::StatReply reply;
+    return stub.Stat(&ctx, req, &reply).error_code();
+  };
+  auto nobody = stub_as("");
+  auto wrong = stub_as("a-wrong-secret-of-some-length");
+  auto client = stub_as(client_secret);
+  auto node = stub_as(common::NodeSecret(testing::kTestKey));
+  auto other_cluster = stub_as(common::NodeSecret("another-cluster-key-0123"));
+
+  EXPECT_EQ(stat(*nobody), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stat(*wrong), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(stat(*other_cluster), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(WriteChunk(*nobody, Header(3, 1, 0, 0), Bytes("abc")).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(cs.store->Find(3, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(stat(*client), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(WriteChunk(*client, Header(3, 1, 0, 0), Bytes("abc")).ok());
+  EXPECT_EQ(stat(*node), grpc::StatusCode::OK);
+  {
+    grpc::ClientContext ctx;
+    pb::ReplicateFromRequest req;
+    req.set_chunk_id(3);
+    req.set_version(1);
+    req.set_source_address("127.0.0.1:1");
+    pb::ReplicateFromReply reply;
+    EXPECT_EQ(client->ReplicateFrom(&ctx, req, &reply).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::DeleteRequest req;
+    req.set_chunk_id(3);
+    req.set_version(1);
+    pb::DeleteReply reply;
+    EXPECT_EQ(client->Delete(&ctx, req, &reply).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_TRUE(cs.store->Find(3, 1).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::ReadRequest req;
+    req.set_chunk_id(3);
+    req.set_version(1);
+    req.set_length(3);
+    auto reader = client->Read(&ctx, req);
+    pb::ReadReply reply;
+    std::string got;
+    while (reader->Read(&reply)) got += reply.data();
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(got, "abc");
+  }
 }
 
 TEST(ChunkServiceImpl, Write_MalformedStreamsAreInvalidArgument) {

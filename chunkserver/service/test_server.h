@@ -21,7 +21,7 @@ namespace dfs::chunkserver::testing {
 inline constexpr char kTestKey[] = "0123456789abcdef-test-cluster-key";
 
 struct InProcessChunkserver {
-  InProcessChunkserver() {
+  explicit InProcessChunkserver(common::Authorizer::Options auth = {}) {
     char tmpl[] = "/tmp/chunkserver_test.XXXXXX";
     EXPECT_NE(::mkdtemp(tmpl), nullptr);
     dir = tmpl;
@@ -32,6 +32,7 @@ struct InProcessChunkserver {
     store = std::move(*opened);
     ChunkServiceImpl::Options service_options;
     service_options.cluster_key = kTestKey;
+    service_options.auth = std::move(auth);
     service = std::make_unique<ChunkServiceImpl>(*store, service_options);
     grpc::ServerBuilder builder;
     int port = 0;

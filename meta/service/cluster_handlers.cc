@@ -18,7 +18,7 @@ namespace dfs::meta {
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req,
                                                              pb::GetChunkLocationsReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetChunkLocations(*req, reply);
   return Finish(cb, grpc::Status::OK);
@@ -26,7 +26,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb
 
 grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::LeaseChunkRequest* req,
                                                       pb::LeaseChunkReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   pb::LeaseChunkOp* lease_op = op.mutable_lease_chunk();
@@ -46,7 +46,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
 
 grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::CommitWriteRequest* req,
                                                        pb::AttrReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
@@ -57,7 +57,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::Comm
 }
 
 grpc::Status MetaServiceImpl::ReportBadReplica(Ctx* ctx, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   if (req->chunk_id() == 0 || req->node_id() == 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "chunk_id and node_id are required");
   }
@@ -70,7 +70,7 @@ grpc::Status MetaServiceImpl::ReportBadReplica(Ctx* ctx, const pb::ReportBadRepl
 }
 
 grpc::Status MetaServiceImpl::Register(Ctx* ctx, const pb::RegisterRequest* req, pb::RegisterReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   if (req->node_id() == 0 || req->address().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id and address are required");
   }
@@ -93,7 +93,7 @@ grpc::Status MetaServiceImpl::Register(Ctx* ctx, const pb::RegisterRequest* req,
 
 grpc::Status MetaServiceImpl::ReportInventory(Ctx* ctx, grpc::ServerReader<pb::InventoryPage>* reader,
                                               pb::InventoryReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   pb::InventoryPage page;
   while (reader->Read(&page)) {
     if (page.node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
@@ -109,7 +109,7 @@ grpc::Status MetaServiceImpl::ReportInventory(Ctx* ctx, grpc::ServerReader<pb::I
 }
 
 grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* req, pb::HeartbeatReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   if (!cluster_->Heartbeat(*req, clock_.MonotonicNs())) {
     reply->set_reregister(true);
@@ -192,7 +192,7 @@ void MetaServiceImpl::FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, cons
 }
 
 grpc::Status MetaServiceImpl::ListNodes(Ctx* ctx, const pb::ListNodesRequest*, pb::ListNodesReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   std::map<uint64_t, ClusterState::Node> live = cluster_->Nodes();
   for (const StateMachine::NodeRow& row : state_machine_->Nodes()) {
     auto it = live.find(row.node_id);
@@ -202,7 +202,7 @@ grpc::Status MetaServiceImpl::ListNodes(Ctx* ctx, const pb::ListNodesRequest*, p
 }
 
 grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   pb::Op op = NewOp(req->ctx());
   *op.mutable_drain_node() = *req;
@@ -213,7 +213,7 @@ grpc::Status MetaServiceImpl::DrainNode(Ctx* ctx, const pb::DrainNodeRequest* re
 }
 
 grpc::Status MetaServiceImpl::SetNodeWeight(Ctx* ctx, const pb::SetNodeWeightRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   if (req->node_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "node_id 0");
   if (!(req->weight() >= 0.01 && req->weight() <= 100)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "weight must be 0.01..100");
@@ -228,7 +228,7 @@ grpc::Status MetaServiceImpl::SetNodeWeight(Ctx* ctx, const pb::SetNodeWeightReq
 }
 
 grpc::Status MetaServiceImpl::SetReplication(Ctx* ctx, const pb::SetReplicationRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_replication() = *req;

@@ -33,6 +33,11 @@ void MetaServiceImpl::SetRpcAddress(const std::string& address) {
   rpc_address_ = address;
 }
 
+grpc::Status MetaServiceImpl::Admit(grpc::ServerContextBase* ctx, common::Role needed) {
+  if (grpc::Status s = admission_.Admit(ctx, needed); !s.ok()) return s;
+  return CheckServing(ctx);
+}
+
 grpc::Status MetaServiceImpl::CheckServing(grpc::ServerContextBase* ctx) {
   if (Serving()) return grpc::Status::OK;
   Group::View view = options_.group->view();
@@ -98,6 +103,7 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
   // The chunkserver half needs the leader's memory: a follower that knows
   // the leader sends the caller there. Without any leader, a member answers
   // with its own view of the group, so an operator sees why.
+  if (grpc::Status s = admission_.Admit(ctx, common::Role::kClient); !s.ok()) return s;
   if (!Serving() && options_.group->view().leader_id != 0) return CheckServing(ctx);
   std::map<uint64_t, std::string> rpc_addresses;
   for (const StateMachine::MemberRow& member : state_machine_->Members()) {
@@ -157,7 +163,7 @@ grpc::Status MetaServiceImpl::AddMember(Ctx* ctx, const pb::AddMemberRequest* re
   if (req->raft_address().empty() || req->address().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "address and raft_address are required");
   }
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   // The address first, so the new member can be named as leader as soon
   // as it could become one.
   pb::Op op;
@@ -181,7 +187,7 @@ grpc::Status MetaServiceImpl::AddMember(Ctx* ctx, const pb::AddMemberRequest* re
 grpc::Status MetaServiceImpl::RemoveMember(Ctx* ctx, const pb::RemoveMemberRequest* req, pb::MembershipReply* reply) {
   if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
   if (req->id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "member id 0");
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   auto done = std::make_shared<std::promise<common::Status>>();
   options_.group->RemoveMember(req->id(), [done](common::Status s) { done->set_value(s); });
   DFS_RETURN_IF_BAD(ToGrpc(done->get_future().get()));

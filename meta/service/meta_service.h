@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/admission.h"
 #include "common/clock.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/group.h"
@@ -44,6 +45,9 @@ struct MetaServiceOptions {
   int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
   uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
   std::string cluster_key;              // signs write tokens
+  // Who may call (client secret, mutual TLS) and per-client-host request
+  // rates; admission.auth.cluster_key is set from cluster_key.
+  common::Admission::Options admission;
   // The Raft group this node belongs to (borrowed); null: a lone node that
   // always serves (unit tests, benchmarks).
   Group* group = nullptr;
@@ -128,6 +132,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;
 
  private:
+  // The start of every handler: admits the caller for `needed`
+  // (common/admission.h: UNAUTHENTICATED, PERMISSION_DENIED or a rate
+  // limit's RESOURCE_EXHAUSTED), then CheckServing.
+  grpc::Status Admit(grpc::ServerContextBase* ctx, common::Role needed = common::Role::kClient);
   // OK if this node serves; otherwise UNAVAILABLE, with the leader's
   // address in the "dfs-leader" trailing metadata when it is known.
   grpc::Status CheckServing(grpc::ServerContextBase* ctx);
@@ -183,6 +191,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   common::Clock& clock_;
   ClusterState* const cluster_;
   const MetaServiceOptions options_;
+  common::Admission admission_;
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only

@@ -1,5 +1,6 @@
 // MetaServiceImpl: namespace, file handles, xattrs and sessions.
 #include <fcntl.h>
+#include <openssl/rand.h>
 
 #include <string_view>
 
@@ -9,10 +10,25 @@
 
 namespace dfs::meta {
 
+namespace {
+// A session id nobody can guess: [2^32, 2^63), from OpenSSL's CSPRNG.
+uint64_t RandomClientId() {
+  uint64_t id = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof id) != 1) return 0;  // apply falls back to the counter
+  return (id & ((uint64_t{1} << 63) - 1)) | (uint64_t{1} << 32);
+}
+
+common::Admission::Options WithClusterKey(common::Admission::Options options, const std::string& key) {
+  options.auth.cluster_key = key;
+  return options;
+}
+}  // namespace
+
 MetaServiceImpl::MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock,
                                  ClusterState* cluster, MetaServiceOptions options)
     : state_machine_(state_machine), proposer_(proposer), clock_(clock), cluster_(cluster),
       options_(std::move(options)),
+      admission_(WithClusterKey(options_.admission, options_.cluster_key), clock),
       // Replicate command ids: high bit set (garbage Delete ids are row
       // numbers), then this leader's start time, so ids stay unique across
       // leaders and chunkservers can drop a command they already ran.
@@ -38,7 +54,7 @@ grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Lookup(*req, reply);
@@ -46,14 +62,14 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->GetAttr(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
@@ -64,7 +80,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrR
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -76,7 +92,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateRequest* req, pb::CreateReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -100,7 +116,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -112,7 +128,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -123,7 +139,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -134,7 +150,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirReque
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
@@ -146,14 +162,14 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkR
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Readlink(CbCtx* cb, const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Readlink(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
@@ -166,7 +182,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
   if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
@@ -179,21 +195,21 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameReq
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::ReadDir(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, false, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->ReadDir(*req, true, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   if (req->ctx().client_id() == 0) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
@@ -212,7 +228,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_release() = *req;
@@ -222,7 +238,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseR
 }
 
 grpc::Status MetaServiceImpl::Statfs(Ctx* ctx, const pb::StatfsRequest*, pb::StatfsReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   uint64_t capacity = 0, used = 0;
   cluster_->Capacity(&capacity, &used);
   // Every byte is stored R times: report what one more replicated byte costs.
@@ -240,7 +256,7 @@ grpc::Status MetaServiceImpl::Statfs(Ctx* ctx, const pb::StatfsRequest*, pb::Sta
 }
 
 grpc::Status MetaServiceImpl::SetXattr(Ctx* ctx, const pb::SetXattrRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_xattr() = *req;
@@ -251,21 +267,21 @@ grpc::Status MetaServiceImpl::SetXattr(Ctx* ctx, const pb::SetXattrRequest* req,
 }
 
 grpc::Status MetaServiceImpl::GetXattr(Ctx* ctx, const pb::GetXattrRequest* req, pb::GetXattrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   state_machine_->GetXattr(*req, reply);
   return grpc::Status::OK;
 }
 
 grpc::Status MetaServiceImpl::ListXattr(Ctx* ctx, const pb::ListXattrRequest* req, pb::ListXattrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   state_machine_->ListXattr(*req, reply);
   return grpc::Status::OK;
 }
 
 grpc::Status MetaServiceImpl::RemoveXattr(Ctx* ctx, const pb::RemoveXattrRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_remove_xattr() = *req;
@@ -276,14 +292,14 @@ grpc::Status MetaServiceImpl::RemoveXattr(Ctx* ctx, const pb::RemoveXattrRequest
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Access(CbCtx* cb, const pb::AccessRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = CheckServing(cb); !s.ok()) return Finish(cb, s);
+  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   state_machine_->Access(*req, reply);
   return Finish(cb, grpc::Status::OK);
 }
 
 grpc::Status MetaServiceImpl::Fallocate(Ctx* ctx, const pb::FallocateRequest* req, pb::AttrReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   DFS_RETURN_IF_BAD(CheckIno(req->ino()));
   pb::Op op = NewOp(req->ctx());
   *op.mutable_fallocate() = *req;
@@ -295,10 +311,11 @@ grpc::Status MetaServiceImpl::Fallocate(Ctx* ctx, const pb::FallocateRequest* re
 }
 
 grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest* req, pb::OpenSessionReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   pb::Op op;
   op.mutable_open_session()->mutable_request()->CopyFrom(*req);
   op.mutable_open_session()->set_lease_ms(options_.session_lease_ms);
+  op.mutable_open_session()->set_client_id(RandomClientId());
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   *reply->mutable_status() = result.status();
@@ -310,7 +327,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
 }
 
 grpc::Status MetaServiceImpl::KeepAlive(Ctx* ctx, const pb::KeepAliveRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   if (!cluster_->KeepAlive(req->client_id(), clock_.MonotonicNs())) {
     reply->mutable_status()->set_code(static_cast<int>(common::StatusCode::kNotFound));
     reply->mutable_status()->set_message("no such session (expired): open a new one");
@@ -319,7 +336,7 @@ grpc::Status MetaServiceImpl::KeepAlive(Ctx* ctx, const pb::KeepAliveRequest* re
 }
 
 grpc::Status MetaServiceImpl::CloseSession(Ctx* ctx, const pb::CloseSessionRequest* req, pb::StatusReply* reply) {
-  DFS_RETURN_IF_BAD(CheckServing(ctx));
+  DFS_RETURN_IF_BAD(Admit(ctx));
   if (req->ctx().client_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "client_id 0");
   pb::Op op = NewOp(req->ctx());
   *op.mutable_close_session() = *req;

@@ -33,7 +33,13 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
 }  // namespace
 
 Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result) {
-  uint64_t client_id = TakeCounter(ctx.db, "next_client");
+  uint64_t client_id = req.client_id();
+  if (client_id != 0) {
+    Stmt taken = ctx.db.Prepare("SELECT 1 FROM sessions WHERE client_id=?");
+    taken.BindU(1, client_id);
+    if (taken.Step()) client_id = 0;  // a collision: 1 in 2^62, but apply must stay total
+  }
+  if (client_id == 0) client_id = TakeCounter(ctx.db, "next_client");
   Stmt stmt = ctx.db.Prepare(
       "INSERT INTO sessions(client_id, hostname, mount_point, lease_ms, opened_ns) VALUES(?,?,?,?,?)");
   stmt.BindU(1, client_id).BindText(2, req.request().hostname()).BindText(3, req.request().mount_point());

@@ -7,7 +7,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -333,6 +338,278 @@ TEST_F(MetaProcessTest, ChunkFlow_LeaseTokenCommitAndGarbage) {
     ASSERT_EQ(reply.nodes_size(), 2);
     EXPECT_EQ(reply.nodes(0).state(), "up");
   }
+}
+
+// Hostile input (issue [security]): names and paths no local filesystem
+// takes, oversized values, deep nesting, chunk ids and versions that do not
+// exist, truncated messages, and another client's handles and ids. Each gets
+// a clear answer, changes nothing it should not, and the daemon keeps serving.
+TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
+  uint64_t client = OpenSession();
+  uint64_t request = 0;
+  auto mkdir_status = [&](uint64_t parent, const std::string& name) {
+    pb::EntryReply reply;
+    grpc::Status s = Mkdir(Ctx(client, ++request), parent, name, &reply);
+    return s.ok() ? reply.status().code() : -static_cast<int>(s.error_code());
+  };
+  const int kInvalid = -static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(mkdir_status(1, "a/b"), kInvalid);
+  EXPECT_EQ(mkdir_status(1, std::string("a\0b", 3)), kInvalid);
+  EXPECT_EQ(mkdir_status(1, "/"), kInvalid);
+  // (The kernel answers mkdir(".") itself with EEXIST; meta never names
+  // an entry "." or "..".)
+  EXPECT_EQ(mkdir_status(1, "."), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(mkdir_status(1, ".."), C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(mkdir_status(1, std::string(256, 'x')), C(StatusCode::kNameTooLong));
+  EXPECT_EQ(mkdir_status(1, std::string(255, 'x')), 0);
+  // Names are bytes, as on Linux: not UTF-8 is fine.
+  EXPECT_EQ(mkdir_status(1, "caf\xe9-latin1"), 0);
+  EXPECT_EQ(Lookup(1, "caf\xe9-latin1").status().code(), 0);
+
+  // Symlink targets: up to 4095 bytes (PATH_MAX with its NUL), then ENAMETOOLONG.
+  auto symlink_status = [&](const std::string& name, const std::string& target) {
+    grpc::ClientContext ctx;
+    pb::SymlinkRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_parent(1);
+    req.set_name(name);
+    req.set_target(target);
+    pb::EntryReply reply;
+    grpc::Status s = stub_->Symlink(&ctx, req, &reply);
+    return s.ok() ? reply.status().code() : -static_cast<int>(s.error_code());
+  };
+  EXPECT_EQ(symlink_status("long-target", std::string(4095, 'p')), 0);
+  EXPECT_EQ(symlink_status("too-long-target", std::string(4096, 'p')), C(StatusCode::kNameTooLong));
+  EXPECT_EQ(Lookup(1, "too-long-target").status().code(), C(StatusCode::kNotFound));
+
+  // Deep nesting: 400 levels, each found again from its parent.
+  uint64_t parent = 1;
+  for (int depth = 0; depth < 400; ++depth) {
+    pb::EntryReply reply;
+    ASSERT_TRUE(Mkdir(Ctx(client, ++request), parent, "d", &reply).ok());
+    ASSERT_EQ(reply.status().code(), 0) << "depth " << depth;
+    parent = reply.attr().ino();
+  }
+  EXPECT_EQ(Lookup(parent, "missing").status().code(), C(StatusCode::kNotFound));
+
+  // xattrs: a value over 64 KiB is E2BIG; one over the gRPC message limit
+  // is refused by gRPC itself.
+  auto setxattr = [&](const std::string& value) {
+    grpc::ClientContext ctx;
+    pb::SetXattrRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_ino(1);
+    req.set_name("user.big");
+    req.set_value(value);
+    pb::StatusReply reply;
+    grpc::Status s = stub_->SetXattr(&ctx, req, &reply);
+    return s.ok() ? reply.status().code() : -static_cast<int>(s.error_code());
+  };
+  EXPECT_EQ(setxattr(std::string(65536, 'v')), 0);
+  EXPECT_EQ(setxattr(std::string(65537, 'v')), C(StatusCode::kValueTooLarge));
+  EXPECT_EQ(setxattr(std::string(common::kMaxGrpcMessageBytes + 1, 'v')),
+            -static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+
+  // Chunk ids, versions and inodes that do not exist.
+  pb::CreateReply created;
+  {
+    grpc::ClientContext ctx;
+    pb::CreateRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_parent(1);
+    req.set_name("victim");
+    req.set_mode(0644);
+    req.set_flags(01);
+    ASSERT_TRUE(stub_->Create(&ctx, req, &created).ok());
+    ASSERT_EQ(created.status().code(), 0);
+  }
+  const uint64_t ino = created.attr().ino();
+  {
+    grpc::ClientContext ctx;
+    pb::CommitWriteRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_ino(ino);
+    req.set_handle_id(created.handle_id());
+    req.set_new_size(1 << 20);
+    auto* c = req.add_chunks();
+    c->set_chunk_index(0);
+    c->set_chunk_id(0xdeadbeefcafe);
+    c->set_version(77);
+    c->set_length(1 << 20);
+    pb::AttrReply reply;
+    grpc::Status s = stub_->CommitWrite(&ctx, req, &reply);
+    EXPECT_TRUE(!s.ok() || reply.status().code() != 0) << "a commit of a chunk nobody leased was accepted";
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::GetAttrRequest req;
+    req.set_ino(ino);
+    pb::AttrReply attr;
+    ASSERT_TRUE(stub_->GetAttr(&ctx, req, &attr).ok());
+    EXPECT_EQ(attr.attr().size(), 0u);
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::GetChunkLocationsRequest req;
+    req.set_ino(987654321);
+    req.set_length(4096);
+    pb::GetChunkLocationsReply reply;
+    grpc::Status s = stub_->GetChunkLocations(&ctx, req, &reply);
+    EXPECT_TRUE(!s.ok() || reply.status().code() == C(StatusCode::kNotFound));
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::ReportBadReplicaRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_chunk_id(0xdeadbeefcafe);
+    req.set_version(3);
+    req.set_node_id(42);
+    pb::StatusReply reply;
+    grpc::Status s = stub_->ReportBadReplica(&ctx, req, &reply);
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+
+  // Another client's handle: a second session cannot lease with it, nor
+  // release it; the owner still can (once a chunkserver exists to place on).
+  {
+    grpc::ClientContext ctx;
+    pb::RegisterRequest req;
+    req.set_node_id(101);
+    req.set_address("127.0.0.1:20101");
+    req.add_disks()->set_capacity_bytes(uint64_t{1} << 40);
+    pb::RegisterReply reply;
+    ASSERT_TRUE(stub_->Register(&ctx, req, &reply).ok());
+  }
+  uint64_t other = OpenSession();
+  EXPECT_NE(other, client);
+  EXPECT_GE(other, uint64_t{1} << 32) << "session ids are drawn at random, not counted";
+  {
+    grpc::ClientContext ctx;
+    pb::LeaseChunkRequest req;
+    *req.mutable_ctx() = Ctx(other, 1);
+    req.set_ino(ino);
+    req.set_handle_id(created.handle_id());
+    pb::LeaseChunkReply reply;
+    grpc::Status s = stub_->LeaseChunk(&ctx, req, &reply);
+    EXPECT_TRUE(!s.ok() || reply.status().code() != 0) << "leased with another client's handle";
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::ReleaseRequest req;
+    *req.mutable_ctx() = Ctx(other, 2);
+    req.set_ino(ino);
+    req.set_handle_id(created.handle_id());
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->Release(&ctx, req, &reply).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::KeepAliveRequest req;
+    req.set_client_id(12345);  // nobody's
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->KeepAlive(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.status().code(), C(StatusCode::kNotFound));
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::LeaseChunkRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_ino(ino);
+    req.set_handle_id(created.handle_id());
+    pb::LeaseChunkReply reply;
+    ASSERT_TRUE(stub_->LeaseChunk(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.status().code(), 0) << "the owner's handle stopped working: " << reply.status().message();
+  }
+
+  // A truncated MkdirRequest (a valid one cut in the middle of its name).
+  {
+    pb::MkdirRequest req;
+    *req.mutable_ctx() = Ctx(client, ++request);
+    req.set_parent(1);
+    req.set_name("truncated-name");
+    req.set_mode(0755);
+    std::string bytes = req.SerializeAsString();
+    bytes.resize(bytes.size() - 5);
+    grpc::GenericStub generic(channel_);
+    grpc::ClientContext ctx;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request_buffer(&slice, 1);
+    grpc::ByteBuffer response;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&ctx, "/dfs.pb.MetaService/Mkdir", grpc::StubOptions(), &request_buffer, &response,
+                      [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        status = s;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    EXPECT_FALSE(status.ok());
+    EXPECT_EQ(Lookup(1, "truncated-name").status().code(), C(StatusCode::kNotFound));
+  }
+  EXPECT_TRUE(process_->Running());
+  EXPECT_EQ(mkdir_status(1, "still-serving"), 0);
+}
+
+// --client-rate: a client host over its rate is answered "retry after", and
+// LeaderChannel waits and retries, so every call still succeeds, slower.
+TEST(MetaRateLimitTest, OverTheRateCallsWaitButSucceed) {
+  testing::TempDir dir("dfs-meta-rate");
+  std::string ready = dir / "ready";
+  auto process = testing::Process::Start({testing::BinaryPath("DFS_META_BIN"), "--listen", "127.0.0.1:0", "--data",
+                                          dir / "data", "--ready-file", ready, "--insecure-dev-key",
+                                          "--client-rate", "100", "--client-burst", "20"},
+                                         dir / "meta.log");
+  ASSERT_TRUE(process.ok()) << process.status().ToString();
+  auto address = testing::WaitForReadyFile(ready, **process, 20000);
+  ASSERT_TRUE(address.ok()) << address.status().ToString();
+
+  // Raw calls: some are refused with the retry-after trailer.
+  auto stub = pb::MetaService::NewStub(common::MakeChannel(*address));
+  int refused = 0;
+  std::string retry_after;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    pb::GetAttrRequest req;
+    req.set_ino(1);
+    pb::AttrReply reply;
+    grpc::Status s = stub->GetAttr(&ctx, req, &reply);
+    if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      auto it = ctx.GetServerTrailingMetadata().find(common::kRetryAfterHeader);
+      if (it != ctx.GetServerTrailingMetadata().end()) retry_after.assign(it->second.data(), it->second.size());
+      EXPECT_NE(s.error_message().find("request rate"), std::string::npos) << s.error_message();
+    } else {
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_FALSE(retry_after.empty());
+
+  // Through LeaderChannel: 150 calls all succeed, and take at least the time
+  // the rate allows (130 beyond the burst at 100/s).
+  common::LeaderChannel::Options options;
+  auto channel = common::LeaderChannel::Create(*address, options);
+  ASSERT_TRUE(channel.ok());
+  ::usleep(300'000);  // let the bucket refill
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 150; ++i) {
+    pb::AttrReply reply;
+    grpc::Status s = (*channel)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+      pb::GetAttrRequest req;
+      req.set_ino(1);
+      return pb::MetaService::NewStub(ch)->GetAttr(&ctx, req, &reply);
+    });
+    ASSERT_TRUE(s.ok()) << i << ": " << s.error_message();
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(seconds, 1.0) << "150 calls at 100/s with a burst of 20 took " << seconds << " s";
+  (*process)->Signal(SIGTERM);
+  ASSERT_TRUE((*process)->Wait(20000).ok());
 }
 
 TEST(MetaFlagsTest, BadFlags_ExitCode2) {
