@@ -32,11 +32,31 @@ Result<double> ParseSeconds(const std::string& key, const std::string& value) {
   return v;
 }
 
+// "/projects//a/" -> "/projects/a". '.' and '..' are refused: the subdir is
+// where the mount's view of the cluster begins, spelled plainly.
+Result<std::string> NormalizeSubdir(const std::string& path) {
+  std::string out;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t slash = path.find('/', start);
+    std::string part = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part == "." || part == "..") {
+      return common::InvalidArgumentError("SOURCE:" + path + ": the directory may not contain '.' or '..'");
+    }
+    if (part.size() > 255) return common::InvalidArgumentError("SOURCE:" + path + ": a name is over 255 bytes");
+    if (!part.empty()) out += "/" + part;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  if (out.size() > 4095) return common::InvalidArgumentError("SOURCE: the directory path is over 4095 bytes");
+  return out.empty() ? "/" : out;
+}
+
 }  // namespace
 
 std::string Usage(const std::string& program) {
   return "usage: " + program + " SOURCE MOUNTPOINT [-o option[,option...]] [-f] [-d]\n"
-         "  SOURCE        metadata servers, host:port[,host:port...]\n"
+         "  SOURCE        metadata servers, host:port[,host:port...][:/dir] (dir: mount that directory)\n"
          "  -f            stay in the foreground\n"
          "  -d            debug: foreground, log every FUSE request\n"
          "dfs options (-o):\n"
@@ -52,6 +72,10 @@ std::string Usage(const std::string& program) {
          "  pid_file=PATH         write the daemon's pid here\n"
          "  metrics=HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics\n"
          "  ro                    read-only mount\n"
+         "  root_squash           local root acts as nobody (65534) on the cluster\n"
+         "  tls_ca=PEM            connect with TLS, trusting this CA\n"
+         "  tls_cert=PEM,tls_key=PEM  client certificate (clusters with mutual TLS)\n"
+         "  secret_file=PATH      the cluster's client secret (clusters that require one)\n"
          "Other -o options go to FUSE (allow_other, ...). Example:\n"
          "  " + program + " meta1:7400,meta2:7400,meta3:7400 /mnt/dfs\n";
 }
@@ -115,6 +139,16 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
             return common::InvalidArgumentError("option metrics=" + val + ": want HOST:PORT");
           }
           cl.metrics = val;
+        } else if (key == "root_squash") {
+          cl.root_squash = true;
+        } else if (key == "tls_ca") {
+          cl.tls_ca = val;
+        } else if (key == "tls_cert") {
+          cl.tls_cert = val;
+        } else if (key == "tls_key") {
+          cl.tls_key = val;
+        } else if (key == "secret_file") {
+          cl.secret_file = val;
         } else if (key == "debug") {
           cl.debug = true;
           cl.foreground = true;
@@ -141,13 +175,22 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
   }
   cl.source = positional[0];
   cl.mount_point = positional[1];
+  // SOURCE:/subdir (a path has no ':' before its first '/', an address list
+  // has no '/').
+  if (size_t colon_slash = cl.source.find(":/"); colon_slash != std::string::npos) {
+    ASSIGN_OR_RETURN(cl.subdir, NormalizeSubdir(cl.source.substr(colon_slash + 1)));
+    cl.source.resize(colon_slash);
+  }
   RETURN_IF_ERROR(common::ParseAddressList(cl.source).status().WithContext("SOURCE"));
+  if (!cl.tls_cert.empty() && (cl.tls_ca.empty() || cl.tls_key.empty())) {
+    return common::InvalidArgumentError("option tls_cert needs tls_ca and tls_key");
+  }
 
   // A SOURCE of several metadata servers has commas, which separate -o
   // options: libfuse's option parser takes a backslash-escaped comma as a
   // literal one (what fuse_opt_add_opt_escaped produces).
   std::string fsname;
-  for (char c : cl.source) {
+  for (char c : positional[0]) {
     if (c == ',' || c == '\\') fsname += '\\';
     fsname += c;
   }

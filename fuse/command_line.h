@@ -1,4 +1,5 @@
-// The `dfs` command line: `dfs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]`,
+// The `dfs` command line: `dfs SOURCE MOUNTPOINT [-o opt[,opt...]] [-f] [-d]`
+// with SOURCE = host:port[,host:port...][:/subdir],
 // which is also what mount(8) runs for `mount -t fuse.dfs SOURCE MNT -o opts`
 // and for an fstab line (mount.fuse3 turns the type fuse.dfs into `dfs`).
 //
@@ -40,6 +41,10 @@ struct CommandLine {
   std::string log_level = "info";            // log_level=
   std::string pid_file;                      // pid_file=PATH
   std::string metrics;                       // metrics=HOST:PORT (Prometheus endpoint)
+  std::string subdir = "/";                  // SOURCE:/path mounts that directory as the root
+  bool root_squash = false;                  // root_squash: local root acts as nobody
+  std::string tls_ca, tls_cert, tls_key;     // tls_ca=PEM[,tls_cert=PEM,tls_key=PEM]
+  std::string secret_file;                   // secret_file=PATH: the cluster's client secret
   // Everything for fuse_session_new: argv[0], -o options, -d (the mount
   // point goes to fuse_session_mount).
   std::vector<std::string> fuse_args;

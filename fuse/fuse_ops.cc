@@ -25,9 +25,25 @@ Adapter& A(fuse_req_t req) { return *static_cast<Adapter*>(fuse_req_userdata(req
 FileSystem& Fs(fuse_req_t req) { return *A(req).fs; }
 FileHandle& Handle(fuse_file_info* fi) { return *reinterpret_cast<FileHandle*>(fi->fh); }
 
+// The mount root's inode is FUSE_ROOT_ID to the kernel and options.root_ino
+// to meta (1, or the directory of a SOURCE:/subdir mount). In() maps what
+// the kernel sends, Out() what it receives; the cluster's own root (outside a
+// subdir mount) goes out as the mount root, so ".." never leads above it.
+uint64_t In(fuse_req_t req, fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? A(req).options.root_ino : ino; }
+fuse_ino_t Out(fuse_req_t req, uint64_t ino) {
+  return ino == A(req).options.root_ino || ino == FUSE_ROOT_ID ? FUSE_ROOT_ID : ino;
+}
+
 Caller CallerOf(fuse_req_t req, bool with_groups) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   Caller c{ctx->uid, ctx->gid, static_cast<uint32_t>(ctx->pid), {}};
+  if (A(req).options.root_squash && c.uid == 0) {
+    // -o root_squash: root on this machine is nobody to the cluster (meta
+    // checks permissions with these ids).
+    c.uid = kNobody;
+    c.gid = kNobody;
+    return c;
+  }
   if (with_groups) {
     // Supplementary groups matter for chown/chmod rules and setgid clearing.
     gid_t groups[64];
@@ -45,9 +61,9 @@ void ReplyStatus(fuse_req_t req, const Status& s) {
   fuse_reply_err(req, s.ToErrno());
 }
 
-struct stat ToStat(const pb::Attr& a) {
+struct stat ToStat(fuse_req_t req, const pb::Attr& a) {
   struct stat st{};
-  st.st_ino = a.ino();
+  st.st_ino = Out(req, a.ino());
   st.st_mode = a.mode();
   st.st_nlink = a.nlink();
   st.st_uid = a.uid();
@@ -65,9 +81,9 @@ struct stat ToStat(const pb::Attr& a) {
 
 fuse_entry_param ToEntry(fuse_req_t req, const pb::Attr& a) {
   fuse_entry_param e{};
-  e.ino = a.ino();
+  e.ino = Out(req, a.ino());
   e.generation = a.generation();
-  e.attr = ToStat(a);
+  e.attr = ToStat(req, a);
   e.attr_timeout = A(req).options.attr_timeout_s;
   e.entry_timeout = A(req).options.entry_timeout_s;
   return e;
@@ -99,6 +115,14 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  parent = In(req, parent);
+  if (parent == A(req).options.root_ino && std::strcmp(name, "..") == 0) {
+    // Export support may ask for ".."; the mount root is its own parent,
+    // as "/" is, so a subdir mount never leads above its root.
+    auto root = Fs(req).GetAttr(CallerOf(req, false), parent);
+    if (!root.ok()) return ReplyStatus(req, root.status());
+    return ReplyEntry(req, *root);
+  }
   auto attr = Fs(req).meta().Lookup(CallerOf(req, false), parent, name);
   if (!attr.ok()) {
     if (attr.status().code() == common::StatusCode::kNotFound) {
@@ -124,13 +148,15 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ino = In(req, ino);
   auto attr = Fs(req).GetAttr(CallerOf(req, false), ino);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
-  struct stat st = ToStat(*attr);
+  struct stat st = ToStat(req, *attr);
   fuse_reply_attr(req, &st, A(req).options.attr_timeout_s);
 }
 
 void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  ino = In(req, ino);
   if (RefuseIfReadOnly(req)) return;
   pb::SetAttrRequest r;
   r.set_ino(ino);
@@ -156,17 +182,19 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (fi != nullptr) r.set_handle_id(Handle(fi).handle_id);
   auto result = Fs(req).SetAttr(CallerOf(req, true), r);
   if (!result.ok()) return ReplyStatus(req, result.status());
-  struct stat st = ToStat(*result);
+  struct stat st = ToStat(req, *result);
   fuse_reply_attr(req, &st, A(req).options.attr_timeout_s);
 }
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  ino = In(req, ino);
   auto target = Fs(req).meta().Readlink(CallerOf(req, false), ino);
   if (!target.ok()) return ReplyStatus(req, target.status());
   fuse_reply_readlink(req, target->c_str());
 }
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto attr = Fs(req).meta().Mknod(CallerOf(req, true), parent, name, mode, rdev, ctx->umask);
@@ -175,6 +203,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto attr = Fs(req).meta().Mkdir(CallerOf(req, true), parent, name, mode, ctx->umask);
@@ -183,16 +212,19 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   fuse_reply_err(req, Fs(req).meta().Unlink(CallerOf(req, false), parent, name).ToErrno());
 }
 
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   fuse_reply_err(req, Fs(req).meta().Rmdir(CallerOf(req, false), parent, name).ToErrno());
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   auto attr = Fs(req).meta().Symlink(CallerOf(req, true), parent, name, link);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
@@ -201,6 +233,8 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* 
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
               unsigned int flags) {
+  parent = In(req, parent);
+  newparent = In(req, newparent);
   if (RefuseIfReadOnly(req)) return;
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
   Status s = Fs(req).meta().Rename(CallerOf(req, false), parent, name, newparent, newname, flags);
@@ -208,6 +242,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ino = In(req, ino);
+  newparent = In(req, newparent);
   if (RefuseIfReadOnly(req)) return;
   auto attr = Fs(req).meta().Link(CallerOf(req, false), ino, newparent, newname);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
@@ -232,6 +268,7 @@ void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, 
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ino = In(req, ino);
   if ((fi->flags & O_ACCMODE) != O_RDONLY && A(req).options.read_only) return (void)fuse_reply_err(req, EROFS);
   auto opened = Fs(req).Open(CallerOf(req, false), ino, static_cast<uint32_t>(fi->flags));
   if (!opened.ok()) return ReplyStatus(req, opened.status());
@@ -245,6 +282,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
   auto opened = Fs(req).Create(CallerOf(req, true), parent, name, mode, static_cast<uint32_t>(fi->flags),
@@ -270,6 +308,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ino = In(req, ino);
   // close(2): the data must be durable and its length committed (close-to-open).
   Status s = Fs(req).Flush(ino);
   if (!s.ok()) return ReplyStatus(req, s);
@@ -282,6 +321,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  ino = In(req, ino);
   Status s = Fs(req).Flush(ino);
   if (!s.ok()) return ReplyStatus(req, s);
   fuse_reply_err(req, 0);
@@ -293,6 +333,7 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
 constexpr uint64_t kCookieBias = 2;
 
 void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  ino = In(req, ino);
   std::vector<char> buf(size);
   size_t used = 0;
   uint64_t offset = static_cast<uint64_t>(off);
@@ -306,12 +347,12 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
       if (need <= size - used) Fs(req).AddLookups(e.ino);
     } else if (plus) {
       fuse_entry_param e{};  // "." and "..": no lookup reference is taken for these
-      e.attr.st_ino = entry_ino;
+      e.attr.st_ino = Out(req, entry_ino);
       e.attr.st_mode = type;
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, static_cast<off_t>(next));
     } else {
       struct stat st{};
-      st.st_ino = entry_ino;
+      st.st_ino = Out(req, entry_ino);
       st.st_mode = type;
       need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, static_cast<off_t>(next));
     }
@@ -349,14 +390,17 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ino = In(req, ino);
   ReadDir(req, ino, size, off, false);
 }
 
 void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ino = In(req, ino);
   ReadDir(req, ino, size, off, true);
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ino = In(req, ino);
   auto attr = Fs(req).meta().GetAttr(CallerOf(req, false), ino);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
   if ((attr->mode() & S_IFMT) != S_IFDIR) return (void)fuse_reply_err(req, ENOTDIR);
@@ -389,6 +433,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 }
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  ino = In(req, ino);
   if (RefuseIfReadOnly(req)) return;
   Status s = Fs(req).SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
                                      static_cast<uint32_t>(flags));
@@ -396,6 +441,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  ino = In(req, ino);
   auto value = Fs(req).GetXattr(CallerOf(req, false), ino, name);
   if (!value.ok()) return (void)fuse_reply_err(req, value.status().ToErrno());
   if (size == 0) return (void)fuse_reply_xattr(req, value->size());
@@ -404,6 +450,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  ino = In(req, ino);
   auto names = Fs(req).meta().ListXattr(CallerOf(req, false), ino);
   if (!names.ok()) return ReplyStatus(req, names.status());
   std::string packed;
@@ -417,11 +464,13 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  ino = In(req, ino);
   if (RefuseIfReadOnly(req)) return;
   fuse_reply_err(req, Fs(req).RemoveXattr(CallerOf(req, false), ino, name).ToErrno());
 }
 
 void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
+  ino = In(req, ino);
   if (A(req).options.read_only && (mask & W_OK)) return (void)fuse_reply_err(req, EROFS);
   fuse_reply_err(req, Fs(req).meta().Access(CallerOf(req, true), ino, static_cast<uint32_t>(mask)).ToErrno());
 }

@@ -18,7 +18,11 @@ struct AdapterOptions {
   double attr_timeout_s = 1.0;   // kernel attribute cache (attr_timeout=)
   double entry_timeout_s = 1.0;  // kernel name cache (entry_timeout=)
   bool read_only = false;
+  bool root_squash = false;      // root's calls go to meta as uid/gid kNobody
+  uint64_t root_ino = 1;         // meta's inode of the mount root (SOURCE:/subdir)
 };
+
+inline constexpr uint32_t kNobody = 65534;
 
 // The userdata passed to fuse_session_new.
 struct Adapter {

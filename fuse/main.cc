@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+
+#include <climits>
 #include <unistd.h>
 
 #include <prometheus/registry.h>
@@ -29,6 +31,7 @@
 #include <vector>
 
 #include "common/file_util.h"
+#include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "fuse/client_metrics.h"
@@ -38,6 +41,23 @@
 namespace {
 
 using dfs::common::Status;
+
+// The inode of `subdir` ("/a/b"), looked up as root; NotFound or
+// NotADirectory as the lookup answers.
+dfs::common::Result<uint64_t> ResolveSubdir(dfs::fuse::FileSystem& fs, const std::string& subdir) {
+  uint64_t ino = 1;
+  size_t start = 1;
+  while (start < subdir.size()) {
+    size_t slash = subdir.find('/', start);
+    std::string name = subdir.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    ASSIGN_OR_RETURN(dfs::pb::Attr attr, fs.meta().Lookup(dfs::fuse::Caller{0, 0, 0, {}}, ino, name));
+    if (!S_ISDIR(attr.mode())) return dfs::common::Status(dfs::common::StatusCode::kNotADirectory, name + " is not a directory");
+    ino = attr.ino();
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return ino;
+}
 
 // Runs the mount in this process. `ready_fd` (or -1) gets "ok\n" once the
 // mount is usable, or the error message; returns the exit code.
@@ -61,6 +81,14 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     return 2;
   }
 
+  dfs::common::TlsOptions tls{cl.tls_ca, cl.tls_cert, cl.tls_key, false};
+  auto identity = dfs::common::MakeClientIdentity(tls, cl.secret_file, "");
+  if (!identity.ok()) {
+    report(std::string(identity.status().message()) + "\n");
+    return 2;
+  }
+  dfs::common::SetClientIdentity(std::move(*identity));
+
   dfs::fuse::MetaClient::Options meta_options;
   meta_options.source = cl.source;
   meta_options.retry_timeout_ms = cl.retry_timeout_ms;
@@ -77,7 +105,12 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fs_options.io_timeout_ms = cl.io_timeout_ms;
   fs_options.capability_cache_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   dfs::fuse::FileSystem fs(std::move(*meta), fs_options);
-  dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only}};
+  auto root_ino = ResolveSubdir(fs, cl.subdir);
+  if (!root_ino.ok()) {
+    report("SOURCE:" + cl.subdir + ": " + std::string(root_ino.status().message()) + "\n");
+    return 1;
+  }
+  dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only, cl.root_squash, *root_ino}};
 
   // -o metrics=: the endpoint, per-operation metrics, and the cache figures
   // refreshed every 2 s.
@@ -182,6 +215,13 @@ int main(int argc, char** argv) {
   if (cl->show_version) {
     std::printf("dfs 0.1.0 (FUSE %d)\n", fuse_version());
     return 0;
+  }
+  // The background daemon runs in "/": relative file options mean the caller's folder.
+  for (std::string* path : {&cl->tls_ca, &cl->tls_cert, &cl->tls_key, &cl->secret_file}) {
+    if (!path->empty() && (*path)[0] != '/') {
+      char cwd[PATH_MAX];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) *path = std::string(cwd) + "/" + *path;
+    }
   }
   struct stat st{};
   if (::stat(cl->mount_point.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

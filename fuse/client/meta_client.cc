@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/grpc_status.h"
+#include "common/tls.h"
 
 namespace dfs::fuse {
 
@@ -34,9 +35,14 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
                          static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
   pb::OpenSessionReply reply;
   Status s = client->Invoke(&pb::MetaService::Stub::OpenSession, request, &reply);
+  if (s.code() == common::StatusCode::kUnauthenticated || s.code() == common::StatusCode::kPermissionDenied) {
+    return common::Status(s.code(), "the metadata service at " + options.source + " refused this client: " +
+                                        std::string(s.message()));
+  }
   if (!s.ok()) {
-    return common::UnavailableError("cannot reach the metadata service at " + options.source + ": " +
-                                    std::string(s.message()));
+    return common::UnavailableError(
+        "cannot reach the metadata service at " + options.source + ": " + std::string(s.message()) +
+        (common::GetClientIdentity().tls ? "" : " (a cluster that serves TLS needs -o tls_ca=PEM)"));
   }
   RETURN_IF_ERROR(common::FromFsStatus(reply.status()));
   client->client_id_ = reply.client_id();
