@@ -92,6 +92,11 @@ grpc::Status ChunkServiceImpl::Admit(grpc::ServerContext* context, common::Role 
 
 grpc::Status ChunkServiceImpl::Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                                      pb::WriteReply* reply) {
+  return WriteFrom(context, reader, reply);
+}
+
+grpc::Status ChunkServiceImpl::WriteFrom(grpc::ServerContext* context,
+                                         grpc::ServerReaderInterface<pb::WriteRequest>* reader, pb::WriteReply* reply) {
   InFlight guard(in_flight_);
   grpc::Status s = DoWrite(context, reader, reply);
   if (!s.ok()) {
@@ -101,8 +106,8 @@ grpc::Status ChunkServiceImpl::Write(grpc::ServerContext* context, grpc::ServerR
   return s;
 }
 
-grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
-                                       pb::WriteReply* reply) {
+grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context,
+                                       grpc::ServerReaderInterface<pb::WriteRequest>* reader, pb::WriteReply* reply) {
   if (grpc::Status s = Admit(context, common::Role::kClient); !s.ok()) return s;
   pb::WriteRequest request;
   if (!reader->Read(&request)) return Invalid("empty write stream: the first message must be a WriteHeader");

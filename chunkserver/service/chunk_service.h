@@ -54,6 +54,10 @@ class ChunkServiceImpl final : public pb::ChunkService::Service {
 
   grpc::Status Write(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
                      pb::WriteReply* reply) override;
+  // Write's work on any source of messages (Write passes its gRPC stream;
+  // the fuzz target tests/fuzz/chunk_write_fuzz.cc a fuzzed one).
+  grpc::Status WriteFrom(grpc::ServerContext* context, grpc::ServerReaderInterface<pb::WriteRequest>* reader,
+                         pb::WriteReply* reply);
   grpc::Status Read(grpc::ServerContext* context, const pb::ReadRequest* request,
                     grpc::ServerWriter<pb::ReadReply>* writer) override;
   grpc::Status Stat(grpc::ServerContext* context, const pb::StatRequest* request,
@@ -74,7 +78,7 @@ class ChunkServiceImpl final : public pb::ChunkService::Service {
   struct Metrics;
   // The caller's role (auth_), then UNAVAILABLE once shutting down.
   grpc::Status Admit(grpc::ServerContext* context, common::Role needed) const;
-  grpc::Status DoWrite(grpc::ServerContext* context, grpc::ServerReader<pb::WriteRequest>* reader,
+  grpc::Status DoWrite(grpc::ServerContext* context, grpc::ServerReaderInterface<pb::WriteRequest>* reader,
                        pb::WriteReply* reply);
   grpc::Status DoRead(grpc::ServerContext* context, const pb::ReadRequest& request,
                       grpc::ServerWriter<pb::ReadReply>* writer);

@@ -1,8 +1,11 @@
 #include "chunkserver/service/chunk_service.h"
 
 #include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <future>
 
 #include "chunkserver/service/chunk_client.h"
 #include "chunkserver/service/test_server.h"
@@ -242,6 +245,31 @@ TEST(ChunkServiceImpl, Write_MalformedStreamsAreInvalidArgument) {
   EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(Header(5, 0, 0, 0))}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(RawWrite(*cs.stub, {HeaderMsg(Header(5, 1, 2, 0))}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(cs.store->Find(5, 1).status().code(), StatusCode::kNotFound);
+}
+
+// Bytes that are not a protobuf, and a valid ReadRequest cut short: gRPC
+// refuses them before a handler runs, and the server keeps serving.
+TEST(ChunkServiceImpl, GarbageAndTruncatedMessagesAreRefused) {
+  InProcessChunkserver cs;
+  grpc::GenericStub generic(common::MakeChannel(cs.address));
+  auto call = [&](const std::string& method, const std::string& bytes) {
+    grpc::ClientContext ctx;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) { done.set_value(s); });
+    return done.get_future().get();
+  };
+  EXPECT_FALSE(call("/dfs.pb.ChunkService/Stat", "\xff\xff\xff\xff\x0f not a protobuf").ok());
+  pb::StatRequest stat;
+  stat.set_chunk_id(0x0123456789abcdef);
+  stat.set_version(300);
+  std::string bytes = stat.SerializeAsString();
+  bytes.resize(bytes.size() - 3);
+  EXPECT_FALSE(call("/dfs.pb.ChunkService/Stat", bytes).ok());
+  EXPECT_TRUE(WriteChunk(*cs.stub, Header(9, 1, 0, 0), Bytes("still serving")).ok());
 }
 
 TEST(ChunkServiceImpl, Write_DataWhoseCrcDoesNotMatchIsDataLoss) {

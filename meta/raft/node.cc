@@ -195,15 +195,18 @@ void RaftNode::Post(std::function<void()> fn) {
 }
 
 void RaftNode::ProposeAsync(pb::Op op, Done done) {
+  bool closing;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!closing_) {
+    closing = closing_;
+    if (!closing && proposals_.size() < kMaxQueuedProposals) {
       proposals_.push_back(Pending{std::move(op), std::move(done)});
       uv_async_send(&async_);
       return;
     }
   }
-  done(common::UnavailableError("metadata service shutting down"));
+  done(common::UnavailableError(closing ? "metadata service shutting down"
+                                        : "metadata service overloaded (proposal queue full); retry"));
 }
 
 bool RaftNode::Serving() const {

@@ -76,8 +76,11 @@ class RaftNode final : public Proposer, public Group {
 
   // Fails with Unavailable "not the leader" unless this node leads; an Op
   // whose leadership is lost before it commits fails with Unavailable too
-  // (it may still commit: clients retry with the same request id).
+  // (it may still commit: clients retry with the same request id). Over
+  // kMaxQueuedProposals waiting for the loop, Unavailable "overloaded" at
+  // once (clients back off and retry), so a flood cannot exhaust memory.
   void ProposeAsync(pb::Op op, Done done) override;
+  static constexpr size_t kMaxQueuedProposals = 65'536;
 
   // Group: leader, caught up (barrier applied) and within its read lease.
   bool Serving() const override;

@@ -94,6 +94,29 @@ class MetaProcessTest : public ::testing::Test {
     return reply;
   }
 
+  // Sends `bytes` as the body of a Mkdir call, whatever they hold.
+  grpc::Status RawMkdir(const std::string& bytes) {
+    grpc::GenericStub generic(channel_);
+    grpc::ClientContext ctx;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&ctx, "/dfs.pb.MetaService/Mkdir", grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        status = s;
+                        done = true;
+                        cv.notify_one();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    return status;
+  }
+
   testing::TempDir dir_{"dfs-meta-it"};
   std::unique_ptr<testing::Process> process_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -150,28 +173,7 @@ TEST_F(MetaProcessTest, BadRequests_ClearErrorsNoCrash) {
     EXPECT_EQ(stub_->Heartbeat(&ctx, req, &hb).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   // Bytes that are not a MkdirRequest at all.
-  {
-    grpc::GenericStub generic(channel_);
-    grpc::ClientContext ctx;
-    std::string garbage = "\xff\xff\xff\xff\x0f garbage";
-    grpc::Slice slice(garbage);
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status status;
-    generic.UnaryCall(&ctx, "/dfs.pb.MetaService/Mkdir", grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
-                        std::lock_guard<std::mutex> lock(mu);
-                        status = s;
-                        done = true;
-                        cv.notify_one();
-                      });
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return done; });
-    EXPECT_FALSE(status.ok());
-  }
+  EXPECT_FALSE(RawMkdir("\xff\xff\xff\xff\x0f garbage").ok());
   // Still serving.
   ASSERT_TRUE(Mkdir(Ctx(0, 0), 1, "alive", &reply).ok());
   EXPECT_EQ(reply.status().code(), 0);
@@ -530,25 +532,7 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
     req.set_mode(0755);
     std::string bytes = req.SerializeAsString();
     bytes.resize(bytes.size() - 5);
-    grpc::GenericStub generic(channel_);
-    grpc::ClientContext ctx;
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request_buffer(&slice, 1);
-    grpc::ByteBuffer response;
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status status;
-    generic.UnaryCall(&ctx, "/dfs.pb.MetaService/Mkdir", grpc::StubOptions(), &request_buffer, &response,
-                      [&](grpc::Status s) {
-                        std::lock_guard<std::mutex> lock(mu);
-                        status = s;
-                        done = true;
-                        cv.notify_one();
-                      });
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return done; });
-    EXPECT_FALSE(status.ok());
+    EXPECT_FALSE(RawMkdir(bytes).ok());
     EXPECT_EQ(Lookup(1, "truncated-name").status().code(), C(StatusCode::kNotFound));
   }
   EXPECT_TRUE(process_->Running());

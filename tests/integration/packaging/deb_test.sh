@@ -24,7 +24,7 @@ deb=$(ls "$out"/dfs_*.deb 2>/dev/null | grep -v dbgsym | head -1)
 contents=$(dpkg -c "$deb" 2>/dev/null)
 has() { grep -qE " \./$1\$" <<<"$contents"; }
 check "dpkg -c: usr/bin/dfs (what mount -t fuse.dfs runs)" has "usr/bin/dfs"
-check "dpkg -c: usr/bin/dfs-meta, dfs-chunkserver, dfsctl" bash -c "$(declare -f has); contents=\$(cat); has usr/bin/dfs-meta && has usr/bin/dfs-chunkserver && has usr/bin/dfsctl" <<<"$contents"
+check "dpkg -c: usr/bin/dfs-meta, dfs-chunkserver, dfsctl, dfs-make-certs" bash -c "$(declare -f has); contents=\$(cat); has usr/bin/dfs-meta && has usr/bin/dfs-chunkserver && has usr/bin/dfsctl && has usr/bin/dfs-make-certs" <<<"$contents"
 check "dpkg -c: the systemd template units" bash -c "$(declare -f has); contents=\$(cat); has 'lib/systemd/system/dfs-meta@\.service' && has 'lib/systemd/system/dfs-chunkserver@\.service'" <<<"$contents"
 check "dpkg -c: example configuration" bash -c "grep -q 'usr/share/doc/dfs/examples/meta.conf' && true" <<<"$contents"
 check "dpkg -c: man pages" bash -c "grep -q 'usr/share/man/man1/dfs.1' && true" <<<"$contents"

@@ -181,7 +181,7 @@ def tail(path, n=15):
 def check_layout(destdir, opts, unitdir):
     prefix = opts["prefix"]
     bindir = os.path.join(prefix, opts["bindir"])
-    for exe in ("dfs", "dfsctl") + DAEMONS:
+    for exe in ("dfs", "dfsctl", "dfs-make-certs") + DAEMONS:
         path = under(destdir, os.path.join(bindir, exe))
         check(f"{bindir}/{exe} installed and executable", os.access(path, os.X_OK), path)
     for unit in ("dfs-meta@.service", "dfs-chunkserver@.service"):

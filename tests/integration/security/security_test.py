@@ -59,7 +59,7 @@ def check(what, ok, detail=""):
 
 def run(argv, timeout=60, **kw):
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+        return subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, **kw)
     except subprocess.TimeoutExpired as e:
         return subprocess.CompletedProcess(argv, -1, e.stdout or "", f"timed out after {timeout}s")
 
@@ -147,6 +147,22 @@ def test_tls_cluster(base):
         f.write(data)
     with open(path, "rb") as f:
         check("the TLS mount writes and reads 3 MiB", f.read() == data)
+    latin1 = os.path.join(mnt.encode(), b"caf\xe9-latin1")
+    with open(latin1, "wb") as f:
+        f.write(b"bytes, not UTF-8")
+    check("a name that is not UTF-8 (legal on Linux) is created, listed and read",
+          b"caf\xe9-latin1" in os.listdir(mnt.encode()) and open(latin1, "rb").read() == b"bytes, not UTF-8")
+
+    deep = mnt
+    for _ in range(60):
+        deep = os.path.join(deep, "d" * 60)
+        os.mkdir(deep)
+    check("a 60-level tree of 60-byte names (3.6 KB path) is made and found",
+          os.path.isdir(deep) and len(deep) > 3600)
+    too_long = os.path.join(deep, "e" * 200, "f" * 200, "g" * 200)  # over 4096 bytes, each name legal
+    check("a path over 4096 bytes is ENAMETOOLONG",
+          len(too_long) > 4096 and errno_of(lambda: os.makedirs(too_long)) == errno.ENAMETOOLONG)
+    check("a 256-byte name is ENAMETOOLONG", errno_of(lambda: open(os.path.join(mnt, "n" * 256), "w")) == errno.ENAMETOOLONG)
 
     r = ctl(source, "status")
     check("plaintext dfsctl is refused", r.returncode != 0, r.stdout + r.stderr)
