@@ -271,11 +271,6 @@ def test_mtls_cluster(base):
     r = mount(source, m, f"tls_ca={t}/ca.pem")
     check("a mount without a certificate exits non-zero: the cluster wants one",
           r.returncode != 0 and "certificate" in r.stderr and not os.path.ismount(m), r.stderr)
-    other = os.path.join(base, "other-ca")
-    run([MAKE_CERTS, other], timeout=60)
-    r = mount(source, m, f"tls_ca={t}/ca.pem,tls_cert={other}/client.pem,tls_key={other}/client.key", timeout="3s")
-    check("a certificate from another CA is refused", r.returncode != 0 and not os.path.ismount(m), r.stderr)
-
     ca = ["--tls-ca", f"{t}/ca.pem"]
     r = ctl(source, "status", extra=ca + ["--tls-cert", f"{t}/client.pem", "--tls-key", f"{t}/client.key"])
     check("the client certificate reads status", r.returncode == 0, r.stderr)
@@ -285,6 +280,15 @@ def test_mtls_cluster(base):
           r.stderr)
     r = ctl(source, "fsck", "/", extra=ca + ["--tls-cert", f"{t}/node.pem", "--tls-key", f"{t}/node.key"])
     check("the node certificate runs fsck (admin)", r.returncode == 0, r.stdout + r.stderr)
+    # Last: right after a client with another CA's certificate was refused,
+    # a good client's first TLS handshake has twice (of ~8 runs) not finished
+    # within 15 s ("tcp handshaker shutdown"); under investigation, see the
+    # session note. Kept out of the way of the other checks meanwhile.
+    other = os.path.join(base, "other-ca")
+    run([MAKE_CERTS, other], timeout=60)
+    r = mount(source, m, f"tls_ca={t}/ca.pem,tls_cert={other}/client.pem,tls_key={other}/client.key", timeout="3s")
+    check("a certificate from another CA is refused", r.returncode != 0 and not os.path.ismount(m), r.stderr)
+
     down(d)
 
 
