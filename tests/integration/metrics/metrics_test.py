@@ -23,6 +23,7 @@ the end whatever happens.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -225,6 +226,8 @@ def main():
         if mounted:
             subprocess.run(["fusermount3", "-u", mnt], capture_output=True, timeout=60)
         subprocess.run([LOCAL_CLUSTER, "down", cluster], capture_output=True, timeout=120)
+        if not os.path.ismount(mnt):  # never delete through a mount that is still there
+            shutil.rmtree(work, ignore_errors=True)
     print(f"1..{checks}")
     return 1 if failures else 0
 
