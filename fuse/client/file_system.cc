@@ -130,8 +130,29 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // Buffered writes go first: a local filesystem applies them before a later
   // truncate or utimens, and their commit must not overwrite the new mtime.
   std::lock_guard<std::mutex> io_lock(st->io_mu);
-  RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
-  ASSIGN_OR_RETURN(pb::Attr attr, meta_->SetAttr(c, request));
+  Result<pb::Attr> set = common::UnavailableError("not sent");
+  if (!meta_->Supports(pb::FEATURE_SET_ATTR_COMMIT)) {
+    RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
+    set = meta_->SetAttr(c, request);
+  } else {
+    ASSIGN_OR_RETURN(std::optional<PendingCommit> pending, WriteOutLocked(request.ino(), *st));
+    if (!pending) {
+      set = meta_->SetAttr(c, request);
+    } else {
+      pb::SetAttrRequest combined = request;
+      *combined.mutable_commit() = pending->request;
+      set = meta_->SetAttr(c, combined);
+      if (set.ok()) {
+        RETURN_IF_ERROR(FinishFlushLocked(request.ino(), *st, *pending, set));
+      } else {
+        // Refused (EPERM...) or not reached: none of it applied. Commit the
+        // data alone, as a flush would, then answer the setattr alone.
+        RETURN_IF_ERROR(FinishFlushLocked(request.ino(), *st, *pending, meta_->CommitWrite(pending->request)));
+        set = meta_->SetAttr(c, request);
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(pb::Attr attr, std::move(set));
   if (request.valid() & pb::SET_SIZE) {
     st->leases.clear();  // meta may have cut or re-versioned chunks
     std::lock_guard<std::mutex> lock(st->mu);
@@ -338,15 +359,15 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
   return &st.leases[chunk_index];
 }
 
-Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
-  uint64_t target_size;
+Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint64_t ino, InodeState& st) {
+  PendingCommit pending;
   uint64_t handle_id;
   {
     std::lock_guard<std::mutex> lock(st.mu);
-    if (st.buffer.empty()) return Status::Ok();
+    if (st.buffer.empty()) return std::optional<PendingCommit>();
     handle_id = st.writer_handle_id;
     std::swap(st.buffer, st.in_flight);  // in_flight is empty: only one flush runs (io_mu)
-    target_size = st.size;
+    pending.request.set_new_size(st.size);
   }
 
   // Group the buffered ranges by chunk: one stream per replica per chunk,
@@ -361,7 +382,6 @@ Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
   }
 
   std::map<uint64_t, pb::ChunkCommit> commits;
-  std::map<uint64_t, pb::ChunkLocation> new_locations;
   Status status;
   for (const auto& [chunk_index, ranges] : by_chunk) {
     auto lease = LeaseFor(ino, handle_id, chunk_index, st);
@@ -395,46 +415,48 @@ Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
     commit.set_length(ls.length);
     for (uint64_t node : *acked) commit.add_replica_node_ids(node);
 
-    pb::ChunkLocation& loc = new_locations[chunk_index];
+    pb::ChunkLocation& loc = pending.new_locations[chunk_index];
     loc.set_chunk_index(chunk_index);
     loc.set_chunk_id(ls.lease.chunk_id());
     loc.set_version(ls.lease.version());
     loc.set_length(ls.length);
     *loc.mutable_replicas() = ls.lease.replicas();
   }
-
-  pb::Attr attr;
-  if (status.ok()) {
-    pb::CommitWriteRequest request;
-    request.set_ino(ino);
-    request.set_handle_id(handle_id);
-    for (auto& [index, commit] : commits) *request.add_chunks() = commit;
-    request.set_new_size(target_size);
-    auto committed = meta_->CommitWrite(std::move(request));
-    if (committed.ok()) {
-      attr = *committed;
-    } else {
-      status = committed.status();
-    }
-  }
-
-  std::lock_guard<std::mutex> lock(st.mu);
   if (!status.ok()) {
+    RETURN_IF_ERROR(FinishFlushLocked(ino, st, pending, status));
+  }
+  pending.request.set_ino(ino);
+  pending.request.set_handle_id(handle_id);
+  for (auto& [index, commit] : commits) *pending.request.add_chunks() = commit;
+  return std::optional<PendingCommit>(std::move(pending));
+}
+
+Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,
+                                     const Result<pb::Attr>& committed) {
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (!committed.ok()) {
     // Keep the data: put it back under anything written since, so a retry
     // (the next flush, fsync or close) sends it again.
     WriteBuffer merged = std::move(st.in_flight);
     for (const auto& [offset, bytes] : st.buffer.extents()) merged.Write(offset, bytes);
     st.buffer = std::move(merged);
     st.in_flight.Clear();
-    spdlog::error("flush of inode {} failed: {}", ino, status.ToString());
-    return status;
+    spdlog::error("flush of inode {} failed: {}", ino, committed.status().ToString());
+    return committed.status();
   }
+  const pb::Attr& attr = *committed;
   st.in_flight.Clear();
-  for (auto& [index, loc] : new_locations) st.locations[index] = std::move(loc);
+  for (const auto& [index, loc] : pending.new_locations) st.locations[index] = loc;
   st.size = std::max(st.size, attr.size());
   st.opened_mtime_ns = attr.mtime_ns();  // our own change: the kernel's cache of it is valid
   st.opened_size = attr.size();
   return Status::Ok();
+}
+
+Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
+  ASSIGN_OR_RETURN(std::optional<PendingCommit> pending, WriteOutLocked(ino, st));
+  if (!pending) return Status::Ok();
+  return FinishFlushLocked(ino, st, *pending, meta_->CommitWrite(pending->request));
 }
 
 Status FileSystem::EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length) {

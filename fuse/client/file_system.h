@@ -40,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -174,7 +175,20 @@ class FileSystem {
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);
+  // Buffered data written to W replicas, waiting for meta to commit it.
+  struct PendingCommit {
+    pb::CommitWriteRequest request;
+    std::map<uint64_t, pb::ChunkLocation> new_locations;  // by chunk index
+  };
+  // Writes out and commits the buffered data (a no-op when there is none).
   common::Status FlushLocked(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
+  // The first half of a flush: the buffered data to the chunkservers. Nothing
+  // buffered: nullopt. On failure the data is back in the buffer.
+  common::Result<std::optional<PendingCommit>> WriteOutLocked(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
+  // The second half: records meta's answer to the commit (`committed`); a
+  // failure puts the data back in the buffer for the next flush.
+  common::Status FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,
+                                   const common::Result<pb::Attr>& committed) REQUIRES(st.io_mu);
   // A LeaseState for `lease`, just granted to `handle_id`.
   static LeaseState NewLeaseState(pb::ChunkLease lease, uint64_t handle_id);
   common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)

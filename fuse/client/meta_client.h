@@ -55,6 +55,9 @@ class MetaClient {
 
   uint64_t client_id() const { return client_id_; }
   uint64_t root_ino() const { return root_ino_; }
+  // Whether the meta this client opened its session with understands `f`
+  // (pb::MetaFeature); metas are upgraded before clients.
+  bool Supports(pb::MetaFeature f) const { return (features_ & f) != 0; }
 
   common::Result<pb::Attr> Lookup(const Caller& c, uint64_t parent, const std::string& name);
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
@@ -115,6 +118,7 @@ class MetaClient {
   const Options options_;
   uint64_t client_id_ = 0;
   uint64_t root_ino_ = 1;
+  uint32_t features_ = 0;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
 

@@ -322,6 +322,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_client_id(result.client_id());
   reply->set_lease_ms(options_.session_lease_ms);
   reply->set_root_ino(1);
+  reply->set_features(pb::FEATURE_SET_ATTR_COMMIT);
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   return grpc::Status::OK;
 }

@@ -157,6 +157,59 @@ TEST_F(ChunkTest, CommitWrite_RecordsVersionLengthSizeAndLocations) {
   EXPECT_EQ(Commit(stale, 1, 1).status().code(), C(StatusCode::kFailedPrecondition));
 }
 
+// tar and cp -a set times and owners right after writing: the client sends
+// the pending commit inside that SetAttr, one entry for both.
+TEST_F(ChunkTest, SetAttrWithCommit_AppliesBothOrNeither) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  auto commit_of = [&](uint64_t length, uint64_t new_size) {
+    pb::CommitWriteRequest c;
+    c.set_ino(file_.ino());
+    c.set_handle_id(handle_);
+    c.set_new_size(new_size);
+    auto* chunk = c.add_chunks();
+    chunk->set_chunk_index(0);
+    chunk->set_chunk_id(lease.chunk_id());
+    chunk->set_version(lease.version());
+    chunk->set_length(length);
+    for (uint64_t n : {11, 12, 13}) chunk->add_replica_node_ids(n);
+    return c;
+  };
+
+  // Refused (a non-owner may not set explicit times): neither half applies.
+  pb::SetAttrRequest req;
+  req.set_ino(file_.ino());
+  req.set_valid(pb::SET_MTIME);
+  req.set_mtime_ns(1'000'000'000);
+  *req.mutable_commit() = commit_of(4096, 4096);
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
+  h.creds = testing::Creds(0, 0);
+  pb::Attr attr;
+  ASSERT_EQ(h.GetAttr(file_.ino(), &attr), 0);
+  EXPECT_EQ(attr.size(), 0u);
+  pb::GetChunkLocationsReply before = Locations(0, kMiB);
+  for (const pb::ChunkLocation& loc : before.chunks()) EXPECT_EQ(loc.length(), 0u);
+
+  // A commit of another inode is refused.
+  pb::Attr other;
+  ASSERT_EQ(h.Mkdir(kRoot, "other", 0755, &other), 0);
+  pb::SetAttrRequest wrong = req;
+  wrong.set_ino(other.ino());
+  EXPECT_EQ(h.SetAttr(wrong), C(StatusCode::kInvalidArgument));
+
+  // Accepted: the data is committed and the explicit mtime wins over the
+  // commit's, as if the commit had come first.
+  ASSERT_EQ(h.SetAttr(req, &attr), 0);
+  EXPECT_EQ(attr.size(), 4096u);
+  EXPECT_EQ(attr.mtime_ns(), 1'000'000'000);
+  pb::GetChunkLocationsReply reply = Locations(0, kMiB);
+  ASSERT_EQ(reply.chunks_size(), 1);
+  EXPECT_EQ(reply.chunks(0).chunk_id(), lease.chunk_id());
+  EXPECT_EQ(reply.chunks(0).version(), lease.version());
+  EXPECT_EQ(reply.chunks(0).length(), 4096u);
+  EXPECT_EQ(reply.chunks(0).replicas_size(), 3);
+}
+
 TEST_F(ChunkTest, Truncate_DropsWholeChunksAndQueuesGarbage) {
   for (uint64_t i = 0; i < 3; ++i) {
     pb::ChunkLease lease = Lease(i, client_, handle_, NowMs() + 1000).lease();

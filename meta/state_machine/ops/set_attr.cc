@@ -35,6 +35,12 @@ bool HandleAllowsWrite(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
 
 Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
+  if (req.has_commit()) {
+    // The writes came first on the client: commit them, then set. A refusal
+    // below rolls both back (the Op's savepoint); the client then commits alone.
+    if (req.commit().ino() != req.ino()) return Status(StatusCode::kInvalidArgument, "commit of another inode");
+    RETURN_IF_ERROR(CommitWrite(ctx, req.commit(), result));
+  }
   std::optional<Inode> found = LoadInode(ctx.db, req.ino());
   if (!found) return Status(StatusCode::kNotFound, "no such inode");
   Inode inode = std::move(*found);

@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -501,6 +502,66 @@ TEST_F(MountTest, SmallFiles_CreateCarriesTheFirstLease) {
   // One chunk per written file, none for the empty ones.
   EXPECT_EQ(LiveChunks(), chunks_before + 10);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(ReadFile(dfs_ + "/empty" + std::to_string(i)), "");
+}
+
+// A utimens after writes carries their commit; when meta refuses the
+// utimens (here: the owner changed on another mount, so this mount's kernel
+// allowed it on a stale owner), the writes must still be committed: the
+// caller gets EPERM and the bytes are there.
+TEST_F(MountTest, RefusedSetattrAfterWrites_KeepsTheData) {
+  std::string other = g_cluster->dir() + "/mnt3";
+  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
+  ASSERT_EQ(::chmod(dfs_.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  const std::string path = dfs_ + "/owned";
+  const std::string other_path = other + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "/owned";
+  const std::string data = RandomBytes(70'000, 7);
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(::pipe(to_child), 0);
+  ASSERT_EQ(::pipe(to_parent), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // uid 1000 writes through this mount and keeps the file open.
+    char go = 0;
+    int code = 10;
+    if (::setresgid(1000, 1000, 1000) == 0 && ::setresuid(1000, 1000, 1000) == 0) {
+      int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+      code = 11;
+      if (fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size())) {
+        code = 12;
+        if (::write(to_parent[1], "w", 1) == 1 && ::read(to_child[0], &go, 1) == 1) {
+          struct timespec times[2] = {{0, UTIME_OMIT}, {1'000'000'000, 0}};
+          code = ::futimens(fd, times) == -1 && errno == EPERM ? 0 : 13;
+          if (::close(fd) != 0) code = 14;
+        }
+      }
+    }
+    (void)::write(to_parent[1], "x", 1);
+    ::_exit(code);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(to_parent[0], &c, 1), 1);
+  if (c != 'w') {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    FAIL() << "the child could not create and write as uid 1000: exit " << WEXITSTATUS(status);
+  }
+  // Root takes the file over on the other mount.
+  ASSERT_EQ(::chown(other_path.c_str(), 2000, 2000), 0) << std::strerror(errno);
+  ASSERT_EQ(::write(to_child[1], "g", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) ::close(fd);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: setuid, 11: create, 12: write, 13: futimens not EPERM, 14: close";
+  // The bytes were committed (the other mount has no buffered copy of them).
+  EXPECT_TRUE(ReadFile(other_path) == data);
+  struct stat st{};
+  ASSERT_EQ(::stat(other_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+  EXPECT_NE(st.st_mtim.tv_sec, 1'000'000'000);
+  EXPECT_EQ(st.st_uid, 2000u);
 }
 
 }  // namespace
