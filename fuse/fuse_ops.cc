@@ -149,6 +149,12 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ino = In(req, ino);
+  // A directory we just changed: its attributes came with that change's reply.
+  if (auto fresh = Fs(req).meta().dir_attrs().Get(ino)) {
+    struct stat st = ToStat(req, fresh->attr);
+    fuse_reply_attr(req, &st, fresh->valid_s);
+    return;
+  }
   auto attr = Fs(req).GetAttr(CallerOf(req, false), ino);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
   struct stat st = ToStat(req, *attr);

@@ -14,7 +14,7 @@ using common::Result;
 using common::Status;
 
 MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options)
-    : channel_(std::move(channel)), options_(std::move(options)) {}
+    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
   common::LeaderChannel::Options channel_options;
@@ -121,6 +121,14 @@ Status Outcome(const Status& call, const Reply& reply) {
 }
 }  // namespace
 
+void MetaClient::LearnDir(uint64_t ino, const pb::Attr* attr) {
+  if (attr != nullptr && attr->ino() == ino) {
+    dir_attrs_.Put(*attr);
+  } else {
+    dir_attrs_.Drop(ino);
+  }
+}
+
 Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std::string& name) {
   pb::LookupRequest request;
   FillContext(request.mutable_ctx(), &c, false);
@@ -143,7 +151,9 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
   FillContext(request.mutable_ctx(), &c, true);
   pb::AttrReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::SetAttr, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::SetAttr, request, &reply), reply);
+  LearnDir(request.ino(), outcome.ok() ? &reply.attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
 
@@ -157,7 +167,9 @@ Result<pb::Attr> MetaClient::Mknod(const Caller& c, uint64_t parent, const std::
   request.set_rdev(rdev);
   request.set_umask(umask);
   pb::EntryReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Mknod, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Mknod, request, &reply), reply);
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
 
@@ -170,7 +182,9 @@ Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::
   request.set_mode(mode);
   request.set_umask(umask);
   pb::EntryReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Mkdir, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Mkdir, request, &reply), reply);
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
 
@@ -185,7 +199,9 @@ Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, con
   request.set_umask(umask);
   request.set_lease_first_chunk(lease_first_chunk);
   pb::CreateReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Create, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Create, request, &reply), reply);
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply;
 }
 
@@ -195,7 +211,9 @@ Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& n
   request.set_parent(parent);
   request.set_name(name);
   pb::StatusReply reply;
-  return Outcome(Invoke(&pb::MetaService::Stub::Unlink, request, &reply), reply);
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Unlink, request, &reply), reply);
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  return outcome;
 }
 
 Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
@@ -204,7 +222,11 @@ Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& na
   request.set_parent(parent);
   request.set_name(name);
   pb::StatusReply reply;
-  return Outcome(Invoke(&pb::MetaService::Stub::Rmdir, request, &reply), reply);
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Rmdir, request, &reply), reply);
+  // The removed directory may be held too (we made entries in it): forget all.
+  if (outcome.ok()) dir_attrs_.Clear();
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  return outcome;
 }
 
 Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std::string& name,
@@ -215,7 +237,9 @@ Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std
   request.set_name(name);
   request.set_target(target);
   pb::EntryReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Symlink, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Symlink, request, &reply), reply);
+  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
 
@@ -235,7 +259,9 @@ Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_pa
   request.set_new_parent(new_parent);
   request.set_new_name(new_name);
   pb::EntryReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Link, request, &reply), reply));
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Link, request, &reply), reply);
+  LearnDir(new_parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
 
@@ -249,7 +275,15 @@ Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& n
   request.set_new_name(new_name);
   request.set_flags(flags);
   pb::StatusReply reply;
-  return Outcome(Invoke(&pb::MetaService::Stub::Rename, request, &reply), reply);
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Rename, request, &reply), reply);
+  // A moved or replaced directory changes too (ctime, "..", nlink), and we
+  // do not know its inode here: forget all, then keep the two parents.
+  dir_attrs_.Clear();
+  if (outcome.ok()) {
+    LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+    if (new_parent != parent) LearnDir(new_parent, reply.has_new_parent_attr() ? &reply.new_parent_attr() : nullptr);
+  }
+  return outcome;
 }
 
 Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
@@ -302,7 +336,9 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
   request.set_value(value);
   request.set_flags(flags);
   pb::StatusReply reply;
-  return Outcome(Invoke(&pb::MetaService::Stub::SetXattr, request, &reply), reply);
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::SetXattr, request, &reply), reply);
+  dir_attrs_.Drop(ino);  // its ctime moved
+  return outcome;
 }
 
 Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
@@ -330,7 +366,9 @@ Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string&
   request.set_ino(ino);
   request.set_name(name);
   pb::StatusReply reply;
-  return Outcome(Invoke(&pb::MetaService::Stub::RemoveXattr, request, &reply), reply);
+  Status outcome = Outcome(Invoke(&pb::MetaService::Stub::RemoveXattr, request, &reply), reply);
+  dir_attrs_.Drop(ino);  // its ctime moved
+  return outcome;
 }
 
 Status MetaClient::Access(const Caller& c, uint64_t ino, uint32_t mask) {

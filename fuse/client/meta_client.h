@@ -25,6 +25,7 @@
 
 #include "common/leader_channel.h"
 #include "common/result.h"
+#include "fuse/client/dir_attr_cache.h"
 #include "proto/meta.grpc.pb.h"
 
 namespace dfs::fuse {
@@ -44,6 +45,9 @@ class MetaClient {
     int64_t retry_timeout_ms = 60'000;  // give up (EIO) after this long without a leader
     int64_t attempt_timeout_ms = 10'000;
     std::string mount_point;
+    // How long a directory's attributes from our own mutation's reply may
+    // answer a getattr (DirAttrCache); the kernel's attr_timeout. 0: off.
+    int64_t dir_attr_ttl_ms = 0;
   };
 
   // Connects and opens a session. Unavailable with a clear message if no
@@ -58,6 +62,9 @@ class MetaClient {
   // Whether the meta this client opened its session with understands `f`
   // (pb::MetaFeature); metas are upgraded before clients.
   bool Supports(pb::MetaFeature f) const { return (features_ & f) != 0; }
+  // Directories as our own mutations left them; every namespace mutation
+  // below keeps it right (refreshes or drops what it changed).
+  const DirAttrCache& dir_attrs() const { return dir_attrs_; }
 
   common::Result<pb::Attr> Lookup(const Caller& c, uint64_t parent, const std::string& name);
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
@@ -113,12 +120,16 @@ class MetaClient {
                         const Request& request, Reply* reply);
 
   void KeepAliveLoop();
+  // After a mutation in directory `ino`: its attributes as the reply gives
+  // them (nullptr: unknown, forget what we had).
+  void LearnDir(uint64_t ino, const pb::Attr* attr);
 
   std::unique_ptr<common::LeaderChannel> channel_;
   const Options options_;
   uint64_t client_id_ = 0;
   uint64_t root_ino_ = 1;
   uint32_t features_ = 0;
+  DirAttrCache dir_attrs_;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
 

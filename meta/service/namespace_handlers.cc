@@ -88,6 +88,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodReque
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -107,6 +108,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
   return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
     reply->set_handle_id(result.handle_id());
     if (result.status().code() == 0 && result.has_lease()) {
       *reply->mutable_lease() = result.lease();
@@ -124,6 +126,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirReque
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -135,6 +138,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkReq
   *op.mutable_unlink() = *req;
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -146,6 +150,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirReque
   *op.mutable_rmdir() = *req;
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -158,6 +163,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkR
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -178,6 +184,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
@@ -191,6 +198,8 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameReq
   *op.mutable_rename() = *req;
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
+    if (result.has_new_parent_attr()) *reply->mutable_new_parent_attr() = result.new_parent_attr();
   });
 }
 

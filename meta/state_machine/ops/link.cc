@@ -35,6 +35,7 @@ Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result) {
   inode->ctime_ns = ctx.now_ns;
   SaveInode(ctx.db, *inode);
   FillAttr(ctx, *inode, result);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 

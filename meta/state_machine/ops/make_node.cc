@@ -13,6 +13,8 @@ void FillAttr(OpContext& ctx, const Inode& inode, pb::OpResult* result) {
   ToAttr(inode, inode.IsReg() ? StoredBlocks(ctx.db, inode.ino) : 0, result->mutable_attr());
 }
 
+void FillParentAttr(const Inode& dir, pb::Attr* out) { ToAttr(dir, 0, out); }
+
 namespace {
 
 // The checks every creation shares, in the kernel's order: name, parent
@@ -103,6 +105,7 @@ Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result) 
   uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev() : 0;
   Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, rdev);
   FillAttr(ctx, inode, result);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 
@@ -120,12 +123,15 @@ Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result
     *open.mutable_ctx() = req.ctx();
     open.set_ino(existing->ino);
     open.set_flags(req.flags());
-    return Open(ctx, open, result);
+    RETURN_IF_ERROR(Open(ctx, open, result));
+    FillParentAttr(dir, result->mutable_parent_attr());
+    return Status::Ok();
   }
   RETURN_IF_ERROR(CheckAccess(dir, creds, kMayWrite | kMayExec));
   uint32_t mode = S_IFREG | (req.mode() & 07777 & ~req.umask());
   Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, 0);
   FillAttr(ctx, inode, result);
+  FillParentAttr(dir, result->mutable_parent_attr());
   uint64_t handle = NewHandle(ctx, inode.ino, req.flags());
   result->set_handle_id(handle);
   // The first write lease rides along (one commit instead of two for a
@@ -149,6 +155,7 @@ Status Mkdir(OpContext& ctx, const pb::MkdirRequest& req, pb::OpResult* result) 
   uint32_t mode = S_IFDIR | (req.mode() & 07777 & ~req.umask());
   Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, 0);
   FillAttr(ctx, inode, result);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 
@@ -166,6 +173,7 @@ Status Symlink(OpContext& ctx, const pb::SymlinkRequest& req, pb::OpResult* resu
     SaveInode(ctx.db, inode);
   }
   FillAttr(ctx, inode, result);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 

@@ -96,5 +96,7 @@ Status SetReplication(OpContext& ctx, const pb::SetReplicationRequest& req, pb::
 
 // Fills result->attr from the stored inode (with its block count).
 void FillAttr(OpContext& ctx, const Inode& inode, pb::OpResult* result);
+// A directory's attributes after a mutation in it (OpResult.parent_attr).
+void FillParentAttr(const Inode& dir, pb::Attr* out);
 
 }  // namespace dfs::meta::ops

@@ -46,7 +46,7 @@ void DropName(OpContext& ctx, Inode& victim) {
   }
 }
 
-Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult*) {
+Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
   Inode dir, victim;
   RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), false, &dir, &victim));
@@ -54,10 +54,11 @@ Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult*) {
   dir.mtime_ns = dir.ctime_ns = ctx.now_ns;
   SaveInode(ctx.db, dir);
   DropName(ctx, victim);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 
-Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult*) {
+Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
   Inode dir, victim;
   RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), true, &dir, &victim));
@@ -67,6 +68,7 @@ Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult*) {
   dir.mtime_ns = dir.ctime_ns = ctx.now_ns;
   SaveInode(ctx.db, dir);
   DropName(ctx, victim);
+  FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 

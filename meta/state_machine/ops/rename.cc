@@ -28,7 +28,7 @@ bool IsAncestor(Db& db, uint64_t ancestor, uint64_t dir) {
 
 }  // namespace
 
-Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult*) {
+Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result) {
   Creds creds = CredsFrom(req.ctx().creds());
   const uint32_t flags = req.flags();
   if ((flags & ~(kNoReplace | kExchange)) != 0 || flags == (kNoReplace | kExchange)) {
@@ -126,6 +126,8 @@ Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult*) {
   new_dir.mtime_ns = new_dir.ctime_ns = now;
   SaveInode(ctx.db, old_dir);
   if (!same_dir) SaveInode(ctx.db, new_dir);
+  FillParentAttr(old_dir, result->mutable_parent_attr());
+  if (!same_dir) FillParentAttr(new_dir, result->mutable_new_parent_attr());
   return Status::Ok();
 }
 
