@@ -42,10 +42,11 @@
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/grpc_metrics.h"
 #include "common/leader_channel.h"
 #include "common/logging.h"
-#include "common/grpc_metrics.h"
 #include "common/metrics.h"
+#include "common/runtime.h"
 #include "common/write_token.h"
 
 namespace {
@@ -236,5 +237,6 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  dfs::common::ConfigureRuntime();
   return Run(argc, argv);
 }

@@ -6,12 +6,14 @@
 #include <cstdio>
 
 #include "common/flags.h"
+#include "common/runtime.h"
 #include "common/tls.h"
 #include "common/write_token.h"
 #include "ctl/ctl.h"
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  dfs::common::ConfigureRuntime();
   CLI::App app("dfsctl: administer a dfs cluster");
   std::string source;
   bool json = false;

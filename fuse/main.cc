@@ -31,9 +31,10 @@
 #include <vector>
 
 #include "common/file_util.h"
-#include "common/tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/runtime.h"
+#include "common/tls.h"
 #include "fuse/client_metrics.h"
 #include "fuse/command_line.h"
 #include "fuse/fuse_ops.h"
@@ -202,6 +203,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  dfs::common::ConfigureRuntime();
   std::vector<std::string> args(argv, argv + argc);
   auto cl = dfs::fuse::ParseCommandLine(args, ::geteuid() == 0);
   if (!cl.ok()) {

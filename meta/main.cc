@@ -57,15 +57,16 @@
 #include "common/daemon.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/grpc_metrics.h"
 #include "common/leader_channel.h"
 #include "common/logging.h"
-#include "common/grpc_metrics.h"
 #include "common/metrics.h"
+#include "common/runtime.h"
 #include "common/write_token.h"
+#include "meta/raft/node.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/meta_metrics.h"
 #include "meta/service/meta_service.h"
-#include "meta/raft/node.h"
 #include "meta/state_machine/state_machine.h"
 
 namespace {
@@ -382,5 +383,6 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  dfs::common::ConfigureRuntime();
   return Run(argc, argv);
 }

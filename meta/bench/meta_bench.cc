@@ -30,6 +30,7 @@
 
 #include "common/clock.h"
 #include "common/leader_channel.h"
+#include "common/runtime.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/proposer.h"
@@ -314,4 +315,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace dfs::meta
 
-int main(int argc, char** argv) { return dfs::meta::Main(argc, argv); }
+int main(int argc, char** argv) {
+  dfs::common::ConfigureRuntime();
+  return dfs::meta::Main(argc, argv);
+}
