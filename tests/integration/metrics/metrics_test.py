@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,38 +32,14 @@ import urllib.request
 
 BUILD = os.path.abspath(os.environ["DFS_BUILD_DIR"])
 SOURCE = os.path.abspath(os.environ["DFS_SOURCE_DIR"])
+sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
+import tap  # noqa: E402
 LOCAL_CLUSTER = os.path.join(SOURCE, "packaging", "local-cluster")
 PROMTOOL = os.path.join(SOURCE, ".tools", "promtool")
 
-checks = 0
-failures = 0
 
 
-def check(what, ok, detail=""):
-    global checks, failures
-    checks += 1
-    print(f"{'ok' if ok else 'not ok'} {checks} - {what}")
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[:40]:
-            print(f"#   {line}")
-    sys.stdout.flush()
-    return ok
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def scrape(address):
@@ -112,9 +87,8 @@ def ready_value(path, key):
 
 def main():
     print("TAP version 13")
-    if not check("promtool is unpacked (packaging/install-deps --tests)", os.access(PROMTOOL, os.X_OK), PROMTOOL):
-        print(f"1..{checks}")
-        return 1
+    if not tap.check("promtool is unpacked (packaging/install-deps --tests)", os.access(PROMTOOL, os.X_OK), PROMTOOL):
+        return tap.finish()
     work = tempfile.mkdtemp(prefix="dfs-metrics-")
     cluster = os.path.join(work, "cluster")
     mnt = os.path.join(work, "mnt")
@@ -124,15 +98,15 @@ def main():
     mounted = False
     try:
         up = subprocess.run([LOCAL_CLUSTER, "up", cluster], env=env, capture_output=True, text=True, timeout=120)
-        if not check("local cluster with metrics endpoints starts", up.returncode == 0, up.stdout + up.stderr):
+        if not tap.check("local cluster with metrics endpoints starts", up.returncode == 0, up.stdout + up.stderr):
             return 1
         source = open(os.path.join(cluster, "source")).read().strip()
-        client_metrics = f"127.0.0.1:{free_port()}"
+        client_metrics = f"127.0.0.1:{tap.free_port()}"
         dfs = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, mnt, "-o",
                               f"metrics={client_metrics},log_file={os.path.join(work, 'dfs.log')}"],
                              capture_output=True, text=True, timeout=60)
         mounted = dfs.returncode == 0
-        if not check("dfs mounts with -o metrics=", mounted, dfs.stdout + dfs.stderr):
+        if not tap.check("dfs mounts with -o metrics=", mounted, dfs.stdout + dfs.stderr):
             return 1
 
         # Work that every endpoint should show.
@@ -148,17 +122,17 @@ def main():
                 with open(os.path.join(mnt, f"f{i}"), "rb") as f:
                     os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
                     same = same and f.read() == data
-        check("files written and read back through the mount", same)
+        tap.check("files written and read back through the mount", same)
         bad = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, mnt + "-x", "-o", "metrics=nonsense"],
                              capture_output=True, text=True, timeout=60)
-        check("-o metrics=nonsense is refused with a message", bad.returncode != 0 and "metrics" in bad.stderr,
+        tap.check("-o metrics=nonsense is refused with a message", bad.returncode != 0 and "metrics" in bad.stderr,
               bad.stderr)
 
         endpoints = {"meta": ready_value(os.path.join(cluster, "meta-1.ready"), "metrics")}
         for k in (1, 2, 3):
             endpoints[f"cs-{k}"] = ready_value(os.path.join(cluster, f"cs-{k}.ready"), "metrics")
         endpoints["client"] = client_metrics
-        check("every daemon names its metrics endpoint in its ready file", all(endpoints.values()), endpoints)
+        tap.check("every daemon names its metrics endpoint in its ready file", all(endpoints.values()), endpoints)
 
         # Meta's cluster gauges refresh every 10 s, the chunkservers' and
         # the client's every 2 s: wait until the work shows.
@@ -167,7 +141,7 @@ def main():
             return (value(meta, "dfs_meta_chunks", state="all") >= 5 and
                     all(value(scrape(endpoints[f"cs-{k}"]), "dfs_chunkserver_chunks", state="all") >= 5 for k in (1, 2, 3)) and
                     value(scrape(endpoints["client"]), "dfs_client_cache_lookups_total") > 0)
-        check("gauges catch up with the work within 30 s", wait_for(settled, 30),
+        tap.check("gauges catch up with the work within 30 s", tap.wait_for(settled, 30),
               {k: scrape(v)[:1500] for k, v in endpoints.items()})
 
         texts = {k: scrape(v) for k, v in endpoints.items()}
@@ -176,26 +150,26 @@ def main():
             served |= names(text)
             lint = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True,
                                   timeout=60)
-            check(f"{name}: promtool check metrics finds nothing wrong", lint.returncode == 0,
+            tap.check(f"{name}: promtool check metrics finds nothing wrong", lint.returncode == 0,
                   lint.stdout + lint.stderr)
 
         meta = texts["meta"]
-        check("meta: this member leads", value(meta, "dfs_meta_raft", what="is_leader") == 1)
-        check("meta: commit and apply index advance", value(meta, "dfs_meta_raft", what="applied_index") > 10)
-        check("meta: counts heartbeats by method and code",
+        tap.check("meta: this member leads", value(meta, "dfs_meta_raft", what="is_leader") == 1)
+        tap.check("meta: commit and apply index advance", value(meta, "dfs_meta_raft", what="applied_index") > 10)
+        tap.check("meta: counts heartbeats by method and code",
               value(meta, "dfs_meta_requests_total", method="/dfs.pb.MetaService/Heartbeat", code="OK") > 0,
               [l for l in meta.splitlines() if "requests_total" in l][:20])
-        check("meta: a latency histogram per method",
+        tap.check("meta: a latency histogram per method",
               value(meta, "dfs_meta_request_seconds_count", method="/dfs.pb.MetaService/CommitWrite") > 0)
-        check("meta: 5 files, 5 chunks, none under-replicated",
+        tap.check("meta: 5 files, 5 chunks, none under-replicated",
               value(meta, "dfs_meta_files") == 5 and value(meta, "dfs_meta_chunks", state="all") == 5 and
               value(meta, "dfs_meta_chunks", state="under_replicated") == 0, meta)
-        check("meta: 3 chunkservers up, capacity known",
+        tap.check("meta: 3 chunkservers up, capacity known",
               value(meta, "dfs_meta_chunkservers", state="up") == 3 and
               value(meta, "dfs_meta_chunkserver_bytes", what="capacity") > 0)
         for k in (1, 2, 3):
             cs = texts[f"cs-{k}"]
-            check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
+            tap.check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
                   value(cs, "dfs_chunkserver_bytes_total", op="write") >= 5 * len(data) and
                   value(cs, "dfs_chunkserver_chunks", state="all") == 5 and
                   value(cs, "dfs_chunkserver_chunks", state="damaged") == 0 and
@@ -204,13 +178,13 @@ def main():
                   value(cs, "dfs_chunkserver_request_seconds_count", method="/dfs.pb.ChunkService/Write") > 0,
                   cs)
         client = texts["client"]
-        check("client: bytes written and read by applications",
+        tap.check("client: bytes written and read by applications",
               value(client, "dfs_client_bytes_total", dir="write") == 5 * len(data) and
               value(client, "dfs_client_bytes_total", dir="read") >= 10 * len(data), client)
-        check("client: operations counted and timed",
+        tap.check("client: operations counted and timed",
               value(client, "dfs_client_ops_total", op="write") > 0 and
               value(client, "dfs_client_op_seconds_count", op="flush") >= 5, client)
-        check("client: cache hits on the second read pass",
+        tap.check("client: cache hits on the second read pass",
               value(client, "dfs_client_cache_lookups_total", result="hit") > 0 and
               value(client, "dfs_client_cache_bytes") > 0, client)
 
@@ -220,7 +194,7 @@ def main():
             for target in panel["targets"]:
                 queried |= set(re.findall(r"\b(dfs_[a-z_]+)", target["expr"]))
         missing = sorted(q for q in queried if q not in served)
-        check(f"the Grafana dashboard's {len(dashboard['panels'])} panels query only served metrics "
+        tap.check(f"the Grafana dashboard's {len(dashboard['panels'])} panels query only served metrics "
               f"({len(queried)} names)", not missing and len(queried) > 10, missing)
     finally:
         if mounted:
@@ -228,8 +202,7 @@ def main():
         subprocess.run([LOCAL_CLUSTER, "down", cluster], capture_output=True, timeout=120)
         if not os.path.ismount(mnt):  # never delete through a mount that is still there
             shutil.rmtree(work, ignore_errors=True)
-    print(f"1..{checks}")
-    return 1 if failures else 0
+    return tap.finish()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""TAP output and small waits for the Python integration tests (metrics,
+security): one place for what every such script needs.
+
+    import tap
+    tap.check("what", ok, detail)   # prints "ok N - what" / "not ok N - what" + detail
+    tap.finish()                    # prints the plan "1..N"; returns the exit code
+"""
+
+import socket
+import sys
+import time
+
+checks = 0
+failures = 0
+
+
+def check(what, ok, detail="", detail_lines=40):
+    """Records one check; on failure prints up to `detail_lines` of `detail`."""
+    global checks, failures
+    checks += 1
+    print(f"{'ok' if ok else 'not ok'} {checks} - {what}")
+    if not ok:
+        failures += 1
+        for line in str(detail).splitlines()[:detail_lines]:
+            print(f"#   {line}")
+    sys.stdout.flush()
+    return ok
+
+
+def finish():
+    """Prints the plan; 1 if any check failed, else 0."""
+    print(f"1..{checks}")
+    sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout_s, interval_s=0.2):
+    """Polls `predicate` until true or `timeout_s` passed; its last answer."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
