@@ -485,14 +485,18 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
   uint64_t other = OpenSession();
   EXPECT_NE(other, client);
   EXPECT_GE(other, uint64_t{1} << 32) << "session ids are drawn at random, not counted";
-  {
+  // Leases chunk 0 of the file with its creator's handle, as session `session`.
+  auto lease_with_handle = [&](uint64_t session, uint64_t request_id, pb::LeaseChunkReply* reply) {
     grpc::ClientContext ctx;
     pb::LeaseChunkRequest req;
-    *req.mutable_ctx() = Ctx(other, 1);
+    *req.mutable_ctx() = Ctx(session, request_id);
     req.set_ino(ino);
     req.set_handle_id(created.handle_id());
+    return stub_->LeaseChunk(&ctx, req, reply);
+  };
+  {
     pb::LeaseChunkReply reply;
-    grpc::Status s = stub_->LeaseChunk(&ctx, req, &reply);
+    grpc::Status s = lease_with_handle(other, 1, &reply);
     EXPECT_TRUE(!s.ok() || reply.status().code() != 0) << "leased with another client's handle";
   }
   {
@@ -513,13 +517,8 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
     EXPECT_EQ(reply.status().code(), C(StatusCode::kNotFound));
   }
   {
-    grpc::ClientContext ctx;
-    pb::LeaseChunkRequest req;
-    *req.mutable_ctx() = Ctx(client, ++request);
-    req.set_ino(ino);
-    req.set_handle_id(created.handle_id());
     pb::LeaseChunkReply reply;
-    ASSERT_TRUE(stub_->LeaseChunk(&ctx, req, &reply).ok());
+    ASSERT_TRUE(lease_with_handle(client, ++request, &reply).ok());
     EXPECT_EQ(reply.status().code(), 0) << "the owner's handle stopped working: " << reply.status().message();
   }
 
