@@ -70,6 +70,12 @@ void SetServerLimits(grpc::ServerBuilder& builder, const std::string& name) {
   // above what dfs's clients keep open (write-behind and readahead use a
   // few per chunk) but stops one connection from opening thousands.
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
+  // gRPC's server defaults allow one ping per 5 minutes without calls and
+  // answer the third extra one with GOAWAY "too_many_pings". Our clients no
+  // longer ping idle connections (MakeChannel), but other and older ones
+  // may: allow pings at half our clients' keepalive period.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepAliveTimeMs / 2);
   grpc::ResourceQuota quota(name);
   quota.SetMaxThreads(512);   // sync handlers: calls beyond wait for a thread
   quota.Resize(1ull << 30);   // buffers of all connections together

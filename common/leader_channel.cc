@@ -61,10 +61,14 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxGrpcMessageBytes);
   args.SetMaxSendMessageSize(kMaxGrpcMessageBytes);
-  // Notice a dead peer within seconds even on an idle channel.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);
+  // Notice a dead peer within seconds while calls are in flight. Idle
+  // connections are not pinged: gRPC 1.51 servers answer such pings with
+  // GOAWAY "too_many_pings" after a few, and with that allowed the client's
+  // keepalive watchdog still closed idle connections at ~30 s; either way
+  // the next call of an idle client (a chunk write) failed with UNAVAILABLE.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepAliveTimeMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5'000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   // Reconnect quickly after a failover instead of gRPC's 1 s minimum with
   // exponential growth up to 120 s.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);

@@ -39,6 +39,10 @@ inline constexpr int kMaxGrpcMessageBytes = 8 << 20;
 // milliseconds to wait before trying again. Call() waits and retries.
 inline constexpr char kRetryAfterHeader[] = "dfs-retry-after-ms";
 
+// How often MakeChannel's channels ping a connection with calls in flight
+// (to notice a dead peer); servers allow it (SetServerLimits in daemon.h).
+inline constexpr int kKeepAliveTimeMs = 10'000;
+
 // A channel to `address` with dfs's message limits and keepalive settings,
 // the process's TLS credentials and its "dfs-auth" header (tls.h).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);

@@ -95,6 +95,36 @@ std::string MakeDataDir(const TempDir& dir, const std::string& name) {
   return path;
 }
 
+// Our channels used to ping idle connections every 10 s. A gRPC server left
+// at its defaults counts those pings as abuse and answers GOAWAY
+// "too_many_pings" after a few, and with that allowed the client's keepalive
+// watchdog still closed the connection: the next chunk write of a client
+// idle for ~30 s failed with UNAVAILABLE, which cp -a reported as EIO.
+// The connection must stay up through 45 idle seconds of pings (it dropped
+// at 30 s before the fix).
+TEST(ChunkserverProcess, IdleClientKeepsItsConnection) {
+  TempDir dir("cs-idle");
+  Daemon cs(dir, MakeDataDir(dir, "data"));
+  ASSERT_TRUE(cs.Start());
+  std::shared_ptr<grpc::Channel> channel = common::MakeChannel(cs.address());
+  auto stub = pb::ChunkService::NewStub(channel);
+  auto stat = [&] {
+    grpc::ClientContext context;
+    pb::StatRequest request;
+    request.set_chunk_id(0xc0ffee);
+    pb::StatReply reply;
+    return stub->Stat(&context, request, &reply);
+  };
+  ASSERT_NE(stat().error_code(), grpc::StatusCode::UNAVAILABLE);
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  // Bounded: 45 one-second steps; a GOAWAY drops the channel out of READY.
+  for (int second = 0; second < 45; ++second) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY) << "connection dropped after " << second + 1 << " s idle";
+  }
+  EXPECT_NE(stat().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST(ChunkserverProcess, Write_64MiBAtRandomOffsetsAndSizesReadsBackExactly) {
   TempDir dir("cs-random");
   Daemon cs(dir, MakeDataDir(dir, "data"));
