@@ -2,24 +2,13 @@
 
 #include <sys/stat.h>
 
-#include <chrono>
-#include <utility>
-
 namespace dfs::fuse {
 
-namespace {
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
-
-DirAttrCache::DirAttrCache(int64_t ttl_ms, std::function<int64_t()> now_ms)
-    : ttl_ms_(ttl_ms), now_ms_(now_ms ? std::move(now_ms) : SteadyMs) {}
+DirAttrCache::DirAttrCache(int64_t ttl_ms, const common::Clock& clock) : ttl_ms_(ttl_ms), clock_(clock) {}
 
 void DirAttrCache::Put(const pb::Attr& attr) {
   if (ttl_ms_ <= 0 || !S_ISDIR(attr.mode()) || attr.ino() == 0) return;
-  const int64_t now = now_ms_();
+  const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(attr.ino());
   if (it != entries_.end() && it->second.expires_ms > now) {
@@ -50,7 +39,7 @@ void DirAttrCache::Clear() {
 }
 
 std::optional<DirAttrCache::Fresh> DirAttrCache::Get(uint64_t ino) const {
-  const int64_t now = now_ms_();
+  const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(ino);
   if (it == entries_.end() || it->second.expires_ms <= now) return std::nullopt;

@@ -15,11 +15,11 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "common/thread_annotations.h"
 #include "proto/meta.pb.h"
 
@@ -27,8 +27,8 @@ namespace dfs::fuse {
 
 class DirAttrCache {
  public:
-  // ttl_ms 0 turns the cache off. `now_ms` is a monotonic clock (tests pass their own).
-  explicit DirAttrCache(int64_t ttl_ms, std::function<int64_t()> now_ms = {});
+  // ttl_ms 0 turns the cache off. Ages are counted on `clock`'s monotonic time.
+  DirAttrCache(int64_t ttl_ms, const common::Clock& clock);
 
   // Remembers `attr` (ignored unless a directory). An answer that is not
   // newer than the one held (two of our mutations in one directory whose
@@ -51,7 +51,9 @@ class DirAttrCache {
   static constexpr size_t kMaxEntries = 4096;  // beyond it, expired entries are swept
 
   const int64_t ttl_ms_;
-  const std::function<int64_t()> now_ms_;
+  int64_t NowMs() const { return clock_.MonotonicNs() / 1'000'000; }
+
+  const common::Clock& clock_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Entry> entries_ GUARDED_BY(mu_);
 };

@@ -18,8 +18,10 @@ pb::Attr Dir(uint64_t ino, int64_t ctime_ns, uint32_t nlink = 2) {
 
 class DirAttrCacheTest : public ::testing::Test {
  protected:
-  int64_t now_ = 1'000;
-  DirAttrCache cache_{1'000, [this] { return now_; }};
+  void AdvanceMs(int64_t ms) { clock_.Advance(ms * 1'000'000); }
+
+  common::ManualClock clock_;
+  DirAttrCache cache_{1'000, clock_};
 };
 
 TEST_F(DirAttrCacheTest, AnswersForTheTimeoutCountedFromThePut) {
@@ -28,11 +30,11 @@ TEST_F(DirAttrCacheTest, AnswersForTheTimeoutCountedFromThePut) {
   ASSERT_TRUE(fresh.has_value());
   EXPECT_EQ(fresh->attr.ctime_ns(), 100);
   EXPECT_DOUBLE_EQ(fresh->valid_s, 1.0);
-  now_ += 600;
+  AdvanceMs(600);
   fresh = cache_.Get(5);
   ASSERT_TRUE(fresh.has_value());
   EXPECT_DOUBLE_EQ(fresh->valid_s, 0.4);  // the kernel keeps it only for what is left
-  now_ += 400;
+  AdvanceMs(400);
   EXPECT_FALSE(cache_.Get(5).has_value());
   EXPECT_FALSE(cache_.Get(6).has_value());
 }
@@ -72,17 +74,18 @@ TEST_F(DirAttrCacheTest, DropAndClear) {
 }
 
 TEST(DirAttrCacheOff, ZeroTimeoutKeepsNothing) {
-  DirAttrCache cache(0);
+  common::ManualClock clock;
+  DirAttrCache cache(0, clock);
   cache.Put(Dir(5, 100));
   EXPECT_FALSE(cache.Get(5).has_value());
 }
 
 TEST(DirAttrCacheBound, ManyDirectoriesStayBounded) {
-  int64_t now = 0;
-  DirAttrCache cache(1'000, [&] { return now; });
+  common::ManualClock clock;
+  DirAttrCache cache(1'000, clock);
   for (uint64_t i = 1; i <= 10'000; ++i) {
     cache.Put(Dir(i, 1));
-    now += 1;
+    clock.Advance(1'000'000);
   }
   // The newest is there; far older ones were swept once expired.
   EXPECT_TRUE(cache.Get(10'000).has_value());

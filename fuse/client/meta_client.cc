@@ -14,7 +14,7 @@ using common::Result;
 using common::Status;
 
 MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options)
-    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms) {}
+    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
   common::LeaderChannel::Options channel_options;
@@ -119,6 +119,13 @@ Status Outcome(const Status& call, const Reply& reply) {
   RETURN_IF_ERROR(call);
   return common::FromFsStatus(reply.status());
 }
+
+// The directory attributes a mutation's reply carries, or null (an old meta,
+// or a refused mutation).
+template <typename Reply>
+const pb::Attr* ParentAttrOf(const Reply& reply) {
+  return reply.has_parent_attr() ? &reply.parent_attr() : nullptr;
+}
 }  // namespace
 
 void MetaClient::LearnDir(uint64_t ino, const pb::Attr* attr) {
@@ -168,7 +175,7 @@ Result<pb::Attr> MetaClient::Mknod(const Caller& c, uint64_t parent, const std::
   request.set_umask(umask);
   pb::EntryReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Mknod, request, &reply), reply);
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
@@ -183,7 +190,7 @@ Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::
   request.set_umask(umask);
   pb::EntryReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Mkdir, request, &reply), reply);
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
@@ -200,7 +207,7 @@ Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, con
   request.set_lease_first_chunk(lease_first_chunk);
   pb::CreateReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Create, request, &reply), reply);
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   RETURN_IF_ERROR(outcome);
   return reply;
 }
@@ -212,7 +219,7 @@ Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& n
   request.set_name(name);
   pb::StatusReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Unlink, request, &reply), reply);
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   return outcome;
 }
 
@@ -225,7 +232,7 @@ Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& na
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Rmdir, request, &reply), reply);
   // The removed directory may be held too (we made entries in it): forget all.
   if (outcome.ok()) dir_attrs_.Clear();
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   return outcome;
 }
 
@@ -238,7 +245,7 @@ Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std
   request.set_target(target);
   pb::EntryReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Symlink, request, &reply), reply);
-  LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(parent, ParentAttrOf(reply));
   RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
@@ -260,7 +267,7 @@ Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_pa
   request.set_new_name(new_name);
   pb::EntryReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::Link, request, &reply), reply);
-  LearnDir(new_parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+  LearnDir(new_parent, ParentAttrOf(reply));
   RETURN_IF_ERROR(outcome);
   return reply.attr();
 }
@@ -280,7 +287,7 @@ Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& n
   // do not know its inode here: forget all, then keep the two parents.
   dir_attrs_.Clear();
   if (outcome.ok()) {
-    LearnDir(parent, reply.has_parent_attr() ? &reply.parent_attr() : nullptr);
+    LearnDir(parent, ParentAttrOf(reply));
     if (new_parent != parent) LearnDir(new_parent, reply.has_new_parent_attr() ? &reply.new_parent_attr() : nullptr);
   }
   return outcome;
