@@ -48,20 +48,25 @@ class ChunkTest : public ::testing::Test {
     op.mutable_lease_chunk()->set_lease_expires_unix_ms(expires_ms);
     return h.Apply(op);
   }
-  pb::OpResult Commit(const pb::ChunkLease& lease, uint64_t length, uint64_t new_size,
-                      std::vector<uint64_t> nodes = {11, 12, 13}) {
-    pb::Op op;
-    op.set_client_id(client_);
-    auto* r = op.mutable_commit_write();
-    r->set_ino(file_.ino());
-    r->set_handle_id(handle_);
-    r->set_new_size(new_size);
-    auto* c = r->add_chunks();
+  pb::CommitWriteRequest CommitRequest(const pb::ChunkLease& lease, uint64_t length, uint64_t new_size,
+                                       std::vector<uint64_t> nodes = {11, 12, 13}) {
+    pb::CommitWriteRequest r;
+    r.set_ino(file_.ino());
+    r.set_handle_id(handle_);
+    r.set_new_size(new_size);
+    auto* c = r.add_chunks();
     c->set_chunk_index(lease.chunk_index());
     c->set_chunk_id(lease.chunk_id());
     c->set_version(lease.version());
     c->set_length(length);
     for (uint64_t n : nodes) c->add_replica_node_ids(n);
+    return r;
+  }
+  pb::OpResult Commit(const pb::ChunkLease& lease, uint64_t length, uint64_t new_size,
+                      std::vector<uint64_t> nodes = {11, 12, 13}) {
+    pb::Op op;
+    op.set_client_id(client_);
+    *op.mutable_commit_write() = CommitRequest(lease, length, new_size, std::move(nodes));
     return h.Apply(op);
   }
   pb::GetChunkLocationsReply Locations(uint64_t offset, uint64_t length) {
@@ -161,26 +166,13 @@ TEST_F(ChunkTest, CommitWrite_RecordsVersionLengthSizeAndLocations) {
 // the pending commit inside that SetAttr, one entry for both.
 TEST_F(ChunkTest, SetAttrWithCommit_AppliesBothOrNeither) {
   pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
-  auto commit_of = [&](uint64_t length, uint64_t new_size) {
-    pb::CommitWriteRequest c;
-    c.set_ino(file_.ino());
-    c.set_handle_id(handle_);
-    c.set_new_size(new_size);
-    auto* chunk = c.add_chunks();
-    chunk->set_chunk_index(0);
-    chunk->set_chunk_id(lease.chunk_id());
-    chunk->set_version(lease.version());
-    chunk->set_length(length);
-    for (uint64_t n : {11, 12, 13}) chunk->add_replica_node_ids(n);
-    return c;
-  };
 
   // Refused (a non-owner may not set explicit times): neither half applies.
   pb::SetAttrRequest req;
   req.set_ino(file_.ino());
   req.set_valid(pb::SET_MTIME);
   req.set_mtime_ns(1'000'000'000);
-  *req.mutable_commit() = commit_of(4096, 4096);
+  *req.mutable_commit() = CommitRequest(lease, 4096, 4096);
   h.creds = testing::Creds(1000, 1000);
   EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
   h.creds = testing::Creds(0, 0);
