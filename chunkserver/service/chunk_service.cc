@@ -212,7 +212,10 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
   for (uint64_t block = request.offset() / kBlockSizeBytes; block <= last_block;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
     uint64_t count = std::min(kBlocksPerReadMessage, last_block - block + 1);
-    Status s = store_.ReadBlocks(request.chunk_id(), request.version(), block, count, reply.mutable_data(), &blocks);
+    // The blocks of the next 8 messages are read from disk while this one is sent.
+    uint64_t ahead = std::min(8 * kBlocksPerReadMessage, last_block + 1 - (block + count));
+    Status s = store_.ReadBlocks(request.chunk_id(), request.version(), block, count, reply.mutable_data(), &blocks,
+                                 ahead);
     if (!s.ok()) return Fail(s);
     if (blocks.crcs.empty()) break;  // the chunk shrank under us
     reply.set_offset(blocks.offset);

@@ -181,6 +181,10 @@ class ChunkWriter {
   int fd_ = -1;
   uint64_t length_ = 0;
   uint64_t start_length_ = 0;  // length when the stream started (in place)
+  // Data bytes [writeback_begin_, writeback_end_) written since writeback
+  // was last started (see ApplyVerified).
+  uint64_t writeback_begin_ = UINT64_MAX;
+  uint64_t writeback_end_ = 0;
   std::vector<uint64_t> older_versions_;  // removed when a new version is installed
 };
 
@@ -217,8 +221,12 @@ class ChunkStore {
   // Errors: NOT_FOUND (unknown chunk), FAILED_PRECONDITION (stale or future
   // version), INVALID_ARGUMENT (first block past the end), DATA_LOSS naming
   // chunk and block (the version is marked damaged and queued for meta).
+  // `readahead_blocks` says how many blocks after these the caller reads
+  // next: the kernel starts fetching them while these are sent, since each
+  // call opens the file afresh and so gets no readahead of its own.
   common::Status ReadBlocks(uint64_t chunk_id, uint64_t version, uint64_t first_block,
-                            uint64_t max_blocks, std::string* data, BlockRead* out);
+                            uint64_t max_blocks, std::string* data, BlockRead* out,
+                            uint64_t readahead_blocks = 0);
 
   // Looks up a stored version. NOT_FOUND / FAILED_PRECONDITION as ReadBlocks.
   common::Result<ChunkMeta> Find(uint64_t chunk_id, uint64_t version) const;

@@ -159,6 +159,60 @@ TEST_F(ChunkStoreTest, Write_PartialBlocksArePatchedAndVerifiable) {
   EXPECT_EQ(store->Find(5, 1)->length, model.size());
 }
 
+// Records the two I/O hints (and still passes them to the kernel).
+class HintRecordingFileIo : public PosixFileIo {
+ public:
+  struct Range {
+    uint64_t offset, length;
+    bool operator==(const Range&) const = default;
+  };
+  void WillNeed(int fd, uint64_t offset, uint64_t length) override {
+    will_need.push_back({offset, length});
+    PosixFileIo::WillNeed(fd, offset, length);
+  }
+  void StartWriteback(int fd, uint64_t offset, uint64_t length) override {
+    writeback.push_back({offset, length});
+    PosixFileIo::StartWriteback(fd, offset, length);
+  }
+  std::vector<Range> will_need, writeback;
+};
+
+TEST_F(ChunkStoreTest, Write_StartsWritebackOfEach8MiBWhileTheStreamGoesOn) {
+  HintRecordingFileIo io;
+  auto store = OpenStore(&io);
+  auto writer = store->StartWrite({21, 1, 0, false});
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  const uint64_t kMiB = 1 << 20;
+  std::string model;
+  for (uint64_t i = 0; i < 20; ++i) {
+    std::string piece = RandomBytes(kMiB, 100 + i);
+    ASSERT_TRUE((*writer)->Write(i * kMiB, Bytes(piece), PieceCrcsOf(i * kMiB, piece)).ok());
+    model += piece;
+  }
+  // Two whole 8 MiB spans were handed to the disk; the last 4 MiB wait for Commit.
+  using R = HintRecordingFileIo::Range;
+  EXPECT_EQ(io.writeback, (std::vector<R>{{kChunkDataOffset, 8 * kMiB}, {kChunkDataOffset + 8 * kMiB, 8 * kMiB}}));
+  ASSERT_TRUE((*writer)->Commit(true).ok());
+  EXPECT_EQ(*ReadAll(*store, 21, 1), model);
+}
+
+TEST_F(ChunkStoreTest, ReadBlocks_AsksTheKernelForTheBlocksThatFollow) {
+  HintRecordingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string data = RandomBytes(40 * kBlockSizeBytes + 100, 5);  // 41 blocks, the last partial
+  ASSERT_TRUE(WriteOnce(*store, 22, 1, 0, 0, data).ok());
+  std::string out;
+  BlockRead blocks;
+  ASSERT_TRUE(store->ReadBlocks(22, 1, 0, 16, &out, &blocks, 16).ok());
+  EXPECT_EQ(out, data.substr(0, 16 * kBlockSizeBytes));
+  ASSERT_TRUE(store->ReadBlocks(22, 1, 32, 16, &out, &blocks, 16).ok());  // clipped to the chunk
+  EXPECT_EQ(out, data.substr(32 * kBlockSizeBytes));
+  ASSERT_TRUE(store->ReadBlocks(22, 1, 16, 16, &out, &blocks, 0).ok());   // no hint asked for
+  using R = HintRecordingFileIo::Range;
+  // Blocks 16..31 after the first read; nothing after the end of the chunk.
+  EXPECT_EQ(io.will_need, (std::vector<R>{{kChunkDataOffset + 16 * kBlockSizeBytes, 16 * kBlockSizeBytes}}));
+}
+
 TEST_F(ChunkStoreTest, Write_PastTheEndZeroFillsTheGap) {
   auto store = OpenStore();
   ASSERT_TRUE(WriteOnce(*store, 6, 1, 0, 0, "head").ok());

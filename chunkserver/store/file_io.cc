@@ -47,6 +47,14 @@ Status PosixFileIo::PreadFull(int fd, void* buf, size_t size, uint64_t offset,
   return Status::Ok();
 }
 
+void PosixFileIo::WillNeed(int fd, uint64_t offset, uint64_t length) {
+  (void)::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+}
+
+void PosixFileIo::StartWriteback(int fd, uint64_t offset, uint64_t length) {
+  (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(length), SYNC_FILE_RANGE_WRITE);
+}
+
 Status PosixFileIo::PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
                                const std::string& path) {
   const auto* p = static_cast<const char*>(buf);

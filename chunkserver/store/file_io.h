@@ -48,6 +48,13 @@ class FileIo {
   virtual common::Status Unlink(const std::string& path) = 0;
   // fsync of a directory (makes renames and unlinks in it durable).
   virtual common::Status FsyncDir(const std::string& path) = 0;
+  // posix_fadvise(WILLNEED): the kernel starts reading the range in the
+  // background. Only a hint: nothing to report when it cannot.
+  virtual void WillNeed(int fd, uint64_t offset, uint64_t length) = 0;
+  // sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing the range's dirty
+  // pages back without waiting, so a later fdatasync has less left to do.
+  // A hint as well.
+  virtual void StartWriteback(int fd, uint64_t offset, uint64_t length) = 0;
 };
 
 // The real thing: POSIX syscalls.
@@ -69,6 +76,8 @@ class PosixFileIo : public FileIo {
   common::Status Rename(const std::string& from, const std::string& to) override;
   common::Status Unlink(const std::string& path) override;
   common::Status FsyncDir(const std::string& path) override;
+  void WillNeed(int fd, uint64_t offset, uint64_t length) override;
+  void StartWriteback(int fd, uint64_t offset, uint64_t length) override;
 };
 
 // PosixFileIo with switches for tests: when `fail_writes_errno` is non-zero,
