@@ -53,6 +53,14 @@ Result<WriteOutcome> WriteChunk(pb::ChunkService::StubInterface& stub, const pb:
 
 Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t chunk_id, uint64_t version,
                               uint64_t offset, uint64_t length, int64_t timeout_ms, uint64_t* chunk_length) {
+  std::string out;
+  RETURN_IF_ERROR(ReadChunkInto(stub, chunk_id, version, offset, length, &out, timeout_ms, chunk_length));
+  return out;
+}
+
+Status ReadChunkInto(pb::ChunkService::StubInterface& stub, uint64_t chunk_id, uint64_t version, uint64_t offset,
+                     uint64_t length, std::string* out, int64_t timeout_ms, uint64_t* chunk_length) {
+  out->clear();
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
   pb::ReadRequest request;
@@ -62,7 +70,6 @@ Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t ch
   request.set_length(length);
   auto reader = stub.Read(&context, request);
   pb::ReadReply reply;
-  std::string out;
   Status verify;
   uint64_t length_seen = 0;
   bool reserved = false;
@@ -71,7 +78,7 @@ Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t ch
     if (!reserved) {
       // One allocation for the whole range instead of regrowing per message.
       uint64_t end = std::min<uint64_t>(offset + length, length_seen);
-      if (end > offset) out.reserve(end - offset);
+      if (end > offset) out->reserve(end - offset);
       reserved = true;
     }
     const std::string& data = reply.data();
@@ -97,7 +104,7 @@ Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t ch
     // Keep the requested part of the whole blocks.
     uint64_t begin = std::max(offset, reply.offset());
     uint64_t end = std::min<uint64_t>(offset + length, reply.offset() + data.size());
-    if (end > begin) out.append(data, begin - reply.offset(), end - begin);
+    if (end > begin) out->append(data, begin - reply.offset(), end - begin);
   }
   if (!verify.ok()) {
     while (reader->Read(&reply)) {
@@ -108,7 +115,7 @@ Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t ch
   grpc::Status status = reader->Finish();
   if (!status.ok()) return common::FromGrpcStatus(status);
   if (chunk_length != nullptr) *chunk_length = length_seen;
-  return out;
+  return Status::Ok();
 }
 
 }  // namespace dfs::chunkserver

@@ -37,5 +37,10 @@ common::Result<WriteOutcome> WriteChunk(pb::ChunkService::StubInterface& stub, c
 common::Result<std::string> ReadChunk(pb::ChunkService::StubInterface& stub, uint64_t chunk_id,
                                       uint64_t version, uint64_t offset, uint64_t length,
                                       int64_t timeout_ms = 60'000, uint64_t* chunk_length = nullptr);
+// The same into `*out` (replaced), whose capacity is reused: a caller that
+// reads many ranges pays for its memory once.
+common::Status ReadChunkInto(pb::ChunkService::StubInterface& stub, uint64_t chunk_id, uint64_t version,
+                             uint64_t offset, uint64_t length, std::string* out, int64_t timeout_ms = 60'000,
+                             uint64_t* chunk_length = nullptr);
 
 }  // namespace dfs::chunkserver
