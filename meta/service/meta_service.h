@@ -18,6 +18,8 @@
 
 #include "common/admission.h"
 #include "common/clock.h"
+#include "common/grpc_status.h"
+#include "meta/service/carried_releases.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/group.h"
 #include "meta/service/proposer.h"
@@ -169,6 +171,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   template <typename Fill>
   grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    if (common::Status carried = HoistReleases(&op); !carried.ok()) {
+      reactor->Finish(common::ToGrpcStatus(carried));
+      return reactor;
+    }
     op.set_now_ns(clock_.UnixNs());
     proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {

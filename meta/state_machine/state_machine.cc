@@ -89,6 +89,24 @@ Status Dispatch(ops::OpContext& ctx, pb::OpResult* result) {
   }
 }
 
+// The handles the request's client closed since its previous mutation
+// (Op.releases), released before the op itself: each on its own savepoint,
+// its outcome not reported, as a Release call's is not acted on either.
+void ApplyCarriedReleases(Db& db, const pb::Op& op) {
+  if (op.client_id() == 0) return;  // handles belong to sessions
+  for (const pb::ReleaseRequest& release : op.releases()) {
+    pb::Op one;
+    one.set_client_id(op.client_id());
+    one.set_now_ns(op.now_ns());
+    *one.mutable_release() = release;
+    db.Prepare("SAVEPOINT carried").Run();
+    ops::OpContext ctx{db, one, one.now_ns()};
+    pb::OpResult ignored;
+    if (!ops::Release(ctx, release, &ignored).ok()) db.Prepare("ROLLBACK TO carried").Run();
+    db.Prepare("RELEASE carried").Run();
+  }
+}
+
 // Ops whose (client_id, request_id) are remembered for exactly-once replies.
 bool Remembered(const pb::Op& op) {
   return op.client_id() != 0 && op.request_id() != 0 && op.body_case() != pb::Op::kCloseSession &&
@@ -138,6 +156,7 @@ std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry, uint6
         continue;
       }
     }
+    ApplyCarriedReleases(db, op);
     db.Prepare("SAVEPOINT op").Run();
     ops::OpContext ctx{db, op, op.now_ns()};
     Status status = Dispatch(ctx, &result);

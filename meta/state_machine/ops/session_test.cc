@@ -62,6 +62,48 @@ TEST_F(SessionTest, Release_LastHandleOfUnlinkedFileFreesIt) {
   EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
 }
 
+// A mutation carries the releases of handles its client closed before it
+// (Op.releases): they apply first, whatever the op's own outcome, once even
+// if the op is replayed, and only to the carrying client's own handles.
+TEST_F(SessionTest, CarriedReleases_ApplyBeforeTheOpOnceAndOnlyForTheirClient) {
+  uint64_t c1 = OpenSession(), c2 = OpenSession();
+  h.client_id = c1;
+  pb::Attr f, g;
+  uint64_t hf = 0, hg = 0;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f, &hf), 0);
+  ASSERT_EQ(h.Create(kRoot, "g", 0644, &g, &hg), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "g"), 0);
+  auto carrier = [&](uint64_t client, uint64_t request_id, uint64_t ino, uint64_t handle) {
+    pb::Op op;  // a mkdir that meta refuses: "d" exists after the first
+    op.set_client_id(client);
+    op.set_request_id(request_id);
+    op.mutable_mkdir()->set_parent(kRoot);
+    op.mutable_mkdir()->set_name("d");
+    op.mutable_mkdir()->set_mode(0755);
+    pb::ReleaseRequest* r = op.add_releases();
+    r->set_ino(ino);
+    r->set_handle_id(handle);
+    return op;
+  };
+  ASSERT_EQ(h.Mkdir(kRoot, "d"), 0);
+
+  // Another client cannot end c1's handle by carrying it.
+  EXPECT_EQ(h.Apply(carrier(c2, 1, f.ino(), hf)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.GetAttr(f.ino()), 0);
+  // c1's refused mkdir still releases f: the last handle, so f goes.
+  EXPECT_EQ(h.Apply(carrier(c1, 1, f.ino(), hf)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.GetAttr(f.ino()), static_cast<int>(StatusCode::kNotFound));
+  // A replay of that request (same ids) answers from memory; g's release,
+  // carried by the replay only, is not applied.
+  EXPECT_EQ(h.Apply(carrier(c1, 1, g.ino(), hg)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.GetAttr(g.ino()), 0);
+  // Carried twice (a retry after a lost reply is a new request): harmless.
+  EXPECT_EQ(h.Apply(carrier(c1, 2, g.ino(), hg)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.Apply(carrier(c1, 3, g.ino(), hg)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  EXPECT_EQ(h.GetAttr(g.ino()), static_cast<int>(StatusCode::kNotFound));
+}
+
 TEST_F(SessionTest, ExpireSessions_ReleasesHandles) {
   uint64_t c1 = OpenSession();
   h.client_id = c1;

@@ -1,0 +1,54 @@
+#include "meta/service/carried_releases.h"
+
+#include <string>
+
+namespace dfs::meta {
+
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+// The field `name` of `msg` if it is a set message field, else null.
+Message* SetMessageField(Message* msg, const char* name) {
+  const FieldDescriptor* field = msg->GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr || field->is_repeated() || field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+      !msg->GetReflection()->HasField(*msg, field)) {
+    return nullptr;
+  }
+  return msg->GetReflection()->MutableMessage(msg, field);
+}
+
+// By reflection, so a request type added to Op's body later is covered
+// without a list to forget it in (carried_releases_test.cc checks them all).
+pb::RequestContext* BodyContext(pb::Op* op) {
+  const FieldDescriptor* body =
+      op->GetReflection()->GetOneofFieldDescriptor(*op, pb::Op::descriptor()->FindOneofByName("body"));
+  if (body == nullptr || body->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) return nullptr;
+  Message* msg = op->GetReflection()->MutableMessage(op, body);
+  for (int depth = 0; msg != nullptr && depth < 2; ++depth) {
+    if (Message* ctx = SetMessageField(msg, "ctx"); ctx != nullptr) {
+      return ctx->GetDescriptor() == pb::RequestContext::descriptor() ? static_cast<pb::RequestContext*>(ctx)
+                                                                      : nullptr;
+    }
+    msg = SetMessageField(msg, "request");
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+common::Status HoistReleases(pb::Op* op) {
+  pb::RequestContext* ctx = BodyContext(op);
+  if (ctx == nullptr || ctx->releases_size() == 0) return common::Status::Ok();
+  if (ctx->releases_size() > kMaxCarriedReleases) {
+    return common::InvalidArgumentError("a request carries " + std::to_string(ctx->releases_size()) +
+                                        " releases; at most " + std::to_string(kMaxCarriedReleases) +
+                                        " are accepted");
+  }
+  for (pb::ReleaseRequest& release : *ctx->mutable_releases()) *op->add_releases() = std::move(release);
+  ctx->clear_releases();
+  return common::Status::Ok();
+}
+
+}  // namespace dfs::meta
