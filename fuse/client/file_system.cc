@@ -32,6 +32,11 @@ bool Writable(uint32_t flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 
 // Renew a write lease this long before it expires, so a flush never races the expiry.
 constexpr int64_t kLeaseMarginMs = 5'000;
+// A writer on another mount that just closed the file holds its chunk leases
+// until its release reaches meta (its ReleaseQueue delay, or the next
+// mutation there): a LeaseChunk refused as busy is retried this long, with
+// growing pauses, before the write fails with EAGAIN.
+constexpr int64_t kLeaseBusyWaitMs = 500;
 
 }  // namespace
 
@@ -339,8 +344,15 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
                                                      InodeState& st) {
   auto it = st.leases.find(chunk_index);
   if (it != st.leases.end() && it->second.expires_mono_ms - NowMonoMs() > kLeaseMarginMs) return &it->second;
-  ASSIGN_OR_RETURN(pb::ChunkLease lease, meta_->LeaseChunk(ino, handle_id, chunk_index));
-  LeaseState state = NewLeaseState(std::move(lease), handle_id);
+  Result<pb::ChunkLease> lease = meta_->LeaseChunk(ino, handle_id, chunk_index);
+  for (int64_t waited = 0, pause = 5; !lease.ok() && lease.status().code() == common::StatusCode::kAborted &&
+                                      waited < kLeaseBusyWaitMs;
+       waited += pause, pause *= 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+    lease = meta_->LeaseChunk(ino, handle_id, chunk_index);
+  }
+  if (!lease.ok()) return lease.status();
+  LeaseState state = NewLeaseState(std::move(lease).value(), handle_id);
   if (state.lease.base_version() != 0) {
     // Meta records a truncate inside a chunk as a shorter length only; the
     // stored base may hold older bytes past it. Build the new version cut to

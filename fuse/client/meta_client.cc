@@ -10,11 +10,17 @@
 
 namespace dfs::fuse {
 
+namespace {
+// Queued releases one request carries at most (meta takes up to 1024).
+constexpr int kMaxReleasesPerRequest = 256;
+}  // namespace
+
 using common::Result;
 using common::Status;
 
 MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options)
-    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()) {}
+    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
+      releases_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
   common::LeaderChannel::Options channel_options;
@@ -56,10 +62,13 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   steady.attempt_timeout_ms = options.attempt_timeout_ms;
   ASSIGN_OR_RETURN(client->channel_, common::LeaderChannel::Create(options.source, steady));
   client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
+  client->release_thread_ = std::thread([c = client.get()] { c->ReleaseLoop(); });
   return client;
 }
 
 MetaClient::~MetaClient() {
+  releases_.Stop();  // the loop sends what is queued, then ends
+  if (release_thread_.joinable()) release_thread_.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -89,9 +98,20 @@ void MetaClient::KeepAliveLoop() {
   }
 }
 
+void MetaClient::ReleaseLoop() {
+  while (std::optional<pb::ReleaseRequest> release = releases_.WaitOverdue()) {
+    const uint64_t ino = release->ino(), handle_id = release->handle_id();
+    Status s = SendRelease(std::move(*release));
+    if (!s.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle_id, s.ToString());
+  }
+}
+
 void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation) {
   ctx->set_client_id(client_id_);
   if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
+  if (mutation && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) {
+    releases_.TakeInto(ctx->mutable_releases(), kMaxReleasesPerRequest);
+  }
   if (caller != nullptr) {
     pb::Credentials* creds = ctx->mutable_creds();
     creds->set_uid(caller->uid);
@@ -109,6 +129,11 @@ Status MetaClient::Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::Cl
     reply->Clear();
     return (stub.*method)(&ctx, request, reply);
   });
+  if constexpr (requires { request.ctx().releases(); }) {
+    // The releases it carried may not have reached meta: the next mutation
+    // takes them again (a release applied twice is harmless).
+    if (!s.ok() && request.ctx().releases_size() > 0) releases_.PutBack(request.ctx().releases());
+  }
   return common::FromGrpcStatus(s);
 }
 
@@ -318,10 +343,18 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
 
 Status MetaClient::Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids) {
   pb::ReleaseRequest request;
-  FillContext(request.mutable_ctx(), nullptr, true);
   request.set_ino(ino);
   request.set_handle_id(handle_id);
   for (uint64_t id : unwritten_chunk_ids) request.add_unwritten_chunk_ids(id);
+  if (Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) {
+    releases_.Add(std::move(request));
+    return Status::Ok();
+  }
+  return SendRelease(std::move(request));
+}
+
+Status MetaClient::SendRelease(pb::ReleaseRequest request) {
+  FillContext(request.mutable_ctx(), nullptr, true);
   pb::StatusReply reply;
   return Outcome(Invoke(&pb::MetaService::Stub::Release, request, &reply), reply);
 }

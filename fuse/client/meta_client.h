@@ -26,6 +26,7 @@
 #include "common/leader_channel.h"
 #include "common/result.h"
 #include "fuse/client/dir_attr_cache.h"
+#include "fuse/client/release_queue.h"
 #include "proto/meta.grpc.pb.h"
 
 namespace dfs::fuse {
@@ -48,6 +49,9 @@ class MetaClient {
     // How long a directory's attributes from our own mutation's reply may
     // answer a getattr (DirAttrCache); the kernel's attr_timeout. 0: off.
     int64_t dir_attr_ttl_ms = 0;
+    // How long a release waits for a mutation to carry it before it is sent
+    // alone (ReleaseQueue).
+    int64_t release_delay_ms = 20;
   };
 
   // Connects and opens a session. Unavailable with a clear message if no
@@ -90,7 +94,10 @@ class MetaClient {
                                            bool plus);
   common::Result<pb::OpenReply> Open(const Caller& c, uint64_t ino, uint32_t flags);
   // `unwritten_chunk_ids`: chunks leased to this handle that no chunkserver
-  // got a byte of (meta forgets them; see ReleaseRequest).
+  // got a byte of (meta forgets them; see ReleaseRequest). Queued when meta
+  // takes releases in other requests (FEATURE_RELEASES_IN_CONTEXT): then it
+  // returns OK at once, and the release reaches meta with this client's next
+  // mutation, or on its own after Options.release_delay_ms.
   common::Status Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids = {});
   common::Result<pb::StatfsReply> Statfs(const Caller& c);
   common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
@@ -110,7 +117,8 @@ class MetaClient {
  private:
   MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options);
 
-  // Fills ctx with the session, a fresh request id (mutations) and the caller.
+  // Fills ctx with the session, a fresh request id (mutations), the caller,
+  // and (mutations) the queued releases it can carry.
   void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation);
 
   // Runs `method` through the leader channel. Returns the call's failure
@@ -120,6 +128,9 @@ class MetaClient {
                         const Request& request, Reply* reply);
 
   void KeepAliveLoop();
+  // Sends the releases nobody carried in time (ReleaseQueue::WaitOverdue).
+  void ReleaseLoop();
+  common::Status SendRelease(pb::ReleaseRequest request);
   // After a mutation in directory `ino`: its attributes as the reply gives
   // them (nullptr: unknown, forget what we had).
   void LearnDir(uint64_t ino, const pb::Attr* attr);
@@ -137,6 +148,8 @@ class MetaClient {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::thread keepalive_thread_;  // renews the session lease every lease/3
+  ReleaseQueue releases_;
+  std::thread release_thread_;  // ReleaseLoop
 };
 
 }  // namespace dfs::fuse

@@ -1,0 +1,85 @@
+#include "fuse/client/release_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace dfs::fuse {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+pb::ReleaseRequest Rel(uint64_t handle) {
+  pb::ReleaseRequest r;
+  r.set_ino(100 + handle);
+  r.set_handle_id(handle);
+  return r;
+}
+
+std::vector<uint64_t> Handles(const google::protobuf::RepeatedPtrField<pb::ReleaseRequest>& rs) {
+  std::vector<uint64_t> out;
+  for (const auto& r : rs) out.push_back(r.handle_id());
+  return out;
+}
+
+TEST(ReleaseQueue, MutationsTakeTheOldestFirstUpToTheirLimit) {
+  ReleaseQueue q(60'000);
+  for (uint64_t h = 1; h <= 5; ++h) q.Add(Rel(h));
+  pb::RequestContext ctx;
+  q.TakeInto(ctx.mutable_releases(), 3);
+  EXPECT_EQ(Handles(ctx.releases()), (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(q.size(), 2u);
+  // The carrier failed: they go back in front of the younger ones.
+  q.PutBack(ctx.releases());
+  pb::RequestContext again;
+  q.TakeInto(again.mutable_releases(), 100);
+  EXPECT_EQ(Handles(again.releases()), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(ReleaseQueue, OneNobodyCarriedIsHandedOverAfterTheDelay) {
+  constexpr int64_t kDelayMs = 50;
+  ReleaseQueue q(kDelayMs);
+  const auto start = Clock::now();
+  q.Add(Rel(1));
+  auto overdue = q.WaitOverdue();
+  ASSERT_TRUE(overdue.has_value());
+  EXPECT_EQ(overdue->handle_id(), 1u);
+  EXPECT_GE(Clock::now() - start, std::chrono::milliseconds(kDelayMs));  // never before
+  EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(ReleaseQueue, OneAMutationCarriedIsNotSentAgain) {
+  ReleaseQueue q(100);
+  auto waiter = std::async(std::launch::async, [&] { return q.WaitOverdue(); });
+  q.Add(Rel(1));
+  pb::RequestContext ctx;
+  q.TakeInto(ctx.mutable_releases(), 10);  // well within the delay
+  ASSERT_EQ(ctx.releases_size(), 1);
+  // The waiter wakes at the deadline, finds nothing, and waits on.
+  EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  q.Add(Rel(2));
+  auto second = waiter.get();  // 100 ms later
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->handle_id(), 2u);
+}
+
+TEST(ReleaseQueue, StopHandsOverWhatIsLeftAtOnceThenEnds) {
+  ReleaseQueue q(60'000);
+  q.Add(Rel(1));
+  q.Add(Rel(2));
+  auto waiter = std::async(std::launch::async, [&] {
+    std::vector<uint64_t> got;
+    while (auto r = q.WaitOverdue()) got.push_back(r->handle_id());
+    return got;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  q.Stop();
+  ASSERT_EQ(waiter.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(waiter.get(), (std::vector<uint64_t>{1, 2}));
+}
+
+}  // namespace
+}  // namespace dfs::fuse
