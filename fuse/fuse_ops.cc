@@ -258,6 +258,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
 
 void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, bool create) {
   fi->keep_cache = opened.keep_cache ? 1 : 0;
+  fi->direct_io = opened.direct_io ? 1 : 0;
   fi->fh = reinterpret_cast<uint64_t>(opened.handle.get());
   FileHandle* raw = opened.handle.release();
   if (create) {

@@ -178,6 +178,7 @@ FileSystem::Opened FileSystem::NewHandle(uint64_t ino, uint64_t handle_id, uint3
   opened.handle->handle_id = handle_id;
   opened.handle->flags = flags;
   opened.attr = attr;
+  opened.direct_io = (flags & O_APPEND) != 0;
   st = State(ino);
   return opened;
 }
@@ -259,15 +260,16 @@ Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
 }
 
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
-  if (offset + data.size() > common::kMaxFileSizeBytes) {
-    return common::OutOfRangeError("write past the largest file size");
-  }
   auto st = State(handle.ino);
   std::unique_lock<std::mutex> lock(st->mu);
   // Backpressure: with max_dirty_bytes pending, wait for the running flush.
   while (st->buffer.buffered_bytes() + st->in_flight.buffered_bytes() >= options_.max_dirty_bytes &&
          st->background_flush) {
     st->flushed_cv.wait(lock);
+  }
+  if (handle.flags & O_APPEND) offset = st->size;  // see Opened::direct_io
+  if (offset + data.size() > common::kMaxFileSizeBytes) {
+    return common::OutOfRangeError("write past the largest file size");
   }
   st->buffer.Write(offset, data);
   st->writer_handle_id = handle.handle_id;

@@ -101,6 +101,12 @@ class FileSystem {
     std::unique_ptr<FileHandle> handle;
     pb::Attr attr;
     bool keep_cache = false;
+    // O_APPEND: the kernel would place each write at the end of file it
+    // cached, which may predate another mount's appends (close-to-open), and
+    // cache the bytes there. Write() puts them at the end this client knows
+    // (meta's size at open plus its own writes); direct I/O keeps the
+    // kernel's page cache out of it (every write was a request anyway).
+    bool direct_io = false;
   };
   common::Result<Opened> Open(const Caller& c, uint64_t ino, uint32_t flags);
   common::Result<Opened> Create(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
