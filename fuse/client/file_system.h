@@ -106,6 +106,9 @@ class FileSystem {
     // cache the bytes there. Write() puts them at the end this client knows
     // (meta's size at open plus its own writes); direct I/O keeps the
     // kernel's page cache out of it (every write was a request anyway).
+    // The price: a MAP_SHARED mmap of an O_APPEND descriptor fails with
+    // ENODEV (checked) until libfuse offers FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    // (3.16; Debian 12 has 3.14).
     bool direct_io = false;
   };
   common::Result<Opened> Open(const Caller& c, uint64_t ino, uint32_t flags);
