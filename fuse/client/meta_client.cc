@@ -19,7 +19,9 @@ using common::Result;
 using common::Status;
 
 MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options)
-    : channel_(std::move(channel)), options_(std::move(options)), dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
+    : channel_(std::move(channel)),
+      options_(std::move(options)),
+      dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
       releases_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
@@ -102,7 +104,15 @@ void MetaClient::ReleaseLoop() {
   while (std::optional<pb::ReleaseRequest> release = releases_.WaitOverdue()) {
     const uint64_t ino = release->ino(), handle_id = release->handle_id();
     Status s = SendRelease(std::move(*release));
-    if (!s.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle_id, s.ToString());
+    if (s.ok()) continue;
+    spdlog::warn("release of inode {} handle {}: {}", ino, handle_id, s.ToString());
+    if (releases_.stopping()) {
+      // Unmounting with meta out of reach: each try would wait out the
+      // retry timeout again. Meta ends the handles with the session.
+      const size_t dropped = releases_.Clear();
+      if (dropped > 0) spdlog::warn("{} more releases not sent: the session's end releases them", dropped);
+      return;
+    }
   }
 }
 

@@ -54,6 +54,18 @@ void ReleaseQueue::Stop() {
   cv_.notify_all();
 }
 
+bool ReleaseQueue::stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
+size_t ReleaseQueue::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t n = queue_.size();
+  queue_.clear();
+  return n;
+}
+
 size_t ReleaseQueue::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return queue_.size();

@@ -44,6 +44,9 @@ class ReleaseQueue {
   // after Stop, returns what is left at once, then nullopt.
   std::optional<pb::ReleaseRequest> WaitOverdue();
   void Stop();
+  bool stopping() const;
+  // Forgets what is queued; returns how many.
+  size_t Clear();
   size_t size() const;
 
  private:

@@ -81,5 +81,17 @@ TEST(ReleaseQueue, StopHandsOverWhatIsLeftAtOnceThenEnds) {
   EXPECT_EQ(waiter.get(), (std::vector<uint64_t>{1, 2}));
 }
 
+TEST(ReleaseQueue, ClearForgetsWhatIsQueued) {
+  ReleaseQueue q(60'000);
+  q.Add(Rel(1));
+  q.Add(Rel(2));
+  EXPECT_FALSE(q.stopping());
+  q.Stop();
+  EXPECT_TRUE(q.stopping());
+  EXPECT_EQ(q.Clear(), 2u);
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_FALSE(q.WaitOverdue().has_value());
+}
+
 }  // namespace
 }  // namespace dfs::fuse

@@ -121,6 +121,54 @@ TEST_F(FuseFaultTest, ChunkserverKilledDuringLargeWrite_WriteCompletesAndReadsBa
   ::close(fd);
 }
 
+// Unmounting while meta is out of reach must not wait out the retry timeout
+// once per queued release (releases wait in a queue for a mutation to carry
+// them): the client gives up after one failed try, and meta ends the
+// handles with the session.
+TEST_F(FuseFaultTest, UnmountWithMetaGone_DoesNotWaitOncePerQueuedRelease) {
+  auto cluster = LocalCluster::Up(/*mount=*/false);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const char* dfs = std::getenv("DFS_FUSE_BIN");
+  ASSERT_NE(dfs, nullptr);
+  const std::string mnt = (*cluster)->dir() + "/mnt-short";
+  const std::string pid_file = (*cluster)->dir() + "/short.pid";
+  ASSERT_EQ(::mkdir(mnt.c_str(), 0755), 0);
+  CommandResult mounted = RunShell(std::string(dfs) + " " + (*cluster)->source() + " " + mnt +
+                                   " -o retry_timeout=2s,log_file=" + (*cluster)->dir() +
+                                   "/short.log,pid_file=" + pid_file);
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  auto pid_text = common::ReadFileToString(pid_file);
+  ASSERT_TRUE(pid_text.ok());
+  const int dfs_pid = std::stoi(*pid_text);
+  std::vector<int> fds;
+  for (int i = 0; i < 20 && !::testing::Test::HasFailure(); ++i) {
+    int fd = ::open((mnt + "/f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    if (fd >= 0) fds.push_back(fd);
+  }
+  const int meta = (*cluster)->Pid("meta-1");
+  EXPECT_GT(meta, 0);
+  if (meta > 0) {
+    EXPECT_EQ(::kill(meta, SIGKILL), 0);
+  }
+  for (int fd : fds) ::close(fd);  // 20 releases queued that meta cannot take
+
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult unmounted = RunShell("fusermount3 -u " + mnt);
+  EXPECT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  // dfs exits once its teardown gave up: a couple of retry timeouts, not 20.
+  bool gone = false;
+  while (!gone && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    gone = ::kill(dfs_pid, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  if (!gone) ::kill(dfs_pid, SIGKILL);
+  EXPECT_TRUE(gone) << "dfs still running 60 s after the unmount";
+  EXPECT_LT(took, std::chrono::seconds(15))
+      << "teardown took " << std::chrono::duration_cast<std::chrono::seconds>(took).count() << " s";
+}
+
 // The chunk files of one chunkserver's data folder.
 std::vector<std::string> ChunkFiles(const std::string& folder) {
   std::vector<std::string> out;
