@@ -182,7 +182,7 @@ class ChunkWriter {
   uint64_t length_ = 0;
   uint64_t start_length_ = 0;  // length when the stream started (in place)
   // Data bytes [writeback_begin_, writeback_end_) written since writeback
-  // was last started (see ApplyVerified).
+  // was last started (see ApplyLocked).
   uint64_t writeback_begin_ = UINT64_MAX;
   uint64_t writeback_end_ = 0;
   std::vector<uint64_t> older_versions_;  // removed when a new version is installed

@@ -22,8 +22,9 @@ Message* SetMessageField(Message* msg, const char* name) {
 // By reflection, so a request type added to Op's body later is covered
 // without a list to forget it in (carried_releases_test.cc checks them all).
 pb::RequestContext* BodyContext(pb::Op* op) {
-  const FieldDescriptor* body =
-      op->GetReflection()->GetOneofFieldDescriptor(*op, pb::Op::descriptor()->FindOneofByName("body"));
+  // Looked up once: this runs for every mutation.
+  static const google::protobuf::OneofDescriptor* const kBody = pb::Op::descriptor()->FindOneofByName("body");
+  const FieldDescriptor* body = op->GetReflection()->GetOneofFieldDescriptor(*op, kBody);
   if (body == nullptr || body->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) return nullptr;
   Message* msg = op->GetReflection()->MutableMessage(op, body);
   for (int depth = 0; msg != nullptr && depth < 2; ++depth) {
