@@ -329,7 +329,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   ino = In(req, ino);
-  Status s = Fs(req).Flush(ino);
+  Status s = Fs(req).Fsync(ino);
   if (!s.ok()) return ReplyStatus(req, s);
   fuse_reply_err(req, 0);
 }
@@ -418,7 +418,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
-  // Every metadata change is committed (durably) before its reply.
+  // Every namespace change is committed (durably) before its reply. (Root's
+  // chmod/chown of an open file may not be: fsync of that file waits for it.)
   fuse_reply_err(req, 0);
 }
 

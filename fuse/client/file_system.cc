@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include "common/check.h"
 #include "common/chunk_geometry.h"
+#include "common/posix_attr.h"
 
 namespace dfs::fuse {
 
@@ -107,6 +109,24 @@ void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
   bool dirty = !st.buffer.empty() || !st.in_flight.empty();
   st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
   st.size_known = true;
+  st.attr = attr;
+}
+
+std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
+                                                     InodeState& st) {
+  constexpr uint32_t kCarriable = pb::SET_MODE | pb::SET_UID | pb::SET_GID | pb::SET_CTIME;
+  const uint32_t valid = request.valid();
+  if (c.uid != 0 || valid == 0 || (valid & ~kCarriable) != 0 || !meta_->CanCarrySetAttr()) return std::nullopt;
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (st.open_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
+  pb::Attr attr = *st.attr;
+  attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, request.mode()));
+  if (valid & pb::SET_UID) attr.set_uid(request.uid());
+  if (valid & pb::SET_GID) attr.set_gid(request.gid());
+  attr.set_ctime_ns(NowUnixMs() * 1'000'000);
+  attr.set_size(st.size);
+  st.attr = attr;
+  return attr;
 }
 
 void FileSystem::OverlayLocalSize(pb::Attr* attr) {
@@ -132,6 +152,10 @@ void FileSystem::DropCachedData(InodeState& st) {
 
 Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& request) {
   auto st = State(request.ino());
+  if (std::optional<pb::Attr> answered = CarriableSetAttr(c, request, *st)) {
+    meta_->CarrySetAttr(c, request, *answered);
+    return *answered;
+  }
   // Buffered writes go first: a local filesystem applies them before a later
   // truncate or utimens, and their commit must not overwrite the new mtime.
   std::lock_guard<std::mutex> io_lock(st->io_mu);
@@ -331,6 +355,11 @@ Status FileSystem::Flush(uint64_t ino) {
   if (st == nullptr) return Status::Ok();
   std::lock_guard<std::mutex> io_lock(st->io_mu);
   return FlushLocked(ino, *st);
+}
+
+Status FileSystem::Fsync(uint64_t ino) {
+  RETURN_IF_ERROR(Flush(ino));
+  return meta_->SettleCarried(ino);
 }
 
 FileSystem::LeaseState FileSystem::NewLeaseState(pb::ChunkLease lease, uint64_t handle_id) {

@@ -90,6 +90,16 @@ class FileSystem {
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
   // SetAttr; a size change first flushes buffered writes and then drops
   // cached data of the file.
+  //
+  // Root's chmod/chown of a regular file this mount holds open is answered
+  // here, at once, and carried to meta by the client's next mutation, or on
+  // its own within Options.release_delay_ms (MetaClient::CarrySetAttr): its
+  // outcome is certain (root may; the open file exists) and tar and cp -a do
+  // two of them per file, each a Raft entry otherwise. This mount sees the
+  // change at once; others within that delay (plus their attr_timeout);
+  // anything this client sends later reaches meta after it; fsync waits
+  // for it. A crash of this client before then loses it, as a crash loses
+  // an unsynced chmod on a local disk.
   common::Result<pb::Attr> SetAttr(const Caller& c, const pb::SetAttrRequest& request);
   // Fixes `attr` up with the local size (used for entry replies).
   void OverlayLocalSize(pb::Attr* attr);
@@ -128,6 +138,9 @@ class FileSystem {
   // leases and the commit use the handle that wrote (meta grants writes to
   // writable handles), whichever handle asks for the flush.
   common::Status Flush(uint64_t ino);
+  // Flush, and returns once meta has applied the attribute changes of the
+  // inode this mount answered itself (see SetAttr).
+  common::Status Fsync(uint64_t ino);
 
   // SEEK_DATA / SEEK_HOLE over the chunk map (holes are unallocated chunks
   // and the space past a chunk's stored length).
@@ -161,6 +174,7 @@ class FileSystem {
     int open_handles GUARDED_BY(mu) = 0;
     uint64_t size GUARDED_BY(mu) = 0;          // this mount's view
     bool size_known GUARDED_BY(mu) = false;
+    std::optional<pb::Attr> attr GUARDED_BY(mu);  // the last meta gave (or SetAttr answered)
     WriteBuffer buffer GUARDED_BY(mu);         // not yet flushed
     WriteBuffer in_flight GUARDED_BY(mu);      // being flushed now
     std::map<uint64_t, pb::ChunkLocation> locations GUARDED_BY(mu);  // by chunk index
@@ -184,6 +198,9 @@ class FileSystem {
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);
+  // The attributes to answer for a chmod/chown this mount may answer itself
+  // (see SetAttr), or nullopt when it must ask meta.
+  std::optional<pb::Attr> CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request, InodeState& st);
   // Buffered data written to W replicas, waiting for meta to commit it.
   struct PendingCommit {
     pb::CommitWriteRequest request;

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <string>
+#include <variant>
 
 #include "common/grpc_status.h"
 #include "common/tls.h"
@@ -22,7 +24,7 @@ MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options o
     : channel_(std::move(channel)),
       options_(std::move(options)),
       dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
-      releases_(options_.release_delay_ms) {}
+      carried_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
   common::LeaderChannel::Options channel_options;
@@ -64,13 +66,13 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   steady.attempt_timeout_ms = options.attempt_timeout_ms;
   ASSIGN_OR_RETURN(client->channel_, common::LeaderChannel::Create(options.source, steady));
   client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
-  client->release_thread_ = std::thread([c = client.get()] { c->ReleaseLoop(); });
+  client->carry_thread_ = std::thread([c = client.get()] { c->CarryLoop(); });
   return client;
 }
 
 MetaClient::~MetaClient() {
-  releases_.Stop();  // the loop sends what is queued, then ends
-  if (release_thread_.joinable()) release_thread_.join();
+  carried_.Stop();  // the loop sends what is queued, then ends
+  if (carry_thread_.joinable()) carry_thread_.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -100,17 +102,27 @@ void MetaClient::KeepAliveLoop() {
   }
 }
 
-void MetaClient::ReleaseLoop() {
-  while (std::optional<pb::ReleaseRequest> release = releases_.WaitOverdue()) {
-    const uint64_t ino = release->ino(), handle_id = release->handle_id();
-    Status s = SendRelease(std::move(*release));
-    if (s.ok()) continue;
-    spdlog::warn("release of inode {} handle {}: {}", ino, handle_id, s.ToString());
-    if (releases_.stopping()) {
+void MetaClient::CarryLoop() {
+  while (std::optional<CarryQueue::Item> item = carried_.WaitOverdue()) {
+    Status s;
+    if (auto* release = std::get_if<pb::ReleaseRequest>(&*item)) {
+      const uint64_t ino = release->ino(), handle_id = release->handle_id();
+      s = SendRelease(std::move(*release));
+      if (!s.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle_id, s.ToString());
+    } else {
+      const uint64_t ino = std::get<pb::SetAttrRequest>(*item).ino();
+      pb::RequestContext front;
+      *front.add_set_attrs() = std::move(std::get<pb::SetAttrRequest>(*item));
+      carried_.PutBack(front);
+      s = SendCarrier(ino);
+      if (!s.ok()) spdlog::warn("chmod/chown of inode {}: {}", ino, s.ToString());
+    }
+    if (!s.ok() && carried_.stopping()) {
       // Unmounting with meta out of reach: each try would wait out the
-      // retry timeout again. Meta ends the handles with the session.
-      const size_t dropped = releases_.Clear();
-      if (dropped > 0) spdlog::warn("{} more releases not sent: the session's end releases them", dropped);
+      // retry timeout again. Meta ends the handles with the session; the
+      // attribute changes are lost, as unsynced ones are in a crash.
+      const size_t dropped = carried_.Clear();
+      if (dropped > 0) spdlog::warn("{} more releases and attribute changes not sent", dropped);
       return;
     }
   }
@@ -119,9 +131,7 @@ void MetaClient::ReleaseLoop() {
 void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation) {
   ctx->set_client_id(client_id_);
   if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
-  if (mutation && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) {
-    releases_.TakeInto(ctx->mutable_releases(), kMaxReleasesPerRequest);
-  }
+  if (mutation && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) carried_.TakeInto(ctx, kMaxReleasesPerRequest);
   if (caller != nullptr) {
     pb::Credentials* creds = ctx->mutable_creds();
     creds->set_uid(caller->uid);
@@ -140,9 +150,13 @@ Status MetaClient::Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::Cl
     return (stub.*method)(&ctx, request, reply);
   });
   if constexpr (requires { request.ctx().releases(); }) {
-    // The releases it carried may not have reached meta: the next mutation
-    // takes them again (a release applied twice is harmless).
-    if (!s.ok() && request.ctx().releases_size() > 0) releases_.PutBack(request.ctx().releases());
+    // What it carried may not have reached meta: the next mutation takes it
+    // again (a release or a chmod/chown applied twice is harmless).
+    if (!s.ok()) {
+      carried_.PutBack(request.ctx());
+    } else {
+      AckCarried(request.ctx());
+    }
   }
   return common::FromGrpcStatus(s);
 }
@@ -177,7 +191,9 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   request.set_parent(parent);
   request.set_name(name);
   pb::EntryReply reply;
+  const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
+  overlay_.Apply(reply.mutable_attr(), epoch);
   return reply.attr();
 }
 
@@ -186,11 +202,14 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   FillContext(request.mutable_ctx(), &c, false);
   request.set_ino(ino);
   pb::AttrReply reply;
+  const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
+  overlay_.Apply(reply.mutable_attr(), epoch);
   return reply.attr();
 }
 
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
+  RETURN_IF_ERROR(SettleCarried(request.ino()));
   FillContext(request.mutable_ctx(), &c, true);
   pb::AttrReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::SetAttr, request, &reply), reply);
@@ -295,6 +314,7 @@ Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
 }
 
 Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::LinkRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_ino(ino);
@@ -337,11 +357,16 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
   request.set_max_entries(max_entries);
   pb::ReadDirReply reply;
   auto method = plus ? &pb::MetaService::Stub::ReadDirPlus : &pb::MetaService::Stub::ReadDir;
+  const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(method, request, &reply), reply));
+  for (pb::DirEntry& entry : *reply.mutable_entries()) {
+    if (entry.has_attr()) overlay_.Apply(entry.mutable_attr(), epoch);
+  }
   return reply;
 }
 
 Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::OpenRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_ino(ino);
@@ -357,10 +382,59 @@ Status MetaClient::Release(uint64_t ino, uint64_t handle_id, const std::vector<u
   request.set_handle_id(handle_id);
   for (uint64_t id : unwritten_chunk_ids) request.add_unwritten_chunk_ids(id);
   if (Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) {
-    releases_.Add(std::move(request));
+    carried_.Add(std::move(request));
     return Status::Ok();
   }
   return SendRelease(std::move(request));
+}
+
+bool MetaClient::CanCarrySetAttr() const {
+  return Supports(pb::FEATURE_SET_ATTRS_IN_CONTEXT) && !carried_.stopping() &&
+         carried_.set_attr_count() < CarryQueue::kMaxQueuedSetAttrs;
+}
+
+void MetaClient::CarrySetAttr(const Caller& c, pb::SetAttrRequest request, const pb::Attr& answered) {
+  // An older change of this inode in flight (a carrier sent, no answer yet)
+  // could reach meta after this one if this one rode in another carrier:
+  // let it land first. Changes in the queue stay in order anyway.
+  if (overlay_.Pending(request.ino()) && !carried_.HoldsSetAttrFor(request.ino())) {
+    (void)SettleCarried(request.ino());
+  }
+  FillContext(request.mutable_ctx(), &c, false);
+  // Meta ignores a carried change's request id: here it names the change
+  // for AttrOverlay::Acked.
+  request.mutable_ctx()->set_request_id(overlay_.Add(answered));
+  carried_.Add(std::move(request));
+}
+
+Status MetaClient::SendCarrier(uint64_t ino) {
+  // A SetAttr that sets nothing itself: every queued change rides in its
+  // ctx, so they reach meta in the order they were made.
+  pb::SetAttrRequest carrier;
+  carrier.set_ino(ino);
+  FillContext(carrier.mutable_ctx(), nullptr, true);
+  pb::AttrReply reply;
+  return Invoke(&pb::MetaService::Stub::SetAttr, carrier, &reply);  // acks or puts back what it carried
+}
+
+void MetaClient::AckCarried(const pb::RequestContext& ctx) {
+  for (const pb::SetAttrRequest& set : ctx.set_attrs()) overlay_.Acked(set.ino(), set.ctx().request_id());
+}
+
+Status MetaClient::SettleCarried(uint64_t ino) {
+  // Bounded in time: a send that fails waits out retry_timeout once; a
+  // change another thread's carrier holds ends in an ack or a put-back.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.retry_timeout_ms);
+  while (overlay_.Pending(ino)) {
+    if (carried_.HoldsSetAttrFor(ino)) {
+      RETURN_IF_ERROR(SendCarrier(ino));
+    } else if (std::chrono::steady_clock::now() > deadline) {
+      return common::UnavailableError("meta has not applied the attribute changes of inode " + std::to_string(ino));
+    } else {
+      overlay_.WaitApplied(ino, std::chrono::milliseconds(50));
+    }
+  }
+  return Status::Ok();
 }
 
 Status MetaClient::SendRelease(pb::ReleaseRequest request) {
@@ -379,6 +453,7 @@ Result<pb::StatfsReply> MetaClient::Statfs(const Caller& c) {
 
 Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                             uint32_t flags) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::SetXattrRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_ino(ino);
@@ -392,6 +467,7 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
 }
 
 Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::GetXattrRequest request;
   FillContext(request.mutable_ctx(), &c, false);
   request.set_ino(ino);
@@ -402,6 +478,7 @@ Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const st
 }
 
 Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t ino) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::ListXattrRequest request;
   FillContext(request.mutable_ctx(), &c, false);
   request.set_ino(ino);
@@ -411,6 +488,7 @@ Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t
 }
 
 Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::RemoveXattrRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_ino(ino);
@@ -422,6 +500,7 @@ Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string&
 }
 
 Status MetaClient::Access(const Caller& c, uint64_t ino, uint32_t mask) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::AccessRequest request;
   FillContext(request.mutable_ctx(), &c, false);
   request.set_ino(ino);
@@ -432,6 +511,7 @@ Status MetaClient::Access(const Caller& c, uint64_t ino, uint32_t mask) {
 
 Result<pb::Attr> MetaClient::Fallocate(const Caller& c, uint64_t ino, uint64_t handle_id, uint32_t mode,
                                        uint64_t offset, uint64_t length) {
+  RETURN_IF_ERROR(SettleCarried(ino));
   pb::FallocateRequest request;
   FillContext(request.mutable_ctx(), &c, true);
   request.set_ino(ino);

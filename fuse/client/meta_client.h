@@ -26,7 +26,8 @@
 #include "common/leader_channel.h"
 #include "common/result.h"
 #include "fuse/client/dir_attr_cache.h"
-#include "fuse/client/release_queue.h"
+#include "fuse/client/attr_overlay.h"
+#include "fuse/client/carry_queue.h"
 #include "proto/meta.grpc.pb.h"
 
 namespace dfs::fuse {
@@ -50,7 +51,7 @@ class MetaClient {
     // answer a getattr (DirAttrCache); the kernel's attr_timeout. 0: off.
     int64_t dir_attr_ttl_ms = 0;
     // How long a release waits for a mutation to carry it before it is sent
-    // alone (ReleaseQueue).
+    // alone (CarryQueue); also that of a carried chmod/chown.
     int64_t release_delay_ms = 20;
   };
 
@@ -99,6 +100,19 @@ class MetaClient {
   // returns OK at once, and the release reaches meta with this client's next
   // mutation, or on its own after Options.release_delay_ms.
   common::Status Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids = {});
+  // Whether a chmod/chown can be answered now and carried to meta later
+  // (CarryQueue): meta understands FEATURE_SET_ATTRS_IN_CONTEXT, the queue
+  // has room, and the client is not stopping. The caller checks the rest
+  // (FileSystem::SetAttr: root, an open file).
+  bool CanCarrySetAttr() const;
+  // Queues `request` (mode/uid/gid/ctime bits only) for meta, and lays
+  // `answered` (what the caller answered) over this client's reads of the
+  // inode until meta has applied it (AttrOverlay).
+  void CarrySetAttr(const Caller& c, pb::SetAttrRequest request, const pb::Attr& answered);
+  // Returns once meta has applied every carried change of `ino`, sending
+  // them now if they are still queued: before an fsync answers, and before
+  // a call that reads or changes what they changed.
+  common::Status SettleCarried(uint64_t ino);
   common::Result<pb::StatfsReply> Statfs(const Caller& c);
   common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                           uint32_t flags);
@@ -128,9 +142,13 @@ class MetaClient {
                         const Request& request, Reply* reply);
 
   void KeepAliveLoop();
-  // Sends the releases nobody carried in time (ReleaseQueue::WaitOverdue).
-  void ReleaseLoop();
+  // Sends what nobody carried in time (CarryQueue::WaitOverdue).
+  void CarryLoop();
   common::Status SendRelease(pb::ReleaseRequest request);
+  // Sends what is queued, in a SetAttr of `ino` that sets nothing itself.
+  common::Status SendCarrier(uint64_t ino);
+  // Carried changes meta has applied: no longer laid over reads.
+  void AckCarried(const pb::RequestContext& ctx);
   // After a mutation in directory `ino`: its attributes as the reply gives
   // them (nullptr: unknown, forget what we had).
   void LearnDir(uint64_t ino, const pb::Attr* attr);
@@ -148,8 +166,9 @@ class MetaClient {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::thread keepalive_thread_;  // renews the session lease every lease/3
-  ReleaseQueue releases_;
-  std::thread release_thread_;  // ReleaseLoop
+  CarryQueue carried_;
+  AttrOverlay overlay_;
+  std::thread carry_thread_;  // CarryLoop
 };
 
 }  // namespace dfs::fuse

@@ -19,7 +19,7 @@
 #include "common/admission.h"
 #include "common/clock.h"
 #include "common/grpc_status.h"
-#include "meta/service/carried_releases.h"
+#include "meta/service/carried.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/group.h"
 #include "meta/service/proposer.h"
@@ -171,7 +171,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   template <typename Fill>
   grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (common::Status carried = HoistReleases(&op); !carried.ok()) {
+    if (common::Status carried = HoistCarried(&op); !carried.ok()) {
       reactor->Finish(common::ToGrpcStatus(carried));
       return reactor;
     }

@@ -47,7 +47,7 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
 }
 
 grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
-  if (common::Status carried = HoistReleases(&op); !carried.ok()) return common::ToGrpcStatus(carried);
+  if (common::Status carried = HoistCarried(&op); !carried.ok()) return common::ToGrpcStatus(carried);
   common::Result<pb::OpResult> applied = Submit(std::move(op));
   if (!applied.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(applied.status().message()));
   *result = std::move(applied).value();
@@ -332,7 +332,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_client_id(result.client_id());
   reply->set_lease_ms(options_.session_lease_ms);
   reply->set_root_ino(1);
-  reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT);
+  reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT | pb::FEATURE_SET_ATTRS_IN_CONTEXT);
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   return grpc::Status::OK;
 }

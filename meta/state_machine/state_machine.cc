@@ -89,21 +89,31 @@ Status Dispatch(ops::OpContext& ctx, pb::OpResult* result) {
   }
 }
 
-// The handles the request's client closed since its previous mutation
-// (Op.releases), released before the op itself: each on its own savepoint,
-// its outcome not reported, as a Release call's is not acted on either.
-void ApplyCarriedReleases(Db& db, const pb::Op& op) {
-  if (op.client_id() == 0) return;  // handles belong to sessions
-  for (const pb::ReleaseRequest& release : op.releases()) {
+// What the request's client did since its previous mutation that needed no
+// answer (meta/service/carried.h), applied before the op itself: first root's
+// chmod/chown of files it holds open (Op.set_attrs, in order; they came
+// before the closes), then the handles it closed (Op.releases). Each on its
+// own savepoint, its outcome not reported: the client answered it already.
+void ApplyCarried(Db& db, const pb::Op& op) {
+  if (op.client_id() == 0) return;  // only sessions carry
+  auto apply = [&](auto&& fill, auto&& run) {
     pb::Op one;
     one.set_client_id(op.client_id());
     one.set_now_ns(op.now_ns());
-    *one.mutable_release() = release;
+    fill(one);
     db.Prepare("SAVEPOINT carried").Run();
     ops::OpContext ctx{db, one, one.now_ns()};
     pb::OpResult ignored;
-    if (!ops::Release(ctx, release, &ignored).ok()) db.Prepare("ROLLBACK TO carried").Run();
+    if (!run(ctx, one, &ignored).ok()) db.Prepare("ROLLBACK TO carried").Run();
     db.Prepare("RELEASE carried").Run();
+  };
+  for (const pb::SetAttrRequest& set : op.set_attrs()) {
+    apply([&](pb::Op& one) { *one.mutable_set_attr() = set; },
+          [](ops::OpContext& ctx, const pb::Op& one, pb::OpResult* r) { return ops::SetAttr(ctx, one.set_attr(), r); });
+  }
+  for (const pb::ReleaseRequest& release : op.releases()) {
+    apply([&](pb::Op& one) { *one.mutable_release() = release; },
+          [](ops::OpContext& ctx, const pb::Op& one, pb::OpResult* r) { return ops::Release(ctx, one.release(), r); });
   }
 }
 
@@ -156,7 +166,7 @@ std::vector<pb::OpResult> StateMachine::ApplyEntry(const pb::Entry& entry, uint6
         continue;
       }
     }
-    ApplyCarriedReleases(db, op);
+    ApplyCarried(db, op);
     db.Prepare("SAVEPOINT op").Run();
     ops::OpContext ctx{db, op, op.now_ns()};
     Status status = Dispatch(ctx, &result);

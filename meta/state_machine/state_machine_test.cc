@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "common/posix_attr.h"
 #include "common/status.h"
 #include "meta/state_machine/db.h"
 #include "meta/state_machine/schema.h"
@@ -317,6 +318,44 @@ TEST_F(StateMachineTest, SetAttr_ChownRules) {
   req.set_valid(pb::SET_MODE);
   req.set_mode(0777);
   EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
+}
+
+// The client answers root's chmod/chown of an open file itself
+// (common::ModeAfterRootSetAttr, fuse FileSystem::SetAttr) and carries it to
+// meta later: what it answered must be what meta stores.
+TEST_F(StateMachineTest, SetAttr_RootChmodChownIsWhatTheClientPredicts) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &f), 0);
+  const uint32_t modes[] = {0644, 04755, 02755, 02745, 06755, 07777, 0600, 01777};
+  const uint32_t valids[] = {pb::SET_MODE, pb::SET_UID, pb::SET_GID, pb::SET_UID | pb::SET_GID,
+                             pb::SET_MODE | pb::SET_UID | pb::SET_GID, pb::SET_CTIME, pb::SET_MODE | pb::SET_GID};
+  const uint32_t new_modes[] = {0640, 04711, 02750, 06777};
+  int checked = 0;
+  for (uint32_t mode : modes) {
+    for (uint32_t valid : valids) {
+      for (uint32_t new_mode : new_modes) {
+        pb::SetAttrRequest start;
+        start.set_ino(f.ino());
+        start.set_valid(pb::SET_MODE);
+        start.set_mode(mode);
+        pb::Attr before;
+        ASSERT_EQ(h.SetAttr(start, &before), 0);
+        ASSERT_EQ(before.mode(), S_IFREG | mode);
+        pb::SetAttrRequest req;
+        req.set_ino(f.ino());
+        req.set_valid(valid);
+        req.set_mode(new_mode);
+        req.set_uid(1000 + checked);
+        req.set_gid(2000 + checked);
+        pb::Attr after;
+        ASSERT_EQ(h.SetAttr(req, &after), 0);
+        EXPECT_EQ(after.mode(), common::ModeAfterRootSetAttr(before.mode(), valid, new_mode))
+            << std::oct << "mode " << mode << " valid " << valid << " new " << new_mode;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 8 * 7 * 4);
 }
 
 TEST_F(StateMachineTest, SetAttr_ChmodByNonMemberClearsSetgid) {

@@ -1,6 +1,7 @@
 // Open handles and sessions: unlinked-but-open files live until the last
 // handle of any session goes away.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 
 #include "common/status.h"
@@ -102,6 +103,51 @@ TEST_F(SessionTest, CarriedReleases_ApplyBeforeTheOpOnceAndOnlyForTheirClient) {
   EXPECT_EQ(h.Apply(carrier(c1, 2, g.ino(), hg)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
   EXPECT_EQ(h.Apply(carrier(c1, 3, g.ino(), hg)).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
   EXPECT_EQ(h.GetAttr(g.ino()), static_cast<int>(StatusCode::kNotFound));
+}
+
+// Root's chmod/chown of an open file, answered by the client and carried by
+// its next mutation (Op.set_attrs): applied in order before the op, whatever
+// the op's outcome; one meta refuses does not stop the others; not applied
+// again when the carrier is replayed.
+TEST_F(SessionTest, CarriedSetAttrs_ApplyInOrderBeforeTheOpAndOnce) {
+  uint64_t c1 = OpenSession();
+  h.client_id = c1;
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 04755, &f), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "d"), 0);
+  auto set = [](uint64_t ino, uint32_t valid, uint32_t mode, uint32_t owner, uint32_t caller) {
+    pb::SetAttrRequest r;
+    r.set_ino(ino);
+    r.set_valid(valid);
+    r.set_mode(mode);
+    r.set_uid(owner);
+    r.set_gid(owner);
+    *r.mutable_ctx()->mutable_creds() = testing::Creds(caller, caller);
+    return r;
+  };
+  pb::Op op;  // a mkdir meta refuses: "d" exists
+  op.set_client_id(c1);
+  op.set_request_id(1);
+  op.mutable_mkdir()->set_parent(kRoot);
+  op.mutable_mkdir()->set_name("d");
+  op.mutable_mkdir()->set_mode(0755);
+  *op.add_set_attrs() = set(f.ino(), pb::SET_UID | pb::SET_GID, 0, 1000, 0);  // chown: suid goes
+  *op.add_set_attrs() = set(f.ino(), pb::SET_MODE, 0640, 0, 0);
+  *op.add_set_attrs() = set(f.ino(), pb::SET_UID, 0, 2000, 1000);  // not root: refused, skipped
+  *op.add_set_attrs() = set(f.ino(), pb::SET_MODE, 0600, 0, 0);    // after the 0640
+  EXPECT_EQ(h.Apply(op).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  pb::Attr after;
+  ASSERT_EQ(h.GetAttr(f.ino(), &after), 0);
+  EXPECT_EQ(after.mode(), static_cast<uint32_t>(S_IFREG | 0600));
+  EXPECT_EQ(after.uid(), 1000u);
+  EXPECT_EQ(after.gid(), 1000u);
+
+  // The replay answers from memory and applies nothing it carries.
+  op.clear_set_attrs();
+  *op.add_set_attrs() = set(f.ino(), pb::SET_MODE, 0777, 0, 0);
+  EXPECT_EQ(h.Apply(op).status().code(), static_cast<int>(StatusCode::kAlreadyExists));
+  ASSERT_EQ(h.GetAttr(f.ino(), &after), 0);
+  EXPECT_EQ(after.mode(), static_cast<uint32_t>(S_IFREG | 0600));
 }
 
 TEST_F(SessionTest, ExpireSessions_ReleasesHandles) {

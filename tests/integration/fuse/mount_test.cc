@@ -472,6 +472,72 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
   EXPECT_TRUE(ReadFile(second + name + "/handoff") == model);
 }
 
+// What meta (not the kernel's attribute cache) says now, as this mount
+// answers a getattr: AT_STATX_FORCE_SYNC sends one.
+struct stat FreshStat(const std::string& path) {
+  struct statx sx{};
+  struct stat st{};
+  if (::statx(AT_FDCWD, path.c_str(), AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &sx) != 0) return st;
+  st.st_mode = sx.stx_mode;
+  st.st_uid = sx.stx_uid;
+  st.st_gid = sx.stx_gid;
+  return st;
+}
+
+// Root's chmod/chown of a file it holds open is answered by the mount and
+// carried to meta later (FileSystem::SetAttr): this mount shows it at once,
+// even when it asks meta again; after an fsync another mount sees it at
+// once; without one, within moments; an unmount right after sends it.
+TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
+  std::string second = g_cluster->dir() + "/mnt5";
+  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+
+  int fd = ::open((dfs_ + "/synced").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, "x", 1), 1);
+  ASSERT_EQ(::fchown(fd, 1234, 4321), 0) << std::strerror(errno);
+  ASSERT_EQ(::fchmod(fd, 0600), 0) << std::strerror(errno);
+  struct stat here = FreshStat(dfs_ + "/synced");  // before meta has it, as a rule (20 ms)
+  EXPECT_EQ(here.st_mode, static_cast<mode_t>(S_IFREG | 0600));
+  EXPECT_EQ(here.st_uid, 1234u);
+  EXPECT_EQ(here.st_gid, 4321u);
+  ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  struct stat there = FreshStat(other + "/synced");
+  EXPECT_EQ(there.st_mode, static_cast<mode_t>(S_IFREG | 0600));
+  EXPECT_EQ(there.st_uid, 1234u);
+  EXPECT_EQ(there.st_gid, 4321u);
+  ASSERT_EQ(::close(fd), 0);
+
+  // No fsync, the file still open: the change reaches meta on its own.
+  fd = ::open((dfs_ + "/later").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::fchmod(fd, 04750), 0) << std::strerror(errno);
+  ASSERT_EQ(::fchown(fd, 7, 8), 0) << std::strerror(errno);  // chown drops setuid, as meta will
+  EXPECT_EQ(FreshStat(dfs_ + "/later").st_mode, static_cast<mode_t>(S_IFREG | 0750));
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    struct stat st = FreshStat(other + "/later");
+    seen = st.st_mode == (S_IFREG | 0750) && st.st_uid == 7 && st.st_gid == 8;
+    if (!seen) ::usleep(50'000);
+  }
+  EXPECT_TRUE(seen) << "another mount never saw the chmod/chown";
+  ASSERT_EQ(::close(fd), 0);
+
+  // Made on the second mount, which unmounts right away.
+  fd = ::open((other + "/unmounted").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::fchmod(fd, 0604), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  ASSERT_EQ(RunShell("fusermount3 -u " + second).exit_code, 0);
+  seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    seen = FreshStat(dfs_ + "/unmounted").st_mode == (S_IFREG | 0604);
+    if (!seen) ::usleep(50'000);
+  }
+  EXPECT_TRUE(seen) << "the chmod made before the unmount was lost";
+}
+
 // The live chunk count meta reports (dfsctl status --json), -1 if unknown.
 long LiveChunks() {
   std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";

@@ -1,0 +1,28 @@
+// What root's chmod/chown does to a file's mode, as meta's setattr applies
+// it (meta/state_machine/ops/set_attr.cc; set_attr_test.cc checks that the
+// two agree): the client answers such a change itself (fuse FileSystem::
+// SetAttr) and must answer what meta will store.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+
+#include "proto/meta.pb.h"
+
+namespace dfs::common {
+
+// `mode` (type and permission bits) after a setattr by root with `valid`
+// (pb::SetAttrBits) and, for SET_MODE, `new_mode`. chmod sets the 07777
+// bits (root keeps setgid); chown_common drops setuid from a non-directory
+// even for root, and setgid when it is group-executable (a real setgid).
+inline uint32_t ModeAfterRootSetAttr(uint32_t mode, uint32_t valid, uint32_t new_mode) {
+  if (valid & pb::SET_MODE) mode = (mode & S_IFMT) | (new_mode & 07777);
+  if ((valid & (pb::SET_UID | pb::SET_GID)) && !S_ISDIR(mode)) {
+    if ((mode & S_ISGID) && (mode & S_IXGRP)) mode &= ~static_cast<uint32_t>(S_ISGID);
+    mode &= ~static_cast<uint32_t>(S_ISUID);
+  }
+  return mode;
+}
+
+}  // namespace dfs::common
