@@ -10,6 +10,7 @@
 //  - MetaClient's keep-alive thread: renews the session lease.
 //  - gRPC's own threads.
 #include <fcntl.h>
+#include <linux/fuse.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -38,6 +39,7 @@
 #include "fuse/client_metrics.h"
 #include "fuse/command_line.h"
 #include "fuse/fuse_ops.h"
+#include "fuse/init_flags.h"
 
 namespace {
 
@@ -176,6 +178,9 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     fuse_session_destroy(se);
     report("cannot mount at " + cl.mount_point + " (does it exist? is /dev/fuse usable?)\n");
     return 1;
+  }
+  if (!dfs::fuse::AddInitReplyFlags(se, FUSE_PARALLEL_DIROPS)) {
+    spdlog::warn("cannot pass FUSE_PARALLEL_DIROPS to the kernel: lookups in one directory stay serialized");
   }
   if (!cl.pid_file.empty()) {
     if (Status s = dfs::common::WriteFileAtomic(cl.pid_file, std::to_string(::getpid()) + "\n"); !s.ok()) {

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/fs.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -16,6 +18,8 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <fstream>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -536,6 +540,46 @@ TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
     if (!seen) ::usleep(50'000);
   }
   EXPECT_TRUE(seen) << "the chmod made before the unmount was lost";
+}
+
+// Lookups in one directory reach the daemon side by side
+// (FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its INIT reply:
+// fuse/init_flags.h). With meta stopped, stats of two names in one
+// directory must both wait in the daemon (the fuse control filesystem's
+// `waiting`); serialized, the second waits in the kernel instead.
+TEST_F(MountTest, LookupsInOneDirectory_ReachTheDaemonInParallel) {
+  ASSERT_EQ(::mkdir((dfs_ + "/par").c_str(), 0755), 0);
+  struct stat mst{};
+  ASSERT_EQ(::stat(g_cluster->mount_point().c_str(), &mst), 0);
+  if (!std::filesystem::exists("/sys/fs/fuse/connections/" + std::to_string(minor(mst.st_dev)))) {
+    RunShell("mount -t fusectl none /sys/fs/fuse/connections");
+  }
+  const std::string waiting_file = "/sys/fs/fuse/connections/" + std::to_string(minor(mst.st_dev)) + "/waiting";
+  ASSERT_TRUE(std::filesystem::exists(waiting_file)) << "no fuse control filesystem";
+  auto waiting = [&] {
+    std::ifstream in(waiting_file);
+    int n = -1;
+    in >> n;
+    return n;
+  };
+  const int meta = g_cluster->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto stat_of = [](std::string path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 ? 0 : errno;
+  };
+  auto a = std::async(std::launch::async, stat_of, dfs_ + "/par/a");
+  auto b = std::async(std::launch::async, stat_of, dfs_ + "/par/b");
+  int most = 0;
+  for (int i = 0; i < 100 && most < 2; ++i) {
+    most = std::max(most, waiting());
+    ::usleep(20'000);
+  }
+  ::kill(meta, SIGCONT);
+  EXPECT_EQ(a.get(), ENOENT);
+  EXPECT_EQ(b.get(), ENOENT);
+  EXPECT_GE(most, 2) << "the second lookup never reached the daemon";
 }
 
 // The live chunk count meta reports (dfsctl status --json), -1 if unknown.
