@@ -7,8 +7,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -339,11 +341,26 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
 // changes, so an offset from an earlier call resumes correctly).
 constexpr uint64_t kCookieBias = 2;
 
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+// An open directory (fuse_file_info.fh).
+struct DirHandle {
+  // The offset right after the last entry of a listing that reached the end
+  // of the directory: the kernel asks once more from there, and an entry
+  // made since then may or may not be listed (POSIX), so that call is
+  // answered empty without asking meta. Calls on one handle are serialized
+  // by the kernel; atomic all the same.
+  std::atomic<uint64_t> end_offset{UINT64_MAX};
+};
+
+DirHandle* DirOf(fuse_file_info* fi) { return fi != nullptr ? reinterpret_cast<DirHandle*>(fi->fh) : nullptr; }
+
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   ino = In(req, ino);
+  uint64_t offset = static_cast<uint64_t>(off);
+  DirHandle* dir = DirOf(fi);
+  if (dir != nullptr && offset != 0 && offset == dir->end_offset.load()) return (void)fuse_reply_buf(req, nullptr, 0);
   std::vector<char> buf(size);
   size_t used = 0;
-  uint64_t offset = static_cast<uint64_t>(off);
+  uint64_t next_offset = offset;  // after the last entry added
   auto add = [&](const char* name, const pb::Attr* attr, uint64_t entry_ino, uint32_t type, uint64_t next) {
     size_t need;
     if (plus && attr != nullptr) {
@@ -365,6 +382,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
     }
     if (need > size - used) return false;
     used += need;
+    next_offset = next;
     return true;
   };
   if (offset == 0 && !add(".", nullptr, ino, S_IFDIR, 1)) return (void)fuse_reply_buf(req, buf.data(), used);
@@ -391,31 +409,36 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) 
       }
       cookie = entry.cookie();
     }
-    if (full || page->eof() || page->entries().empty()) break;
+    if (full || page->eof() || page->entries().empty()) {
+      if (!full && dir != nullptr) dir->end_offset.store(next_offset);
+      break;
+    }
   }
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   ino = In(req, ino);
-  ReadDir(req, ino, size, off, false);
+  ReadDir(req, ino, size, off, fi, false);
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   ino = In(req, ino);
-  ReadDir(req, ino, size, off, true);
+  ReadDir(req, ino, size, off, fi, true);
 }
 
-void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  ino = In(req, ino);
-  auto attr = Fs(req).meta().GetAttr(CallerOf(req, false), ino);
-  if (!attr.ok()) return ReplyStatus(req, attr.status());
-  if ((attr->mode() & S_IFMT) != S_IFDIR) return (void)fuse_reply_err(req, ENOTDIR);
-  fi->fh = 0;
-  fuse_reply_open(req, fi);
+// Asks meta nothing: the kernel sends OPENDIR only for an inode it knows as
+// a directory, after its own permission check (default_permissions), and a
+// directory removed meanwhile by another mount fails at the first READDIR.
+void OpOpendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  fi->fh = reinterpret_cast<uint64_t>(new DirHandle);
+  if (fuse_reply_open(req, fi) != 0) delete DirOf(fi);  // the kernel never got it
 }
 
-void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete DirOf(fi);
+  fuse_reply_err(req, 0);
+}
 
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   // Every namespace change is committed (durably) before its reply. (Root's

@@ -329,6 +329,46 @@ TEST_F(MountTest, ReadDir_ListsEveryEntryOnce) {
   EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), want);
 }
 
+// A listing that reached the end is not asked of meta again (the kernel
+// asks once more from there): a second readdir at the end finds nothing,
+// and a rewind lists what was made since.
+TEST_F(MountTest, ReadDir_AtTheEndAndAfterARewind) {
+  const std::string dir = dfs_ + "/listed";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  std::set<std::string> want = {".", ".."};
+  for (int i = 0; i < 5; ++i) {
+    WriteFile(dir + "/f" + std::to_string(i), "x");
+    want.insert("f" + std::to_string(i));
+  }
+  auto list = [](DIR* d) {
+    std::set<std::string> names;
+    while (dirent* e = ::readdir(d)) names.insert(e->d_name);
+    return names;
+  };
+  DIR* d = ::opendir(dir.c_str());
+  ASSERT_NE(d, nullptr) << std::strerror(errno);
+  EXPECT_EQ(list(d), want);
+  errno = 0;
+  EXPECT_EQ(::readdir(d), nullptr);  // at the end, again
+  EXPECT_EQ(errno, 0);
+  WriteFile(dir + "/later", "x");
+  want.insert("later");
+  ::rewinddir(d);
+  EXPECT_EQ(list(d), want);
+  DIR* other = ::opendir(dir.c_str());  // a handle of its own
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(list(other), want);
+  ::closedir(other);
+  ::closedir(d);
+  // An empty directory: "." and ".." only, then the end.
+  ASSERT_EQ(::mkdir((dir + "/empty").c_str(), 0755), 0);
+  d = ::opendir((dir + "/empty").c_str());
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(list(d), (std::set<std::string>{".", ".."}));
+  EXPECT_EQ(::readdir(d), nullptr);
+  ::closedir(d);
+}
+
 TEST_F(MountTest, Xattrs_BehaveLikeLocal) {
   std::string f = dfs_ + "/x";
   WriteFile(f, "x");
