@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -138,6 +139,15 @@ void FileSystem::OverlayLocalSize(pb::Attr* attr) {
 }
 
 Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
+  if (auto st = FindState(ino); st != nullptr) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    const int64_t learned = std::exchange(st->attr_from_open_mono_ms, -1);
+    if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms) {
+      pb::Attr attr = *st->attr;
+      attr.set_size(st->size);
+      return attr;
+    }
+  }
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->GetAttr(c, ino));
   OverlayLocalSize(&attr);
   return attr;
@@ -220,6 +230,7 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   bool dirty = !st->buffer.empty() || !st->in_flight.empty();
   opened.keep_cache = !dirty && st->opened_mtime_ns == opened.attr.mtime_ns() &&
                       st->opened_size == opened.attr.size();
+  if (!opened.keep_cache) st->attr_from_open_mono_ms = NowMonoMs();  // the kernel will ask: see GetAttr
   if (!dirty) st->locations.clear();
   st->opened_mtime_ns = opened.attr.mtime_ns();
   st->opened_size = opened.attr.size();

@@ -60,6 +60,7 @@ struct FileSystemOptions {
   uint64_t readahead_bytes = 8ull << 20;         // fetched ahead on sequential reads
   int64_t io_timeout_ms = 30'000;                // one chunk I/O attempt
   int64_t capability_cache_ms = 1'000;           // see GetXattr (= attr_timeout)
+  int64_t open_attr_ms = 1'000;                  // see GetAttr (= attr_timeout; 0: off)
 };
 
 // An open file, owned by the FUSE adapter (fi->fh points to it).
@@ -87,6 +88,12 @@ class FileSystem {
   uint64_t TEST_LookupCount(uint64_t ino);
 
   // Attributes with this mount's view of the size (unflushed writes).
+  // The first getattr after an open that made the kernel forget the file's
+  // attributes (close-to-open, see the adapter's open) is answered with the
+  // ones that open just got from meta, if it comes within open_attr_ms:
+  // the kernel asks right away when the application fstat()s its new
+  // descriptor, as tar, cp and most readers do, and meta's answer would be
+  // no newer in any way the kernel's attr_timeout does not already allow.
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
   // SetAttr; a size change first flushes buffered writes and then drops
   // cached data of the file.
@@ -186,6 +193,7 @@ class FileSystem {
     bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
     std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
+    int64_t attr_from_open_mono_ms GUARDED_BY(mu) = -1;  // when Open learned `attr` (-1: used or none)
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     common::Status capability_status GUARDED_BY(mu);
     std::string capability_value GUARDED_BY(mu);

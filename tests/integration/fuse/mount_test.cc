@@ -516,6 +516,33 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
   EXPECT_TRUE(ReadFile(second + name + "/handoff") == model);
 }
 
+// Close-to-open for attributes: an open that finds the file changed by
+// another mount makes the kernel ask again, and that first fstat is answered
+// with what the open got from meta (FileSystem::GetAttr), not a cached view.
+TEST_F(MountTest, FstatAfterOpen_SeesAnotherMountsChanges) {
+  std::string second = g_cluster->dir() + "/mnt6";
+  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  WriteFile(dfs_ + "/f", "12345");
+  int fd = ::open((dfs_ + "/f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  struct stat st{};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+  ::close(fd);
+  for (int round = 0; round < 3; ++round) {
+    WriteFile(other + "/f", std::string(100 + round, 'x'));
+    ASSERT_EQ(::chmod((other + "/f").c_str(), 0600 + round), 0);
+    fd = ::open((dfs_ + "/f").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::fstat(fd, &st), 0);
+    EXPECT_EQ(st.st_size, 100 + round) << round;
+    EXPECT_EQ(st.st_mode & 07777, static_cast<mode_t>(0600 + round)) << round;
+    ::close(fd);
+    EXPECT_EQ(ReadFile(dfs_ + "/f"), std::string(100 + round, 'x')) << round;
+  }
+}
+
 // What meta (not the kernel's attribute cache) says now, as this mount
 // answers a getattr: AT_STATX_FORCE_SYNC sends one.
 struct stat FreshStat(const std::string& path) {
