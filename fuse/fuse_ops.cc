@@ -316,8 +316,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
   fuse_reply_write(req, size);
 }
 
-void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ino = In(req, ino);
+  Fs(req).Closed(Handle(fi));
   // close(2): the data must be durable and its length committed (close-to-open).
   Status s = Fs(req).Flush(ino);
   if (!s.ok()) return ReplyStatus(req, s);

@@ -119,7 +119,7 @@ std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::
   const uint32_t valid = request.valid();
   if (c.uid != 0 || valid == 0 || (valid & ~kCarriable) != 0 || !meta_->CanCarrySetAttr()) return std::nullopt;
   std::lock_guard<std::mutex> lock(st.mu);
-  if (st.open_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
+  if (st.unclosed_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
   pb::Attr attr = *st.attr;
   attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, request.mode()));
   if (valid & pb::SET_UID) attr.set_uid(request.uid());
@@ -141,12 +141,14 @@ void FileSystem::OverlayLocalSize(pb::Attr* attr) {
 Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
   if (auto st = FindState(ino); st != nullptr) {
     std::lock_guard<std::mutex> lock(st->mu);
-    const int64_t learned = std::exchange(st->attr_from_open_mono_ms, -1);
-    if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms) {
+    const int64_t learned = st->attr_from_open_mono_ms;
+    if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms &&
+        st->attr_from_open_mutations == meta_->mutation_count()) {
       pb::Attr attr = *st->attr;
       attr.set_size(st->size);
       return attr;
     }
+    st->attr_from_open_mono_ms = -1;
   }
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->GetAttr(c, ino));
   OverlayLocalSize(&attr);
@@ -223,6 +225,7 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   Opened opened = NewHandle(ino, reply.handle_id(), flags, reply.attr(), st);
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
+  ++st->unclosed_handles;
   LearnAttr(*st, opened.attr);
   // Close-to-open: another mount may have changed the file since we last
   // looked, so forget where its chunks were; keep the kernel's page cache
@@ -230,7 +233,8 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   bool dirty = !st->buffer.empty() || !st->in_flight.empty();
   opened.keep_cache = !dirty && st->opened_mtime_ns == opened.attr.mtime_ns() &&
                       st->opened_size == opened.attr.size();
-  if (!opened.keep_cache) st->attr_from_open_mono_ms = NowMonoMs();  // the kernel will ask: see GetAttr
+  st->attr_from_open_mono_ms = NowMonoMs();  // see GetAttr
+  st->attr_from_open_mutations = meta_->mutation_count();
   if (!dirty) st->locations.clear();
   st->opened_mtime_ns = opened.attr.mtime_ns();
   st->opened_size = opened.attr.size();
@@ -252,6 +256,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
   }
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
+  ++st->unclosed_handles;
   LearnAttr(*st, opened.attr);
   st->locations.clear();
   if ((flags & O_EXCL) || reply.has_lease()) {
@@ -289,9 +294,18 @@ Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
     }
     std::lock_guard<std::mutex> lock(st->mu);
     --st->open_handles;
+    if (!handle->closed.exchange(true)) --st->unclosed_handles;
   }
   MaybeDropState(ino);
   return flushed;
+}
+
+void FileSystem::Closed(FileHandle& handle) {
+  if (handle.closed.exchange(true)) return;
+  if (auto st = FindState(handle.ino)) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    --st->unclosed_handles;
+  }
 }
 
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {

@@ -69,6 +69,7 @@ struct FileHandle {
   uint64_t handle_id = 0;    // meta's handle (0 for a read-only open meta did not log)
   uint32_t flags = 0;
   std::atomic<uint64_t> next_sequential_offset{0};  // for readahead detection
+  std::atomic<bool> closed{false};  // a close(2) of it was seen (FLUSH); see Closed
 };
 
 class FileSystem {
@@ -88,18 +89,21 @@ class FileSystem {
   uint64_t TEST_LookupCount(uint64_t ino);
 
   // Attributes with this mount's view of the size (unflushed writes).
-  // The first getattr after an open that made the kernel forget the file's
-  // attributes (close-to-open, see the adapter's open) is answered with the
-  // ones that open just got from meta, if it comes within open_attr_ms:
-  // the kernel asks right away when the application fstat()s its new
-  // descriptor, as tar, cp and most readers do, and meta's answer would be
-  // no newer in any way the kernel's attr_timeout does not already allow.
+  // Within open_attr_ms of an open, and while this client has sent no
+  // mutation since (MetaClient::mutation_count), a getattr is answered with
+  // the attributes that open got from meta. The kernel asks then because the
+  // open made it forget them (close-to-open, see the adapter's open) or a
+  // read invalidated atime (which meta does not keep): tar, cp and most
+  // readers fstat() right after open and again after reading. Meta's answer
+  // could only be newer by other mounts' changes, which the kernel's
+  // attr_timeout lets it miss as long anyway; any change by this mount
+  // (unlink of another link, chmod, a commit...) ends the window.
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
   // SetAttr; a size change first flushes buffered writes and then drops
   // cached data of the file.
   //
-  // Root's chmod/chown of a regular file this mount holds open is answered
-  // here, at once, and carried to meta by the client's next mutation, or on
+  // Root's chmod/chown of a regular file this mount holds open (a handle
+  // no close(2) was seen for: see Closed) is answered here, at once, and carried to meta by the client's next mutation, or on
   // its own within Options.release_delay_ms (MetaClient::CarrySetAttr): its
   // outcome is certain (root may; the open file exists) and tar and cp -a do
   // two of them per file, each a Raft entry otherwise. This mount sees the
@@ -133,6 +137,11 @@ class FileSystem {
                                 uint32_t flags, uint32_t umask);
   // Flushes (if this handle wrote) and tells meta the handle is gone.
   common::Status Release(std::unique_ptr<FileHandle> handle);
+  // A close(2) of the handle (FUSE FLUSH; RELEASE comes later, after the
+  // application moved on): from now on it does not count as holding the
+  // file open for SetAttr's answered chmod/chown. A dup of it still open
+  // only loses that shortcut.
+  void Closed(FileHandle& handle);
 
   // The block cache (for its hit counts and size).
   PageCache& cache() { return cache_; }
@@ -179,6 +188,7 @@ class FileSystem {
     std::mutex mu;     // guards the fields below
     uint64_t lookups GUARDED_BY(mu) = 0;
     int open_handles GUARDED_BY(mu) = 0;
+    int unclosed_handles GUARDED_BY(mu) = 0;  // open_handles no close(2) was seen for
     uint64_t size GUARDED_BY(mu) = 0;          // this mount's view
     bool size_known GUARDED_BY(mu) = false;
     std::optional<pb::Attr> attr GUARDED_BY(mu);  // the last meta gave (or SetAttr answered)
@@ -193,7 +203,8 @@ class FileSystem {
     bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
     std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
-    int64_t attr_from_open_mono_ms GUARDED_BY(mu) = -1;  // when Open learned `attr` (-1: used or none)
+    int64_t attr_from_open_mono_ms GUARDED_BY(mu) = -1;  // when Open learned `attr` (-1: none)
+    uint64_t attr_from_open_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     common::Status capability_status GUARDED_BY(mu);
     std::string capability_value GUARDED_BY(mu);

@@ -63,6 +63,9 @@ class MetaClient {
   MetaClient& operator=(const MetaClient&) = delete;
 
   uint64_t client_id() const { return client_id_; }
+  // Grows with every mutation this client sends (its request ids): equal
+  // values mean this client changed nothing in between.
+  uint64_t mutation_count() const { return next_request_id_.load(); }
   uint64_t root_ino() const { return root_ino_; }
   // Whether the meta this client opened its session with understands `f`
   // (pb::MetaFeature); metas are upgraded before clients.

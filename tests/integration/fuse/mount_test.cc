@@ -541,6 +541,17 @@ TEST_F(MountTest, FstatAfterOpen_SeesAnotherMountsChanges) {
     ::close(fd);
     EXPECT_EQ(ReadFile(dfs_ + "/f"), std::string(100 + round, 'x')) << round;
   }
+  // This mount's own change right after an open is not hidden by what the
+  // open learned: a hard link made and removed, a chmod.
+  fd = ::open((dfs_ + "/f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::link((dfs_ + "/f").c_str(), (dfs_ + "/g").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  ASSERT_EQ(::unlink((dfs_ + "/g").c_str()), 0);
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  ::close(fd);
 }
 
 // What meta (not the kernel's attribute cache) says now, as this mount
