@@ -14,6 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <random>
+#include <set>
 #include <thread>
 
 #include "common/file_util.h"
@@ -139,20 +142,41 @@ std::string BinaryPath(const char* env_var) {
   return value;
 }
 
-int PickFreePort() {
+namespace {
+bool Bindable(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::perror("PickFreePort");
-    std::abort();
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+}  // namespace
+
+int PickFreePort() {
+  // Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
+  // default): a port taken from that range and bound only later can be
+  // taken meanwhile as the source port of an outgoing connection (seen in
+  // CI: a meta member's raft port, while the other members were already
+  // dialling each other). Random, checked free, never the same twice in
+  // one process.
+  static std::mutex mu;
+  static std::set<int> given;
+  static std::mt19937 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  std::uniform_int_distribution<int> pick(20'000, 32'000);
+  for (int attempt = 0; attempt < 2'000; ++attempt) {
+    const int port = pick(rng);
+    if (given.count(port) == 0 && Bindable(port)) {
+      given.insert(port);
+      return port;
+    }
+  }
+  std::fprintf(stderr, "PickFreePort: no free port in 20000-32000\n");
+  std::abort();
 }
 
 }  // namespace dfs::testing

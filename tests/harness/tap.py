@@ -6,6 +6,7 @@ security): one place for what every such script needs.
     tap.finish()                    # prints the plan "1..N"; returns the exit code
 """
 
+import random
 import socket
 import sys
 import time
@@ -35,10 +36,24 @@ def finish():
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 nobody listens on right now, below the kernel's
+    ephemeral range (32768-60999), where an outgoing connection could take it
+    before its daemon binds it; never the same twice in one run."""
+    for _ in range(2000):
+        port = random.randint(20000, 32000)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
+_given_ports = set()
 
 
 def wait_for(predicate, timeout_s, interval_s=0.2):

@@ -27,6 +27,7 @@ Every wait is bounded; every process started is stopped by pid at the end.
 import base64
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -117,9 +118,16 @@ def write_config(path, pairs):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Below the ephemeral range (32768-60999): see tests/harness/tap.py.
+    for _ in range(2000):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_for(predicate, timeout_s):
