@@ -27,10 +27,15 @@ void AttrOverlay::Acked(uint64_t ino, uint64_t seq) {
     if (it == changes_.end() || it->second.acked_epoch != 0 || it->second.seq > seq) return;
     it->second.acked_epoch = ++epoch_;
     it->second.acked_at = now;
-    // Forget long-applied changes (no read lasts that long: retry_timeout).
-    for (auto old = changes_.begin(); old != changes_.end();) {
-      const Change& c = old->second;
-      old = c.acked_epoch != 0 && now - c.acked_at > kKeepApplied ? changes_.erase(old) : std::next(old);
+    // Forget long-applied changes (no read lasts that long: retry_timeout),
+    // sweeping at most once a second: the map holds every change of the
+    // last two minutes (two per file in a tar x), too many to walk per ack.
+    if (now - last_sweep_ >= std::chrono::seconds(1)) {
+      last_sweep_ = now;
+      for (auto old = changes_.begin(); old != changes_.end();) {
+        const Change& c = old->second;
+        old = c.acked_epoch != 0 && now - c.acked_at > kKeepApplied ? changes_.erase(old) : std::next(old);
+      }
     }
   }
   applied_cv_.notify_all();

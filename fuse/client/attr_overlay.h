@@ -54,6 +54,7 @@ class AttrOverlay {
   std::unordered_map<uint64_t, Change> changes_ GUARDED_BY(mu_);
   uint64_t epoch_ GUARDED_BY(mu_) = 1;
   uint64_t next_seq_ GUARDED_BY(mu_) = 1;
+  std::chrono::steady_clock::time_point last_sweep_ GUARDED_BY(mu_);
 };
 
 }  // namespace dfs::fuse
