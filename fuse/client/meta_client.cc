@@ -1,8 +1,10 @@
 #include "fuse/client/meta_client.h"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <variant>
@@ -39,6 +41,7 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   request.set_hostname(host);
   request.set_mount_point(options.mount_point);
   request.set_client_version("dfs 0.1");
+  request.set_reports_read_pins(true);
   // A retried OpenSession must not open two sessions: the request id is
   // random per attempt series, and meta dedups on (0, request_id).
   request.set_request_id((static_cast<uint64_t>(::getpid()) << 32) ^
@@ -88,16 +91,30 @@ MetaClient::~MetaClient() {
 }
 
 void MetaClient::KeepAliveLoop() {
+  // Meta frees a file nobody names only after every mount that may read it
+  // reported (twice: see meta/service/read_pins.h), so a short period here
+  // frees space soon after rm; a KeepAlive costs no log entry.
+  const uint32_t period_ms = Supports(pb::FEATURE_LAZY_READ_OPEN) ? std::min<uint32_t>(lease_ms_ / 3, 1'000)
+                                                                   : lease_ms_ / 3;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(lease_ms_ / 3, 100)));
+    stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(period_ms, 100)));
     if (stopping_) break;
     lock.unlock();
     pb::KeepAliveRequest request;
     request.set_client_id(client_id_);
-    pb::StatusReply reply;
+    request.set_reports_read_pins(true);
+    // The epoch first, then the pins: the list must hold every pin added
+    // before meta sent the reply that carried this epoch.
+    request.set_pin_epoch(pin_epoch_.load());
+    for (uint64_t ino : read_pins_.List()) request.add_read_pins(ino);
+    pb::KeepAliveReply reply;
     Status s = Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply);
-    if (!s.ok()) spdlog::warn("session keep-alive failed: {}", s.ToString());
+    if (!s.ok()) {
+      spdlog::warn("session keep-alive failed: {}", s.ToString());
+    } else {
+      pin_epoch_.store(reply.pin_epoch());
+    }
     lock.lock();
   }
 }
@@ -128,10 +145,10 @@ void MetaClient::CarryLoop() {
   }
 }
 
-void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation) {
+void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry) {
   ctx->set_client_id(client_id_);
   if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
-  if (mutation && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) carried_.TakeInto(ctx, kMaxReleasesPerRequest);
+  if (mutation && carry && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) carried_.TakeInto(ctx, kMaxReleasesPerRequest);
   if (caller != nullptr) {
     pb::Credentials* creds = ctx->mutable_creds();
     creds->set_uid(caller->uid);
@@ -367,16 +384,29 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
 
 Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {
   RETURN_IF_ERROR(SettleCarried(ino));
+  // Pinned before it is sent (read_pin_set.h).
+  const bool lazy = Supports(pb::FEATURE_LAZY_READ_OPEN) && (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC) &&
+                    read_pins_.Pin(ino);
   pb::OpenRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  // A lazy open meta answers from its state carries nothing: what it took
+  // would never be applied. (It keeps a request id: meta may still make it
+  // a logged open, for a file with no name left.)
+  FillContext(request.mutable_ctx(), &c, true, /*carry=*/!lazy);
   request.set_ino(ino);
   request.set_flags(flags);
+  request.set_lazy_read(lazy);
   pb::OpenReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Open, request, &reply), reply));
+  Status s = Outcome(Invoke(&pb::MetaService::Stub::Open, request, &reply), reply);
+  if (lazy && (!s.ok() || reply.handle_id() != 0)) read_pins_.Unpin(ino);
+  RETURN_IF_ERROR(s);
   return reply;
 }
 
 Status MetaClient::Release(uint64_t ino, uint64_t handle_id, const std::vector<uint64_t>& unwritten_chunk_ids) {
+  if (handle_id == 0) {
+    read_pins_.Unpin(ino);  // a lazy read open: meta holds nothing
+    return Status::Ok();
+  }
   pb::ReleaseRequest request;
   request.set_ino(ino);
   request.set_handle_id(handle_id);

@@ -26,6 +26,7 @@
 #include "common/leader_channel.h"
 #include "common/result.h"
 #include "fuse/client/dir_attr_cache.h"
+#include "fuse/client/read_pin_set.h"
 #include "fuse/client/attr_overlay.h"
 #include "fuse/client/carry_queue.h"
 #include "proto/meta.grpc.pb.h"
@@ -96,6 +97,9 @@ class MetaClient {
                         const std::string& new_name, uint32_t flags);
   common::Result<pb::ReadDirReply> ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
                                            bool plus);
+  // A read-only open (no O_TRUNC) of a meta with FEATURE_LAZY_READ_OPEN is
+  // pinned here instead of in meta's log: the reply's handle_id is then 0,
+  // and its Release only drops the pin.
   common::Result<pb::OpenReply> Open(const Caller& c, uint64_t ino, uint32_t flags);
   // `unwritten_chunk_ids`: chunks leased to this handle that no chunkserver
   // got a byte of (meta forgets them; see ReleaseRequest). Queued when meta
@@ -135,8 +139,9 @@ class MetaClient {
   MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options);
 
   // Fills ctx with the session, a fresh request id (mutations), the caller,
-  // and (mutations) the queued releases it can carry.
-  void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation);
+  // and (mutations, unless `carry` is false) the queued releases and
+  // attribute changes it can carry.
+  void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry = true);
 
   // Runs `method` through the leader channel. Returns the call's failure
   // (Unavailable...) or OK; the reply's FsStatus is checked by the caller.
@@ -168,7 +173,9 @@ class MetaClient {
   std::mutex mu_;  // guards stopping_; used with stop_cv_
   std::condition_variable stop_cv_;
   bool stopping_ = false;
-  std::thread keepalive_thread_;  // renews the session lease every lease/3
+  std::thread keepalive_thread_;  // renews the session lease, reports read_pins_
+  ReadPinSet read_pins_;
+  std::atomic<uint64_t> pin_epoch_{0};  // of the newest KeepAliveReply
   CarryQueue carried_;
   AttrOverlay overlay_;
   std::thread carry_thread_;  // CarryLoop

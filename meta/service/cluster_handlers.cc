@@ -263,14 +263,27 @@ void MetaServiceImpl::Housekeeping() {
   cluster_->SetDraining(std::move(draining));
   cluster_->SetWeights(std::move(weights));
   Reconcile();
+  FreeOrphans();
   std::vector<uint64_t> expired = cluster_->ExpiredSessions(now);
   if (expired.empty()) return;
   pb::Op op;
   for (uint64_t id : expired) op.mutable_expire_sessions()->add_client_ids(id);
   common::Result<pb::OpResult> result = Submit(std::move(op));
   if (result.ok()) {
-    for (uint64_t id : expired) cluster_->SessionClosed(id);
+    for (uint64_t id : expired) {
+      cluster_->SessionClosed(id);
+      read_pins_.Closed(id);
+    }
   }
+}
+
+void MetaServiceImpl::FreeOrphans() {
+  constexpr size_t kOrphansPerPass = 1024;
+  std::vector<uint64_t> freeable = read_pins_.Freeable(state_machine_->Orphans(kOrphansPerPass));
+  if (freeable.empty()) return;
+  pb::Op op;
+  for (uint64_t ino : freeable) op.mutable_free_orphans()->add_inos(ino);
+  if (Submit(std::move(op)).ok()) read_pins_.Freed(freeable);
 }
 
 }  // namespace dfs::meta

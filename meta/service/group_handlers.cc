@@ -93,8 +93,10 @@ void MetaServiceImpl::BecameLeader() {
       cluster_->Registered(row.node_id, row.address, row.capacity_bytes, row.used_bytes, now);
     }
   }
+  read_pins_.Reset();
   for (uint64_t id : state_machine_->SessionIds()) {
     cluster_->SessionAlive(id, now, int64_t{options_.session_lease_ms} * 1'000'000);
+    read_pins_.TookOver(id);
   }
   PublishSelf();
 }

@@ -23,6 +23,7 @@
 #include "meta/service/cluster_state.h"
 #include "meta/service/group.h"
 #include "meta/service/proposer.h"
+#include "meta/service/read_pins.h"
 #include "meta/state_machine/state_machine.h"
 #include "proto/meta.grpc.pb.h"
 
@@ -113,7 +114,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status Fallocate(Ctx*, const pb::FallocateRequest*, pb::AttrReply*) override;
 
   grpc::Status OpenSession(Ctx*, const pb::OpenSessionRequest*, pb::OpenSessionReply*) override;
-  grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::StatusReply*) override;
+  grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::KeepAliveReply*) override;
   grpc::Status CloseSession(Ctx*, const pb::CloseSessionRequest*, pb::StatusReply*) override;
 
   grpc::ServerUnaryReactor* GetChunkLocations(CbCtx*, const pb::GetChunkLocationsRequest*, pb::GetChunkLocationsReply*) override;
@@ -149,6 +150,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   // ones (within max_moves), all within max_repairs; surplus copies trimmed
   // through the log (within max_trims).
   void Reconcile();
+  // Frees the orphans no client may still read (read_pins.h).
+  void FreeOrphans();
   // Counts over every chunk, for status: under-replicated, misplaced, with
   // a surplus copy.
   struct PlacementCounts {
@@ -176,6 +179,7 @@ class MetaServiceImpl final : public MetaServiceBase {
       return reactor;
     }
     op.set_now_ns(clock_.UnixNs());
+    op.set_defer_frees(true);
     proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.
@@ -198,6 +202,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   ClusterState* const cluster_;
   const MetaServiceOptions options_;
   common::Admission admission_;
+  ReadPins read_pins_;
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only

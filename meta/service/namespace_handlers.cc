@@ -1,5 +1,6 @@
 // MetaServiceImpl: namespace, file handles, xattrs and sessions.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <openssl/rand.h>
 
 #include <string_view>
@@ -43,6 +44,7 @@ pb::Op MetaServiceImpl::NewOp(const pb::RequestContext& ctx) {
 
 common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   op.set_now_ns(clock_.UnixNs());
+  op.set_defer_frees(true);
   return proposer_->Propose(std::move(op)).get();
 }
 
@@ -221,10 +223,23 @@ grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::Read
 grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  if (req->ctx().client_id() == 0) {
+  const uint64_t client_id = req->ctx().client_id();
+  const bool read_only = (req->flags() & O_ACCMODE) == O_RDONLY && !(req->flags() & O_TRUNC);
+  if (client_id == 0 && !(req->flags() & O_TRUNC)) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
-    if (!(req->flags() & O_TRUNC)) {
-      state_machine_->CheckOpen(*req, reply);
+    state_machine_->CheckOpen(*req, reply);
+    return Finish(cb, grpc::Status::OK);
+  }
+  // What a request carries is applied only with a logged op.
+  const bool carries = req->ctx().releases_size() > 0 || req->ctx().set_attrs_size() > 0;
+  if (req->lazy_read() && read_only && !carries && read_pins_.MayPin(client_id)) {
+    // The client pins the file itself (read_pins.h): no log entry, unless
+    // the file has no name left, which only a handle keeps from being freed.
+    pb::OpenReply checked;
+    state_machine_->CheckOpen(*req, &checked);
+    const bool linked_file = checked.has_attr() && S_ISREG(checked.attr().mode()) && checked.attr().nlink() > 0;
+    if (checked.status().code() != 0 || linked_file) {
+      *reply = std::move(checked);
       return Finish(cb, grpc::Status::OK);
     }
   }
@@ -332,17 +347,24 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_client_id(result.client_id());
   reply->set_lease_ms(options_.session_lease_ms);
   reply->set_root_ino(1);
-  reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT | pb::FEATURE_SET_ATTRS_IN_CONTEXT);
+  reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
+                      pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN);
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
+  read_pins_.Opened(result.client_id(), req->reports_read_pins());
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::KeepAlive(Ctx* ctx, const pb::KeepAliveRequest* req, pb::StatusReply* reply) {
+grpc::Status MetaServiceImpl::KeepAlive(Ctx* ctx, const pb::KeepAliveRequest* req, pb::KeepAliveReply* reply) {
   DFS_RETURN_IF_BAD(Admit(ctx));
+  // Read before the report is recorded: the client lists its pins only
+  // after it has this reply (read_pins.h).
+  reply->set_pin_epoch(read_pins_.Epoch());
   if (!cluster_->KeepAlive(req->client_id(), clock_.MonotonicNs())) {
     reply->mutable_status()->set_code(static_cast<int>(common::StatusCode::kNotFound));
     reply->mutable_status()->set_message("no such session (expired): open a new one");
+    return grpc::Status::OK;
   }
+  read_pins_.Reported(*req);
   return grpc::Status::OK;
 }
 
@@ -354,6 +376,7 @@ grpc::Status MetaServiceImpl::CloseSession(Ctx* ctx, const pb::CloseSessionReque
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   cluster_->SessionClosed(req->ctx().client_id());
+  read_pins_.Closed(req->ctx().client_id());
   *reply->mutable_status() = result.status();
   return grpc::Status::OK;
 }

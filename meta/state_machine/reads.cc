@@ -291,6 +291,16 @@ std::vector<uint64_t> StateMachine::SessionIds() {
   return ids;
 }
 
+std::vector<uint64_t> StateMachine::Orphans(size_t limit) {
+  ReadConnection conn = Borrow();
+  std::vector<uint64_t> inos;
+  Stmt stmt = (*conn).Prepare(
+      "SELECT ino FROM orphans o WHERE NOT EXISTS (SELECT 1 FROM handles h WHERE h.ino=o.ino) ORDER BY ino LIMIT ?");
+  stmt.BindU(1, limit);
+  while (stmt.Step()) inos.push_back(stmt.UInt(0));
+  return inos;
+}
+
 StateMachine::Counts StateMachine::CountAll() {
   ReadConnection conn = Borrow();
   Counts counts;

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS requests(client_id INTEGER NOT NULL, request_id INTEG
 CREATE TABLE IF NOT EXISTS chunk_keys(chunk_id INTEGER PRIMARY KEY, place_key INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS members(raft_id INTEGER PRIMARY KEY, raft_address TEXT NOT NULL,
   rpc_address TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orphans(ino INTEGER PRIMARY KEY);
 INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
   ('live_chunks', 0);

@@ -16,7 +16,8 @@
 //       parent: for directories the containing directory (root: itself),
 //               0 for everything else (files may have many names).
 //       next_cookie: directories only, the next readdir cookie to hand out.
-//       nlink = 0 with rows in `handles`: unlinked but still open (orphan).
+//       nlink = 0 with rows in `handles` or in `orphans`: unlinked, still open
+//       or maybe read (an orphan).
 //   dentries(parent, name, ino, type, cookie)  PK (parent, name)
 //       index dentries_cookie(parent, cookie): readdir pages in cookie order.
 //       cookie: the entry's insertion sequence number in its directory,
@@ -45,6 +46,9 @@
 //       before it existed: those use (ino, idx) (service/write_lease.h)
 //   members(raft_id PK, raft_address, rpc_address)  the metadata Raft group:
 //       where followers send clients (SetMemberOp)
+//   orphans(ino PK)  regular files with no name left whose free waits until
+//       no client may read them through a lazy open (Op.defer_frees,
+//       FreeOrphansOp); the inode row stays, with nlink 0, until then
 //
 // The root directory is inode 1 (mode 0755 dir, owned by root), created by
 // InitSchema with times 0 (no clock inside the state machine).

@@ -77,6 +77,7 @@ Status Dispatch(ops::OpContext& ctx, pb::OpResult* result) {
     case pb::Op::kOpenSession: return ops::OpenSession(ctx, op.open_session(), result);
     case pb::Op::kCloseSession: return ops::CloseSession(ctx, op.close_session(), result);
     case pb::Op::kExpireSessions: return ops::ExpireSessions(ctx, op.expire_sessions(), result);
+    case pb::Op::kFreeOrphans: return ops::FreeOrphans(ctx, op.free_orphans(), result);
     case pb::Op::kRegisterNode: return ops::RegisterNode(ctx, op.register_node(), result);
     case pb::Op::kNodeState: return ops::NodeState(ctx, op.node_state(), result);
     case pb::Op::kReplicaChange: return ops::ReplicaChange(ctx, op.replica_change(), result);
@@ -100,6 +101,7 @@ void ApplyCarried(Db& db, const pb::Op& op) {
     pb::Op one;
     one.set_client_id(op.client_id());
     one.set_now_ns(op.now_ns());
+    one.set_defer_frees(op.defer_frees());
     fill(one);
     db.Prepare("SAVEPOINT carried").Run();
     ops::OpContext ctx{db, one, one.now_ns()};

@@ -201,6 +201,11 @@ void PurgeInode(Db& db, uint64_t ino) {
     stmt.BindU(1, ino);
     stmt.Run();
   }
+  {
+    Stmt stmt = db.Prepare("DELETE FROM orphans WHERE ino=?");
+    stmt.BindU(1, ino);
+    stmt.Run();
+  }
   Stmt stmt = db.Prepare("DELETE FROM inodes WHERE ino=? RETURNING mode");
   stmt.BindU(1, ino);
   if (stmt.Step()) {

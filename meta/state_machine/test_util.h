@@ -53,6 +53,7 @@ class SmHarness {
   // Applies one Op in its own Entry, stamped with now_ns.
   pb::OpResult Apply(pb::Op op) {
     op.set_now_ns(now_ns);
+    if (defer_frees) op.set_defer_frees(true);
     pb::Entry entry;
     entry.set_format(1);
     *entry.add_ops() = std::move(op);
@@ -166,6 +167,7 @@ class SmHarness {
   pb::Credentials creds = Creds(0, 0);
   int64_t now_ns = 1'700'000'000'000'000'000;
   uint64_t client_id = 0;
+  bool defer_frees = false;  // stamp Op.defer_frees, as a leader does
 
  private:
   static int Unwrap(const pb::OpResult& result, pb::Attr* attr) {

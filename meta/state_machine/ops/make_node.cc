@@ -224,7 +224,7 @@ Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult*) {
     stmt.Run();
   }
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
-  if (inode && inode->nlink == 0 && !HasHandles(ctx.db, inode->ino)) PurgeInode(ctx.db, inode->ino);
+  if (inode && inode->nlink == 0 && !HasHandles(ctx.db, inode->ino)) FreeInode(ctx, *inode);
   return Status::Ok();
 }
 

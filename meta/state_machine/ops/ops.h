@@ -40,6 +40,11 @@ Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult* result);
 // Drops one name of `victim` (a directory loses all), freeing it if no name
 // and no handle is left. Shared by remove.cc and rename.cc.
 void DropName(OpContext& ctx, Inode& victim);
+// Frees `inode`, which has no name and no handle left: at once, or - a
+// regular file, when the Op is stamped defer_frees - saves it and lists it
+// in `orphans` for a later FreeOrphansOp.
+void FreeInode(OpContext& ctx, const Inode& inode);
+Status FreeOrphans(OpContext& ctx, const pb::FreeOrphansOp& req, pb::OpResult* result);
 // link.cc
 Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result);
 // rename.cc

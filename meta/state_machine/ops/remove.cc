@@ -1,5 +1,6 @@
 // unlink and rmdir. An inode whose last name goes away is freed at once
-// unless a handle still holds it (then at the last Release/session end).
+// unless a handle still holds it (then at the last Release/session end), or,
+// for a regular file, when no client may still read it (FreeInode).
 #include <sys/stat.h>
 
 #include "common/result.h"
@@ -40,10 +41,31 @@ void DropName(OpContext& ctx, Inode& victim) {
     --victim.nlink;
   }
   if (victim.nlink == 0 && !HasHandles(ctx.db, victim.ino)) {
-    PurgeInode(ctx.db, victim.ino);
+    FreeInode(ctx, victim);
   } else {
     SaveInode(ctx.db, victim);
   }
+}
+
+void FreeInode(OpContext& ctx, const Inode& inode) {
+  if (!ctx.op.defer_frees() || !inode.IsReg()) return PurgeInode(ctx.db, inode.ino);
+  SaveInode(ctx.db, inode);
+  Stmt stmt = ctx.db.Prepare("INSERT OR IGNORE INTO orphans(ino) VALUES(?)");
+  stmt.BindU(1, inode.ino);
+  stmt.Run();
+}
+
+Status FreeOrphans(OpContext& ctx, const pb::FreeOrphansOp& req, pb::OpResult*) {
+  for (uint64_t ino : req.inos()) {
+    std::optional<Inode> inode = LoadInode(ctx.db, ino);
+    // A handle opened since the leader listed it: the last release lists it again.
+    if (inode && inode->nlink == 0 && HasHandles(ctx.db, ino)) continue;
+    Stmt stmt = ctx.db.Prepare("DELETE FROM orphans WHERE ino=?");
+    stmt.BindU(1, ino);
+    stmt.Run();
+    if (ctx.db.Changes() > 0 && inode && inode->nlink == 0) PurgeInode(ctx.db, ino);
+  }
+  return Status::Ok();
 }
 
 Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult* result) {

@@ -18,7 +18,7 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
   }
   for (uint64_t ino : inos) {
     std::optional<Inode> inode = LoadInode(ctx.db, ino);
-    if (inode && inode->nlink == 0 && !HasHandles(ctx.db, ino)) PurgeInode(ctx.db, ino);
+    if (inode && inode->nlink == 0 && !HasHandles(ctx.db, ino)) FreeInode(ctx, *inode);
   }
   {
     Stmt stmt = ctx.db.Prepare("DELETE FROM requests WHERE client_id=?");

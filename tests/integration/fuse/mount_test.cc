@@ -669,6 +669,60 @@ long LiveChunks() {
   return std::strtol(r.output.c_str(), nullptr, 10);
 }
 
+// A number from `dfsctl status --json`, -1 if unknown.
+long StatusField(const std::string& field) {
+  std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";
+  CommandResult r = RunShell(ctl + " --meta " + g_cluster->source() +
+                             " status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"" + field +
+                             "\"])'");
+  if (r.exit_code != 0) return -1;
+  return std::strtol(r.output.c_str(), nullptr, 10);
+}
+
+// Read-only opens are pinned by the mount (reported in its KeepAlives), not
+// written to meta's log; a file such an open holds keeps its data after
+// another mount removes its last name, for as long as it is open, and is
+// freed after the close.
+TEST_F(MountTest, ReadOnlyOpens_WriteNoLogEntryYetKeepAnUnlinkedFile) {
+  for (int i = 0; i < 50; ++i) WriteFile(dfs_ + "/small" + std::to_string(i), RandomBytes(1000, 300 + i));
+  const long applied_before = StatusField("applied_index");
+  ASSERT_GT(applied_before, 0);
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_TRUE(ReadFile(dfs_ + "/small" + std::to_string(i)) == RandomBytes(1000, 300 + i)) << i;
+    }
+  }
+  const long applied_after = StatusField("applied_index");
+  // One entry per open before (200); now only the leader's own upkeep.
+  EXPECT_LT(applied_after - applied_before, 100) << "read-only opens went through the log";
+
+  std::string second = g_cluster->dir() + "/mnt7";
+  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const std::string data = RandomBytes(300'000, 77);
+  WriteFile(dfs_ + "/pinned", data);
+  const long files_before = StatusField("files");
+  int fd = ::open((second + "/" + name + "/pinned").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::unlink((dfs_ + "/pinned").c_str()), 0);
+  // Several KeepAlive rounds and orphan passes of the leader.
+  ::sleep(4);
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0) << "the open file was freed: " << std::strerror(errno);
+  EXPECT_EQ(st.st_nlink, 0u);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+  std::string back(data.size(), '\0');
+  EXPECT_EQ(::pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(data.size()));
+  EXPECT_TRUE(back == data);
+  ASSERT_EQ(::close(fd), 0);
+  long files = files_before;
+  for (int i = 0; i < 150 && files >= files_before; ++i) {
+    ::usleep(100'000);
+    files = StatusField("files");
+  }
+  EXPECT_LT(files, files_before) << "not freed after the last close";
+}
+
 // Small files take their first write lease with Create; the file handle's
 // lease must behave as a LeaseChunk one: data durable and readable at close,
 // tar's futimens/fchown/fchmod before close kept, another writer free to

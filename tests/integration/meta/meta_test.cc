@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
@@ -318,19 +319,32 @@ TEST_F(MetaProcessTest, ChunkFlow_LeaseTokenCommitAndGarbage) {
     pb::StatusReply reply;
     ASSERT_TRUE(stub_->Release(&ctx, req, &reply).ok());
   }
-  for (int beat = 0; beat < 2; ++beat) {
+  // The leader frees the orphan in its next housekeeping pass (no session
+  // reports lazy read opens here, so none may still read it).
+  bool deleted = false;
+  for (int beat = 0; beat < 100 && !deleted; ++beat) {
     grpc::ClientContext ctx;
     pb::HeartbeatRequest req;
     req.set_node_id(101);
     pb::HeartbeatReply reply;
     ASSERT_TRUE(stub_->Heartbeat(&ctx, req, &reply).ok());
     EXPECT_FALSE(reply.reregister());
-    if (beat == 0) {
-      ASSERT_EQ(reply.commands_size(), 1);
-      EXPECT_EQ(reply.commands(0).delete_chunk().chunk_id(), lease.chunk_id());
-    } else {
-      EXPECT_EQ(reply.commands_size(), 0);
+    if (reply.commands_size() == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
     }
+    ASSERT_EQ(reply.commands_size(), 1);
+    EXPECT_EQ(reply.commands(0).delete_chunk().chunk_id(), lease.chunk_id());
+    deleted = true;
+  }
+  ASSERT_TRUE(deleted) << "the chunk of the unlinked file was never deleted";
+  {
+    grpc::ClientContext ctx;
+    pb::HeartbeatRequest req;
+    req.set_node_id(101);
+    pb::HeartbeatReply reply;
+    ASSERT_TRUE(stub_->Heartbeat(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.commands_size(), 0);
   }
   {
     grpc::ClientContext ctx;
@@ -339,6 +353,171 @@ TEST_F(MetaProcessTest, ChunkFlow_LeaseTokenCommitAndGarbage) {
     ASSERT_TRUE(stub_->ListNodes(&ctx, req, &reply).ok());
     ASSERT_EQ(reply.nodes_size(), 2);
     EXPECT_EQ(reply.nodes(0).state(), "up");
+  }
+}
+
+// A lazy read open (OpenRequest.lazy_read) writes nothing to the log: the
+// reader's KeepAlives list it instead, and the file it holds stays after its
+// last name goes, until a report (taken after a reply newer than the unlink)
+// no longer lists it, or the reader's session ends.
+TEST_F(MetaProcessTest, LazyReadOpen_HoldsAnUnlinkedFileUntilTheReaderLetsGo) {
+  uint64_t writer = OpenSession();
+  uint64_t reader = 0;
+  {
+    grpc::ClientContext ctx;
+    pb::OpenSessionRequest req;
+    req.set_hostname("reader");
+    req.set_reports_read_pins(true);
+    pb::OpenSessionReply reply;
+    ASSERT_TRUE(stub_->OpenSession(&ctx, req, &reply).ok());
+    EXPECT_NE(reply.features() & pb::FEATURE_LAZY_READ_OPEN, 0u);
+    reader = reply.client_id();
+  }
+  uint64_t epoch = 0;
+  auto keep_alive = [&](std::vector<uint64_t> pins) {
+    grpc::ClientContext ctx;
+    pb::KeepAliveRequest req;
+    req.set_client_id(reader);
+    req.set_reports_read_pins(true);
+    req.set_pin_epoch(epoch);
+    for (uint64_t ino : pins) req.add_read_pins(ino);
+    pb::KeepAliveReply reply;
+    ASSERT_TRUE(stub_->KeepAlive(&ctx, req, &reply).ok());
+    ASSERT_EQ(reply.status().code(), 0);
+    epoch = reply.pin_epoch();
+  };
+  uint64_t request = 0;
+  auto create = [&](const std::string& name) {
+    grpc::ClientContext ctx;
+    pb::CreateRequest req;
+    *req.mutable_ctx() = Ctx(writer, ++request);
+    req.set_parent(1);
+    req.set_name(name);
+    req.set_mode(0644);
+    req.set_flags(01 /* O_WRONLY */);
+    pb::CreateReply created;
+    EXPECT_TRUE(stub_->Create(&ctx, req, &created).ok());
+    EXPECT_EQ(created.status().code(), 0);
+    grpc::ClientContext rctx;
+    pb::ReleaseRequest release;
+    *release.mutable_ctx() = Ctx(writer, ++request);
+    release.set_ino(created.attr().ino());
+    release.set_handle_id(created.handle_id());
+    pb::StatusReply released;
+    EXPECT_TRUE(stub_->Release(&rctx, release, &released).ok());
+    return created.attr().ino();
+  };
+  auto unlink = [&](const std::string& name) {
+    grpc::ClientContext ctx;
+    pb::UnlinkRequest req;
+    *req.mutable_ctx() = Ctx(writer, ++request);
+    req.set_parent(1);
+    req.set_name(name);
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->Unlink(&ctx, req, &reply).ok());
+    ASSERT_EQ(reply.status().code(), 0);
+  };
+  auto open_lazily = [&](uint64_t ino) {
+    grpc::ClientContext ctx;
+    pb::OpenRequest req;
+    *req.mutable_ctx() = Ctx(reader, 0);
+    req.set_ino(ino);
+    req.set_flags(00 /* O_RDONLY */);
+    req.set_lazy_read(true);
+    pb::OpenReply reply;
+    EXPECT_TRUE(stub_->Open(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.status().code(), 0) << reply.status().message();
+    return reply.handle_id();
+  };
+  auto exists = [&](uint64_t ino) {
+    grpc::ClientContext ctx;
+    pb::GetAttrRequest req;
+    req.set_ino(ino);
+    pb::AttrReply reply;
+    EXPECT_TRUE(stub_->GetAttr(&ctx, req, &reply).ok());
+    return reply.status().code() == 0;
+  };
+  // Polls (reporting `pins` meanwhile) until `ino` exists no more; false
+  // after `seconds`.
+  auto freed_within = [&](uint64_t ino, std::vector<uint64_t> pins, int seconds) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      keep_alive(pins);
+      if (!exists(ino)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+
+  keep_alive({});
+  const uint64_t ino = create("held");
+  EXPECT_EQ(open_lazily(ino), 0u) << "a lazy read open took a handle";
+  keep_alive({ino});
+  unlink("held");
+  EXPECT_FALSE(freed_within(ino, {ino}, 3)) << "freed while the reader reports it";
+  // With no name left, only a handle keeps it: a lazy open gets one.
+  const uint64_t handle = open_lazily(ino);
+  EXPECT_NE(handle, 0u);
+  {
+    grpc::ClientContext ctx;
+    pb::ReleaseRequest req;
+    *req.mutable_ctx() = Ctx(reader, 1);
+    req.set_ino(ino);
+    req.set_handle_id(handle);
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->Release(&ctx, req, &reply).ok());
+  }
+  EXPECT_TRUE(freed_within(ino, {}, 10)) << "not freed once the reader let go";
+
+  // The reader's session ends while it still reports the file.
+  const uint64_t second = create("held2");
+  EXPECT_EQ(open_lazily(second), 0u);
+  keep_alive({second});
+  unlink("held2");
+  EXPECT_FALSE(freed_within(second, {second}, 2));
+  {
+    grpc::ClientContext ctx;
+    pb::CloseSessionRequest req;
+    *req.mutable_ctx() = Ctx(reader, 2);
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->CloseSession(&ctx, req, &reply).ok());
+  }
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = !exists(second);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(gone) << "not freed after the reader's session closed";
+
+  // What a request carries (RequestContext.releases) is applied only with a
+  // logged op: a lazy open that carries a release gets a real handle.
+  reader = OpenSession();
+  const uint64_t third = create("held3");
+  uint64_t rw_handle = 0;
+  {
+    grpc::ClientContext ctx;
+    pb::OpenRequest req;
+    *req.mutable_ctx() = Ctx(reader, 1);
+    req.set_ino(third);
+    req.set_flags(02 /* O_RDWR */);
+    pb::OpenReply reply;
+    ASSERT_TRUE(stub_->Open(&ctx, req, &reply).ok());
+    rw_handle = reply.handle_id();
+    ASSERT_NE(rw_handle, 0u);
+  }
+  {
+    grpc::ClientContext ctx;
+    pb::OpenRequest req;
+    *req.mutable_ctx() = Ctx(reader, 2);
+    pb::ReleaseRequest* carried = req.mutable_ctx()->add_releases();
+    carried->set_ino(third);
+    carried->set_handle_id(rw_handle);
+    req.set_ino(third);
+    req.set_flags(00);
+    req.set_lazy_read(true);
+    pb::OpenReply reply;
+    ASSERT_TRUE(stub_->Open(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.status().code(), 0);
+    EXPECT_NE(reply.handle_id(), 0u) << "the carried release was dropped";
   }
 }
 
@@ -512,7 +691,7 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
     grpc::ClientContext ctx;
     pb::KeepAliveRequest req;
     req.set_client_id(12345);  // nobody's
-    pb::StatusReply reply;
+    pb::KeepAliveReply reply;
     ASSERT_TRUE(stub_->KeepAlive(&ctx, req, &reply).ok());
     EXPECT_EQ(reply.status().code(), C(StatusCode::kNotFound));
   }
