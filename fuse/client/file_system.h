@@ -103,8 +103,9 @@ class FileSystem {
   // cached data of the file.
   //
   // Root's chmod/chown of a regular file this mount holds open (a handle
-  // no close(2) was seen for: see Closed) is answered here, at once, and carried to meta by the client's next mutation, or on
-  // its own within Options.release_delay_ms (MetaClient::CarrySetAttr): its
+  // no close(2) was seen for: see Closed) is answered here, at once, and
+  // carried to meta by the client's next mutation, or on its own within
+  // Options.release_delay_ms (MetaClient::CarrySetAttr): its
   // outcome is certain (root may; the open file exists) and tar and cp -a do
   // two of them per file, each a Raft entry otherwise. This mount sees the
   // change at once; others within that delay (plus their attr_timeout);

@@ -58,8 +58,12 @@ def timed(fn):
 
 
 def fio(directory, *extra):
-    out = subprocess.run(["fio", f"--directory={directory}", "--output-format=json", "--name=job", *extra],
-                         capture_output=True, text=True, check=True).stdout
+    run = subprocess.run(["fio", f"--directory={directory}", "--output-format=json", "--name=job", *extra],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"fio {' '.join(extra)} in {directory} failed ({run.returncode}): "
+                           f"{run.stderr.strip()[-2000:]} {run.stdout.strip()[-2000:]}")
+    out = run.stdout
     job = json.loads(out[out.index("{"):])["jobs"][0]
     side = "write" if job["write"]["io_bytes"] > 0 else "read"
     return job[side]["bw_bytes"] / 1048576, job[side]["iops"]
