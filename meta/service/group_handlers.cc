@@ -2,6 +2,7 @@
 // membership changes.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <future>
 #include <map>
 #include <memory>
@@ -94,9 +95,11 @@ void MetaServiceImpl::BecameLeader() {
     }
   }
   read_pins_.Reset();
+  std::vector<uint64_t> pinning = state_machine_->PinningSessionIds();
+  std::sort(pinning.begin(), pinning.end());
   for (uint64_t id : state_machine_->SessionIds()) {
     cluster_->SessionAlive(id, now, int64_t{options_.session_lease_ms} * 1'000'000);
-    read_pins_.TookOver(id);
+    read_pins_.TookOver(id, std::binary_search(pinning.begin(), pinning.end(), id));
   }
   PublishSelf();
 }

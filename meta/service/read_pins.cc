@@ -17,10 +17,10 @@ void ReadPins::Reset() {
   first_seen_.clear();
 }
 
-void ReadPins::TookOver(uint64_t client_id) {
+void ReadPins::TookOver(uint64_t client_id, bool reports_pins) {
   std::lock_guard<std::mutex> lock(mu_);
   Session s;
-  s.unknown = true;
+  s.unknown = reports_pins;
   sessions_[client_id] = s;
 }
 

@@ -32,9 +32,10 @@ class ReadPins {
   // Forgets every session and orphan and takes a new random incarnation
   // (a new leadership).
   void Reset();
-  // A session from the replicated state this leader did not see open: it
-  // pins everything until its first KeepAlive says otherwise.
-  void TookOver(uint64_t client_id);
+  // A session from the replicated state this leader did not see open. One
+  // that reports pins (`reports_pins`, kept in the log) pins everything
+  // until its first report to this leader; one that does not, nothing.
+  void TookOver(uint64_t client_id, bool reports_pins);
   // A session opened through this leader.
   void Opened(uint64_t client_id, bool reports_pins);
   // A KeepAlive of a known session (others are ignored).

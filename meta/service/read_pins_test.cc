@@ -76,8 +76,10 @@ TEST(ReadPinsTest, TakenOverSessions_HoldEverythingUntilTheyReportToThisLeader) 
   pins.Opened(7, true);
   const uint64_t old_epoch = pins.Epoch();
   pins.Reset();  // a new leadership
-  pins.TookOver(7);
-  pins.TookOver(8);
+  pins.TookOver(7, true);
+  pins.TookOver(8, true);
+  pins.TookOver(9, false);  // never reports: holds nothing
+  EXPECT_FALSE(pins.MayPin(9));
   EXPECT_TRUE(pins.MayPin(7));
   EXPECT_TRUE(pins.Freeable({5}).empty());
   // An epoch of the previous leader counts for nothing.

@@ -291,6 +291,14 @@ std::vector<uint64_t> StateMachine::SessionIds() {
   return ids;
 }
 
+std::vector<uint64_t> StateMachine::PinningSessionIds() {
+  ReadConnection conn = Borrow();
+  std::vector<uint64_t> ids;
+  Stmt stmt = (*conn).Prepare("SELECT client_id FROM pinning_sessions");
+  while (stmt.Step()) ids.push_back(stmt.UInt(0));
+  return ids;
+}
+
 std::vector<uint64_t> StateMachine::Orphans(size_t limit) {
   ReadConnection conn = Borrow();
   std::vector<uint64_t> inos;

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS chunk_keys(chunk_id INTEGER PRIMARY KEY, place_key IN
 CREATE TABLE IF NOT EXISTS members(raft_id INTEGER PRIMARY KEY, raft_address TEXT NOT NULL,
   rpc_address TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orphans(ino INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS pinning_sessions(client_id INTEGER PRIMARY KEY);
 INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
   ('live_chunks', 0);

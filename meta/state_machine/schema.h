@@ -49,6 +49,9 @@
 //   orphans(ino PK)  regular files with no name left whose free waits until
 //       no client may read them through a lazy open (Op.defer_frees,
 //       FreeOrphansOp); the inode row stays, with nlink 0, until then
+//   pinning_sessions(client_id PK)  the sessions that report lazy read
+//       opens (OpenSessionRequest.reports_read_pins): a new leader waits
+//       for these only before it frees an orphan
 //
 // The root directory is inode 1 (mode 0755 dir, owned by root), created by
 // InitSchema with times 0 (no clock inside the state machine).

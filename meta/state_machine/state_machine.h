@@ -144,6 +144,8 @@ class StateMachine {
   };
   std::vector<GarbageRow> Garbage(uint64_t node_id, size_t limit);
   std::vector<uint64_t> SessionIds();
+  // The sessions among them that report lazy read opens.
+  std::vector<uint64_t> PinningSessionIds();
   // Up to `limit` orphans (schema.h) that no handle holds, lowest first.
   std::vector<uint64_t> Orphans(size_t limit);
   // Re-replication: chunks whose committed version has fewer replicas on

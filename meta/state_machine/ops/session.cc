@@ -25,6 +25,11 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
     stmt.BindU(1, client_id);
     stmt.Run();
   }
+  {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM pinning_sessions WHERE client_id=?");
+    stmt.BindU(1, client_id);
+    stmt.Run();
+  }
   Stmt stmt = ctx.db.Prepare("DELETE FROM sessions WHERE client_id=?");
   stmt.BindU(1, client_id);
   stmt.Run();
@@ -45,6 +50,11 @@ Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* r
   stmt.BindU(1, client_id).BindText(2, req.request().hostname()).BindText(3, req.request().mount_point());
   stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
   stmt.Run();
+  if (req.request().reports_read_pins()) {
+    Stmt pinning = ctx.db.Prepare("INSERT OR IGNORE INTO pinning_sessions(client_id) VALUES(?)");
+    pinning.BindU(1, client_id);
+    pinning.Run();
+  }
   result->set_client_id(client_id);
   return Status::Ok();
 }

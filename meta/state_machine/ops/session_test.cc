@@ -109,6 +109,23 @@ TEST_F(SessionTest, DeferredFrees_OrphansWaitForFreeOrphans) {
   EXPECT_TRUE(h.sm().Orphans(10).empty());
 }
 
+// A new leader learns from the log which sessions report lazy read opens
+// (and so may hold a file it must not free yet).
+TEST_F(SessionTest, PinningSessions_KeptFromOpenUntilTheSessionEnds) {
+  pb::Op open;
+  open.mutable_open_session()->set_lease_ms(1000);
+  open.mutable_open_session()->mutable_request()->set_reports_read_pins(true);
+  const uint64_t pinning = h.Apply(open).client_id();
+  const uint64_t plain = OpenSession();
+  EXPECT_EQ(h.sm().PinningSessionIds(), (std::vector<uint64_t>{pinning}));
+  pb::Op close;
+  close.set_client_id(pinning);
+  close.mutable_close_session()->mutable_ctx()->set_client_id(pinning);
+  EXPECT_EQ(h.Apply(close).status().code(), 0);
+  EXPECT_TRUE(h.sm().PinningSessionIds().empty());
+  EXPECT_EQ(h.sm().SessionIds(), (std::vector<uint64_t>{plain}));
+}
+
 // A mutation carries the releases of handles its client closed before it
 // (Op.releases): they apply first, whatever the op's own outcome, once even
 // if the op is replayed, and only to the carrying client's own handles.

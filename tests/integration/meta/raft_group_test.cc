@@ -358,6 +358,130 @@ TEST_F(RaftGroupTest, ARestartedLeaderDropsItsUncommittedTailAndCatchesUp) {
   EXPECT_TRUE(DatabasesAgree(&why)) << why;
 }
 
+// A file held only by a lazy read open (no handle in the log) and then
+// unlinked survives the leader's kill -9: the new leader knows nothing of the
+// reader's pins, so it frees no orphan until every session it took over has
+// reported to it; it frees the file once the reader stops listing it.
+TEST_F(RaftGroupTest, AnUnlinkedFileReadThroughALazyOpenSurvivesALeaderKill) {
+  ASSERT_NO_FATAL_FAILURE(StartGroup(3));
+  const uint64_t writer = OpenSession();
+  uint64_t reader = 0;
+  {
+    pb::OpenSessionReply reply;
+    grpc::Status s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+      pb::OpenSessionRequest req;
+      req.set_hostname("reader");
+      req.set_reports_read_pins(true);
+      return pb::MetaService::Stub(ch).OpenSession(&c, req, &reply);
+    });
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    reader = reply.client_id();
+  }
+  pb::CreateReply created;
+  ASSERT_TRUE(meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+                     pb::CreateRequest req;
+                     req.mutable_ctx()->set_client_id(writer);
+                     req.mutable_ctx()->set_request_id(1);
+                     req.set_parent(1);
+                     req.set_name("held");
+                     req.set_mode(0644);
+                     req.set_flags(01);
+                     return pb::MetaService::Stub(ch).Create(&c, req, &created);
+                   }).ok());
+  ASSERT_EQ(created.status().code(), 0);
+  const uint64_t ino = created.attr().ino();
+
+  // The reader's KeepAlive loop, as a mount runs it (every 200 ms here).
+  std::atomic<bool> pinned{true}, paused{false}, stop{false};
+  std::thread keepalive([&] {
+    uint64_t epoch = 0;
+    while (!stop.load()) {
+      if (paused.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      pb::KeepAliveRequest req;
+      req.set_client_id(reader);
+      req.set_reports_read_pins(true);
+      req.set_pin_epoch(epoch);
+      if (pinned.load()) req.add_read_pins(ino);
+      pb::KeepAliveReply reply;
+      grpc::Status s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+        return pb::MetaService::Stub(ch).KeepAlive(&c, req, &reply);
+      });
+      if (s.ok() && reply.status().code() == 0) epoch = reply.pin_epoch();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      t.join();
+    }
+  } joiner{stop, keepalive};
+
+  pb::OpenReply opened;
+  ASSERT_TRUE(meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+                     pb::OpenRequest req;
+                     req.mutable_ctx()->set_client_id(reader);
+                     req.mutable_ctx()->set_request_id(1);
+                     req.set_ino(ino);
+                     req.set_flags(0);
+                     req.set_lazy_read(true);
+                     return pb::MetaService::Stub(ch).Open(&c, req, &opened);
+                   }).ok());
+  ASSERT_EQ(opened.status().code(), 0);
+  EXPECT_EQ(opened.handle_id(), 0u) << "the read open took a handle";
+  auto exists = [&] {
+    pb::AttrReply reply;
+    grpc::Status s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+      pb::GetAttrRequest req;
+      req.set_ino(ino);
+      return pb::MetaService::Stub(ch).GetAttr(&c, req, &reply);
+    });
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return reply.status().code() == 0;
+  };
+  // Releases the writer's handle and unlinks: only the reader holds it now.
+  pb::StatusReply unlinked;
+  ASSERT_TRUE(meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+                     pb::UnlinkRequest req;
+                     req.mutable_ctx()->set_client_id(writer);
+                     req.mutable_ctx()->set_request_id(2);
+                     pb::ReleaseRequest* release = req.mutable_ctx()->add_releases();
+                     release->set_ino(ino);
+                     release->set_handle_id(created.handle_id());
+                     req.set_parent(1);
+                     req.set_name("held");
+                     return pb::MetaService::Stub(ch).Unlink(&c, req, &unlinked);
+                   }).ok());
+  ASSERT_EQ(unlinked.status().code(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(exists()) << "freed while the reader reported it";
+
+  const uint64_t old = LeaderId();
+  ASSERT_NE(old, 0u);
+  // The reader is slow to report to the new leader (a mount reports once a
+  // second): meanwhile that leader must assume it holds everything.
+  paused = true;
+  group_->Kill(group_->IndexOf(old));
+  for (int i = 0; i < 50; ++i) {  // 5 s of the new leader's passes
+    if (i == 25) paused = false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(exists()) << "the new leader freed a file the reader still reads";
+  }
+  EXPECT_NE(LeaderId(), old);
+  pinned = false;
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = !exists();
+  }
+  EXPECT_TRUE(gone) << "not freed after the reader let go";
+}
+
 // libraft 0.15 rejects AppendEntries that start below the follower's own
 // snapshot; a leader whose snapshot is older than a follower's (here: it
 // never took one) then loops resending it, and the follower never catches
