@@ -141,14 +141,14 @@ void FileSystem::OverlayLocalSize(pb::Attr* attr) {
 Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
   if (auto st = FindState(ino); st != nullptr) {
     std::lock_guard<std::mutex> lock(st->mu);
-    const int64_t learned = st->attr_from_open_mono_ms;
+    const int64_t learned = st->attr_known_mono_ms;
     if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms &&
-        st->attr_from_open_mutations == meta_->mutation_count()) {
+        st->attr_known_mutations == meta_->mutation_count()) {
       pb::Attr attr = *st->attr;
       attr.set_size(st->size);
       return attr;
     }
-    st->attr_from_open_mono_ms = -1;
+    st->attr_known_mono_ms = -1;
   }
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->GetAttr(c, ino));
   OverlayLocalSize(&attr);
@@ -171,6 +171,9 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // Buffered writes go first: a local filesystem applies them before a later
   // truncate or utimens, and their commit must not overwrite the new mtime.
   std::lock_guard<std::mutex> io_lock(st->io_mu);
+  // The reply is the inode as meta left it, if no other mutation of this
+  // client was sent alongside (see GetAttr).
+  const uint64_t mutations_before = meta_->mutation_count();
   Result<pb::Attr> set = common::UnavailableError("not sent");
   if (!meta_->Supports(pb::FEATURE_SET_ATTR_COMMIT)) {
     RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
@@ -202,6 +205,10 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   }
   std::lock_guard<std::mutex> lock(st->mu);
   LearnAttr(*st, attr);
+  if (meta_->mutation_count() == mutations_before + 1) {
+    st->attr_known_mono_ms = NowMonoMs();
+    st->attr_known_mutations = mutations_before + 1;
+  }
   attr.set_size(st->size);
   return attr;
 }
@@ -233,8 +240,8 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   bool dirty = !st->buffer.empty() || !st->in_flight.empty();
   opened.keep_cache = !dirty && st->opened_mtime_ns == opened.attr.mtime_ns() &&
                       st->opened_size == opened.attr.size();
-  st->attr_from_open_mono_ms = NowMonoMs();  // see GetAttr
-  st->attr_from_open_mutations = meta_->mutation_count();
+  st->attr_known_mono_ms = NowMonoMs();  // see GetAttr
+  st->attr_known_mutations = meta_->mutation_count();
   if (!dirty) st->locations.clear();
   st->opened_mtime_ns = opened.attr.mtime_ns();
   st->opened_size = opened.attr.size();

@@ -89,12 +89,15 @@ class FileSystem {
   uint64_t TEST_LookupCount(uint64_t ino);
 
   // Attributes with this mount's view of the size (unflushed writes).
-  // Within open_attr_ms of an open, and while this client has sent no
-  // mutation since (MetaClient::mutation_count), a getattr is answered with
-  // the attributes that open got from meta. The kernel asks then because the
-  // open made it forget them (close-to-open, see the adapter's open) or a
-  // read invalidated atime (which meta does not keep): tar, cp and most
-  // readers fstat() right after open and again after reading. Meta's answer
+  // Within open_attr_ms of an open or a sync SetAttr, and while this client
+  // has sent no other mutation since (MetaClient::mutation_count), a getattr
+  // is answered with the attributes that call got from meta. The kernel asks
+  // then because the open made it forget them (close-to-open, see the
+  // adapter's open), a read invalidated atime (which meta does not keep), or
+  // a chown must check for setuid bits to drop (it asks before every chown:
+  // no FUSE_HANDLE_KILLPRIV): tar, cp and most readers fstat() right after
+  // open and again after reading, and tar x and cp -a chown right after
+  // their utimens. Meta's answer
   // could only be newer by other mounts' changes, which the kernel's
   // attr_timeout lets it miss as long anyway; any change by this mount
   // (unlink of another link, chmod, a commit...) ends the window.
@@ -204,8 +207,8 @@ class FileSystem {
     bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
     std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
-    int64_t attr_from_open_mono_ms GUARDED_BY(mu) = -1;  // when Open learned `attr` (-1: none)
-    uint64_t attr_from_open_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
+    int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
+    uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     common::Status capability_status GUARDED_BY(mu);
     std::string capability_value GUARDED_BY(mu);

@@ -620,6 +620,34 @@ TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
   EXPECT_TRUE(seen) << "the chmod made before the unmount was lost";
 }
 
+// The kernel asks for the attributes before every chown (to drop setuid
+// bits; no FUSE_HANDLE_KILLPRIV). Right after this mount's own utimens, the
+// client answers from that call's reply, so tar x's futimens + fchown +
+// fchmod of a file it holds open costs one meta round trip, not two: here
+// the chown must finish with meta stopped.
+TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
+  const int meta = g_cluster->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  int fd = ::open((dfs_ + "/f").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, "data", 4), 4);
+  struct timespec times[2] = {{1'000'000, 0}, {2'000'000, 0}};
+  ASSERT_EQ(::futimens(fd, times), 0) << std::strerror(errno);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto chown = std::async(std::launch::async, [&] { return ::fchown(fd, 55, 66) == 0 ? 0 : errno; });
+  const bool finished = chown.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  EXPECT_TRUE(finished) << "the chown waited for meta";
+  EXPECT_EQ(chown.get(), 0);
+  ASSERT_EQ(::close(fd), 0);
+  struct stat st = FreshStat(dfs_ + "/f");
+  EXPECT_EQ(st.st_uid, 55u);
+  EXPECT_EQ(st.st_gid, 66u);
+  ASSERT_EQ(::stat((dfs_ + "/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtim.tv_sec, 2'000'000);
+  EXPECT_EQ(st.st_size, 4);
+}
+
 // Lookups in one directory reach the daemon side by side
 // (FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its INIT reply:
 // fuse/init_flags.h). With meta stopped, stats of two names in one
