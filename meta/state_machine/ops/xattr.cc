@@ -1,10 +1,13 @@
 // Extended attributes with the Linux namespaces and limits: names of 1..255
 // bytes (else ERANGE), values up to 64 KiB (else E2BIG), user.* only on
-// regular files and directories, trusted.* for root only.
+// regular files and directories, trusted.* for root only. Setting
+// system.posix_acl_access changes the mode as Linux does (the ACL is stored
+// only when it says more than the mode bits); ACLs are not enforced.
 #include <sys/stat.h>
 
 #include <string_view>
 
+#include "common/posix_acl.h"
 #include "common/result.h"
 #include "meta/state_machine/ops/ops.h"
 
@@ -17,6 +20,39 @@ constexpr size_t kMaxXattrValueBytes = 65536;
 constexpr uint32_t kXattrCreate = 1, kXattrReplace = 2;
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+void DropXattr(OpContext& ctx, uint64_t ino, std::string_view name) {
+  Stmt stmt = ctx.db.Prepare("DELETE FROM xattrs WHERE ino=? AND name=?");
+  stmt.BindU(1, ino).Bind(2, std::string(name));
+  stmt.Run();
+}
+
+// set_posix_acl + posix_acl_update_mode: the permission bits follow the ACL
+// (group from its mask), setgid goes unless the caller is in the file's
+// group or root, and an ACL equal to the mode bits is not kept. No entries:
+// the ACL is removed, the mode stays.
+Status SetAccessAcl(OpContext& ctx, const Creds& creds, Inode& inode, const std::string& value) {
+  common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(value);
+  if (!entries.ok()) return Status(StatusCode::kInvalidArgument, std::string(entries.status().message()));
+  if (entries->empty()) {
+    DropXattr(ctx, inode.ino, "system.posix_acl_access");
+  } else {
+    const common::AclMode acl = common::ModeOfAcl(*entries);
+    uint32_t mode = (inode.mode & ~uint32_t{0777}) | acl.perm_bits;
+    if (creds.uid != 0 && !creds.InGroup(inode.gid)) mode &= ~static_cast<uint32_t>(S_ISGID);
+    inode.mode = mode;
+    if (acl.equivalent) {
+      DropXattr(ctx, inode.ino, "system.posix_acl_access");
+    } else {
+      Stmt stmt = ctx.db.Prepare("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
+      stmt.BindU(1, inode.ino).Bind(2, std::string("system.posix_acl_access")).Bind(3, value);
+      stmt.Run();
+    }
+  }
+  inode.ctime_ns = ctx.now_ns;
+  SaveInode(ctx.db, inode);
+  return Status::Ok();
+}
 }  // namespace
 
 Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view name, bool write) {
@@ -57,6 +93,7 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
   if (req.flags() & ~(kXattrCreate | kXattrReplace)) return Status(StatusCode::kInvalidArgument, "bad flags");
   if (req.value().size() > kMaxXattrValueBytes) return Status(StatusCode::kValueTooLarge, "xattr value over 64 KiB");
   RETURN_IF_ERROR(CheckXattrAccess(*inode, creds, req.name(), true));
+  if (req.name() == "system.posix_acl_access") return SetAccessAcl(ctx, creds, *inode, req.value());
   bool exists;
   {
     Stmt stmt = ctx.db.Prepare("SELECT 1 FROM xattrs WHERE ino=? AND name=?");

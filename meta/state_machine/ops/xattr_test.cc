@@ -1,5 +1,8 @@
 // Extended attributes: namespaces, flags and Linux limits.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <array>
 
 #include "common/status.h"
 #include "meta/state_machine/test_util.h"
@@ -90,6 +93,59 @@ TEST_F(XattrTest, NamespacePermissions) {
   EXPECT_EQ(Set(f.ino(), "user.a", "1"), C(StatusCode::kPermissionDenied));
   EXPECT_EQ(Set(f.ino(), "trusted.a", "1"), C(StatusCode::kNotPermitted));
   EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", "1"), C(StatusCode::kNotPermitted));
+}
+
+std::string Acl(std::initializer_list<std::array<uint32_t, 3>> entries) {
+  std::string v = {'\x02', '\0', '\0', '\0'};
+  for (const auto& [tag, perm, id] : entries) {
+    for (uint32_t x : {tag & 0xff, tag >> 8, perm & 0xff, perm >> 8}) v.push_back(static_cast<char>(x));
+    for (int i = 0; i < 4; ++i) v.push_back(static_cast<char>((id >> (8 * i)) & 0xff));
+  }
+  return v;
+}
+
+// As on ext4: an access ACL sets the permission bits (cp -a keeps modes by
+// setting one); one that says no more than the mode bits is not stored; a
+// richer one is, with its mask as the group bits; a bad one is EINVAL;
+// setgid goes when the owner setting it is not in the file's group.
+TEST_F(XattrTest, AccessAcl_SetsTheModeAsLinuxDoes) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0600, &f), 0);
+  EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", Acl({{1, 6, 0}, {4, 4, 0}, {0x20, 4, 0}})), 0);
+  pb::Attr attr;
+  ASSERT_EQ(h.GetAttr(f.ino(), &attr), 0);
+  EXPECT_EQ(attr.mode(), static_cast<uint32_t>(S_IFREG | 0644));
+  EXPECT_EQ(Get(f.ino(), "system.posix_acl_access"), C(StatusCode::kNoAttribute)) << "an equivalent ACL was kept";
+
+  const std::string rich = Acl({{1, 7, 0}, {2, 5, 1000}, {4, 4, 0}, {0x10, 5, 0}, {0x20, 0, 0}});
+  EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", rich), 0);
+  ASSERT_EQ(h.GetAttr(f.ino(), &attr), 0);
+  EXPECT_EQ(attr.mode(), static_cast<uint32_t>(S_IFREG | 0750));
+  std::string stored;
+  EXPECT_EQ(Get(f.ino(), "system.posix_acl_access", &stored), 0);
+  EXPECT_EQ(stored, rich);
+  EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", Acl({{4, 4, 0}, {1, 6, 0}, {0x20, 4, 0}})),
+            C(StatusCode::kInvalidArgument));
+  EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", ""), 0);  // removes it; the mode stays
+  EXPECT_EQ(Get(f.ino(), "system.posix_acl_access"), C(StatusCode::kNoAttribute));
+  ASSERT_EQ(h.GetAttr(f.ino(), &attr), 0);
+  EXPECT_EQ(attr.mode(), static_cast<uint32_t>(S_IFREG | 0750));
+
+  // An owner outside the file's group loses setgid, as with chmod.
+  pb::Attr g;
+  ASSERT_EQ(h.Create(kRoot, "g", 0644, &g), 0);
+  pb::SetAttrRequest chown;
+  *chown.mutable_ctx() = h.Ctx();
+  chown.set_ino(g.ino());
+  chown.set_valid(pb::SET_UID | pb::SET_GID | pb::SET_MODE);
+  chown.set_uid(1000);
+  chown.set_gid(50);
+  chown.set_mode(02755);
+  ASSERT_EQ(h.SetAttr(chown), 0);
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(Set(g.ino(), "system.posix_acl_access", Acl({{1, 7, 0}, {4, 5, 0}, {0x20, 5, 0}})), 0);
+  ASSERT_EQ(h.GetAttr(g.ino(), &attr), 0);
+  EXPECT_EQ(attr.mode(), static_cast<uint32_t>(S_IFREG | 0755));
 }
 
 }  // namespace

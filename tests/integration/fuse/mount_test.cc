@@ -466,6 +466,14 @@ TEST_F(MountTest, Tools_CpTarSqliteGit) {
                              "/linux && cd " + dfs_ + " && tar cf t.tar linux && mkdir x && tar xf t.tar -C x && " +
                              "diff -r linux x/linux");
   EXPECT_EQ(r.exit_code, 0) << r.output;
+  // And what they keep besides the bytes: type, mode, owner, and size and
+  // mtime of files (cp -a sets modes through an ACL xattr: it left 0600).
+  const std::string list = "find . -printf '%P %y %m %u %g\\n' | sort; find . -type f -printf '%P %s %T@\\n' | sort";
+  const std::string out = g_cluster->dir() + "/tree-";
+  r = RunShell("(cd /usr/include/linux && " + list + ") > " + out + "src && (cd " + dfs_ + "/linux && " + list +
+               ") > " + out + "cp && (cd " + dfs_ + "/x/linux && " + list + ") > " + out + "tar && diff " + out +
+               "src " + out + "cp && diff " + out + "src " + out + "tar");
+  EXPECT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
 
   r = RunShell("cd " + dfs_ + " && sqlite3 db.sqlite 'create table t(a,b); " +
                "with recursive c(x) as (select 1 union all select x+1 from c where x<5000) " +
