@@ -13,6 +13,7 @@
 
 #include "common/check.h"
 #include "common/chunk_geometry.h"
+#include "common/posix_acl.h"
 #include "common/posix_attr.h"
 
 namespace dfs::fuse {
@@ -114,14 +115,15 @@ void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
 }
 
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
-                                                     InodeState& st) {
+                                                     InodeState& st, bool perm_bits_only) {
   constexpr uint32_t kCarriable = pb::SET_MODE | pb::SET_UID | pb::SET_GID | pb::SET_CTIME;
   const uint32_t valid = request.valid();
   if (c.uid != 0 || valid == 0 || (valid & ~kCarriable) != 0 || !meta_->CanCarrySetAttr()) return std::nullopt;
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.unclosed_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
   pb::Attr attr = *st.attr;
-  attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, request.mode()));
+  const uint32_t new_mode = perm_bits_only ? (attr.mode() & 07000) | (request.mode() & 0777) : request.mode();
+  attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, new_mode));
   if (valid & pb::SET_UID) attr.set_uid(request.uid());
   if (valid & pb::SET_GID) attr.set_gid(request.gid());
   attr.set_ctime_ns(NowUnixMs() * 1'000'000);
@@ -270,6 +272,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
     // The call made this inode (O_EXCL succeeded, or meta leased the chunk
     // of a new file): it has no xattrs, so the kernel's capability check
     // before the first write needs no round trip.
+    st->no_stored_acl = true;
     st->capability_checked_mono_ms = NowMonoMs();
     st->capability_status = common::Status(common::StatusCode::kNoAttribute, "no such attribute");
     st->capability_value.clear();
@@ -691,6 +694,7 @@ Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset,
 
 namespace {
 constexpr char kCapabilityXattr[] = "security.capability";
+constexpr char kAccessAclXattr[] = "system.posix_acl_access";
 }
 
 Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
@@ -717,6 +721,14 @@ Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const st
 
 Status FileSystem::SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                             uint32_t flags) {
+  if (name == kAccessAclXattr) {
+    auto st = State(ino);
+    if (CarryAccessAcl(c, ino, value, *st)) return Status::Ok();
+    {
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->no_stored_acl = false;  // meta may keep this one
+    }
+  }
   Status s = meta_->SetXattr(c, ino, name, value, flags);
   if (name == kCapabilityXattr) {
     auto st = State(ino);
@@ -724,6 +736,27 @@ Status FileSystem::SetXattr(const Caller& c, uint64_t ino, const std::string& na
     st->capability_checked_mono_ms = -1;
   }
   return s;
+}
+
+bool FileSystem::CarryAccessAcl(const Caller& c, uint64_t ino, const std::string& value, InodeState& st) {
+  common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(value);
+  if (!entries.ok() || entries->empty()) return false;
+  const common::AclMode acl = common::ModeOfAcl(*entries);
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (!acl.equivalent || !st.no_stored_acl) return false;
+  }
+  // An ACL that says no more than the mode bits is a chmod of them to meta
+  // (meta/state_machine/ops/xattr.cc: root keeps setgid, nothing is stored).
+  pb::SetAttrRequest request;
+  request.set_ino(ino);
+  request.set_valid(pb::SET_MODE);
+  request.set_mode(acl.perm_bits);
+  std::optional<pb::Attr> answered = CarriableSetAttr(c, request, st, /*perm_bits_only=*/true);
+  if (!answered) return false;
+  request.set_mode(answered->mode() & 07777);  // meta's chmod sets all 07777 bits
+  meta_->CarrySetAttr(c, request, *answered);
+  return true;
 }
 
 Status FileSystem::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {

@@ -210,6 +210,9 @@ class FileSystem {
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
     uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
+    // This mount made the inode (Create) and set no access ACL since, so
+    // meta holds none for it (see SetXattr).
+    bool no_stored_acl GUARDED_BY(mu) = false;
     common::Status capability_status GUARDED_BY(mu);
     std::string capability_value GUARDED_BY(mu);
   };
@@ -223,7 +226,13 @@ class FileSystem {
   void LearnAttr(InodeState& st, const pb::Attr& attr);
   // The attributes to answer for a chmod/chown this mount may answer itself
   // (see SetAttr), or nullopt when it must ask meta.
-  std::optional<pb::Attr> CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request, InodeState& st);
+  // `perm_bits_only`: SET_MODE sets the 0777 bits only, keeping the rest.
+  // Root's setxattr of an access ACL equal to mode bits on an open file this
+  // mount made (cp -a keeps modes that way), answered as the chmod it is
+  // and carried; false when it must go to meta.
+  bool CarryAccessAcl(const Caller& c, uint64_t ino, const std::string& value, InodeState& st);
+  std::optional<pb::Attr> CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request, InodeState& st,
+                                           bool perm_bits_only = false);
   // Buffered data written to W replicas, waiting for meta to commit it.
   struct PendingCommit {
     pb::CommitWriteRequest request;

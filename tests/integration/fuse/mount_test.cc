@@ -656,6 +656,49 @@ TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
   EXPECT_EQ(st.st_size, 4);
 }
 
+// cp -a keeps a file's mode by setting an access ACL equal to it on the
+// file it just made and holds open; as root that is answered by the mount
+// (a chmod, carried to meta like tar's): it finishes with meta stopped, the
+// mode shows at once and reaches another mount. An ACL saying more than the
+// mode goes to meta and is kept.
+TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
+  std::string second = g_cluster->dir() + "/mnt8";
+  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const int meta = g_cluster->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  int fd = ::open((dfs_ + "/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, "data", 4), 4);
+  // u::rw- g::r-- o::r--, as cp -a sends for mode 0644.
+  const char acl[] = "\x02\0\0\0" "\x01\0\x06\0\xff\xff\xff\xff" "\x04\0\x04\0\xff\xff\xff\xff" "\x20\0\x04\0\xff\xff\xff\xff";
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto set = std::async(std::launch::async, [&] {
+    return ::fsetxattr(fd, "system.posix_acl_access", acl, sizeof acl - 1, 0) == 0 ? 0 : errno;
+  });
+  const bool finished = set.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  EXPECT_TRUE(finished) << "the ACL waited for meta";
+  EXPECT_EQ(set.get(), 0);
+  EXPECT_EQ(FreshStat(dfs_ + "/f").st_mode, static_cast<mode_t>(S_IFREG | 0644));
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(FreshStat(other + "/f").st_mode, static_cast<mode_t>(S_IFREG | 0644));
+  EXPECT_EQ(::getxattr((other + "/f").c_str(), "system.posix_acl_access", nullptr, 0), -1);
+  EXPECT_EQ(errno, ENODATA) << "an ACL equal to the mode is not kept";
+
+  // A named user and a mask: meta keeps it, the group bits are the mask's.
+  const char rich[] = "\x02\0\0\0" "\x01\0\x07\0\xff\xff\xff\xff" "\x02\0\x05\0\xe8\x03\0\0"
+                      "\x04\0\x04\0\xff\xff\xff\xff" "\x10\0\x05\0\xff\xff\xff\xff" "\x20\0\x00\0\xff\xff\xff\xff";
+  fd = ::open((dfs_ + "/g").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::fsetxattr(fd, "system.posix_acl_access", rich, sizeof rich - 1, 0), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(FreshStat(other + "/g").st_mode, static_cast<mode_t>(S_IFREG | 0750));
+  EXPECT_EQ(::getxattr((other + "/g").c_str(), "system.posix_acl_access", nullptr, 0),
+            static_cast<ssize_t>(sizeof rich - 1));
+}
+
 // Lookups in one directory reach the daemon side by side
 // (FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its INIT reply:
 // fuse/init_flags.h). With meta stopped, stats of two names in one
