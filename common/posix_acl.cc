@@ -69,6 +69,31 @@ Result<std::vector<AclEntry>> ParseAcl(std::string_view value) {
   return entries;
 }
 
+std::string AclWithMode(std::string_view value, uint32_t mode) {
+  std::string out(value);
+  if (!ParseAcl(value).ok()) return out;
+  auto set_perm = [&](size_t pos, uint32_t perm) {
+    out[pos + 2] = static_cast<char>(perm & 7);
+    out[pos + 3] = '\0';
+  };
+  size_t group_obj = 0, mask = 0;  // 0: none (entries start at 4)
+  for (size_t pos = 4; pos + 8 <= out.size(); pos += 8) {
+    switch (Le16(out.data() + pos)) {
+      case kUserObj: set_perm(pos, mode >> 6); break;
+      case kOther: set_perm(pos, mode); break;
+      case kGroupObj: group_obj = pos; break;
+      case kMask: mask = pos; break;
+      default: break;
+    }
+  }
+  if (mask != 0) {
+    set_perm(mask, mode >> 3);
+  } else if (group_obj != 0) {
+    set_perm(group_obj, mode >> 3);
+  }
+  return out;
+}
+
 AclMode ModeOfAcl(const std::vector<AclEntry>& entries) {
   AclMode out;
   uint32_t group_obj = 0;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,5 +36,11 @@ struct AclMode {
   bool equivalent = true;
 };
 AclMode ModeOfAcl(const std::vector<AclEntry>& entries);
+
+// A stored access ACL after chmod to `mode` (posix_acl_chmod): the owner and
+// other entries take the mode's bits, the mask (or, without one, the owning
+// group entry) the group bits; named entries stay. A value that does not
+// parse is returned as it is.
+std::string AclWithMode(std::string_view value, uint32_t mode);
 
 }  // namespace dfs::common

@@ -50,5 +50,13 @@ TEST(PosixAclTest, EmptyMeansNoAcl_BadValuesAreRefused) {
   EXPECT_FALSE(ParseAcl(Acl({{0x01, 6, 0}, {0x40, 4, 0}, {0x20, 4, 0}})).ok()) << "unknown tag";
 }
 
+TEST(PosixAclTest, Chmod_RewritesOwnerMaskAndOther) {
+  const std::string rich = Acl({{0x01, 7, 0}, {0x02, 5, 1000}, {0x04, 4, 0}, {0x10, 5, 0}, {0x20, 0, 0}});
+  EXPECT_EQ(AclWithMode(rich, 0604), Acl({{0x01, 6, 0}, {0x02, 5, 1000}, {0x04, 4, 0}, {0x10, 0, 0}, {0x20, 4, 0}}));
+  const std::string plain = Acl({{0x01, 7, 0}, {0x04, 4, 0}, {0x20, 0, 0}});
+  EXPECT_EQ(AclWithMode(plain, 0751), Acl({{0x01, 7, 0}, {0x04, 5, 0}, {0x20, 1, 0}}));  // no mask: the group entry
+  EXPECT_EQ(AclWithMode("junk", 0777), "junk");
+}
+
 }  // namespace
 }  // namespace dfs::common

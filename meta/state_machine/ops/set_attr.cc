@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "common/chunk_geometry.h"
+#include "common/posix_acl.h"
 #include "common/result.h"
 #include "meta/state_machine/ops/ops.h"
 
@@ -82,6 +83,17 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
     if (!root && !creds.InGroup(set_gid ? req.gid() : inode.gid)) mode &= ~S_ISGID;
     inode.mode = (inode.mode & S_IFMT) | mode;
     changed = true;
+    // posix_acl_chmod: a stored access ACL follows the new bits.
+    // (Names are BLOBs: bound, never compared with a text literal.)
+    constexpr std::string_view kAccessAcl = "system.posix_acl_access";
+    Stmt acl = ctx.db.Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
+    acl.BindU(1, inode.ino).Bind(2, kAccessAcl);
+    if (acl.Step()) {
+      const std::string updated = common::AclWithMode(acl.Blob(0), inode.mode);
+      Stmt save = ctx.db.Prepare("UPDATE xattrs SET value=? WHERE ino=? AND name=?");
+      save.Bind(1, updated).BindU(2, inode.ino).Bind(3, kAccessAcl);
+      save.Run();
+    }
   }
   if (valid & (pb::SET_UID | pb::SET_GID)) {
     // chown_common: a non-directory loses setuid (even by root) and setgid

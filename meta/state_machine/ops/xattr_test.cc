@@ -124,6 +124,18 @@ TEST_F(XattrTest, AccessAcl_SetsTheModeAsLinuxDoes) {
   std::string stored;
   EXPECT_EQ(Get(f.ino(), "system.posix_acl_access", &stored), 0);
   EXPECT_EQ(stored, rich);
+  // chmod rewrites it (posix_acl_chmod): owner and other from the mode, the
+  // mask from the group bits; the named entry stays.
+  pb::SetAttrRequest chmod;
+  *chmod.mutable_ctx() = h.Ctx();
+  chmod.set_ino(f.ino());
+  chmod.set_valid(pb::SET_MODE);
+  chmod.set_mode(0640);
+  ASSERT_EQ(h.SetAttr(chmod), 0);
+  EXPECT_EQ(Get(f.ino(), "system.posix_acl_access", &stored), 0);
+  EXPECT_EQ(stored, Acl({{1, 6, 0}, {2, 5, 1000}, {4, 4, 0}, {0x10, 4, 0}, {0x20, 0, 0}}));
+  chmod.set_mode(0750);
+  ASSERT_EQ(h.SetAttr(chmod), 0);
   EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", Acl({{4, 4, 0}, {1, 6, 0}, {0x20, 4, 0}})),
             C(StatusCode::kInvalidArgument));
   EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", ""), 0);  // removes it; the mode stays
