@@ -469,6 +469,12 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (RefuseIfReadOnly(req)) return;
   Status s = Fs(req).SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
                                      static_cast<uint32_t>(flags));
+  if (s.ok() && std::string_view(name) == "system.posix_acl_access" && A(req).session != nullptr) {
+    // The ACL set the mode bits, which the kernel keeps cached (without
+    // FUSE_POSIX_ACL it drops only ctime): make it ask again. Attributes
+    // only (offset -1), so no page lock is involved.
+    fuse_lowlevel_notify_inval_inode(A(req).session, ino, -1, 0);
+  }
   fuse_reply_err(req, s.ToErrno());
 }
 

@@ -680,6 +680,13 @@ TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
   ::kill(meta, SIGCONT);
   EXPECT_TRUE(finished) << "the ACL waited for meta";
   EXPECT_EQ(set.get(), 0);
+  // A stat asking for the mode alone (stat -c %a, ls) may be answered from
+  // the kernel's cache: the setxattr must have dropped it.
+  auto cached_mode = [](const std::string& path) {
+    struct statx sx{};
+    return ::statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &sx) == 0 ? sx.stx_mode : 0;
+  };
+  EXPECT_EQ(cached_mode(dfs_ + "/f"), S_IFREG | 0644);
   EXPECT_EQ(FreshStat(dfs_ + "/f").st_mode, static_cast<mode_t>(S_IFREG | 0644));
   ASSERT_EQ(::fsync(fd), 0);
   ASSERT_EQ(::close(fd), 0);
@@ -693,6 +700,7 @@ TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
   fd = ::open((dfs_ + "/g").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
   ASSERT_GE(fd, 0) << std::strerror(errno);
   ASSERT_EQ(::fsetxattr(fd, "system.posix_acl_access", rich, sizeof rich - 1, 0), 0) << std::strerror(errno);
+  EXPECT_EQ(cached_mode(dfs_ + "/g"), S_IFREG | 0750);
   ASSERT_EQ(::close(fd), 0);
   EXPECT_EQ(FreshStat(other + "/g").st_mode, static_cast<mode_t>(S_IFREG | 0750));
   EXPECT_EQ(::getxattr((other + "/g").c_str(), "system.posix_acl_access", nullptr, 0),
