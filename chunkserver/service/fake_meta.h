@@ -45,6 +45,8 @@ class FakeMeta final : public pb::MetaService::Service {
     heartbeat_times.push_back(std::chrono::steady_clock::now());
     last_heartbeat = *request;
     for (const auto& d : request->damaged()) damaged.push_back(d);
+    for (const auto& r : request->replicated()) replicated.push_back(r);
+    for (const auto& f : request->copy_failed()) copy_failed.push_back(f);
     if (command_target == 0 || command_target == request->node_id()) {
       for (const auto& c : pending_commands) *reply->add_commands() = c;
       pending_commands.clear();
@@ -66,6 +68,8 @@ class FakeMeta final : public pb::MetaService::Service {
   std::map<std::string, uint64_t> node_by_address;  // what RegisterReply.heartbeat_interval_ms says
   pb::RegisterRequest last_register;
   pb::HeartbeatRequest last_heartbeat;
+  std::vector<pb::ChunkRef> replicated;   // every copy reported done
+  std::vector<pb::ChunkRef> copy_failed;  // every copy reported failed
   std::vector<pb::ChunkRef> inventory;
   std::vector<pb::ChunkRef> damaged;
   std::vector<std::chrono::steady_clock::time_point> heartbeat_times;

@@ -191,15 +191,19 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   std::vector<ChunkMeta> damaged = store_.TakeNewlyDamaged();
   for (const ChunkMeta& m : damaged) FillRef(m, request.add_damaged());
   std::vector<pb::ChunkRef> replicated;
+  std::vector<pb::ChunkRef> copy_failed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     replicated.swap(replicated_);
+    copy_failed.swap(copy_failed_);
   }
   for (const pb::ChunkRef& ref : replicated) *request.add_replicated() = ref;
+  for (const pb::ChunkRef& ref : copy_failed) *request.add_copy_failed() = ref;
   // Reports that did not reach meta go out with the next heartbeat.
   auto give_back_replicated = [&] {
     std::lock_guard<std::mutex> lock(mu_);
     replicated_.insert(replicated_.end(), replicated.begin(), replicated.end());
+    copy_failed_.insert(copy_failed_.end(), copy_failed.begin(), copy_failed.end());
   };
   pb::HeartbeatReply reply;
   grpc::Status rpc = meta_->Call([&](auto& channel, grpc::ClientContext& context) {
@@ -300,18 +304,22 @@ void MetaClient::Execute(const pb::Command& command) {
     spec.source_address = r.source_address();
     spec.bandwidth_limit_bytes_per_s = r.bandwidth_limit_bytes_per_s();
     auto length = ReplicateChunk(store_, spec);
+    pb::ChunkRef ref;
+    ref.set_chunk_id(r.chunk_id());
+    ref.set_version(r.version());
     if (length.ok()) {
       spdlog::info("command {}: replicated chunk {:016x} version {} ({} bytes) from {}", command.command_id(),
                    r.chunk_id(), r.version(), *length, r.source_address());
-      pb::ChunkRef ref;
-      ref.set_chunk_id(r.chunk_id());
-      ref.set_version(r.version());
       ref.set_length(*length);
       std::lock_guard<std::mutex> lock(mu_);
       replicated_.push_back(std::move(ref));
     } else {
       spdlog::warn("command {}: replicate chunk {:016x} from {}: {}", command.command_id(), r.chunk_id(),
                    r.source_address(), length.status().ToString());
+      // Told at once, meta plans the copy again (or drops it) instead of
+      // waiting out its claim's deadline.
+      std::lock_guard<std::mutex> lock(mu_);
+      copy_failed_.push_back(std::move(ref));
     }
   } else {
     spdlog::warn("command {}: unknown command ignored", command.command_id());

@@ -89,9 +89,11 @@ class MetaClient {
   std::condition_variable cv_;
   bool stopping_ GUARDED_BY(mu_) = false;
   std::deque<pb::Command> queue_ GUARDED_BY(mu_);
-  // Copies made by Replicate commands, reported (and then forgotten) by the
-  // next successful heartbeat: meta counts a replica only once told.
+  // Replicate commands that succeeded / failed, reported (and then forgotten)
+  // by the next successful heartbeat: meta counts a replica only once told,
+  // and plans a failed copy again at once.
   std::vector<pb::ChunkRef> replicated_ GUARDED_BY(mu_);
+  std::vector<pb::ChunkRef> copy_failed_ GUARDED_BY(mu_);
   std::set<uint64_t> seen_commands_ GUARDED_BY(mu_);   // ids queued or done (bounded)
   std::deque<uint64_t> seen_order_ GUARDED_BY(mu_);
   std::thread heartbeat_thread_;

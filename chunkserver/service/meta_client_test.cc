@@ -113,6 +113,41 @@ TEST(MetaClient, Heartbeat_ExecutesDeleteAndReplicateCommands) {
   EXPECT_EQ(client.commands_done(), 3u);
 }
 
+TEST(MetaClient, Heartbeat_ReportsEachCopyDoneOrFailed) {
+  FakeMetaServer meta;
+  InProcessChunkserver cs;
+  InProcessChunkserver peer;
+  ASSERT_TRUE(WriteChunk(*peer.stub, Header(2, 4, 0, 0), Bytes("copy me")).ok());
+  {
+    std::lock_guard<std::mutex> lock(meta.meta.mu);
+    pb::Command ok;
+    ok.set_command_id(1);
+    ok.mutable_replicate()->set_chunk_id(2);
+    ok.mutable_replicate()->set_version(4);
+    ok.mutable_replicate()->set_source_address(peer.address);
+    // The source's version moved on (a write since meta planned the copy).
+    pb::Command stale = ok;
+    stale.set_command_id(2);
+    stale.mutable_replicate()->set_version(3);
+    meta.meta.pending_commands = {ok, stale};
+  }
+  MetaClient client(*cs.store, ClientOptions(meta.address));
+  ASSERT_TRUE(client.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(meta.meta.mu);
+    return meta.meta.replicated.size() + meta.meta.copy_failed.size() >= 2;
+  }));
+  client.Stop();
+  std::lock_guard<std::mutex> lock(meta.meta.mu);
+  ASSERT_EQ(meta.meta.replicated.size(), 1u);
+  EXPECT_EQ(meta.meta.replicated[0].chunk_id(), 2u);
+  EXPECT_EQ(meta.meta.replicated[0].version(), 4u);
+  EXPECT_EQ(meta.meta.replicated[0].length(), 7u);
+  ASSERT_EQ(meta.meta.copy_failed.size(), 1u);  // once, not in every heartbeat
+  EXPECT_EQ(meta.meta.copy_failed[0].chunk_id(), 2u);
+  EXPECT_EQ(meta.meta.copy_failed[0].version(), 3u);
+}
+
 TEST(MetaClient, Heartbeat_ReportsDamagedChunksAndReregistersWhenAsked) {
   FakeMetaServer meta;
   InProcessChunkserver cs;

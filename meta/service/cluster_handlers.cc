@@ -143,6 +143,11 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
                    req->node_id(), result.status().message());
     }
   }
+  for (const pb::ChunkRef& ref : req->copy_failed()) {
+    cluster_->RepairDone(ref.chunk_id());
+    spdlog::info("copy of chunk {:016x} v{} to {:016x} failed; planned again", ref.chunk_id(), ref.version(),
+                 req->node_id());
+  }
   for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
   // The deletes handed out last time were executed before this heartbeat.
   std::vector<pb::ChunkRef> done = cluster_->TakeSentGarbage(req->node_id());

@@ -16,6 +16,7 @@ void ClusterState::Registered(uint64_t node_id, const std::string& address, uint
   node.capacity_bytes = capacity;
   node.used_bytes = used;
   node.last_heartbeat_mono_ns = now_mono_ns;
+  ForgetCopiesToLocked(node_id);
   if (!node.live) {
     node.live = true;
     RebuildRingLocked();
@@ -49,6 +50,7 @@ void ClusterState::ExpireNodes(int64_t now_mono_ns) {
     if (node.live && now_mono_ns - node.last_heartbeat_mono_ns > node_dead_after_ns_) {
       node.live = false;
       changed = true;
+      ForgetCopiesToLocked(id);
       spdlog::warn("node {:016x} at {} is dead: no heartbeat for {} ms; its chunks are copied again", id,
                    node.address, (now_mono_ns - node.last_heartbeat_mono_ns) / 1'000'000);
     }
@@ -86,9 +88,14 @@ std::vector<uint64_t> ClusterState::Draining() {
   return draining_;
 }
 
-bool ClusterState::StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns, bool move) {
+bool ClusterState::StartRepair(uint64_t chunk_id, uint64_t target, int64_t deadline_mono_ns, bool move) {
   std::lock_guard<std::mutex> lock(mu_);
-  return repairs_.emplace(chunk_id, Copy{deadline_mono_ns, move}).second;
+  return repairs_.emplace(chunk_id, Copy{target, deadline_mono_ns, move}).second;
+}
+
+void ClusterState::ForgetCopiesToLocked(uint64_t node_id) {
+  std::erase_if(repairs_, [&](const auto& entry) { return entry.second.target == node_id; });
+  commands_.erase(node_id);  // copy commands only: deletes go by sent_garbage_
 }
 
 void ClusterState::RepairDone(uint64_t chunk_id) {

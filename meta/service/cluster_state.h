@@ -63,10 +63,12 @@ class ClusterState {
 
   // ---- Re-replication in flight (derived again from the database by any
   // new leader, so losing it only delays repairs).
-  // Claims a repair of `chunk_id` until `deadline_mono_ns`; false if one is
-  // already in flight. `move`: a rebalancing copy, not a repair.
-  bool StartRepair(uint64_t chunk_id, int64_t deadline_mono_ns, bool move = false);
-  // A repair finished (the copy was reported) or gave up.
+  // Claims a copy of `chunk_id` onto node `target` until `deadline_mono_ns`;
+  // false if one is already in flight. `move`: a rebalancing copy, not a
+  // repair. A claim also ends when its target dies or registers again (a
+  // restarted chunkserver forgot its commands).
+  bool StartRepair(uint64_t chunk_id, uint64_t target, int64_t deadline_mono_ns, bool move = false);
+  // A copy finished or failed (reported by its target).
   void RepairDone(uint64_t chunk_id);
   // Copies in flight (repairs and moves), forgetting those past their
   // deadline; the moves among them in *moves.
@@ -83,6 +85,8 @@ class ClusterState {
 
  private:
   void RebuildRingLocked();
+  // Ends the claims on copies onto `node_id` and drops its undelivered ones.
+  void ForgetCopiesToLocked(uint64_t node_id);
 
   const int64_t node_dead_after_ns_;
   std::mutex mu_;  // guards everything below; leaf lock
@@ -92,6 +96,7 @@ class ClusterState {
   std::map<uint64_t, double> weights_;
   std::map<uint64_t, std::vector<pb::ChunkRef>> sent_garbage_;
   struct Copy {
+    uint64_t target = 0;
     int64_t deadline_mono_ns = 0;
     bool move = false;
   };

@@ -42,6 +42,50 @@ TEST(ClusterStateTest, ExpireNodes_DeadNodesLeaveThePlacement) {
   EXPECT_EQ(cluster.Placement(42, 3).size(), 3u);
 }
 
+pb::Command CopyCommand(uint64_t chunk_id) {
+  pb::Command command;
+  command.mutable_replicate()->set_chunk_id(chunk_id);
+  return command;
+}
+
+TEST(ClusterStateTest, CopyClaims_EndWhenReportedTimedOutOrTheTargetDiesOrRestarts) {
+  ClusterState cluster(10 * kSecond);
+  for (uint64_t id : {1, 2, 3}) cluster.Registered(id, "n", 100, 0, 0);
+  ASSERT_TRUE(cluster.StartRepair(100, 1, 60 * kSecond));
+  EXPECT_FALSE(cluster.StartRepair(100, 2, 60 * kSecond));  // one copy of a chunk at a time
+  ASSERT_TRUE(cluster.StartRepair(200, 2, 5 * kSecond, /*move=*/true));
+  ASSERT_TRUE(cluster.StartRepair(300, 3, 60 * kSecond));
+  size_t moves = 0;
+  EXPECT_EQ(cluster.RepairsInFlight(kSecond, &moves), 3u);
+  EXPECT_EQ(moves, 1u);
+  cluster.RepairDone(100);  // reported done, or failed
+  EXPECT_EQ(cluster.RepairsInFlight(kSecond), 2u);
+  EXPECT_EQ(cluster.RepairsInFlight(6 * kSecond, &moves), 1u);  // 200's deadline passed
+  EXPECT_EQ(moves, 0u);
+
+  // A target that registers again was restarted: its copy will never come,
+  // nor will the commands it had not yet taken.
+  cluster.AddCommand(3, CopyCommand(300));
+  cluster.Registered(3, "n", 100, 0, 7 * kSecond);
+  EXPECT_EQ(cluster.RepairsInFlight(7 * kSecond), 0u);
+  EXPECT_TRUE(cluster.TakeCommands(3).empty());
+
+  // A target that dies takes its claims with it.
+  ASSERT_TRUE(cluster.StartRepair(400, 2, 60 * kSecond));
+  ASSERT_TRUE(cluster.StartRepair(500, 3, 60 * kSecond));
+  cluster.AddCommand(2, CopyCommand(400));
+  pb::HeartbeatRequest beat;
+  for (uint64_t id : {1, 3}) {
+    beat.set_node_id(id);
+    ASSERT_TRUE(cluster.Heartbeat(beat, 8 * kSecond));
+  }
+  cluster.ExpireNodes(11 * kSecond);  // 2 silent since 0
+  EXPECT_EQ(cluster.RepairsInFlight(11 * kSecond), 1u);
+  EXPECT_TRUE(cluster.TakeCommands(2).empty());
+  EXPECT_FALSE(cluster.StartRepair(500, 1, 60 * kSecond));  // 3's claim stands
+  EXPECT_TRUE(cluster.StartRepair(400, 1, 60 * kSecond));
+}
+
 TEST(ClusterStateTest, SetWeights_AHeavierNodeLeadsMorePlacements) {
   ClusterState cluster(10 * kSecond);
   for (uint64_t id : {1, 2, 3, 4}) cluster.Registered(id, "n", 100, 0, 0);

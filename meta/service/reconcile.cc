@@ -72,7 +72,7 @@ void MetaServiceImpl::Reconcile() {
     }
     const bool move = action.kind == ChunkAction::kMove;
     if (in_flight >= options_.max_repairs || (move && moves >= options_.max_moves)) continue;
-    if (!cluster_->StartRepair(c.chunk_id, now + options_.repair_timeout_ms * 1'000'000, move)) continue;
+    if (!cluster_->StartRepair(c.chunk_id, action.target, now + options_.repair_timeout_ms * 1'000'000, move)) continue;
     pb::Command command;
     command.set_command_id(next_command_id_.fetch_add(1));
     pb::ReplicateChunkCommand* r = command.mutable_replicate();
