@@ -69,29 +69,39 @@ Result<std::vector<AclEntry>> ParseAcl(std::string_view value) {
   return entries;
 }
 
-std::string AclWithMode(std::string_view value, uint32_t mode) {
-  std::string out(value);
-  if (!ParseAcl(value).ok()) return out;
-  auto set_perm = [&](size_t pos, uint32_t perm) {
-    out[pos + 2] = static_cast<char>(perm & 7);
-    out[pos + 3] = '\0';
+std::string EncodeAcl(const std::vector<AclEntry>& entries) {
+  std::string out;
+  out.reserve(4 + 8 * entries.size());
+  auto put = [&](uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
   };
-  size_t group_obj = 0, mask = 0;  // 0: none (entries start at 4)
-  for (size_t pos = 4; pos + 8 <= out.size(); pos += 8) {
-    switch (Le16(out.data() + pos)) {
-      case kUserObj: set_perm(pos, mode >> 6); break;
-      case kOther: set_perm(pos, mode); break;
-      case kGroupObj: group_obj = pos; break;
-      case kMask: mask = pos; break;
+  put(kAclXattrVersion, 4);
+  for (const AclEntry& e : entries) {
+    put(e.tag, 2);
+    put(e.perm, 2);
+    put(e.id, 4);
+  }
+  return out;
+}
+
+std::string AclWithMode(std::string_view value, uint32_t mode) {
+  Result<std::vector<AclEntry>> parsed = ParseAcl(value);
+  if (!parsed.ok() || parsed->empty()) return std::string(value);
+  std::vector<AclEntry>& entries = *parsed;
+  AclEntry* group = nullptr;  // the mask if there is one, else the owning group
+  for (AclEntry& e : entries) {
+    switch (e.tag) {
+      case kUserObj: e.perm = (mode >> 6) & 7; break;
+      case kOther: e.perm = mode & 7; break;
+      case kGroupObj:
+        if (group == nullptr) group = &e;
+        break;
+      case kMask: group = &e; break;
       default: break;
     }
   }
-  if (mask != 0) {
-    set_perm(mask, mode >> 3);
-  } else if (group_obj != 0) {
-    set_perm(group_obj, mode >> 3);
-  }
-  return out;
+  if (group != nullptr) group->perm = (mode >> 3) & 7;
+  return EncodeAcl(entries);
 }
 
 AclMode ModeOfAcl(const std::vector<AclEntry>& entries) {

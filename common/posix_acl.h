@@ -27,6 +27,9 @@ struct AclEntry {
 // (an empty value or the header alone) means "no ACL".
 Result<std::vector<AclEntry>> ParseAcl(std::string_view value);
 
+// The xattr value of `entries` (the inverse of ParseAcl).
+std::string EncodeAcl(const std::vector<AclEntry>& entries);
+
 // What an access ACL makes of the permission bits (posix_acl_equiv_mode):
 // owner from ACL_USER_OBJ, group from ACL_MASK if there is one (else
 // ACL_GROUP_OBJ), other from ACL_OTHER. `equivalent`: the ACL says no more

@@ -58,5 +58,14 @@ TEST(PosixAclTest, Chmod_RewritesOwnerMaskAndOther) {
   EXPECT_EQ(AclWithMode("junk", 0777), "junk");
 }
 
+TEST(PosixAclTest, EncodeAcl_IsTheInverseOfParseAcl) {
+  const std::string rich =
+      Acl({{0x01, 7, 0}, {0x02, 5, 1000}, {0x04, 4, 0}, {0x08, 1, 70000}, {0x10, 5, 0}, {0x20, 0, 0}});
+  auto entries = ParseAcl(rich);
+  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+  EXPECT_EQ(EncodeAcl(*entries), rich);
+  EXPECT_EQ(EncodeAcl({}), Acl({}));
+}
+
 }  // namespace
 }  // namespace dfs::common
