@@ -1,9 +1,11 @@
-// What root's chmod/chown does to a file's mode, as meta's setattr applies
-// it (meta/state_machine/ops/set_attr.cc; set_attr_test.cc checks that the
-// two agree): the client answers such a change itself (fuse FileSystem::
-// SetAttr) and must answer what meta will store.
+// POSIX meanings the client and meta must agree on. What root's chmod/chown
+// does to a file's mode, as meta's setattr applies it (meta/state_machine/
+// ops/set_attr.cc; set_attr_test.cc checks that the two agree): the client
+// answers such a change itself (fuse FileSystem::SetAttr) and must answer
+// what meta will store. Which opens only read (lazy read opens).
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -24,5 +26,10 @@ inline uint32_t ModeAfterRootSetAttr(uint32_t mode, uint32_t valid, uint32_t new
   }
   return mode;
 }
+
+// An open that changes nothing: read-only access and no O_TRUNC (which
+// writes even with O_RDONLY). The client pins such an open itself and meta
+// answers it from its state (fuse/client/read_pin_set.h).
+inline bool IsReadOnlyOpen(uint32_t flags) { return (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC); }
 
 }  // namespace dfs::common

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "common/grpc_status.h"
+#include "common/posix_attr.h"
 #include "common/tls.h"
 
 namespace dfs::fuse {
@@ -385,8 +386,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
 Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {
   RETURN_IF_ERROR(SettleCarried(ino));
   // Pinned before it is sent (read_pin_set.h).
-  const bool lazy = Supports(pb::FEATURE_LAZY_READ_OPEN) && (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC) &&
-                    read_pins_.Pin(ino);
+  const bool lazy = Supports(pb::FEATURE_LAZY_READ_OPEN) && common::IsReadOnlyOpen(flags) && read_pins_.Pin(ino);
   pb::OpenRequest request;
   // A lazy open meta answers from its state carries nothing: what it took
   // would never be applied. (It keeps a request id: meta may still make it

@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "common/posix_attr.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
 #include "meta/service/write_lease.h"
@@ -224,7 +225,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   const uint64_t client_id = req->ctx().client_id();
-  const bool read_only = (req->flags() & O_ACCMODE) == O_RDONLY && !(req->flags() & O_TRUNC);
+  const bool read_only = common::IsReadOnlyOpen(req->flags());
   if (client_id == 0 && !(req->flags() & O_TRUNC)) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
     state_machine_->CheckOpen(*req, reply);
