@@ -2,7 +2,6 @@
 // membership changes.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <future>
 #include <map>
 #include <memory>
@@ -95,11 +94,9 @@ void MetaServiceImpl::BecameLeader() {
     }
   }
   read_pins_.Reset();
-  std::vector<uint64_t> pinning = state_machine_->PinningSessionIds();
-  std::sort(pinning.begin(), pinning.end());
-  for (uint64_t id : state_machine_->SessionIds()) {
-    cluster_->SessionAlive(id, now, int64_t{options_.session_lease_ms} * 1'000'000);
-    read_pins_.TookOver(id, std::binary_search(pinning.begin(), pinning.end(), id));
+  for (const StateMachine::SessionRow& session : state_machine_->Sessions()) {
+    cluster_->SessionAlive(session.client_id, now, int64_t{options_.session_lease_ms} * 1'000'000);
+    read_pins_.TookOver(session.client_id, session.reports_read_pins);
   }
   PublishSelf();
 }

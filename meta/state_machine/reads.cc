@@ -283,20 +283,14 @@ uint64_t StateMachine::CountUnderReplicated(const std::vector<uint64_t>& live, i
   return count;
 }
 
-std::vector<uint64_t> StateMachine::SessionIds() {
+std::vector<StateMachine::SessionRow> StateMachine::Sessions() {
   ReadConnection conn = Borrow();
-  std::vector<uint64_t> ids;
-  Stmt stmt = (*conn).Prepare("SELECT client_id FROM sessions");
-  while (stmt.Step()) ids.push_back(stmt.UInt(0));
-  return ids;
-}
-
-std::vector<uint64_t> StateMachine::PinningSessionIds() {
-  ReadConnection conn = Borrow();
-  std::vector<uint64_t> ids;
-  Stmt stmt = (*conn).Prepare("SELECT client_id FROM pinning_sessions");
-  while (stmt.Step()) ids.push_back(stmt.UInt(0));
-  return ids;
+  std::vector<SessionRow> rows;
+  Stmt stmt = (*conn).Prepare(
+      "SELECT s.client_id, p.client_id IS NOT NULL FROM sessions s "
+      "LEFT JOIN pinning_sessions p ON p.client_id = s.client_id ORDER BY s.client_id");
+  while (stmt.Step()) rows.push_back({stmt.UInt(0), stmt.Int(1) != 0});
+  return rows;
 }
 
 std::vector<uint64_t> StateMachine::Orphans(size_t limit) {

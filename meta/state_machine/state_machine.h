@@ -143,9 +143,13 @@ class StateMachine {
     pb::ChunkRef ref;
   };
   std::vector<GarbageRow> Garbage(uint64_t node_id, size_t limit);
-  std::vector<uint64_t> SessionIds();
-  // The sessions among them that report lazy read opens.
-  std::vector<uint64_t> PinningSessionIds();
+  struct SessionRow {
+    uint64_t client_id = 0;
+    bool reports_read_pins = false;  // it may hold files by lazy read opens
+    bool operator==(const SessionRow&) const = default;
+  };
+  // Every open session, by client id.
+  std::vector<SessionRow> Sessions();
   // Up to `limit` orphans (schema.h) that no handle holds, lowest first.
   std::vector<uint64_t> Orphans(size_t limit);
   // Re-replication: chunks whose committed version has fewer replicas on

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "common/status.h"
 #include "meta/state_machine/test_util.h"
 
@@ -117,13 +119,15 @@ TEST_F(SessionTest, PinningSessions_KeptFromOpenUntilTheSessionEnds) {
   open.mutable_open_session()->mutable_request()->set_reports_read_pins(true);
   const uint64_t pinning = h.Apply(open).client_id();
   const uint64_t plain = OpenSession();
-  EXPECT_EQ(h.sm().PinningSessionIds(), (std::vector<uint64_t>{pinning}));
+  using Row = StateMachine::SessionRow;
+  std::vector<Row> both = {{pinning, true}, {plain, false}};
+  std::sort(both.begin(), both.end(), [](const Row& a, const Row& b) { return a.client_id < b.client_id; });
+  EXPECT_EQ(h.sm().Sessions(), both);
   pb::Op close;
   close.set_client_id(pinning);
   close.mutable_close_session()->mutable_ctx()->set_client_id(pinning);
   EXPECT_EQ(h.Apply(close).status().code(), 0);
-  EXPECT_TRUE(h.sm().PinningSessionIds().empty());
-  EXPECT_EQ(h.sm().SessionIds(), (std::vector<uint64_t>{plain}));
+  EXPECT_EQ(h.sm().Sessions(), (std::vector<Row>{{plain, false}}));
 }
 
 // A mutation carries the releases of handles its client closed before it
