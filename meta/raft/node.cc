@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "meta/raft/no_delay_transport.h"
 #include "meta/raft/append_fixes.h"
 #include "meta/raft/framing.h"
 #include "meta/raft/read_lease.h"
@@ -107,6 +108,7 @@ common::Status RaftNode::Init() {
   if (int rv = uv_loop_init(&loop_); rv != 0) return common::UnavailableError(std::string("uv loop: ") + uv_strerror(rv));
   loop_ready_ = true;
   if (int rv = raft_uv_tcp_init(&transport_, &loop_); rv != 0) return FromRaft(rv, "raft transport");
+  DisableNagle(&transport_);
   if (int rv = raft_uv_init(&io_, &loop_, options_.dir.c_str(), &transport_); rv != 0) {
     return common::UnavailableError(std::string("raft io on ") + options_.dir + ": " + io_.errmsg);
   }
