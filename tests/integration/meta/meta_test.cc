@@ -50,6 +50,15 @@ class MetaProcessTest : public ::testing::Test {
     args.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
     channel_ = grpc::CreateCustomChannel(*address, grpc::InsecureChannelCredentials(), args);
     stub_ = pb::MetaService::NewStub(channel_);
+    // The ready file means listening; the lone member elects itself on its
+    // loop thread, which a loaded machine may run a moment later.
+    for (int i = 0; i < 200; ++i) {
+      grpc::ClientContext ctx;
+      pb::ClusterStatusRequest req;
+      pb::ClusterStatusReply reply;
+      if (stub_->ClusterStatus(&ctx, req, &reply).ok() && reply.leader_id() != 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   void Stop(int signal) {
     process_->Signal(signal);
