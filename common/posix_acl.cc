@@ -1,5 +1,7 @@
 #include "common/posix_acl.h"
 
+#include <sys/stat.h>
+
 namespace dfs::common {
 
 namespace {
@@ -102,6 +104,48 @@ std::string AclWithMode(std::string_view value, uint32_t mode) {
   }
   if (group != nullptr) group->perm = (mode >> 3) & 7;
   return EncodeAcl(entries);
+}
+
+InheritedAcl InheritAcl(std::string_view dir_default, uint32_t mode, uint32_t umask) {
+  InheritedAcl out;
+  Result<std::vector<AclEntry>> parsed = ParseAcl(dir_default);
+  if ((mode & S_IFMT) == S_IFLNK || !parsed.ok() || parsed->empty()) {
+    out.mode = (mode & S_IFMT) == S_IFLNK ? mode : mode & ~(umask & 0777);
+    return out;
+  }
+  // posix_acl_create_masq: each of the owner, other and mask (else owning
+  // group) entries and the mode's matching bits keep only what both allow.
+  std::vector<AclEntry> entries = *parsed;
+  bool equivalent = true;
+  AclEntry* group = nullptr;
+  for (AclEntry& e : entries) {
+    switch (e.tag) {
+      case kUserObj:
+        e.perm &= (mode >> 6) & 7;
+        mode &= (uint32_t{e.perm} << 6) | ~uint32_t{0700};
+        break;
+      case kOther:
+        e.perm &= mode & 7;
+        mode &= uint32_t{e.perm} | ~uint32_t{0007};
+        break;
+      case kGroupObj:
+        if (group == nullptr) group = &e;
+        break;
+      case kMask:
+        group = &e;
+        equivalent = false;
+        break;
+      default: equivalent = false; break;
+    }
+  }
+  if (group != nullptr) {
+    group->perm &= (mode >> 3) & 7;
+    mode &= (uint32_t{group->perm} << 3) | ~uint32_t{0070};
+  }
+  out.mode = mode;
+  if (!equivalent) out.access = EncodeAcl(entries);
+  if ((mode & S_IFMT) == S_IFDIR) out.default_acl = std::string(dir_default);
+  return out;
 }
 
 AclMode ModeOfAcl(const std::vector<AclEntry>& entries) {

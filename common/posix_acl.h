@@ -40,10 +40,66 @@ struct AclMode {
 };
 AclMode ModeOfAcl(const std::vector<AclEntry>& entries);
 
+// Whether an access ACL grants `want` (rwx bits) to a caller who is not
+// root (posix_acl_permission): the owner by the owner entry; a named user by
+// its entry within the mask; else every group entry that matches the
+// caller's groups (the owning group by its entry) within the mask, any one
+// granting all of `want`; else the other entry.
+template <typename InGroup>
+bool AclPermits(const std::vector<AclEntry>& entries, uint32_t owner_uid, uint32_t owner_gid, uint32_t uid,
+                InGroup in_group, uint32_t want);
+
+// What a new inode gets from its directory's default ACL (posix_acl_create
+// with posix_acl_create_masq). `mode`: the type and the mode asked for,
+// before any umask. Without a default ACL (empty or malformed `dir_default`)
+// the umask applies and no ACL is made; with one, the umask does not, the
+// new inode's permission bits are the mode's bits cut by the ACL's, its
+// access ACL is that default ACL cut by the mode (kept only when it says
+// more than the bits), and a new directory inherits the default ACL itself.
+// Symlinks get no ACLs.
+struct InheritedAcl {
+  uint32_t mode = 0;
+  std::string access;         // empty: none
+  std::string default_acl;    // empty: none
+};
+InheritedAcl InheritAcl(std::string_view dir_default, uint32_t mode, uint32_t umask);
+
 // A stored access ACL after chmod to `mode` (posix_acl_chmod): the owner and
 // other entries take the mode's bits, the mask (or, without one, the owning
 // group entry) the group bits; named entries stay. A value that does not
 // parse is returned as it is.
 std::string AclWithMode(std::string_view value, uint32_t mode);
+
+template <typename InGroup>
+bool AclPermits(const std::vector<AclEntry>& entries, uint32_t owner_uid, uint32_t owner_gid, uint32_t uid,
+                InGroup in_group, uint32_t want) {
+  constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kGroup = 0x08, kMask = 0x10, kOther = 0x20;
+  uint16_t mask = 7;
+  for (const AclEntry& e : entries) {
+    if (e.tag == kMask) mask = e.perm;
+  }
+  bool group_matched = false;
+  for (const AclEntry& e : entries) {
+    switch (e.tag) {
+      case kUserObj:
+        if (uid == owner_uid) return (e.perm & want) == want;
+        break;
+      case kUser:
+        if (uid == e.id) return (e.perm & mask & want) == want;
+        break;
+      case kGroupObj:
+      case kGroup:
+        if (in_group(e.tag == kGroupObj ? owner_gid : e.id)) {
+          group_matched = true;
+          if ((e.perm & mask & want) == want) return true;
+        }
+        break;
+      case kOther:
+        return !group_matched && (e.perm & want) == want;
+      default: break;
+    }
+  }
+  return false;
+}
 
 }  // namespace dfs::common
