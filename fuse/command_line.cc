@@ -73,6 +73,8 @@ std::string Usage(const std::string& program) {
          "  metrics=HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics\n"
          "  ro                    read-only mount\n"
          "  root_squash           local root acts as nobody (65534) on the cluster\n"
+         "  noacl                 the kernel checks mode bits only and applies the umask (meta still\n"
+         "                        applies stored ACLs): no ACL lookups, no default-ACL umask rule\n"
          "  tls_ca=PEM            connect with TLS, trusting this CA\n"
          "  tls_cert=PEM,tls_key=PEM  client certificate (clusters with mutual TLS)\n"
          "  secret_file=PATH      the cluster's client secret (clusters that require one)\n"
@@ -141,6 +143,8 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
           cl.metrics = val;
         } else if (key == "root_squash") {
           cl.root_squash = true;
+        } else if (key == "acl" || key == "noacl") {
+          cl.posix_acl = key == "acl";
         } else if (key == "tls_ca") {
           cl.tls_ca = val;
         } else if (key == "tls_cert") {

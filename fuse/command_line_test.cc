@@ -36,6 +36,19 @@ TEST(CommandLineTest, Parse_MountHelperShape) {
   EXPECT_EQ(cl->fuse_args[2].find("_netdev"), std::string::npos);
 }
 
+TEST(CommandLineTest, Parse_AclsOnUnlessNoacl) {
+  auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->posix_acl);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "noacl"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->posix_acl);
+  EXPECT_EQ(cl->fuse_args[2].find("acl"), std::string::npos);  // ours, not libfuse's
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "noacl,acl"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->posix_acl);
+}
+
 TEST(CommandLineTest, Parse_ForegroundAndDebug) {
   auto cl = ParseCommandLine({"dfs", "-f", "h:1", "/m"}, false);
   ASSERT_TRUE(cl.ok());

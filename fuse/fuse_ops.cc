@@ -106,13 +106,18 @@ bool RefuseIfReadOnly(fuse_req_t req) {
 }
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
+  const AdapterOptions& options = static_cast<Adapter*>(userdata)->options;
   // The kernel sends setattr(size=0) before open(O_TRUNC) without this, which
   // goes through our flush-then-truncate path; with it, open would have to truncate.
   conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  // With POSIX_ACL the kernel judges access by ACLs too (it asks for
+  // system.posix_acl_access); with DONT_MASK it leaves the umask to meta,
+  // which must skip it under a directory's default ACL (ops/make_node.cc).
+  const uint32_t acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  if (options.posix_acl && (conn->capable & acl_caps) == acl_caps) conn->want |= acl_caps;
   conn->max_readahead = std::max<unsigned>(conn->max_readahead, 1u << 20);
 }
 

@@ -20,6 +20,10 @@ struct AdapterOptions {
   bool read_only = false;
   bool root_squash = false;      // root's calls go to meta as uid/gid kNobody
   uint64_t root_ino = 1;         // meta's inode of the mount root (SOURCE:/subdir)
+  // FUSE_POSIX_ACL and FUSE_DONT_MASK (noacl: off): the kernel checks ACLs
+  // too, and hands the umask over so that meta can apply a directory's
+  // default ACL instead.
+  bool posix_acl = true;
 };
 
 inline constexpr uint32_t kNobody = 65534;

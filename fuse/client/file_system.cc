@@ -270,9 +270,10 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
   st->locations.clear();
   if ((flags & O_EXCL) || reply.has_lease()) {
     // The call made this inode (O_EXCL succeeded, or meta leased the chunk
-    // of a new file): it has no xattrs, so the kernel's capability check
-    // before the first write needs no round trip.
-    st->no_stored_acl = true;
+    // of a new file): it has no xattrs but what it inherited from the
+    // directory's default ACL, so the kernel's capability check before the
+    // first write needs no round trip.
+    st->no_stored_acl = !reply.inherited_acl();
     st->capability_checked_mono_ms = NowMonoMs();
     st->capability_status = common::Status(common::StatusCode::kNoAttribute, "no such attribute");
     st->capability_value.clear();

@@ -180,6 +180,7 @@ class MetaServiceImpl final : public MetaServiceBase {
     }
     op.set_now_ns(clock_.UnixNs());
     op.set_defer_frees(true);
+    op.set_posix_acls(true);
     proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.

@@ -46,6 +46,7 @@ pb::Op MetaServiceImpl::NewOp(const pb::RequestContext& ctx) {
 common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   op.set_now_ns(clock_.UnixNs());
   op.set_defer_frees(true);
+  op.set_posix_acls(true);
   return proposer_->Propose(std::move(op)).get();
 }
 
@@ -114,6 +115,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
     reply->set_handle_id(result.handle_id());
+    reply->set_inherited_acl(result.inherited_acl());
     if (result.status().code() == 0 && result.has_lease()) {
       *reply->mutable_lease() = result.lease();
       SignLease(*key, reply->mutable_lease());

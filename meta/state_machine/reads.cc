@@ -69,7 +69,7 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
   std::optional<Inode> dir = LoadInode(db, req.ino());
   if (!dir) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
   if (!dir->IsDir()) return SetStatus(Status(StatusCode::kNotADirectory, "not a directory"), reply->mutable_status());
-  Status access = CheckAccess(*dir, creds, kMayRead);
+  Status access = CheckAccess(db, *dir, creds, kMayRead);
   if (!access.ok()) return SetStatus(access, reply->mutable_status());
   uint32_t limit = req.max_entries() == 0 ? kDefaultReadDirEntries : std::min(req.max_entries(), kMaxReadDirEntries);
   Stmt stmt = db.Prepare(
@@ -103,7 +103,7 @@ void StateMachine::Access(const pb::AccessRequest& req, pb::StatusReply* reply) 
   std::optional<Inode> inode = LoadInode(*conn, req.ino());
   if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
   if (req.mask() & ~7u) return SetStatus(Status(StatusCode::kInvalidArgument, "bad mask"), reply->mutable_status());
-  Status status = CheckAccess(*inode, CredsFrom(req.ctx().creds()), req.mask());
+  Status status = CheckAccess(*conn, *inode, CredsFrom(req.ctx().creds()), req.mask());
   SetStatus(status, reply->mutable_status());
 }
 
@@ -115,7 +115,7 @@ void StateMachine::CheckOpen(const pb::OpenRequest& req, pb::OpenReply* reply) {
   if (inode->IsDir() && (mask & kMayWrite)) {
     return SetStatus(Status(StatusCode::kIsADirectory, "is a directory"), reply->mutable_status());
   }
-  Status status = CheckAccess(*inode, CredsFrom(req.ctx().creds()), mask);
+  Status status = CheckAccess(*conn, *inode, CredsFrom(req.ctx().creds()), mask);
   if (!status.ok()) return SetStatus(status, reply->mutable_status());
   FillAttr(*conn, *inode, reply->mutable_attr());
 }
@@ -124,7 +124,7 @@ void StateMachine::GetXattr(const pb::GetXattrRequest& req, pb::GetXattrReply* r
   ReadConnection conn = Borrow();
   std::optional<Inode> inode = LoadInode(*conn, req.ino());
   if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
-  Status status = ops::CheckXattrAccess(*inode, CredsFrom(req.ctx().creds()), req.name(), false);
+  Status status = ops::CheckXattrAccess(*conn, *inode, CredsFrom(req.ctx().creds()), req.name(), false);
   if (!status.ok()) return SetStatus(status, reply->mutable_status());
   Stmt stmt = (*conn).Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
   stmt.BindU(1, req.ino()).Bind(2, req.name());

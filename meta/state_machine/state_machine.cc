@@ -102,6 +102,7 @@ void ApplyCarried(Db& db, const pb::Op& op) {
     one.set_client_id(op.client_id());
     one.set_now_ns(op.now_ns());
     one.set_defer_frees(op.defer_frees());
+    one.set_posix_acls(op.posix_acls());
     fill(one);
     db.Prepare("SAVEPOINT carried").Run();
     ops::OpContext ctx{db, one, one.now_ns()};

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/posix_acl.h"
 #include "common/result.h"
 #include "proto/meta.pb.h"
 
@@ -231,7 +232,7 @@ Status ValidateName(std::string_view name) {
   return Status::Ok();
 }
 
-Status CheckAccess(const Inode& inode, const Creds& creds, uint32_t mask) {
+Status CheckAccess(Db& db, const Inode& inode, const Creds& creds, uint32_t mask) {
   if (creds.uid == 0) {
     if ((mask & kMayExec) && !inode.IsDir() && (inode.mode & 0111) == 0) {
       return Status(StatusCode::kPermissionDenied, "no execute bit");
@@ -240,7 +241,16 @@ Status CheckAccess(const Inode& inode, const Creds& creds, uint32_t mask) {
   }
   uint32_t bits;
   if (creds.uid == inode.uid) {
-    bits = (inode.mode >> 6) & 7;
+    bits = (inode.mode >> 6) & 7;  // the ACL's owner entry is these bits
+  } else if (std::optional<std::string> acl =
+                 creds.acls ? LoadXattr(db, inode.ino, "system.posix_acl_access") : std::nullopt) {
+    common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(*acl);
+    if (entries.ok() && !entries->empty()) {
+      auto in_group = [&](uint32_t gid) { return creds.InGroup(gid); };
+      if (common::AclPermits(*entries, inode.uid, inode.gid, creds.uid, in_group, mask)) return Status::Ok();
+      return Status(StatusCode::kPermissionDenied, "permission denied by the ACL");
+    }
+    bits = creds.InGroup(inode.gid) ? (inode.mode >> 3) & 7 : inode.mode & 7;
   } else if (creds.InGroup(inode.gid)) {
     bits = (inode.mode >> 3) & 7;
   } else {
@@ -248,6 +258,19 @@ Status CheckAccess(const Inode& inode, const Creds& creds, uint32_t mask) {
   }
   if ((bits & mask) != mask) return Status(StatusCode::kPermissionDenied, "permission denied");
   return Status::Ok();
+}
+
+std::optional<std::string> LoadXattr(Db& db, uint64_t ino, std::string_view name) {
+  Stmt stmt = db.Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
+  stmt.BindU(1, ino).Bind(2, std::string(name));
+  if (!stmt.Step()) return std::nullopt;
+  return stmt.Blob(0);
+}
+
+void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value) {
+  Stmt stmt = db.Prepare("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
+  stmt.BindU(1, ino).Bind(2, std::string(name)).Bind(3, std::string(value));
+  stmt.Run();
 }
 
 Status CheckOwner(const Inode& inode, const Creds& creds) {
@@ -266,7 +289,7 @@ common::Result<Inode> LoadDir(Db& db, uint64_t ino, const Creds& creds, uint32_t
   std::optional<Inode> dir = LoadInode(db, ino);
   if (!dir) return Status(StatusCode::kNotFound, "no such directory");
   if (!dir->IsDir()) return Status(StatusCode::kNotADirectory, "not a directory");
-  RETURN_IF_ERROR(CheckAccess(*dir, creds, mask));
+  RETURN_IF_ERROR(CheckAccess(db, *dir, creds, mask));
   if (dir->nlink == 0) return Status(StatusCode::kNotFound, "directory was removed");
   return *dir;
 }

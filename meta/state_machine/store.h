@@ -65,6 +65,9 @@ struct Creds {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::vector<uint32_t> groups;
+  // Judge by stored access ACLs too (false only for log entries from before
+  // they were enforced: Op.posix_acls).
+  bool acls = true;
   bool InGroup(uint32_t gid) const;
 };
 Creds CredsFrom(const pb::Credentials& creds);
@@ -101,8 +104,12 @@ common::Status ValidateName(std::string_view name);
 // Access bits as in access(2).
 inline constexpr uint32_t kMayRead = 4, kMayWrite = 2, kMayExec = 1;
 // EACCES unless `creds` may access `inode` for `mask` (root: always, except
-// exec of a non-directory without any x bit).
-common::Status CheckAccess(const Inode& inode, const Creds& creds, uint32_t mask);
+// exec of a non-directory without any x bit). A caller other than the owner
+// is judged by the stored access ACL when there is one (common/posix_acl.h).
+common::Status CheckAccess(Db& db, const Inode& inode, const Creds& creds, uint32_t mask);
+// The xattr `name` of `ino` (names and values are BLOBs), or nullopt.
+std::optional<std::string> LoadXattr(Db& db, uint64_t ino, std::string_view name);
+void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value);
 // EPERM unless the caller owns the inode or is root.
 common::Status CheckOwner(const Inode& inode, const Creds& creds);
 // The sticky-directory rule for removing or replacing `victim` in `dir`.

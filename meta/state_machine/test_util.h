@@ -54,6 +54,7 @@ class SmHarness {
   pb::OpResult Apply(pb::Op op) {
     op.set_now_ns(now_ns);
     if (defer_frees) op.set_defer_frees(true);
+    if (posix_acls) op.set_posix_acls(true);
     pb::Entry entry;
     entry.set_format(1);
     *entry.add_ops() = std::move(op);
@@ -168,6 +169,7 @@ class SmHarness {
   int64_t now_ns = 1'700'000'000'000'000'000;
   uint64_t client_id = 0;
   bool defer_frees = false;  // stamp Op.defer_frees, as a leader does
+  bool posix_acls = true;    // stamp Op.posix_acls, as a leader does
 
  private:
   static int Unwrap(const pb::OpResult& result, pb::Attr* attr) {

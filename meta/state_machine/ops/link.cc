@@ -9,7 +9,7 @@ namespace dfs::meta::ops {
 using common::StatusCode;
 
 Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   RETURN_IF_ERROR(ValidateName(req.new_name()));
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
@@ -21,10 +21,10 @@ Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result) {
   if (creds.uid != 0 && creds.uid != inode->uid) {
     const bool safe = inode->IsReg() && !(inode->mode & S_ISUID) &&
                       (inode->mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP) &&
-                      CheckAccess(*inode, creds, kMayRead | kMayWrite).ok();
+                      CheckAccess(ctx.db, *inode, creds, kMayRead | kMayWrite).ok();
     if (!safe) return Status(StatusCode::kNotPermitted, "protected hardlink");
   }
-  RETURN_IF_ERROR(CheckAccess(dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, dir, creds, kMayWrite | kMayExec));
   if (inode->IsDir()) return Status(StatusCode::kNotPermitted, "hard link to a directory");
   if (inode->nlink == 0) return Status(StatusCode::kNotFound, "inode was unlinked");
   if (inode->nlink >= kMaxLinks) return Status(StatusCode::kTooManyLinks, "too many links");

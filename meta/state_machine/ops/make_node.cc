@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "common/posix_acl.h"
 #include "common/result.h"
 #include "meta/state_machine/ops/ops.h"
 
@@ -25,7 +26,7 @@ common::Result<Inode> PrepareParent(OpContext& ctx, const Creds& creds, uint64_t
   ASSIGN_OR_RETURN(Inode dir, LoadDir(ctx.db, parent, creds, kMayExec));
   *existing = LookupDentry(ctx.db, parent, name);
   if (existing->has_value()) return Status(StatusCode::kAlreadyExists, "name exists");
-  RETURN_IF_ERROR(CheckAccess(dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, dir, creds, kMayWrite | kMayExec));
   return dir;
 }
 
@@ -67,6 +68,23 @@ Inode MakeInode(OpContext& ctx, const Creds& creds, Inode& dir, const std::strin
   return inode;
 }
 
+// The permission bits a new inode of `type_and_mode` gets in `dir`, and the
+// ACLs it inherits from `dir`'s default ACL (common::InheritAcl), which then
+// replaces the umask. Entries from before Op.posix_acls apply the umask.
+common::InheritedAcl NewInodeMode(OpContext& ctx, const Inode& dir, uint32_t type_and_mode, uint32_t umask) {
+  if (!ctx.op.posix_acls()) return {type_and_mode & ~umask, "", ""};
+  std::optional<std::string> dir_default = LoadXattr(ctx.db, dir.ino, "system.posix_acl_default");
+  return common::InheritAcl(dir_default.value_or(""), type_and_mode, umask);
+}
+
+void StoreInheritedAcls(OpContext& ctx, const Inode& inode, const common::InheritedAcl& acl, pb::OpResult* result) {
+  if (!acl.access.empty()) {
+    StoreXattr(ctx.db, inode.ino, "system.posix_acl_access", acl.access);
+    result->set_inherited_acl(true);
+  }
+  if (!acl.default_acl.empty()) StoreXattr(ctx.db, inode.ino, "system.posix_acl_default", acl.default_acl);
+}
+
 // Handles belong to a live session, so that the session's end releases
 // them; an unknown (expired) session must open a new one first.
 Status CheckSession(OpContext& ctx) {
@@ -89,7 +107,7 @@ uint64_t NewHandle(OpContext& ctx, uint64_t ino, uint32_t flags) {
 }  // namespace
 
 Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   uint32_t type = req.mode() & S_IFMT;
   if (type == 0) type = S_IFREG;
   std::optional<Dentry> existing;
@@ -101,16 +119,17 @@ Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result) 
   if ((type == S_IFCHR || type == S_IFBLK) && creds.uid != 0) {
     return Status(StatusCode::kNotPermitted, "device nodes need root");
   }
-  uint32_t mode = type | (req.mode() & 07777 & ~req.umask());
+  const common::InheritedAcl acl = NewInodeMode(ctx, dir, type | (req.mode() & 07777), req.umask());
   uint64_t rdev = (type == S_IFCHR || type == S_IFBLK) ? req.rdev() : 0;
-  Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, rdev);
+  Inode inode = MakeInode(ctx, creds, dir, req.name(), acl.mode, rdev);
+  StoreInheritedAcls(ctx, inode, acl, result);
   FillAttr(ctx, inode, result);
   FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 
 Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   RETURN_IF_ERROR(CheckSession(ctx));
   RETURN_IF_ERROR(ValidateName(req.name()));
   ASSIGN_OR_RETURN(Inode dir, LoadDir(ctx.db, req.parent(), creds, kMayExec));
@@ -127,9 +146,10 @@ Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result
     FillParentAttr(dir, result->mutable_parent_attr());
     return Status::Ok();
   }
-  RETURN_IF_ERROR(CheckAccess(dir, creds, kMayWrite | kMayExec));
-  uint32_t mode = S_IFREG | (req.mode() & 07777 & ~req.umask());
-  Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, 0);
+  RETURN_IF_ERROR(CheckAccess(ctx.db, dir, creds, kMayWrite | kMayExec));
+  const common::InheritedAcl acl = NewInodeMode(ctx, dir, S_IFREG | (req.mode() & 07777), req.umask());
+  Inode inode = MakeInode(ctx, creds, dir, req.name(), acl.mode, 0);
+  StoreInheritedAcls(ctx, inode, acl, result);
   FillAttr(ctx, inode, result);
   FillParentAttr(dir, result->mutable_parent_attr());
   uint64_t handle = NewHandle(ctx, inode.ino, req.flags());
@@ -148,19 +168,20 @@ Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result
 }
 
 Status Mkdir(OpContext& ctx, const pb::MkdirRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Dentry> existing;
   ASSIGN_OR_RETURN(Inode dir, PrepareParent(ctx, creds, req.parent(), req.name(), &existing));
   if (dir.nlink >= kMaxLinks) return Status(StatusCode::kTooManyLinks, "too many subdirectories");
-  uint32_t mode = S_IFDIR | (req.mode() & 07777 & ~req.umask());
-  Inode inode = MakeInode(ctx, creds, dir, req.name(), mode, 0);
+  const common::InheritedAcl acl = NewInodeMode(ctx, dir, S_IFDIR | (req.mode() & 07777), req.umask());
+  Inode inode = MakeInode(ctx, creds, dir, req.name(), acl.mode, 0);
+  StoreInheritedAcls(ctx, inode, acl, result);
   FillAttr(ctx, inode, result);
   FillParentAttr(dir, result->mutable_parent_attr());
   return Status::Ok();
 }
 
 Status Symlink(OpContext& ctx, const pb::SymlinkRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   if (req.target().empty()) return Status(StatusCode::kNotFound, "empty symlink target");
   if (req.target().size() > kMaxSymlinkBytes) return Status(StatusCode::kNameTooLong, "symlink target too long");
   std::optional<Dentry> existing;
@@ -189,13 +210,13 @@ uint32_t OpenAccessMask(uint32_t flags) {
 }
 
 Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   RETURN_IF_ERROR(CheckSession(ctx));
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   uint32_t mask = OpenAccessMask(req.flags());
   if (inode->IsDir() && (mask & kMayWrite)) return Status(StatusCode::kIsADirectory, "is a directory");
-  RETURN_IF_ERROR(CheckAccess(*inode, creds, mask));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, *inode, creds, mask));
   if ((req.flags() & O_TRUNC) && inode->IsReg() && inode->size != 0) {
     TruncateFile(ctx, *inode, 0);
     SaveInode(ctx.db, *inode);

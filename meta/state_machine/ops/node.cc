@@ -164,7 +164,7 @@ Status InventoryPage(OpContext& ctx, const pb::InventoryPageOp& op, pb::OpResult
 }
 
 Status SetReplication(OpContext& ctx, const pb::SetReplicationRequest& req, pb::OpResult*) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   if (req.replicas() == 0 || req.replicas() > 16) return Status(StatusCode::kInvalidArgument, "replicas 1..16");

@@ -29,6 +29,13 @@ struct OpContext {
 
 using common::Status;
 
+// The caller of a logged op, judged as the op's entry says (Op.posix_acls).
+inline Creds CredsOf(const OpContext& ctx, const pb::RequestContext& request) {
+  Creds creds = CredsFrom(request.creds());
+  creds.acls = ctx.op.posix_acls();
+  return creds;
+}
+
 // make_node.cc
 Status Mknod(OpContext& ctx, const pb::MknodRequest& req, pb::OpResult* result);
 Status Create(OpContext& ctx, const pb::CreateRequest& req, pb::OpResult* result);
@@ -56,7 +63,7 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult* re
 Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResult* result);
 // Shared with the read path: validates an xattr name and the caller's right
 // to read (`write` false) or change it. NotFound/ERANGE-like errors as Linux.
-Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view name, bool write);
+Status CheckXattrAccess(Db& db, const Inode& inode, const Creds& creds, std::string_view name, bool write);
 // make_node.cc (open handles)
 Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result);
 Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult* result);

@@ -24,7 +24,7 @@ common::Status PrepareRemove(OpContext& ctx, const Creds& creds, uint64_t parent
   std::optional<Inode> inode = LoadInode(ctx.db, dentry->ino);
   if (!inode) return Status(StatusCode::kInternal, "dangling entry");
   *victim = std::move(*inode);
-  RETURN_IF_ERROR(CheckAccess(*dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, *dir, creds, kMayWrite | kMayExec));
   RETURN_IF_ERROR(CheckSticky(*dir, *victim, creds));
   if (want_dir && !victim->IsDir()) return Status(StatusCode::kNotADirectory, "not a directory");
   if (!want_dir && victim->IsDir()) return Status(StatusCode::kIsADirectory, "is a directory");
@@ -69,7 +69,7 @@ Status FreeOrphans(OpContext& ctx, const pb::FreeOrphansOp& req, pb::OpResult*) 
 }
 
 Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   Inode dir, victim;
   RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), false, &dir, &victim));
   DeleteDentry(ctx.db, dir.ino, req.name());
@@ -81,7 +81,7 @@ Status Unlink(OpContext& ctx, const pb::UnlinkRequest& req, pb::OpResult* result
 }
 
 Status Rmdir(OpContext& ctx, const pb::RmdirRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   Inode dir, victim;
   RETURN_IF_ERROR(PrepareRemove(ctx, creds, req.parent(), req.name(), true, &dir, &victim));
   if (!DirIsEmpty(ctx.db, victim.ino)) return Status(StatusCode::kNotEmpty, "directory not empty");

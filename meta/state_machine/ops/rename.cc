@@ -29,7 +29,7 @@ bool IsAncestor(Db& db, uint64_t ancestor, uint64_t dir) {
 }  // namespace
 
 Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   const uint32_t flags = req.flags();
   if ((flags & ~(kNoReplace | kExchange)) != 0 || flags == (kNoReplace | kExchange)) {
     return Status(StatusCode::kInvalidArgument, "bad rename flags");
@@ -67,9 +67,9 @@ Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result
   if (dst && dst->ino == src->ino) return Status::Ok();  // two names of one inode: nothing to do
 
   // vfs_rename: may_delete(old), then may_create or may_delete(new).
-  RETURN_IF_ERROR(CheckAccess(old_dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, old_dir, creds, kMayWrite | kMayExec));
   RETURN_IF_ERROR(CheckSticky(old_dir, *src, creds));
-  RETURN_IF_ERROR(CheckAccess(new_dir, creds, kMayWrite | kMayExec));
+  RETURN_IF_ERROR(CheckAccess(ctx.db, new_dir, creds, kMayWrite | kMayExec));
   if (dst) {
     RETURN_IF_ERROR(CheckSticky(new_dir, *dst, creds));
     if (!(flags & kExchange)) {
@@ -78,8 +78,8 @@ Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result
     }
   }
   if (!same_dir) {
-    if (src->IsDir()) RETURN_IF_ERROR(CheckAccess(*src, creds, kMayWrite));
-    if ((flags & kExchange) && dst->IsDir()) RETURN_IF_ERROR(CheckAccess(*dst, creds, kMayWrite));
+    if (src->IsDir()) RETURN_IF_ERROR(CheckAccess(ctx.db, *src, creds, kMayWrite));
+    if ((flags & kExchange) && dst->IsDir()) RETURN_IF_ERROR(CheckAccess(ctx.db, *dst, creds, kMayWrite));
     if (src->IsDir() && !(dst && dst->IsDir()) && new_dir.nlink >= kMaxLinks) {
       return Status(StatusCode::kTooManyLinks, "too many subdirectories");
     }

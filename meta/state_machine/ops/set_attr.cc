@@ -35,7 +35,7 @@ bool HandleAllowsWrite(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
 }  // namespace
 
 Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   if (req.has_commit()) {
     // The writes came first on the client: commit them, then set. A refusal
     // below rolls both back (the Op's savepoint); the client then commits alone.
@@ -68,13 +68,13 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
   if (valid & explicit_times) {
     RETURN_IF_ERROR(CheckOwner(inode, creds));
   } else if (valid & now_times) {
-    if (!root && creds.uid != inode.uid) RETURN_IF_ERROR(CheckAccess(inode, creds, kMayWrite));
+    if (!root && creds.uid != inode.uid) RETURN_IF_ERROR(CheckAccess(ctx.db, inode, creds, kMayWrite));
   }
   if (valid & pb::SET_SIZE) {
     if (inode.IsDir()) return Status(StatusCode::kIsADirectory, "truncate of a directory");
     if (!inode.IsReg()) return Status(StatusCode::kInvalidArgument, "truncate of a special file");
     if (req.size() > common::kMaxFileSizeBytes) return Status(StatusCode::kOutOfRange, "file too large");
-    if (!HandleAllowsWrite(ctx, req.handle_id(), inode.ino)) RETURN_IF_ERROR(CheckAccess(inode, creds, kMayWrite));
+    if (!HandleAllowsWrite(ctx, req.handle_id(), inode.ino)) RETURN_IF_ERROR(CheckAccess(ctx.db, inode, creds, kMayWrite));
   }
 
   if (valid & pb::SET_MODE) {

@@ -2,7 +2,9 @@
 // bytes (else ERANGE), values up to 64 KiB (else E2BIG), user.* only on
 // regular files and directories, trusted.* for root only. Setting
 // system.posix_acl_access changes the mode as Linux does (the ACL is stored
-// only when it says more than the mode bits); ACLs are not enforced.
+// only when it says more than the mode bits); CheckAccess enforces a stored
+// one, and a directory's system.posix_acl_default is what new inodes in it
+// inherit (make_node.cc).
 #include <sys/stat.h>
 
 #include <string_view>
@@ -44,9 +46,7 @@ Status SetAccessAcl(OpContext& ctx, const Creds& creds, Inode& inode, const std:
     if (acl.equivalent) {
       DropXattr(ctx, inode.ino, "system.posix_acl_access");
     } else {
-      Stmt stmt = ctx.db.Prepare("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
-      stmt.BindU(1, inode.ino).Bind(2, std::string("system.posix_acl_access")).Bind(3, value);
-      stmt.Run();
+      StoreXattr(ctx.db, inode.ino, "system.posix_acl_access", value);
     }
   }
   inode.ctime_ns = ctx.now_ns;
@@ -55,8 +55,10 @@ Status SetAccessAcl(OpContext& ctx, const Creds& creds, Inode& inode, const std:
 }
 }  // namespace
 
-Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view name, bool write) {
-  if (name.empty() || name.size() > kMaxNameBytes) return Status(StatusCode::kRange, "bad xattr name (empty or over 255 bytes)");
+Status CheckXattrAccess(Db& db, const Inode& inode, const Creds& creds, std::string_view name, bool write) {
+  if (name.empty() || name.size() > kMaxNameBytes) {
+    return Status(StatusCode::kRange, "bad xattr name (empty or over 255 bytes)");
+  }
   if (StartsWith(name, "user.")) {
     if (!inode.IsReg() && !inode.IsDir()) {
       return Status(write ? StatusCode::kNotPermitted : StatusCode::kNoAttribute, "user xattr on special file");
@@ -64,7 +66,7 @@ Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view
     if (write && (inode.mode & S_ISVTX) && inode.IsDir() && creds.uid != 0 && creds.uid != inode.uid) {
       return Status(StatusCode::kNotPermitted, "sticky directory");
     }
-    return CheckAccess(inode, creds, write ? kMayWrite : kMayRead);
+    return CheckAccess(db, inode, creds, write ? kMayWrite : kMayRead);
   }
   if (StartsWith(name, "trusted.")) {
     if (creds.uid != 0) {
@@ -87,13 +89,24 @@ Status CheckXattrAccess(const Inode& inode, const Creds& creds, std::string_view
 }
 
 Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   if (req.flags() & ~(kXattrCreate | kXattrReplace)) return Status(StatusCode::kInvalidArgument, "bad flags");
   if (req.value().size() > kMaxXattrValueBytes) return Status(StatusCode::kValueTooLarge, "xattr value over 64 KiB");
-  RETURN_IF_ERROR(CheckXattrAccess(*inode, creds, req.name(), true));
+  RETURN_IF_ERROR(CheckXattrAccess(ctx.db, *inode, creds, req.name(), true));
   if (req.name() == "system.posix_acl_access") return SetAccessAcl(ctx, creds, *inode, req.value());
+  if (req.name() == "system.posix_acl_default") {
+    // Kept as sent once it parses (new inodes copy it); no entries removes it.
+    common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(req.value());
+    if (!entries.ok()) return Status(StatusCode::kInvalidArgument, std::string(entries.status().message()));
+    if (entries->empty()) {
+      DropXattr(ctx, inode->ino, req.name());
+      inode->ctime_ns = ctx.now_ns;
+      SaveInode(ctx.db, *inode);
+      return Status::Ok();
+    }
+  }
   bool exists;
   {
     Stmt stmt = ctx.db.Prepare("SELECT 1 FROM xattrs WHERE ino=? AND name=?");
@@ -111,10 +124,10 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
 }
 
 Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResult*) {
-  Creds creds = CredsFrom(req.ctx().creds());
+  Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
-  RETURN_IF_ERROR(CheckXattrAccess(*inode, creds, req.name(), true));
+  RETURN_IF_ERROR(CheckXattrAccess(ctx.db, *inode, creds, req.name(), true));
   Stmt stmt = ctx.db.Prepare("DELETE FROM xattrs WHERE ino=? AND name=?");
   stmt.BindU(1, inode->ino).Bind(2, req.name());
   stmt.Run();

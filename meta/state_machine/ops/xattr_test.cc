@@ -1,4 +1,5 @@
 // Extended attributes: namespaces, flags and Linux limits.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -158,6 +159,103 @@ TEST_F(XattrTest, AccessAcl_SetsTheModeAsLinuxDoes) {
   EXPECT_EQ(Set(g.ino(), "system.posix_acl_access", Acl({{1, 7, 0}, {4, 5, 0}, {0x20, 5, 0}})), 0);
   ASSERT_EQ(h.GetAttr(g.ino(), &attr), 0);
   EXPECT_EQ(attr.mode(), static_cast<uint32_t>(S_IFREG | 0755));
+}
+
+int AccessAs(testing::SmHarness& h, uint64_t ino, uint32_t mask) {
+  pb::AccessRequest req;
+  *req.mutable_ctx() = h.Ctx();
+  req.set_ino(ino);
+  req.set_mask(mask);
+  pb::StatusReply reply;
+  h.sm().Access(req, &reply);
+  return reply.status().code();
+}
+
+int OpenLogged(testing::SmHarness& h, uint64_t ino, uint32_t flags) {
+  pb::Op op;
+  *op.mutable_open()->mutable_ctx() = h.Ctx();
+  op.mutable_open()->set_ino(ino);
+  op.mutable_open()->set_flags(flags);
+  return h.Apply(op).status().code();
+}
+
+// A stored access ACL decides for everyone but the owner (and root), in
+// reads and in logged ops alike; entries from before Op.posix_acls judged
+// by the mode bits only, and replay must judge them the same.
+TEST_F(XattrTest, AccessAcl_IsEnforcedForCallersOtherThanTheOwner) {
+  pb::Attr f;
+  ASSERT_EQ(h.Create(kRoot, "f", 0640, &f), 0);
+  // u::rw- u:1000:rw- g::r-- m::rw- o::---
+  const std::string acl = Acl({{1, 6, 0}, {2, 6, 1000}, {4, 4, 0}, {0x10, 6, 0}, {0x20, 0, 0}});
+  ASSERT_EQ(Set(f.ino(), "system.posix_acl_access", acl), 0);
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(AccessAs(h, f.ino(), 6), 0);
+  EXPECT_EQ(OpenLogged(h, f.ino(), O_RDWR), 0);
+  EXPECT_EQ(Set(f.ino(), "user.note", "x"), 0);  // user.* writes need write access
+  h.posix_acls = false;  // an entry from before: mode bits only (other: ---)
+  EXPECT_EQ(OpenLogged(h, f.ino(), O_RDWR), C(StatusCode::kPermissionDenied));
+  h.posix_acls = true;
+  h.creds = testing::Creds(1001, 1001);
+  EXPECT_EQ(AccessAs(h, f.ino(), 4), C(StatusCode::kPermissionDenied));
+  EXPECT_EQ(OpenLogged(h, f.ino(), O_RDONLY), C(StatusCode::kPermissionDenied));
+  h.creds = testing::Creds(1001, 0);  // the owning group: r--
+  EXPECT_EQ(AccessAs(h, f.ino(), 4), 0);
+  EXPECT_EQ(AccessAs(h, f.ino(), 2), C(StatusCode::kPermissionDenied));
+}
+
+// posix_acl_create: under a directory with a default ACL, the umask does not
+// apply; the new inode's mode is cut by the ACL, it gets the default ACL cut
+// by the mode as its access ACL, and a new directory inherits the default.
+TEST_F(XattrTest, DefaultAcl_IsInheritedAndReplacesTheUmask) {
+  pb::Attr d;
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 0777, &d), 0);
+  const std::string dflt = Acl({{1, 7, 0}, {2, 7, 1000}, {4, 5, 0}, {0x10, 7, 0}, {0x20, 0, 0}});
+  EXPECT_EQ(Set(d.ino(), "system.posix_acl_default", "junk"), C(StatusCode::kInvalidArgument));
+  ASSERT_EQ(Set(d.ino(), "system.posix_acl_default", dflt), 0);
+  auto create = [&](uint64_t parent, const std::string& name, uint32_t mode, uint32_t umask) {
+    pb::Op op;
+    auto* r = op.mutable_create();
+    *r->mutable_ctx() = h.Ctx();
+    r->set_parent(parent);
+    r->set_name(name);
+    r->set_mode(mode);
+    r->set_umask(umask);
+    r->set_flags(O_WRONLY | O_CREAT);
+    return h.Apply(op);
+  };
+  pb::OpResult file = create(d.ino(), "f", 0666, 077);
+  ASSERT_EQ(file.status().code(), 0);
+  EXPECT_EQ(file.attr().mode(), static_cast<uint32_t>(S_IFREG | 0660));
+  EXPECT_TRUE(file.inherited_acl());
+  std::string stored;
+  ASSERT_EQ(Get(file.attr().ino(), "system.posix_acl_access", &stored), 0);
+  EXPECT_EQ(stored, Acl({{1, 6, 0}, {2, 7, 1000}, {4, 5, 0}, {0x10, 6, 0}, {0x20, 0, 0}}));
+  EXPECT_EQ(Get(file.attr().ino(), "system.posix_acl_default"), C(StatusCode::kNoAttribute));
+
+  pb::Op mkdir;
+  auto* m = mkdir.mutable_mkdir();
+  *m->mutable_ctx() = h.Ctx();
+  m->set_parent(d.ino());
+  m->set_name("sub");
+  m->set_mode(0777);
+  m->set_umask(022);
+  pb::OpResult sub = h.Apply(mkdir);
+  ASSERT_EQ(sub.status().code(), 0);
+  EXPECT_EQ(sub.attr().mode(), static_cast<uint32_t>(S_IFDIR | 0770));
+  ASSERT_EQ(Get(sub.attr().ino(), "system.posix_acl_default", &stored), 0);
+  EXPECT_EQ(stored, dflt);
+  EXPECT_EQ(Get(sub.attr().ino(), "system.posix_acl_access"), 0);
+
+  pb::OpResult plain = create(kRoot, "plain", 0666, 022);  // no default ACL: the umask
+  EXPECT_EQ(plain.attr().mode(), static_cast<uint32_t>(S_IFREG | 0644));
+  EXPECT_FALSE(plain.inherited_acl());
+  h.posix_acls = false;  // an entry from before: the umask, no ACL
+  pb::OpResult old = create(d.ino(), "old", 0666, 077);
+  EXPECT_EQ(old.attr().mode(), static_cast<uint32_t>(S_IFREG | 0600));
+  EXPECT_FALSE(old.inherited_acl());
+  h.posix_acls = true;
+  ASSERT_EQ(Set(d.ino(), "system.posix_acl_default", std::string("\x02\0\0\0", 4)), 0);  // no entries: removed
+  EXPECT_EQ(Get(d.ino(), "system.posix_acl_default"), C(StatusCode::kNoAttribute));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Integration: a real FUSE mount of a real local cluster, used through
 // ordinary syscalls and tools, compared step by step with a local temp dir.
 #include <dirent.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/fs.h>
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/posix_acl.h"
 #include "tests/harness/process.h"
 #include "tests/integration/fuse/cluster_fixture.h"
 
@@ -705,6 +707,78 @@ TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
   EXPECT_EQ(FreshStat(other + "/g").st_mode, static_cast<mode_t>(S_IFREG | 0750));
   EXPECT_EQ(::getxattr((other + "/g").c_str(), "system.posix_acl_access", nullptr, 0),
             static_cast<ssize_t>(sizeof rich - 1));
+}
+
+// Runs `op` in a child process as uid/gid (no supplementary groups); its
+// result (an errno, 0 for success) or 200+ when the child could not start.
+int ErrnoAs(uint32_t uid, uint32_t gid, const std::function<int()>& op) {
+  pid_t pid = ::fork();
+  if (pid < 0) return 202;
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) {
+      ::_exit(200);
+    }
+    ::_exit(op());
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return 201;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 201;
+}
+
+int OpenErrno(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return errno;
+  ::close(fd);
+  return 0;
+}
+
+// POSIX ACLs as on ext4: a directory's default ACL replaces the umask for
+// what is made in it and is inherited (the access ACL of a new file, the
+// default of a new directory), and an access ACL grants a named user what
+// the mode bits alone would not - checked by the kernel and by meta.
+TEST_F(MountTest, PosixAcls_AreInheritedAndEnforced) {
+  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  ASSERT_EQ(::chmod(dfs_.c_str(), 0755), 0);
+  const std::string dir = dfs_ + "/shared";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  constexpr uint32_t kAny = 0xffffffff;  // the id the kernel writes for owner, group, mask and other entries
+  // u::rwx u:1000:rwx g::r-x m::rwx o::---
+  const std::string dflt =
+      common::EncodeAcl({{1, 7, kAny}, {2, 7, 1000}, {4, 5, kAny}, {0x10, 7, kAny}, {0x20, 0, kAny}});
+  ASSERT_EQ(::setxattr(dir.c_str(), "system.posix_acl_default", dflt.data(), dflt.size(), 0), 0)
+      << std::strerror(errno);
+  const mode_t old_umask = ::umask(077);
+  int fd = ::open((dir + "/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0666);
+  const int create_errno = errno;
+  const int mkdir_rc = ::mkdir((dir + "/sub").c_str(), 0777);
+  const int plain_fd = ::open((dfs_ + "/plain").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0666);
+  ::umask(old_umask);
+  ASSERT_GE(fd, 0) << std::strerror(create_errno);
+  ASSERT_EQ(::write(fd, "acl", 3), 3);
+  ASSERT_EQ(::close(fd), 0);
+  ASSERT_EQ(mkdir_rc, 0);
+  ASSERT_GE(plain_fd, 0);
+  ASSERT_EQ(::close(plain_fd), 0);
+
+  EXPECT_EQ(FreshStat(dir + "/f").st_mode, static_cast<mode_t>(S_IFREG | 0660)) << "the umask applied";
+  char value[256];
+  ssize_t n = ::getxattr((dir + "/f").c_str(), "system.posix_acl_access", value, sizeof value);
+  ASSERT_GT(n, 0) << std::strerror(errno);
+  EXPECT_EQ(std::string(value, static_cast<size_t>(n)),
+            common::EncodeAcl({{1, 6, kAny}, {2, 7, 1000}, {4, 5, kAny}, {0x10, 6, kAny}, {0x20, 0, kAny}}));
+  EXPECT_EQ(FreshStat(dir + "/sub").st_mode, static_cast<mode_t>(S_IFDIR | 0770));
+  n = ::getxattr((dir + "/sub").c_str(), "system.posix_acl_default", value, sizeof value);
+  ASSERT_GT(n, 0) << std::strerror(errno);
+  EXPECT_EQ(std::string(value, static_cast<size_t>(n)), dflt);
+  EXPECT_EQ(FreshStat(dfs_ + "/plain").st_mode, static_cast<mode_t>(S_IFREG | 0600)) << "no default ACL: the umask";
+
+  // uid 1000 is "other" to the mode bits (---) but named in the ACL (rw-
+  // within the mask); uid 1001 is other everywhere.
+  EXPECT_EQ(ErrnoAs(1000, 1000, [&] { return OpenErrno(dir + "/f", O_RDWR); }), 0);
+  EXPECT_EQ(ErrnoAs(1000, 1000, [&] { return OpenErrno(dir + "/sub/new", O_CREAT | O_EXCL | O_WRONLY); }), 0);
+  EXPECT_EQ(ErrnoAs(1001, 1001, [&] { return OpenErrno(dir + "/f", O_RDONLY); }), EACCES);
+  EXPECT_EQ(ErrnoAs(1001, 1001, [&] { return OpenErrno(dir + "/sub/other", O_CREAT | O_EXCL | O_WRONLY); }),
+            EACCES);
 }
 
 // Lookups in one directory reach the daemon side by side
