@@ -779,6 +779,18 @@ TEST_F(MountTest, PosixAcls_AreInheritedAndEnforced) {
   EXPECT_EQ(ErrnoAs(1001, 1001, [&] { return OpenErrno(dir + "/f", O_RDONLY); }), EACCES);
   EXPECT_EQ(ErrnoAs(1001, 1001, [&] { return OpenErrno(dir + "/sub/other", O_CREAT | O_EXCL | O_WRONLY); }),
             EACCES);
+
+  // cp -a's ACL equal to the mode, on a file that inherited one: the
+  // inherited ACL goes (the mount must not answer it as a mere chmod).
+  fd = ::open((dir + "/copied").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::string plain_acl = common::EncodeAcl({{1, 6, kAny}, {4, 4, kAny}, {0x20, 4, kAny}});
+  ASSERT_EQ(::fsetxattr(fd, "system.posix_acl_access", plain_acl.data(), plain_acl.size(), 0), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(FreshStat(dir + "/copied").st_mode, static_cast<mode_t>(S_IFREG | 0644));
+  EXPECT_EQ(::getxattr((dir + "/copied").c_str(), "system.posix_acl_access", value, sizeof value), -1);
+  EXPECT_EQ(errno, ENODATA) << "the inherited ACL was kept";
 }
 
 // Lookups in one directory reach the daemon side by side
