@@ -27,6 +27,7 @@ MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options o
     : channel_(std::move(channel)),
       options_(std::move(options)),
       dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
+      acl_hints_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
       carried_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
@@ -212,6 +213,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
+  acl_hints_.Learn(reply.attr());
   return reply.attr();
 }
 
@@ -223,6 +225,7 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
+  acl_hints_.Learn(reply.attr());
   return reply.attr();
 }
 
@@ -378,7 +381,9 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
   const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(method, request, &reply), reply));
   for (pb::DirEntry& entry : *reply.mutable_entries()) {
-    if (entry.has_attr()) overlay_.Apply(entry.mutable_attr(), epoch);
+    if (!entry.has_attr()) continue;
+    overlay_.Apply(entry.mutable_attr(), epoch);
+    acl_hints_.Learn(entry.attr());
   }
   return reply;
 }
@@ -399,6 +404,7 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   Status s = Outcome(Invoke(&pb::MetaService::Stub::Open, request, &reply), reply);
   if (lazy && (!s.ok() || reply.handle_id() != 0)) read_pins_.Unpin(ino);
   RETURN_IF_ERROR(s);
+  acl_hints_.Learn(reply.attr());
   return reply;
 }
 
@@ -493,10 +499,14 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
   pb::StatusReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::SetXattr, request, &reply), reply);
   dir_attrs_.Drop(ino);  // its ctime moved
+  acl_hints_.Forget(ino);
   return outcome;
 }
 
 Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
+  if (name == "system.posix_acl_access" && acl_hints_.KnownNone(ino)) {
+    return Status(common::StatusCode::kNoAttribute, "no such attribute");
+  }
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::GetXattrRequest request;
   FillContext(request.mutable_ctx(), &c, false);

@@ -25,6 +25,7 @@
 
 #include "common/leader_channel.h"
 #include "common/result.h"
+#include "fuse/client/acl_hints.h"
 #include "fuse/client/dir_attr_cache.h"
 #include "fuse/client/read_pin_set.h"
 #include "fuse/client/attr_overlay.h"
@@ -74,6 +75,9 @@ class MetaClient {
   // Directories as our own mutations left them; every namespace mutation
   // below keeps it right (refreshes or drops what it changed).
   const DirAttrCache& dir_attrs() const { return dir_attrs_; }
+  // Inodes meta said have no access ACL: GetXattr answers the kernel's ACL
+  // fetch for them without asking (acl_hints.h).
+  const AclHints& acl_hints() const { return acl_hints_; }
 
   common::Result<pb::Attr> Lookup(const Caller& c, uint64_t parent, const std::string& name);
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
@@ -167,6 +171,7 @@ class MetaClient {
   uint64_t root_ino_ = 1;
   uint32_t features_ = 0;
   DirAttrCache dir_attrs_;
+  AclHints acl_hints_;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
 

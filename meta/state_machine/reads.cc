@@ -24,8 +24,12 @@ void SetStatus(const Status& status, pb::FsStatus* out) {
   out->set_message(std::string(status.message()));
 }
 
+// Reads say whether an access ACL exists: the client answers the kernel's
+// ACL fetch from that (fuse/client/acl_hints.h).
 void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
   ToAttr(inode, inode.IsReg() ? StoredBlocks(db, inode.ino) : 0, attr);
+  const bool acl = !S_ISLNK(inode.mode) && LoadXattr(db, inode.ino, "system.posix_acl_access").has_value();
+  attr->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
 }
 
 constexpr uint32_t kDefaultReadDirEntries = 1024;

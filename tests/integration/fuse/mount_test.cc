@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -25,6 +26,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/posix_acl.h"
@@ -791,6 +793,28 @@ TEST_F(MountTest, PosixAcls_AreInheritedAndEnforced) {
   EXPECT_EQ(FreshStat(dir + "/copied").st_mode, static_cast<mode_t>(S_IFREG | 0644));
   EXPECT_EQ(::getxattr((dir + "/copied").c_str(), "system.posix_acl_access", value, sizeof value), -1);
   EXPECT_EQ(errno, ENODATA) << "the inherited ACL was kept";
+}
+
+// With ACLs on, the kernel reads a file's (and each directory's) access ACL
+// before it judges a caller other than the owner. Meta's lookup and getattr
+// replies say there is none, so the mount answers that itself: with meta
+// stopped, another user's access() right after root's stat still answers.
+TEST_F(MountTest, AclFetchAfterALookup_IsAnsweredByTheMount) {
+  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  ASSERT_EQ(::mkdir((dfs_ + "/d").c_str(), 0755), 0);
+  WriteFile(dfs_ + "/d/f", "x");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));  // every cached attribute expires
+  ASSERT_EQ(FreshStat(dfs_ + "/d/f").st_mode, static_cast<mode_t>(S_IFREG | 0644));
+  const int meta = g_cluster->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto access = std::async(std::launch::async, [&] {
+    return ErrnoAs(1001, 1001, [&] { return ::access((dfs_ + "/d/f").c_str(), R_OK) == 0 ? 0 : errno; });
+  });
+  const bool finished = access.wait_for(std::chrono::milliseconds(700)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  EXPECT_TRUE(finished) << "the ACL fetch waited for meta";
+  EXPECT_EQ(access.get(), 0);
 }
 
 // Lookups in one directory reach the daemon side by side
