@@ -424,13 +424,11 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  ino = In(req, ino);
-  ReadDir(req, ino, size, off, fi, false);
+  ReadDir(req, ino, size, off, fi, false);  // ReadDir maps the inode (In)
 }
 
 void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  ino = In(req, ino);
-  ReadDir(req, ino, size, off, fi, true);
+  ReadDir(req, ino, size, off, fi, true);  // ReadDir maps the inode (In)
 }
 
 // Asks meta nothing: the kernel sends OPENDIR only for an inode it knows as

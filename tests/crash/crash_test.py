@@ -104,7 +104,21 @@ def wait_healthy(source, cluster, deadline_s=60):
                     len(up) == 3 and st.get("under_replicated_chunks") == 0 and st.get("repairs_in_flight") == 0):
                 return st
         time.sleep(0.2)
-    raise RuntimeError("cluster not healthy after %ds: %s" % (deadline_s, last))
+    raise RuntimeError("cluster not healthy after %ds: %s\n%s" % (deadline_s, last, placement_log(cluster)))
+
+
+def placement_log(cluster, lines=15):
+    """The last repair/copy lines of every daemon's log: CI shows only this
+    test's output, and an unhealthy cluster is usually a copy that never ended."""
+    out = []
+    for name in ("meta-1", "meta-2", "meta-3", "cs-1", "cs-2", "cs-3"):
+        try:
+            with open(os.path.join(cluster, name + ".log"), errors="replace") as f:
+                hits = [l.rstrip() for l in f if any(w in l for w in ("repair", "copy", "replicat", "dead", "registered"))]
+        except OSError:
+            continue
+        out += ["#   %s: %s" % (name, l) for l in hits[-lines:]]
+    return "\n".join(out)
 
 
 def mount(source, path, log):
