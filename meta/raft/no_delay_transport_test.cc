@@ -12,20 +12,10 @@
 
 #include <string>
 
+#include "meta/state_machine/test_util.h"
+
 namespace dfs::meta::raft {
 namespace {
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // -1: no stream seen; else the stream's TCP_NODELAY.
 int NoDelayOf(uv_stream_s* stream) {
@@ -60,7 +50,7 @@ TEST(NoDelayTransportTest, ConnectedAndAcceptedStreamsHaveNagleOff) {
   DisableNagle(&server);
   DisableNagle(&client);
   DisableNagle(&client);  // twice is once
-  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string address = "127.0.0.1:" + std::to_string(meta::testing::FreeLoopbackPort());
   ASSERT_EQ(server.init(&server, 1, address.c_str()), 0);
   ASSERT_EQ(client.init(&client, 2, "127.0.0.1:1"), 0);
   ASSERT_EQ(server.listen(&server,

@@ -3,9 +3,6 @@
 #include "meta/raft/node.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -20,18 +17,6 @@ namespace dfs::meta::raft {
 namespace {
 
 using meta::testing::MakeTempDir;
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 pb::Op MkdirOp(const std::string& name, uint64_t client, uint64_t request) {
   pb::Op op;
@@ -55,7 +40,7 @@ class RaftNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (uint64_t id = 1; id <= 3; ++id) {
-      members_.push_back(Member{id, "127.0.0.1:" + std::to_string(FreePort())});
+      members_.push_back(Member{id, "127.0.0.1:" + std::to_string(meta::testing::FreeLoopbackPort())});
       nodes_.push_back(std::make_unique<TestNode>());
       nodes_.back()->dir = MakeTempDir();
     }
