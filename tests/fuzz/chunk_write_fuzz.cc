@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,11 @@ class ListReader final : public grpc::ServerReaderInterface<pb::WriteRequest> {
 
 struct Server {
   Server() {
-    char dir[] = "/tmp/dfs-fuzz-chunks.XXXXXX";
-    if (::mkdtemp(dir) == nullptr) std::abort();
+    // Under $TMPDIR: run-fuzz points it at a folder it removes afterwards
+    // (libFuzzer's exits run no destructors).
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/dfs-fuzz-chunks.XXXXXX";
+    if (::mkdtemp(dir.data()) == nullptr) std::abort();
     ChunkStore::Options options;
     options.folders = {dir};
     auto opened = ChunkStore::Open(options);

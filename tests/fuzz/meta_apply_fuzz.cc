@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <cstdlib>
 #include <string>
 
 #include "meta/raft/framing.h"
@@ -29,11 +30,14 @@ namespace pb = dfs::pb;
 
 StateMachine* Machine() {
   static StateMachine* machine = [] {
-    char dir[] = "/tmp/dfs-fuzz-meta.XXXXXX";
-    if (::mkdtemp(dir) == nullptr) std::abort();
+    // Under $TMPDIR: run-fuzz points it at a folder it removes afterwards
+    // (libFuzzer's exits run no destructors).
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/dfs-fuzz-meta.XXXXXX";
+    if (::mkdtemp(dir.data()) == nullptr) std::abort();
     StateMachine::Options options;
     options.synchronous = "OFF";
-    auto opened = StateMachine::Open(std::string(dir) + "/meta.db", options);
+    auto opened = StateMachine::Open(dir + "/meta.db", options);
     if (!opened.ok()) std::abort();
     return opened->release();
   }();
