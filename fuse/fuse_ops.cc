@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -81,20 +82,26 @@ struct stat ToStat(fuse_req_t req, const pb::Attr& a) {
   return st;
 }
 
-fuse_entry_param ToEntry(fuse_req_t req, const pb::Attr& a) {
+// `valid_s`: how long the answer may be kept at most (what is left of a
+// cached one's timeout); negative: the mount's timeouts.
+fuse_entry_param ToEntry(fuse_req_t req, const pb::Attr& a, double valid_s = -1) {
   fuse_entry_param e{};
   e.ino = Out(req, a.ino());
   e.generation = a.generation();
   e.attr = ToStat(req, a);
   e.attr_timeout = A(req).options.attr_timeout_s;
   e.entry_timeout = A(req).options.entry_timeout_s;
+  if (valid_s >= 0) {
+    e.attr_timeout = std::min(e.attr_timeout, valid_s);
+    e.entry_timeout = std::min(e.entry_timeout, valid_s);
+  }
   return e;
 }
 
 // Replies with an entry and counts the kernel's new reference.
-void ReplyEntry(fuse_req_t req, pb::Attr attr) {
+void ReplyEntry(fuse_req_t req, pb::Attr attr, double valid_s = -1) {
   Fs(req).OverlayLocalSize(&attr);
-  fuse_entry_param e = ToEntry(req, attr);
+  fuse_entry_param e = ToEntry(req, attr, valid_s);
   Fs(req).AddLookups(e.ino);
   if (fuse_reply_entry(req, &e) != 0) Fs(req).Forget(e.ino, 1);  // the kernel never got it
 }
@@ -130,7 +137,10 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (!root.ok()) return ReplyStatus(req, root.status());
     return ReplyEntry(req, *root);
   }
-  auto attr = Fs(req).meta().Lookup(CallerOf(req, false), parent, name);
+  MetaClient& meta = Fs(req).meta();
+  if (auto hit = Fs(req).ListedLookup(parent, name)) return ReplyEntry(req, std::move(hit->attr), hit->valid_s);
+  const Caller caller = CallerOf(req, false);  // req is gone after the reply
+  auto attr = meta.Lookup(caller, parent, name);
   if (!attr.ok()) {
     if (attr.status().code() == common::StatusCode::kNotFound) {
       // A negative entry the kernel may cache for entry_timeout.
@@ -142,6 +152,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return ReplyStatus(req, attr.status());
   }
   ReplyEntry(req, *attr);
+  meta.MaybeFetchListing(caller, parent);  // one by one in a directory: list it (dir_listings.h)
 }
 
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -160,6 +171,11 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   if (auto fresh = Fs(req).meta().dir_attrs().Get(ino)) {
     struct stat st = ToStat(req, fresh->attr);
     fuse_reply_attr(req, &st, fresh->valid_s);
+    return;
+  }
+  if (auto hit = Fs(req).ListedAttr(ino)) {
+    struct stat st = ToStat(req, hit->attr);
+    fuse_reply_attr(req, &st, std::min(A(req).options.attr_timeout_s, hit->valid_s));
     return;
   }
   auto attr = Fs(req).GetAttr(CallerOf(req, false), ino);

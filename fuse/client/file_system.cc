@@ -157,6 +157,26 @@ Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
   return attr;
 }
 
+bool FileSystem::HeldOpen(uint64_t ino) {
+  auto st = FindState(ino);
+  if (st == nullptr) return false;
+  std::lock_guard<std::mutex> lock(st->mu);
+  return st->open_handles > 0;
+}
+
+std::optional<DirListings::Hit> FileSystem::ListedLookup(uint64_t parent, const std::string& name) {
+  std::optional<DirListings::Hit> hit = meta_->ListedLookup(parent, name);
+  if (!hit || HeldOpen(hit->attr.ino())) return std::nullopt;
+  return hit;  // ReplyEntry lays the local size over it
+}
+
+std::optional<DirListings::Hit> FileSystem::ListedAttr(uint64_t ino) {
+  if (HeldOpen(ino)) return std::nullopt;
+  std::optional<DirListings::Hit> hit = meta_->ListedAttr(ino);
+  if (hit) OverlayLocalSize(&hit->attr);
+  return hit;
+}
+
 void FileSystem::DropCachedData(InodeState& st) {
   for (const auto& [index, loc] : st.locations) {
     if (loc.chunk_id() != 0) cache_.DropChunk(loc.chunk_id());

@@ -102,6 +102,12 @@ class FileSystem {
   // attr_timeout lets it miss as long anyway; any change by this mount
   // (unlink of another link, chmod, a commit...) ends the window.
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
+  // Lookups and getattrs answered from a directory listing
+  // (MetaClient::ListedLookup/ListedAttr), for inodes no handle of this
+  // mount has open (their size and times are this mount's to say);
+  // nullopt: ask meta.
+  std::optional<DirListings::Hit> ListedLookup(uint64_t parent, const std::string& name);
+  std::optional<DirListings::Hit> ListedAttr(uint64_t ino);
   // SetAttr; a size change first flushes buffered writes and then drops
   // cached data of the file.
   //
@@ -222,6 +228,7 @@ class FileSystem {
   Opened NewHandle(uint64_t ino, uint64_t handle_id, uint32_t flags, const pb::Attr& attr,
                    std::shared_ptr<InodeState>& st);
   std::shared_ptr<InodeState> FindState(uint64_t ino);
+  bool HeldOpen(uint64_t ino);  // a handle of this mount has it open
   void MaybeDropState(uint64_t ino);
   void LearnAttr(InodeState& st, const pb::Attr& attr);
   // The attributes to answer for a chmod/chown this mount may answer itself

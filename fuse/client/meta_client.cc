@@ -28,6 +28,7 @@ MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options o
       options_(std::move(options)),
       dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
       acl_hints_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
+      listings_(DirListings::Options{.ttl_ms = options_.listing_ttl_ms}, common::SystemClock::Get()),
       carried_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
@@ -150,6 +151,11 @@ void MetaClient::CarryLoop() {
 void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry) {
   ctx->set_client_id(client_id_);
   if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
+  if (mutation && carry) {
+    std::lock_guard<std::mutex> lock(changes_mu_);
+    ++changes_started_;
+    changes_in_flight_.insert(ctx->request_id());
+  }
   if (mutation && carry && Supports(pb::FEATURE_RELEASES_IN_CONTEXT)) carried_.TakeInto(ctx, kMaxReleasesPerRequest);
   if (caller != nullptr) {
     pb::Credentials* creds = ctx->mutable_creds();
@@ -168,6 +174,12 @@ Status MetaClient::Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::Cl
     reply->Clear();
     return (stub.*method)(&ctx, request, reply);
   });
+  if constexpr (requires { request.ctx().request_id(); }) {
+    if (request.ctx().request_id() != 0) {
+      std::lock_guard<std::mutex> lock(changes_mu_);
+      changes_in_flight_.erase(request.ctx().request_id());
+    }
+  }
   if constexpr (requires { request.ctx().releases(); }) {
     // What it carried may not have reached meta: the next mutation takes it
     // again (a release or a chmod/chown applied twice is harmless).
@@ -214,6 +226,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
+  listings_.Refresh(reply.attr());
   return reply.attr();
 }
 
@@ -226,7 +239,48 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
+  listings_.Refresh(reply.attr());
   return reply.attr();
+}
+
+std::optional<DirListings::Hit> MetaClient::ListedLookup(uint64_t parent, const std::string& name) {
+  std::optional<DirListings::Hit> hit = listings_.Find(parent, name, ChangesStarted());
+  if (hit) overlay_.Apply(&hit->attr, hit->epoch);
+  return hit;
+}
+
+std::optional<DirListings::Hit> MetaClient::ListedAttr(uint64_t ino) {
+  std::optional<DirListings::Hit> hit = listings_.FindIno(ino, ChangesStarted());
+  if (hit) overlay_.Apply(&hit->attr, hit->epoch);
+  return hit;
+}
+
+uint64_t MetaClient::ChangesStarted() {
+  std::lock_guard<std::mutex> lock(changes_mu_);
+  return changes_started_;
+}
+
+void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
+  if (!listings_.NoteLookup(parent)) return;
+  // Our own changes must all be in what meta lists: none may be in flight.
+  uint64_t stamp = 0;
+  {
+    std::lock_guard<std::mutex> lock(changes_mu_);
+    if (!changes_in_flight_.empty()) return listings_.Abandon(parent, false);
+    stamp = changes_started_;
+  }
+  const uint64_t epoch = overlay_.Epoch();
+  const DirListings::Options& o = listings_.options();
+  std::vector<pb::DirEntry> entries;
+  for (uint64_t cookie = 0;;) {
+    Result<pb::ReadDirReply> page = ReadDir(c, parent, cookie, o.page_entries, /*plus=*/true);
+    if (!page.ok()) return listings_.Abandon(parent, false);
+    if (entries.size() + page->entries_size() > o.max_entries) return listings_.Abandon(parent, true);
+    for (pb::DirEntry& e : *page->mutable_entries()) entries.push_back(std::move(e));
+    if (page->eof() || page->entries_size() == 0) break;
+    cookie = entries.back().cookie();
+  }
+  listings_.Put(parent, entries, stamp, epoch);
 }
 
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
@@ -384,6 +438,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
     if (!entry.has_attr()) continue;
     overlay_.Apply(entry.mutable_attr(), epoch);
     acl_hints_.Learn(entry.attr());
+    listings_.Refresh(entry.attr());
   }
   return reply;
 }
@@ -405,6 +460,7 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   if (lazy && (!s.ok() || reply.handle_id() != 0)) read_pins_.Unpin(ino);
   RETURN_IF_ERROR(s);
   acl_hints_.Learn(reply.attr());
+  listings_.Refresh(reply.attr());
   return reply;
 }
 

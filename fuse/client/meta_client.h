@@ -19,14 +19,17 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "common/leader_channel.h"
 #include "common/result.h"
 #include "fuse/client/acl_hints.h"
 #include "fuse/client/dir_attr_cache.h"
+#include "fuse/client/dir_listings.h"
 #include "fuse/client/read_pin_set.h"
 #include "fuse/client/attr_overlay.h"
 #include "fuse/client/carry_queue.h"
@@ -52,6 +55,9 @@ class MetaClient {
     // How long a directory's attributes from our own mutation's reply may
     // answer a getattr (DirAttrCache); the kernel's attr_timeout. 0: off.
     int64_t dir_attr_ttl_ms = 0;
+    // How long a fetched directory listing may answer lookups and getattrs
+    // (DirListings): the smaller of the kernel's attr and entry timeouts. 0: off.
+    int64_t listing_ttl_ms = 0;
     // How long a release waits for a mutation to carry it before it is sent
     // alone (CarryQueue); also that of a carried chmod/chown.
     int64_t release_delay_ms = 20;
@@ -81,6 +87,14 @@ class MetaClient {
 
   common::Result<pb::Attr> Lookup(const Caller& c, uint64_t parent, const std::string& name);
   common::Result<pb::Attr> GetAttr(const Caller& c, uint64_t ino);
+  // Lookups and getattrs answered from a listing of a directory this mount
+  // looks names up in one by one (dir_listings.h); nullopt: ask meta.
+  std::optional<DirListings::Hit> ListedLookup(uint64_t parent, const std::string& name);
+  std::optional<DirListings::Hit> ListedAttr(uint64_t ino);
+  // After Lookup found a name in `parent`: fetches the directory's listing
+  // when enough lookups there went to meta (DirListings::NoteLookup). Blocks
+  // for the fetch (a few ReadDirPlus calls): call it after replying.
+  void MaybeFetchListing(const Caller& c, uint64_t parent);
   common::Result<pb::Attr> SetAttr(const Caller& c, pb::SetAttrRequest request);
   common::Result<pb::Attr> Mknod(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
                                  uint64_t rdev, uint32_t umask);
@@ -144,7 +158,9 @@ class MetaClient {
 
   // Fills ctx with the session, a fresh request id (mutations), the caller,
   // and (mutations, unless `carry` is false) the queued releases and
-  // attribute changes it can carry.
+  // attribute changes it can carry. `carry` false: meta may answer the
+  // request from its state without applying it (a lazy open), so it must
+  // carry nothing, and it changes nothing.
   void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry = true);
 
   // Runs `method` through the leader channel. Returns the call's failure
@@ -164,6 +180,7 @@ class MetaClient {
   // After a mutation in directory `ino`: its attributes as the reply gives
   // them (nullptr: unknown, forget what we had).
   void LearnDir(uint64_t ino, const pb::Attr* attr);
+  uint64_t ChangesStarted();
 
   std::unique_ptr<common::LeaderChannel> channel_;
   const Options options_;
@@ -174,6 +191,13 @@ class MetaClient {
   AclHints acl_hints_;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
+  // Changes this mount started (mutations but lazy opens), and the request
+  // ids of those whose call has not returned: a listing is fetched only
+  // while none is, and used while the count has not moved since.
+  std::mutex changes_mu_;
+  uint64_t changes_started_ GUARDED_BY(changes_mu_) = 0;
+  std::unordered_set<uint64_t> changes_in_flight_ GUARDED_BY(changes_mu_);
+  DirListings listings_;
 
   std::mutex mu_;  // guards stopping_; used with stop_cv_
   std::condition_variable stop_cv_;

@@ -1,0 +1,139 @@
+#include "fuse/client/dir_listings.h"
+
+#include <algorithm>
+
+namespace dfs::fuse {
+
+namespace {
+// A page of a fetch costs about as much as this many lookups it saves.
+constexpr uint64_t kLookupsPerPage = 10;
+}  // namespace
+
+DirListings::DirListings(Options options, const common::Clock& clock) : options_(options), clock_(clock) {}
+
+bool DirListings::NoteLookup(uint64_t dir) {
+  if (options_.ttl_ms <= 0) return false;
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (dirs_.size() >= kMaxDirStates && !dirs_.contains(dir)) {
+    const int64_t idle_ms = 10 * options_.ttl_ms;
+    std::erase_if(dirs_, [&](const auto& kv) {
+      return !kv.second.in_flight && now - kv.second.last_used_ms > idle_ms && !listings_.contains(kv.first);
+    });
+    if (dirs_.size() >= kMaxDirStates) return false;
+  }
+  DirState& d = dirs_[dir];
+  d.last_used_ms = now;
+  if (d.trigger == 0) d.trigger = options_.trigger_lookups;
+  if (d.in_flight || now < d.no_listing_until_ms) return false;
+  // Lookups count toward a fetch only while they come close together.
+  if (d.lookups == 0 || now - d.window_start_ms > options_.ttl_ms) {
+    d.lookups = 0;
+    d.window_start_ms = now;
+  }
+  if (++d.lookups < d.trigger) return false;
+  d.lookups = 0;
+  d.in_flight = true;
+  return true;
+}
+
+void DirListings::Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, uint64_t stamp, uint64_t epoch) {
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  dirs_[dir].in_flight = false;
+  if (auto it = listings_.find(dir); it != listings_.end()) Retire(it);
+  while (listings_.size() >= options_.max_dirs && !order_.empty()) {
+    auto oldest = listings_.find(order_.front());
+    if (oldest == listings_.end()) {
+      order_.pop_front();
+    } else {
+      Retire(oldest);
+    }
+  }
+  Listing& l = listings_[dir];
+  l.stamp = stamp;
+  l.epoch = epoch;
+  l.expires_ms = now + options_.ttl_ms;
+  l.pages = std::max<size_t>(1, (entries.size() + options_.page_entries - 1) / options_.page_entries);
+  l.by_name.reserve(entries.size());
+  for (const pb::DirEntry& e : entries) {
+    if (!e.has_attr() || e.attr().ino() != e.ino() || e.name() == "." || e.name() == "..") continue;
+    // A second name of one inode is left to meta: Refresh keeps one copy.
+    if (l.by_ino.contains(e.ino())) continue;
+    auto [pos, inserted] = l.by_name.emplace(e.name(), e.attr());
+    if (inserted) l.by_ino[e.ino()] = &pos->second;
+  }
+  order_.push_back(dir);
+}
+
+void DirListings::Abandon(uint64_t dir, bool too_big) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DirState& d = dirs_[dir];
+  d.in_flight = false;
+  if (too_big) d.no_listing_until_ms = NowMs() + kTooBigPauseMs;
+  d.trigger = std::min(options_.max_trigger_lookups, std::max<uint32_t>(1, d.trigger) * 2);
+}
+
+void DirListings::Refresh(const pb::Attr& attr) {
+  if (options_.ttl_ms <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [dir, l] : listings_) {
+    auto it = l.by_ino.find(attr.ino());
+    if (it != l.by_ino.end() && attr.ctime_ns() >= it->second->ctime_ns()) *it->second = attr;
+  }
+}
+
+void DirListings::Retire(std::unordered_map<uint64_t, Listing>::iterator it) {
+  const Listing& l = it->second;
+  DirState& d = dirs_[it->first];
+  const bool paid = l.hits >= l.pages * kLookupsPerPage;
+  d.trigger = paid ? options_.trigger_lookups
+                   : std::min(options_.max_trigger_lookups, std::max<uint32_t>(1, d.trigger) * 2);
+  order_.remove(it->first);
+  listings_.erase(it);
+}
+
+DirListings::Listing* DirListings::Usable(uint64_t dir, uint64_t stamp, int64_t now) {
+  auto it = listings_.find(dir);
+  if (it == listings_.end()) return nullptr;
+  if (it->second.stamp != stamp || it->second.expires_ms <= now) {
+    Retire(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+std::optional<DirListings::Hit> DirListings::Find(uint64_t dir, std::string_view name, uint64_t stamp) {
+  if (options_.ttl_ms <= 0) return std::nullopt;
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  Listing* l = Usable(dir, stamp, now);
+  if (l == nullptr) return std::nullopt;
+  auto it = l->by_name.find(std::string(name));
+  if (it == l->by_name.end()) return std::nullopt;
+  ++l->hits;
+  return Hit{it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
+}
+
+std::optional<DirListings::Hit> DirListings::FindIno(uint64_t ino, uint64_t stamp) {
+  if (options_.ttl_ms <= 0) return std::nullopt;
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::vector<uint64_t> dirs(order_.begin(), order_.end());
+  for (uint64_t dir : dirs) {
+    Listing* l = Usable(dir, stamp, now);
+    if (l == nullptr) continue;
+    auto it = l->by_ino.find(ino);
+    if (it == l->by_ino.end()) continue;
+    ++l->hits;
+    return Hit{*it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
+  }
+  return std::nullopt;
+}
+
+size_t DirListings::TEST_Listings() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return listings_.size();
+}
+
+}  // namespace dfs::fuse

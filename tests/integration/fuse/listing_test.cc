@@ -1,0 +1,179 @@
+// Integration: directory listings answering lookups one by one (the mount's
+// "statahead", fuse/client/dir_listings.h) through a real mount of a real
+// local cluster: they answer without meta, never hide this mount's own
+// changes, and show other mounts' changes within the attribute timeout.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/harness/process.h"
+#include "tests/integration/fuse/cluster_fixture.h"
+
+namespace dfs::testing {
+namespace {
+
+LocalCluster* g_cluster = nullptr;
+constexpr int kFiles = 40;
+// Past the mount's attr/entry timeouts (1 s): every kernel cache expired.
+constexpr auto kPastTimeouts = std::chrono::milliseconds(1300);
+
+class ListingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!FuseAvailable()) return;
+    auto c = LocalCluster::Up(/*mount=*/true);
+    if (!c.ok()) {
+      std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+      return;
+    }
+    g_cluster = c->release();
+  }
+  static void TearDownTestSuite() {
+    delete g_cluster;
+    g_cluster = nullptr;
+  }
+  void SetUp() override {
+    if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
+    ASSERT_NE(g_cluster, nullptr) << "the cluster did not start";
+    dir_ = g_cluster->mount_point() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0) << std::strerror(errno);
+    // f<i> holds i bytes: each size tells which file's attributes came back.
+    for (int i = 0; i < kFiles; ++i) Write(Name(i), std::string(static_cast<size_t>(i), 'x'));
+  }
+
+  std::string Name(int i) const { return dir_ + "/f" + std::to_string(i); }
+
+  static void Write(const std::string& path, const std::string& data) {
+    int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+    ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  }
+
+  // stat(2)'s size, or -errno.
+  static int64_t SizeOf(const std::string& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_size : -errno;
+  }
+
+  // Stats f0..f<n-1> one by one after the kernel's caches expired, so that
+  // the mount lists the directory; then checks, with meta stopped, that the
+  // rest are answered by the mount alone. False if they waited for meta.
+  bool ListedWhileMetaStopped(int n) {
+    std::this_thread::sleep_for(kPastTimeouts);
+    for (int i = 0; i < n; ++i) EXPECT_EQ(SizeOf(Name(i)), i);
+    const int meta = g_cluster->Pid("meta-1");
+    EXPECT_GT(meta, 0);
+    if (meta <= 0 || ::kill(meta, SIGSTOP) != 0) return false;
+    auto rest = std::async(std::launch::async, [&] {
+      std::vector<int64_t> sizes;
+      for (int i = n; i < kFiles; ++i) sizes.push_back(SizeOf(Name(i)));
+      return sizes;
+    });
+    const bool answered = rest.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+    ::kill(meta, SIGCONT);
+    std::vector<int64_t> sizes = rest.get();
+    for (int i = n; i < kFiles; ++i) EXPECT_EQ(sizes[static_cast<size_t>(i - n)], i) << Name(i);
+    return answered;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ListingTest, StatsOneByOne_AreAnsweredFromAListing) {
+  EXPECT_TRUE(ListedWhileMetaStopped(16)) << "the stats waited for meta: the directory was not listed";
+}
+
+TEST_F(ListingTest, ThisMountsOwnChanges_AreSeenAtOnce) {
+  ASSERT_TRUE(ListedWhileMetaStopped(16));
+  // Each change below is one the listing does not have.
+  ASSERT_EQ(::unlink(Name(20).c_str()), 0);
+  ASSERT_EQ(::rename(Name(21).c_str(), (dir_ + "/moved").c_str()), 0);
+  ASSERT_EQ(::truncate(Name(22).c_str(), 1000), 0);
+  ASSERT_EQ(::chmod(Name(23).c_str(), 0600), 0);
+  Write(Name(24), std::string(5000, 'y'));
+  Write(dir_ + "/new", "abc");
+  EXPECT_EQ(SizeOf(Name(20)), -ENOENT);
+  EXPECT_EQ(SizeOf(Name(21)), -ENOENT);
+  EXPECT_EQ(SizeOf(dir_ + "/moved"), 21);
+  EXPECT_EQ(SizeOf(Name(22)), 1000);
+  struct stat st{};
+  ASSERT_EQ(::stat(Name(23).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(SizeOf(Name(24)), 5000);
+  EXPECT_EQ(SizeOf(dir_ + "/new"), 3);
+  // And after the kernel's caches expired again (the mount is asked).
+  std::this_thread::sleep_for(kPastTimeouts);
+  for (int i = 0; i < 16; ++i) ASSERT_EQ(SizeOf(Name(i)), i);
+  EXPECT_EQ(SizeOf(Name(20)), -ENOENT);
+  EXPECT_EQ(SizeOf(dir_ + "/moved"), 21);
+  EXPECT_EQ(SizeOf(Name(22)), 1000);
+  EXPECT_EQ(SizeOf(Name(24)), 5000);
+}
+
+TEST_F(ListingTest, AnotherMountsChanges_ShowWithinTheTimeout) {
+  const std::string other = g_cluster->dir() + "/other-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
+  const std::string there = other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+  ASSERT_TRUE(ListedWhileMetaStopped(16));
+  Write(there + "/f30", std::string(3000, 'z'));
+  Write(there + "/born-there", "12345");
+  ASSERT_EQ(::unlink((there + "/f31").c_str()), 0);
+  // A name the listing does not have is asked of meta at once.
+  EXPECT_EQ(SizeOf(dir_ + "/born-there"), 5);
+  // Listed ones may be as old as the timeout, never older.
+  const auto start = std::chrono::steady_clock::now();
+  while ((SizeOf(Name(30)) != 3000 || SizeOf(Name(31)) != -ENOENT) &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(SizeOf(Name(30)), 3000);
+  EXPECT_EQ(SizeOf(Name(31)), -ENOENT);
+  // Listing (1 s) and kernel (what is left of it) together: one timeout,
+  // plus scheduling slack on a shared machine.
+  EXPECT_LT(waited_s, 2.0);
+}
+
+// Close-to-open holds for listed files: one another mount rewrote reads
+// whole from this mount's next open, and stats of it then agree.
+TEST_F(ListingTest, AFileAnotherMountRewrote_ReadsWholeAtTheNextOpen) {
+  const std::string other = g_cluster->dir() + "/c2o-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
+  const std::string there = other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+  ASSERT_TRUE(ListedWhileMetaStopped(16));
+  const std::string longer(70'000, 'L');
+  Write(there + "/f32", longer);
+  int fd = ::open(Name(32).c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  std::string got(100'000, '\0');
+  size_t total = 0;
+  for (ssize_t n; (n = ::read(fd, got.data() + total, got.size() - total)) > 0;) total += static_cast<size_t>(n);
+  struct stat st{};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  ::close(fd);
+  got.resize(total);
+  EXPECT_EQ(got, longer);
+  EXPECT_EQ(st.st_size, 70'000);
+  EXPECT_EQ(SizeOf(Name(32)), 70'000);
+  // The kernel asks the mount again (its attributes dropped): the listing
+  // must not answer with what it had from before the rewrite.
+  struct statx sx{};
+  ASSERT_EQ(::statx(AT_FDCWD, Name(32).c_str(), AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &sx), 0);
+  EXPECT_EQ(sx.stx_size, 70'000u);
+}
+
+}  // namespace
+}  // namespace dfs::testing
