@@ -44,7 +44,7 @@ class DirListings {
  public:
   struct Options {
     int64_t ttl_ms = 0;  // 0 turns listings off (the kernel's attr_timeout)
-    uint32_t trigger_lookups = 8;
+    uint32_t trigger_lookups = 4;
     uint32_t max_trigger_lookups = 4096;
     size_t max_entries = 16384;
     size_t max_dirs = 4;

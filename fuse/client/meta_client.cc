@@ -87,7 +87,7 @@ MetaClient::~MetaClient() {
   if (keepalive_thread_.joinable()) keepalive_thread_.join();
   if (client_id_ != 0) {
     pb::CloseSessionRequest request;
-    FillContext(request.mutable_ctx(), nullptr, true);
+    FillContext(request.mutable_ctx(), nullptr, Kind::kChange);
     pb::StatusReply reply;
     (void)Invoke(&pb::MetaService::Stub::CloseSession, request, &reply);
   }
@@ -148,10 +148,11 @@ void MetaClient::CarryLoop() {
   }
 }
 
-void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry) {
+void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, Kind kind, bool carry) {
   ctx->set_client_id(client_id_);
+  const bool mutation = kind != Kind::kRead;
   if (mutation) ctx->set_request_id(next_request_id_.fetch_add(1));
-  if (mutation && carry) {
+  if (kind == Kind::kChange) {
     std::lock_guard<std::mutex> lock(changes_mu_);
     ++changes_started_;
     changes_in_flight_.insert(ctx->request_id());
@@ -218,7 +219,7 @@ void MetaClient::LearnDir(uint64_t ino, const pb::Attr* attr) {
 
 Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std::string& name) {
   pb::LookupRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_parent(parent);
   request.set_name(name);
   pb::EntryReply reply;
@@ -232,7 +233,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
 
 Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   pb::GetAttrRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   pb::AttrReply reply;
   const uint64_t epoch = overlay_.Epoch();
@@ -260,15 +261,17 @@ uint64_t MetaClient::ChangesStarted() {
   return changes_started_;
 }
 
+std::optional<uint64_t> MetaClient::QuietStamp() {
+  std::lock_guard<std::mutex> lock(changes_mu_);
+  if (!changes_in_flight_.empty()) return std::nullopt;
+  return changes_started_;
+}
+
 void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
   if (!listings_.NoteLookup(parent)) return;
   // Our own changes must all be in what meta lists: none may be in flight.
-  uint64_t stamp = 0;
-  {
-    std::lock_guard<std::mutex> lock(changes_mu_);
-    if (!changes_in_flight_.empty()) return listings_.Abandon(parent, false);
-    stamp = changes_started_;
-  }
+  const std::optional<uint64_t> stamp = QuietStamp();
+  if (!stamp) return listings_.Abandon(parent, false);
   const uint64_t epoch = overlay_.Epoch();
   const DirListings::Options& o = listings_.options();
   std::vector<pb::DirEntry> entries;
@@ -280,12 +283,12 @@ void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
     if (page->eof() || page->entries_size() == 0) break;
     cookie = entries.back().cookie();
   }
-  listings_.Put(parent, entries, stamp, epoch);
+  listings_.Put(parent, entries, *stamp, epoch);
 }
 
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
   RETURN_IF_ERROR(SettleCarried(request.ino()));
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   pb::AttrReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::SetAttr, request, &reply), reply);
   LearnDir(request.ino(), outcome.ok() ? &reply.attr() : nullptr);
@@ -296,7 +299,7 @@ Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request
 Result<pb::Attr> MetaClient::Mknod(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
                                    uint64_t rdev, uint32_t umask) {
   pb::MknodRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   request.set_mode(mode);
@@ -312,7 +315,7 @@ Result<pb::Attr> MetaClient::Mknod(const Caller& c, uint64_t parent, const std::
 Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
                                    uint32_t umask) {
   pb::MkdirRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   request.set_mode(mode);
@@ -327,7 +330,7 @@ Result<pb::Attr> MetaClient::Mkdir(const Caller& c, uint64_t parent, const std::
 Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, const std::string& name, uint32_t mode,
                                            uint32_t flags, uint32_t umask, bool lease_first_chunk) {
   pb::CreateRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   request.set_mode(mode);
@@ -343,7 +346,7 @@ Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, con
 
 Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
   pb::UnlinkRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   pb::StatusReply reply;
@@ -354,7 +357,7 @@ Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& n
 
 Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& name) {
   pb::RmdirRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   pb::StatusReply reply;
@@ -368,7 +371,7 @@ Status MetaClient::Rmdir(const Caller& c, uint64_t parent, const std::string& na
 Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std::string& name,
                                      const std::string& target) {
   pb::SymlinkRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   request.set_target(target);
@@ -381,7 +384,7 @@ Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std
 
 Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
   pb::ReadlinkRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   pb::ReadlinkReply reply;
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Readlink, request, &reply), reply));
@@ -391,7 +394,7 @@ Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
 Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::LinkRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_ino(ino);
   request.set_new_parent(new_parent);
   request.set_new_name(new_name);
@@ -405,7 +408,7 @@ Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_pa
 Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
                           const std::string& new_name, uint32_t flags) {
   pb::RenameRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
   request.set_name(name);
   request.set_new_parent(new_parent);
@@ -426,7 +429,7 @@ Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& n
 Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
                                              bool plus) {
   pb::ReadDirRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   request.set_cookie(cookie);
   request.set_max_entries(max_entries);
@@ -451,7 +454,7 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   // A lazy open meta answers from its state carries nothing: what it took
   // would never be applied. (It keeps a request id: meta may still make it
   // a logged open, for a file with no name left.)
-  FillContext(request.mutable_ctx(), &c, true, /*carry=*/!lazy);
+  FillContext(request.mutable_ctx(), &c, lazy ? Kind::kQuiet : Kind::kChange, /*carry=*/!lazy);
   request.set_ino(ino);
   request.set_flags(flags);
   request.set_lazy_read(lazy);
@@ -492,7 +495,7 @@ void MetaClient::CarrySetAttr(const Caller& c, pb::SetAttrRequest request, const
   if (overlay_.Pending(request.ino()) && !carried_.HoldsSetAttrFor(request.ino())) {
     (void)SettleCarried(request.ino());
   }
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   // Meta ignores a carried change's request id: here it names the change
   // for AttrOverlay::Acked.
   request.mutable_ctx()->set_request_id(overlay_.Add(answered));
@@ -504,7 +507,7 @@ Status MetaClient::SendCarrier(uint64_t ino) {
   // ctx, so they reach meta in the order they were made.
   pb::SetAttrRequest carrier;
   carrier.set_ino(ino);
-  FillContext(carrier.mutable_ctx(), nullptr, true);
+  FillContext(carrier.mutable_ctx(), nullptr, Kind::kQuiet);
   pb::AttrReply reply;
   return Invoke(&pb::MetaService::Stub::SetAttr, carrier, &reply);  // acks or puts back what it carried
 }
@@ -530,14 +533,14 @@ Status MetaClient::SettleCarried(uint64_t ino) {
 }
 
 Status MetaClient::SendRelease(pb::ReleaseRequest request) {
-  FillContext(request.mutable_ctx(), nullptr, true);
+  FillContext(request.mutable_ctx(), nullptr, Kind::kQuiet);
   pb::StatusReply reply;
   return Outcome(Invoke(&pb::MetaService::Stub::Release, request, &reply), reply);
 }
 
 Result<pb::StatfsReply> MetaClient::Statfs(const Caller& c) {
   pb::StatfsRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   pb::StatfsReply reply;
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Statfs, request, &reply), reply));
   return reply;
@@ -547,7 +550,7 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
                             uint32_t flags) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::SetXattrRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_ino(ino);
   request.set_name(name);
   request.set_value(value);
@@ -565,7 +568,7 @@ Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const st
   }
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::GetXattrRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   request.set_name(name);
   pb::GetXattrReply reply;
@@ -576,7 +579,7 @@ Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const st
 Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t ino) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::ListXattrRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   pb::ListXattrReply reply;
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::ListXattr, request, &reply), reply));
@@ -586,7 +589,7 @@ Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t
 Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::RemoveXattrRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_ino(ino);
   request.set_name(name);
   pb::StatusReply reply;
@@ -598,7 +601,7 @@ Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string&
 Status MetaClient::Access(const Caller& c, uint64_t ino, uint32_t mask) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::AccessRequest request;
-  FillContext(request.mutable_ctx(), &c, false);
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
   request.set_mask(mask);
   pb::StatusReply reply;
@@ -609,7 +612,7 @@ Result<pb::Attr> MetaClient::Fallocate(const Caller& c, uint64_t ino, uint64_t h
                                        uint64_t offset, uint64_t length) {
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::FallocateRequest request;
-  FillContext(request.mutable_ctx(), &c, true);
+  FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_ino(ino);
   request.set_handle_id(handle_id);
   request.set_mode(mode);
@@ -622,7 +625,7 @@ Result<pb::Attr> MetaClient::Fallocate(const Caller& c, uint64_t ino, uint64_t h
 
 Result<pb::GetChunkLocationsReply> MetaClient::GetChunkLocations(uint64_t ino, uint64_t offset, uint64_t length) {
   pb::GetChunkLocationsRequest request;
-  FillContext(request.mutable_ctx(), nullptr, false);
+  FillContext(request.mutable_ctx(), nullptr, Kind::kRead);
   request.set_ino(ino);
   request.set_offset(offset);
   request.set_length(length);
@@ -633,7 +636,7 @@ Result<pb::GetChunkLocationsReply> MetaClient::GetChunkLocations(uint64_t ino, u
 
 Result<pb::ChunkLease> MetaClient::LeaseChunk(uint64_t ino, uint64_t handle_id, uint64_t chunk_index) {
   pb::LeaseChunkRequest request;
-  FillContext(request.mutable_ctx(), nullptr, true);
+  FillContext(request.mutable_ctx(), nullptr, Kind::kChange);
   request.set_ino(ino);
   request.set_handle_id(handle_id);
   request.set_chunk_index(chunk_index);
@@ -643,7 +646,7 @@ Result<pb::ChunkLease> MetaClient::LeaseChunk(uint64_t ino, uint64_t handle_id, 
 }
 
 Result<pb::Attr> MetaClient::CommitWrite(pb::CommitWriteRequest request) {
-  FillContext(request.mutable_ctx(), nullptr, true);
+  FillContext(request.mutable_ctx(), nullptr, Kind::kChange);
   pb::AttrReply reply;
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::CommitWrite, request, &reply), reply));
   return reply.attr();
@@ -651,7 +654,7 @@ Result<pb::Attr> MetaClient::CommitWrite(pb::CommitWriteRequest request) {
 
 void MetaClient::ReportBadReplica(uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason) {
   pb::ReportBadReplicaRequest request;
-  FillContext(request.mutable_ctx(), nullptr, true);
+  FillContext(request.mutable_ctx(), nullptr, Kind::kChange);
   request.set_chunk_id(chunk_id);
   request.set_version(version);
   request.set_node_id(node_id);

@@ -156,12 +156,20 @@ class MetaClient {
  private:
   MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options);
 
+  // What a request is to meta and to this mount's cached answers.
+  enum class Kind {
+    kRead,    // no request id
+    kChange,  // a mutation a later read may show (names, attributes)
+    // A mutation no read shows differently: releases, a carrier (what it
+    // carries AttrOverlay shows already), a lazy open.
+    kQuiet,
+  };
   // Fills ctx with the session, a fresh request id (mutations), the caller,
   // and (mutations, unless `carry` is false) the queued releases and
   // attribute changes it can carry. `carry` false: meta may answer the
   // request from its state without applying it (a lazy open), so it must
-  // carry nothing, and it changes nothing.
-  void FillContext(pb::RequestContext* ctx, const Caller* caller, bool mutation, bool carry = true);
+  // carry nothing.
+  void FillContext(pb::RequestContext* ctx, const Caller* caller, Kind kind, bool carry = true);
 
   // Runs `method` through the leader channel. Returns the call's failure
   // (Unavailable...) or OK; the reply's FsStatus is checked by the caller.
@@ -181,6 +189,8 @@ class MetaClient {
   // them (nullptr: unknown, forget what we had).
   void LearnDir(uint64_t ino, const pb::Attr* attr);
   uint64_t ChangesStarted();
+  // ChangesStarted() while none is in flight; else nullopt.
+  std::optional<uint64_t> QuietStamp();
 
   std::unique_ptr<common::LeaderChannel> channel_;
   const Options options_;
@@ -191,7 +201,7 @@ class MetaClient {
   AclHints acl_hints_;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
-  // Changes this mount started (mutations but lazy opens), and the request
+  // Changes this mount started (Kind::kChange), and the request
   // ids of those whose call has not returned: a listing is fetched only
   // while none is, and used while the count has not moved since.
   std::mutex changes_mu_;
