@@ -26,9 +26,11 @@ void SetStatus(const Status& status, pb::FsStatus* out) {
 
 // Reads say whether an access ACL exists: the client answers the kernel's
 // ACL fetch from that (fuse/client/acl_hints.h).
+constexpr std::string_view kAccessAclXattr = "system.posix_acl_access";
+
 void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
   ToAttr(inode, inode.IsReg() ? StoredBlocks(db, inode.ino) : 0, attr);
-  const bool acl = !S_ISLNK(inode.mode) && LoadXattr(db, inode.ino, "system.posix_acl_access").has_value();
+  const bool acl = !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, kAccessAclXattr);
   attr->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
 }
 
@@ -76,9 +78,19 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
   Status access = CheckAccess(db, *dir, creds, kMayRead);
   if (!access.ok()) return SetStatus(access, reply->mutable_status());
   uint32_t limit = req.max_entries() == 0 ? kDefaultReadDirEntries : std::min(req.max_entries(), kMaxReadDirEntries);
+  // readdirplus: each entry's inode, blocks and ACL presence in the same
+  // query, not three more per entry (FillAttr's), which made most of meta's
+  // time in a listing. Inode columns in InodeFromColumns' order.
   Stmt stmt = db.Prepare(
-      "SELECT name, ino, type, cookie FROM dentries WHERE parent=? AND cookie>? ORDER BY cookie LIMIT ?");
+      plus ? "SELECT d.name, d.ino, d.type, d.cookie, i.generation, i.mode, i.nlink, i.uid, i.gid, i.size, i.rdev, "
+             "i.atime, i.mtime, i.ctime, i.replicas, i.parent, i.next_cookie, i.target, "
+             "(SELECT COALESCE(SUM((c.length + 511) / 512), 0) FROM chunks c WHERE c.ino = d.ino), "
+             "EXISTS(SELECT 1 FROM xattrs x WHERE x.ino = d.ino AND x.name = ?4) "
+             "FROM dentries d LEFT JOIN inodes i ON i.ino = d.ino "
+             "WHERE d.parent=?1 AND d.cookie>?2 ORDER BY d.cookie LIMIT ?3"
+           : "SELECT name, ino, type, cookie FROM dentries WHERE parent=?1 AND cookie>?2 ORDER BY cookie LIMIT ?3");
   stmt.BindU(1, req.ino()).BindU(2, req.cookie()).Bind(3, int64_t{limit} + 1);
+  if (plus) stmt.Bind(4, std::string_view(kAccessAclXattr));
   uint32_t count = 0;
   bool more = false;
   while (stmt.Step()) {
@@ -92,14 +104,13 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
     entry->set_ino(stmt.UInt(1));
     entry->set_type(static_cast<uint32_t>(stmt.Int(2)));
     entry->set_cookie(stmt.UInt(3));
+    if (!plus || stmt.IsNull(5)) continue;  // (an inode missing would be a bug elsewhere: no attributes)
+    const Inode inode = InodeFromColumns(stmt, 4, entry->ino());
+    ToAttr(inode, inode.IsReg() ? stmt.UInt(18) : 0, entry->mutable_attr());
+    const bool acl = !S_ISLNK(inode.mode) && stmt.Int(19) != 0;
+    entry->mutable_attr()->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
   }
   reply->set_eof(!more);
-  if (plus) {
-    for (pb::DirEntry& entry : *reply->mutable_entries()) {
-      std::optional<Inode> inode = LoadInode(db, entry.ino());
-      if (inode) FillAttr(db, *inode, entry.mutable_attr());
-    }
-  }
 }
 
 void StateMachine::Access(const pb::AccessRequest& req, pb::StatusReply* reply) {

@@ -30,32 +30,37 @@ Creds CredsFrom(const pb::Credentials& creds) {
 }
 
 namespace {
+// In InodeFromColumns' order (as reads.cc's readdirplus query).
 constexpr const char* kInodeColumns =
     "SELECT generation, mode, nlink, uid, gid, size, rdev, atime, mtime, ctime, replicas, parent, "
     "next_cookie, target FROM inodes WHERE ino=?";
 }  // namespace
 
+Inode InodeFromColumns(const Stmt& stmt, int first, uint64_t ino) {
+  Inode inode;
+  inode.ino = ino;
+  inode.generation = stmt.UInt(first + 0);
+  inode.mode = static_cast<uint32_t>(stmt.Int(first + 1));
+  inode.nlink = static_cast<uint32_t>(stmt.Int(first + 2));
+  inode.uid = static_cast<uint32_t>(stmt.Int(first + 3));
+  inode.gid = static_cast<uint32_t>(stmt.Int(first + 4));
+  inode.size = stmt.UInt(first + 5);
+  inode.rdev = stmt.UInt(first + 6);
+  inode.atime_ns = stmt.Int(first + 7);
+  inode.mtime_ns = stmt.Int(first + 8);
+  inode.ctime_ns = stmt.Int(first + 9);
+  inode.replicas = static_cast<uint32_t>(stmt.Int(first + 10));
+  inode.parent = stmt.UInt(first + 11);
+  inode.next_cookie = stmt.UInt(first + 12);
+  if (!stmt.IsNull(first + 13)) inode.target = stmt.Blob(first + 13);
+  return inode;
+}
+
 std::optional<Inode> LoadInode(Db& db, uint64_t ino) {
   Stmt stmt = db.Prepare(kInodeColumns);
   stmt.BindU(1, ino);
   if (!stmt.Step()) return std::nullopt;
-  Inode inode;
-  inode.ino = ino;
-  inode.generation = stmt.UInt(0);
-  inode.mode = static_cast<uint32_t>(stmt.Int(1));
-  inode.nlink = static_cast<uint32_t>(stmt.Int(2));
-  inode.uid = static_cast<uint32_t>(stmt.Int(3));
-  inode.gid = static_cast<uint32_t>(stmt.Int(4));
-  inode.size = stmt.UInt(5);
-  inode.rdev = stmt.UInt(6);
-  inode.atime_ns = stmt.Int(7);
-  inode.mtime_ns = stmt.Int(8);
-  inode.ctime_ns = stmt.Int(9);
-  inode.replicas = static_cast<uint32_t>(stmt.Int(10));
-  inode.parent = stmt.UInt(11);
-  inode.next_cookie = stmt.UInt(12);
-  if (!stmt.IsNull(13)) inode.target = stmt.Blob(13);
-  return inode;
+  return InodeFromColumns(stmt, 0, ino);
 }
 
 namespace {
@@ -265,6 +270,12 @@ std::optional<std::string> LoadXattr(Db& db, uint64_t ino, std::string_view name
   stmt.BindU(1, ino).Bind(2, std::string(name));
   if (!stmt.Step()) return std::nullopt;
   return stmt.Blob(0);
+}
+
+bool HasXattr(Db& db, uint64_t ino, std::string_view name) {
+  Stmt stmt = db.Prepare("SELECT 1 FROM xattrs WHERE ino=? AND name=?");
+  stmt.BindU(1, ino).Bind(2, name);
+  return stmt.Step();
 }
 
 void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value) {

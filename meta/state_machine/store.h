@@ -73,6 +73,10 @@ struct Creds {
 Creds CredsFrom(const pb::Credentials& creds);
 
 std::optional<Inode> LoadInode(Db& db, uint64_t ino);
+// The inode `ino` from the 14 columns generation, mode, nlink, uid, gid,
+// size, rdev, atime, mtime, ctime, replicas, parent, next_cookie, target of
+// `stmt`'s current row, starting at column `first`.
+Inode InodeFromColumns(const Stmt& stmt, int first, uint64_t ino);
 void InsertInode(Db& db, const Inode& inode);
 void SaveInode(Db& db, const Inode& inode);
 std::optional<Dentry> LookupDentry(Db& db, uint64_t parent, std::string_view name);
@@ -110,6 +114,8 @@ common::Status CheckAccess(Db& db, const Inode& inode, const Creds& creds, uint3
 // The xattr `name` of `ino` (names and values are BLOBs), or nullopt.
 std::optional<std::string> LoadXattr(Db& db, uint64_t ino, std::string_view name);
 void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value);
+// Whether `ino` has the xattr `name` (reads no value).
+bool HasXattr(Db& db, uint64_t ino, std::string_view name);
 // EPERM unless the caller owns the inode or is root.
 common::Status CheckOwner(const Inode& inode, const Creds& creds);
 // The sticky-directory rule for removing or replacing `victim` in `dir`.

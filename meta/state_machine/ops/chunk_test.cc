@@ -162,6 +162,20 @@ TEST_F(ChunkTest, CommitWrite_RecordsVersionLengthSizeAndLocations) {
   EXPECT_EQ(Commit(stale, 1, 1).status().code(), C(StatusCode::kFailedPrecondition));
 }
 
+TEST_F(ChunkTest, ReadDirPlus_CountsCommittedBlocks) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  ASSERT_EQ(Commit(lease, 3 * kMiB + 1, 3 * kMiB + 1).status().code(), 0);
+  pb::ReadDirRequest req;
+  req.set_ino(kRoot);
+  pb::ReadDirReply reply;
+  h.sm().ReadDir(req, true, &reply);
+  ASSERT_EQ(reply.entries_size(), 1);
+  pb::Attr expected;
+  ASSERT_EQ(h.GetAttr(file_.ino(), &expected), 0);
+  EXPECT_EQ(reply.entries(0).attr().blocks(), 3 * kMiB / 512 + 1);
+  EXPECT_EQ(reply.entries(0).attr().SerializeAsString(), expected.SerializeAsString());
+}
+
 // tar and cp -a set times and owners right after writing: the client sends
 // the pending commit inside that SetAttr, one entry for both.
 TEST_F(ChunkTest, SetAttrWithCommit_AppliesBothOrNeither) {

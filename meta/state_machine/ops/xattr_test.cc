@@ -182,6 +182,36 @@ int OpenLogged(testing::SmHarness& h, uint64_t ino, uint32_t flags) {
 // A stored access ACL decides for everyone but the owner (and root), in
 // reads and in logged ops alike; entries from before Op.posix_acls judged
 // by the mode bits only, and replay must judge them the same.
+// readdirplus builds each entry's attributes in its listing query, not by
+// GetAttr's lookups: both must give the same bytes, ACL presence and blocks
+// included (a file with a committed chunk: chunk_test.cc's
+// ReadDirPlus_CountsCommittedBlocks).
+TEST_F(XattrTest, ReadDirPlus_AttributesAreGetAttrsOfEveryKind) {
+  pb::Attr with_acl, plain, dir, link;
+  ASSERT_EQ(h.Create(kRoot, "acl", 0640, &with_acl), 0);
+  ASSERT_EQ(Set(with_acl.ino(), "system.posix_acl_access",
+                Acl({{1, 6, 0}, {2, 6, 1000}, {4, 4, 0}, {0x10, 6, 0}, {0x20, 0, 0}})),
+            0);
+  ASSERT_EQ(h.Create(kRoot, "plain", 0644, &plain), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "dir", 0755, &dir), 0);
+  ASSERT_EQ(h.Symlink(kRoot, "link", "plain", &link), 0);
+  ASSERT_EQ(Set(plain.ino(), "user.x", "y"), 0);
+  pb::ReadDirRequest req;
+  *req.mutable_ctx() = h.Ctx();
+  req.set_ino(kRoot);
+  pb::ReadDirReply reply;
+  h.sm().ReadDir(req, true, &reply);
+  ASSERT_EQ(reply.status().code(), 0);
+  ASSERT_EQ(reply.entries_size(), 4);
+  for (const pb::DirEntry& e : reply.entries()) {
+    pb::Attr expected;
+    ASSERT_EQ(h.GetAttr(e.ino(), &expected), 0);
+    EXPECT_EQ(e.attr().SerializeAsString(), expected.SerializeAsString()) << e.name();
+  }
+  EXPECT_EQ(reply.entries(0).attr().access_acl(), pb::Attr::ACL_PRESENT);
+  EXPECT_EQ(reply.entries(1).attr().access_acl(), pb::Attr::ACL_NONE);
+}
+
 TEST_F(XattrTest, AccessAcl_IsEnforcedForCallersOtherThanTheOwner) {
   pb::Attr f;
   ASSERT_EQ(h.Create(kRoot, "f", 0640, &f), 0);
