@@ -389,20 +389,36 @@ void FileSystem::StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeS
 }
 
 void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& st, uint64_t from, uint64_t to) {
+  st->prefetching.emplace_back(from, to);
   RunInBackground([this, ino, st, from, to] {
-    if (!EnsureLocations(ino, *st, from, to - from).ok()) return;
-    std::string scratch;
-    for (const common::ChunkSlice& slice : common::SplitByChunk(from, to - from)) {
-      pb::ChunkLocation loc;
-      {
-        std::lock_guard<std::mutex> lock(st->mu);
-        loc = st->locations[slice.chunk_index];
+    auto fetch = [&] {
+      if (!EnsureLocations(ino, *st, from, to - from).ok()) return;
+      std::string scratch;
+      for (const common::ChunkSlice& slice : common::SplitByChunk(from, to - from)) {
+        pb::ChunkLocation loc;
+        {
+          std::lock_guard<std::mutex> lock(st->mu);
+          loc = st->locations[slice.chunk_index];
+        }
+        if (loc.chunk_id() == 0) continue;
+        scratch.assign(slice.length, '\0');
+        // Errors are the foreground reader's to meet and report.
+        if (!ReadChunkRange(loc, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
       }
-      if (loc.chunk_id() == 0) continue;
-      scratch.assign(slice.length, '\0');
-      // Errors are the foreground reader's to meet and report.
-      if (!ReadChunkRange(loc, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
-    }
+    };
+    fetch();
+    std::lock_guard<std::mutex> lock(st->mu);
+    std::erase(st->prefetching, std::make_pair(from, to));
+    st->prefetch_cv.notify_all();
+  });
+}
+
+void FileSystem::AwaitPrefetch(InodeState& st, uint64_t from, uint64_t to) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.io_timeout_ms);
+  std::unique_lock<std::mutex> lock(st.mu);
+  st.prefetch_cv.wait_until(lock, deadline, [&] {
+    return std::none_of(st.prefetching.begin(), st.prefetching.end(),
+                        [&](const auto& r) { return r.first < to && from < r.second; });
   });
 }
 
@@ -642,6 +658,9 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
   uint64_t end = std::min(offset + size, file_size);
   out->assign(end - offset, '\0');
   bool sequential = offset == handle.next_sequential_offset && offset != 0;
+  // What readahead is fetching now lands in the cache: fetching it here too
+  // would read it twice (a third of a cold sequential read did).
+  if (sequential) AwaitPrefetch(*st, offset, end);
 
   for (int attempt = 0; attempt < 2; ++attempt) {
     RETURN_IF_ERROR(EnsureLocations(handle.ino, *st, offset, end - offset));
@@ -673,11 +692,14 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
   handle.next_sequential_offset = end;
   if (sequential) {
     // Keep one window ahead of a sequential reader: what this read fetched
-    // covers [end, end + readahead); fetch the window after it now.
+    // covers [end, end + readahead); fetch the window after it now, in
+    // pieces of at least half a window (one thread and one stream each;
+    // a piece per kernel read, ~3 blocks, cost more than the data).
     uint64_t ahead_from = end + options_.readahead_bytes;
     uint64_t ahead_to = std::min(ahead_from + options_.readahead_bytes, file_size);
     std::lock_guard<std::mutex> lock(st->mu);
-    if (ahead_from < ahead_to && st->prefetched_until < ahead_to) {
+    const bool worth_it = ahead_to >= st->prefetched_until + options_.readahead_bytes / 2 || ahead_to == file_size;
+    if (ahead_from < ahead_to && st->prefetched_until < ahead_to && worth_it) {
       StartPrefetch(handle.ino, st, std::max(ahead_from, st->prefetched_until), ahead_to);
       st->prefetched_until = ahead_to;
     }

@@ -210,6 +210,10 @@ class FileSystem {
     int64_t opened_mtime_ns GUARDED_BY(mu) = -1;  // at this mount's last open
     uint64_t opened_size GUARDED_BY(mu) = 0;
     uint64_t prefetched_until GUARDED_BY(mu) = 0;  // readahead issued up to this file offset
+    // Readahead ranges [from, to) being fetched now; a reader that needs
+    // one waits for it (prefetch_cv) rather than fetching it twice.
+    std::vector<std::pair<uint64_t, uint64_t>> prefetching GUARDED_BY(mu);
+    std::condition_variable prefetch_cv;  // with mu
     bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
     std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
@@ -269,8 +273,10 @@ class FileSystem {
   ChunkClient chunks_;
 
   // Fetches file bytes [from, to) into the page cache in the background
-  // (sequential readahead one window ahead of the reader).
+  // (sequential readahead one window ahead of the reader). Requires st->mu held.
   void StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& st, uint64_t from, uint64_t to);
+  // Waits (up to io_timeout) until no readahead of [from, to) is in flight.
+  void AwaitPrefetch(InodeState& st, uint64_t from, uint64_t to);
   // Runs `task` on a detached thread the destructor waits for.
   void RunInBackground(std::function<void()> task);
   // Starts a write-behind flush of `st` unless one runs. Requires st.mu held.

@@ -188,6 +188,22 @@ def main():
               value(client, "dfs_client_cache_lookups_total", result="hit") > 0 and
               value(client, "dfs_client_cache_bytes") > 0, client)
 
+        # A cold sequential read fetches each byte from the chunkservers once:
+        # the client's readahead and the reader it runs ahead of must not
+        # both fetch a block (a third of a cold read was fetched twice).
+        big = os.urandom(48 << 20)
+        with open(os.path.join(mnt, "big"), "wb") as f:
+            f.write(big)
+        def cs_read_bytes():
+            return sum(value(scrape(endpoints[f"cs-{k}"]), "dfs_chunkserver_bytes_total", op="read") for k in (1, 2, 3))
+        before = cs_read_bytes()
+        with open(os.path.join(mnt, "big"), "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            same = f.read() == big
+        fetched = cs_read_bytes() - before
+        tap.check("a cold sequential read of 48 MiB reads back whole and fetches it once (at most 1.05x)",
+                  same and len(big) <= fetched <= 1.05 * len(big), {"fetched_bytes": fetched, "same": same})
+
         dashboard = json.load(open(os.path.join(SOURCE, "packaging", "grafana", "dfs-dashboard.json")))
         queried = set()
         for panel in dashboard["panels"]:
