@@ -42,7 +42,9 @@ void DirListings::Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, ui
   std::lock_guard<std::mutex> lock(mu_);
   dirs_[dir].in_flight = false;
   if (auto it = listings_.find(dir); it != listings_.end()) Retire(it);
-  while (listings_.size() >= options_.max_dirs && !order_.empty()) {
+  const size_t incoming = entries.size();
+  while ((listings_.size() >= options_.max_dirs || total_entries_ + incoming > options_.max_total_entries) &&
+         !order_.empty()) {
     auto oldest = listings_.find(order_.front());
     if (oldest == listings_.end()) {
       order_.pop_front();
@@ -63,6 +65,8 @@ void DirListings::Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, ui
     auto [pos, inserted] = l.by_name.emplace(e.name(), e.attr());
     if (inserted) l.by_ino[e.ino()] = &pos->second;
   }
+  l.entries = l.by_name.size();
+  total_entries_ += l.entries;
   order_.push_back(dir);
 }
 
@@ -90,6 +94,7 @@ void DirListings::Retire(std::unordered_map<uint64_t, Listing>::iterator it) {
   d.trigger = paid ? options_.trigger_lookups
                    : std::min(options_.max_trigger_lookups, std::max<uint32_t>(1, d.trigger) * 2);
   order_.remove(it->first);
+  total_entries_ -= l.entries;
   listings_.erase(it);
 }
 

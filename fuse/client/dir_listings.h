@@ -21,7 +21,10 @@
 // that directory wait for more lookups; a directory with more than
 // `max_entries` is not listed for a minute.
 //
-// Memory: at most `max_dirs` listings of at most `max_entries` entries.
+// Memory: at most `max_total_entries` entries in all (about 250 bytes
+// each), in at most `max_dirs` listings; the oldest fetch goes first. A
+// walk that visits many directories in turn (stat of d0/f, d1/f, ... d99/f)
+// keeps them all: too few slots made every listing go before its second use.
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
@@ -46,8 +49,9 @@ class DirListings {
     int64_t ttl_ms = 0;  // 0 turns listings off (the kernel's attr_timeout)
     uint32_t trigger_lookups = 4;
     uint32_t max_trigger_lookups = 4096;
-    size_t max_entries = 16384;
-    size_t max_dirs = 4;
+    size_t max_entries = 16384;  // per directory
+    size_t max_total_entries = 65536;
+    size_t max_dirs = 1024;
     uint32_t page_entries = 2048;  // entries per ReadDirPlus call of a fetch
   };
   DirListings(Options options, const common::Clock& clock);
@@ -92,6 +96,7 @@ class DirListings {
     uint64_t hits = 0;
     std::unordered_map<std::string, pb::Attr> by_name;
     std::unordered_map<uint64_t, pb::Attr*> by_ino;
+    size_t entries = 0;  // by_name.size(), for the total
   };
   struct DirState {
     uint32_t lookups = 0;        // meta answers since the window started
@@ -116,6 +121,7 @@ class DirListings {
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Listing> listings_ GUARDED_BY(mu_);
   std::list<uint64_t> order_ GUARDED_BY(mu_);  // listed directories, oldest fetch first
+  size_t total_entries_ GUARDED_BY(mu_) = 0;
   std::unordered_map<uint64_t, DirState> dirs_ GUARDED_BY(mu_);
 };
 

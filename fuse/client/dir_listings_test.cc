@@ -37,7 +37,8 @@ class DirListingsTest : public ::testing::Test {
 
   common::ManualClock clock_;
   DirListings listings_{DirListings::Options{.ttl_ms = 1'000, .trigger_lookups = 4, .max_trigger_lookups = 64,
-                                             .max_entries = 100, .max_dirs = 2, .page_entries = 10},
+                                             .max_entries = 100, .max_total_entries = 5, .max_dirs = 3,
+                                             .page_entries = 10},
                         clock_};
 };
 
@@ -115,15 +116,23 @@ TEST_F(DirListingsTest, DotEntriesEntriesWithoutAttributesAndSecondLinksAreLeftT
   EXPECT_FALSE(listings_.Find(1, "f3", 7).has_value());
 }
 
-TEST_F(DirListingsTest, AtMostMaxDirsListingsOldestGoesFirst) {
+TEST_F(DirListingsTest, AtMostMaxTotalEntriesInMaxDirsListingsOldestGoesFirst) {
   for (uint64_t dir = 1; dir <= 3; ++dir) {
     ASSERT_EQ(LookupsToFetch(dir), 4);
     listings_.Put(dir, Entries(2, dir * 1000), 7, 0);
   }
+  // 5 entries at most: the third listing (2 more) pushed the first out.
   EXPECT_EQ(listings_.TEST_Listings(), 2u);
   EXPECT_FALSE(listings_.Find(1, "f0", 7).has_value());
   EXPECT_TRUE(listings_.Find(2, "f0", 7).has_value());
   EXPECT_TRUE(listings_.Find(3, "f0", 7).has_value());
+  for (uint64_t dir = 4; dir <= 6; ++dir) {  // 3 directories at most
+    ASSERT_EQ(LookupsToFetch(dir), 4);
+    listings_.Put(dir, Entries(1, dir * 1000), 7, 0);
+  }
+  EXPECT_EQ(listings_.TEST_Listings(), 3u);
+  EXPECT_FALSE(listings_.Find(3, "f0", 7).has_value());
+  for (uint64_t dir = 4; dir <= 6; ++dir) EXPECT_TRUE(listings_.Find(dir, "f0", 7).has_value()) << dir;
 }
 
 TEST_F(DirListingsTest, AListingThatDidNotPayMakesTheNextFetchWaitLonger) {
