@@ -264,7 +264,15 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
                       st->opened_size == opened.attr.size();
   st->attr_known_mono_ms = NowMonoMs();  // see GetAttr
   st->attr_known_mutations = meta_->mutation_count();
-  if (!dirty) st->locations.clear();
+  if (!dirty) {
+    st->locations.clear();
+    // Where chunk 0 is, as of this open (a small file's reader then asks
+    // meta nothing more): a hole unless meta names it, as EnsureLocations.
+    if (reply.has_first_chunk() && reply.first_chunk().status().code() == 0 && reply.attr().size() > 0) {
+      st->locations[0].set_chunk_index(0);
+      for (const pb::ChunkLocation& loc : reply.first_chunk().chunks()) st->locations[loc.chunk_index()] = loc;
+    }
+  }
   st->opened_mtime_ns = opened.attr.mtime_ns();
   st->opened_size = opened.attr.size();
   opened.attr.set_size(st->size);

@@ -458,6 +458,7 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   request.set_ino(ino);
   request.set_flags(flags);
   request.set_lazy_read(lazy);
+  request.set_want_first_chunk((flags & O_ACCMODE) != O_WRONLY && !(flags & O_TRUNC));
   pb::OpenReply reply;
   Status s = Outcome(Invoke(&pb::MetaService::Stub::Open, request, &reply), reply);
   if (lazy && (!s.ok() || reply.handle_id() != 0)) read_pins_.Unpin(ino);

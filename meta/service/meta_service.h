@@ -163,6 +163,9 @@ class MetaServiceImpl final : public MetaServiceBase {
   static pb::Op NewOp(const pb::RequestContext& ctx);
   // Submit, mapping a proposer failure to a gRPC status.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
+  // Adds where chunk 0 is to an open's reply when the request wants it
+  // (OpenRequest.want_first_chunk) and the open succeeded on a regular file.
+  void FillFirstChunk(const pb::OpenRequest& req, pb::OpenReply* reply);
   // Finishes a callback RPC at once.
   static grpc::ServerUnaryReactor* Finish(CbCtx* ctx, const grpc::Status& status) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();

@@ -223,6 +223,15 @@ grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::Read
   return Finish(cb, grpc::Status::OK);
 }
 
+void MetaServiceImpl::FillFirstChunk(const pb::OpenRequest& req, pb::OpenReply* reply) {
+  if (!req.want_first_chunk() || reply->status().code() != 0 || !S_ISREG(reply->attr().mode())) return;
+  pb::GetChunkLocationsRequest first;
+  first.set_ino(req.ino());
+  first.set_offset(0);
+  first.set_length(1);
+  state_machine_->GetChunkLocations(first, reply->mutable_first_chunk());
+}
+
 grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
@@ -231,6 +240,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
   if (client_id == 0 && !(req->flags() & O_TRUNC)) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
     state_machine_->CheckOpen(*req, reply);
+    FillFirstChunk(*req, reply);
     return Finish(cb, grpc::Status::OK);
   }
   // What a request carries is applied only with a logged op.
@@ -243,6 +253,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
     const bool linked_file = checked.has_attr() && S_ISREG(checked.attr().mode()) && checked.attr().nlink() > 0;
     if (checked.status().code() != 0 || linked_file) {
       *reply = std::move(checked);
+      FillFirstChunk(*req, reply);
       return Finish(cb, grpc::Status::OK);
     }
   }

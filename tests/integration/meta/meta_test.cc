@@ -298,6 +298,25 @@ TEST_F(MetaProcessTest, ChunkFlow_LeaseTokenCommitAndGarbage) {
     ASSERT_TRUE(stub_->GetChunkLocations(&ctx, req, &reply).ok());
     ASSERT_EQ(reply.chunks_size(), 1);
     EXPECT_EQ(reply.chunks(0).replicas_size(), 2);
+    // An open that asks is told where chunk 0 is, as above (the client asks
+    // when it will read); one that does not ask is not.
+    for (uint32_t flags : {00u /* O_RDONLY */, 02u /* O_RDWR */, 01u /* O_WRONLY */}) {
+      for (bool want : {true, false}) {
+        grpc::ClientContext octx;
+        pb::OpenRequest open;
+        open.set_ino(created.attr().ino());
+        open.set_flags(flags);
+        open.set_want_first_chunk(want);
+        pb::OpenReply opened;
+        ASSERT_TRUE(stub_->Open(&octx, open, &opened).ok());
+        ASSERT_EQ(opened.status().code(), 0) << opened.status().message();
+        const bool told = want;
+        ASSERT_EQ(opened.has_first_chunk(), told) << "flags " << flags << " want " << want;
+        if (told) {
+          EXPECT_EQ(opened.first_chunk().SerializeAsString(), reply.SerializeAsString());
+        }
+      }
+    }
   }
   {
     grpc::ClientContext ctx;

@@ -188,6 +188,19 @@ def main():
               value(client, "dfs_client_cache_lookups_total", result="hit") > 0 and
               value(client, "dfs_client_cache_bytes") > 0, client)
 
+        # A file of one chunk is read with nothing asked of meta but the open:
+        # the open's reply says where chunk 0 is (OpenReply.first_chunk).
+        method = "/dfs.pb.MetaService/GetChunkLocations"
+        located = value(scrape(endpoints["meta"]), "dfs_meta_requests_total", method=method, code="OK")
+        same = True
+        for i in range(5):
+            with open(os.path.join(mnt, f"f{i}"), "rb") as f:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                same = same and f.read() == data
+        located_after = value(scrape(endpoints["meta"]), "dfs_meta_requests_total", method=method, code="OK")
+        tap.check("reading 5 files of one chunk asks meta no GetChunkLocations (the open says where)",
+                  same and located_after == located, {"before": located, "after": located_after, "same": same})
+
         # A cold sequential read fetches each byte from the chunkservers once:
         # the client's readahead and the reader it runs ahead of must not
         # both fetch a block (a third of a cold read was fetched twice).
