@@ -14,6 +14,10 @@
 
 namespace dfs::common {
 
+// The two xattr names.
+inline constexpr std::string_view kAccessAclXattr = "system.posix_acl_access";
+inline constexpr std::string_view kDefaultAclXattr = "system.posix_acl_default";
+
 struct AclEntry {
   uint16_t tag = 0;   // ACL_USER_OBJ 0x01, ACL_USER 0x02, ACL_GROUP_OBJ 0x04,
                       // ACL_GROUP 0x08, ACL_MASK 0x10, ACL_OTHER 0x20

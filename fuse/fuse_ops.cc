@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/chunk_geometry.h"
+#include "common/posix_acl.h"
 
 namespace dfs::fuse {
 namespace {
@@ -488,7 +489,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (RefuseIfReadOnly(req)) return;
   Status s = Fs(req).SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
                                      static_cast<uint32_t>(flags));
-  if (s.ok() && std::string_view(name) == "system.posix_acl_access" && A(req).session != nullptr) {
+  if (s.ok() && std::string_view(name) == common::kAccessAclXattr && A(req).session != nullptr) {
     // The ACL set the mode bits, which the kernel keeps cached (without
     // FUSE_POSIX_ACL it drops only ctime): make it ask again. Attributes
     // only (offset -1), so no page lock is involved.

@@ -745,7 +745,6 @@ Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset,
 
 namespace {
 constexpr char kCapabilityXattr[] = "security.capability";
-constexpr char kAccessAclXattr[] = "system.posix_acl_access";
 }
 
 Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
@@ -772,7 +771,7 @@ Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const st
 
 Status FileSystem::SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                             uint32_t flags) {
-  if (name == kAccessAclXattr) {
+  if (name == common::kAccessAclXattr) {
     auto st = State(ino);
     if (CarryAccessAcl(c, ino, value, *st)) return Status::Ok();
     {

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "common/grpc_status.h"
+#include "common/posix_acl.h"
 #include "common/posix_attr.h"
 #include "common/tls.h"
 
@@ -564,7 +565,7 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
 }
 
 Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
-  if (name == "system.posix_acl_access" && acl_hints_.KnownNone(ino)) {
+  if (name == common::kAccessAclXattr && acl_hints_.KnownNone(ino)) {
     return Status(common::StatusCode::kNoAttribute, "no such attribute");
   }
   RETURN_IF_ERROR(SettleCarried(ino));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/chunk_geometry.h"
+#include "common/posix_acl.h"
 #include "meta/state_machine/ops/ops.h"
 #include "meta/state_machine/state_machine.h"
 
@@ -26,11 +27,9 @@ void SetStatus(const Status& status, pb::FsStatus* out) {
 
 // Reads say whether an access ACL exists: the client answers the kernel's
 // ACL fetch from that (fuse/client/acl_hints.h).
-constexpr std::string_view kAccessAclXattr = "system.posix_acl_access";
-
 void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
   ToAttr(inode, inode.IsReg() ? StoredBlocks(db, inode.ino) : 0, attr);
-  const bool acl = !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, kAccessAclXattr);
+  const bool acl = !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, common::kAccessAclXattr);
   attr->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
 }
 
@@ -90,7 +89,7 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
              "WHERE d.parent=?1 AND d.cookie>?2 ORDER BY d.cookie LIMIT ?3"
            : "SELECT name, ino, type, cookie FROM dentries WHERE parent=?1 AND cookie>?2 ORDER BY cookie LIMIT ?3");
   stmt.BindU(1, req.ino()).BindU(2, req.cookie()).Bind(3, int64_t{limit} + 1);
-  if (plus) stmt.Bind(4, std::string_view(kAccessAclXattr));
+  if (plus) stmt.Bind(4, common::kAccessAclXattr);
   uint32_t count = 0;
   bool more = false;
   while (stmt.Step()) {
@@ -141,10 +140,9 @@ void StateMachine::GetXattr(const pb::GetXattrRequest& req, pb::GetXattrReply* r
   if (!inode) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
   Status status = ops::CheckXattrAccess(*conn, *inode, CredsFrom(req.ctx().creds()), req.name(), false);
   if (!status.ok()) return SetStatus(status, reply->mutable_status());
-  Stmt stmt = (*conn).Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
-  stmt.BindU(1, req.ino()).Bind(2, req.name());
-  if (!stmt.Step()) return SetStatus(Status(StatusCode::kNoAttribute, "no such xattr"), reply->mutable_status());
-  reply->set_value(stmt.Blob(0));
+  std::optional<std::string> value = LoadXattr(*conn, req.ino(), req.name());
+  if (!value) return SetStatus(Status(StatusCode::kNoAttribute, "no such xattr"), reply->mutable_status());
+  reply->set_value(std::move(*value));
 }
 
 void StateMachine::ListXattr(const pb::ListXattrRequest& req, pb::ListXattrReply* reply) {

@@ -248,7 +248,7 @@ Status CheckAccess(Db& db, const Inode& inode, const Creds& creds, uint32_t mask
   if (creds.uid == inode.uid) {
     bits = (inode.mode >> 6) & 7;  // the ACL's owner entry is these bits
   } else if (std::optional<std::string> acl =
-                 creds.acls ? LoadXattr(db, inode.ino, "system.posix_acl_access") : std::nullopt) {
+                 creds.acls ? LoadXattr(db, inode.ino, common::kAccessAclXattr) : std::nullopt) {
     common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(*acl);
     if (entries.ok() && !entries->empty()) {
       auto in_group = [&](uint32_t gid) { return creds.InGroup(gid); };

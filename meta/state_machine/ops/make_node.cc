@@ -73,16 +73,16 @@ Inode MakeInode(OpContext& ctx, const Creds& creds, Inode& dir, const std::strin
 // replaces the umask. Entries from before Op.posix_acls apply the umask.
 common::InheritedAcl NewInodeMode(OpContext& ctx, const Inode& dir, uint32_t type_and_mode, uint32_t umask) {
   if (!ctx.op.posix_acls()) return {type_and_mode & ~umask, "", ""};
-  std::optional<std::string> dir_default = LoadXattr(ctx.db, dir.ino, "system.posix_acl_default");
+  std::optional<std::string> dir_default = LoadXattr(ctx.db, dir.ino, common::kDefaultAclXattr);
   return common::InheritAcl(dir_default.value_or(""), type_and_mode, umask);
 }
 
 void StoreInheritedAcls(OpContext& ctx, const Inode& inode, const common::InheritedAcl& acl, pb::OpResult* result) {
   if (!acl.access.empty()) {
-    StoreXattr(ctx.db, inode.ino, "system.posix_acl_access", acl.access);
+    StoreXattr(ctx.db, inode.ino, common::kAccessAclXattr, acl.access);
     result->set_inherited_acl(true);
   }
-  if (!acl.default_acl.empty()) StoreXattr(ctx.db, inode.ino, "system.posix_acl_default", acl.default_acl);
+  if (!acl.default_acl.empty()) StoreXattr(ctx.db, inode.ino, common::kDefaultAclXattr, acl.default_acl);
 }
 
 // Handles belong to a live session, so that the session's end releases

@@ -84,15 +84,8 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
     inode.mode = (inode.mode & S_IFMT) | mode;
     changed = true;
     // posix_acl_chmod: a stored access ACL follows the new bits.
-    // (Names are BLOBs: bound, never compared with a text literal.)
-    constexpr std::string_view kAccessAcl = "system.posix_acl_access";
-    Stmt acl = ctx.db.Prepare("SELECT value FROM xattrs WHERE ino=? AND name=?");
-    acl.BindU(1, inode.ino).Bind(2, kAccessAcl);
-    if (acl.Step()) {
-      const std::string updated = common::AclWithMode(acl.Blob(0), inode.mode);
-      Stmt save = ctx.db.Prepare("UPDATE xattrs SET value=? WHERE ino=? AND name=?");
-      save.Bind(1, updated).BindU(2, inode.ino).Bind(3, kAccessAcl);
-      save.Run();
+    if (std::optional<std::string> acl = LoadXattr(ctx.db, inode.ino, common::kAccessAclXattr)) {
+      StoreXattr(ctx.db, inode.ino, common::kAccessAclXattr, common::AclWithMode(*acl, inode.mode));
     }
   }
   if (valid & (pb::SET_UID | pb::SET_GID)) {

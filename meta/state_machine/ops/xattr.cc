@@ -37,16 +37,16 @@ Status SetAccessAcl(OpContext& ctx, const Creds& creds, Inode& inode, const std:
   common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(value);
   if (!entries.ok()) return Status(StatusCode::kInvalidArgument, std::string(entries.status().message()));
   if (entries->empty()) {
-    DropXattr(ctx, inode.ino, "system.posix_acl_access");
+    DropXattr(ctx, inode.ino, common::kAccessAclXattr);
   } else {
     const common::AclMode acl = common::ModeOfAcl(*entries);
     uint32_t mode = (inode.mode & ~uint32_t{0777}) | acl.perm_bits;
     if (creds.uid != 0 && !creds.InGroup(inode.gid)) mode &= ~static_cast<uint32_t>(S_ISGID);
     inode.mode = mode;
     if (acl.equivalent) {
-      DropXattr(ctx, inode.ino, "system.posix_acl_access");
+      DropXattr(ctx, inode.ino, common::kAccessAclXattr);
     } else {
-      StoreXattr(ctx.db, inode.ino, "system.posix_acl_access", value);
+      StoreXattr(ctx.db, inode.ino, common::kAccessAclXattr, value);
     }
   }
   inode.ctime_ns = ctx.now_ns;
@@ -78,8 +78,8 @@ Status CheckXattrAccess(Db& db, const Inode& inode, const Creds& creds, std::str
     if (write && creds.uid != 0 && creds.uid != inode.uid) return Status(StatusCode::kNotPermitted, "not owner");
     return Status::Ok();
   }
-  if (name == "system.posix_acl_access" || name == "system.posix_acl_default") {
-    if (name == "system.posix_acl_default" && !inode.IsDir()) {
+  if (name == common::kAccessAclXattr || name == common::kDefaultAclXattr) {
+    if (name == common::kDefaultAclXattr && !inode.IsDir()) {
       return Status(write ? StatusCode::kPermissionDenied : StatusCode::kNoAttribute, "default ACL on non-dir");
     }
     if (write) return CheckOwner(inode, creds);
@@ -95,8 +95,8 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
   if (req.flags() & ~(kXattrCreate | kXattrReplace)) return Status(StatusCode::kInvalidArgument, "bad flags");
   if (req.value().size() > kMaxXattrValueBytes) return Status(StatusCode::kValueTooLarge, "xattr value over 64 KiB");
   RETURN_IF_ERROR(CheckXattrAccess(ctx.db, *inode, creds, req.name(), true));
-  if (req.name() == "system.posix_acl_access") return SetAccessAcl(ctx, creds, *inode, req.value());
-  if (req.name() == "system.posix_acl_default") {
+  if (req.name() == common::kAccessAclXattr) return SetAccessAcl(ctx, creds, *inode, req.value());
+  if (req.name() == common::kDefaultAclXattr) {
     // Kept as sent once it parses (new inodes copy it); no entries removes it.
     common::Result<std::vector<common::AclEntry>> entries = common::ParseAcl(req.value());
     if (!entries.ok()) return Status(StatusCode::kInvalidArgument, std::string(entries.status().message()));
@@ -107,17 +107,10 @@ Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult*) {
       return Status::Ok();
     }
   }
-  bool exists;
-  {
-    Stmt stmt = ctx.db.Prepare("SELECT 1 FROM xattrs WHERE ino=? AND name=?");
-    stmt.BindU(1, inode->ino).Bind(2, req.name());
-    exists = stmt.Step();
-  }
+  const bool exists = HasXattr(ctx.db, inode->ino, req.name());
   if ((req.flags() & kXattrCreate) && exists) return Status(StatusCode::kAlreadyExists, "xattr exists");
   if ((req.flags() & kXattrReplace) && !exists) return Status(StatusCode::kNoAttribute, "no such xattr");
-  Stmt stmt = ctx.db.Prepare("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
-  stmt.BindU(1, inode->ino).Bind(2, req.name()).Bind(3, req.value());
-  stmt.Run();
+  StoreXattr(ctx.db, inode->ino, req.name(), req.value());
   inode->ctime_ns = ctx.now_ns;
   SaveInode(ctx.db, *inode);
   return Status::Ok();
