@@ -42,6 +42,16 @@ std::string ValueOf(const std::string& output, const std::string& key) {
 }
 }  // namespace
 
+LocalCluster* UpMountedOrNull() {
+  if (!FuseAvailable()) return nullptr;
+  auto c = LocalCluster::Up(/*mount=*/true);
+  if (!c.ok()) {
+    std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+    return nullptr;
+  }
+  return c->release();
+}
+
 common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas) {
   std::unique_ptr<LocalCluster> c(new LocalCluster());
   char tmpl[] = "/tmp/dfs-cluster.XXXXXX";

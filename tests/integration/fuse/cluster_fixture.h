@@ -46,6 +46,11 @@ class LocalCluster {
   std::vector<std::string> extra_mounts_;
 };
 
+// For a test suite's SetUpTestSuite: a mounted cluster (1 meta, 3
+// chunkservers), or null when there is no /dev/fuse or it did not start
+// (the reason printed to stderr). The caller deletes it.
+LocalCluster* UpMountedOrNull();
+
 // Runs a shell command line, returns its exit status and output (stdout+stderr).
 struct CommandResult {
   int exit_code = -1;

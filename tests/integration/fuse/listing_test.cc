@@ -29,15 +29,7 @@ constexpr auto kPastTimeouts = std::chrono::milliseconds(1300);
 
 class ListingTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (!FuseAvailable()) return;
-    auto c = LocalCluster::Up(/*mount=*/true);
-    if (!c.ok()) {
-      std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
-      return;
-    }
-    g_cluster = c->release();
-  }
+  static void SetUpTestSuite() { g_cluster = UpMountedOrNull(); }
   static void TearDownTestSuite() {
     delete g_cluster;
     g_cluster = nullptr;
@@ -52,6 +44,14 @@ class ListingTest : public ::testing::Test {
   }
 
   std::string Name(int i) const { return dir_ + "/f" + std::to_string(i); }
+
+  // This test's directory as a second mount of the cluster (at `tag`)
+  // sees it; empty if that mount failed.
+  std::string OnSecondMount(const std::string& tag) const {
+    const std::string other = g_cluster->dir() + "/" + tag + "-" + std::to_string(::getpid());
+    if (::mkdir(other.c_str(), 0755) != 0 || !g_cluster->MountAgain(other).ok()) return "";
+    return other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+  }
 
   static void Write(const std::string& path, const std::string& data) {
     int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
@@ -122,10 +122,8 @@ TEST_F(ListingTest, ThisMountsOwnChanges_AreSeenAtOnce) {
 }
 
 TEST_F(ListingTest, AnotherMountsChanges_ShowWithinTheTimeout) {
-  const std::string other = g_cluster->dir() + "/other-" + std::to_string(::getpid());
-  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
-  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
-  const std::string there = other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+  const std::string there = OnSecondMount("other");
+  ASSERT_FALSE(there.empty());
   ASSERT_TRUE(ListedWhileMetaStopped(16));
   Write(there + "/f30", std::string(3000, 'z'));
   Write(there + "/born-there", "12345");
@@ -149,10 +147,8 @@ TEST_F(ListingTest, AnotherMountsChanges_ShowWithinTheTimeout) {
 // Close-to-open holds for listed files: one another mount rewrote reads
 // whole from this mount's next open, and stats of it then agree.
 TEST_F(ListingTest, AFileAnotherMountRewrote_ReadsWholeAtTheNextOpen) {
-  const std::string other = g_cluster->dir() + "/c2o-" + std::to_string(::getpid());
-  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
-  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
-  const std::string there = other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+  const std::string there = OnSecondMount("c2o");
+  ASSERT_FALSE(there.empty());
   ASSERT_TRUE(ListedWhileMetaStopped(16));
   const std::string longer(70'000, 'L');
   Write(there + "/f32", longer);

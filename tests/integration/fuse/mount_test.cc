@@ -40,15 +40,7 @@ LocalCluster* g_cluster = nullptr;
 
 class MountTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    if (!FuseAvailable()) return;
-    auto c = LocalCluster::Up(/*mount=*/true);
-    if (!c.ok()) {
-      std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
-      return;
-    }
-    g_cluster = c->release();
-  }
+  static void SetUpTestSuite() { g_cluster = UpMountedOrNull(); }
   static void TearDownTestSuite() {
     delete g_cluster;
     g_cluster = nullptr;
