@@ -37,7 +37,7 @@ bool DirListings::NoteLookup(uint64_t dir) {
   return true;
 }
 
-void DirListings::Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, uint64_t stamp, uint64_t epoch) {
+void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch) {
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
   dirs_[dir].in_flight = false;
@@ -58,12 +58,14 @@ void DirListings::Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, ui
   l.expires_ms = now + options_.ttl_ms;
   l.pages = std::max<size_t>(1, (entries.size() + options_.page_entries - 1) / options_.page_entries);
   l.by_name.reserve(entries.size());
-  for (const pb::DirEntry& e : entries) {
+  for (pb::DirEntry& e : entries) {
     if (!e.has_attr() || e.attr().ino() != e.ino() || e.name() == "." || e.name() == "..") continue;
     // A second name of one inode is left to meta: Refresh keeps one copy.
     if (l.by_ino.contains(e.ino())) continue;
-    auto [pos, inserted] = l.by_name.emplace(e.name(), e.attr());
-    if (inserted) l.by_ino[e.ino()] = &pos->second;
+    auto [pos, inserted] = l.by_name.emplace(std::move(*e.mutable_name()), std::move(*e.mutable_attr()));
+    if (!inserted) continue;
+    l.by_ino[e.ino()] = &pos->second;
+    dirs_of_ino_.emplace(e.ino(), dir);
   }
   l.entries = l.by_name.size();
   total_entries_ += l.entries;
@@ -81,10 +83,17 @@ void DirListings::Abandon(uint64_t dir, bool too_big) {
 void DirListings::Refresh(const pb::Attr& attr) {
   if (options_.ttl_ms <= 0) return;
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [dir, l] : listings_) {
-    auto it = l.by_ino.find(attr.ino());
-    if (it != l.by_ino.end() && attr.ctime_ns() >= it->second->ctime_ns()) *it->second = attr;
+  for (uint64_t dir : DirsOf(attr.ino())) {
+    pb::Attr* held = listings_.at(dir).by_ino.at(attr.ino());
+    if (attr.ctime_ns() >= held->ctime_ns()) *held = attr;
   }
+}
+
+std::vector<uint64_t> DirListings::DirsOf(uint64_t ino) const {
+  std::vector<uint64_t> dirs;
+  auto [first, last] = dirs_of_ino_.equal_range(ino);
+  for (auto it = first; it != last; ++it) dirs.push_back(it->second);
+  return dirs;
 }
 
 void DirListings::Retire(std::unordered_map<uint64_t, Listing>::iterator it) {
@@ -93,6 +102,15 @@ void DirListings::Retire(std::unordered_map<uint64_t, Listing>::iterator it) {
   const bool paid = l.hits >= l.pages * kLookupsPerPage;
   d.trigger = paid ? options_.trigger_lookups
                    : std::min(options_.max_trigger_lookups, std::max<uint32_t>(1, d.trigger) * 2);
+  for (const auto& [ino, attr] : l.by_ino) {
+    auto [first, last] = dirs_of_ino_.equal_range(ino);
+    for (auto pos = first; pos != last; ++pos) {
+      if (pos->second == it->first) {
+        dirs_of_ino_.erase(pos);
+        break;
+      }
+    }
+  }
   order_.remove(it->first);
   total_entries_ -= l.entries;
   listings_.erase(it);
@@ -124,8 +142,7 @@ std::optional<DirListings::Hit> DirListings::FindIno(uint64_t ino, uint64_t stam
   if (options_.ttl_ms <= 0) return std::nullopt;
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
-  const std::vector<uint64_t> dirs(order_.begin(), order_.end());
-  for (uint64_t dir : dirs) {
+  for (uint64_t dir : DirsOf(ino)) {
     Listing* l = Usable(dir, stamp, now);
     if (l == nullptr) continue;
     auto it = l->by_ino.find(ino);

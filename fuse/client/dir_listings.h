@@ -66,7 +66,7 @@ class DirListings {
   bool NoteLookup(uint64_t dir);
   // A complete listing of `dir`, fetched with every page sent after `stamp`
   // was taken; `epoch` is the AttrOverlay epoch noted before the first page.
-  void Put(uint64_t dir, const std::vector<pb::DirEntry>& entries, uint64_t stamp, uint64_t epoch);
+  void Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch);
   // The fetch failed (too_big: `dir` has more than max_entries).
   void Abandon(uint64_t dir, bool too_big);
   // Meta's newer word on an inode (a lookup, getattr or open reply)
@@ -123,6 +123,11 @@ class DirListings {
   std::list<uint64_t> order_ GUARDED_BY(mu_);  // listed directories, oldest fetch first
   size_t total_entries_ GUARDED_BY(mu_) = 0;
   std::unordered_map<uint64_t, DirState> dirs_ GUARDED_BY(mu_);
+  // ino -> the listed directories that hold it, so FindIno and Refresh
+  // (every meta reply) do not visit every listing.
+  std::unordered_multimap<uint64_t, uint64_t> dirs_of_ino_ GUARDED_BY(mu_);
+  // The listed directories holding `ino` (copied: Usable may retire them).
+  std::vector<uint64_t> DirsOf(uint64_t ino) const REQUIRES(mu_);
 };
 
 }  // namespace dfs::fuse

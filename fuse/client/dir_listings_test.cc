@@ -96,6 +96,16 @@ TEST_F(DirListingsTest, MetasNewerWordReplacesAListedAttributeButNotAnOlderOne) 
   older.set_ctime_ns(150);  // a reply sent before the one above
   listings_.Refresh(older);
   EXPECT_EQ(listings_.Find(1, "f1", 7)->attr.size(), 70'000u);
+  // A name of the same inode in another listed directory is refreshed too.
+  ASSERT_EQ(LookupsToFetch(2), 4);
+  std::vector<pb::DirEntry> linked = Entries(1, 101);
+  linked[0].mutable_attr()->set_ctime_ns(200);
+  listings_.Put(2, linked, 7, 0);
+  newer.set_size(80'000);
+  newer.set_ctime_ns(300);
+  listings_.Refresh(newer);
+  EXPECT_EQ(listings_.Find(1, "f1", 7)->attr.size(), 80'000u);
+  EXPECT_EQ(listings_.Find(2, "f0", 7)->attr.size(), 80'000u);
   pb::Attr unlisted;
   unlisted.set_ino(999);
   listings_.Refresh(unlisted);

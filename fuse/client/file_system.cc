@@ -267,10 +267,9 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   if (!dirty) {
     st->locations.clear();
     // Where chunk 0 is, as of this open (a small file's reader then asks
-    // meta nothing more): a hole unless meta names it, as EnsureLocations.
+    // meta nothing more).
     if (reply.has_first_chunk() && reply.first_chunk().status().code() == 0 && reply.attr().size() > 0) {
-      st->locations[0].set_chunk_index(0);
-      for (const pb::ChunkLocation& loc : reply.first_chunk().chunks()) st->locations[loc.chunk_index()] = loc;
+      LearnLocations(*st, 0, 0, reply.first_chunk());
     }
   }
   st->opened_mtime_ns = opened.attr.mtime_ns();
@@ -594,8 +593,13 @@ Status FileSystem::EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset
   uint64_t fetch = std::max(length, options_.readahead_bytes);
   ASSIGN_OR_RETURN(pb::GetChunkLocationsReply reply, meta_->GetChunkLocations(ino, offset, fetch));
   std::lock_guard<std::mutex> lock(st.mu);
-  uint64_t fetch_last = common::ChunkIndexOf(offset + fetch - 1);
-  for (uint64_t i = first; i <= fetch_last; ++i) {
+  LearnLocations(st, first, common::ChunkIndexOf(offset + fetch - 1), reply);
+  return Status::Ok();
+}
+
+void FileSystem::LearnLocations(InodeState& st, uint64_t first, uint64_t last,
+                                const pb::GetChunkLocationsReply& reply) {
+  for (uint64_t i = first; i <= last; ++i) {
     if (!st.locations.contains(i)) {
       pb::ChunkLocation hole;  // chunk_id 0: reads as zeros unless meta names it below
       hole.set_chunk_index(i);
@@ -603,7 +607,6 @@ Status FileSystem::EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset
     }
   }
   for (const pb::ChunkLocation& loc : reply.chunks()) st.locations[loc.chunk_index()] = loc;
-  return Status::Ok();
 }
 
 Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,

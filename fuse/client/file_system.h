@@ -262,6 +262,10 @@ class FileSystem {
   static LeaseState NewLeaseState(pb::ChunkLease lease, uint64_t handle_id);
   common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)
       REQUIRES(st.io_mu);
+  // Records meta's locations of chunks [first, last]: those it does not
+  // name are holes (chunk_id 0, read as zeros).
+  void LearnLocations(InodeState& st, uint64_t first, uint64_t last, const pb::GetChunkLocationsReply& reply)
+      REQUIRES(st.mu);
   common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);
   common::Status ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,
                                 uint64_t fetch_to, char* out);

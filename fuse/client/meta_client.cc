@@ -284,7 +284,7 @@ void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
     if (page->eof() || page->entries_size() == 0) break;
     cookie = entries.back().cookie();
   }
-  listings_.Put(parent, entries, *stamp, epoch);
+  listings_.Put(parent, std::move(entries), *stamp, epoch);
 }
 
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {

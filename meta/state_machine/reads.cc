@@ -27,10 +27,17 @@ void SetStatus(const Status& status, pb::FsStatus* out) {
 
 // Reads say whether an access ACL exists: the client answers the kernel's
 // ACL fetch from that (fuse/client/acl_hints.h).
-void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
-  ToAttr(inode, inode.IsReg() ? StoredBlocks(db, inode.ino) : 0, attr);
-  const bool acl = !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, common::kAccessAclXattr);
+// `stored_blocks` and `has_access_acl` as the database says; a directory's
+// blocks and a symlink's ACL (Linux keeps none) are fixed.
+void FillAttrFrom(const Inode& inode, uint64_t stored_blocks, bool has_access_acl, pb::Attr* attr) {
+  ToAttr(inode, inode.IsReg() ? stored_blocks : 0, attr);
+  const bool acl = !S_ISLNK(inode.mode) && has_access_acl;
   attr->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
+}
+
+void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
+  const uint64_t blocks = inode.IsReg() ? StoredBlocks(db, inode.ino) : 0;
+  FillAttrFrom(inode, blocks, !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, common::kAccessAclXattr), attr);
 }
 
 constexpr uint32_t kDefaultReadDirEntries = 1024;
@@ -104,10 +111,7 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
     entry->set_type(static_cast<uint32_t>(stmt.Int(2)));
     entry->set_cookie(stmt.UInt(3));
     if (!plus || stmt.IsNull(5)) continue;  // (an inode missing would be a bug elsewhere: no attributes)
-    const Inode inode = InodeFromColumns(stmt, 4, entry->ino());
-    ToAttr(inode, inode.IsReg() ? stmt.UInt(18) : 0, entry->mutable_attr());
-    const bool acl = !S_ISLNK(inode.mode) && stmt.Int(19) != 0;
-    entry->mutable_attr()->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
+    FillAttrFrom(InodeFromColumns(stmt, 4, entry->ino()), stmt.UInt(18), stmt.Int(19) != 0, entry->mutable_attr());
   }
   reply->set_eof(!more);
 }
