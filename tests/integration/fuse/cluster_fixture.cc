@@ -42,14 +42,30 @@ std::string ValueOf(const std::string& output, const std::string& key) {
 }
 }  // namespace
 
-LocalCluster* UpMountedOrNull() {
-  if (!FuseAvailable()) return nullptr;
+namespace {
+LocalCluster* g_suite_cluster = nullptr;
+}  // namespace
+
+LocalCluster* SuiteCluster() { return g_suite_cluster; }
+
+void MountedClusterTest::SetUpTestSuite() {
+  if (!FuseAvailable()) return;
   auto c = LocalCluster::Up(/*mount=*/true);
   if (!c.ok()) {
     std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
-    return nullptr;
+    return;
   }
-  return c->release();
+  g_suite_cluster = c->release();
+}
+
+void MountedClusterTest::TearDownTestSuite() {
+  delete g_suite_cluster;
+  g_suite_cluster = nullptr;
+}
+
+void MountedClusterTest::SetUp() {
+  if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
+  ASSERT_NE(g_suite_cluster, nullptr) << "the cluster did not start";
 }
 
 common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas) {

@@ -7,6 +7,8 @@
 // Without /dev/fuse the tests are skipped (meson reports them skipped).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,10 +48,19 @@ class LocalCluster {
   std::vector<std::string> extra_mounts_;
 };
 
-// For a test suite's SetUpTestSuite: a mounted cluster (1 meta, 3
-// chunkservers), or null when there is no /dev/fuse or it did not start
-// (the reason printed to stderr). The caller deletes it.
-LocalCluster* UpMountedOrNull();
+// A test suite whose tests share one mounted cluster (1 meta, 3
+// chunkservers, SuiteCluster()), up before its first test and down after
+// its last. SetUp skips a test without /dev/fuse and fails it when the
+// cluster did not start: a derived SetUp returns if IsSkipped() or
+// HasFatalFailure() after calling it.
+class MountedClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  void SetUp() override;
+};
+// The running suite's cluster; null outside one or when it did not start.
+LocalCluster* SuiteCluster();
 
 // Runs a shell command line, returns its exit status and output (stdout+stderr).
 struct CommandResult {

@@ -22,22 +22,16 @@
 namespace dfs::testing {
 namespace {
 
-LocalCluster* g_cluster = nullptr;
 constexpr int kFiles = 40;
 // Past the mount's attr/entry timeouts (1 s): every kernel cache expired.
 constexpr auto kPastTimeouts = std::chrono::milliseconds(1300);
 
-class ListingTest : public ::testing::Test {
+class ListingTest : public MountedClusterTest {
  protected:
-  static void SetUpTestSuite() { g_cluster = UpMountedOrNull(); }
-  static void TearDownTestSuite() {
-    delete g_cluster;
-    g_cluster = nullptr;
-  }
   void SetUp() override {
-    if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
-    ASSERT_NE(g_cluster, nullptr) << "the cluster did not start";
-    dir_ = g_cluster->mount_point() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    MountedClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    dir_ = SuiteCluster()->mount_point() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
     ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0) << std::strerror(errno);
     // f<i> holds i bytes: each size tells which file's attributes came back.
     for (int i = 0; i < kFiles; ++i) Write(Name(i), std::string(static_cast<size_t>(i), 'x'));
@@ -48,9 +42,9 @@ class ListingTest : public ::testing::Test {
   // This test's directory as a second mount of the cluster (at `tag`)
   // sees it; empty if that mount failed.
   std::string OnSecondMount(const std::string& tag) const {
-    const std::string other = g_cluster->dir() + "/" + tag + "-" + std::to_string(::getpid());
-    if (::mkdir(other.c_str(), 0755) != 0 || !g_cluster->MountAgain(other).ok()) return "";
-    return other + "/" + dir_.substr(g_cluster->mount_point().size() + 1);
+    const std::string other = SuiteCluster()->dir() + "/" + tag + "-" + std::to_string(::getpid());
+    if (::mkdir(other.c_str(), 0755) != 0 || !SuiteCluster()->MountAgain(other).ok()) return "";
+    return other + "/" + dir_.substr(SuiteCluster()->mount_point().size() + 1);
   }
 
   static void Write(const std::string& path, const std::string& data) {
@@ -72,7 +66,7 @@ class ListingTest : public ::testing::Test {
   bool ListedWhileMetaStopped(int n) {
     std::this_thread::sleep_for(kPastTimeouts);
     for (int i = 0; i < n; ++i) EXPECT_EQ(SizeOf(Name(i)), i);
-    const int meta = g_cluster->Pid("meta-1");
+    const int meta = SuiteCluster()->Pid("meta-1");
     EXPECT_GT(meta, 0);
     if (meta <= 0 || ::kill(meta, SIGSTOP) != 0) return false;
     auto rest = std::async(std::launch::async, [&] {

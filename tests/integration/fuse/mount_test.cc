@@ -36,20 +36,13 @@
 namespace dfs::testing {
 namespace {
 
-LocalCluster* g_cluster = nullptr;
-
-class MountTest : public ::testing::Test {
+class MountTest : public MountedClusterTest {
  protected:
-  static void SetUpTestSuite() { g_cluster = UpMountedOrNull(); }
-  static void TearDownTestSuite() {
-    delete g_cluster;
-    g_cluster = nullptr;
-  }
   void SetUp() override {
-    if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
-    ASSERT_NE(g_cluster, nullptr) << "the cluster did not start";
+    MountedClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dfs_ = g_cluster->mount_point() + "/" + info->name();
+    dfs_ = SuiteCluster()->mount_point() + "/" + info->name();
     local_ = local_root_.path() + "/" + info->name();
     ASSERT_EQ(::mkdir(dfs_.c_str(), 0755), 0) << std::strerror(errno);
     ASSERT_EQ(::mkdir(local_.c_str(), 0755), 0);
@@ -465,7 +458,7 @@ TEST_F(MountTest, Tools_CpTarSqliteGit) {
   // And what they keep besides the bytes: type, mode, owner, and size and
   // mtime of files (cp -a sets modes through an ACL xattr: it left 0600).
   const std::string list = "find . -printf '%P %y %m %u %g\\n' | sort; find . -type f -printf '%P %s %T@\\n' | sort";
-  const std::string out = g_cluster->dir() + "/tree-";
+  const std::string out = SuiteCluster()->dir() + "/tree-";
   r = RunShell("(cd /usr/include/linux && " + list + ") > " + out + "src && (cd " + dfs_ + "/linux && " + list +
                ") > " + out + "cp && (cd " + dfs_ + "/x/linux && " + list + ") > " + out + "tar && diff " + out +
                "src " + out + "cp && diff " + out + "src " + out + "tar");
@@ -485,8 +478,8 @@ TEST_F(MountTest, Tools_CpTarSqliteGit) {
 }
 
 TEST_F(MountTest, CloseToOpen_AcrossTwoMounts) {
-  std::string second = g_cluster->dir() + "/mnt2";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt2";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   std::string name = std::string("/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
   std::string data = RandomBytes(300'000, 1);
   WriteFile(dfs_ + "/shared", data);
@@ -503,8 +496,8 @@ TEST_F(MountTest, CloseToOpen_AcrossTwoMounts) {
 // O_APPEND goes to the end of file as it is (close-to-open), not where this
 // mount's kernel last saw it: piece 2 was overwritten by piece 3 before.
 TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
-  std::string second = g_cluster->dir() + "/mnt4";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt4";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   std::string name = std::string("/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
   std::string model;
   for (int i = 0; i < 10; ++i) {
@@ -524,8 +517,8 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
 // another mount makes the kernel ask again, and that first fstat is answered
 // with what the open got from meta (FileSystem::GetAttr), not a cached view.
 TEST_F(MountTest, FstatAfterOpen_SeesAnotherMountsChanges) {
-  std::string second = g_cluster->dir() + "/mnt6";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt6";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
   WriteFile(dfs_ + "/f", "12345");
   int fd = ::open((dfs_ + "/f").c_str(), O_RDONLY);
@@ -575,8 +568,8 @@ struct stat FreshStat(const std::string& path) {
 // even when it asks meta again; after an fsync another mount sees it at
 // once; without one, within moments; an unmount right after sends it.
 TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
-  std::string second = g_cluster->dir() + "/mnt5";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt5";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
 
   int fd = ::open((dfs_ + "/synced").c_str(), O_CREAT | O_WRONLY, 0644);
@@ -630,7 +623,7 @@ TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
 // fchmod of a file it holds open costs one meta round trip, not two: here
 // the chown must finish with meta stopped.
 TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
-  const int meta = g_cluster->Pid("meta-1");
+  const int meta = SuiteCluster()->Pid("meta-1");
   ASSERT_GT(meta, 0);
   int fd = ::open((dfs_ + "/f").c_str(), O_CREAT | O_WRONLY, 0644);
   ASSERT_GE(fd, 0) << std::strerror(errno);
@@ -658,10 +651,10 @@ TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
 // mode shows at once and reaches another mount. An ACL saying more than the
 // mode goes to meta and is kept.
 TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
-  std::string second = g_cluster->dir() + "/mnt8";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt8";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  const int meta = g_cluster->Pid("meta-1");
+  const int meta = SuiteCluster()->Pid("meta-1");
   ASSERT_GT(meta, 0);
   int fd = ::open((dfs_ + "/f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
   ASSERT_GE(fd, 0) << std::strerror(errno);
@@ -731,7 +724,7 @@ int OpenErrno(const std::string& path, int flags) {
 // default of a new directory), and an access ACL grants a named user what
 // the mode bits alone would not - checked by the kernel and by meta.
 TEST_F(MountTest, PosixAcls_AreInheritedAndEnforced) {
-  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
   ASSERT_EQ(::chmod(dfs_.c_str(), 0755), 0);
   const std::string dir = dfs_ + "/shared";
   ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
@@ -792,12 +785,12 @@ TEST_F(MountTest, PosixAcls_AreInheritedAndEnforced) {
 // replies say there is none, so the mount answers that itself: with meta
 // stopped, another user's access() right after root's stat still answers.
 TEST_F(MountTest, AclFetchAfterALookup_IsAnsweredByTheMount) {
-  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
   ASSERT_EQ(::mkdir((dfs_ + "/d").c_str(), 0755), 0);
   WriteFile(dfs_ + "/d/f", "x");
   std::this_thread::sleep_for(std::chrono::milliseconds(1300));  // every cached attribute expires
   ASSERT_EQ(FreshStat(dfs_ + "/d/f").st_mode, static_cast<mode_t>(S_IFREG | 0644));
-  const int meta = g_cluster->Pid("meta-1");
+  const int meta = SuiteCluster()->Pid("meta-1");
   ASSERT_GT(meta, 0);
   ASSERT_EQ(::kill(meta, SIGSTOP), 0);
   auto access = std::async(std::launch::async, [&] {
@@ -817,7 +810,7 @@ TEST_F(MountTest, AclFetchAfterALookup_IsAnsweredByTheMount) {
 TEST_F(MountTest, LookupsInOneDirectory_ReachTheDaemonInParallel) {
   ASSERT_EQ(::mkdir((dfs_ + "/par").c_str(), 0755), 0);
   struct stat mst{};
-  ASSERT_EQ(::stat(g_cluster->mount_point().c_str(), &mst), 0);
+  ASSERT_EQ(::stat(SuiteCluster()->mount_point().c_str(), &mst), 0);
   if (!std::filesystem::exists("/sys/fs/fuse/connections/" + std::to_string(minor(mst.st_dev)))) {
     RunShell("mount -t fusectl none /sys/fs/fuse/connections");
   }
@@ -829,7 +822,7 @@ TEST_F(MountTest, LookupsInOneDirectory_ReachTheDaemonInParallel) {
     in >> n;
     return n;
   };
-  const int meta = g_cluster->Pid("meta-1");
+  const int meta = SuiteCluster()->Pid("meta-1");
   ASSERT_GT(meta, 0);
   ASSERT_EQ(::kill(meta, SIGSTOP), 0);
   auto stat_of = [](std::string path) {
@@ -852,7 +845,7 @@ TEST_F(MountTest, LookupsInOneDirectory_ReachTheDaemonInParallel) {
 // The live chunk count meta reports (dfsctl status --json), -1 if unknown.
 long LiveChunks() {
   std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";
-  CommandResult r = RunShell(ctl + " --meta " + g_cluster->source() +
+  CommandResult r = RunShell(ctl + " --meta " + SuiteCluster()->source() +
                              " status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"chunks\"])'");
   if (r.exit_code != 0) return -1;
   return std::strtol(r.output.c_str(), nullptr, 10);
@@ -861,7 +854,7 @@ long LiveChunks() {
 // A number from `dfsctl status --json`, -1 if unknown.
 long StatusField(const std::string& field) {
   std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";
-  CommandResult r = RunShell(ctl + " --meta " + g_cluster->source() +
+  CommandResult r = RunShell(ctl + " --meta " + SuiteCluster()->source() +
                              " status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"" + field +
                              "\"])'");
   if (r.exit_code != 0) return -1;
@@ -885,8 +878,8 @@ TEST_F(MountTest, ReadOnlyOpens_WriteNoLogEntryYetKeepAnUnlinkedFile) {
   // One entry per open before (200); now only the leader's own upkeep.
   EXPECT_LT(applied_after - applied_before, 100) << "read-only opens went through the log";
 
-  std::string second = g_cluster->dir() + "/mnt7";
-  ASSERT_TRUE(g_cluster->MountAgain(second).ok());
+  std::string second = SuiteCluster()->dir() + "/mnt7";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
   const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   const std::string data = RandomBytes(300'000, 77);
   WriteFile(dfs_ + "/pinned", data);
@@ -963,10 +956,10 @@ TEST_F(MountTest, SmallFiles_CreateCarriesTheFirstLease) {
 // allowed it on a stale owner), the writes must still be committed: the
 // caller gets EPERM and the bytes are there.
 TEST_F(MountTest, RefusedSetattrAfterWrites_KeepsTheData) {
-  std::string other = g_cluster->dir() + "/mnt3";
-  ASSERT_TRUE(g_cluster->MountAgain(other).ok());
+  std::string other = SuiteCluster()->dir() + "/mnt3";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(other).ok());
   ASSERT_EQ(::chmod(dfs_.c_str(), 0777), 0);
-  ASSERT_EQ(::chmod(g_cluster->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
+  ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // a mkdtemp folder: 0700
   const std::string path = dfs_ + "/owned";
   const std::string other_path = other + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "/owned";
   const std::string data = RandomBytes(70'000, 7);
