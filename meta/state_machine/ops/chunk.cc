@@ -89,7 +89,12 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
     stmt.BindU(1, chunk->chunk_id);
     if (stmt.Step()) {
       const bool live = stmt.Int(4) > now_ms;
-      const bool mine = stmt.UInt(1) == ctx.op.client_id() && stmt.UInt(2) == handle_id;
+      // A lease is its client's, whichever handle took it: a mount keeps one
+      // write buffer per file and flushes it one at a time, through whichever
+      // of its writable handles wrote last. (Another mount, even of the same
+      // machine, has its own client id and waits.) The row moves to
+      // `handle_id` below, so that handle's release ends it.
+      const bool mine = stmt.UInt(1) == ctx.op.client_id();
       if (live && !mine) return Status(StatusCode::kAborted, "chunk is leased by another writer");
       if (live && mine && stmt.UInt(3) > chunk->version) {
         lease_id = stmt.UInt(0);  // renewal: same version, later expiry

@@ -79,6 +79,15 @@ class ChunkTest : public ::testing::Test {
     return reply;
   }
   int64_t NowMs() const { return h.now_ns / 1'000'000; }
+  // A second mount: its own session and a writable handle of the file.
+  void OtherMount(uint64_t* client, uint64_t* handle) {
+    pb::Op op;
+    op.mutable_open_session()->set_lease_ms(1000);
+    *client = h.Apply(op).client_id();
+    h.client_id = *client;
+    ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, handle, O_WRONLY), 0);
+    h.client_id = client_;
+  }
 
   testing::SmHarness h;
   uint64_t client_ = 0;
@@ -104,14 +113,44 @@ TEST_F(ChunkTest, LeaseChunk_AllocatesWithPlacementAndBumpsVersion) {
 
 TEST_F(ChunkTest, LeaseChunk_SecondWriterWaitsForExpiry) {
   ASSERT_EQ(Lease(0, client_, handle_, NowMs() + 1000).status().code(), 0);
-  uint64_t other = 0;
-  h.client_id = client_;
-  ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, &other, O_WRONLY), 0);  // a second handle
-  EXPECT_EQ(Lease(0, client_, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
   h.now_ns += 2'000'000'000;
-  pb::OpResult taken = Lease(0, client_, other, NowMs() + 1000);
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 1000);
   ASSERT_EQ(taken.status().code(), 0);
   EXPECT_EQ(taken.lease().version(), 2u);  // never reuses the abandoned version
+}
+
+// A mount flushes a file's one write buffer through whichever of its
+// writable handles wrote last: its other handle continues the lease (same
+// version, the bytes already sent under it stay valid) and takes the row,
+// so the first handle's release leaves it and the second's ends it.
+TEST_F(ChunkTest, LeaseChunk_AnotherHandleOfTheSameMountContinuesTheLease) {
+  pb::OpResult first = Lease(0, client_, handle_, NowMs() + 10'000);
+  ASSERT_EQ(first.status().code(), 0);
+  uint64_t second = 0;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, &second, O_WRONLY), 0);
+  pb::OpResult continued = Lease(0, client_, second, NowMs() + 10'000);
+  ASSERT_EQ(continued.status().code(), 0) << continued.status().message();
+  EXPECT_EQ(continued.lease().version(), first.lease().version());
+  EXPECT_EQ(continued.lease().lease_id(), first.lease().lease_id());
+
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  auto release = [&](uint64_t handle) {
+    pb::Op op;
+    op.set_client_id(client_);
+    op.mutable_release()->set_ino(file_.ino());
+    op.mutable_release()->set_handle_id(handle);
+    return h.Apply(op).status().code();
+  };
+  ASSERT_EQ(release(handle_), 0);
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  ASSERT_EQ(release(second), 0);
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 1000);
+  ASSERT_EQ(taken.status().code(), 0);
+  EXPECT_EQ(taken.lease().version(), first.lease().version() + 1);
 }
 
 TEST_F(ChunkTest, LeaseChunk_IndexBeyondMaxFileSize_OutOfRange) {
@@ -122,15 +161,15 @@ TEST_F(ChunkTest, LeaseChunk_IndexBeyondMaxFileSize_OutOfRange) {
 
 TEST_F(ChunkTest, Release_EndsTheHandlesLease) {
   ASSERT_EQ(Lease(0, client_, handle_, NowMs() + 60000).status().code(), 0);
-  uint64_t other = 0;
-  ASSERT_EQ(h.Create(kRoot, "f", 0644, nullptr, &other, O_WRONLY), 0);
-  EXPECT_EQ(Lease(0, client_, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
   pb::Op release;
   release.set_client_id(client_);
   release.mutable_release()->set_ino(file_.ino());
   release.mutable_release()->set_handle_id(handle_);
   ASSERT_EQ(h.Apply(release).status().code(), 0);
-  pb::OpResult taken = Lease(0, client_, other, NowMs() + 1000);
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 1000);
   ASSERT_EQ(taken.status().code(), 0);
   EXPECT_EQ(taken.lease().version(), 2u);  // the released writer's version is not reused
 }

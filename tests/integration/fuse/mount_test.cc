@@ -513,6 +513,35 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
   EXPECT_TRUE(ReadFile(second + name + "/handoff") == model);
 }
 
+// One mount, one file, several writable handles: the chunk's write lease
+// is this mount's, whichever handle took it. Closing a third handle makes
+// the mount ask meta again (it forgets its cached leases), and the next
+// flush, through another handle than the one the lease went to, must get
+// it, not wait out the lease and fail with EAGAIN.
+TEST_F(MountTest, TwoWritableHandlesOfOneFile_ShareTheWriteLease) {
+  const std::string path = dfs_ + "/shared";
+  int a = ::open(path.c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(a, 0) << std::strerror(errno);
+  int b = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(b, 0) << std::strerror(errno);
+  const std::string first = RandomBytes(100'000, 21), second = RandomBytes(50'000, 22);
+  ASSERT_EQ(::pwrite(a, first.data(), first.size(), 0), static_cast<ssize_t>(first.size()));
+  ASSERT_EQ(::fsync(a), 0) << std::strerror(errno);  // the lease goes to a's handle
+  int c = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(c, 0) << std::strerror(errno);
+  ASSERT_EQ(::close(c), 0) << std::strerror(errno);
+  ASSERT_EQ(::pwrite(b, second.data(), second.size(), 30'000), static_cast<ssize_t>(second.size()));
+  EXPECT_EQ(Err(::fsync(b)), 0) << std::strerror(errno);
+  ASSERT_EQ(::pwrite(a, "tail", 4, first.size()), 4);
+  EXPECT_EQ(Err(::fsync(a)), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(b), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(a), 0) << std::strerror(errno);
+  std::string model = first;
+  model.replace(30'000, second.size(), second);
+  model += "tail";
+  EXPECT_TRUE(ReadFile(path) == model);
+}
+
 // Close-to-open for attributes: an open that finds the file changed by
 // another mount makes the kernel ask again, and that first fstat is answered
 // with what the open got from meta (FileSystem::GetAttr), not a cached view.
