@@ -112,6 +112,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status RemoveXattr(Ctx*, const pb::RemoveXattrRequest*, pb::StatusReply*) override;
   grpc::ServerUnaryReactor* Access(CbCtx*, const pb::AccessRequest*, pb::StatusReply*) override;
   grpc::Status Fallocate(Ctx*, const pb::FallocateRequest*, pb::AttrReply*) override;
+  grpc::Status SetLock(Ctx*, const pb::SetLockRequest*, pb::AttrReply*) override;
+  grpc::Status GetLock(Ctx*, const pb::GetLockRequest*, pb::GetLockReply*) override;
 
   grpc::Status OpenSession(Ctx*, const pb::OpenSessionRequest*, pb::OpenSessionReply*) override;
   grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::KeepAliveReply*) override;

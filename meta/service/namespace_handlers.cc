@@ -5,6 +5,7 @@
 
 #include <string_view>
 
+#include "common/grpc_status.h"
 #include "common/posix_attr.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
@@ -349,6 +350,36 @@ grpc::Status MetaServiceImpl::Fallocate(Ctx* ctx, const pb::FallocateRequest* re
   return grpc::Status::OK;
 }
 
+grpc::Status MetaServiceImpl::SetLock(Ctx* ctx, const pb::SetLockRequest* req, pb::AttrReply* reply) {
+  DFS_RETURN_IF_BAD(Admit(ctx));
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  if (req->ctx().client_id() == 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "locks need a session");
+  // A lock that cannot be granted now is refused from a read, without a log
+  // entry: a waiting F_SETLKW polls with this (fuse/lock_waiters.h). The
+  // answer is as fresh as a read here; Apply checks again before granting.
+  if (req->type() != pb::LOCK_TYPE_UNLOCK) {
+    common::Status test = state_machine_->TestLock(*req, req->ctx().client_id());
+    if (!test.ok()) {
+      common::ToFsStatus(test, reply->mutable_status());
+      return grpc::Status::OK;
+    }
+  }
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_set_lock() = *req;
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  if (result.has_attr()) *reply->mutable_attr() = result.attr();
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::GetLock(Ctx* ctx, const pb::GetLockRequest* req, pb::GetLockReply* reply) {
+  DFS_RETURN_IF_BAD(Admit(ctx));
+  DFS_RETURN_IF_BAD(CheckIno(req->ino()));
+  state_machine_->GetLock(*req, reply);
+  return grpc::Status::OK;
+}
+
 grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest* req, pb::OpenSessionReply* reply) {
   DFS_RETURN_IF_BAD(Admit(ctx));
   pb::Op op;
@@ -362,7 +393,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_lease_ms(options_.session_lease_ms);
   reply->set_root_ino(1);
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
-                      pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN);
+                      pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS);
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   read_pins_.Opened(result.client_id(), req->reports_read_pins());
   return grpc::Status::OK;

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS members(raft_id INTEGER PRIMARY KEY, raft_address TEX
   rpc_address TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orphans(ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS pinning_sessions(client_id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS locks(ino INTEGER NOT NULL, kind INTEGER NOT NULL, client_id INTEGER NOT NULL,
+  owner INTEGER NOT NULL, type INTEGER NOT NULL, first_byte INTEGER NOT NULL, last_byte INTEGER NOT NULL,
+  pid INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS locks_by_ino ON locks(ino, kind, first_byte);
+CREATE INDEX IF NOT EXISTS locks_by_client ON locks(client_id);
 INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
   ('live_chunks', 0);

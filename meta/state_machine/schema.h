@@ -52,6 +52,11 @@
 //   pinning_sessions(client_id PK)  the sessions that report lazy read
 //       opens (OpenSessionRequest.reports_read_pins): a new leader waits
 //       for these only before it frees an orphan
+//   locks(ino, kind, client_id, owner, type, first_byte, last_byte, pid)
+//       file locks (ops/lock.cc): kind and type as pb::LockKind/LockType,
+//       the byte range inclusive (flock: 0..INT64_MAX); an owner's rows on
+//       one inode never overlap. Indexed by (ino, kind, first_byte) and by
+//       client (a session's locks go when it ends); PurgeInode drops them.
 //
 // The root directory is inode 1 (mode 0755 dir, owned by root), created by
 // InitSchema with times 0 (no clock inside the state machine).

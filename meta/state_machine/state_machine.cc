@@ -74,6 +74,7 @@ Status Dispatch(ops::OpContext& ctx, pb::OpResult* result) {
     case pb::Op::kLeaseChunk: return ops::LeaseChunk(ctx, op.lease_chunk(), result);
     case pb::Op::kCommitWrite: return ops::CommitWrite(ctx, op.commit_write(), result);
     case pb::Op::kSetReplication: return ops::SetReplication(ctx, op.set_replication(), result);
+    case pb::Op::kSetLock: return ops::SetLock(ctx, op.set_lock(), result);
     case pb::Op::kOpenSession: return ops::OpenSession(ctx, op.open_session(), result);
     case pb::Op::kCloseSession: return ops::CloseSession(ctx, op.close_session(), result);
     case pb::Op::kExpireSessions: return ops::ExpireSessions(ctx, op.expire_sessions(), result);

@@ -124,6 +124,13 @@ class StateMachine {
   void GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb::GetChunkLocationsReply* reply);
   // Read-only open (no handle): the permission check only.
   void CheckOpen(const pb::OpenRequest& req, pb::OpenReply* reply);
+  // F_GETLK: the first lock of another owner that conflicts (type UNLOCK
+  // in the reply when none does).
+  void GetLock(const pb::GetLockRequest& req, pb::GetLockReply* reply);
+  // Whether SetLock `req` of session `client_id` would be refused by a
+  // lock held now (the leader answers it without a log entry), or why the
+  // request is bad. Ok: it may be granted, as far as this read sees.
+  common::Status TestLock(const pb::SetLockRequest& req, uint64_t client_id);
 
   // ---- Reads for the service's housekeeping and administration.
   struct NodeRow {

@@ -207,8 +207,8 @@ void PurgeInode(Db& db, uint64_t ino) {
     stmt.BindU(1, ino);
     stmt.Run();
   }
-  {
-    Stmt stmt = db.Prepare("DELETE FROM orphans WHERE ino=?");
+  for (const char* sql : {"DELETE FROM orphans WHERE ino=?", "DELETE FROM locks WHERE ino=?"}) {
+    Stmt stmt = db.Prepare(sql);
     stmt.BindU(1, ino);
     stmt.Run();
   }

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
+#include "common/result.h"
 #include "common/status.h"
 #include "meta/state_machine/db.h"
 #include "meta/state_machine/store.h"
@@ -73,6 +75,35 @@ uint32_t OpenAccessMask(uint32_t flags);
 Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result);
 Status CloseSession(OpContext& ctx, const pb::CloseSessionRequest& req, pb::OpResult* result);
 Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpResult* result);
+// lock.cc
+// A lock's byte range, both ends inclusive, in [0, INT64_MAX].
+struct LockRange {
+  int64_t first = 0;
+  int64_t last = 0;
+};
+// What a lock request asks for (kind and type: pb::LockKind, pb::LockType).
+struct LockQuery {
+  uint64_t ino = 0;
+  uint64_t client_id = 0;
+  uint64_t owner = 0;
+  uint32_t kind = 0;
+  uint32_t type = 0;
+  LockRange range;
+};
+struct HeldLock {
+  uint64_t client_id = 0;
+  uint64_t owner = 0;
+  uint32_t type = 0;
+  LockRange range;
+  uint32_t pid = 0;
+};
+// The range a request of `kind` covers: flock locks take the whole file.
+LockRange LockRangeOf(uint32_t kind, uint64_t start, uint64_t end);
+// Another owner's lock that `q` conflicts with (the first by offset), if
+// any; InvalidArgument for an unknown kind or type or a bad range. Shared
+// with the read path (F_GETLK, the leader's check before proposing).
+common::Result<std::optional<HeldLock>> FindConflictingLock(Db& db, const LockQuery& q);
+Status SetLock(OpContext& ctx, const pb::SetLockRequest& req, pb::OpResult* result);
 // member.cc
 Status SetMember(OpContext& ctx, const pb::SetMemberOp& req, pb::OpResult* result);
 // chunk.cc

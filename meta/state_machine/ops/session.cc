@@ -1,6 +1,6 @@
 // Client sessions: opening one allocates the client id; closing or expiring
-// one releases its handles (freeing unlinked-but-open files) and forgets its
-// exactly-once records.
+// one releases its handles (freeing unlinked-but-open files) and its file
+// locks, and forgets its exactly-once records.
 #include <vector>
 
 #include "meta/state_machine/ops/ops.h"
@@ -25,8 +25,8 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
     stmt.BindU(1, client_id);
     stmt.Run();
   }
-  {
-    Stmt stmt = ctx.db.Prepare("DELETE FROM pinning_sessions WHERE client_id=?");
+  for (const char* sql : {"DELETE FROM pinning_sessions WHERE client_id=?", "DELETE FROM locks WHERE client_id=?"}) {
+    Stmt stmt = ctx.db.Prepare(sql);
     stmt.BindU(1, client_id);
     stmt.Run();
   }
