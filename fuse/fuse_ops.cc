@@ -1,6 +1,7 @@
 #include "fuse/fuse_ops.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -55,6 +56,15 @@ Caller CallerOf(fuse_req_t req, bool with_groups) {
     for (int i = 0; i < std::min(n, 64); ++i) c.groups.push_back(groups[i]);
   }
   return c;
+}
+
+// For a call on an inode the kernel reached by a name (open, getattr):
+// an inode that is gone means the kernel's cached name is stale - another
+// mount removed or replaced it within entry_timeout. ESTALE makes the
+// kernel look the path up again and retry (LOOKUP_REVAL) instead of failing.
+Status StaleIfGone(const Status& s) {
+  if (s.code() != common::StatusCode::kNotFound) return s;
+  return Status(common::StatusCode::kStale, s.message());
 }
 
 void ReplyStatus(fuse_req_t req, const Status& s) {
@@ -180,7 +190,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     return;
   }
   auto attr = Fs(req).GetAttr(CallerOf(req, false), ino);
-  if (!attr.ok()) return ReplyStatus(req, attr.status());
+  if (!attr.ok()) return ReplyStatus(req, StaleIfGone(attr.status()));
   struct stat st = ToStat(req, *attr);
   fuse_reply_attr(req, &st, A(req).options.attr_timeout_s);
 }
@@ -302,7 +312,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ino = In(req, ino);
   if ((fi->flags & O_ACCMODE) != O_RDONLY && A(req).options.read_only) return (void)fuse_reply_err(req, EROFS);
   auto opened = Fs(req).Open(CallerOf(req, false), ino, static_cast<uint32_t>(fi->flags));
-  if (!opened.ok()) return ReplyStatus(req, opened.status());
+  if (!opened.ok()) return ReplyStatus(req, StaleIfGone(opened.status()));
   if (!opened->keep_cache && A(req).session != nullptr) {
     // Close-to-open: the kernel may still hold attributes (the size) from
     // before another mount changed the file; make it ask again, or reads
@@ -343,6 +353,10 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Fs(req).Closed(Handle(fi));
   // close(2): the data must be durable and its length committed (close-to-open).
   Status s = Fs(req).Flush(ino);
+  if (!s.ok()) return ReplyStatus(req, s);
+  // ...and the closing process's fcntl locks on the file go (the kernel
+  // leaves that to us: it sends no unlock at close).
+  s = Fs(req).UnlockOnClose(ino, fi->lock_owner);
   if (!s.ok()) return ReplyStatus(req, s);
   fuse_reply_err(req, 0);
 }
@@ -590,6 +604,88 @@ struct Timed<Fn, kOp> {
   }
 };
 
+// ---- File locks (FileSystem::Lock): fcntl record locks and flock.
+
+bool LocksSupported(fuse_req_t req) {
+  if (Fs(req).meta().Supports(pb::FEATURE_FILE_LOCKS)) return true;
+  // ENOSYS: the kernel keeps locks itself from now on (this mount only),
+  // as it did before meta kept them.
+  fuse_reply_err(req, ENOSYS);
+  return false;
+}
+
+FileSystem::LockSpec SpecOf(const struct flock* lock, uint64_t owner) {
+  FileSystem::LockSpec spec;
+  spec.owner = owner;
+  spec.kind = pb::LOCK_KIND_POSIX;
+  spec.type = lock->l_type == F_RDLCK   ? pb::LOCK_TYPE_READ
+              : lock->l_type == F_WRLCK ? pb::LOCK_TYPE_WRITE
+                                        : pb::LOCK_TYPE_UNLOCK;
+  // libfuse hands the kernel's [start, end] over as l_start and l_len
+  // (0: to the end of the file).
+  spec.start = static_cast<uint64_t>(std::max<off_t>(lock->l_start, 0));
+  spec.end = lock->l_len <= 0 ? FileSystem::kLockToEnd : spec.start + static_cast<uint64_t>(lock->l_len) - 1;
+  spec.pid = static_cast<uint32_t>(std::max<pid_t>(lock->l_pid, 0));
+  return spec;
+}
+
+// Tries the lock once; with `sleep`, a lock in the way makes the call wait
+// (LockWaiters) instead of failing with EAGAIN.
+void SetLockOrWait(fuse_req_t req, fuse_ino_t kernel_ino, fuse_file_info* fi, const FileSystem::LockSpec& spec,
+                   bool sleep) {
+  FileSystem& fs = Fs(req);
+  FileHandle* handle = &Handle(fi);
+  fuse_session* session = A(req).session;
+  // The handle outlives the call: the kernel holds the file while the
+  // process waits in it.
+  auto attempt = [&fs, handle, spec, session, kernel_ino]() -> Status {
+    common::Result<bool> changed = fs.Lock(*handle, spec);
+    if (!changed.ok()) return changed.status();
+    // Another mount changed the file under its lock: the kernel's pages
+    // and size of it go before the caller reads under ours.
+    if (*changed && session != nullptr) fuse_lowlevel_notify_inval_inode(session, kernel_ino, 0, 0);
+    return Status::Ok();
+  };
+  Status first = attempt();
+  if (!sleep || first.code() != common::StatusCode::kAborted || A(req).lock_waiters == nullptr) {
+    return (void)fuse_reply_err(req, first.ToErrno());
+  }
+  A(req).lock_waiters->Add({attempt, [req] { return fuse_req_interrupted(req) != 0; },
+                            [req](const Status& s) { fuse_reply_err(req, s.ToErrno()); }});
+}
+
+void OpGetlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
+  if (!LocksSupported(req)) return;
+  auto held = Fs(req).TestLock(In(req, ino), SpecOf(lock, fi->lock_owner));
+  if (!held.ok()) return ReplyStatus(req, held.status());
+  struct flock out = *lock;
+  if (held->type() == pb::LOCK_TYPE_UNLOCK) {
+    out.l_type = F_UNLCK;
+  } else {
+    out.l_type = held->type() == pb::LOCK_TYPE_READ ? F_RDLCK : F_WRLCK;
+    out.l_start = static_cast<off_t>(held->start());
+    out.l_len = held->end() >= FileSystem::kLockToEnd ? 0 : static_cast<off_t>(held->end() - held->start() + 1);
+    out.l_pid = static_cast<pid_t>(held->pid());  // 0: a process on another mount
+  }
+  fuse_reply_lock(req, &out);
+}
+
+void OpSetlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock, int sleep) {
+  if (!LocksSupported(req)) return;
+  SetLockOrWait(req, ino, fi, SpecOf(lock, fi->lock_owner), sleep != 0);
+}
+
+void OpFlock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op) {
+  if (!LocksSupported(req)) return;
+  FileSystem::LockSpec spec;
+  spec.owner = fi->lock_owner;
+  spec.kind = pb::LOCK_KIND_FLOCK;
+  spec.type = (op & LOCK_EX) ? pb::LOCK_TYPE_WRITE : (op & LOCK_SH) ? pb::LOCK_TYPE_READ : pb::LOCK_TYPE_UNLOCK;
+  spec.end = FileSystem::kLockToEnd;
+  spec.pid = static_cast<uint32_t>(fuse_req_ctx(req)->pid);
+  SetLockOrWait(req, ino, fi, spec, (op & LOCK_NB) == 0);
+}
+
 fuse_lowlevel_ops MakeOperations() {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
@@ -627,6 +723,10 @@ fuse_lowlevel_ops MakeOperations() {
   ops.fallocate = Timed<OpFallocate, FuseOp::kFallocate>::Call;
   ops.lseek = Timed<OpLseek, FuseOp::kLseek>::Call;
   ops.copy_file_range = Timed<OpCopyFileRange, FuseOp::kCopyFileRange>::Call;
+  // Not timed: a blocking lock's call is answered later, from LockWaiters.
+  ops.getlk = OpGetlk;
+  ops.setlk = OpSetlk;
+  ops.flock = OpFlock;
   return ops;
 }
 

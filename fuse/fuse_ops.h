@@ -10,6 +10,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fuse/client/file_system.h"
+#include "fuse/client/lock_waiters.h"
 #include "fuse/client_metrics.h"
 
 namespace dfs::fuse {
@@ -34,6 +35,7 @@ struct Adapter {
   AdapterOptions options;
   fuse_session* session = nullptr;  // set once the session exists; for cache invalidation
   ClientMetrics* metrics = nullptr;  // -o metrics=: per-operation counts and times
+  LockWaiters* lock_waiters = nullptr;  // blocked F_SETLKW / flock calls; none: they fail with EAGAIN
 };
 
 // The operation table; the session's userdata must be an Adapter*.

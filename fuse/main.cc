@@ -170,6 +170,8 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     return 1;
   }
   adapter.session = se;
+  auto lock_waiters = std::make_unique<dfs::fuse::LockWaiters>();
+  adapter.lock_waiters = lock_waiters.get();
   if (fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     report("cannot install signal handlers\n");
@@ -197,6 +199,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fuse_loop_cfg_set_clone_fd(config, 0);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
+  lock_waiters.reset();  // answers calls still waiting for a lock while the session exists
 
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

@@ -89,6 +89,11 @@ void DirListings::Refresh(const pb::Attr& attr) {
   }
 }
 
+void DirListings::DropListingsOf(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t dir : DirsOf(ino)) Retire(listings_.find(dir));
+}
+
 std::vector<uint64_t> DirListings::DirsOf(uint64_t ino) const {
   std::vector<uint64_t> dirs;
   auto [first, last] = dirs_of_ino_.equal_range(ino);

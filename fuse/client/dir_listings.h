@@ -74,6 +74,9 @@ class DirListings {
   // mount has seen since: after an open found the file changed, the kernel
   // asks again and must get the new size. Kept unless its ctime is older.
   void Refresh(const pb::Attr& attr);
+  // Drops every listing that names `ino`: meta says it has no name left
+  // (another mount removed it), so those listings are stale.
+  void DropListingsOf(uint64_t ino);
 
   struct Hit {
     pb::Attr attr;

@@ -72,6 +72,19 @@ TEST_F(DirListingsTest, AnswersNamesAndInodesForTheTimeoutWhileTheStampHolds) {
   EXPECT_EQ(listings_.TEST_Listings(), 0u);
 }
 
+TEST_F(DirListingsTest, AnInodeWithNoNameLeftDropsTheListingsThatNameIt) {
+  ASSERT_EQ(LookupsToFetch(1), 4);
+  listings_.Put(1, Entries(2, 100), 7, 0);
+  ASSERT_EQ(LookupsToFetch(2), 4);
+  listings_.Put(2, Entries(2, 200), 7, 0);
+  listings_.DropListingsOf(101);
+  EXPECT_FALSE(listings_.Find(1, "f0", 7).has_value());  // the whole listing of dir 1 went
+  EXPECT_FALSE(listings_.FindIno(101, 7).has_value());
+  EXPECT_TRUE(listings_.Find(2, "f1", 7).has_value());  // dir 2's stays
+  listings_.DropListingsOf(999);  // in no listing: nothing happens
+  EXPECT_TRUE(listings_.FindIno(200, 7).has_value());
+}
+
 TEST_F(DirListingsTest, AMutationOfThisMountEndsTheListing) {
   ASSERT_EQ(LookupsToFetch(1), 4);
   listings_.Put(1, Entries(3), 7, 0);

@@ -250,6 +250,17 @@ FileSystem::Opened FileSystem::NewHandle(uint64_t ino, uint64_t handle_id, uint3
 
 Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
   ASSIGN_OR_RETURN(pb::OpenReply reply, meta_->Open(c, ino, flags));
+  if (reply.attr().nlink() == 0 && S_ISREG(reply.attr().mode()) && !HeldOpen(ino)) {
+    // A file with no name that this mount does not hold open can only be
+    // reached through a name the kernel cached before another mount
+    // removed it: opening it would write into a file nobody sees (SQLite's
+    // next journal, on its way to be deleted by another mount's commit).
+    // Stale: the kernel looks the name up again. (This mount's own unlinked
+    // files stay open-able, through /proc/PID/fd.)
+    (void)meta_->Release(ino, reply.handle_id(), {});
+    meta_->DropListingsOf(ino);  // or the kernel's second lookup would find it there again
+    return common::Status(common::StatusCode::kStale, "the name this inode was opened by is gone");
+  }
   std::shared_ptr<InodeState> st;
   Opened opened = NewHandle(ino, reply.handle_id(), flags, reply.attr(), st);
   std::lock_guard<std::mutex> lock(st->mu);
@@ -323,6 +334,9 @@ Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
       }
     }
   }
+  // Locks taken through the handle that close(2) did not end (OFD and
+  // flock locks; fcntl locks of a process that still holds them) end with it.
+  if (Status ended = EndHandleLocks(*handle); flushed.ok()) flushed = ended;
   Status released = meta_->Release(ino, handle->handle_id, unwritten);
   if (!released.ok()) spdlog::warn("release of inode {} handle {}: {}", ino, handle->handle_id, released.ToString());
   if (auto st = FindState(ino)) {
@@ -563,6 +577,9 @@ Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const Pending
     for (const auto& [offset, bytes] : st.buffer.extents()) merged.Write(offset, bytes);
     st.buffer = std::move(merged);
     st.in_flight.Clear();
+    // A chunk was re-leased to another writer (ours expired, or meta ended
+    // it for another mount's lock holder): the next try needs new leases.
+    if (committed.status().code() == common::StatusCode::kFailedPrecondition) st.leases.clear();
     spdlog::error("flush of inode {} failed: {}", ino, committed.status().ToString());
     return committed.status();
   }

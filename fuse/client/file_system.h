@@ -41,7 +41,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 
 #include "common/result.h"
@@ -185,6 +187,31 @@ class FileSystem {
   common::Result<pb::Attr> Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
                                      uint64_t length);
 
+  // File locks: fcntl record locks (process and OFD) and flock, kept by
+  // meta so processes on every mount see each other's (meta.proto
+  // SetLockRequest; file_locks.cc). `owner` is the kernel's lock owner.
+  struct LockSpec {
+    uint64_t owner = 0;
+    pb::LockKind kind = pb::LOCK_KIND_POSIX;
+    pb::LockType type = pb::LOCK_TYPE_UNLOCK;
+    uint64_t start = 0;
+    uint64_t end = 0;  // inclusive; kLockToEnd: to the end of the file
+    uint32_t pid = 0;  // the locking process, for F_GETLK on this mount
+  };
+  static constexpr uint64_t kLockToEnd = INT64_MAX;
+  // Sets, changes or removes a lock taken through `handle`. Aborted (EAGAIN)
+  // while another owner's lock is in the way. An unlock first makes this
+  // mount's writes to the file durable: the next holder, on any mount, must
+  // read them. A granted lock whose file changed since this mount last
+  // looked (another mount's holder wrote it) drops this mount's cached data
+  // of it and returns true: the caller drops the kernel's page cache too.
+  common::Result<bool> Lock(FileHandle& handle, const LockSpec& spec);
+  // F_GETLK.
+  common::Result<pb::GetLockReply> TestLock(uint64_t ino, const LockSpec& spec);
+  // close(2) by `owner` (FUSE flush, after Flush): its fcntl locks on the
+  // file go, as POSIX says. No call to meta unless it may hold one.
+  common::Status UnlockOnClose(uint64_t ino, uint64_t owner);
+
  private:
   struct LeaseState {
     pb::ChunkLease lease;
@@ -225,9 +252,17 @@ class FileSystem {
     bool no_stored_acl GUARDED_BY(mu) = false;
     common::Status capability_status GUARDED_BY(mu);
     std::string capability_value GUARDED_BY(mu);
+    // (handle, kind, owner) of the locks this mount may hold on the file,
+    // by the handle they were taken through: its release ends those the
+    // kernel does not end at close(2) (OFD and flock locks).
+    std::set<std::tuple<const FileHandle*, int, uint64_t>> lock_holders GUARDED_BY(mu);
   };
 
   std::shared_ptr<InodeState> State(uint64_t ino);
+  // Removes (kind, owner)'s locks on the file at meta, and forgets them.
+  common::Status EndLocks(uint64_t ino, InodeState& st, int kind, uint64_t owner);
+  // Release: ends the locks taken through `handle`.
+  common::Status EndHandleLocks(const FileHandle& handle);
   // A handle for `ino`; sets `st` to the inode's state.
   Opened NewHandle(uint64_t ino, uint64_t handle_id, uint32_t flags, const pb::Attr& attr,
                    std::shared_ptr<InodeState>& st);

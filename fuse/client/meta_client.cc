@@ -625,6 +625,26 @@ Result<pb::Attr> MetaClient::Fallocate(const Caller& c, uint64_t ino, uint64_t h
   return reply.attr();
 }
 
+Result<std::optional<pb::Attr>> MetaClient::SetLock(pb::SetLockRequest request) {
+  // No name or attribute changes: a lock leaves listings valid. Carries
+  // nothing: meta refuses a lock in the way without applying the request.
+  FillContext(request.mutable_ctx(), nullptr, Kind::kQuiet, /*carry=*/false);
+  pb::AttrReply reply;
+  const uint64_t epoch = overlay_.Epoch();
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::SetLock, request, &reply), reply));
+  if (!reply.has_attr()) return std::optional<pb::Attr>();
+  overlay_.Apply(reply.mutable_attr(), epoch);
+  listings_.Refresh(reply.attr());
+  return std::optional<pb::Attr>(reply.attr());
+}
+
+Result<pb::GetLockReply> MetaClient::GetLock(pb::GetLockRequest request) {
+  FillContext(request.mutable_ctx(), nullptr, Kind::kRead);  // ctx.client_id: whose locks are this mount's
+  pb::GetLockReply reply;
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetLock, request, &reply), reply));
+  return reply;
+}
+
 Result<pb::GetChunkLocationsReply> MetaClient::GetChunkLocations(uint64_t ino, uint64_t offset, uint64_t length) {
   pb::GetChunkLocationsRequest request;
   FillContext(request.mutable_ctx(), nullptr, Kind::kRead);

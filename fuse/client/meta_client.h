@@ -91,6 +91,8 @@ class MetaClient {
   // looks names up in one by one (dir_listings.h); nullopt: ask meta.
   std::optional<DirListings::Hit> ListedLookup(uint64_t parent, const std::string& name);
   std::optional<DirListings::Hit> ListedAttr(uint64_t ino);
+  // `ino` has no name left: no listing may answer for it.
+  void DropListingsOf(uint64_t ino) { listings_.DropListingsOf(ino); }
   // After Lookup found a name in `parent`: fetches the directory's listing
   // when enough lookups there went to meta (DirListings::NoteLookup). Blocks
   // for the fetch (a few ReadDirPlus calls): call it after replying.
@@ -147,6 +149,11 @@ class MetaClient {
   common::Status Access(const Caller& c, uint64_t ino, uint32_t mask);
   common::Result<pb::Attr> Fallocate(const Caller& c, uint64_t ino, uint64_t handle_id, uint32_t mode,
                                      uint64_t offset, uint64_t length);
+  // File locks (meta.proto SetLockRequest; only with FEATURE_FILE_LOCKS).
+  // SetLock: Aborted (EAGAIN) while another owner's lock is in the way;
+  // a granted lock answers the file's attributes, an unlock nothing.
+  common::Result<std::optional<pb::Attr>> SetLock(pb::SetLockRequest request);
+  common::Result<pb::GetLockReply> GetLock(pb::GetLockRequest request);
 
   common::Result<pb::GetChunkLocationsReply> GetChunkLocations(uint64_t ino, uint64_t offset, uint64_t length);
   common::Result<pb::ChunkLease> LeaseChunk(uint64_t ino, uint64_t handle_id, uint64_t chunk_index);
