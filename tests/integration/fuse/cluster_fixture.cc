@@ -114,8 +114,9 @@ common::Result<std::string> LocalCluster::AddChunkserver() {
 common::Status LocalCluster::MountAgain(const std::string& path) {
   std::filesystem::create_directories(path);
   std::string dfs = BinaryPath("DFS_FUSE_BIN");
+  const std::string pid_file = dir_ + "/dfs-extra-" + std::to_string(extra_mounts_.size()) + ".pid";
   CommandResult r = RunShell("timeout 60 " + dfs + " " + source_ + " " + path + " -o log_file=" + dir_ +
-                             "/dfs-extra.log");
+                             "/dfs-extra.log,pid_file=" + pid_file);
   if (r.exit_code != 0) return common::UnavailableError("second mount failed: " + r.output);
   extra_mounts_.push_back(path);
   return common::Status::Ok();
@@ -123,6 +124,13 @@ common::Status LocalCluster::MountAgain(const std::string& path) {
 
 LocalCluster::~LocalCluster() {
   for (const std::string& m : extra_mounts_) RunShell("fusermount3 -u " + m + " || umount -l " + m);
+  // Each extra daemon ends its last calls (releases, unlocks) while meta
+  // still runs, within 10 s, or is killed: none outlives the cluster.
+  for (size_t i = 0; i < extra_mounts_.size(); ++i) {
+    const std::string pid_file = dir_ + "/dfs-extra-" + std::to_string(i) + ".pid";
+    RunShell("p=$(cat " + pid_file + " 2>/dev/null); [ -n \"$p\" ] || exit 0; "
+             "for i in $(seq 100); do kill -0 $p 2>/dev/null || exit 0; sleep 0.1; done; kill -9 $p");
+  }
   RunShell("timeout 60 " + Tool() + " down " + dir_);
   if (std::getenv("DFS_KEEP_TEST_DIRS") == nullptr) {
     std::error_code ec;
