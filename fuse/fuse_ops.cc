@@ -1,9 +1,9 @@
 #include "fuse/fuse_ops.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <linux/fs.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -648,10 +648,10 @@ void SetLockOrWait(fuse_req_t req, fuse_ino_t kernel_ino, fuse_file_info* fi, co
   };
   Status first = attempt();
   if (!sleep || first.code() != common::StatusCode::kAborted || A(req).lock_waiters == nullptr) {
-    return (void)fuse_reply_err(req, first.ToErrno());
+    return ReplyStatus(req, first);
   }
   A(req).lock_waiters->Add({attempt, [req] { return fuse_req_interrupted(req) != 0; },
-                            [req](const Status& s) { fuse_reply_err(req, s.ToErrno()); }});
+                            [req](const Status& s) { ReplyStatus(req, s); }});
 }
 
 void OpGetlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {

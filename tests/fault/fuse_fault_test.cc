@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -167,6 +169,58 @@ TEST_F(FuseFaultTest, UnmountWithMetaGone_DoesNotWaitOncePerQueuedRelease) {
   EXPECT_TRUE(gone) << "dfs still running 60 s after the unmount";
   EXPECT_LT(took, std::chrono::seconds(15))
       << "teardown took " << std::chrono::duration_cast<std::chrono::seconds>(took).count() << " s";
+}
+
+// A mount killed with kill -9 while one of its processes holds fcntl and
+// flock locks: another mount gets them once meta ends the dead mount's
+// session (its lease, 30 s, after the last keep-alive), not before, and not
+// never.
+TEST_F(FuseFaultTest, MountKilledHoldingLocks_TheLocksGoWithItsSession) {
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  const std::string path = (*cluster)->mount_point() + "/locked";
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR, 0644);
+    struct flock fl{};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fd < 0 || ::fcntl(fd, F_SETLK, &fl) != 0 || ::flock(fd, LOCK_EX) != 0) ::_exit(1);
+    (void)::write(go[1], "h", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(go[0], &c, 1), 1);
+  int fd = ::open((other + "/locked").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  ASSERT_EQ(::fcntl(fd, F_SETLK, &fl), -1);
+  ASSERT_EQ(errno, EAGAIN);
+
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill((*cluster)->Pid("dfs"), SIGKILL), 0);
+  ::kill(holder, SIGKILL);  // its closes reach no daemon now
+  ::waitpid(holder, nullptr, 0);
+  bool fcntl_taken = false, flock_taken = false;
+  while (!(fcntl_taken && flock_taken) && std::chrono::steady_clock::now() - killed < std::chrono::seconds(90)) {
+    if (!fcntl_taken) fcntl_taken = ::fcntl(fd, F_SETLK, &fl) == 0;
+    if (!flock_taken) flock_taken = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (!(fcntl_taken && flock_taken)) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - killed);
+  EXPECT_TRUE(fcntl_taken && flock_taken) << "the dead mount's locks still held after " << waited.count() << " s";
+  EXPECT_GE(waited, std::chrono::seconds(20)) << "taken before the dead mount's session could have expired";
+  ::close(fd);
+  ::close(go[0]);
+  ::close(go[1]);
+  RunShell("fusermount3 -uz " + (*cluster)->mount_point());
 }
 
 // The chunk files of one chunkserver's data folder.
