@@ -76,6 +76,9 @@ std::string Usage(const std::string& program) {
          "  root_squash           local root acts as nobody (65534) on the cluster\n"
          "  noacl                 the kernel checks mode bits only and applies the umask (meta still\n"
          "                        applies stored ACLs): no ACL lookups, no default-ACL umask rule\n"
+         "  locks=cluster|local   fcntl and flock locks: kept by meta and seen by every mount\n"
+         "                        (cluster, the default; one meta commit per lock call), or kept\n"
+         "                        by this machine's kernel for this mount only (local)\n"
          "  tls_ca=PEM            connect with TLS, trusting this CA\n"
          "  tls_cert=PEM,tls_key=PEM  client certificate (clusters with mutual TLS)\n"
          "  secret_file=PATH      the cluster's client secret (clusters that require one)\n"
@@ -146,6 +149,11 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
           cl.root_squash = true;
         } else if (key == "acl" || key == "noacl") {
           cl.posix_acl = key == "acl";
+        } else if (key == "locks") {
+          if (val != "cluster" && val != "local") {
+            return common::InvalidArgumentError("option locks=" + val + ": want cluster or local");
+          }
+          cl.cluster_locks = val == "cluster";
         } else if (key == "tls_ca") {
           cl.tls_ca = val;
         } else if (key == "tls_cert") {

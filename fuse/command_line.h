@@ -44,6 +44,7 @@ struct CommandLine {
   std::string subdir = "/";                  // SOURCE:/path mounts that directory as the root
   bool root_squash = false;                  // root_squash: local root acts as nobody
   bool posix_acl = true;                     // noacl: the kernel checks mode bits only
+  bool cluster_locks = true;                 // locks=local: fcntl/flock locks stay on this mount
   std::string tls_ca, tls_cert, tls_key;     // tls_ca=PEM[,tls_cert=PEM,tls_key=PEM]
   std::string secret_file;                   // secret_file=PATH: the cluster's client secret
   // Everything for fuse_session_new: argv[0], -o options, -d (the mount

@@ -49,6 +49,19 @@ TEST(CommandLineTest, Parse_AclsOnUnlessNoacl) {
   EXPECT_TRUE(cl->posix_acl);
 }
 
+TEST(CommandLineTest, Parse_LocksClusterUnlessLocal) {
+  auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->cluster_locks);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "locks=local"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->cluster_locks);
+  EXPECT_EQ(cl->fuse_args[2].find("locks"), std::string::npos);  // ours, not libfuse's
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "locks=maybe"}, false);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(cl.status().message().find("locks=maybe"), std::string::npos);
+}
+
 TEST(CommandLineTest, Parse_ForegroundAndDebug) {
   auto cl = ParseCommandLine({"dfs", "-f", "h:1", "/m"}, false);
   ASSERT_TRUE(cl.ok());

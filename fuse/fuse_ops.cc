@@ -137,6 +137,13 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   const uint32_t acl_caps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
   if (options.posix_acl && (conn->capable & acl_caps) == acl_caps) conn->want |= acl_caps;
   conn->max_readahead = std::max<unsigned>(conn->max_readahead, 1u << 20);
+  // File locks go to meta (FileSystem::Lock) unless locks=local or meta
+  // cannot keep them: then the kernel keeps them, for this mount only.
+  // (libfuse asks for both because the lock operations exist.)
+  const Adapter& adapter = *static_cast<Adapter*>(userdata);
+  if (!options.cluster_locks || !adapter.fs->meta().Supports(pb::FEATURE_FILE_LOCKS)) {
+    conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  }
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -606,11 +613,11 @@ struct Timed<Fn, kOp> {
 
 // ---- File locks (FileSystem::Lock): fcntl record locks and flock.
 
+// OpInit asked the kernel to keep locks itself when this is false; a call
+// then still arriving gets ENOLCK.
 bool LocksSupported(fuse_req_t req) {
-  if (Fs(req).meta().Supports(pb::FEATURE_FILE_LOCKS)) return true;
-  // ENOSYS: the kernel keeps locks itself from now on (this mount only),
-  // as it did before meta kept them.
-  fuse_reply_err(req, ENOSYS);
+  if (A(req).options.cluster_locks && Fs(req).meta().Supports(pb::FEATURE_FILE_LOCKS)) return true;
+  fuse_reply_err(req, ENOLCK);
   return false;
 }
 

@@ -25,6 +25,9 @@ struct AdapterOptions {
   // too, and hands the umask over so that meta can apply a directory's
   // default ACL instead.
   bool posix_acl = true;
+  // fcntl/flock locks kept by meta (locks=cluster); false: the kernel keeps
+  // them for this mount only (locks=local).
+  bool cluster_locks = true;
 };
 
 inline constexpr uint32_t kNobody = 65534;

@@ -116,7 +116,8 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     report("SOURCE:" + cl.subdir + ": " + std::string(root_ino.status().message()) + "\n");
     return 1;
   }
-  dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only, cl.root_squash, *root_ino, cl.posix_acl}};
+  dfs::fuse::Adapter adapter{&fs, {cl.attr_timeout_s, cl.entry_timeout_s, cl.read_only, cl.root_squash, *root_ino,
+                                   cl.posix_acl, cl.cluster_locks}};
 
   // -o metrics=: the endpoint, per-operation metrics, and the cache figures
   // refreshed every 2 s.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <utility>
 #include <variant>
 
 #include "common/grpc_status.h"
@@ -100,6 +101,7 @@ void MetaClient::KeepAliveLoop() {
   // frees space soon after rm; a KeepAlive costs no log entry.
   const uint32_t period_ms = Supports(pb::FEATURE_LAZY_READ_OPEN) ? std::min<uint32_t>(lease_ms_ / 3, 1'000)
                                                                    : lease_ms_ / 3;
+  bool told_expired = false;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(period_ms, 100)));
@@ -116,6 +118,14 @@ void MetaClient::KeepAliveLoop() {
     Status s = Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply);
     if (!s.ok()) {
       spdlog::warn("session keep-alive failed: {}", s.ToString());
+    } else if (reply.status().code() == static_cast<int>(common::StatusCode::kNotFound)) {
+      // Cut off from meta for longer than the session lease: meta ended
+      // this mount's handles and file locks (processes here still believe
+      // they hold them). Say so once, loudly.
+      if (!std::exchange(told_expired, true)) {
+        spdlog::error("meta ended this mount's session (no keep-alive for {} ms): its open files and file "
+                      "locks are gone there; remount", lease_ms_);
+      }
     } else {
       pin_epoch_.store(reply.pin_epoch());
     }

@@ -111,12 +111,12 @@ common::Result<std::string> LocalCluster::AddChunkserver() {
   return name.substr(0, name.find('\n'));
 }
 
-common::Status LocalCluster::MountAgain(const std::string& path) {
+common::Status LocalCluster::MountAgain(const std::string& path, const std::string& options) {
   std::filesystem::create_directories(path);
   std::string dfs = BinaryPath("DFS_FUSE_BIN");
   const std::string pid_file = dir_ + "/dfs-extra-" + std::to_string(extra_mounts_.size()) + ".pid";
   CommandResult r = RunShell("timeout 60 " + dfs + " " + source_ + " " + path + " -o log_file=" + dir_ +
-                             "/dfs-extra.log,pid_file=" + pid_file);
+                             "/dfs-extra.log,pid_file=" + pid_file + (options.empty() ? "" : "," + options));
   if (r.exit_code != 0) return common::UnavailableError("second mount failed: " + r.output);
   extra_mounts_.push_back(path);
   return common::Status::Ok();

@@ -30,9 +30,9 @@ class LocalCluster {
   const std::string& source() const { return source_; }
   const std::string& mount_point() const { return mount_point_; }
 
-  // Mounts the cluster a second time at `path` (a separate dfs process);
-  // unmounted by the destructor.
-  common::Status MountAgain(const std::string& path);
+  // Mounts the cluster a second time at `path` (a separate dfs process,
+  // with -o `options` too); unmounted by the destructor.
+  common::Status MountAgain(const std::string& path, const std::string& options = "");
   // The pid of process `name` (meta-K, cs-K, dfs), 0 if unknown.
   int Pid(const std::string& name) const;
   // local-cluster restart: starts `name` again after it was killed.

@@ -220,6 +220,28 @@ TEST_F(LockTest, AKilledHoldersLocksGoAndASignalEndsAWait) {
   ::close(go[1]);
 }
 
+// locks=local: the kernel keeps this mount's locks, as before meta kept
+// them - other mounts do not see them, processes on the same mount do.
+TEST_F(LockTest, LocksLocal_StayOnTheirMount) {
+  const std::string local = SuiteCluster()->dir() + "/locks-local";
+  ASSERT_EQ(::mkdir(local.c_str(), 0755), 0);
+  ASSERT_TRUE(SuiteCluster()->MountAgain(local, "locks=local").ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  int a = Open(one_ + "/f", O_RDWR | O_CREAT);
+  int l = Open(local + "/" + name + "/f");
+  ASSERT_EQ(Fcntl(a, F_SETLK, F_WRLCK, 0, 0), 0);
+  ASSERT_EQ(::flock(a, LOCK_EX), 0);
+  EXPECT_EQ(Fcntl(l, F_SETLK, F_WRLCK, 0, 0), 0);  // not seen here
+  EXPECT_EQ(::flock(l, LOCK_EX | LOCK_NB), 0);
+  pid_t child = Spawn([&] {
+    int fd = ::open((local + "/" + name + "/f").c_str(), O_RDWR);
+    return fd >= 0 && Fcntl(fd, F_SETLK, F_WRLCK, 0, 0) == EAGAIN ? 0 : 10;  // but here
+  });
+  EXPECT_EQ(Join(child), 0);
+  ::close(a);
+  ::close(l);
+}
+
 // SQLite (rollback journal) writers on both mounts: every committed row is
 // there once and the database checks out.
 TEST_F(LockTest, SqliteWritersOnTwoMounts_KeepOneIntactDatabase) {
