@@ -223,6 +223,71 @@ TEST_F(FuseFaultTest, MountKilledHoldingLocks_TheLocksGoWithItsSession) {
   RunShell("fusermount3 -uz " + (*cluster)->mount_point());
 }
 
+// Locks live in the replicated state: kill -9 of the meta leader neither
+// frees a held lock nor loses a waiter; the waiter gets the lock once the
+// holder lets go, through the new leader.
+TEST_F(FuseFaultTest, MetaLeaderKilled_LocksHoldAndAWaiterRidesThrough) {
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  int held = ::open(((*cluster)->mount_point() + "/locked").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(held, 0) << std::strerror(errno);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  ASSERT_EQ(::fcntl(held, F_SETLK, &fl), 0) << std::strerror(errno);
+
+  // A process on the other mount waits for it (F_SETLKW).
+  pid_t waiter = ::fork();
+  if (waiter == 0) {
+    int fd = ::open((other + "/locked").c_str(), O_RDWR);
+    struct flock w{};
+    w.l_type = F_WRLCK;
+    w.l_whence = SEEK_SET;
+    ::_exit(fd >= 0 && ::fcntl(fd, F_SETLKW, &w) == 0 ? 0 : 10);
+  }
+  auto meta = common::LeaderChannel::Create((*cluster)->source(), {});
+  ASSERT_TRUE(meta.ok());
+  const pb::ClusterStatusReply status = StatusOf(**meta);
+  ASSERT_NE(status.leader_id(), 0u);
+  const std::string leader = "meta-" + std::to_string(status.leader_id());
+  ASSERT_EQ(::kill(PidOf(**cluster, leader), SIGKILL), 0);
+
+  // Through the new leader the lock is still held: not by the other mount,
+  // whose waiter has not got it either.
+  int probe = ::open((other + "/locked").c_str(), O_RDWR);
+  ASSERT_GE(probe, 0) << std::strerror(errno);
+  const auto start = std::chrono::steady_clock::now();
+  int rc = -1, err = 0;
+  do {
+    rc = ::fcntl(probe, F_SETLK, &fl);
+    err = errno;
+  } while (rc != 0 && err != EAGAIN && std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  EXPECT_EQ(rc, -1);
+  EXPECT_EQ(err, EAGAIN) << std::strerror(err);
+  ::close(probe);  // its process holds nothing: this ends nothing of the holder's
+  int status_code = 0;
+  EXPECT_EQ(::waitpid(waiter, &status_code, WNOHANG), 0) << "the waiter got a lock that was still held";
+
+  ASSERT_TRUE((*cluster)->Restart(leader).ok());
+  fl.l_type = F_UNLCK;
+  ASSERT_EQ(::fcntl(held, F_SETLK, &fl), 0) << std::strerror(errno);
+  bool got = false;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       !got && std::chrono::steady_clock::now() < end;) {
+    got = ::waitpid(waiter, &status_code, WNOHANG) == waiter;
+    if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!got) {
+    ::kill(waiter, SIGKILL);
+    ::waitpid(waiter, &status_code, 0);
+  }
+  EXPECT_TRUE(got && WIFEXITED(status_code) && WEXITSTATUS(status_code) == 0)
+      << "the waiter did not get the lock after the unlock";
+  ::close(held);
+}
+
 // The chunk files of one chunkserver's data folder.
 std::vector<std::string> ChunkFiles(const std::string& folder) {
   std::vector<std::string> out;
