@@ -3,6 +3,8 @@
 // grant, and the ends of locks at close and at release.
 #include <spdlog/spdlog.h>
 
+#include <type_traits>
+
 #include "fuse/client/file_system.h"
 
 namespace dfs::fuse {
@@ -12,15 +14,17 @@ using common::Status;
 
 namespace {
 
-pb::SetLockRequest LockRequest(uint64_t ino, const FileSystem::LockSpec& spec) {
-  pb::SetLockRequest request;
+// SetLockRequest or GetLockRequest: the same fields.
+template <typename Request>
+Request LockRequest(uint64_t ino, const FileSystem::LockSpec& spec) {
+  Request request;
   request.set_ino(ino);
   request.set_owner(spec.owner);
   request.set_kind(spec.kind);
   request.set_type(spec.type);
   request.set_start(spec.start);
   request.set_end(spec.end);
-  request.set_pid(spec.pid);
+  if constexpr (std::is_same_v<Request, pb::SetLockRequest>) request.set_pid(spec.pid);
   return request;
 }
 
@@ -30,7 +34,7 @@ Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
   const uint64_t ino = handle.ino;
   auto st = State(ino);
   if (spec.type == pb::LOCK_TYPE_UNLOCK) RETURN_IF_ERROR(Flush(ino));
-  ASSIGN_OR_RETURN(std::optional<pb::Attr> attr, meta_->SetLock(LockRequest(ino, spec)));
+  ASSIGN_OR_RETURN(std::optional<pb::Attr> attr, meta_->SetLock(LockRequest<pb::SetLockRequest>(ino, spec)));
   std::lock_guard<std::mutex> io_lock(st->io_mu);  // for st->leases, taken before mu
   std::lock_guard<std::mutex> lock(st->mu);
   if (spec.type == pb::LOCK_TYPE_UNLOCK) {
@@ -60,14 +64,7 @@ Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
 }
 
 Result<pb::GetLockReply> FileSystem::TestLock(uint64_t ino, const LockSpec& spec) {
-  pb::GetLockRequest request;
-  request.set_ino(ino);
-  request.set_owner(spec.owner);
-  request.set_kind(spec.kind);
-  request.set_type(spec.type);
-  request.set_start(spec.start);
-  request.set_end(spec.end);
-  return meta_->GetLock(std::move(request));
+  return meta_->GetLock(LockRequest<pb::GetLockRequest>(ino, spec));
 }
 
 Status FileSystem::EndLocks(uint64_t ino, InodeState& st, int kind, uint64_t owner) {
@@ -76,7 +73,7 @@ Status FileSystem::EndLocks(uint64_t ino, InodeState& st, int kind, uint64_t own
   spec.kind = static_cast<pb::LockKind>(kind);
   spec.type = pb::LOCK_TYPE_UNLOCK;
   spec.end = kLockToEnd;
-  Result<std::optional<pb::Attr>> done = meta_->SetLock(LockRequest(ino, spec));
+  Result<std::optional<pb::Attr>> done = meta_->SetLock(LockRequest<pb::SetLockRequest>(ino, spec));
   if (!done.ok()) {
     // The session's end frees them at meta at the latest.
     spdlog::warn("unlock of inode {} (owner {:x}): {}", ino, owner, done.status().ToString());
