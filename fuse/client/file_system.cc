@@ -38,9 +38,13 @@ bool Writable(uint32_t flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 constexpr int64_t kLeaseMarginMs = 5'000;
 // A writer on another mount that just closed the file holds its chunk leases
 // until its release reaches meta (its ReleaseQueue delay, or the next
-// mutation there): a LeaseChunk refused as busy is retried this long, with
-// growing pauses, before the write fails with EAGAIN.
-constexpr int64_t kLeaseBusyWaitMs = 500;
+// mutation there); one that died holds them until meta ends its session
+// (30 s after its last keep-alive). A LeaseChunk refused as busy is retried
+// this long, with pauses growing to kLeaseBusyPauseMs, before the write
+// fails with EAGAIN: a dead mount's leases are ridden through, as a dead
+// meta leader is.
+constexpr int64_t kLeaseBusyWaitMs = 40'000;
+constexpr int64_t kLeaseBusyPauseMs = 500;
 
 }  // namespace
 
@@ -471,7 +475,7 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
   Result<pb::ChunkLease> lease = meta_->LeaseChunk(ino, handle_id, chunk_index);
   for (int64_t waited = 0, pause = 5; !lease.ok() && lease.status().code() == common::StatusCode::kAborted &&
                                       waited < kLeaseBusyWaitMs;
-       waited += pause, pause *= 2) {
+       waited += pause, pause = std::min(pause * 2, kLeaseBusyPauseMs)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(pause));
     lease = meta_->LeaseChunk(ino, handle_id, chunk_index);
   }

@@ -174,6 +174,21 @@ TEST_F(ChunkTest, Release_EndsTheHandlesLease) {
   EXPECT_EQ(taken.lease().version(), 2u);  // the released writer's version is not reused
 }
 
+// A mount that died (kill -9: no release ever comes) holds its leases
+// until its session ends, not for their whole lifetime.
+TEST_F(ChunkTest, ASessionsEnd_EndsItsLeases) {
+  ASSERT_EQ(Lease(0, client_, handle_, NowMs() + 60'000).status().code(), 0);
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 1000).status().code(), C(StatusCode::kAborted));
+  pb::Op expire;
+  expire.mutable_expire_sessions()->add_client_ids(client_);
+  ASSERT_EQ(h.Apply(expire).status().code(), 0);
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 1000);
+  ASSERT_EQ(taken.status().code(), 0);
+  EXPECT_EQ(taken.lease().version(), 2u);  // the dead writer's version is not reused
+}
+
 TEST_F(ChunkTest, LeaseChunk_NeedsWritableHandleAndLiveNodes) {
   EXPECT_EQ(Lease(0, client_, 999, NowMs() + 1000).status().code(), C(StatusCode::kFailedPrecondition));
   pb::Op op;

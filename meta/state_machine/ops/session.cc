@@ -1,6 +1,6 @@
 // Client sessions: opening one allocates the client id; closing or expiring
-// one releases its handles (freeing unlinked-but-open files) and its file
-// locks, and forgets its exactly-once records.
+// one releases its handles (freeing unlinked-but-open files), its file locks
+// and its write leases, and forgets its exactly-once records.
 #include <vector>
 
 #include "meta/state_machine/ops/ops.h"
@@ -25,7 +25,10 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
     stmt.BindU(1, client_id);
     stmt.Run();
   }
-  for (const char* sql : {"DELETE FROM pinning_sessions WHERE client_id=?", "DELETE FROM locks WHERE client_id=?"}) {
+  // Its write leases end too (the rows stay, so their versions are never
+  // handed out again), so another mount's writer need not wait them out.
+  for (const char* sql : {"DELETE FROM pinning_sessions WHERE client_id=?", "DELETE FROM locks WHERE client_id=?",
+                          "UPDATE leases SET expires_ms=0 WHERE client_id=?"}) {
     Stmt stmt = ctx.db.Prepare(sql);
     stmt.BindU(1, client_id);
     stmt.Run();
