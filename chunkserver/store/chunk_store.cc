@@ -591,6 +591,7 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
   writer->version_ = spec.version;
   bool in_place = false;
   bool copy_base = false;
+  uint64_t copy_from = 0;  // the stored version a new one is built from
   uint64_t base_length = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -611,12 +612,18 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
         return common::NotFoundError(fmt::format("chunk {:016x} is not stored (base version {} needed)",
                                                  spec.chunk_id, spec.base_version));
       }
-      if (newest != spec.base_version) {
+      // A version between the base and this one is a write meta never
+      // committed: its writer died after we finished it, and finishing it
+      // dropped the base. It was built from the base, so it holds every byte
+      // of it plus writes nobody acknowledged; build from it (the client
+      // cuts the copy to meta's length first). Anything else is a mismatch.
+      if (newest != spec.base_version && !(newest > spec.base_version && newest < spec.version)) {
         return common::FailedPreconditionError(
             fmt::format("{}: base version {} is not stored (version {} is)",
                         ChunkName(spec.chunk_id, spec.version), spec.base_version, newest));
       }
       copy_base = true;
+      copy_from = newest;
       base_length = it->second.rbegin()->second.length;
     }
   }
@@ -633,7 +640,7 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
   if (copy_base) {
     // Copy the base's CRC table and data as stored; the header is ours.
     RETURN_IF_ERROR(io_.Reserve(writer->fd_, 0, kChunkDataOffset + base_length, writer->path_));
-    const std::string base_path = FileOf(writer->folder_, spec.chunk_id, spec.base_version, "chunk");
+    const std::string base_path = FileOf(writer->folder_, spec.chunk_id, copy_from, "chunk");
     ASSIGN_OR_RETURN(int base_fd, io_.Open(base_path, O_RDONLY, 0));
     std::string buffer(kCopyBufferBytes, '\0');
     Status s = io_.PreadFull(base_fd, head.data() + kCrcTableOffset, kChunkDataOffset - kCrcTableOffset,
@@ -666,6 +673,15 @@ Result<ChunkMeta> ChunkStore::FindLocked(uint64_t chunk_id, uint64_t version) co
                     version > newest ? "future" : "stale", newest));
   }
   return MetaOf(chunk_id, version, v->second);
+}
+
+Result<uint64_t> ChunkStore::ReadableVersion(uint64_t chunk_id, uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Result<ChunkMeta> found = FindLocked(chunk_id, version);
+  if (found.ok()) return version;
+  auto it = index_.find(chunk_id);
+  if (it == index_.end() || it->second.empty() || it->second.rbegin()->first < version) return found.status();
+  return it->second.rbegin()->first;
 }
 
 Result<ChunkMeta> ChunkStore::Find(uint64_t chunk_id, uint64_t version) const {

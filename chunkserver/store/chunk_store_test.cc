@@ -255,6 +255,35 @@ TEST_F(ChunkStoreTest, StartWrite_VersionRules) {
   EXPECT_EQ(store->Find(10, 1).status().code(), StatusCode::kNotFound);
 }
 
+// A writer that died after its new version was finished here, before meta
+// committed it: meta still names the base, which finishing dropped. Reads of
+// the base are served from the newer version, and the next writer (base: the
+// committed version, version: past the abandoned one) builds from it.
+TEST_F(ChunkStoreTest, AbandonedVersion_ServesReadsOfItsBaseAndIsTheNextWritersBase) {
+  auto store = OpenStore();
+  const std::string v1 = RandomBytes(100'000, 7);
+  ASSERT_TRUE(WriteOnce(*store, 12, 1, 0, 0, v1).ok());
+  ASSERT_TRUE(WriteOnce(*store, 12, 2, 1, 10, "abandoned").ok());
+  EXPECT_EQ(store->Find(12, 1).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*store->ReadableVersion(12, 1), 2u);
+  EXPECT_EQ(*store->ReadableVersion(12, 2), 2u);
+  EXPECT_EQ(store->ReadableVersion(12, 3).status().code(), StatusCode::kFailedPrecondition);  // future
+  EXPECT_EQ(store->ReadableVersion(13, 1).status().code(), StatusCode::kNotFound);
+
+  auto writer = store->StartWrite({12, 3, 1, false});
+  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  ASSERT_TRUE((*writer)->Write(50'000, Bytes("next"), PieceCrcsOf(50'000, "next")).ok());
+  ASSERT_TRUE((*writer)->Commit(true).ok());
+  writer->reset();
+  std::string v3 = v1;
+  v3.replace(10, 9, "abandoned");
+  v3.replace(50'000, 4, "next");
+  EXPECT_EQ(*ReadAll(*store, 12, 3), v3);
+  // Only a version between the base and the new one stands in for the base.
+  EXPECT_EQ(store->StartWrite({12, 5, 4, false}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->StartWrite({12, 3, 2, false}).ok(), true);  // in place: version 3 is stored
+}
+
 TEST_F(ChunkStoreTest, Commit_NewVersionFromBaseReplacesOldAtomically) {
   auto store = OpenStore();
   const std::string v1 = RandomBytes(150'000, 5);

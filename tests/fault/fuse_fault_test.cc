@@ -27,6 +27,8 @@
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/leader_channel.h"
+#include "fuse/client/chunk_client.h"
+#include "fuse/client/meta_client.h"
 #include "proto/meta.grpc.pb.h"
 #include "tests/integration/fuse/cluster_fixture.h"
 
@@ -289,6 +291,88 @@ TEST_F(FuseFaultTest, MetaLeaderKilled_LocksHoldAndAWaiterRidesThrough) {
 }
 
 // The chunk files of one chunkserver's data folder.
+// A writer that dies after its chunkservers made a new chunk version durable
+// but before meta committed it: meta still names the old version, which the
+// chunkservers dropped when they finished the new one. The file must still
+// read (the old bytes, or the dead writer's where it wrote: that write was
+// never acknowledged, so either is allowed), and the next writer must be
+// able to write. The dying writer is this test speaking the client's own
+// RPCs, so the moment is exact; its session's end stands for the expiry.
+TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTakesWrites) {
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string path = (*cluster)->mount_point() + "/f";
+  constexpr size_t kSize = 200'000;
+  std::string acked(kSize, '\0');
+  Pattern(0, acked.data(), kSize);
+  {
+    int fd = ::open(path.c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, acked.data(), kSize), static_cast<ssize_t>(kSize));
+    ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  const std::string unacked(4096, 'x');
+  {
+    fuse::MetaClient::Options options;
+    options.source = (*cluster)->source();
+    auto meta = fuse::MetaClient::Connect(options, 10'000);
+    ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+    fuse::Caller root;
+    auto attr = (*meta)->Lookup(root, (*meta)->root_ino(), "f");
+    ASSERT_TRUE(attr.ok()) << attr.status().ToString();
+    auto opened = (*meta)->Open(root, attr->ino(), O_WRONLY);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    // The mount's release of its handle (and lease) is carried: it lands
+    // within its release delay, or the lease would expire.
+    auto lease = (*meta)->LeaseChunk(attr->ino(), opened->handle_id(), 0);
+    for (int i = 0; i < 100 && !lease.ok() && lease.status().code() == common::StatusCode::kAborted; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      lease = (*meta)->LeaseChunk(attr->ino(), opened->handle_id(), 0);
+    }
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    ASSERT_NE(lease->base_version(), 0u);
+    fuse::ChunkClient chunks(10'000, nullptr);
+    fuse::ChunkClient::Range range{4096, unacked};
+    auto written = chunks.Write(*lease, std::span(&range, 1), /*durable=*/true);
+    ASSERT_TRUE(written.ok()) << written.status().ToString();
+    // No CommitWrite: the writer is gone. Its session ends with `meta`.
+  }
+  // A fresh mount: neither cache can answer.
+  const std::string fresh = (*cluster)->dir() + "/mnt-fresh";
+  ASSERT_TRUE((*cluster)->MountAgain(fresh).ok());
+  std::string got(kSize, '\0');
+  {
+    int fd = ::open((fresh + "/f").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize)) << std::strerror(errno);
+    ::close(fd);
+  }
+  std::string with_unacked = acked;
+  with_unacked.replace(4096, unacked.size(), unacked);
+  EXPECT_TRUE(got == acked || got == with_unacked) << "the file reads as neither its acknowledged bytes "
+                                                       "nor those with the unacknowledged write";
+  // The next writer writes, and what it wrote reads back from yet another mount.
+  {
+    int fd = ::open((fresh + "/f").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::pwrite(fd, "next", 4, 100), 4) << std::strerror(errno);
+    ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  }
+  const std::string third = (*cluster)->dir() + "/mnt-third";
+  ASSERT_TRUE((*cluster)->MountAgain(third).ok());
+  {
+    int fd = ::open((third + "/f").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize)) << std::strerror(errno);
+    ::close(fd);
+  }
+  EXPECT_EQ(got.substr(100, 4), "next");
+  EXPECT_EQ(got.substr(0, 100), acked.substr(0, 100));
+  EXPECT_EQ(got.substr(8192), acked.substr(8192));
+}
+
 std::vector<std::string> ChunkFiles(const std::string& folder) {
   std::vector<std::string> out;
   std::error_code ec;
