@@ -45,6 +45,8 @@ constexpr int64_t kLeaseMarginMs = 5'000;
 // meta leader is.
 constexpr int64_t kLeaseBusyWaitMs = 40'000;
 constexpr int64_t kLeaseBusyPauseMs = 500;
+// Flushes of one buffer when the chunk moved to another writer between them.
+constexpr int kFlushAttempts = 3;
 
 }  // namespace
 
@@ -205,7 +207,12 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
     RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
     set = meta_->SetAttr(c, request);
   } else {
-    ASSIGN_OR_RETURN(std::optional<PendingCommit> pending, WriteOutLocked(request.ino(), *st));
+    Result<std::optional<PendingCommit>> written = WriteOutLocked(request.ino(), *st);
+    if (!written.ok() && written.status().code() == common::StatusCode::kFailedPrecondition) {
+      RETURN_IF_ERROR(FlushLocked(request.ino(), *st));  // the chunk moved: see FlushLocked
+      written = std::optional<PendingCommit>();
+    }
+    ASSIGN_OR_RETURN(std::optional<PendingCommit> pending, std::move(written));
     if (!pending) {
       set = meta_->SetAttr(c, request);
     } else {
@@ -217,7 +224,9 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
       } else {
         // Refused (EPERM...) or not reached: none of it applied. Commit the
         // data alone, as a flush would, then answer the setattr alone.
-        RETURN_IF_ERROR(FinishFlushLocked(request.ino(), *st, *pending, meta_->CommitWrite(pending->request)));
+        Status alone = FinishFlushLocked(request.ino(), *st, *pending, meta_->CommitWrite(pending->request));
+        if (alone.code() == common::StatusCode::kFailedPrecondition) alone = FlushLocked(request.ino(), *st);
+        RETURN_IF_ERROR(alone);
         set = meta_->SetAttr(c, request);
       }
     }
@@ -583,8 +592,13 @@ Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const Pending
     st.in_flight.Clear();
     // A chunk was re-leased to another writer (ours expired, or meta ended
     // it for another mount's lock holder): the next try needs new leases.
-    if (committed.status().code() == common::StatusCode::kFailedPrecondition) st.leases.clear();
-    spdlog::error("flush of inode {} failed: {}", ino, committed.status().ToString());
+    if (committed.status().code() == common::StatusCode::kFailedPrecondition) {
+      st.leases.clear();
+      spdlog::info("flush of inode {}: {}; its chunks moved, writing again under new leases", ino,
+                   committed.status().ToString());
+    } else {
+      spdlog::error("flush of inode {} failed: {}", ino, committed.status().ToString());
+    }
     return committed.status();
   }
   const pb::Attr& attr = *committed;
@@ -597,9 +611,21 @@ Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const Pending
 }
 
 Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
-  ASSIGN_OR_RETURN(std::optional<PendingCommit> pending, WriteOutLocked(ino, st));
-  if (!pending) return Status::Ok();
-  return FinishFlushLocked(ino, st, *pending, meta_->CommitWrite(pending->request));
+  // A lease this mount cached may have gone to another mount meanwhile (a
+  // lock holder there took it, or the file was cut): the chunkservers refuse
+  // the old version, or meta the commit, with FAILED_PRECONDITION. The data
+  // is still buffered and the leases forgotten, so write it again under new
+  // ones; a few tries, since another writer may keep taking the chunk.
+  Status status;
+  for (int attempt = 0; attempt < kFlushAttempts; ++attempt) {
+    Result<std::optional<PendingCommit>> pending = WriteOutLocked(ino, st);
+    if (pending.ok() && !*pending) return Status::Ok();
+    status = pending.ok() ? FinishFlushLocked(ino, st, **pending, meta_->CommitWrite((*pending)->request))
+                          : pending.status();
+    if (status.code() != common::StatusCode::kFailedPrecondition) return status;
+  }
+  spdlog::error("flush of inode {} failed {} times: {}", ino, kFlushAttempts, status.ToString());
+  return status;
 }
 
 Status FileSystem::EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length) {
@@ -711,8 +737,12 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
     }
     if (status.ok()) break;
     // A version we were told about may be gone (another mount wrote the file):
-    // ask meta again once before failing.
-    if (attempt == 1 || status.code() != common::StatusCode::kNotFound) return status;
+    // ask meta again once before failing. A chunkserver's "no such chunk" or
+    // "stale version" is then EIO for the reader, not ENOENT or EINVAL.
+    const bool moved = status.code() == common::StatusCode::kNotFound ||
+                       status.code() == common::StatusCode::kFailedPrecondition;
+    if (moved && attempt == 1) return common::Status(common::StatusCode::kInternal, status.message());
+    if (!moved) return status;
     std::lock_guard<std::mutex> lock(st->mu);
     st->locations.clear();
   }

@@ -151,6 +151,33 @@ TEST_F(LockTest, BlockedSetlkwWaitsForTheUnlockThenReadsTheHoldersWrite) {
   ::close(go[1]);
 }
 
+// A mount that wrote a file without a lock keeps the chunk's write lease
+// cached; a lock holder on another mount takes the chunk over and writes a
+// new version of it. The first mount's next flush finds its version refused
+// and must write again under a new lease: fsync succeeds and every write is
+// in the file.
+TEST_F(LockTest, AWriterWhoseChunkALockHolderTook_WritesOnUnderANewLease) {
+  int a = Open(one_ + "/f", O_RDWR | O_CREAT);
+  ASSERT_EQ(::pwrite(a, "AAAA", 4, 0), 4);
+  ASSERT_EQ(::fsync(a), 0) << std::strerror(errno);
+  {
+    int b = Open(two_ + "/f");
+    ASSERT_EQ(Fcntl(b, F_SETLKW, F_WRLCK, 0, 0), 0);
+    ASSERT_EQ(::pwrite(b, "BBBB", 4, 8), 4);
+    ASSERT_EQ(::fsync(b), 0) << std::strerror(errno);
+    ASSERT_EQ(Fcntl(b, F_SETLK, F_UNLCK, 0, 0), 0);
+    ASSERT_EQ(::close(b), 0);
+  }
+  ASSERT_EQ(::pwrite(a, "CCCC", 4, 16), 4);
+  ASSERT_EQ(::fsync(a), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(a), 0) << std::strerror(errno);
+  int b = Open(two_ + "/f", O_RDONLY);
+  char got[21] = {};
+  ASSERT_EQ(::pread(b, got, 20, 0), 20) << std::strerror(errno);
+  EXPECT_EQ(std::string(got, 20), std::string("AAAA\0\0\0\0BBBB\0\0\0\0CCCC", 20));
+  ::close(b);
+}
+
 TEST_F(LockTest, CloseOfAnyDescriptorEndsTheProcesssLocks) {
   int a = Open(one_ + "/f", O_RDWR | O_CREAT);
   int a2 = Open(one_ + "/f");
