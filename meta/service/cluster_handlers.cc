@@ -36,8 +36,12 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   op.set_placement_key(ChunkPlacementKey(req->ino(), req->chunk_index()));
   for (uint64_t node : cluster_->Placement(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   const std::string* key = &options_.cluster_key;
-  return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
+  const uint64_t ino = req->ino(), index = req->chunk_index();
+  return Mutate(cb, std::move(op), [this, reply, key, ino, index](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
+    if (result.status().code() == static_cast<int>(common::StatusCode::kAborted)) {
+      wanted_chunks_.Refused(ino, index, clock_.UnixNs() / 1'000'000);
+    }
     if (result.status().code() != 0) return;
     *reply->mutable_lease() = result.lease();
     SignLease(*key, reply->mutable_lease());
@@ -50,6 +54,13 @@ grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::Comm
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
+  // The commit keeps its leases busy (Apply extends them to this expiry)
+  // unless another writer waits for one of its chunks.
+  const int64_t now_ms = clock_.UnixNs() / 1'000'000;
+  const bool wanted = std::any_of(req->chunks().begin(), req->chunks().end(), [&](const pb::ChunkCommit& c) {
+    return wanted_chunks_.Wanted(req->ino(), c.chunk_index(), now_ms);
+  });
+  if (!wanted) op.set_lease_expires_unix_ms(now_ms + options_.chunk_lease_ms);
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();

@@ -24,6 +24,7 @@
 #include "meta/service/group.h"
 #include "meta/service/proposer.h"
 #include "meta/service/read_pins.h"
+#include "meta/service/wanted_chunks.h"
 #include "meta/state_machine/state_machine.h"
 #include "proto/meta.grpc.pb.h"
 
@@ -186,6 +187,7 @@ class MetaServiceImpl final : public MetaServiceBase {
     op.set_now_ns(clock_.UnixNs());
     op.set_defer_frees(true);
     op.set_posix_acls(true);
+    op.set_movable_leases(true);
     proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.
@@ -209,6 +211,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   const MetaServiceOptions options_;
   common::Admission admission_;
   ReadPins read_pins_;
+  // Chunks another writer was just refused a lease on (wanted_chunks.h).
+  WantedChunks wanted_chunks_{3'000};
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only

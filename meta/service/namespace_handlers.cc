@@ -48,6 +48,7 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   op.set_now_ns(clock_.UnixNs());
   op.set_defer_frees(true);
   op.set_posix_acls(true);
+  op.set_movable_leases(true);
   return proposer_->Propose(std::move(op)).get();
 }
 

@@ -104,6 +104,7 @@ void ApplyCarried(Db& db, const pb::Op& op) {
     one.set_now_ns(op.now_ns());
     one.set_defer_frees(op.defer_frees());
     one.set_posix_acls(op.posix_acls());
+    one.set_movable_leases(op.movable_leases());
     fill(one);
     db.Prepare("SAVEPOINT carried").Run();
     ops::OpContext ctx{db, one, one.now_ns()};

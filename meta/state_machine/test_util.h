@@ -70,6 +70,7 @@ class SmHarness {
     op.set_now_ns(now_ns);
     if (defer_frees) op.set_defer_frees(true);
     if (posix_acls) op.set_posix_acls(true);
+    if (movable_leases) op.set_movable_leases(true);
     pb::Entry entry;
     entry.set_format(1);
     *entry.add_ops() = std::move(op);
@@ -185,6 +186,7 @@ class SmHarness {
   uint64_t client_id = 0;
   bool defer_frees = false;  // stamp Op.defer_frees, as a leader does
   bool posix_acls = true;    // stamp Op.posix_acls, as a leader does
+  bool movable_leases = true;  // stamp Op.movable_leases, as a leader does
 
  private:
   static int Unwrap(const pb::OpResult& result, pb::Attr* attr) {

@@ -18,6 +18,11 @@ using common::StatusCode;
 
 namespace {
 
+// A live write lease its holder has not been granted, renewed or committed
+// under for this long may go to another client (GrantLease). Part of the
+// replicated rules: every member must agree on it.
+constexpr int64_t kLeaseIdleMs = 2'000;
+
 struct ChunkRow {
   uint64_t chunk_id = 0;
   uint64_t version = 0;
@@ -89,13 +94,19 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
     stmt.BindU(1, chunk->chunk_id);
     if (stmt.Step()) {
       const bool live = stmt.Int(4) > now_ms;
+      // Idle: not granted, renewed or committed under (which extends it to
+      // a full lease again) for kLeaseIdleMs. Another mount's writer may take
+      // it: the holder's next flush finds its version refused and writes
+      // again under a new lease (fuse FileSystem::FlushLocked).
+      const bool idle = live && ctx.op.movable_leases() && expires_ms - now_ms > kLeaseIdleMs &&
+                        stmt.Int(4) - now_ms < expires_ms - now_ms - kLeaseIdleMs;
       // A lease is its client's, whichever handle took it: a mount keeps one
       // write buffer per file and flushes it one at a time, through whichever
       // of its writable handles wrote last. (Another mount, even of the same
       // machine, has its own client id and waits.) The row moves to
       // `handle_id` below, so that handle's release ends it.
       const bool mine = stmt.UInt(1) == ctx.op.client_id();
-      if (live && !mine) return Status(StatusCode::kAborted, "chunk is leased by another writer");
+      if (live && !mine && !idle) return Status(StatusCode::kAborted, "chunk is leased by another writer");
       if (live && mine && stmt.UInt(3) > chunk->version) {
         lease_id = stmt.UInt(0);  // renewal: same version, later expiry
         version = stmt.UInt(3);
@@ -166,11 +177,16 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
       return Status(StatusCode::kFailedPrecondition, "chunk was replaced or truncated away");
     }
     if (commit.length() > common::kChunkSizeBytes) return Status(StatusCode::kInvalidArgument, "chunk too long");
-    if (commit.version() != chunk->version) {
+    if (commit.version() != chunk->version || ctx.op.movable_leases()) {
+      // Versions are never reused, so the lease row naming this version is
+      // the lease it was written under. Once another writer took the chunk
+      // (a new version), a commit under the old lease is refused even at
+      // the committed version: its in-place bytes may have missed the new
+      // version's copies.
       Stmt stmt = ctx.db.Prepare("SELECT version FROM leases WHERE chunk_id=?");
       stmt.BindU(1, chunk->chunk_id);
       if (!stmt.Step() || stmt.UInt(0) != commit.version()) {
-        return Status(StatusCode::kFailedPrecondition, "stale chunk version");
+        return Status(StatusCode::kFailedPrecondition, "stale chunk version: the chunk was leased to another writer");
       }
     }
     // Replicas that did not take this version keep an old one: garbage. They
@@ -208,6 +224,13 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
     Stmt upd = ctx.db.Prepare("UPDATE chunks SET version=?, length=? WHERE chunk_id=?");
     upd.BindU(1, commit.version()).BindU(2, commit.length()).BindU(3, chunk->chunk_id);
     upd.Run();
+    if (ctx.op.movable_leases() && ctx.op.has_commit_write() && ctx.op.lease_expires_unix_ms() > 0) {
+      // The writer is busy: its lease is not idle (see GrantLease). One
+      // that ended (released, its session gone) stays ended.
+      Stmt busy = ctx.db.Prepare("UPDATE leases SET expires_ms=MAX(expires_ms, ?) WHERE chunk_id=? AND expires_ms>?");
+      busy.Bind(1, ctx.op.lease_expires_unix_ms()).BindU(2, chunk->chunk_id).Bind(3, ctx.now_ns / 1'000'000);
+      busy.Run();
+    }
   }
   inode->size = std::max(inode->size, req.new_size());
   inode->mtime_ns = req.mtime_ns() != 0 ? req.mtime_ns() : ctx.now_ns;

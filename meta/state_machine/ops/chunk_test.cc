@@ -63,9 +63,10 @@ class ChunkTest : public ::testing::Test {
     return r;
   }
   pb::OpResult Commit(const pb::ChunkLease& lease, uint64_t length, uint64_t new_size,
-                      std::vector<uint64_t> nodes = {11, 12, 13}) {
+                      std::vector<uint64_t> nodes = {11, 12, 13}, int64_t busy_until_ms = 0) {
     pb::Op op;
     op.set_client_id(client_);
+    op.set_lease_expires_unix_ms(busy_until_ms);
     *op.mutable_commit_write() = CommitRequest(lease, length, new_size, std::move(nodes));
     return h.Apply(op);
   }
@@ -120,6 +121,60 @@ TEST_F(ChunkTest, LeaseChunk_SecondWriterWaitsForExpiry) {
   pb::OpResult taken = Lease(0, other_client, other, NowMs() + 1000);
   ASSERT_EQ(taken.status().code(), 0);
   EXPECT_EQ(taken.lease().version(), 2u);  // never reuses the abandoned version
+}
+
+// A lease its holder has not used for 2 s (no grant, renewal or commit)
+// goes to a writer on another mount, with a new version; the holder's
+// commit under it is then refused, even at the committed version.
+TEST_F(ChunkTest, LeaseChunk_AnIdleLeaseGoesToAnotherMount) {
+  pb::ChunkLease first = Lease(0, client_, handle_, NowMs() + 60'000).lease();
+  ASSERT_EQ(Commit(first, 10, 10).status().code(), 0);
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  h.now_ns += 1'000'000'000;
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
+  h.now_ns += 1'500'000'000;
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 60'000);
+  ASSERT_EQ(taken.status().code(), 0) << taken.status().message();
+  EXPECT_EQ(taken.lease().version(), 2u);
+  EXPECT_EQ(taken.lease().base_version(), 1u);
+  EXPECT_EQ(Commit(first, 20, 20).status().code(), C(StatusCode::kFailedPrecondition));
+  // And the first mount waits for the new holder in turn.
+  EXPECT_EQ(Lease(0, client_, handle_, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
+}
+
+// Entries from before Op.movable_leases replay by the older rules: a live
+// lease stays its holder's, and a commit at the committed version stands.
+TEST_F(ChunkTest, EntriesFromBeforeMovableLeases_KeepTheOlderRules) {
+  h.movable_leases = false;
+  pb::ChunkLease first = Lease(0, client_, handle_, NowMs() + 60'000).lease();
+  ASSERT_EQ(Commit(first, 10, 10).status().code(), 0);
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  h.now_ns += 10'000'000'000;
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
+  h.movable_leases = true;
+  ASSERT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), 0);
+  h.movable_leases = false;
+  EXPECT_EQ(Commit(first, 20, 20).status().code(), 0);
+}
+
+// A commit stamped by the leader (no other writer waits) keeps the lease
+// busy for 2 s more; one it did not stamp (a writer waits) does not.
+TEST_F(ChunkTest, CommitWrite_KeepsItsLeaseBusyUnlessAnotherWriterWaits) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 60'000).lease();
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  h.now_ns += 1'500'000'000;
+  ASSERT_EQ(Commit(lease, 10, 10, {11, 12, 13}, NowMs() + 60'000).status().code(), 0);
+  h.now_ns += 1'500'000'000;
+  EXPECT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
+  ASSERT_EQ(Commit(lease, 20, 20).status().code(), 0);  // not stamped
+  h.now_ns += 1'000'000'000;  // 2.5 s after the stamped commit
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 60'000);
+  ASSERT_EQ(taken.status().code(), 0) << taken.status().message();
+  EXPECT_EQ(taken.lease().version(), 2u);
+  EXPECT_EQ(taken.lease().length(), 20u);
 }
 
 // A mount flushes a file's one write buffer through whichever of its
