@@ -117,6 +117,12 @@ void ReplyEntry(fuse_req_t req, pb::Attr attr, double valid_s = -1) {
   if (fuse_reply_entry(req, &e) != 0) Fs(req).Forget(e.ino, 1);  // the kernel never got it
 }
 
+// Whether meta keeps this mount's file locks: -o locks=cluster (the default)
+// and a meta that can. Otherwise OpInit leaves them to the kernel.
+bool ClusterLocks(const Adapter& adapter) {
+  return adapter.options.cluster_locks && adapter.fs->meta().Supports(pb::FEATURE_FILE_LOCKS);
+}
+
 bool RefuseIfReadOnly(fuse_req_t req) {
   if (!A(req).options.read_only) return false;
   fuse_reply_err(req, EROFS);
@@ -140,10 +146,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // File locks go to meta (FileSystem::Lock) unless locks=local or meta
   // cannot keep them: then the kernel keeps them, for this mount only.
   // (libfuse asks for both because the lock operations exist.)
-  const Adapter& adapter = *static_cast<Adapter*>(userdata);
-  if (!options.cluster_locks || !adapter.fs->meta().Supports(pb::FEATURE_FILE_LOCKS)) {
-    conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
-  }
+  if (!ClusterLocks(*static_cast<Adapter*>(userdata))) conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -616,7 +619,7 @@ struct Timed<Fn, kOp> {
 // OpInit asked the kernel to keep locks itself when this is false; a call
 // then still arriving gets ENOLCK.
 bool LocksSupported(fuse_req_t req) {
-  if (A(req).options.cluster_locks && Fs(req).meta().Supports(pb::FEATURE_FILE_LOCKS)) return true;
+  if (ClusterLocks(A(req))) return true;
   fuse_reply_err(req, ENOLCK);
   return false;
 }

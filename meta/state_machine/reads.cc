@@ -166,9 +166,8 @@ void StateMachine::ListXattr(const pb::ListXattrRequest& req, pb::ListXattrReply
 void StateMachine::GetLock(const pb::GetLockRequest& req, pb::GetLockReply* reply) {
   ReadConnection conn = Borrow();
   if (!LoadInode(*conn, req.ino())) return SetStatus(Status(StatusCode::kNotFound, "no such inode"), reply->mutable_status());
-  ops::LockQuery q{req.ino(), req.ctx().client_id(), req.owner(), static_cast<uint32_t>(req.kind()),
-                   static_cast<uint32_t>(req.type()), ops::LockRangeOf(req.kind(), req.start(), req.end())};
-  common::Result<std::optional<ops::HeldLock>> held = ops::FindConflictingLock(*conn, q);
+  common::Result<std::optional<ops::HeldLock>> held =
+      ops::FindConflictingLock(*conn, ops::LockQueryOf(req, req.ctx().client_id()));
   if (!held.ok()) return SetStatus(held.status(), reply->mutable_status());
   if (!*held) return reply->set_type(pb::LOCK_TYPE_UNLOCK);
   reply->set_type(static_cast<pb::LockType>((*held)->type));
@@ -181,9 +180,8 @@ void StateMachine::GetLock(const pb::GetLockRequest& req, pb::GetLockReply* repl
 common::Status StateMachine::TestLock(const pb::SetLockRequest& req, uint64_t client_id) {
   ReadConnection conn = Borrow();
   if (!LoadInode(*conn, req.ino())) return Status(StatusCode::kNotFound, "no such inode");
-  ops::LockQuery q{req.ino(), client_id, req.owner(), static_cast<uint32_t>(req.kind()),
-                   static_cast<uint32_t>(req.type()), ops::LockRangeOf(req.kind(), req.start(), req.end())};
-  ASSIGN_OR_RETURN(std::optional<ops::HeldLock> held, ops::FindConflictingLock(*conn, q));
+  ASSIGN_OR_RETURN(std::optional<ops::HeldLock> held,
+                   ops::FindConflictingLock(*conn, ops::LockQueryOf(req, client_id)));
   if (held) return Status(StatusCode::kAborted, "the range is locked by another owner");
   return Status::Ok();
 }

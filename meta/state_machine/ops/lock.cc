@@ -60,8 +60,7 @@ Status SetLock(OpContext& ctx, const pb::SetLockRequest& req, pb::OpResult* resu
   if (ctx.op.client_id() == 0) return Status(StatusCode::kInvalidArgument, "locks need a session");
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
-  LockQuery q{req.ino(), ctx.op.client_id(), req.owner(), static_cast<uint32_t>(req.kind()),
-              static_cast<uint32_t>(req.type()), LockRangeOf(req.kind(), req.start(), req.end())};
+  const LockQuery q = LockQueryOf(req, ctx.op.client_id());
   ASSIGN_OR_RETURN(std::optional<HeldLock> conflict, FindConflictingLock(ctx.db, q));  // validates q too
   if (conflict) return Status(StatusCode::kAborted, "the range is locked by another owner");
 

@@ -99,6 +99,16 @@ struct HeldLock {
 };
 // The range a request of `kind` covers: flock locks take the whole file.
 LockRange LockRangeOf(uint32_t kind, uint64_t start, uint64_t end);
+// What a SetLockRequest or GetLockRequest of `client_id` asks for.
+template <typename LockRequest>
+LockQuery LockQueryOf(const LockRequest& req, uint64_t client_id) {
+  return LockQuery{req.ino(),
+                   client_id,
+                   req.owner(),
+                   static_cast<uint32_t>(req.kind()),
+                   static_cast<uint32_t>(req.type()),
+                   LockRangeOf(req.kind(), req.start(), req.end())};
+}
 // Another owner's lock that `q` conflicts with (the first by offset), if
 // any; InvalidArgument for an unknown kind or type or a bad range. Shared
 // with the read path (F_GETLK, the leader's check before proposing).
