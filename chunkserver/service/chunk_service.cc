@@ -170,6 +170,7 @@ grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context,
   reply->set_bytes_written(written);
   reply->set_chunk_length(*length);
   reply->set_durable(header.durable());
+  reply->set_built_from_version((*writer)->built_from());
   return grpc::Status::OK;
 }
 

@@ -654,6 +654,7 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
     io_.Close(base_fd);
     RETURN_IF_ERROR(s);
     writer->length_ = base_length;
+    writer->built_from_ = copy_from;
   }
   RETURN_IF_ERROR(io_.PwriteFull(writer->fd_, head.data(), head.size(), 0, writer->path_));
   return writer;

@@ -153,6 +153,9 @@ class ChunkWriter {
 
   uint64_t length() const { return length_; }
   bool building_new_version() const { return building_; }
+  // The stored version a new version is built from (see StartWrite); 0 in
+  // place or from nothing.
+  uint64_t built_from() const { return built_from_; }
 
  private:
   friend class ChunkStore;
@@ -175,6 +178,7 @@ class ChunkWriter {
   uint64_t version_ = 0;
   int folder_ = 0;
   bool building_ = false;   // a .tmp is being built
+  uint64_t built_from_ = 0;
   bool finished_ = false;
   bool abandoned_ = false;  // a crash point fired: leave the files as they are
   std::string path_;        // the file written (.tmp or .chunk)

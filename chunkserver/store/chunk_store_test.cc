@@ -272,6 +272,7 @@ TEST_F(ChunkStoreTest, AbandonedVersion_ServesReadsOfItsBaseAndIsTheNextWritersB
 
   auto writer = store->StartWrite({12, 3, 1, false});
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+  EXPECT_EQ((*writer)->built_from(), 2u);  // the client learns it (WriteReply.built_from_version)
   ASSERT_TRUE((*writer)->Write(50'000, Bytes("next"), PieceCrcsOf(50'000, "next")).ok());
   ASSERT_TRUE((*writer)->Commit(true).ok());
   writer->reset();
@@ -291,6 +292,7 @@ TEST_F(ChunkStoreTest, Commit_NewVersionFromBaseReplacesOldAtomically) {
   auto writer = store->StartWrite({11, 2, 1, false});
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
   ASSERT_TRUE((*writer)->building_new_version());
+  EXPECT_EQ((*writer)->built_from(), 1u);
   ASSERT_TRUE((*writer)->Write(10, Bytes("XYZ"), PieceCrcsOf(10, "XYZ")).ok());
   // Until the commit, readers see version 1 only.
   EXPECT_EQ(*ReadAll(*store, 11, 1), v1);

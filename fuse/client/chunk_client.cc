@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 
@@ -31,8 +32,9 @@ std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& addres
   return channel;
 }
 
-Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                             std::span<const Range> ranges, bool durable, std::optional<uint64_t> truncate_to) {
+Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
+                                       std::span<const Range> ranges, bool durable,
+                                       std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub stub(ChannelFor(replica.address()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
@@ -84,31 +86,47 @@ Status ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocat
   grpc::Status s = writer->Finish();
   if (!s.ok()) return common::FromGrpcStatus(s).WithContext("write chunk " + std::to_string(lease.chunk_id()) +
                                                             " on " + replica.address());
-  return Status::Ok();
+  return reply.built_from_version();
 }
 
 Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
                                                  bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
-  std::vector<std::future<Status>> results;
+  std::vector<std::future<Result<uint64_t>>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {
       return WriteOne(lease, replica, ranges, durable, truncate_to);
     }));
   }
   std::vector<uint64_t> acked;
+  std::vector<uint64_t> from_abandoned;  // built from a newer version than the base
   Status first_error;
   for (size_t i = 0; i < results.size(); ++i) {
-    Status s = results[i].get();
-    if (s.ok()) {
-      acked.push_back(lease.replicas(static_cast<int>(i)).node_id());
+    Result<uint64_t> built_from = results[i].get();
+    const uint64_t node = lease.replicas(static_cast<int>(i)).node_id();
+    if (built_from.ok()) {
+      acked.push_back(node);
+      if (lease.base_version() != 0 && *built_from > lease.base_version()) from_abandoned.push_back(node);
     } else {
-      spdlog::warn("{}", s.ToString());
-      if (first_error.ok()) first_error = s;
+      spdlog::warn("{}", built_from.status().ToString());
+      if (first_error.ok()) first_error = built_from.status();
     }
   }
   uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
                                               : static_cast<uint32_t>(lease.replicas_size() / 2 + 1);
+  // A writer that died before its commit may have finished its version on
+  // some replicas and not others: they now hold different bytes (its write
+  // was never acknowledged). Keep one side only, so the replicas of the new
+  // version agree: the base's when it has a quorum (the others are left
+  // out of the commit, and meta copies the version to them again), else the
+  // abandoned version's.
+  if (!from_abandoned.empty() && acked.size() - from_abandoned.size() >= quorum) {
+    spdlog::info("chunk {}: {} replica(s) held a version its writer abandoned; writing on without them",
+                 lease.chunk_id(), from_abandoned.size());
+    std::erase_if(acked, [&](uint64_t node) {
+      return std::find(from_abandoned.begin(), from_abandoned.end(), node) != from_abandoned.end();
+    });
+  }
   if (acked.size() < quorum) {
     // Prefer the reason a local filesystem would report (disk full) over "unavailable".
     return first_error.WithContext("only " + std::to_string(acked.size()) + " of " +

@@ -49,6 +49,9 @@ class ChunkClient {
   // cuts a copy built from a longer base). Returns the node ids that
   // acknowledged (at least W) or the error of the quorum failure
   // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
+  // Replicas that built the version from one a dead writer abandoned, not
+  // from the lease's base, are left out when those that had the base make a
+  // quorum (see the .cc): the acknowledged replicas always hold equal bytes.
   struct Range {
     uint64_t offset_in_chunk = 0;
     std::string_view data;
@@ -64,8 +67,10 @@ class ChunkClient {
 
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
-  common::Status WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                          std::span<const Range> ranges, bool durable, std::optional<uint64_t> truncate_to);
+  // The version the replica built from (WriteReply.built_from_version).
+  common::Result<uint64_t> WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
+                                    std::span<const Range> ranges, bool durable,
+                                    std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,
                                                     uint64_t count);

@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "common/chunk_geometry.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/leader_channel.h"
@@ -298,7 +299,8 @@ TEST_F(FuseFaultTest, MetaLeaderKilled_LocksHoldAndAWaiterRidesThrough) {
 // never acknowledged, so either is allowed), and the next writer must be
 // able to write. The dying writer is this test speaking the client's own
 // RPCs, so the moment is exact; its session's end stands for the expiry.
-TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTakesWrites) {
+// `finished` of the 3 replicas got the dead writer's version.
+void WriterDiesBetweenChunkWriteAndCommit(int finished) {
   auto cluster = LocalCluster::Up(/*mount=*/true);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string path = (*cluster)->mount_point() + "/f";
@@ -313,18 +315,19 @@ TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTake
     ASSERT_EQ(::close(fd), 0);
   }
   const std::string unacked(4096, 'x');
+  fuse::MetaClient::Options options;
+  options.source = (*cluster)->source();
+  fuse::Caller root;
+  fuse::ChunkClient chunks(10'000, nullptr);
   {
-    fuse::MetaClient::Options options;
-    options.source = (*cluster)->source();
     auto meta = fuse::MetaClient::Connect(options, 10'000);
     ASSERT_TRUE(meta.ok()) << meta.status().ToString();
-    fuse::Caller root;
     auto attr = (*meta)->Lookup(root, (*meta)->root_ino(), "f");
     ASSERT_TRUE(attr.ok()) << attr.status().ToString();
     auto opened = (*meta)->Open(root, attr->ino(), O_WRONLY);
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     // The mount's release of its handle (and lease) is carried: it lands
-    // within its release delay, or the lease would expire.
+    // within its release delay, or the lease would go idle.
     auto lease = (*meta)->LeaseChunk(attr->ino(), opened->handle_id(), 0);
     for (int i = 0; i < 100 && !lease.ok() && lease.status().code() == common::StatusCode::kAborted; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -332,7 +335,9 @@ TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTake
     }
     ASSERT_TRUE(lease.ok()) << lease.status().ToString();
     ASSERT_NE(lease->base_version(), 0u);
-    fuse::ChunkClient chunks(10'000, nullptr);
+    ASSERT_EQ(lease->replicas_size(), 3);
+    lease->mutable_replicas()->DeleteSubrange(finished, 3 - finished);
+    lease->set_write_quorum(static_cast<uint32_t>(finished));
     fuse::ChunkClient::Range range{4096, unacked};
     auto written = chunks.Write(*lease, std::span(&range, 1), /*durable=*/true);
     ASSERT_TRUE(written.ok()) << written.status().ToString();
@@ -352,13 +357,36 @@ TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTake
   with_unacked.replace(4096, unacked.size(), unacked);
   EXPECT_TRUE(got == acked || got == with_unacked) << "the file reads as neither its acknowledged bytes "
                                                        "nor those with the unacknowledged write";
-  // The next writer writes, and what it wrote reads back from yet another mount.
+  // The next writer writes.
   {
     int fd = ::open((fresh + "/f").c_str(), O_WRONLY);
     ASSERT_GE(fd, 0) << std::strerror(errno);
     ASSERT_EQ(::pwrite(fd, "next", 4, 100), 4) << std::strerror(errno);
     ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
     ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  }
+  // Every replica meta names now holds the same bytes: the next writer's
+  // on top of one side's (the base's, when it had a quorum).
+  std::string expected = finished * 2 > 3 ? with_unacked : acked;
+  expected.replace(100, 4, "next");
+  auto meta = fuse::MetaClient::Connect(options, 10'000);
+  ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+  auto attr = (*meta)->Lookup(root, (*meta)->root_ino(), "f");
+  ASSERT_TRUE(attr.ok()) << attr.status().ToString();
+  auto where = (*meta)->GetChunkLocations(attr->ino(), 0, kSize);
+  ASSERT_TRUE(where.ok()) << where.status().ToString();
+  ASSERT_EQ(where->chunks_size(), 1);
+  const pb::ChunkLocation& location = where->chunks(0);
+  EXPECT_GE(location.replicas_size(), 2);
+  for (const pb::ReplicaLocation& replica : location.replicas()) {
+    pb::ChunkLocation one = location;
+    one.clear_replicas();
+    *one.add_replicas() = replica;
+    auto blocks = chunks.ReadBlocks(one, 0, common::BlockCount(kSize));
+    ASSERT_TRUE(blocks.ok()) << replica.address() << ": " << blocks.status().ToString();
+    std::string bytes;
+    for (const std::string& b : *blocks) bytes += b;
+    EXPECT_TRUE(bytes == expected) << "replica " << replica.address() << " differs";
   }
   const std::string third = (*cluster)->dir() + "/mnt-third";
   ASSERT_TRUE((*cluster)->MountAgain(third).ok());
@@ -368,9 +396,17 @@ TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTake
     ASSERT_EQ(::pread(fd, got.data(), kSize, 0), static_cast<ssize_t>(kSize)) << std::strerror(errno);
     ::close(fd);
   }
-  EXPECT_EQ(got.substr(100, 4), "next");
-  EXPECT_EQ(got.substr(0, 100), acked.substr(0, 100));
-  EXPECT_EQ(got.substr(8192), acked.substr(8192));
+  EXPECT_TRUE(got == expected);
+}
+
+TEST_F(FuseFaultTest, WriterDiesBetweenChunkWriteAndCommit_FileStillReadsAndTakesWrites) {
+  WriterDiesBetweenChunkWriteAndCommit(3);
+}
+
+// The same when only one replica finished the dead writer's version: the
+// next version's replicas must not differ in its bytes.
+TEST_F(FuseFaultTest, WriterDiesAfterOneReplicaFinished_ReplicasStillAgree) {
+  WriterDiesBetweenChunkWriteAndCommit(1);
 }
 
 std::vector<std::string> ChunkFiles(const std::string& folder) {
