@@ -90,6 +90,13 @@ class ChunkTest : public ::testing::Test {
     h.client_id = client_;
   }
 
+  // Chunk 0 leased for 60 s and committed by this mount, then a second mount.
+  void CommittedThenAnotherMount(pb::ChunkLease* lease, uint64_t* client, uint64_t* handle) {
+    *lease = Lease(0, client_, handle_, NowMs() + 60'000).lease();
+    ASSERT_EQ(Commit(*lease, 10, 10).status().code(), 0);
+    ASSERT_NO_FATAL_FAILURE(OtherMount(client, handle));
+  }
+
   testing::SmHarness h;
   uint64_t client_ = 0;
   uint64_t handle_ = 0;
@@ -127,10 +134,9 @@ TEST_F(ChunkTest, LeaseChunk_SecondWriterWaitsForExpiry) {
 // goes to a writer on another mount, with a new version; the holder's
 // commit under it is then refused, even at the committed version.
 TEST_F(ChunkTest, LeaseChunk_AnIdleLeaseGoesToAnotherMount) {
-  pb::ChunkLease first = Lease(0, client_, handle_, NowMs() + 60'000).lease();
-  ASSERT_EQ(Commit(first, 10, 10).status().code(), 0);
+  pb::ChunkLease first;
   uint64_t other_client = 0, other = 0;
-  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  ASSERT_NO_FATAL_FAILURE(CommittedThenAnotherMount(&first, &other_client, &other));
   h.now_ns += 1'000'000'000;
   EXPECT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
   h.now_ns += 1'500'000'000;
@@ -147,10 +153,9 @@ TEST_F(ChunkTest, LeaseChunk_AnIdleLeaseGoesToAnotherMount) {
 // lease stays its holder's, and a commit at the committed version stands.
 TEST_F(ChunkTest, EntriesFromBeforeMovableLeases_KeepTheOlderRules) {
   h.movable_leases = false;
-  pb::ChunkLease first = Lease(0, client_, handle_, NowMs() + 60'000).lease();
-  ASSERT_EQ(Commit(first, 10, 10).status().code(), 0);
+  pb::ChunkLease first;
   uint64_t other_client = 0, other = 0;
-  ASSERT_NO_FATAL_FAILURE(OtherMount(&other_client, &other));
+  ASSERT_NO_FATAL_FAILURE(CommittedThenAnotherMount(&first, &other_client, &other));
   h.now_ns += 10'000'000'000;
   EXPECT_EQ(Lease(0, other_client, other, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
   h.movable_leases = true;
