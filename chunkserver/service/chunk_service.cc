@@ -193,10 +193,9 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
     return Invalid(fmt::format("{}: read of {} bytes at offset {} is outside the chunk (64 MiB)", name,
                                request.length(), request.offset()));
   }
-  auto version = store_.ReadableVersion(request.chunk_id(), request.version());
-  if (!version.ok()) return Fail(version.status());
-  auto meta = store_.Find(request.chunk_id(), *version);
+  auto meta = store_.FindReadable(request.chunk_id(), request.version());
   if (!meta.ok()) return Fail(meta.status());
+  const uint64_t version = meta->version;
   if (request.offset() > meta->length) {
     return Invalid(fmt::format("{}: offset {} is past the end of the chunk (length {})", name, request.offset(),
                                meta->length));
@@ -217,7 +216,7 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
     uint64_t count = std::min(kBlocksPerReadMessage, last_block - block + 1);
     // The blocks of the next 8 messages are read from disk while this one is sent.
     uint64_t ahead = std::min(8 * kBlocksPerReadMessage, last_block + 1 - (block + count));
-    Status s = store_.ReadBlocks(request.chunk_id(), *version, block, count, reply.mutable_data(), &blocks,
+    Status s = store_.ReadBlocks(request.chunk_id(), version, block, count, reply.mutable_data(), &blocks,
                                  ahead);
     if (!s.ok()) return Fail(s);
     if (blocks.crcs.empty()) break;  // the chunk shrank under us

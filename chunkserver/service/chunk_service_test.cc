@@ -289,7 +289,7 @@ TEST(ChunkServiceImpl, Versions_StaleFutureAndUnknown) {
             StatusCode::kFailedPrecondition);
   EXPECT_EQ(WriteChunk(*cs.stub, Header(7, 5, 4, 0), Bytes("?")).status().code(), StatusCode::kFailedPrecondition);
   // A read of a version that is gone is served from the newer one (built
-  // from it; ChunkStore::ReadableVersion); a future version is not there.
+  // from it; ChunkStore::FindReadable); a future version is not there.
   auto gone = ReadChunk(*cs.stub, 7, 2, 0, 10);
   ASSERT_TRUE(gone.ok()) << gone.status().ToString();
   EXPECT_EQ(*gone, "v3");

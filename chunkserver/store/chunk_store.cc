@@ -676,13 +676,13 @@ Result<ChunkMeta> ChunkStore::FindLocked(uint64_t chunk_id, uint64_t version) co
   return MetaOf(chunk_id, version, v->second);
 }
 
-Result<uint64_t> ChunkStore::ReadableVersion(uint64_t chunk_id, uint64_t version) const {
+Result<ChunkMeta> ChunkStore::FindReadable(uint64_t chunk_id, uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
   Result<ChunkMeta> found = FindLocked(chunk_id, version);
-  if (found.ok()) return version;
+  if (found.ok()) return found;
   auto it = index_.find(chunk_id);
   if (it == index_.end() || it->second.empty() || it->second.rbegin()->first < version) return found.status();
-  return it->second.rbegin()->first;
+  return FindLocked(chunk_id, it->second.rbegin()->first);
 }
 
 Result<ChunkMeta> ChunkStore::Find(uint64_t chunk_id, uint64_t version) const {

@@ -235,13 +235,13 @@ class ChunkStore {
 
   // Looks up a stored version. NOT_FOUND / FAILED_PRECONDITION as ReadBlocks.
   common::Result<ChunkMeta> Find(uint64_t chunk_id, uint64_t version) const;
-  // The version a read of `version` is served from: that one, or when it is
-  // gone the newest stored one if newer. A newer version is a write meta has
+  // The stored version a read of `version` is served from (as Find): that
+  // one, or when it is gone the newest stored one if newer. A newer version is a write meta has
   // not committed (yet, or ever: its writer died), built from `version`, so
   // it holds every byte of it below meta's length, plus writes nobody
   // acknowledged, which a reader may see as it may see any write in flight.
   // Errors as Find.
-  common::Result<uint64_t> ReadableVersion(uint64_t chunk_id, uint64_t version) const;
+  common::Result<ChunkMeta> FindReadable(uint64_t chunk_id, uint64_t version) const;
   // Versions of a chunk (all of them when version is 0). NOT_FOUND if none.
   // A version whose file is gone from disk (removed behind our back) is
   // marked damaged here, so `dfsctl fsck` and meta learn of it.

@@ -265,10 +265,10 @@ TEST_F(ChunkStoreTest, AbandonedVersion_ServesReadsOfItsBaseAndIsTheNextWritersB
   ASSERT_TRUE(WriteOnce(*store, 12, 1, 0, 0, v1).ok());
   ASSERT_TRUE(WriteOnce(*store, 12, 2, 1, 10, "abandoned").ok());
   EXPECT_EQ(store->Find(12, 1).status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(*store->ReadableVersion(12, 1), 2u);
-  EXPECT_EQ(*store->ReadableVersion(12, 2), 2u);
-  EXPECT_EQ(store->ReadableVersion(12, 3).status().code(), StatusCode::kFailedPrecondition);  // future
-  EXPECT_EQ(store->ReadableVersion(13, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->FindReadable(12, 1)->version, 2u);
+  EXPECT_EQ(store->FindReadable(12, 2)->version, 2u);
+  EXPECT_EQ(store->FindReadable(12, 3).status().code(), StatusCode::kFailedPrecondition);  // future
+  EXPECT_EQ(store->FindReadable(13, 1).status().code(), StatusCode::kNotFound);
 
   auto writer = store->StartWrite({12, 3, 1, false});
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();

@@ -1,7 +1,5 @@
 #include "meta/service/wanted_chunks.h"
 
-#include <iterator>
-
 namespace dfs::meta {
 
 namespace {
