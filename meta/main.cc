@@ -82,6 +82,7 @@ struct Flags : common::DaemonFlags {
   std::string data;
   uint32_t replicas = 3;
   std::string node_dead_after = "10s";
+  std::string session_lease = "30s";
   std::string sync = "normal";
   uint64_t node_id = 1;
   std::string raft_listen;
@@ -141,6 +142,10 @@ int Run(int argc, char** argv) {
   app.add_option("--replicas", flags.replicas, "replication factor of new files")->capture_default_str();
   app.add_option("--node-dead-after", flags.node_dead_after, "a chunkserver silent this long is dead")
       ->capture_default_str();
+  app.add_option("--session-lease", flags.session_lease,
+                 "a mount silent this long loses its session: its file locks go (another mount may take "
+                 "them) and its open files are kept only if it resumes")
+      ->capture_default_str();
   app.add_option("--sync", flags.sync,
                  "SQLite durability. normal: no fsync per commit - the Raft log (fsynced) is the durable "
                  "record and is replayed after a crash; full: also fsync every SQLite commit")
@@ -191,6 +196,10 @@ int Run(int argc, char** argv) {
   if (!listen.ok()) return BadFlags(std::string(listen.status().message()));
   auto dead_after_ms = common::ParseDurationMs(flags.node_dead_after);
   if (!dead_after_ms.ok() || *dead_after_ms <= 0) return BadFlags("--node-dead-after: must be a positive duration");
+  auto session_lease_ms = common::ParseDurationMs(flags.session_lease);
+  if (!session_lease_ms.ok() || *session_lease_ms < 1'000 || *session_lease_ms > 3'600'000) {
+    return BadFlags("--session-lease: must be a duration from 1s to 1h");
+  }
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
   if (!(flags.repair_bandwidth >= 0) || flags.repair_bandwidth > 1e6) {
     return BadFlags("--repair-bandwidth: must be 0 (unlimited) or a positive MiB/s");
@@ -291,6 +300,7 @@ int Run(int argc, char** argv) {
   }
   meta::MetaServiceOptions options;
   options.replicas = flags.replicas;
+  options.session_lease_ms = static_cast<uint32_t>(*session_lease_ms);
   options.repair_bandwidth = static_cast<uint64_t>(flags.repair_bandwidth * 1024 * 1024);
   options.max_repairs = flags.max_repairs;
   options.max_moves = flags.max_moves;

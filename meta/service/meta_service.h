@@ -164,6 +164,9 @@ class MetaServiceImpl final : public MetaServiceBase {
   std::vector<uint64_t> LiveNodes();
   // A new Op carrying the request's exactly-once ids.
   static pb::Op NewOp(const pb::RequestContext& ctx);
+  // Stamps the time and the apply rules this leader follows (the Op's
+  // rule flags: entries from before a rule replay without it).
+  void StampRules(pb::Op& op) const;
   // Submit, mapping a proposer failure to a gRPC status.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
   // Adds where chunk 0 is to an open's reply when the request wants it
@@ -184,10 +187,7 @@ class MetaServiceImpl final : public MetaServiceBase {
       reactor->Finish(common::ToGrpcStatus(carried));
       return reactor;
     }
-    op.set_now_ns(clock_.UnixNs());
-    op.set_defer_frees(true);
-    op.set_posix_acls(true);
-    op.set_movable_leases(true);
+    StampRules(op);
     proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.

@@ -44,11 +44,16 @@ pb::Op MetaServiceImpl::NewOp(const pb::RequestContext& ctx) {
   return op;
 }
 
-common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
+void MetaServiceImpl::StampRules(pb::Op& op) const {
   op.set_now_ns(clock_.UnixNs());
   op.set_defer_frees(true);
   op.set_posix_acls(true);
   op.set_movable_leases(true);
+  op.set_locks_need_session(true);
+}
+
+common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
+  StampRules(op);
   return proposer_->Propose(std::move(op)).get();
 }
 
@@ -391,12 +396,20 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   *reply->mutable_status() = result.status();
   reply->set_client_id(result.client_id());
+  *reply->mutable_lost_handles() = result.lost_handles();
   reply->set_lease_ms(options_.session_lease_ms);
   reply->set_root_ino(1);
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
-                      pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS);
+                      pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS |
+                      pb::FEATURE_RESUME_SESSION);
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
-  read_pins_.Opened(result.client_id(), req->reports_read_pins());
+  if (req->resume_client_id() != 0) {
+    // It may read files through lazy opens from before: they pin everything
+    // until its first report, as after a change of leader.
+    read_pins_.TookOver(result.client_id(), req->reports_read_pins());
+  } else {
+    read_pins_.Opened(result.client_id(), req->reports_read_pins());
+  }
   return grpc::Status::OK;
 }
 

@@ -71,6 +71,7 @@ class SmHarness {
     if (defer_frees) op.set_defer_frees(true);
     if (posix_acls) op.set_posix_acls(true);
     if (movable_leases) op.set_movable_leases(true);
+    if (locks_need_session) op.set_locks_need_session(true);
     pb::Entry entry;
     entry.set_format(1);
     *entry.add_ops() = std::move(op);
@@ -187,6 +188,7 @@ class SmHarness {
   bool defer_frees = false;  // stamp Op.defer_frees, as a leader does
   bool posix_acls = true;    // stamp Op.posix_acls, as a leader does
   bool movable_leases = true;  // stamp Op.movable_leases, as a leader does
+  bool locks_need_session = true;  // stamp Op.locks_need_session, as a leader does
 
  private:
   static int Unwrap(const pb::OpResult& result, pb::Attr* attr) {

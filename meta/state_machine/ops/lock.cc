@@ -58,6 +58,7 @@ Result<std::optional<HeldLock>> FindConflictingLock(Db& db, const LockQuery& q) 
 
 Status SetLock(OpContext& ctx, const pb::SetLockRequest& req, pb::OpResult* result) {
   if (ctx.op.client_id() == 0) return Status(StatusCode::kInvalidArgument, "locks need a session");
+  if (ctx.op.locks_need_session()) RETURN_IF_ERROR(CheckSession(ctx));
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
   const LockQuery q = LockQueryOf(req, ctx.op.client_id());

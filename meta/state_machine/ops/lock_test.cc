@@ -181,6 +181,19 @@ TEST_F(LockTest, ASessionsEndDropsItsLocks) {
   EXPECT_EQ(Set(c, 1, kWrite, 0, kEof), 0);
 }
 
+// A lock asked for by a session meta ended would be stored for no live
+// session and never end: refused (ESTALE) as an open is, until the client
+// resumes its session. Entries from before the rule replay as they applied.
+TEST_F(LockTest, AnEndedSessionCannotLock) {
+  pb::Op expire;
+  expire.mutable_expire_sessions()->add_client_ids(a_);
+  ASSERT_EQ(h.Apply(expire).status().code(), 0);
+  EXPECT_EQ(Set(a_, 1, kWrite, 0, kEof), C(StatusCode::kStale));
+  EXPECT_EQ(Set(b_, 1, kWrite, 0, kEof), 0) << "the refused lock was stored";
+  h.locks_need_session = false;
+  EXPECT_EQ(Set(a_, 2, kWrite, 0, 0, kFlock), 0);
+}
+
 // A write lock ends the chunk leases of mounts that hold no lock on the
 // file (they keep their handles open, as SQLite does, and the new holder's
 // writes would wait for the lease to expire); a mount that holds a lock of

@@ -85,16 +85,6 @@ void StoreInheritedAcls(OpContext& ctx, const Inode& inode, const common::Inheri
   if (!acl.default_acl.empty()) StoreXattr(ctx.db, inode.ino, common::kDefaultAclXattr, acl.default_acl);
 }
 
-// Handles belong to a live session, so that the session's end releases
-// them; an unknown (expired) session must open a new one first.
-Status CheckSession(OpContext& ctx) {
-  if (ctx.op.client_id() == 0) return Status::Ok();
-  Stmt stmt = ctx.db.Prepare("SELECT 1 FROM sessions WHERE client_id=?");
-  stmt.BindU(1, ctx.op.client_id());
-  if (!stmt.Step()) return Status(StatusCode::kStale, "no such session (expired?): open a new one");
-  return Status::Ok();
-}
-
 uint64_t NewHandle(OpContext& ctx, uint64_t ino, uint32_t flags) {
   if (ctx.op.client_id() == 0) return 0;
   uint64_t handle = TakeCounter(ctx.db, "next_handle");

@@ -66,6 +66,10 @@ Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResu
 // Shared with the read path: validates an xattr name and the caller's right
 // to read (`write` false) or change it. NotFound/ERANGE-like errors as Linux.
 Status CheckXattrAccess(Db& db, const Inode& inode, const Creds& creds, std::string_view name, bool write);
+// session.cc. Handles and locks belong to a live session, so that the
+// session's end releases them: ESTALE for an unknown (ended) one, which
+// must be resumed or opened anew first. Sessionless Ops (client id 0) pass.
+Status CheckSession(OpContext& ctx);
 // make_node.cc (open handles)
 Status Open(OpContext& ctx, const pb::OpenRequest& req, pb::OpResult* result);
 Status Release(OpContext& ctx, const pb::ReleaseRequest& req, pb::OpResult* result);

@@ -1,11 +1,14 @@
 // Client sessions: opening one allocates the client id; closing or expiring
 // one releases its handles (freeing unlinked-but-open files), its file locks
-// and its write leases, and forgets its exactly-once records.
+// and its write leases, and forgets its exactly-once records; resuming one
+// takes the id and the handles still open back, not the locks or leases.
 #include <vector>
 
 #include "meta/state_machine/ops/ops.h"
 
 namespace dfs::meta::ops {
+
+using common::StatusCode;
 
 namespace {
 
@@ -38,21 +41,63 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
   stmt.Run();
 }
 
+bool SessionExists(Db& db, uint64_t client_id) {
+  Stmt stmt = db.Prepare("SELECT 1 FROM sessions WHERE client_id=?");
+  stmt.BindU(1, client_id);
+  return stmt.Step();
+}
+
+// A resumed session's handles: each comes back if meta gave that id out,
+// nobody else holds it now, and its file still exists (an unlinked file
+// waiting in `orphans` counts: FreeOrphans skips a file with handles).
+// The others are reported lost.
+void RestoreHandles(OpContext& ctx, uint64_t client_id, const pb::OpenSessionRequest& req, pb::OpResult* result) {
+  Stmt counter = ctx.db.Prepare("SELECT value FROM counters WHERE name='next_handle'");
+  const uint64_t next_handle = counter.Step() ? counter.UInt(0) : 0;
+  for (const pb::ResumedHandle& h : req.handles()) {
+    bool restored = false;
+    if (h.handle_id() != 0 && h.handle_id() < next_handle && LoadInode(ctx.db, h.ino())) {
+      Stmt held = ctx.db.Prepare("SELECT client_id, ino FROM handles WHERE handle_id=?");
+      held.BindU(1, h.handle_id());
+      if (held.Step()) {
+        restored = held.UInt(0) == client_id && held.UInt(1) == h.ino();  // the session had not ended
+      } else {
+        Stmt insert = ctx.db.Prepare("INSERT INTO handles(handle_id, client_id, ino, flags) VALUES(?,?,?,?)");
+        insert.BindU(1, h.handle_id()).BindU(2, client_id).BindU(3, h.ino()).Bind(4, int64_t{h.flags()});
+        insert.Run();
+        restored = true;
+      }
+    }
+    if (!restored) result->add_lost_handles(h.handle_id());
+  }
+}
+
 }  // namespace
 
+Status CheckSession(OpContext& ctx) {
+  if (ctx.op.client_id() == 0 || SessionExists(ctx.db, ctx.op.client_id())) return Status::Ok();
+  return Status(StatusCode::kStale, "no such session (expired?): open a new one");
+}
+
 Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* result) {
-  uint64_t client_id = req.client_id();
+  // Resuming: the id the client had. It was given out once (by the leader's
+  // draw or the counter) and never again, so it names no other session.
+  const uint64_t resume = req.request().resume_client_id();
+  uint64_t client_id = resume != 0 ? resume : req.client_id();
+  bool exists = false;
   if (client_id != 0) {
-    Stmt taken = ctx.db.Prepare("SELECT 1 FROM sessions WHERE client_id=?");
-    taken.BindU(1, client_id);
-    if (taken.Step()) client_id = 0;  // a collision: 1 in 2^62, but apply must stay total
+    exists = SessionExists(ctx.db, client_id);
+    if (exists && resume == 0) client_id = 0;  // a collision: 1 in 2^62, but apply must stay total
   }
   if (client_id == 0) client_id = TakeCounter(ctx.db, "next_client");
-  Stmt stmt = ctx.db.Prepare(
-      "INSERT INTO sessions(client_id, hostname, mount_point, lease_ms, opened_ns) VALUES(?,?,?,?,?)");
-  stmt.BindU(1, client_id).BindText(2, req.request().hostname()).BindText(3, req.request().mount_point());
-  stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
-  stmt.Run();
+  if (!exists || resume == 0) {
+    Stmt stmt = ctx.db.Prepare(
+        "INSERT INTO sessions(client_id, hostname, mount_point, lease_ms, opened_ns) VALUES(?,?,?,?,?)");
+    stmt.BindU(1, client_id).BindText(2, req.request().hostname()).BindText(3, req.request().mount_point());
+    stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
+    stmt.Run();
+  }
+  if (resume != 0) RestoreHandles(ctx, client_id, req.request(), result);
   if (req.request().reports_read_pins()) {
     Stmt pinning = ctx.db.Prepare("INSERT OR IGNORE INTO pinning_sessions(client_id) VALUES(?)");
     pinning.BindU(1, client_id);

@@ -251,6 +251,65 @@ TEST_F(SessionTest, Create_UnknownSession_Stale) {
   EXPECT_EQ(h.Lookup(kRoot, "f"), static_cast<int>(StatusCode::kNotFound));
 }
 
+// A mount cut off for longer than its lease asks for its session back:
+// the same id, and each handle it still holds whose file exists. A handle
+// of a file freed meanwhile, one the session never had (an id meta did not
+// give out, or another session's), comes back lost.
+TEST_F(SessionTest, ResumeSession_RestoresTheIdAndTheHandlesOfFilesThatExist) {
+  uint64_t c1 = OpenSession(), c2 = OpenSession();
+  h.client_id = c1;
+  pb::Attr kept, unlinked, gone;
+  uint64_t h_kept = 0, h_unlinked = 0, h_gone = 0;
+  ASSERT_EQ(h.Create(kRoot, "kept", 0644, &kept, &h_kept), 0);
+  ASSERT_EQ(h.Create(kRoot, "unlinked", 0644, &unlinked, &h_unlinked), 0);
+  ASSERT_EQ(h.Create(kRoot, "gone", 0644, &gone, &h_gone), 0);
+  const uint64_t h_other = Open(c2, unlinked.ino(), O_RDONLY);  // keeps "unlinked" alive
+  ASSERT_EQ(h.Unlink(kRoot, "unlinked"), 0);
+  ASSERT_EQ(h.Unlink(kRoot, "gone"), 0);
+
+  pb::Op expire;
+  expire.mutable_expire_sessions()->add_client_ids(c1);
+  ASSERT_EQ(h.Apply(expire).status().code(), 0);
+  EXPECT_EQ(h.GetAttr(gone.ino()), static_cast<int>(StatusCode::kNotFound));
+  EXPECT_EQ(h.Create(kRoot, "new"), static_cast<int>(StatusCode::kStale));
+
+  pb::Op resume;
+  resume.mutable_open_session()->set_lease_ms(1000);
+  resume.mutable_open_session()->set_client_id(777);  // the leader's draw, unused when resuming
+  pb::OpenSessionRequest* req = resume.mutable_open_session()->mutable_request();
+  req->set_resume_client_id(c1);
+  auto add = [&](uint64_t handle, uint64_t ino) {
+    pb::ResumedHandle* r = req->add_handles();
+    r->set_handle_id(handle);
+    r->set_ino(ino);
+    r->set_flags(O_RDWR);
+  };
+  add(h_kept, kept.ino());
+  add(h_unlinked, unlinked.ino());
+  add(h_gone, gone.ino());
+  add(h_other, unlinked.ino());   // c2's
+  add(h_kept + 1000, kept.ino());  // never given out
+  pb::OpResult resumed = h.Apply(resume);
+  ASSERT_EQ(resumed.status().code(), 0);
+  EXPECT_EQ(resumed.client_id(), c1);
+  std::vector<uint64_t> lost(resumed.lost_handles().begin(), resumed.lost_handles().end());
+  EXPECT_EQ(lost, (std::vector<uint64_t>{h_gone, h_other, h_kept + 1000}));
+
+  // The session is back: creates pass, and the restored handle keeps the
+  // unlinked file until it is released.
+  EXPECT_EQ(h.Create(kRoot, "new"), 0);
+  Release(c2, unlinked.ino(), h_other);
+  EXPECT_EQ(h.GetAttr(unlinked.ino()), 0) << "freed under a restored handle";
+  Release(c1, unlinked.ino(), h_unlinked);
+  EXPECT_EQ(h.GetAttr(unlinked.ino()), static_cast<int>(StatusCode::kNotFound));
+
+  // Resuming a session that had not ended keeps it and its handles.
+  resumed = h.Apply(resume);
+  EXPECT_EQ(resumed.client_id(), c1);
+  EXPECT_EQ(resumed.lost_handles_size(), 4);  // h_unlinked was released just now
+  EXPECT_EQ(resumed.lost_handles(0), h_unlinked);
+}
+
 TEST_F(SessionTest, Open_ChecksAccessAndTruncates) {
   pb::Attr f;
   ASSERT_EQ(h.Create(kRoot, "f", 0600, &f), 0);

@@ -808,7 +808,9 @@ TEST(MetaFlagsTest, BadFlags_ExitCode2) {
            {"--listen", "127.0.0.1:0"},
            {"--listen", "nonsense", "--data", dir / "d", "--insecure-dev-key"},
            {"--listen", "127.0.0.1:0", "--data", dir / "d"},
-           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--bogus"}}) {
+           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--bogus"},
+           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--session-lease", "100ms"},
+           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--session-lease", "soon"}}) {
     args.insert(args.begin(), testing::BinaryPath("DFS_META_BIN"));
     auto process = testing::Process::Start(args, dir / "log");
     ASSERT_TRUE(process.ok());
