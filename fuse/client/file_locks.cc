@@ -33,8 +33,13 @@ Request LockRequest(uint64_t ino, const FileSystem::LockSpec& spec) {
 Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
   const uint64_t ino = handle.ino;
   auto st = State(ino);
-  if (spec.type == pb::LOCK_TYPE_UNLOCK) RETURN_IF_ERROR(Flush(ino));
-  ASSIGN_OR_RETURN(std::optional<pb::Attr> attr, meta_->SetLock(LockRequest<pb::SetLockRequest>(ino, spec)));
+  if (spec.type != pb::LOCK_TYPE_UNLOCK && handle.lost) {
+    return common::InternalError("the session ended: this descriptor's locks or file are gone");
+  }
+  // A lost handle's writes are dropped by the next flush, which says so.
+  if (spec.type == pb::LOCK_TYPE_UNLOCK && !handle.lost) RETURN_IF_ERROR(Flush(ino));
+  ASSIGN_OR_RETURN(std::optional<pb::Attr> attr,
+                   WithSession([&] { return meta_->SetLock(LockRequest<pb::SetLockRequest>(ino, spec)); }));
   std::lock_guard<std::mutex> io_lock(st->io_mu);  // for st->leases, taken before mu
   std::lock_guard<std::mutex> lock(st->mu);
   if (spec.type == pb::LOCK_TYPE_UNLOCK) {

@@ -57,9 +57,12 @@ FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions optio
       chunks_(options.io_timeout_ms,
               [this](uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason) {
                 meta_->ReportBadReplica(chunk_id, version, node_id, reason);
-              }) {}
+              }) {
+  meta_->SetSessionLostHandler([this] { (void)RecoverSession(); });
+}
 
 FileSystem::~FileSystem() {
+  meta_->SetSessionLostHandler(nullptr);  // waits for a RecoverSession in progress
   std::unique_lock<std::mutex> lock(tasks_mu_);
   background_done_cv_.wait(lock, [this] { return background_tasks_ == 0; });
 }
@@ -258,11 +261,78 @@ FileSystem::Opened FileSystem::NewHandle(uint64_t ino, uint64_t handle_id, uint3
   opened.attr = attr;
   opened.direct_io = (flags & O_APPEND) != 0;
   st = State(ino);
+  if (handle_id != 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handles_[handle_id] = opened.handle.get();
+  }
   return opened;
 }
 
+bool FileSystem::RecoverSession() {
+  std::lock_guard<std::mutex> resume_lock(resume_mu_);
+  Result<bool> alive = meta_->KeepAliveOnce();  // another caller may have resumed it
+  if (!alive.ok()) return false;
+  if (*alive) return true;
+  std::vector<pb::ResumedHandle> open;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [handle_id, handle] : handles_) {
+      pb::ResumedHandle& r = open.emplace_back();
+      r.set_handle_id(handle_id);
+      r.set_ino(handle->ino);
+      r.set_flags(handle->flags);
+    }
+  }
+  Result<std::vector<uint64_t>> lost = meta_->ResumeSession(open);
+  if (!lost.ok()) {
+    spdlog::error("meta ended this mount's session and it could not be resumed: {}", lost.status().ToString());
+    return false;
+  }
+  size_t locks_lost = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint64_t handle_id : *lost) {
+      if (auto it = handles_.find(handle_id); it != handles_.end()) it->second->lost = true;
+    }
+    for (auto& [ino, st] : inodes_) {
+      std::lock_guard<std::mutex> st_lock(st->mu);
+      for (const auto& [handle, kind, owner] : st->lock_holders) handle->lost = true;
+      locks_lost += st->lock_holders.size();
+      st->lock_holders.clear();
+    }
+  }
+  spdlog::warn("meta had ended this mount's session (no keep-alive within its lease); resumed it: {} open "
+               "handles, {} of them lost (their file is gone), {} file locks lost (I/O through the descriptors "
+               "that held them fails with EIO)",
+               open.size(), lost->size(), locks_lost);
+  return true;
+}
+
+bool FileSystem::HandleLost(uint64_t handle_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = handles_.find(handle_id);
+  return it != handles_.end() && it->second->lost;
+}
+
+Status FileSystem::DropLostWrites(uint64_t ino, InodeState& st) {
+  uint64_t writer;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.buffer.empty()) return Status::Ok();
+    writer = st.writer_handle_id;
+  }
+  if (!HandleLost(writer)) return Status::Ok();
+  std::lock_guard<std::mutex> lock(st.mu);
+  spdlog::error("inode {}: {} buffered bytes dropped: written through a handle that lost its file locks or its "
+                "file when meta ended this mount's session",
+                ino, st.buffer.buffered_bytes());
+  st.buffer.Clear();
+  if (st.attr) st.size = st.attr->size();
+  return common::InternalError("the session ended: this descriptor's locks or file are gone");
+}
+
 Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
-  ASSIGN_OR_RETURN(pb::OpenReply reply, meta_->Open(c, ino, flags));
+  ASSIGN_OR_RETURN(pb::OpenReply reply, WithSession([&] { return meta_->Open(c, ino, flags); }));
   if (reply.attr().nlink() == 0 && S_ISREG(reply.attr().mode()) && !HeldOpen(ino)) {
     // A file with no name that this mount does not hold open can only be
     // reached through a name the kernel cached before another mount
@@ -304,8 +374,9 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
 
 Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
                                               uint32_t mode, uint32_t flags, uint32_t umask) {
-  ASSIGN_OR_RETURN(pb::CreateReply reply,
-                   meta_->Create(c, parent, name, mode, flags, umask, /*lease_first_chunk=*/Writable(flags)));
+  ASSIGN_OR_RETURN(pb::CreateReply reply, WithSession([&] {
+                     return meta_->Create(c, parent, name, mode, flags, umask, /*lease_first_chunk=*/Writable(flags));
+                   }));
   std::shared_ptr<InodeState> st;
   Opened opened = NewHandle(reply.attr().ino(), reply.handle_id(), flags, reply.attr(), st);
   std::lock_guard<std::mutex> io_lock(st->io_mu);
@@ -336,6 +407,10 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
 
 Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
   uint64_t ino = handle->ino;
+  if (handle->handle_id != 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handles_.erase(handle->handle_id);
+  }
   Status flushed;
   std::vector<uint64_t> unwritten;
   if (Writable(handle->flags)) {
@@ -374,6 +449,7 @@ void FileSystem::Closed(FileHandle& handle) {
 }
 
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
+  if (handle.lost) return common::InternalError("the session ended: this descriptor's locks or file are gone");
   auto st = State(handle.ino);
   std::unique_lock<std::mutex> lock(st->mu);
   // Backpressure: with max_dirty_bytes pending, wait for the running flush.
@@ -616,8 +692,12 @@ Status FileSystem::FlushLocked(uint64_t ino, InodeState& st) {
   // the old version, or meta the commit, with FAILED_PRECONDITION. The data
   // is still buffered and the leases forgotten, so write it again under new
   // ones; a few tries, since another writer may keep taking the chunk.
+  // Meta refuses them so too when it ended this mount's session, handles
+  // and all: a KeepAlive tells, and RecoverSession takes it back first.
   Status status;
   for (int attempt = 0; attempt < kFlushAttempts; ++attempt) {
+    if (attempt > 0) (void)RecoverSession();
+    RETURN_IF_ERROR(DropLostWrites(ino, st));
     Result<std::optional<PendingCommit>> pending = WriteOutLocked(ino, st);
     if (pending.ok() && !*pending) return Status::Ok();
     status = pending.ok() ? FinishFlushLocked(ino, st, **pending, meta_->CommitWrite((*pending)->request))
@@ -699,6 +779,7 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
 }
 
 Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out) {
+  if (handle.lost) return common::InternalError("the session ended: this descriptor's locks or file are gone");
   auto st = State(handle.ino);
   uint64_t file_size;
   bool known;

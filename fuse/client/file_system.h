@@ -72,6 +72,12 @@ struct FileHandle {
   uint32_t flags = 0;
   std::atomic<uint64_t> next_sequential_offset{0};  // for readahead detection
   std::atomic<bool> closed{false};  // a close(2) of it was seen (FLUSH); see Closed
+  // Meta ended the mount's session and, resuming it, could not restore this
+  // handle (its file is gone), or file locks taken through it were lost
+  // with the session: reads, writes, flushes and new locks through it fail
+  // with EIO (see FileSystem::RecoverSession). Set through lock_holders'
+  // const pointers too.
+  mutable std::atomic<bool> lost{false};
 };
 
 class FileSystem {
@@ -212,6 +218,18 @@ class FileSystem {
   // file go, as POSIX says. No call to meta unless it may hold one.
   common::Status UnlockOnClose(uint64_t ino, uint64_t owner);
 
+  // Meta ended this mount's session (no keep-alive within its lease: a
+  // partition, a paused VM): takes it back with the handles still open
+  // (MetaClient::ResumeSession), so applications keep their open files.
+  // Handles whose file is gone meanwhile, and those file locks were taken
+  // through (another mount may have locked and written since), are marked
+  // lost (FileHandle::lost); their buffered writes are dropped at the next
+  // flush, which fails with EIO, as NFS does with lost locks. Write leases
+  // are taken anew by the next flush (FlushLocked). Returns whether the
+  // session is live now; a no-op when meta still knows it. Called by the
+  // keep-alive thread, and after a call meta refused for want of a session.
+  bool RecoverSession();
+
  private:
   struct LeaseState {
     pb::ChunkLease lease;
@@ -259,6 +277,15 @@ class FileSystem {
   };
 
   std::shared_ptr<InodeState> State(uint64_t ino);
+  // Runs `call` (a meta call that needs the session: an open, a create, a
+  // lock) again once RecoverSession brought the session back, when meta
+  // refused it as ESTALE.
+  template <typename Call>
+  auto WithSession(Call call) -> decltype(call());
+  // Whether `handle_id` (a handle of this mount) is lost (FileHandle::lost).
+  bool HandleLost(uint64_t handle_id);
+  // The buffered writes of a lost writer handle: dropped, EIO. OK otherwise.
+  common::Status DropLostWrites(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
   // Removes (kind, owner)'s locks on the file at meta, and forgets them.
   common::Status EndLocks(uint64_t ino, InodeState& st, int kind, uint64_t owner);
   // Release: ends the locks taken through `handle`.
@@ -321,11 +348,21 @@ class FileSystem {
   // Starts a write-behind flush of `st` unless one runs. Requires st.mu held.
   void StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeState>& st) REQUIRES(st->mu);
 
-  std::mutex mu_;  // guards inodes_; before any InodeState::mu
+  std::mutex mu_;  // guards inodes_ and handles_; before any InodeState::mu
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_ GUARDED_BY(mu_);
+  // Open handles meta logged (handle_id != 0), for RecoverSession.
+  std::unordered_map<uint64_t, FileHandle*> handles_ GUARDED_BY(mu_);
+  std::mutex resume_mu_;  // one RecoverSession at a time; before mu_
   std::mutex tasks_mu_;  // guards background_tasks_; a leaf lock (taken under InodeState::mu)
   int background_tasks_ GUARDED_BY(tasks_mu_) = 0;  // running write-behind and readahead threads
   std::condition_variable background_done_cv_;  // with tasks_mu_: the destructor waits for them
 };
+
+template <typename Call>
+auto FileSystem::WithSession(Call call) -> decltype(call()) {
+  auto result = call();
+  if (result.status().code() == common::StatusCode::kStale && RecoverSession()) result = call();
+  return result;
+}
 
 }  // namespace dfs::fuse

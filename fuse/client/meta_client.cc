@@ -18,6 +18,22 @@
 namespace dfs::fuse {
 
 namespace {
+
+pb::OpenSessionRequest OpenSessionRequestFor(const MetaClient::Options& options) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  pb::OpenSessionRequest request;
+  request.set_hostname(host);
+  request.set_mount_point(options.mount_point);
+  request.set_client_version("dfs 0.1");
+  request.set_reports_read_pins(true);
+  // A retried OpenSession must not open two sessions: the request id is
+  // random per attempt series, and meta dedups on (0, request_id).
+  request.set_request_id((static_cast<uint64_t>(::getpid()) << 32) ^
+                         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  return request;
+}
+
 // Queued releases one request carries at most (meta takes up to 1024).
 constexpr int kMaxReleasesPerRequest = 256;
 }  // namespace
@@ -40,17 +56,7 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   ASSIGN_OR_RETURN(auto channel, common::LeaderChannel::Create(options.source, channel_options));
   std::unique_ptr<MetaClient> client(new MetaClient(std::move(channel), options));
 
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  pb::OpenSessionRequest request;
-  request.set_hostname(host);
-  request.set_mount_point(options.mount_point);
-  request.set_client_version("dfs 0.1");
-  request.set_reports_read_pins(true);
-  // A retried OpenSession must not open two sessions: the request id is
-  // random per attempt series, and meta dedups on (0, request_id).
-  request.set_request_id((static_cast<uint64_t>(::getpid()) << 32) ^
-                         static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  pb::OpenSessionRequest request = OpenSessionRequestFor(options);
   pb::OpenSessionReply reply;
   Status s = client->Invoke(&pb::MetaService::Stub::OpenSession, request, &reply);
   if (s.code() == common::StatusCode::kUnauthenticated || s.code() == common::StatusCode::kPermissionDenied) {
@@ -107,30 +113,60 @@ void MetaClient::KeepAliveLoop() {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(period_ms, 100)));
     if (stopping_) break;
     lock.unlock();
-    pb::KeepAliveRequest request;
-    request.set_client_id(client_id_);
-    request.set_reports_read_pins(true);
-    // The epoch first, then the pins: the list must hold every pin added
-    // before meta sent the reply that carried this epoch.
-    request.set_pin_epoch(pin_epoch_.load());
-    for (uint64_t ino : read_pins_.List()) request.add_read_pins(ino);
-    pb::KeepAliveReply reply;
-    Status s = Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply);
-    if (!s.ok()) {
-      spdlog::warn("session keep-alive failed: {}", s.ToString());
-    } else if (reply.status().code() == static_cast<int>(common::StatusCode::kNotFound)) {
+    Result<bool> alive = KeepAliveOnce();
+    if (!alive.ok()) {
+      spdlog::warn("session keep-alive failed: {}", alive.status().ToString());
+    } else if (!*alive) {
       // Cut off from meta for longer than the session lease: meta ended
       // this mount's handles and file locks (processes here still believe
-      // they hold them). Say so once, loudly.
-      if (!std::exchange(told_expired, true)) {
+      // they hold them). The handler takes the session back.
+      std::lock_guard<std::mutex> handler_lock(lost_handler_mu_);
+      if (lost_handler_ && Supports(pb::FEATURE_RESUME_SESSION)) {
+        lost_handler_();
+      } else if (!std::exchange(told_expired, true)) {
         spdlog::error("meta ended this mount's session (no keep-alive for {} ms): its open files and file "
                       "locks are gone there; remount", lease_ms_);
       }
-    } else {
-      pin_epoch_.store(reply.pin_epoch());
     }
     lock.lock();
   }
+}
+
+Result<bool> MetaClient::KeepAliveOnce() {
+  pb::KeepAliveRequest request;
+  request.set_client_id(client_id_);
+  request.set_reports_read_pins(true);
+  // The epoch first, then the pins: the list must hold every pin added
+  // before meta sent the reply that carried this epoch.
+  request.set_pin_epoch(pin_epoch_.load());
+  for (uint64_t ino : read_pins_.List()) request.add_read_pins(ino);
+  pb::KeepAliveReply reply;
+  RETURN_IF_ERROR(Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply));
+  if (reply.status().code() == static_cast<int>(common::StatusCode::kNotFound)) return false;
+  pin_epoch_.store(reply.pin_epoch());
+  return true;
+}
+
+Result<std::vector<uint64_t>> MetaClient::ResumeSession(const std::vector<pb::ResumedHandle>& handles) {
+  if (!Supports(pb::FEATURE_RESUME_SESSION)) {
+    return common::Status(common::StatusCode::kFailedPrecondition, "meta cannot resume sessions: remount");
+  }
+  pb::OpenSessionRequest request = OpenSessionRequestFor(options_);
+  request.set_resume_client_id(client_id_);
+  for (const pb::ResumedHandle& h : handles) *request.add_handles() = h;
+  pb::OpenSessionReply reply;
+  RETURN_IF_ERROR(Invoke(&pb::MetaService::Stub::OpenSession, request, &reply));
+  RETURN_IF_ERROR(common::FromFsStatus(reply.status()));
+  if (reply.client_id() != client_id_) {
+    return common::InternalError("meta resumed session " + std::to_string(client_id_) + " as " +
+                                 std::to_string(reply.client_id()));
+  }
+  return std::vector<uint64_t>(reply.lost_handles().begin(), reply.lost_handles().end());
+}
+
+void MetaClient::SetSessionLostHandler(std::function<void()> handler) {
+  std::lock_guard<std::mutex> lock(lost_handler_mu_);
+  lost_handler_ = std::move(handler);
 }
 
 void MetaClient::CarryLoop() {

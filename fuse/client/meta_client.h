@@ -17,6 +17,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,21 @@ class MetaClient {
   MetaClient& operator=(const MetaClient&) = delete;
 
   uint64_t client_id() const { return client_id_; }
+
+  // Meta ends a session it heard no keep-alive from within its lease (a
+  // partition, a paused VM or process): its handles, file locks and write
+  // leases go. The mount then asks for it back (FEATURE_RESUME_SESSION).
+  //
+  // One KeepAlive: false when meta says the session is gone.
+  common::Result<bool> KeepAliveOnce();
+  // Asks for the same client id again with the handles still open here;
+  // returns the handles meta could not restore (their file is gone).
+  // FailedPrecondition when meta cannot resume sessions.
+  common::Result<std::vector<uint64_t>> ResumeSession(const std::vector<pb::ResumedHandle>& handles);
+  // Called from the keep-alive thread when meta says the session is gone
+  // (FileSystem resumes it). Cleared (nullptr) before its owner goes; a
+  // call in progress finishes first.
+  void SetSessionLostHandler(std::function<void()> handler);
   // Grows with every mutation this client sends (its request ids): equal
   // values mean this client changed nothing in between.
   uint64_t mutation_count() const { return next_request_id_.load(); }
@@ -220,6 +236,8 @@ class MetaClient {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::thread keepalive_thread_;  // renews the session lease, reports read_pins_
+  std::mutex lost_handler_mu_;  // held while the handler runs
+  std::function<void()> lost_handler_ GUARDED_BY(lost_handler_mu_);
   ReadPinSet read_pins_;
   std::atomic<uint64_t> pin_epoch_{0};  // of the newest KeepAliveReply
   CarryQueue carried_;

@@ -226,6 +226,92 @@ TEST_F(FuseFaultTest, MountKilledHoldingLocks_TheLocksGoWithItsSession) {
   RunShell("fusermount3 -uz " + (*cluster)->mount_point());
 }
 
+// A mount cut off from meta for longer than its session lease (here its
+// dfs process stopped, as a paused VM or a partition would) finds, when it
+// is back, that meta ended its session and gave its lock to another mount.
+// It resumes the session: files it held open keep working and their
+// buffered writes reach the file, and new files can be made; a descriptor
+// that held the lost lock fails with EIO rather than write over the new
+// holder's bytes. (Before: every flush failed with EINVAL, every create
+// with ESTALE, until a remount.)
+TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
+  ::setenv("DFS_META_ARGS", "--session-lease 3s", 1);
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ::unsetenv("DFS_META_ARGS");
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  const int dfs_pid = (*cluster)->Pid("dfs");
+  ASSERT_GT(dfs_pid, 0);
+
+  int data = ::open((mnt + "/data").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(data, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(data, "synced,", 7), 7);
+  ASSERT_EQ(::fsync(data), 0) << std::strerror(errno);
+  ASSERT_EQ(::write(data, "buffered,", 9), 9);  // still in the mount when it stops
+  int locked = ::open((mnt + "/locked").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(locked, 0) << std::strerror(errno);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  ASSERT_EQ(::fcntl(locked, F_SETLK, &fl), 0) << std::strerror(errno);
+  ASSERT_EQ(::pwrite(locked, "mine", 4, 0), 4);
+  ASSERT_EQ(::fsync(locked), 0) << std::strerror(errno);
+  int theirs = ::open((other + "/locked").c_str(), O_RDWR);
+  ASSERT_GE(theirs, 0) << std::strerror(errno);
+  ASSERT_EQ(::fcntl(theirs, F_SETLK, &fl), -1);
+  ASSERT_EQ(errno, EAGAIN);
+
+  // Nothing below may touch `mnt` until the mount runs again.
+  ASSERT_EQ(::kill(dfs_pid, SIGSTOP), 0);
+  struct Continue {
+    int pid;
+    ~Continue() { ::kill(pid, SIGCONT); }
+  } resume_on_exit{dfs_pid};
+  const auto stopped = std::chrono::steady_clock::now();
+  bool taken = false;
+  while (!taken && std::chrono::steady_clock::now() - stopped < std::chrono::seconds(30)) {
+    taken = ::fcntl(theirs, F_SETLK, &fl) == 0;
+    if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(taken) << "meta did not end the stopped mount's session within 30 s";
+  ASSERT_EQ(::pwrite(theirs, "THEIRS", 6, 0), 6);
+  ASSERT_EQ(::fsync(theirs), 0) << std::strerror(errno);
+  ::kill(dfs_pid, SIGCONT);
+
+  // The open file goes on: a write, then a close that flushes all of it.
+  ASSERT_EQ(::write(data, "after", 5), 5) << std::strerror(errno);
+  EXPECT_EQ(::close(data), 0) << std::strerror(errno);
+  auto whole = common::ReadFileToString(other + "/data");
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_EQ(*whole, "synced,buffered,after");
+  // A new file, seen by the other mount.
+  int made = ::open((mnt + "/made-after").c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_GE(made, 0) << std::strerror(errno);
+  if (made >= 0) {
+    EXPECT_EQ(::write(made, "new", 3), 3);
+    EXPECT_EQ(::close(made), 0) << std::strerror(errno);
+  }
+  auto made_text = common::ReadFileToString(other + "/made-after");
+  EXPECT_TRUE(made_text.ok() && *made_text == "new");
+
+  // The lock is the other mount's now: the old holder's descriptor fails.
+  errno = 0;
+  const ssize_t late = ::pwrite(locked, "LATE", 4, 0);
+  EXPECT_TRUE(late < 0 && errno == EIO) << "write through a descriptor whose lock was lost: " << late << " "
+                                         << std::strerror(errno);
+  ::close(locked);
+  fl.l_type = F_UNLCK;
+  ASSERT_EQ(::fcntl(theirs, F_SETLK, &fl), 0);
+  ::close(theirs);
+  auto locked_text = common::ReadFileToString(mnt + "/locked");
+  ASSERT_TRUE(locked_text.ok());
+  EXPECT_EQ(*locked_text, "THEIRS");
+  auto log = common::ReadFileToString((*cluster)->dir() + "/dfs.log");
+  EXPECT_TRUE(log.ok() && log->find("resumed it") != std::string::npos) << "no resume in the mount's log";
+}
+
 // Locks live in the replicated state: kill -9 of the meta leader neither
 // frees a held lock nor loses a waiter; the waiter gets the lock once the
 // holder lets go, through the new leader.
