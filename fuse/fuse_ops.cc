@@ -75,6 +75,24 @@ void ReplyStatus(fuse_req_t req, const Status& s) {
   fuse_reply_err(req, s.ToErrno());
 }
 
+// read, write, fsync and close answer as a local file's would: a full disk,
+// a file too large, an interrupted wait or a stale file as such; anything
+// else (a chunkserver that did not answer within io_timeout, a refusal
+// that outlived the retries) as EIO, said in the log. A timeout is not
+// ETIMEDOUT, nor a refusal EINVAL: programs do not expect those there.
+void ReplyIoStatus(fuse_req_t req, const Status& s) {
+  switch (s.code()) {
+    case common::StatusCode::kResourceExhausted:
+    case common::StatusCode::kOutOfRange:
+    case common::StatusCode::kCancelled:
+    case common::StatusCode::kStale:
+      return ReplyStatus(req, s);
+    default:
+      spdlog::error("{}", s.ToString());
+      fuse_reply_err(req, EIO);
+  }
+}
+
 struct stat ToStat(fuse_req_t req, const pb::Attr& a) {
   struct stat st{};
   st.st_ino = Out(req, a.ino());
@@ -345,7 +363,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   std::string data;
   Status s = Fs(req).Read(Handle(fi), static_cast<uint64_t>(off), size, &data);
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyIoStatus(req, s);
   if (A(req).metrics != nullptr) A(req).metrics->RecordRead(data.size());
   fuse_reply_buf(req, data.data(), data.size());
 }
@@ -353,7 +371,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   uint64_t offset = static_cast<uint64_t>(off);
   Status s = Fs(req).Write(Handle(fi), offset, std::string_view(buf, size));
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyIoStatus(req, s);
   if (A(req).metrics != nullptr) A(req).metrics->RecordWrite(size);
   fuse_reply_write(req, size);
 }
@@ -363,7 +381,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Fs(req).Closed(Handle(fi));
   // close(2): the data must be durable and its length committed (close-to-open).
   Status s = Fs(req).Flush(ino);
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyIoStatus(req, s);
   // ...and the closing process's fcntl locks on the file go (the kernel
   // leaves that to us: it sends no unlock at close).
   s = Fs(req).UnlockOnClose(ino, fi->lock_owner);
@@ -379,7 +397,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
   ino = In(req, ino);
   Status s = Fs(req).Fsync(ino);
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyIoStatus(req, s);
   fuse_reply_err(req, 0);
 }
 
@@ -588,10 +606,10 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* f
   while (copied < len) {
     size_t n = std::min(kPiece, len - copied);
     Status s = Fs(req).Read(Handle(fi_in), static_cast<uint64_t>(off_in) + copied, n, &data);
-    if (!s.ok()) return copied > 0 ? (void)fuse_reply_write(req, copied) : ReplyStatus(req, s);
+    if (!s.ok()) return copied > 0 ? (void)fuse_reply_write(req, copied) : ReplyIoStatus(req, s);
     if (data.empty()) break;
     s = Fs(req).Write(Handle(fi_out), static_cast<uint64_t>(off_out) + copied, data);
-    if (!s.ok()) return copied > 0 ? (void)fuse_reply_write(req, copied) : ReplyStatus(req, s);
+    if (!s.ok()) return copied > 0 ? (void)fuse_reply_write(req, copied) : ReplyIoStatus(req, s);
     copied += data.size();
     if (data.size() < n) break;
   }

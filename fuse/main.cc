@@ -108,6 +108,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   dfs::fuse::FileSystemOptions fs_options;
   fs_options.cache_bytes = cl.cache_bytes;
   fs_options.io_timeout_ms = cl.io_timeout_ms;
+  fs_options.retry_timeout_ms = cl.retry_timeout_ms;
   fs_options.capability_cache_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   fs_options.open_attr_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   dfs::fuse::FileSystem fs(std::move(*meta), fs_options);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <thread>
 
 #include "common/chunk_geometry.h"
 #include "common/crc32c.h"
@@ -18,10 +19,30 @@ using common::Status;
 
 namespace {
 constexpr size_t kMessageBytes = 1 << 20;  // the data-path sweet spot (notes/toolchain.md §4)
-}
+constexpr int64_t kFirstPauseMs = 50;
+constexpr int64_t kMaxPauseMs = 1'000;
 
-ChunkClient::ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter)
-    : io_timeout_ms_(io_timeout_ms), reporter_(std::move(reporter)) {}
+// No replica answered: worth another round. Anything else is an answer.
+bool Unanswered(const Status& s) {
+  return s.code() == common::StatusCode::kUnavailable || s.code() == common::StatusCode::kDeadlineExceeded;
+}
+}  // namespace
+
+ChunkClient::ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter, int64_t retry_timeout_ms)
+    : io_timeout_ms_(io_timeout_ms), reporter_(std::move(reporter)), retry_timeout_ms_(retry_timeout_ms) {}
+
+template <typename Round>
+auto ChunkClient::Retry(Round round) -> decltype(round()) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(retry_timeout_ms_);
+  for (int64_t pause = kFirstPauseMs;; pause = std::min(pause * 2, kMaxPauseMs)) {
+    auto result = round();
+    if (result.ok() || !Unanswered(result.status()) ||
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(pause) >= give_up) {
+      return result;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause));
+  }
+}
 
 std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& address) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -91,6 +112,14 @@ Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::Re
 
 Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
                                                  bool durable, std::optional<uint64_t> truncate_to) {
+  // Every replica of the lease holds all earlier writes under it (the
+  // caller drops those that missed one), so sending the same ranges again
+  // to all of them, those that took them included, is safe.
+  return Retry([&] { return WriteOnce(lease, ranges, durable, truncate_to); });
+}
+
+Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
+                                                     bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   std::vector<std::future<Result<uint64_t>>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
@@ -187,6 +216,11 @@ Result<std::vector<std::string>> ChunkClient::ReadFrom(const pb::ChunkLocation& 
 
 Result<std::vector<std::string>> ChunkClient::ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
                                                          uint64_t count) {
+  return Retry([&] { return ReadBlocksOnce(location, first_block, count); });
+}
+
+Result<std::vector<std::string>> ChunkClient::ReadBlocksOnce(const pb::ChunkLocation& location,
+                                                             uint64_t first_block, uint64_t count) {
   Status last = common::UnavailableError("chunk " + std::to_string(location.chunk_id()) + " has no replicas");
   bool saw_corruption = false;
   for (const pb::ReplicaLocation& replica : location.replicas()) {

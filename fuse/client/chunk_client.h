@@ -11,6 +11,13 @@
 // (reporting a corrupt one through the callback). Bytes that failed a check
 // are never returned.
 //
+// Both ride through chunkservers that are briefly out of reach (a restart,
+// a network blip): when no replica answered (UNAVAILABLE or each past its
+// io_timeout), the whole round is tried again, with pauses growing from
+// 50 ms to 1 s, until retry_timeout has passed since the first try; then
+// the error goes back (EIO at the mount). A refusal (disk full, a stale
+// version, corrupt data) is not retried here.
+//
 // Thread-safety: all methods may be called concurrently; channels are shared.
 #pragma once
 
@@ -37,7 +44,7 @@ class ChunkClient {
   using BadReplicaReporter = std::function<void(uint64_t chunk_id, uint64_t version, uint64_t node_id,
                                                 const std::string& reason)>;
 
-  ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter);
+  ChunkClient(int64_t io_timeout_ms, BadReplicaReporter reporter, int64_t retry_timeout_ms = 0);
   ChunkClient(const ChunkClient&) = delete;
   ChunkClient& operator=(const ChunkClient&) = delete;
 
@@ -67,6 +74,15 @@ class ChunkClient {
 
  private:
   std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
+  // One round over the replicas (see Write, ReadBlocks).
+  common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
+                                                  bool durable, std::optional<uint64_t> truncate_to);
+  common::Result<std::vector<std::string>> ReadBlocksOnce(const pb::ChunkLocation& location, uint64_t first_block,
+                                                          uint64_t count);
+  // Runs `round` again while it fails for want of an answer, up to
+  // retry_timeout_ms_ in all.
+  template <typename Round>
+  auto Retry(Round round) -> decltype(round());
   // The version the replica built from (WriteReply.built_from_version).
   common::Result<uint64_t> WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
                                     std::span<const Range> ranges, bool durable,
@@ -77,6 +93,7 @@ class ChunkClient {
 
   const int64_t io_timeout_ms_;
   BadReplicaReporter reporter_;
+  const int64_t retry_timeout_ms_;
   std::mutex mu_;  // guards channels_
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ GUARDED_BY(mu_);
 };

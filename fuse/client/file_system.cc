@@ -57,7 +57,8 @@ FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions optio
       chunks_(options.io_timeout_ms,
               [this](uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason) {
                 meta_->ReportBadReplica(chunk_id, version, node_id, reason);
-              }) {
+              },
+              options.retry_timeout_ms) {
   meta_->SetSessionLostHandler([this] { (void)RecoverSession(); });
 }
 
@@ -453,9 +454,17 @@ Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view d
   auto st = State(handle.ino);
   std::unique_lock<std::mutex> lock(st->mu);
   // Backpressure: with max_dirty_bytes pending, wait for the running flush.
-  while (st->buffer.buffered_bytes() + st->in_flight.buffered_bytes() >= options_.max_dirty_bytes &&
-         st->background_flush) {
-    st->flushed_cv.wait(lock);
+  // With none running, the last one failed (chunkservers out of reach) and
+  // kept its data: flush here, so the writer waits and gets the error
+  // rather than buffering without bound.
+  while (st->buffer.buffered_bytes() + st->in_flight.buffered_bytes() >= options_.max_dirty_bytes) {
+    if (st->background_flush) {
+      st->flushed_cv.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    RETURN_IF_ERROR(Flush(handle.ino));
+    lock.lock();
   }
   if (handle.flags & O_APPEND) offset = st->size;  // see Opened::direct_io
   if (offset + data.size() > common::kMaxFileSizeBytes) {

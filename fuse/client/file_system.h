@@ -61,6 +61,7 @@ struct FileSystemOptions {
   uint64_t max_dirty_bytes = 64ull << 20;        // writers wait beyond this per file
   uint64_t readahead_bytes = 8ull << 20;         // fetched ahead on sequential reads
   int64_t io_timeout_ms = 30'000;                // one chunk I/O attempt
+  int64_t retry_timeout_ms = 60'000;             // chunk I/O no replica answers: retried this long
   int64_t capability_cache_ms = 1'000;           // see GetXattr (= attr_timeout)
   int64_t open_attr_ms = 1'000;                  // see GetAttr (= attr_timeout; 0: off)
 };

@@ -312,6 +312,96 @@ TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
   EXPECT_TRUE(log.ok() && log->find("resumed it") != std::string::npos) << "no resume in the mount's log";
 }
 
+// Every chunkserver hangs (stopped: connections stay open, nothing
+// answers). Reads, fsync and a long write fail with EIO once retry_timeout
+// has passed, never hang and never answer ETIMEDOUT; a writer does not
+// buffer without bound; once the chunkservers run again the same
+// descriptors work at once (no connection left waiting out a backoff), and
+// the data kept buffered is written.
+TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
+  ::setenv("DFS_META_ARGS", "--node-dead-after 120s", 1);  // no repair noise
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ::unsetenv("DFS_META_ARGS");
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string short_mnt = (*cluster)->dir() + "/mnt-short";
+  ASSERT_TRUE((*cluster)->MountAgain(short_mnt, "io_timeout=1s,retry_timeout=3s").ok());
+  constexpr size_t kMiB = 1 << 20;
+  std::string mib(kMiB, '\0');
+  Pattern(0, mib.data(), kMiB);
+  for (const char* name : {"/a", "/warm"}) {
+    int fd = ::open(((*cluster)->mount_point() + name).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, mib.data(), kMiB), static_cast<ssize_t>(kMiB));
+    ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  }
+  // The short mount's connections to every chunkserver are up when they
+  // stop, so its calls are sent and go unanswered (DEADLINE_EXCEEDED, which
+  // must not reach the application as ETIMEDOUT).
+  auto warm = common::ReadFileToString(short_mnt + "/warm");
+  ASSERT_TRUE(warm.ok() && *warm == mib);
+  int b = ::open((short_mnt + "/b").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(b, 0) << std::strerror(errno);
+  int c = ::open((short_mnt + "/c").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(c, 0) << std::strerror(errno);
+
+  std::vector<int> stopped;
+  struct Continue {
+    std::vector<int>* pids;
+    ~Continue() {
+      for (int pid : *pids) ::kill(pid, SIGCONT);
+    }
+  } continue_on_exit{&stopped};
+  for (const char* name : {"cs-1", "cs-2", "cs-3"}) {
+    const int pid = (*cluster)->Pid(name);
+    ASSERT_GT(pid, 0) << name;
+    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+    stopped.push_back(pid);
+  }
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
+  };
+
+  // A read no cache can answer: each of 3 replicas is given io_timeout.
+  int a = ::open((short_mnt + "/a").c_str(), O_RDONLY);
+  ASSERT_GE(a, 0) << std::strerror(errno);
+  std::string buf(kMiB, '\0');
+  auto t = Clock::now();
+  errno = 0;
+  EXPECT_EQ(::pread(a, buf.data(), kMiB, 0), -1);
+  EXPECT_EQ(errno, EIO) << std::strerror(errno);
+  EXPECT_GE(seconds_since(t), 2) << "the read gave up before retry_timeout";
+  EXPECT_LT(seconds_since(t), 30) << "the read took too long";
+
+  // fsync of buffered data.
+  ASSERT_EQ(::write(b, mib.data(), kMiB), static_cast<ssize_t>(kMiB));
+  t = Clock::now();
+  errno = 0;
+  EXPECT_EQ(::fsync(b), -1);
+  EXPECT_EQ(errno, EIO) << std::strerror(errno);
+  EXPECT_LT(seconds_since(t), 30) << "the fsync took too long";
+
+  // A long write stops near max_dirty (64 MiB) with EIO instead of buffering on.
+  t = Clock::now();
+  uint64_t written = 0;
+  errno = 0;
+  while (written < (128ull << 20) && ::write(c, mib.data(), kMiB) == static_cast<ssize_t>(kMiB)) written += kMiB;
+  EXPECT_LT(written, 128ull << 20) << "128 MiB buffered with no chunkserver answering";
+  EXPECT_EQ(errno, EIO) << std::strerror(errno);
+  EXPECT_LT(seconds_since(t), 60) << "the writes took too long";
+
+  for (int pid : stopped) ::kill(pid, SIGCONT);
+  stopped.clear();
+  EXPECT_EQ(::pread(a, buf.data(), kMiB, 0), static_cast<ssize_t>(kMiB)) << std::strerror(errno);
+  EXPECT_TRUE(buf == mib) << "a reads back wrong after the chunkservers came back";
+  EXPECT_EQ(::fsync(b), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(b), 0) << std::strerror(errno);
+  auto b_text = common::ReadFileToString((*cluster)->mount_point() + "/b");
+  EXPECT_TRUE(b_text.ok() && *b_text == mib) << "b lost its buffered MiB";
+  ::close(a);
+  ::close(c);
+}
+
 // Locks live in the replicated state: kill -9 of the meta leader neither
 // frees a held lock nor loses a waiter; the waiter gets the lock once the
 // holder lets go, through the new leader.
