@@ -50,6 +50,7 @@ void MetaServiceImpl::StampRules(pb::Op& op) const {
   op.set_posix_acls(true);
   op.set_movable_leases(true);
   op.set_locks_need_session(true);
+  op.set_keep_ended_requests(true);
 }
 
 common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {

@@ -106,6 +106,7 @@ void ApplyCarried(Db& db, const pb::Op& op) {
     one.set_posix_acls(op.posix_acls());
     one.set_movable_leases(op.movable_leases());
     one.set_locks_need_session(op.locks_need_session());
+    one.set_keep_ended_requests(op.keep_ended_requests());
     fill(one);
     db.Prepare("SAVEPOINT carried").Run();
     ops::OpContext ctx{db, one, one.now_ns()};

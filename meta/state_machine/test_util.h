@@ -72,6 +72,7 @@ class SmHarness {
     if (posix_acls) op.set_posix_acls(true);
     if (movable_leases) op.set_movable_leases(true);
     if (locks_need_session) op.set_locks_need_session(true);
+    if (keep_ended_requests) op.set_keep_ended_requests(true);
     pb::Entry entry;
     entry.set_format(1);
     *entry.add_ops() = std::move(op);
@@ -189,6 +190,7 @@ class SmHarness {
   bool posix_acls = true;    // stamp Op.posix_acls, as a leader does
   bool movable_leases = true;  // stamp Op.movable_leases, as a leader does
   bool locks_need_session = true;  // stamp Op.locks_need_session, as a leader does
+  bool keep_ended_requests = true;  // stamp Op.keep_ended_requests, as a leader does
 
  private:
   static int Unwrap(const pb::OpResult& result, pb::Attr* attr) {

@@ -12,7 +12,10 @@ using common::StatusCode;
 
 namespace {
 
-void EndSession(OpContext& ctx, uint64_t client_id) {
+// How long an expired session's exactly-once results are kept for a resume.
+constexpr int64_t kEndedRequestsNs = int64_t{10} * 60 * 1'000'000'000;
+
+void EndSession(OpContext& ctx, uint64_t client_id, bool expired) {
   std::vector<uint64_t> inos;
   {
     Stmt stmt = ctx.db.Prepare("DELETE FROM handles WHERE client_id=? RETURNING ino");
@@ -23,7 +26,11 @@ void EndSession(OpContext& ctx, uint64_t client_id) {
     std::optional<Inode> inode = LoadInode(ctx.db, ino);
     if (inode && inode->nlink == 0 && !HasHandles(ctx.db, ino)) FreeInode(ctx, *inode);
   }
-  {
+  if (expired && ctx.op.keep_ended_requests()) {
+    Stmt stmt = ctx.db.Prepare("INSERT OR REPLACE INTO ended_sessions(client_id, ended_ns) VALUES(?,?)");
+    stmt.BindU(1, client_id).Bind(2, ctx.now_ns);
+    stmt.Run();
+  } else {
     Stmt stmt = ctx.db.Prepare("DELETE FROM requests WHERE client_id=?");
     stmt.BindU(1, client_id);
     stmt.Run();
@@ -97,7 +104,12 @@ Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* r
     stmt.Bind(4, int64_t{req.lease_ms()}).Bind(5, ctx.now_ns);
     stmt.Run();
   }
-  if (resume != 0) RestoreHandles(ctx, client_id, req.request(), result);
+  if (resume != 0) {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM ended_sessions WHERE client_id=?");  // its results live on
+    stmt.BindU(1, client_id);
+    stmt.Run();
+    RestoreHandles(ctx, client_id, req.request(), result);
+  }
   if (req.request().reports_read_pins()) {
     Stmt pinning = ctx.db.Prepare("INSERT OR IGNORE INTO pinning_sessions(client_id) VALUES(?)");
     pinning.BindU(1, client_id);
@@ -108,12 +120,24 @@ Status OpenSession(OpContext& ctx, const pb::OpenSessionOp& req, pb::OpResult* r
 }
 
 Status CloseSession(OpContext& ctx, const pb::CloseSessionRequest& req, pb::OpResult*) {
-  EndSession(ctx, req.ctx().client_id());
+  EndSession(ctx, req.ctx().client_id(), /*expired=*/false);
   return Status::Ok();
 }
 
 Status ExpireSessions(OpContext& ctx, const pb::ExpireSessionsOp& req, pb::OpResult*) {
-  for (uint64_t client_id : req.client_ids()) EndSession(ctx, client_id);
+  for (uint64_t client_id : req.client_ids()) EndSession(ctx, client_id, /*expired=*/true);
+  // Sessions ended long enough ago for no resume to retry anything.
+  std::vector<uint64_t> forgotten;
+  {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM ended_sessions WHERE ended_ns<? RETURNING client_id");
+    stmt.Bind(1, ctx.now_ns - kEndedRequestsNs);
+    while (stmt.Step()) forgotten.push_back(stmt.UInt(0));
+  }
+  for (uint64_t client_id : forgotten) {
+    Stmt stmt = ctx.db.Prepare("DELETE FROM requests WHERE client_id=?");
+    stmt.BindU(1, client_id);
+    stmt.Run();
+  }
   return Status::Ok();
 }
 

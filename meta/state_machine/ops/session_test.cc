@@ -310,6 +310,53 @@ TEST_F(SessionTest, ResumeSession_RestoresTheIdAndTheHandlesOfFilesThatExist) {
   EXPECT_EQ(resumed.lost_handles(0), h_unlinked);
 }
 
+// A request applied just before its session expired, whose reply the
+// client never got, is retried after the client resumed the session: it
+// gets its first result, not a second application (EEXIST here). Kept 10
+// minutes; entries from before the rule deleted the results at once.
+TEST_F(SessionTest, ExpiredSession_KeepsItsResultsForAResume) {
+  auto mkdir = [&](uint64_t client, uint64_t request_id, const std::string& name) {
+    pb::Op op;
+    op.set_client_id(client);
+    op.set_request_id(request_id);
+    op.mutable_mkdir()->set_parent(kRoot);
+    op.mutable_mkdir()->set_name(name);
+    op.mutable_mkdir()->set_mode(0755);
+    return h.Apply(op).status().code();
+  };
+  auto expire = [&](uint64_t client) {
+    pb::Op op;
+    op.mutable_expire_sessions()->add_client_ids(client);
+    ASSERT_EQ(h.Apply(op).status().code(), 0);
+  };
+  auto resume = [&](uint64_t client) {
+    pb::Op op;
+    op.mutable_open_session()->set_lease_ms(1000);
+    op.mutable_open_session()->mutable_request()->set_resume_client_id(client);
+    ASSERT_EQ(h.Apply(op).client_id(), client);
+  };
+  const uint64_t c1 = OpenSession(), c2 = OpenSession(), c3 = OpenSession();
+  ASSERT_EQ(mkdir(c1, 7, "d1"), 0);
+  ASSERT_EQ(mkdir(c2, 7, "d2"), 0);
+  ASSERT_EQ(mkdir(c3, 7, "d3"), 0);
+  expire(c1);
+  resume(c1);
+  EXPECT_EQ(mkdir(c1, 7, "d1"), 0) << "the retry was applied again";
+
+  expire(c2);
+  h.now_ns += int64_t{11} * 60 * 1'000'000'000;  // too late for c2's results
+  expire(c3);                                     // housekeeping forgets them
+  resume(c2);
+  EXPECT_EQ(mkdir(c2, 7, "d2"), static_cast<int>(StatusCode::kAlreadyExists));
+
+  h.keep_ended_requests = false;
+  const uint64_t c4 = OpenSession();
+  ASSERT_EQ(mkdir(c4, 7, "d4"), 0);
+  expire(c4);
+  resume(c4);
+  EXPECT_EQ(mkdir(c4, 7, "d4"), static_cast<int>(StatusCode::kAlreadyExists));
+}
+
 TEST_F(SessionTest, Open_ChecksAccessAndTruncates) {
   pb::Attr f;
   ASSERT_EQ(h.Create(kRoot, "f", 0600, &f), 0);
