@@ -29,6 +29,8 @@
 // `mu` (guards the fields; never held across a network call). Lock order:
 // io_mu before mu; FileSystem::mu_ (the inode table) may be held while
 // taking an InodeState's mu, never the other way round; tasks_mu_ is a leaf.
+// resume_mu_ (RecoverSession, which a flush may call) comes after io_mu and
+// before mu_.
 //
 // Thread-safety: every public method may be called concurrently.
 #pragma once
