@@ -138,7 +138,10 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
       if (lease.base_version() != 0 && *built_from > lease.base_version()) from_abandoned.push_back(node);
     } else {
       spdlog::warn("{}", built_from.status().ToString());
-      if (first_error.ok()) first_error = built_from.status();
+      // An answer (disk full...) says more than a silence, and is not retried.
+      if (first_error.ok() || (Unanswered(first_error) && !Unanswered(built_from.status()))) {
+        first_error = built_from.status();
+      }
     }
   }
   uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()

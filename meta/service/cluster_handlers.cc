@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -265,10 +266,23 @@ std::vector<uint64_t> MetaServiceImpl::LiveNodes() {
 }
 
 void MetaServiceImpl::Housekeeping() {
+  const int64_t now = clock_.MonotonicNs();
+  const int64_t last = std::exchange(last_housekeeping_ns_, now);
+  // This process did not run (its VM paused, it was stopped or starved):
+  // the silence it would now hold against mounts and chunkservers may be
+  // its own, and ending every session would take every mount's locks.
+  // Noted at once, acted on once serving again (a paused leader's read
+  // lease has run out too, so the first pass after the pause is not one).
+  if (now - last > kHousekeepingGapNs) paused_ms_ = (now - last) / 1'000'000;
   // Only the leader keeps time for the cluster; a follower's view is empty.
   if (!Serving()) return;
   PublishSelf();
-  const int64_t now = clock_.MonotonicNs();
+  if (paused_ms_ != 0) {
+    spdlog::warn("housekeeping did not run for {} ms (was this process paused?): mounts and chunkservers get a "
+                 "fresh lease",
+                 std::exchange(paused_ms_, 0));
+    cluster_->Refresh(now);
+  }
   cluster_->ExpireNodes(now);
   std::vector<uint64_t> draining;
   std::map<uint64_t, double> weights;

@@ -188,6 +188,14 @@ void ClusterState::SessionClosed(uint64_t client_id) {
   sessions_.erase(client_id);
 }
 
+void ClusterState::Refresh(int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, session] : sessions_) session.last_seen_mono_ns = std::max(session.last_seen_mono_ns, now_mono_ns);
+  for (auto& [id, node] : nodes_) {
+    if (node.live) node.last_heartbeat_mono_ns = std::max(node.last_heartbeat_mono_ns, now_mono_ns);
+  }
+}
+
 std::vector<uint64_t> ClusterState::ExpiredSessions(int64_t now_mono_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<uint64_t> expired;

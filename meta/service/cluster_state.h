@@ -82,6 +82,11 @@ class ClusterState {
   void SessionClosed(uint64_t client_id);
   // Sessions whose lease ran out; they stay listed until SessionClosed.
   std::vector<uint64_t> ExpiredSessions(int64_t now_mono_ns);
+  // This process did not run for a while (see MetaServiceImpl::Housekeeping):
+  // every session and every live node counts as heard from at `now`, so
+  // silence that may have been ours ends no session and kills no node.
+  // Nodes already dead stay dead.
+  void Refresh(int64_t now_mono_ns);
 
  private:
   void RebuildRingLocked();

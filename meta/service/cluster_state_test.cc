@@ -115,6 +115,23 @@ TEST(ClusterStateTest, ExpiredSessions_AfterLeaseWithoutKeepAlive) {
   EXPECT_FALSE(cluster.KeepAlive(7, 6 * kSecond));
 }
 
+// After a pause of the leader itself, nobody is held to the silence.
+TEST(ClusterStateTest, Refresh_EndsNoSessionAndKillsNoNodeForOurOwnSilence) {
+  ClusterState cluster(10 * kSecond);
+  cluster.SessionAlive(7, 0, 5 * kSecond);
+  for (uint64_t id : {1, 2}) cluster.Registered(id, "n", 100, 0, 0);
+  pb::HeartbeatRequest beat;
+  beat.set_node_id(1);
+  beat.set_capacity_bytes(100);
+  ASSERT_TRUE(cluster.Heartbeat(beat, 9 * kSecond));
+  cluster.ExpireNodes(11 * kSecond);  // node 2 was dead before the pause
+  cluster.Refresh(40 * kSecond);
+  EXPECT_TRUE(cluster.ExpiredSessions(44 * kSecond).empty());
+  cluster.ExpireNodes(44 * kSecond);
+  EXPECT_EQ(cluster.Placement(42, 3), std::vector<uint64_t>{1}) << "node 1 died of our silence, or 2 came back";
+  EXPECT_EQ(cluster.ExpiredSessions(46 * kSecond), std::vector<uint64_t>{7}) << "a lease, then it ends as before";
+}
+
 TEST(ClusterStateTest, SentGarbage_TakenOnce) {
   ClusterState cluster(10 * kSecond);
   pb::ChunkRef ref;

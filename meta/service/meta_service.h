@@ -216,6 +216,12 @@ class MetaServiceImpl final : public MetaServiceBase {
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only
+  // When Housekeeping last ran (it runs every 500 ms; the service's start
+  // before its first pass); a gap longer than kHousekeepingGapNs means this
+  // process was not running.
+  int64_t last_housekeeping_ns_ = clock_.MonotonicNs();  // housekeeping thread only
+  int64_t paused_ms_ = 0;  // a gap seen and not yet acted on; housekeeping thread only
+  static constexpr int64_t kHousekeepingGapNs = int64_t{5} * 1'000'000'000;
   std::atomic<uint64_t> next_command_id_;
 };
 

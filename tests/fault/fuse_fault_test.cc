@@ -312,6 +312,58 @@ TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
   EXPECT_TRUE(log.ok() && log->find("resumed it") != std::string::npos) << "no resume in the mount's log";
 }
 
+// The meta leader itself stops for longer than the session lease (its VM
+// paused): when it runs again it must not hold its own silence against the
+// mounts. Before, its first housekeeping pass ended every session - every
+// mount's file locks went to whoever asked next.
+TEST_F(FuseFaultTest, MetaPausedPastTheSessionLease_EndsNoSession) {
+  ::setenv("DFS_META_ARGS", "--session-lease 3s", 1);
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ::unsetenv("DFS_META_ARGS");
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  int locked = ::open(((*cluster)->mount_point() + "/locked").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(locked, 0) << std::strerror(errno);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  ASSERT_EQ(::fcntl(locked, F_SETLK, &fl), 0) << std::strerror(errno);
+  int theirs = ::open((other + "/locked").c_str(), O_RDWR);
+  ASSERT_GE(theirs, 0) << std::strerror(errno);
+
+  const int meta = (*cluster)->Pid("meta-1");
+  const int holder = (*cluster)->Pid("dfs");
+  ASSERT_GT(meta, 0);
+  ASSERT_GT(holder, 0);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // a few housekeeping passes
+  // The holder's mount is stopped too, and continued only after meta's
+  // first passes: its keep-alive cannot come first and hide the bug.
+  struct Continue {
+    int a, b;
+    ~Continue() {
+      ::kill(a, SIGCONT);
+      ::kill(b, SIGCONT);
+    }
+  } continue_on_exit{meta, holder};
+  ASSERT_EQ(::kill(holder, SIGSTOP), 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  ASSERT_EQ(::kill(meta, SIGCONT), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // passes; the lease is 3 s
+  ASSERT_EQ(::kill(holder, SIGCONT), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // its keep-alive
+
+  EXPECT_EQ(::fcntl(theirs, F_SETLK, &fl), -1) << "the lock went to another mount";
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_EQ(::pwrite(locked, "still mine", 10, 0), 10) << std::strerror(errno);
+  EXPECT_EQ(::fsync(locked), 0) << std::strerror(errno);
+  ::close(locked);
+  ::close(theirs);
+  auto log = common::ReadFileToString((*cluster)->dir() + "/meta-1.log");
+  EXPECT_TRUE(log.ok() && log->find("was this process paused") != std::string::npos) << "no pause in meta's log";
+}
+
 // Every chunkserver hangs (stopped: connections stay open, nothing
 // answers). Reads, fsync and a long write fail with EIO once retry_timeout
 // has passed, never hang and never answer ETIMEDOUT; a writer does not
