@@ -49,6 +49,29 @@ int PidOf(const LocalCluster& c, const std::string& name) {
   return text.ok() ? std::stoi(*text) : -1;
 }
 
+// Daemons a test stopped (SIGSTOP), continued when the test ends however it
+// ends: a failed assertion must not leave one stopped for the teardown.
+class Stopped {
+ public:
+  ~Stopped() { ContinueAll(); }
+  bool Stop(int pid) {
+    if (pid <= 0 || ::kill(pid, SIGSTOP) != 0) return false;
+    pids_.push_back(pid);
+    return true;
+  }
+  void Continue(int pid) {
+    ::kill(pid, SIGCONT);
+    std::erase(pids_, pid);
+  }
+  void ContinueAll() {
+    for (int pid : pids_) ::kill(pid, SIGCONT);
+    pids_.clear();
+  }
+
+ private:
+  std::vector<int> pids_;
+};
+
 // The leader's ClusterStatus; a failed call fails the test.
 pb::ClusterStatusReply StatusOf(common::LeaderChannel& meta) {
   pb::ClusterStatusReply reply;
@@ -264,21 +287,18 @@ TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
   ASSERT_EQ(errno, EAGAIN);
 
   // Nothing below may touch `mnt` until the mount runs again.
-  ASSERT_EQ(::kill(dfs_pid, SIGSTOP), 0);
-  struct Continue {
-    int pid;
-    ~Continue() { ::kill(pid, SIGCONT); }
-  } resume_on_exit{dfs_pid};
-  const auto stopped = std::chrono::steady_clock::now();
+  Stopped stopped;
+  ASSERT_TRUE(stopped.Stop(dfs_pid));
+  const auto since = std::chrono::steady_clock::now();
   bool taken = false;
-  while (!taken && std::chrono::steady_clock::now() - stopped < std::chrono::seconds(30)) {
+  while (!taken && std::chrono::steady_clock::now() - since < std::chrono::seconds(30)) {
     taken = ::fcntl(theirs, F_SETLK, &fl) == 0;
     if (!taken) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_TRUE(taken) << "meta did not end the stopped mount's session within 30 s";
   ASSERT_EQ(::pwrite(theirs, "THEIRS", 6, 0), 6);
   ASSERT_EQ(::fsync(theirs), 0) << std::strerror(errno);
-  ::kill(dfs_pid, SIGCONT);
+  stopped.Continue(dfs_pid);
 
   // The open file goes on: a write, then a close that flushes all of it.
   ASSERT_EQ(::write(data, "after", 5), 5) << std::strerror(errno);
@@ -339,19 +359,13 @@ TEST_F(FuseFaultTest, MetaPausedPastTheSessionLease_EndsNoSession) {
   std::this_thread::sleep_for(std::chrono::seconds(1));  // a few housekeeping passes
   // The holder's mount is stopped too, and continued only after meta's
   // first passes: its keep-alive cannot come first and hide the bug.
-  struct Continue {
-    int a, b;
-    ~Continue() {
-      ::kill(a, SIGCONT);
-      ::kill(b, SIGCONT);
-    }
-  } continue_on_exit{meta, holder};
-  ASSERT_EQ(::kill(holder, SIGSTOP), 0);
-  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  Stopped stopped;
+  ASSERT_TRUE(stopped.Stop(holder));
+  ASSERT_TRUE(stopped.Stop(meta));
   std::this_thread::sleep_for(std::chrono::seconds(8));
-  ASSERT_EQ(::kill(meta, SIGCONT), 0);
+  stopped.Continue(meta);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // passes; the lease is 3 s
-  ASSERT_EQ(::kill(holder, SIGCONT), 0);
+  stopped.Continue(holder);
   std::this_thread::sleep_for(std::chrono::seconds(2));  // its keep-alive
 
   EXPECT_EQ(::fcntl(theirs, F_SETLK, &fl), -1) << "the lock went to another mount";
@@ -396,19 +410,8 @@ TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
   int c = ::open((short_mnt + "/c").c_str(), O_CREAT | O_WRONLY, 0644);
   ASSERT_GE(c, 0) << std::strerror(errno);
 
-  std::vector<int> stopped;
-  struct Continue {
-    std::vector<int>* pids;
-    ~Continue() {
-      for (int pid : *pids) ::kill(pid, SIGCONT);
-    }
-  } continue_on_exit{&stopped};
-  for (const char* name : {"cs-1", "cs-2", "cs-3"}) {
-    const int pid = (*cluster)->Pid(name);
-    ASSERT_GT(pid, 0) << name;
-    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-    stopped.push_back(pid);
-  }
+  Stopped stopped;
+  for (const char* name : {"cs-1", "cs-2", "cs-3"}) ASSERT_TRUE(stopped.Stop((*cluster)->Pid(name))) << name;
   using Clock = std::chrono::steady_clock;
   auto seconds_since = [](Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - t).count();
@@ -442,8 +445,7 @@ TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
   EXPECT_EQ(errno, EIO) << std::strerror(errno);
   EXPECT_LT(seconds_since(t), 60) << "the writes took too long";
 
-  for (int pid : stopped) ::kill(pid, SIGCONT);
-  stopped.clear();
+  stopped.ContinueAll();
   EXPECT_EQ(::pread(a, buf.data(), kMiB, 0), static_cast<ssize_t>(kMiB)) << std::strerror(errno);
   EXPECT_TRUE(buf == mib) << "a reads back wrong after the chunkservers came back";
   EXPECT_EQ(::fsync(b), 0) << std::strerror(errno);
