@@ -31,6 +31,18 @@ using common::StatusCode;
 constexpr int C(StatusCode code) { return static_cast<int>(code); }
 constexpr const char* kDevKey = common::kInsecureDevClusterKey;
 
+// The ready file means listening; the lone member elects itself on its loop
+// thread, which a loaded machine may run a moment later.
+void WaitForLeader(pb::MetaService::Stub& stub) {
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext ctx;
+    pb::ClusterStatusRequest req;
+    pb::ClusterStatusReply reply;
+    if (stub.ClusterStatus(&ctx, req, &reply).ok() && reply.leader_id() != 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 class MetaProcessTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
@@ -50,15 +62,7 @@ class MetaProcessTest : public ::testing::Test {
     args.SetMaxReceiveMessageSize(common::kMaxGrpcMessageBytes);
     channel_ = grpc::CreateCustomChannel(*address, grpc::InsecureChannelCredentials(), args);
     stub_ = pb::MetaService::NewStub(channel_);
-    // The ready file means listening; the lone member elects itself on its
-    // loop thread, which a loaded machine may run a moment later.
-    for (int i = 0; i < 200; ++i) {
-      grpc::ClientContext ctx;
-      pb::ClusterStatusRequest req;
-      pb::ClusterStatusReply reply;
-      if (stub_->ClusterStatus(&ctx, req, &reply).ok() && reply.leader_id() != 0) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    WaitForLeader(*stub_);
   }
   void Stop(int signal) {
     process_->Signal(signal);
@@ -760,6 +764,8 @@ TEST(MetaRateLimitTest, OverTheRateCallsWaitButSucceed) {
 
   // Raw calls: some are refused with the retry-after trailer.
   auto stub = pb::MetaService::NewStub(common::MakeChannel(*address));
+  WaitForLeader(*stub);
+  ::usleep(300'000);  // let the bucket refill after the polls
   int refused = 0;
   std::string retry_after;
   for (int i = 0; i < 100; ++i) {
