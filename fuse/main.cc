@@ -231,18 +231,24 @@ int main(int argc, char** argv) {
     std::printf("dfs 0.1.0 (FUSE %d)\n", fuse_version());
     return 0;
   }
-  // The background daemon runs in "/": relative file options mean the caller's folder.
-  for (std::string* path : {&cl->tls_ca, &cl->tls_cert, &cl->tls_key, &cl->secret_file}) {
-    if (!path->empty() && (*path)[0] != '/') {
-      char cwd[PATH_MAX];
-      if (::getcwd(cwd, sizeof cwd) != nullptr) *path = std::string(cwd) + "/" + *path;
+  // The background daemon runs in "/": relative paths mean the caller's
+  // folder. Before, `dfs SOURCE mnt` mounted over /mnt.
+  auto absolute = [](std::string* path) {
+    char cwd[PATH_MAX];
+    if (!path->empty() && (*path)[0] != '/' && ::getcwd(cwd, sizeof cwd) != nullptr) {
+      *path = std::string(cwd) + "/" + *path;
     }
-  }
+  };
+  for (std::string* path : {&cl->tls_ca, &cl->tls_cert, &cl->tls_key, &cl->secret_file, &cl->pid_file}) absolute(path);
+  if (cl->log_file != "syslog") absolute(&cl->log_file);
   struct stat st{};
-  if (::stat(cl->mount_point.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  char resolved[PATH_MAX];
+  if (::stat(cl->mount_point.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      ::realpath(cl->mount_point.c_str(), resolved) == nullptr) {
     std::fprintf(stderr, "dfs: mount point %s is not a directory\n", cl->mount_point.c_str());
     return 1;
   }
+  cl->mount_point = resolved;  // as libfuse's own mount helpers do
   if (cl->foreground) return RunMount(*cl, -1);
 
   // Background: fork before any gRPC or FUSE state exists; the parent waits

@@ -87,6 +87,26 @@ TEST_F(MountHelperTest, FstabLine_MountAllIsIdempotent) {
   EXPECT_EQ(*common::ReadFileToString(mnt_ + "/f"), "fstab");
 }
 
+// Relative paths mean the caller's folder, although the daemon runs in "/".
+// Before, `dfs SOURCE m` tried to mount over /m (and `dfs SOURCE mnt` over
+// /mnt), and relative pid and log files were written under /.
+TEST_F(MountHelperTest, RelativeMountPoint_MountsInTheCallersFolder) {
+  CommandResult r = RunShell("cd " + cluster_->dir() + " && " + BinaryPath("DFS_FUSE_BIN") + " " +
+                             cluster_->source() + " m -o pid_file=rel.pid,log_file=rel.log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(CountMounts(mnt_), 1);
+  ASSERT_TRUE(common::WriteFileAtomic(mnt_ + "/f", "relative").ok());
+  EXPECT_EQ(*common::ReadFileToString(mnt_ + "/f"), "relative");
+  auto pid = common::ReadFileToString(cluster_->dir() + "/rel.pid");
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  EXPECT_GT(std::atoi(pid->c_str()), 0);
+  auto log = common::ReadFileToString(cluster_->dir() + "/rel.log");
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_NE(log->find("mounted " + cluster_->source() + " at " + mnt_), std::string::npos) << *log;
+  ASSERT_EQ(RunShell("umount " + mnt_).exit_code, 0);
+  EXPECT_EQ(CountMounts(mnt_), 0);
+}
+
 TEST_F(MountHelperTest, UnreachableCluster_FailsWithMessage) {
   int port = PickFreePort();  // nothing listens there
   CommandResult r = RunShell(BinaryPath("DFS_FUSE_BIN") + " 127.0.0.1:" + std::to_string(port) + " " + mnt_ +
