@@ -34,7 +34,7 @@ Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
   const uint64_t ino = handle.ino;
   auto st = State(ino);
   if (spec.type != pb::LOCK_TYPE_UNLOCK && handle.lost) {
-    return common::InternalError("the session ended: this descriptor's locks or file are gone");
+    return LostHandleError();
   }
   // A lost handle's writes are dropped by the next flush, which says so.
   if (spec.type == pb::LOCK_TYPE_UNLOCK && !handle.lost) RETURN_IF_ERROR(Flush(ino));

@@ -50,6 +50,10 @@ constexpr int kFlushAttempts = 3;
 
 }  // namespace
 
+Status LostHandleError() {
+  return common::InternalError("the session ended: this descriptor's locks or file are gone");
+}
+
 FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions options)
     : meta_(std::move(meta)),
       options_(options),
@@ -329,7 +333,7 @@ Status FileSystem::DropLostWrites(uint64_t ino, InodeState& st) {
                 ino, st.buffer.buffered_bytes());
   st.buffer.Clear();
   if (st.attr) st.size = st.attr->size();
-  return common::InternalError("the session ended: this descriptor's locks or file are gone");
+  return LostHandleError();
 }
 
 Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
@@ -450,7 +454,7 @@ void FileSystem::Closed(FileHandle& handle) {
 }
 
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
-  if (handle.lost) return common::InternalError("the session ended: this descriptor's locks or file are gone");
+  if (handle.lost) return LostHandleError();
   auto st = State(handle.ino);
   std::unique_lock<std::mutex> lock(st->mu);
   // Backpressure: with max_dirty_bytes pending, wait for the running flush.
@@ -788,7 +792,7 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
 }
 
 Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out) {
-  if (handle.lost) return common::InternalError("the session ended: this descriptor's locks or file are gone");
+  if (handle.lost) return LostHandleError();
   auto st = State(handle.ino);
   uint64_t file_size;
   bool known;
@@ -965,6 +969,7 @@ Status FileSystem::RemoveXattr(const Caller& c, uint64_t ino, const std::string&
 
 Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint32_t mode, uint64_t offset,
                                        uint64_t length) {
+  if (handle.lost) return LostHandleError();
   auto st = State(handle.ino);
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     // Meta turns whole chunks into holes; the partial chunks at either end
@@ -994,7 +999,9 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
   }
   std::lock_guard<std::mutex> io_lock(st->io_mu);
   RETURN_IF_ERROR(FlushLocked(handle.ino, *st));
-  ASSIGN_OR_RETURN(pb::Attr attr, meta_->Fallocate(c, handle.ino, handle.handle_id, mode, offset, length));
+  ASSIGN_OR_RETURN(pb::Attr attr, WithHandle(handle, [&] {
+                     return meta_->Fallocate(c, handle.ino, handle.handle_id, mode, offset, length);
+                   }));
   st->leases.clear();
   std::lock_guard<std::mutex> lock(st->mu);
   DropCachedData(*st);

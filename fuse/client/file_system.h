@@ -83,6 +83,9 @@ struct FileHandle {
   mutable std::atomic<bool> lost{false};
 };
 
+// What I/O through a lost FileHandle answers (EIO at the FUSE edge).
+common::Status LostHandleError();
+
 class FileSystem {
  public:
   FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions options);
@@ -285,6 +288,12 @@ class FileSystem {
   // refused it as ESTALE.
   template <typename Call>
   auto WithSession(Call call) -> decltype(call());
+  // Runs `call` (a meta call naming `handle`'s meta handle) again once
+  // RecoverSession brought the session back, when meta did not know the
+  // handle (FAILED_PRECONDITION); a handle the resume lost answers
+  // LostHandleError.
+  template <typename Call>
+  auto WithHandle(const FileHandle& handle, Call call) -> decltype(call());
   // Whether `handle_id` (a handle of this mount) is lost (FileHandle::lost).
   bool HandleLost(uint64_t handle_id);
   // The buffered writes of a lost writer handle: dropped, EIO. OK otherwise.
@@ -366,6 +375,14 @@ auto FileSystem::WithSession(Call call) -> decltype(call()) {
   auto result = call();
   if (result.status().code() == common::StatusCode::kStale && RecoverSession()) result = call();
   return result;
+}
+
+template <typename Call>
+auto FileSystem::WithHandle(const FileHandle& handle, Call call) -> decltype(call()) {
+  auto result = call();
+  if (result.status().code() != common::StatusCode::kFailedPrecondition || !RecoverSession()) return result;
+  if (handle.lost) return LostHandleError();
+  return call();
 }
 
 }  // namespace dfs::fuse

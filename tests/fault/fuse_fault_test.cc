@@ -321,6 +321,10 @@ TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
   const ssize_t late = ::pwrite(locked, "LATE", 4, 0);
   EXPECT_TRUE(late < 0 && errno == EIO) << "write through a descriptor whose lock was lost: " << late << " "
                                          << std::strerror(errno);
+  errno = 0;
+  const int grown = ::fallocate(locked, 0, 0, 8192);  // would change the next holder's file too
+  EXPECT_TRUE(grown < 0 && errno == EIO) << "fallocate through a descriptor whose lock was lost: " << grown << " "
+                                         << std::strerror(errno);
   ::close(locked);
   fl.l_type = F_UNLCK;
   ASSERT_EQ(::fcntl(theirs, F_SETLK, &fl), 0);
