@@ -83,6 +83,7 @@ struct Flags : common::DaemonFlags {
   uint32_t replicas = 3;
   std::string node_dead_after = "10s";
   std::string session_lease = "30s";
+  std::string min_free_space = "256M";
   std::string sync = "normal";
   uint64_t node_id = 1;
   std::string raft_listen;
@@ -146,6 +147,10 @@ int Run(int argc, char** argv) {
                  "a mount silent this long loses its session: its file locks go (another mount may take "
                  "them) and its open files are kept only if it resumes")
       ->capture_default_str();
+  app.add_option("--min-free-space", flags.min_free_space,
+                 "room kept free in the data folder, besides one more copy of meta.db for a snapshot: with less, "
+                 "creates and writes fail with ENOSPC (deletes go on) rather than the disk filling; 0: off")
+      ->capture_default_str();
   app.add_option("--sync", flags.sync,
                  "SQLite durability. normal: no fsync per commit - the Raft log (fsynced) is the durable "
                  "record and is replayed after a crash; full: also fsync every SQLite commit")
@@ -200,6 +205,8 @@ int Run(int argc, char** argv) {
   if (!session_lease_ms.ok() || *session_lease_ms < 1'000 || *session_lease_ms > 3'600'000) {
     return BadFlags("--session-lease: must be a duration from 1s to 1h");
   }
+  auto min_free_bytes = common::ParseByteSize(flags.min_free_space);
+  if (!min_free_bytes.ok()) return BadFlags("--min-free-space: " + std::string(min_free_bytes.status().message()));
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
   if (!(flags.repair_bandwidth >= 0) || flags.repair_bandwidth > 1e6) {
     return BadFlags("--repair-bandwidth: must be 0 (unlimited) or a positive MiB/s");
@@ -301,6 +308,8 @@ int Run(int argc, char** argv) {
   meta::MetaServiceOptions options;
   options.replicas = flags.replicas;
   options.session_lease_ms = static_cast<uint32_t>(*session_lease_ms);
+  options.data_dir = flags.data;
+  options.min_free_bytes = *min_free_bytes;
   options.repair_bandwidth = static_cast<uint64_t>(flags.repair_bandwidth * 1024 * 1024);
   options.max_repairs = flags.max_repairs;
   options.max_moves = flags.max_moves;

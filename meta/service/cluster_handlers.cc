@@ -274,6 +274,7 @@ void MetaServiceImpl::Housekeeping() {
   // Noted at once, acted on once serving again (a paused leader's read
   // lease has run out too, so the first pass after the pause is not one).
   if (now - last > kHousekeepingGapNs) paused_ms_ = (now - last) / 1'000'000;
+  disk_guard_.Refresh();
   // Only the leader keeps time for the cluster; a follower's view is empty.
   if (!Serving()) return;
   PublishSelf();

@@ -38,6 +38,16 @@ MetaMetrics::MetaMetrics(prometheus::Registry& registry, int64_t cluster_every_m
                     .Register(registry);
   capacity_ = &bytes.Add({{"what", "capacity"}});
   used_ = &bytes.Add({{"what", "used"}});
+  data_free_ = &prometheus::BuildGauge()
+                    .Name("dfs_meta_data_free_bytes")
+                    .Help("Room left in this member's data folder")
+                    .Register(registry)
+                    .Add({});
+  data_short_ = &prometheus::BuildGauge()
+                     .Name("dfs_meta_data_short_of_room")
+                     .Help("1 while the folder is under --min-free-space plus meta.db: creates and writes get ENOSPC")
+                     .Register(registry)
+                     .Add({});
 }
 
 void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaServiceImpl& service, int64_t now_ms) {
@@ -45,6 +55,10 @@ void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaService
   commit_->Set(static_cast<double>(view.commit_index));
   applied_->Set(static_cast<double>(view.applied_index));
   leader_->Set(view.leader_id == self_id ? 1 : 0);
+  if (service.disk_guard().free_bytes() != UINT64_MAX) {
+    data_free_->Set(static_cast<double>(service.disk_guard().free_bytes()));
+  }
+  data_short_->Set(service.disk_guard().short_of_room() ? 1 : 0);
   if (now_ms - last_cluster_ms_ < cluster_every_ms_) return;
   last_cluster_ms_ = now_ms;
   pb::ClusterStatusReply counts;

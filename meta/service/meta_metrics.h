@@ -6,6 +6,7 @@
 //   dfs_meta_copies_in_flight{kind=repair|move}                      leader only
 //   dfs_meta_chunkservers{state=up|dead|draining}                    leader only
 //   dfs_meta_chunkserver_bytes{what=capacity|used}                   leader only
+//   dfs_meta_data_free_bytes, dfs_meta_data_short_of_room            every member (DiskGuard)
 // The cluster gauges need a scan of every chunk, so they are refreshed at
 // most every `cluster_every_ms`; a follower reports them as 0.
 //
@@ -48,6 +49,8 @@ class MetaMetrics {
   prometheus::Gauge* nodes_draining_;
   prometheus::Gauge* capacity_;
   prometheus::Gauge* used_;
+  prometheus::Gauge* data_free_;
+  prometheus::Gauge* data_short_;
 };
 
 }  // namespace dfs::meta

@@ -21,6 +21,7 @@
 #include "common/grpc_status.h"
 #include "meta/service/carried.h"
 #include "meta/service/cluster_state.h"
+#include "meta/service/disk_guard.h"
 #include "meta/service/group.h"
 #include "meta/service/proposer.h"
 #include "meta/service/read_pins.h"
@@ -49,6 +50,9 @@ struct MetaServiceOptions {
   int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
   uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
   std::string cluster_key;              // signs write tokens
+  // The data folder and the room kept in it (DiskGuard; 0: not guarded).
+  std::string data_dir;
+  uint64_t min_free_bytes = 0;
   // Who may call (client secret, mutual TLS) and per-client-host request
   // rates; admission.auth.cluster_key is set from cluster_key.
   common::Admission::Options admission;
@@ -64,6 +68,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   MetaServiceImpl(StateMachine* state_machine, Proposer* proposer, common::Clock& clock, ClusterState* cluster,
                   MetaServiceOptions options);
 
+  // This member's data folder, as housekeeping last measured it.
+  const DiskGuard& disk_guard() const { return disk_guard_; }
   // On the serving leader: expires silent chunkservers (in memory) and
   // sessions (through an ExpireSessionsOp, waiting for it to apply), and
   // makes sure the members table holds this node's address. No-op elsewhere.
@@ -167,7 +173,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Stamps the time and the apply rules this leader follows (the Op's
   // rule flags: entries from before a rule replay without it).
   void StampRules(pb::Op& op) const;
-  // Submit, mapping a proposer failure to a gRPC status.
+  // The result of an Op refused before it was proposed.
+  static pb::OpResult RefusedResult(const common::Status& status);
+  // Submit, mapping a proposer failure to a gRPC status; a refusal of the
+  // DiskGuard is the Op's result.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
   // Adds where chunk 0 is to an open's reply when the request wants it
   // (OpenRequest.want_first_chunk) and the open succeeded on a regular file.
@@ -185,6 +194,11 @@ class MetaServiceImpl final : public MetaServiceBase {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     if (common::Status carried = HoistCarried(&op); !carried.ok()) {
       reactor->Finish(common::ToGrpcStatus(carried));
+      return reactor;
+    }
+    if (common::Status room = disk_guard_.Check(op); !room.ok()) {
+      fill(RefusedResult(room));
+      reactor->Finish(grpc::Status::OK);
       return reactor;
     }
     StampRules(op);
@@ -209,6 +223,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   common::Clock& clock_;
   ClusterState* const cluster_;
   const MetaServiceOptions options_;
+  DiskGuard disk_guard_{options_.data_dir, options_.min_free_bytes};
   common::Admission admission_;
   ReadPins read_pins_;
   // Chunks another writer was just refused a lease on (wanted_chunks.h).

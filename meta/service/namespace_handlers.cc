@@ -35,7 +35,9 @@ MetaServiceImpl::MetaServiceImpl(StateMachine* state_machine, Proposer* proposer
       // Replicate command ids: high bit set (garbage Delete ids are row
       // numbers), then this leader's start time, so ids stay unique across
       // leaders and chunkservers can drop a command they already ran.
-      next_command_id_((uint64_t{1} << 63) | (static_cast<uint64_t>(clock.UnixNs()) >> 1)) {}
+      next_command_id_((uint64_t{1} << 63) | (static_cast<uint64_t>(clock.UnixNs()) >> 1)) {
+  disk_guard_.Refresh();  // a member started on a full disk refuses from its first request
+}
 
 pb::Op MetaServiceImpl::NewOp(const pb::RequestContext& ctx) {
   pb::Op op;
@@ -58,8 +60,19 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   return proposer_->Propose(std::move(op)).get();
 }
 
+pb::OpResult MetaServiceImpl::RefusedResult(const common::Status& status) {
+  pb::OpResult result;
+  result.mutable_status()->set_code(static_cast<int>(status.code()));
+  result.mutable_status()->set_message(std::string(status.message()));
+  return result;
+}
+
 grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
   if (common::Status carried = HoistCarried(&op); !carried.ok()) return common::ToGrpcStatus(carried);
+  if (common::Status room = disk_guard_.Check(op); !room.ok()) {
+    *result = RefusedResult(room);
+    return grpc::Status::OK;
+  }
   common::Result<pb::OpResult> applied = Submit(std::move(op));
   if (!applied.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(applied.status().message()));
   *result = std::move(applied).value();

@@ -16,7 +16,9 @@
 #include <mutex>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "common/file_util.h"
 #include "common/leader_channel.h"
 #include "common/status.h"
 #include "common/write_token.h"
@@ -47,13 +49,13 @@ class MetaProcessTest : public ::testing::Test {
  protected:
   void SetUp() override { Start(); }
 
-  void Start() {
+  void Start(const std::vector<std::string>& extra_args = {}) {
     std::string ready = dir_ / "ready";
     ::unlink(ready.c_str());
-    auto process = testing::Process::Start({testing::BinaryPath("DFS_META_BIN"), "--listen", "127.0.0.1:0", "--data",
-                                            dir_ / "data", "--ready-file", ready, "--insecure-dev-key",
-                                            "--replicas", "2"},
-                                           dir_ / "meta.log");
+    std::vector<std::string> argv = {testing::BinaryPath("DFS_META_BIN"), "--listen", "127.0.0.1:0", "--data",
+                                     dir_ / "data", "--ready-file", ready, "--insecure-dev-key", "--replicas", "2"};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto process = testing::Process::Start(argv, dir_ / "meta.log");
     ASSERT_TRUE(process.ok()) << process.status().ToString();
     process_ = std::move(process).value();
     auto address = testing::WaitForReadyFile(ready, *process_, 20000);
@@ -750,6 +752,43 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
 }
 
 // --client-rate: a client host over its rate is answered "retry after", and
+// A data folder short of room (--min-free-space above what any disk has):
+// creates are refused with RESOURCE_EXHAUSTED (ENOSPC at a mount) before
+// they reach the Raft log, while reads, sessions and deletes go on and the
+// process stays up. Before, the first commit that found the disk full
+// stopped dfs-meta ("database or disk is full").
+TEST_F(MetaProcessTest, DataFolderShortOfRoom_RefusesCreatesButDeletesGoOn) {
+  uint64_t client = OpenSession();
+  pb::EntryReply made;
+  ASSERT_TRUE(Mkdir(Ctx(client, 1), 1, "kept", &made).ok());
+  ASSERT_EQ(made.status().code(), 0) << made.status().message();
+  Stop(SIGTERM);
+  Start({"--min-free-space", "1000000T"});
+
+  client = OpenSession();
+  pb::EntryReply refused;
+  ASSERT_TRUE(Mkdir(Ctx(client, 1), 1, "refused", &refused).ok());
+  EXPECT_EQ(refused.status().code(), C(StatusCode::kResourceExhausted));
+  EXPECT_NE(refused.status().message().find("metadata disk is nearly full"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(Lookup(1, "refused").status().code(), C(StatusCode::kNotFound));
+  EXPECT_EQ(Lookup(1, "kept").status().code(), 0);
+  {
+    grpc::ClientContext ctx;
+    pb::RmdirRequest req;
+    *req.mutable_ctx() = Ctx(client, 2);
+    req.set_parent(1);
+    req.set_name("kept");
+    pb::StatusReply reply;
+    ASSERT_TRUE(stub_->Rmdir(&ctx, req, &reply).ok());
+    EXPECT_EQ(reply.status().code(), 0) << reply.status().message();
+  }
+  EXPECT_EQ(Lookup(1, "kept").status().code(), C(StatusCode::kNotFound));
+  auto log = common::ReadFileToString(dir_ / "meta.log");
+  EXPECT_TRUE(log.ok() && log->find("refusing creates and writes with ENOSPC") != std::string::npos);
+  Stop(SIGTERM);
+}
+
 // LeaderChannel waits and retries, so every call still succeeds, slower.
 TEST(MetaRateLimitTest, OverTheRateCallsWaitButSucceed) {
   testing::TempDir dir("dfs-meta-rate");
@@ -816,7 +855,8 @@ TEST(MetaFlagsTest, BadFlags_ExitCode2) {
            {"--listen", "127.0.0.1:0", "--data", dir / "d"},
            {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--bogus"},
            {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--session-lease", "100ms"},
-           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--session-lease", "soon"}}) {
+           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--session-lease", "soon"},
+           {"--listen", "127.0.0.1:0", "--data", dir / "d", "--insecure-dev-key", "--min-free-space", "lots"}}) {
     args.insert(args.begin(), testing::BinaryPath("DFS_META_BIN"));
     auto process = testing::Process::Start(args, dir / "log");
     ASSERT_TRUE(process.ok());

@@ -167,6 +167,9 @@ def main():
         tap.check("meta: 3 chunkservers up, capacity known",
               value(meta, "dfs_meta_chunkservers", state="up") == 3 and
               value(meta, "dfs_meta_chunkserver_bytes", what="capacity") > 0)
+        tap.check("meta: its data folder's room measured, not short of it",
+              value(meta, "dfs_meta_data_free_bytes") > 0 and value(meta, "dfs_meta_data_short_of_room") == 0,
+              meta)
         for k in (1, 2, 3):
             cs = texts[f"cs-{k}"]
             tap.check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
