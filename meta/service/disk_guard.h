@@ -7,7 +7,8 @@
 // for the next Raft snapshot, a copy of it) the leader refuses the Ops that
 // make the namespace or the chunk map grow (creates, links, xattrs, chunk
 // leases and commits) with RESOURCE_EXHAUSTED, which clients answer as
-// ENOSPC, as a full local disk does. Deletes, truncates, renames, releases,
+// ENOSPC, as a full local disk does. The whole call fails, not only its Op:
+// the releases and attribute changes it carried go with the next one. Deletes, truncates, renames, releases,
 // locks, sessions and the cluster's own upkeep go on, so room can be made
 // and nothing already written is lost. Only the leader refuses: a follower
 // whose folder fills stops, and the group goes on without it.

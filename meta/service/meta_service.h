@@ -173,10 +173,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Stamps the time and the apply rules this leader follows (the Op's
   // rule flags: entries from before a rule replay without it).
   void StampRules(pb::Op& op) const;
-  // The result of an Op refused before it was proposed.
-  static pb::OpResult RefusedResult(const common::Status& status);
-  // Submit, mapping a proposer failure to a gRPC status; a refusal of the
-  // DiskGuard is the Op's result.
+  // Submit, mapping a proposer failure and a refusal of the DiskGuard to a
+  // gRPC status.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
   // Adds where chunk 0 is to an open's reply when the request wants it
   // (OpenRequest.want_first_chunk) and the open succeeded on a regular file.
@@ -188,17 +186,18 @@ class MetaServiceImpl final : public MetaServiceBase {
     return reactor;
   }
   // Proposes `op` stamped with now; when applied, `fill(result)` fills the
-  // reply and the RPC finishes (on the applier thread).
+  // reply and the RPC finishes (on the applier thread). A DiskGuard refusal
+  // fails the whole call (RESOURCE_EXHAUSTED), so that the releases and
+  // attribute changes the request carried ride with the client's next one.
   template <typename Fill>
   grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (common::Status carried = HoistCarried(&op); !carried.ok()) {
-      reactor->Finish(common::ToGrpcStatus(carried));
+    if (common::Status room = disk_guard_.Check(op); !room.ok()) {
+      reactor->Finish(common::ToGrpcStatus(room));
       return reactor;
     }
-    if (common::Status room = disk_guard_.Check(op); !room.ok()) {
-      fill(RefusedResult(room));
-      reactor->Finish(grpc::Status::OK);
+    if (common::Status carried = HoistCarried(&op); !carried.ok()) {
+      reactor->Finish(common::ToGrpcStatus(carried));
       return reactor;
     }
     StampRules(op);

@@ -60,19 +60,9 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   return proposer_->Propose(std::move(op)).get();
 }
 
-pb::OpResult MetaServiceImpl::RefusedResult(const common::Status& status) {
-  pb::OpResult result;
-  result.mutable_status()->set_code(static_cast<int>(status.code()));
-  result.mutable_status()->set_message(std::string(status.message()));
-  return result;
-}
-
 grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
+  if (common::Status room = disk_guard_.Check(op); !room.ok()) return common::ToGrpcStatus(room);
   if (common::Status carried = HoistCarried(&op); !carried.ok()) return common::ToGrpcStatus(carried);
-  if (common::Status room = disk_guard_.Check(op); !room.ok()) {
-    *result = RefusedResult(room);
-    return grpc::Status::OK;
-  }
   common::Result<pb::OpResult> applied = Submit(std::move(op));
   if (!applied.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(applied.status().message()));
   *result = std::move(applied).value();

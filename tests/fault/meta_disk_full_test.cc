@@ -124,6 +124,12 @@ TEST(MetaDiskFullTest, CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost
   errno = 0;
   EXPECT_EQ(::symlink("old", (mnt + "/d/link").c_str()), -1);
   EXPECT_EQ(errno, ENOSPC) << std::strerror(errno);
+  // A chmod root makes of a file it holds open is carried by the mount's
+  // next request: a refused one must not take it along.
+  ASSERT_EQ(::fchmod(open_fd, 0600), 0) << std::strerror(errno);
+  errno = 0;
+  EXPECT_EQ(::mkdir((mnt + "/d/carrier").c_str(), 0755), -1);
+  EXPECT_EQ(errno, ENOSPC) << std::strerror(errno);
   // A write is buffered; making it durable needs meta to commit: ENOSPC.
   ASSERT_EQ(::write(open_fd, "during,", 7), 7) << std::strerror(errno);
   errno = 0;
@@ -144,6 +150,12 @@ TEST(MetaDiskFullTest, CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost
   auto whole = common::ReadFileToString(mnt + "/d/open");
   ASSERT_TRUE(whole.ok()) << whole.status().ToString();
   EXPECT_EQ(*whole, "before,during,after");
+  // Another mount sees the chmod.
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((other + "/d/open").c_str(), &st), 0) << std::strerror(errno);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
   auto log = common::ReadFileToString((*cluster)->dir() + "/meta-1.log");
   EXPECT_TRUE(log.ok() && log->find("refusing creates and writes with ENOSPC") != std::string::npos);
   EXPECT_TRUE(Running(meta_pid));

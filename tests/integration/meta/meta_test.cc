@@ -753,8 +753,8 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
 
 // --client-rate: a client host over its rate is answered "retry after", and
 // A data folder short of room (--min-free-space above what any disk has):
-// creates are refused with RESOURCE_EXHAUSTED (ENOSPC at a mount) before
-// they reach the Raft log, while reads, sessions and deletes go on and the
+// creates are refused with RESOURCE_EXHAUSTED (ENOSPC at a mount; no
+// retry-after, so not a rate limit) before they reach the Raft log, while reads, sessions and deletes go on and the
 // process stays up. Before, the first commit that found the disk full
 // stopped dfs-meta ("database or disk is full").
 TEST_F(MetaProcessTest, DataFolderShortOfRoom_RefusesCreatesButDeletesGoOn) {
@@ -766,11 +766,11 @@ TEST_F(MetaProcessTest, DataFolderShortOfRoom_RefusesCreatesButDeletesGoOn) {
   Start({"--min-free-space", "1000000T"});
 
   client = OpenSession();
-  pb::EntryReply refused;
-  ASSERT_TRUE(Mkdir(Ctx(client, 1), 1, "refused", &refused).ok());
-  EXPECT_EQ(refused.status().code(), C(StatusCode::kResourceExhausted));
-  EXPECT_NE(refused.status().message().find("metadata disk is nearly full"), std::string::npos)
-      << refused.status().message();
+  pb::EntryReply refused_reply;
+  grpc::Status refused = Mkdir(Ctx(client, 1), 1, "refused", &refused_reply);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("metadata disk is nearly full"), std::string::npos)
+      << refused.error_message();
   EXPECT_EQ(Lookup(1, "refused").status().code(), C(StatusCode::kNotFound));
   EXPECT_EQ(Lookup(1, "kept").status().code(), 0);
   {
