@@ -258,9 +258,7 @@ TEST_F(FuseFaultTest, MountKilledHoldingLocks_TheLocksGoWithItsSession) {
 // holder's bytes. (Before: every flush failed with EINVAL, every create
 // with ESTALE, until a remount.)
 TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
-  ::setenv("DFS_META_ARGS", "--session-lease 3s", 1);
-  auto cluster = LocalCluster::Up(/*mount=*/true);
-  ::unsetenv("DFS_META_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--session-lease 3s"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
   const std::string other = (*cluster)->dir() + "/mnt-other";
@@ -341,9 +339,7 @@ TEST_F(FuseFaultTest, MountPausedPastItsSession_ResumesItAndKeepsItsOpenFiles) {
 // mounts. Before, its first housekeeping pass ended every session - every
 // mount's file locks went to whoever asked next.
 TEST_F(FuseFaultTest, MetaPausedPastTheSessionLease_EndsNoSession) {
-  ::setenv("DFS_META_ARGS", "--session-lease 3s", 1);
-  auto cluster = LocalCluster::Up(/*mount=*/true);
-  ::unsetenv("DFS_META_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--session-lease 3s"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string other = (*cluster)->dir() + "/mnt-other";
   ASSERT_TRUE((*cluster)->MountAgain(other).ok());
@@ -389,9 +385,7 @@ TEST_F(FuseFaultTest, MetaPausedPastTheSessionLease_EndsNoSession) {
 // descriptors work at once (no connection left waiting out a backoff), and
 // the data kept buffered is written.
 TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
-  ::setenv("DFS_META_ARGS", "--node-dead-after 120s", 1);  // no repair noise
-  auto cluster = LocalCluster::Up(/*mount=*/true);
-  ::unsetenv("DFS_META_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--node-dead-after 120s"});  // no repair noise
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string short_mnt = (*cluster)->dir() + "/mnt-short";
   ASSERT_TRUE((*cluster)->MountAgain(short_mnt, "io_timeout=1s,retry_timeout=3s").ok());
@@ -827,9 +821,7 @@ std::set<std::string> ChunkIdsOnDisk(const std::string& data_dir) {
 // declares it dead, every chunk it held is copied again from a survivor, and
 // reading every file during the repair never errs.
 TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) {
-  ::setenv("DFS_META_ARGS", "--node-dead-after 3s", 1);
-  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4);
-  ::unsetenv("DFS_META_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4, 1, {.meta = "--node-dead-after 3s"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
   constexpr int kFiles = 1000;  // as the issue asks
@@ -955,9 +947,7 @@ std::string OnlyChunkFile(const std::string& data_dir) {
 // reads it. The scrubber finds it, meta drops that copy and copies the chunk
 // again from a good one; the file reads back right.
 TEST_F(FuseFaultTest, RottenReplica_ScrubberFindsItAndMetaRepairsIt) {
-  ::setenv("DFS_CHUNKSERVER_ARGS", "--scrub-pause 300ms --scrub-rate 1000", 1);
-  auto cluster = LocalCluster::Up(/*mount=*/true);
-  ::unsetenv("DFS_CHUNKSERVER_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.chunkserver = "--scrub-pause 300ms --scrub-rate 1000"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
   constexpr size_t kSize = 3 << 20;

@@ -71,9 +71,7 @@ bool Within(std::chrono::milliseconds limit, const std::function<bool()>& step) 
 TEST(MetaDiskFullTest, CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost) {
   if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
-  ::setenv("DFS_META_ARGS", "--min-free-space 16M", 1);
-  auto cluster = LocalCluster::Up(/*mount=*/true);
-  ::unsetenv("DFS_META_ARGS");
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--min-free-space 16M"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
   const std::string folder = (*cluster)->dir() + "/meta-1";

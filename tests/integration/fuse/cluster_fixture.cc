@@ -68,13 +68,17 @@ void MountedClusterTest::SetUp() {
   ASSERT_NE(g_suite_cluster, nullptr) << "the cluster did not start";
 }
 
-common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas) {
+common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas,
+                                                                const DaemonArgs& args) {
   std::unique_ptr<LocalCluster> c(new LocalCluster());
   char tmpl[] = "/tmp/dfs-cluster.XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return common::ErrnoStatus(errno, "mkdtemp");
   c->dir_ = tmpl;
-  std::string cmd = "timeout 120 " + Tool() + " up " + c->dir_ + " --meta " + std::to_string(metas) + " --chunkservers " +
-                    std::to_string(chunkservers) + " --replicas 3";
+  std::string cmd;
+  if (!args.meta.empty()) cmd += "DFS_META_ARGS='" + args.meta + "' ";
+  if (!args.chunkserver.empty()) cmd += "DFS_CHUNKSERVER_ARGS='" + args.chunkserver + "' ";
+  cmd += "timeout 120 " + Tool() + " up " + c->dir_ + " --meta " + std::to_string(metas) + " --chunkservers " +
+         std::to_string(chunkservers) + " --replicas 3";
   if (mount) cmd += " --mount " + c->dir_ + "/mnt";
   CommandResult r = RunShell(cmd);
   if (r.exit_code != 0) {

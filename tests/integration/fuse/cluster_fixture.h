@@ -17,11 +17,19 @@
 
 namespace dfs::testing {
 
+// Extra flags for every dfs-meta / dfs-chunkserver (local-cluster's
+// DFS_META_ARGS / DFS_CHUNKSERVER_ARGS; kept by LocalCluster::Restart).
+struct DaemonArgs {
+  std::string meta = {};
+  std::string chunkserver = {};
+};
+
 class LocalCluster {
  public:
   // Starts the cluster in a fresh temp dir; mounts at <dir>/mnt if `mount`.
   // `metas` > 1 makes the metadata a Raft group (3 or 5).
-  static common::Result<std::unique_ptr<LocalCluster>> Up(bool mount, int chunkservers = 3, int metas = 1);
+  static common::Result<std::unique_ptr<LocalCluster>> Up(bool mount, int chunkservers = 3, int metas = 1,
+                                                          const DaemonArgs& args = {});
   ~LocalCluster();  // down
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
