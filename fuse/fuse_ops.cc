@@ -71,6 +71,14 @@ void ReplyStatus(fuse_req_t req, const Status& s) {
   if (s.code() == common::StatusCode::kUnavailable || s.code() == common::StatusCode::kDataLoss ||
       s.code() == common::StatusCode::kInternal || s.code() == common::StatusCode::kUnknown) {
     spdlog::error("{}", s.ToString());  // EIO reaches the application: say why, once
+  } else if (s.code() == common::StatusCode::kResourceExhausted) {
+    // ENOSPC while df may show room (meta's disk nearly full, or the
+    // chunkservers'): say whose, at most every 10 s.
+    static std::atomic<int64_t> last_said_s{INT64_MIN / 2};
+    const int64_t now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    int64_t last = last_said_s.load();
+    if (now_s - last >= 10 && last_said_s.compare_exchange_strong(last, now_s)) spdlog::warn("{}", s.ToString());
   }
   fuse_reply_err(req, s.ToErrno());
 }

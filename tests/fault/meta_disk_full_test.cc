@@ -156,6 +156,9 @@ TEST(MetaDiskFullTest, CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost
   EXPECT_EQ(st.st_mode & 07777, 0600u);
   auto log = common::ReadFileToString((*cluster)->dir() + "/meta-1.log");
   EXPECT_TRUE(log.ok() && log->find("refusing creates and writes with ENOSPC") != std::string::npos);
+  // The mount says why, where its operator looks (df shows room).
+  auto mount_log = common::ReadFileToString((*cluster)->dir() + "/dfs.log");
+  EXPECT_TRUE(mount_log.ok() && mount_log->find("the metadata disk is nearly full") != std::string::npos);
   EXPECT_TRUE(Running(meta_pid));
 }
 
