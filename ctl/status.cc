@@ -39,13 +39,23 @@ int RunStatus(Context& ctx) {
     out["moves_in_flight"] = reply.moves_in_flight();
     out["files"] = reply.files();
     out["chunks"] = reply.chunks();
+    out["data_free_bytes"] = reply.data_free_bytes();
+    out["data_short_of_room"] = reply.data_short_of_room();
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  std::printf("meta: leader %llu, term %llu, commit %llu, applied %llu\n",
+  std::printf("meta: leader %llu, term %llu, commit %llu, applied %llu",
               static_cast<unsigned long long>(reply.leader_id()), static_cast<unsigned long long>(reply.term()),
               static_cast<unsigned long long>(reply.commit_index()),
               static_cast<unsigned long long>(reply.applied_index()));
+  if (reply.data_free_bytes() != 0 || reply.data_short_of_room()) {  // an older meta does not say
+    std::printf(", data folder %llu MiB free", static_cast<unsigned long long>(reply.data_free_bytes() >> 20));
+  }
+  std::printf("\n");
+  if (reply.data_short_of_room()) {
+    std::printf("  SHORT OF ROOM: the leader's data folder is under min-free-space plus meta.db; creates and "
+                "writes get ENOSPC until there is room\n");
+  }
   for (const auto& m : reply.members()) {
     std::printf("  %-4llu %-22s %s\n", static_cast<unsigned long long>(m.id()), m.address().c_str(),
                 m.role().c_str());

@@ -131,6 +131,8 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
     reply->set_applied_index(view.applied_index);
   }
   ClusterCounts(reply);
+  if (disk_guard_.free_bytes() != UINT64_MAX) reply->set_data_free_bytes(disk_guard_.free_bytes());
+  reply->set_data_short_of_room(disk_guard_.short_of_room());
   return grpc::Status::OK;
 }
 

@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "tests/harness/process.h"
 #include "tests/integration/fuse/cluster_fixture.h"
 
 namespace dfs::testing {
@@ -138,11 +139,16 @@ TEST(MetaDiskFullTest, CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost
   EXPECT_TRUE(old.ok() && *old == "written before");
   EXPECT_EQ(::unlink((mnt + "/d/old").c_str()), 0) << std::strerror(errno);
   EXPECT_TRUE(Running(meta_pid)) << "dfs-meta stopped on a nearly full disk";
+  const std::string status_cmd = BinaryPath("DFS_CTL_BIN") + " --meta " + (*cluster)->source() + " status";
+  CommandResult status = RunShell(status_cmd);
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("SHORT OF ROOM"), std::string::npos) << status.output;
 
   // Room again: creates go on, and the buffered bytes reach the file.
   ASSERT_EQ(::unlink(filler.c_str()), 0);
   EXPECT_TRUE(Within(std::chrono::seconds(10), [&] { return ::mkdir((mnt + "/d/after").c_str(), 0755) == 0; }))
       << std::strerror(errno);
+  EXPECT_EQ(RunShell(status_cmd).output.find("SHORT OF ROOM"), std::string::npos);
   EXPECT_EQ(::write(open_fd, "after", 5), 5);
   EXPECT_EQ(::close(open_fd), 0) << std::strerror(errno);
   auto whole = common::ReadFileToString(mnt + "/d/open");

@@ -772,6 +772,13 @@ TEST_F(MetaProcessTest, DataFolderShortOfRoom_RefusesCreatesButDeletesGoOn) {
   EXPECT_NE(refused.error_message().find("metadata disk is nearly full"), std::string::npos)
       << refused.error_message();
   EXPECT_EQ(Lookup(1, "refused").status().code(), C(StatusCode::kNotFound));
+  {
+    grpc::ClientContext ctx;
+    pb::ClusterStatusReply status;
+    ASSERT_TRUE(stub_->ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status).ok());
+    EXPECT_TRUE(status.data_short_of_room());
+    EXPECT_GT(status.data_free_bytes(), 0u);
+  }
   EXPECT_EQ(Lookup(1, "kept").status().code(), 0);
   {
     grpc::ClientContext ctx;
