@@ -173,6 +173,10 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Stamps the time and the apply rules this leader follows (the Op's
   // rule flags: entries from before a rule replay without it).
   void StampRules(pb::Op& op) const;
+  // The DiskGuard's verdict on `op`, except that a retry of a request
+  // already applied goes through (it answers its first result, adding
+  // nothing).
+  common::Status CheckRoom(const pb::Op& op);
   // Submit, mapping a proposer failure and a refusal of the DiskGuard to a
   // gRPC status.
   grpc::Status Run(pb::Op op, pb::OpResult* result);
@@ -192,7 +196,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   template <typename Fill>
   grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (common::Status room = disk_guard_.Check(op); !room.ok()) {
+    if (common::Status room = CheckRoom(op); !room.ok()) {
       reactor->Finish(common::ToGrpcStatus(room));
       return reactor;
     }

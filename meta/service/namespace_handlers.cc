@@ -60,8 +60,16 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
   return proposer_->Propose(std::move(op)).get();
 }
 
+common::Status MetaServiceImpl::CheckRoom(const pb::Op& op) {
+  common::Status room = disk_guard_.Check(op);
+  if (!room.ok() && op.request_id() != 0 && state_machine_->Answered(op.client_id(), op.request_id())) {
+    return common::Status::Ok();
+  }
+  return room;
+}
+
 grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
-  if (common::Status room = disk_guard_.Check(op); !room.ok()) return common::ToGrpcStatus(room);
+  if (common::Status room = CheckRoom(op); !room.ok()) return common::ToGrpcStatus(room);
   if (common::Status carried = HoistCarried(&op); !carried.ok()) return common::ToGrpcStatus(carried);
   common::Result<pb::OpResult> applied = Submit(std::move(op));
   if (!applied.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(applied.status().message()));

@@ -186,6 +186,13 @@ common::Status StateMachine::TestLock(const pb::SetLockRequest& req, uint64_t cl
   return Status::Ok();
 }
 
+bool StateMachine::Answered(uint64_t client_id, uint64_t request_id) {
+  ReadConnection conn = Borrow();
+  Stmt stmt = (*conn).Prepare("SELECT 1 FROM requests WHERE client_id=? AND request_id=?");
+  stmt.BindU(1, client_id).BindU(2, request_id);
+  return stmt.Step();
+}
+
 void StateMachine::GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb::GetChunkLocationsReply* reply) {
   ReadConnection conn = Borrow();
   Db& db = *conn;

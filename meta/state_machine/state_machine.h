@@ -131,6 +131,9 @@ class StateMachine {
   // lock held now (the leader answers it without a log entry), or why the
   // request is bad. Ok: it may be granted, as far as this read sees.
   common::Status TestLock(const pb::SetLockRequest& req, uint64_t client_id);
+  // Whether request (client_id, request_id) was applied and its result is
+  // still remembered (a retry of it answers that result, changing nothing).
+  bool Answered(uint64_t client_id, uint64_t request_id);
 
   // ---- Reads for the service's housekeeping and administration.
   struct NodeRow {

@@ -758,14 +758,21 @@ TEST_F(MetaProcessTest, HostileInput_ClearAnswersAndNothingChanges) {
 // process stays up. Before, the first commit that found the disk full
 // stopped dfs-meta ("database or disk is full").
 TEST_F(MetaProcessTest, DataFolderShortOfRoom_RefusesCreatesButDeletesGoOn) {
-  uint64_t client = OpenSession();
+  const uint64_t before = OpenSession();
   pb::EntryReply made;
-  ASSERT_TRUE(Mkdir(Ctx(client, 1), 1, "kept", &made).ok());
+  ASSERT_TRUE(Mkdir(Ctx(before, 1), 1, "kept", &made).ok());
   ASSERT_EQ(made.status().code(), 0) << made.status().message();
   Stop(SIGTERM);
   Start({"--min-free-space", "1000000T"});
 
-  client = OpenSession();
+  // A retry of a request applied before (its reply lost) answers as first.
+  pb::EntryReply retried;
+  grpc::Status retry = Mkdir(Ctx(before, 1), 1, "kept", &retried);
+  ASSERT_TRUE(retry.ok()) << retry.error_message();
+  EXPECT_EQ(retried.status().code(), 0) << retried.status().message();
+  EXPECT_EQ(retried.attr().ino(), made.attr().ino());
+
+  const uint64_t client = OpenSession();
   pb::EntryReply refused_reply;
   grpc::Status refused = Mkdir(Ctx(client, 1), 1, "refused", &refused_reply);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
