@@ -157,8 +157,11 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
   }
   for (const pb::ChunkRef& ref : req->copy_failed()) {
     cluster_->RepairDone(ref.chunk_id());
-    spdlog::info("copy of chunk {:016x} v{} to {:016x} failed; planned again", ref.chunk_id(), ref.version(),
-                 req->node_id());
+    // Planned again onto another node: the same target (a full disk, say)
+    // would fail the same way, at every housekeeping pass.
+    cluster_->CopyFailed(ref.chunk_id(), req->node_id(), clock_.MonotonicNs() + kFailedTargetAvoidNs);
+    spdlog::info("copy of chunk {:016x} v{} to {:016x} failed; planned again elsewhere", ref.chunk_id(),
+                 ref.version(), req->node_id());
   }
   for (pb::Command& command : cluster_->TakeCommands(req->node_id())) *reply->add_commands() = std::move(command);
   // The deletes handed out last time were executed before this heartbeat.

@@ -103,6 +103,26 @@ void ClusterState::RepairDone(uint64_t chunk_id) {
   repairs_.erase(chunk_id);
 }
 
+void ClusterState::CopyFailed(uint64_t chunk_id, uint64_t target, int64_t until_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Bounded: forgetting the lot costs one more failed try per chunk.
+  if (failed_targets_.size() >= 65'536) failed_targets_.clear();
+  auto& targets = failed_targets_[chunk_id];
+  std::erase_if(targets, [&](const auto& t) { return t.first == target; });
+  targets.emplace_back(target, until_mono_ns);
+}
+
+std::vector<uint64_t> ClusterState::FailedTargets(uint64_t chunk_id, int64_t now_mono_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = failed_targets_.find(chunk_id);
+  if (it == failed_targets_.end()) return {};
+  std::erase_if(it->second, [&](const auto& t) { return t.second <= now_mono_ns; });
+  std::vector<uint64_t> out;
+  for (const auto& [target, until] : it->second) out.push_back(target);
+  if (it->second.empty()) failed_targets_.erase(it);
+  return out;
+}
+
 size_t ClusterState::RepairsInFlight(int64_t now_mono_ns, size_t* moves) {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n_moves = 0;

@@ -70,6 +70,11 @@ class ClusterState {
   bool StartRepair(uint64_t chunk_id, uint64_t target, int64_t deadline_mono_ns, bool move = false);
   // A copy finished or failed (reported by its target).
   void RepairDone(uint64_t chunk_id);
+  // The copy of `chunk_id` onto `target` failed (its disk is full, say):
+  // FailedTargets lists `target` for that chunk until `until_mono_ns`, so
+  // that the planner tries the next node rather than that one again.
+  void CopyFailed(uint64_t chunk_id, uint64_t target, int64_t until_mono_ns);
+  std::vector<uint64_t> FailedTargets(uint64_t chunk_id, int64_t now_mono_ns);
   // Copies in flight (repairs and moves), forgetting those past their
   // deadline; the moves among them in *moves.
   size_t RepairsInFlight(int64_t now_mono_ns, size_t* moves = nullptr);
@@ -106,6 +111,8 @@ class ClusterState {
     bool move = false;
   };
   std::map<uint64_t, Copy> repairs_;  // chunk id -> copy in flight
+  // chunk id -> (target whose copy failed, until when it is avoided)
+  std::map<uint64_t, std::vector<std::pair<uint64_t, int64_t>>> failed_targets_;
   std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending
   struct Session {
     int64_t last_seen_mono_ns = 0;

@@ -48,6 +48,20 @@ pb::Command CopyCommand(uint64_t chunk_id) {
   return command;
 }
 
+TEST(ClusterStateTest, FailedTargets_AreListedPerChunkUntilTheirTimeRunsOut) {
+  ClusterState cluster(10 * kSecond);
+  EXPECT_TRUE(cluster.FailedTargets(100, 0).empty());
+  cluster.CopyFailed(100, 4, 60 * kSecond);
+  cluster.CopyFailed(100, 5, 30 * kSecond);
+  cluster.CopyFailed(200, 4, 60 * kSecond);
+  EXPECT_EQ(cluster.FailedTargets(100, kSecond), (std::vector<uint64_t>{4, 5}));
+  EXPECT_EQ(cluster.FailedTargets(100, 30 * kSecond), (std::vector<uint64_t>{4}));
+  cluster.CopyFailed(100, 4, 90 * kSecond);  // failed again: avoided longer, listed once
+  EXPECT_EQ(cluster.FailedTargets(100, 70 * kSecond), (std::vector<uint64_t>{4}));
+  EXPECT_TRUE(cluster.FailedTargets(100, 90 * kSecond).empty());
+  EXPECT_EQ(cluster.FailedTargets(200, kSecond), (std::vector<uint64_t>{4}));
+}
+
 TEST(ClusterStateTest, CopyClaims_EndWhenReportedTimedOutOrTheTargetDiesOrRestarts) {
   ClusterState cluster(10 * kSecond);
   for (uint64_t id : {1, 2, 3}) cluster.Registered(id, "n", 100, 0, 0);

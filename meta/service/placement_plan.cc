@@ -9,11 +9,12 @@ bool Has(const std::vector<uint64_t>& v, uint64_t x) { return std::find(v.begin(
 }  // namespace
 
 ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vector<uint64_t>& ring,
-                      const std::vector<uint64_t>& draining) {
+                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid) {
   ChunkAction action;
   const std::vector<uint64_t>& holders = chunk.live_holders;
   auto free_target = [&](uint64_t node) {
-    return !Has(holders, node) && !Has(chunk.other_holders, node) && !Has(chunk.deleting, node);
+    return !Has(holders, node) && !Has(chunk.other_holders, node) && !Has(chunk.deleting, node) &&
+           !Has(avoid, node);
   };
   std::vector<uint64_t> draining_copies;
   for (uint64_t node : chunk.other_holders) {

@@ -13,7 +13,9 @@
 //   trim then removes the misplaced copy. Only chunks whose placement
 //   changed move.
 //
-// Dead nodes' copies are left alone: the node may come back.
+// Dead nodes' copies are left alone: the node may come back. Nodes in
+// `avoid` (a copy onto them failed lately, e.g. a full disk) are no target:
+// the next node in ring order is.
 //
 // Thread-safety: a pure function.
 #pragma once
@@ -36,6 +38,6 @@ struct ChunkAction {
 // `ring` lists the live, not draining nodes in the chunk's ring order (all of
 // them); `draining` the live nodes being drained.
 ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vector<uint64_t>& ring,
-                      const std::vector<uint64_t>& draining);
+                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid = {});
 
 }  // namespace dfs::meta

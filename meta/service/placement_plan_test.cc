@@ -38,6 +38,17 @@ TEST(PlanChunk, AnUnderReplicatedChunkIsCopiedToTheFirstRingNodeWithoutIt) {
   EXPECT_EQ(PlanChunk(Chunk(2, {}, /*other=*/{9}), {1, 2}, {}).kind, ChunkAction::kNone);
 }
 
+// A copy onto node 4 failed (its disk is full): the next ring node gets it,
+// for repairs and moves alike; with none left, nothing is planned.
+TEST(PlanChunk, ANodeACopyFailedOnIsPassedOver) {
+  ChunkAction a = PlanChunk(Chunk(3, {1, 2}), {1, 4, 2, 5}, {}, /*avoid=*/{4});
+  EXPECT_EQ(a.kind, ChunkAction::kRepair);
+  EXPECT_EQ(a.target, 5u);
+  EXPECT_EQ(PlanChunk(Chunk(3, {1, 2}), {1, 4, 2}, {}, /*avoid=*/{4}).kind, ChunkAction::kNone);
+  EXPECT_EQ(PlanChunk(Chunk(2, {1, 5}), {4, 1, 5}, {}, /*avoid=*/{4}).kind, ChunkAction::kNone);
+  EXPECT_EQ(PlanChunk(Chunk(2, {1, 5}), {4, 1, 5}, {}).kind, ChunkAction::kMove);
+}
+
 TEST(PlanChunk, ANewRingNodeGetsACopyFromTheNodeThatLostItsPlace) {
   // Ring for this chunk after node 4 joined: 1, 4, 2, 3.
   ChunkAction a = PlanChunk(Chunk(3, {1, 2, 3}), {1, 4, 2, 3}, {});

@@ -50,7 +50,8 @@ void MetaServiceImpl::Reconcile() {
   });
   size_t trims = 0;
   for (const StateMachine::RepairCandidate& c : chunks) {
-    ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining);
+    ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
+                                   cluster_->FailedTargets(c.chunk_id, now));
     if (action.kind == ChunkAction::kNone) continue;
     if (action.kind == ChunkAction::kTrim) {
       if (trims >= options_.max_trims) continue;
@@ -107,7 +108,9 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
         ++counts.under;
         continue;
       }
-      switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining).kind) {
+      switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
+                        cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs()))
+                  .kind) {
         case ChunkAction::kTrim: ++counts.surplus; break;
         case ChunkAction::kMove: ++counts.misplaced; break;
         default: break;
