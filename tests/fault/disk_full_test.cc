@@ -105,6 +105,7 @@ void Fill(const std::string& folder, uint64_t leave) {
 TEST(DiskFullTest, MetaDisk_CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingIsLost) {
   if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const std::string ctl = BinaryPath("DFS_CTL_BIN");  // before the cluster: a missing one aborts
   auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--min-free-space 16M"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
@@ -159,7 +160,7 @@ TEST(DiskFullTest, MetaDisk_CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingI
   EXPECT_TRUE(old.ok() && *old == "written before");
   EXPECT_EQ(::unlink((mnt + "/d/old").c_str()), 0) << std::strerror(errno);
   EXPECT_TRUE(Running(meta_pid)) << "dfs-meta stopped on a nearly full disk";
-  const std::string status_cmd = BinaryPath("DFS_CTL_BIN") + " --meta " + (*cluster)->source() + " status";
+  const std::string status_cmd = ctl + " --meta " + (*cluster)->source() + " status";
   CommandResult status = RunShell(status_cmd);
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_NE(status.output.find("SHORT OF ROOM"), std::string::npos) << status.output;
@@ -188,9 +189,9 @@ TEST(DiskFullTest, MetaDisk_CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingI
   EXPECT_TRUE(Running(meta_pid));
 }
 
-// The number after "under-replicated" in `dfsctl status`, -1 if none.
-int UnderReplicated(const LocalCluster& cluster) {
-  CommandResult r = RunShell(BinaryPath("DFS_CTL_BIN") + " --meta " + cluster.source() + " status");
+// The number after "under-replicated" in `dfsctl status` (`ctl`), -1 if none.
+int UnderReplicated(const std::string& ctl, const LocalCluster& cluster) {
+  CommandResult r = RunShell(ctl + " --meta " + cluster.source() + " status");
   size_t at = r.output.find("under-replicated ");
   return r.exit_code == 0 && at != std::string::npos ? std::atoi(r.output.c_str() + at + 17) : -1;
 }
@@ -198,6 +199,7 @@ int UnderReplicated(const LocalCluster& cluster) {
 TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere) {
   if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const std::string ctl = BinaryPath("DFS_CTL_BIN");  // before the cluster: a missing one aborts
   auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4);  // R=3
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
@@ -220,7 +222,7 @@ TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere)
   }
   // Meta makes the missing copies on the one node left for each chunk.
   int under = -1;
-  EXPECT_TRUE(Within(std::chrono::seconds(60), [&] { return (under = UnderReplicated(**cluster)) == 0; }))
+  EXPECT_TRUE(Within(std::chrono::seconds(60), [&] { return (under = UnderReplicated(ctl, **cluster)) == 0; }))
       << under << " chunks still under-replicated";
   for (int i = 0; i < 16; ++i) {
     for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<char>((i * 131 + j * 7) >> 3);
@@ -252,7 +254,7 @@ TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere)
   std::this_thread::sleep_for(std::chrono::seconds(6));
   EXPECT_EQ(failures(), settled) << "copies onto the full cs-4 were tried again and again";
   EXPECT_LE(settled, 16);
-  EXPECT_EQ(UnderReplicated(**cluster), 0);
+  EXPECT_EQ(UnderReplicated(ctl, **cluster), 0);
 }
 
 }  // namespace
