@@ -28,35 +28,17 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "common/file_util.h"
 #include "tests/harness/process.h"
+#include "tests/harness/tmpfs.h"
 #include "tests/integration/fuse/cluster_fixture.h"
 
 namespace dfs::testing {
 namespace {
-
-// A tmpfs mounted at `path` for the test's span; lazily unmounted at the end
-// (a daemon may still hold files in it until the cluster is down).
-class Tmpfs {
- public:
-  Tmpfs() = default;
-  ~Tmpfs() {
-    if (!path_.empty()) ::umount2(path_.c_str(), MNT_DETACH);
-  }
-  Tmpfs(const Tmpfs&) = delete;
-  Tmpfs& operator=(const Tmpfs&) = delete;
-  bool Mount(const std::string& path, const std::string& size) {
-    if (::mount("tmpfs", path.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0) return false;
-    path_ = path;
-    return true;
-  }
-
- private:
-  std::string path_;
-};
 
 // Whether process `pid` is still running (not gone, not a zombie).
 bool Running(int pid) {
@@ -77,7 +59,8 @@ bool Within(std::chrono::milliseconds limit, const std::function<bool()>& step) 
 
 // Stops daemon `name` of `cluster` (SIGTERM), moves its data folder onto
 // `tmpfs` (mounted there, `size`) and starts it again.
-void MoveOntoTmpfs(LocalCluster& cluster, const std::string& name, Tmpfs& tmpfs, const std::string& size) {
+void MoveOntoTmpfs(LocalCluster& cluster, const std::string& name, std::optional<TmpfsMount>& tmpfs,
+                   const std::string& size) {
   const std::string folder = cluster.dir() + "/" + name;
   const int pid = cluster.Pid(name);
   ASSERT_GT(pid, 0);
@@ -85,7 +68,8 @@ void MoveOntoTmpfs(LocalCluster& cluster, const std::string& name, Tmpfs& tmpfs,
   ASSERT_TRUE(Within(std::chrono::seconds(20), [&] { return !Running(pid); }));
   const std::string saved = folder + ".saved";
   std::filesystem::copy(folder, saved, std::filesystem::copy_options::recursive);
-  ASSERT_TRUE(tmpfs.Mount(folder, size)) << std::strerror(errno);
+  tmpfs.emplace(folder, size);
+  ASSERT_TRUE(tmpfs->mounted()) << std::strerror(tmpfs->error());
   std::filesystem::copy(saved, folder, std::filesystem::copy_options::recursive);
   ASSERT_TRUE(cluster.Restart(name).ok());
 }
@@ -114,7 +98,7 @@ TEST(DiskFullTest, MetaDisk_CreatesAndWritesFailWithEnospcDeletesGoOnAndNothingI
   ASSERT_TRUE(common::WriteFileAtomic(mnt + "/d/old", "written before").ok());
 
   // meta-1 stops, its folder moves onto the tmpfs, and it starts again there.
-  Tmpfs tmpfs;
+  std::optional<TmpfsMount> tmpfs;
   MoveOntoTmpfs(**cluster, "meta-1", tmpfs, "64m");
   if (HasFatalFailure()) return;
   const int meta_pid = (*cluster)->Pid("meta-1");
@@ -203,7 +187,7 @@ TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere)
   auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4);  // R=3
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
-  Tmpfs tmpfs;
+  std::optional<TmpfsMount> tmpfs;
   MoveOntoTmpfs(**cluster, "cs-4", tmpfs, "32m");
   if (HasFatalFailure()) return;
   Fill((*cluster)->dir() + "/cs-4", 0);

@@ -27,6 +27,7 @@
 #include "common/file_util.h"
 #include "common/leader_channel.h"
 #include "tests/harness/process.h"
+#include "tests/harness/tmpfs.h"
 
 namespace dfs::chunkserver {
 namespace {
@@ -36,6 +37,7 @@ using common::kChunkSizeBytes;
 using common::StatusCode;
 using dfs::testing::Process;
 using dfs::testing::TempDir;
+using dfs::testing::TmpfsMount;
 using testing::Bytes;
 using testing::Header;
 using testing::RandomBytes;
@@ -191,26 +193,6 @@ TEST(ChunkserverProcess, Read_CorruptBlockOnDiskIsDataLossNamingChunkAndBlock) {
   ASSERT_EQ(reply.versions_size(), 1);
   EXPECT_TRUE(reply.versions(0).damaged());
 }
-
-// A tmpfs mounted for one test, unmounted however the test ends.
-class TmpfsMount {
- public:
-  TmpfsMount(std::string path, const std::string& size) : path_(std::move(path)) {
-    std::filesystem::create_directories(path_);
-    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
-    error_ = errno;
-  }
-  ~TmpfsMount() {
-    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
-  }
-  bool mounted() const { return mounted_; }
-  int error() const { return error_; }
-
- private:
-  std::string path_;
-  bool mounted_ = false;
-  int error_ = 0;
-};
 
 TEST(ChunkserverProcess, Write_FullDiskIsResourceExhaustedAndReadsStillWork) {
   TempDir dir("cs-full");
