@@ -4,7 +4,8 @@
 //   dfs-chunkserver --listen HOST:PORT --data DIR [--data DIR2 ...]
 //       --meta HOST:PORT[,HOST:PORT...] [--advertise HOST:PORT]
 //       [--metrics HOST:PORT] [--ready-file PATH] [--cluster-key-file PATH |
-//       --insecure-dev-key] [--heartbeat-interval 1s] [--log-*] [--config FILE]
+//       --insecure-dev-key] [--heartbeat-interval 1s] [--min-free-space 1G] [--log-*]
+//       [--config FILE]
 //       [--tls-ca PEM --tls-cert PEM --tls-key PEM [--tls-client-auth]]
 //       [--client-secret-file PATH]
 //
@@ -61,6 +62,7 @@ struct Flags : common::DaemonFlags {
   std::string heartbeat_interval = "1s";
   double scrub_rate_mib = 32;
   std::string scrub_pause = "1h";
+  std::string min_free_space = "1G";
 };
 
 int BadFlags(const std::string& message) {
@@ -82,6 +84,10 @@ int Run(int argc, char** argv) {
                  "MiB/s the background scrubber reads to verify every stored block (0: no scrubbing)")
       ->capture_default_str();
   app.add_option("--scrub-pause", flags.scrub_pause, "pause between two scrub passes over all chunks")
+      ->capture_default_str();
+  app.add_option("--min-free-space", flags.min_free_space,
+                 "with less room than this in its best data folder, the node asks meta to place new chunks "
+                 "and copies elsewhere while other nodes have room (0: never)")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -109,6 +115,8 @@ int Run(int argc, char** argv) {
   auto scrub_pause_ms = common::ParseDurationMs(flags.scrub_pause);
   if (!scrub_pause_ms.ok() || *scrub_pause_ms < 0) return BadFlags("--scrub-pause: must be a duration");
   if (flags.scrub_rate_mib < 0) return BadFlags("--scrub-rate: must be >= 0");
+  auto min_free_bytes = common::ParseByteSize(flags.min_free_space);
+  if (!min_free_bytes.ok()) return BadFlags("--min-free-space: " + std::string(min_free_bytes.status().message()));
   if (common::Status s = common::InitLogging(flags.log); !s.ok()) return BadFlags("logging: " + s.ToString());
 
   auto cluster_key = common::ResolveClusterKey(flags.cluster_key_file, flags.insecure_dev_key);
@@ -178,6 +186,7 @@ int Run(int argc, char** argv) {
   meta_options.advertise_address = advertise;
   meta_options.heartbeat_interval_ms = *interval_ms;
   meta_options.load = [&service] { return service.load(); };
+  meta_options.min_free_bytes = *min_free_bytes;
   chunkserver::MetaClient meta_client(**store, meta_options);
   if (common::Status s = meta_client.Start(); !s.ok()) {
     spdlog::critical("meta client: {}", s.ToString());

@@ -13,6 +13,12 @@ CsMetrics::CsMetrics(prometheus::Registry& registry)
                      .Register(registry);
   chunks_ = &chunks.Add({{"state", "all"}});
   damaged_ = &chunks.Add({{"state", "damaged"}});
+  short_of_room_ = &prometheus::BuildGauge()
+                        .Name("dfs_chunkserver_short_of_room")
+                        .Help("1 while the best data folder has less room than --min-free-space: meta places "
+                              "new chunks and copies on other nodes")
+                        .Register(registry)
+                        .Add({});
   heartbeats_.counter = &prometheus::BuildCounter()
                              .Name("dfs_chunkserver_heartbeats_total")
                              .Help("Heartbeats sent to meta")
@@ -47,6 +53,7 @@ void CsMetrics::Refresh(const ChunkStore& store, const MetaClient& meta, const S
   }
   chunks_->Set(static_cast<double>(store.chunk_count()));
   damaged_->Set(static_cast<double>(store.damaged_count()));
+  short_of_room_->Set(meta.short_of_room() ? 1 : 0);
   heartbeats_.Advance(meta.heartbeats_sent());
   commands_.Advance(meta.commands_done());
   if (scrubber != nullptr) {

@@ -3,6 +3,7 @@
 // latencies by common/grpc_metrics.h):
 //   dfs_chunkserver_disk_bytes{folder, what=capacity|used}
 //   dfs_chunkserver_chunks{state=all|damaged}   chunk versions stored, and those found damaged
+//   dfs_chunkserver_short_of_room            1 while under --min-free-space (meta places elsewhere)
 //   dfs_chunkserver_heartbeats_total         heartbeats sent to meta
 //   dfs_chunkserver_commands_total           meta commands run (deletes, copies)
 //   dfs_chunkserver_scrub_total{what=passes|chunks|bytes|damaged}
@@ -36,6 +37,7 @@ class CsMetrics {
   std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> disks_;
   prometheus::Gauge* chunks_;
   prometheus::Gauge* damaged_;
+  prometheus::Gauge* short_of_room_;
   // A counter and the owner's count it has caught up with.
   struct Tracked {
     prometheus::Counter* counter = nullptr;

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chunkserver/service/replicator.h"
+#include "chunkserver/store/room.h"
 #include "common/grpc_status.h"
 #include "proto/meta.grpc.pb.h"
 
@@ -134,6 +135,25 @@ void MetaClient::HeartbeatLoop() {
   }
 }
 
+std::vector<DiskStats> MetaClient::MeasureDisks(bool* short_of_room) {
+  std::vector<DiskStats> disks = store_.Disks();
+  const bool was = short_of_room_.load();
+  *short_of_room = ShortOfRoom(was, disks, options_.min_free_bytes);
+  if (*short_of_room != was) {
+    uint64_t best = 0;
+    for (const DiskStats& d : disks) best = d.healthy ? std::max(best, d.available_bytes) : best;
+    if (*short_of_room) {
+      spdlog::warn("data folders short of room: {} MiB free at best, under --min-free-space {} MiB; meta places "
+                   "new chunks elsewhere while it can",
+                   best >> 20, options_.min_free_bytes >> 20);
+    } else {
+      spdlog::info("data folders have room again: {} MiB free at best", best >> 20);
+    }
+    short_of_room_ = *short_of_room;
+  }
+  return disks;
+}
+
 Status MetaClient::RegisterOnce() {
   pb::RegisterRequest request;
   request.set_node_id(options_.node_id);
@@ -141,7 +161,9 @@ Status MetaClient::RegisterOnce() {
   request.set_version(options_.software_version);
   uint64_t capacity = 0;
   uint64_t used = 0;
-  FillDisks(store_.Disks(), request.mutable_disks(), &capacity, &used);
+  bool full = false;
+  FillDisks(MeasureDisks(&full), request.mutable_disks(), &capacity, &used);
+  request.set_full(full);
   pb::RegisterReply reply;
   grpc::Status rpc = meta_->Call([&](auto& channel, grpc::ClientContext& context) {
     auto stub = pb::MetaService::NewStub(SharedChannel(channel));
@@ -182,9 +204,11 @@ Status MetaClient::HeartbeatOnce(bool* reregister) {
   request.set_node_id(options_.node_id);
   uint64_t capacity = 0;
   uint64_t used = 0;
-  FillDisks(store_.Disks(), request.mutable_disks(), &capacity, &used);
+  bool full = false;
+  FillDisks(MeasureDisks(&full), request.mutable_disks(), &capacity, &used);
   request.set_capacity_bytes(capacity);
   request.set_used_bytes(used);
+  request.set_full(full);
   request.set_chunk_count(store_.chunk_count());
   request.set_damaged_count(store_.damaged_count());
   request.set_load(options_.load ? options_.load() : 0.0);

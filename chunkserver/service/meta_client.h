@@ -48,6 +48,9 @@ class MetaClient {
     size_t inventory_page_size = 1000;
     std::string software_version = "dfs-chunkserver 0.1.0";
     std::function<double()> load;        // optional: requests in flight / workers
+    // Below this much room in its best data folder the node tells meta it
+    // is short of room (chunkserver/store/room.h); 0: never.
+    uint64_t min_free_bytes = 0;
   };
 
   MetaClient(ChunkStore& store, Options options);
@@ -62,6 +65,7 @@ class MetaClient {
   void Stop();
 
   bool registered() const { return registered_.load(); }
+  bool short_of_room() const { return short_of_room_.load(); }
   uint64_t heartbeats_sent() const { return heartbeats_.load(); }
   uint64_t commands_done() const { return commands_done_.load(); }
 
@@ -74,6 +78,9 @@ class MetaClient {
   // Waits up to `ms` or until Stop; false if stopping.
   bool SleepMs(int64_t ms);
   void LogState(const std::string& state, bool error);
+  // The disks' usage for a Register or Heartbeat, and whether the node is
+  // short of room (logged when that changes). Heartbeat thread only.
+  std::vector<DiskStats> MeasureDisks(bool* short_of_room);
 
   ChunkStore& store_;
   const Options options_;
@@ -84,6 +91,7 @@ class MetaClient {
   std::atomic<uint64_t> commands_done_{0};
   std::atomic<int64_t> interval_ms_;
   std::string last_state_;  // heartbeat thread only
+  std::atomic<bool> short_of_room_{false};  // written by the heartbeat thread only
 
   std::mutex mu_;  // guards the members below
   std::condition_variable cv_;

@@ -859,6 +859,7 @@ std::vector<DiskStats> ChunkStore::Disks() const {
     } else {
       d.capacity_bytes = static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize;
       d.used_bytes = static_cast<uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+      d.available_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
     }
     out.push_back(d);
   }

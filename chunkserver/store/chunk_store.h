@@ -90,7 +90,8 @@ struct ChunkMeta {
 struct DiskStats {
   std::string path;
   uint64_t capacity_bytes = 0;
-  uint64_t used_bytes = 0;
+  uint64_t used_bytes = 0;       // f_blocks - f_bfree
+  uint64_t available_bytes = 0;  // f_bavail: outside the filesystem's reserve
   bool healthy = true;
 };
 

@@ -178,6 +178,7 @@ def main():
                   value(cs, "dfs_chunkserver_chunks", state="damaged") == 0 and
                   value(cs, "dfs_chunkserver_heartbeats_total") > 0 and
                   value(cs, "dfs_chunkserver_disk_bytes", what="capacity") > 0 and
+                  "dfs_chunkserver_short_of_room" in names(cs) and
                   value(cs, "dfs_chunkserver_request_seconds_count", method="/dfs.pb.ChunkService/Write") > 0,
                   cs)
         client = texts["client"]
