@@ -1,6 +1,7 @@
 #include "ctl/node_view.h"
 
 #include <cstdio>
+#include <string>
 
 namespace dfs::ctl {
 
@@ -17,7 +18,8 @@ nlohmann::json NodesJson(const NodeList& nodes) {
                    {"chunks", n.chunk_count()},
                    {"damaged_chunks", n.damaged_chunks()},
                    {"last_heartbeat_unix_ms", n.last_heartbeat_unix_ms()},
-                   {"weight", n.weight()}});
+                   {"weight", n.weight()},
+                   {"full", n.full()}});
   }
   return out;
 }
@@ -25,8 +27,10 @@ nlohmann::json NodesJson(const NodeList& nodes) {
 void PrintNodes(const NodeList& nodes) {
   std::printf("  %-16s %-22s %-9s %12s %12s %8s\n", "id", "address", "state", "capacity", "used", "chunks");
   for (const auto& n : nodes) {
+    // "up,full": short of room, given no new chunks (`dfsctl nodes --json`: "full").
+    const std::string state = n.full() ? n.state() + ",full" : n.state();
     std::printf("  %016llx %-22s %-9s %12llu %12llu %8llu\n", static_cast<unsigned long long>(n.node_id()),
-                n.address().c_str(), n.state().c_str(), static_cast<unsigned long long>(n.capacity_bytes()),
+                n.address().c_str(), state.c_str(), static_cast<unsigned long long>(n.capacity_bytes()),
                 static_cast<unsigned long long>(n.used_bytes()), static_cast<unsigned long long>(n.chunk_count()));
   }
 }

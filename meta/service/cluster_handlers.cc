@@ -35,7 +35,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   lease_op->set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
   // Apply takes the first R (the file's replication factor) of these.
   op.set_placement_key(ChunkPlacementKey(req->ino(), req->chunk_index()));
-  for (uint64_t node : cluster_->Placement(op.placement_key(), kMaxPlacement)) op.add_placement(node);
+  for (uint64_t node : cluster_->PlacementForNew(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   const std::string* key = &options_.cluster_key;
   const uint64_t ino = req->ino(), index = req->chunk_index();
   return Mutate(cb, std::move(op), [this, reply, key, ino, index](const pb::OpResult& result) {
@@ -98,7 +98,7 @@ grpc::Status MetaServiceImpl::Register(Ctx* ctx, const pb::RegisterRequest* req,
       capacity += disk.capacity_bytes();
       used += disk.used_bytes();
     }
-    cluster_->Registered(req->node_id(), req->address(), capacity, used, clock_.MonotonicNs());
+    cluster_->Registered(req->node_id(), req->address(), capacity, used, clock_.MonotonicNs(), req->full());
   }
   return grpc::Status::OK;
 }
@@ -206,6 +206,7 @@ void MetaServiceImpl::FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, cons
     out->set_used_bytes(live->used_bytes);
     out->set_chunk_count(live->chunk_count);
     out->set_damaged_chunks(live->damaged_count);
+    out->set_full(live->live && live->full);
     const int64_t age_ns = clock_.MonotonicNs() - live->last_heartbeat_mono_ns;
     out->set_last_heartbeat_unix_ms((clock_.UnixNs() - age_ns) / 1'000'000);
   }

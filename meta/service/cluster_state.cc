@@ -8,13 +8,27 @@
 
 namespace dfs::meta {
 
+namespace {
+void NoteRoom(uint64_t node_id, ClusterState::Node& node, bool full) {
+  if (full == node.full) return;
+  node.full = full;
+  if (full) {
+    spdlog::warn("node {:016x} at {} is short of room ({} MiB of {} MiB used): new chunks and copies go elsewhere",
+                 node_id, node.address, node.used_bytes >> 20, node.capacity_bytes >> 20);
+  } else {
+    spdlog::info("node {:016x} at {} has room again: it takes new chunks", node_id, node.address);
+  }
+}
+}  // namespace
+
 void ClusterState::Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
-                              int64_t now_mono_ns) {
+                              int64_t now_mono_ns, bool full) {
   std::lock_guard<std::mutex> lock(mu_);
   Node& node = nodes_[node_id];
   node.address = address;
   node.capacity_bytes = capacity;
   node.used_bytes = used;
+  NoteRoom(node_id, node, full);
   node.last_heartbeat_mono_ns = now_mono_ns;
   ForgetCopiesToLocked(node_id);
   if (!node.live) {
@@ -35,6 +49,7 @@ bool ClusterState::Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_
   node.chunk_count = beat.chunk_count();
   node.damaged_count = beat.damaged_count();
   node.load = beat.load();
+  NoteRoom(beat.node_id(), node, beat.full());
   if (!node.live) {
     node.live = true;
     RebuildRingLocked();
@@ -155,6 +170,30 @@ std::vector<pb::Command> ClusterState::TakeCommands(uint64_t node_id) {
 std::vector<uint64_t> ClusterState::Placement(uint64_t key, size_t count) {
   std::lock_guard<std::mutex> lock(mu_);
   return ring_.Successors(key, count);
+}
+
+std::vector<uint64_t> ClusterState::PlacementForNew(uint64_t key, size_t count) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t full = 0;
+  for (const auto& [id, node] : nodes_) full += node.live && node.full;
+  // Enough of the ring that `count` nodes with room are in it, if there are.
+  std::vector<uint64_t> order = ring_.Successors(key, count + full);
+  if (full == 0) return order;
+  std::stable_partition(order.begin(), order.end(), [&](uint64_t id) {
+    auto it = nodes_.find(id);
+    return it == nodes_.end() || !it->second.full;
+  });
+  if (order.size() > count) order.resize(count);
+  return order;
+}
+
+std::vector<uint64_t> ClusterState::FullNodes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  for (const auto& [id, node] : nodes_) {
+    if (node.live && node.full) out.push_back(id);
+  }
+  return out;
 }
 
 std::map<uint64_t, ClusterState::Node> ClusterState::Nodes() {

@@ -32,13 +32,14 @@ class ClusterState {
     uint64_t damaged_count = 0;
     double load = 0;
     bool live = false;
+    bool full = false;  // short of room, by its own measure (chunkserver/store/room.h)
   };
 
   explicit ClusterState(int64_t node_dead_after_ns) : node_dead_after_ns_(node_dead_after_ns) {}
 
   // A node registered (or re-registered): live from `now_mono_ns`.
   void Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
-                  int64_t now_mono_ns);
+                  int64_t now_mono_ns, bool full = false);
   // Records a heartbeat; false if the node is unknown (it must re-register).
   bool Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_ns);
   // Marks nodes silent for longer than node_dead_after as dead (off the ring).
@@ -53,6 +54,14 @@ class ClusterState {
   void SetWeights(std::map<uint64_t, double> weights);
   // Up to `count` live, not draining node ids for `key` in ring order.
   std::vector<uint64_t> Placement(uint64_t key, size_t count);
+  // Where a new chunk goes: the same, but nodes short of room come after
+  // every node with room (still listed: with too few nodes with room, a
+  // write tries them rather than fail at once).
+  std::vector<uint64_t> PlacementForNew(uint64_t key, size_t count);
+  // Live nodes short of room: the planner makes no copy onto them. Copies
+  // they hold stay where they are (moving them off would move them back
+  // once there is room again).
+  std::vector<uint64_t> FullNodes();
   std::map<uint64_t, Node> Nodes();
   // Sum over live nodes.
   void Capacity(uint64_t* capacity_bytes, uint64_t* used_bytes);

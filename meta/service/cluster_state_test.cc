@@ -117,6 +117,44 @@ TEST(ClusterStateTest, SetWeights_AHeavierNodeLeadsMorePlacements) {
   EXPECT_EQ(firsts(4), before);  // the same ring again
 }
 
+// A node short of room comes last for new chunks, as its heartbeats say,
+// and is listed for the planner; the ring itself (Placement) is unchanged,
+// so its copies are not "misplaced".
+TEST(ClusterStateTest, ANodeShortOfRoomComesLastForNewChunks) {
+  ClusterState cluster(10 * kSecond);
+  for (uint64_t id : {1, 2, 3, 4}) cluster.Registered(id, "n", 100, 0, 0);
+  cluster.Registered(4, "n", 100, 99, 0, /*full=*/true);
+  EXPECT_EQ(cluster.FullNodes(), (std::vector<uint64_t>{4}));
+  int led_by_4 = 0;
+  for (uint64_t key = 0; key < 400; ++key) {
+    std::vector<uint64_t> ring = cluster.Placement(key * 7919, 4);
+    std::vector<uint64_t> fresh = cluster.PlacementForNew(key * 7919, 3);
+    ASSERT_EQ(fresh.size(), 3u);
+    EXPECT_EQ(std::count(fresh.begin(), fresh.end(), 4u), 0) << "key " << key;
+    ring.erase(std::remove(ring.begin(), ring.end(), 4u), ring.end());
+    EXPECT_EQ(fresh, ring) << "the others keep their ring order";
+    led_by_4 += cluster.Placement(key * 7919, 1)[0] == 4;
+    // Asked for every node, the short one is still there, last.
+    std::vector<uint64_t> all = cluster.PlacementForNew(key * 7919, 4);
+    ASSERT_EQ(all.size(), 4u);
+    EXPECT_EQ(all.back(), 4u);
+  }
+  EXPECT_GT(led_by_4, 50) << "the ring still counts node 4";
+  // Room again (a heartbeat says so): back in place.
+  pb::HeartbeatRequest beat;
+  beat.set_node_id(4);
+  ASSERT_TRUE(cluster.Heartbeat(beat, kSecond));
+  EXPECT_TRUE(cluster.FullNodes().empty());
+  for (uint64_t key = 0; key < 400; ++key) {
+    EXPECT_EQ(cluster.PlacementForNew(key * 7919, 3), cluster.Placement(key * 7919, 3));
+  }
+  beat.set_full(true);
+  ASSERT_TRUE(cluster.Heartbeat(beat, 2 * kSecond));
+  EXPECT_EQ(cluster.FullNodes(), (std::vector<uint64_t>{4}));
+  cluster.ExpireNodes(20 * kSecond);  // a dead node is not listed
+  EXPECT_TRUE(cluster.FullNodes().empty());
+}
+
 TEST(ClusterStateTest, ExpiredSessions_AfterLeaseWithoutKeepAlive) {
   ClusterState cluster(10 * kSecond);
   cluster.SessionAlive(7, 0, 5 * kSecond);

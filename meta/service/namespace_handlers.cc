@@ -126,7 +126,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
     // Apply takes the first R of these for chunk 0, as for LeaseChunk.
     op.set_lease_expires_unix_ms(clock_.UnixNs() / 1'000'000 + options_.chunk_lease_ms);
     op.set_placement_key(NewFilePlacementKey(req->parent(), req->name()));
-    for (uint64_t node : cluster_->Placement(op.placement_key(), kMaxPlacement)) op.add_placement(node);
+    for (uint64_t node : cluster_->PlacementForNew(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   }
   const std::string* key = &options_.cluster_key;
   return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {

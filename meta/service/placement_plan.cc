@@ -9,7 +9,8 @@ bool Has(const std::vector<uint64_t>& v, uint64_t x) { return std::find(v.begin(
 }  // namespace
 
 ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vector<uint64_t>& ring,
-                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid) {
+                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid,
+                      const std::vector<uint64_t>& short_of_room) {
   ChunkAction action;
   const std::vector<uint64_t>& holders = chunk.live_holders;
   auto free_target = [&](uint64_t node) {
@@ -25,12 +26,16 @@ ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vec
     std::vector<uint64_t> sources = holders;
     sources.insert(sources.end(), draining_copies.begin(), draining_copies.end());
     if (sources.empty()) return action;  // nothing to copy from: lost until a holder returns
-    for (uint64_t node : ring) {
-      if (free_target(node)) {
-        action.kind = ChunkAction::kRepair;
-        action.target = node;
-        action.source = sources[(chunk.chunk_id + node) % sources.size()];
-        return action;
+    // A node with room first; a node short of room only if no other can
+    // take it (a missing copy matters more than the node's reserve).
+    for (bool roomy : {true, false}) {
+      for (uint64_t node : ring) {
+        if (free_target(node) && Has(short_of_room, node) != roomy) {
+          action.kind = ChunkAction::kRepair;
+          action.target = node;
+          action.source = sources[(chunk.chunk_id + node) % sources.size()];
+          return action;
+        }
       }
     }
     return action;  // every live node already holds it
@@ -59,7 +64,7 @@ ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vec
     return action;
   }
   for (uint64_t node : wanted) {
-    if (Has(holders, node) || !free_target(node)) continue;
+    if (Has(holders, node) || !free_target(node) || Has(short_of_room, node)) continue;
     action.kind = ChunkAction::kMove;
     action.target = node;
     // From the copy that will be trimmed once this one exists.

@@ -15,7 +15,9 @@
 //
 // Dead nodes' copies are left alone: the node may come back. Nodes in
 // `avoid` (a copy onto them failed lately, e.g. a full disk) are no target:
-// the next node in ring order is.
+// the next node in ring order is. Nodes `short_of_room` are no target of a
+// move, and of a repair only when no other node can take it; copies they
+// hold stay (moving them off would bring them back once there is room).
 //
 // Thread-safety: a pure function.
 #pragma once
@@ -38,6 +40,7 @@ struct ChunkAction {
 // `ring` lists the live, not draining nodes in the chunk's ring order (all of
 // them); `draining` the live nodes being drained.
 ChunkAction PlanChunk(const StateMachine::RepairCandidate& chunk, const std::vector<uint64_t>& ring,
-                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid = {});
+                      const std::vector<uint64_t>& draining, const std::vector<uint64_t>& avoid = {},
+                      const std::vector<uint64_t>& short_of_room = {});
 
 }  // namespace dfs::meta

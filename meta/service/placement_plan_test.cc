@@ -49,6 +49,23 @@ TEST(PlanChunk, ANodeACopyFailedOnIsPassedOver) {
   EXPECT_EQ(PlanChunk(Chunk(2, {1, 5}), {4, 1, 5}, {}).kind, ChunkAction::kMove);
 }
 
+// Node 4 is short of room: no move goes onto it, and no copy it holds is
+// moved off; a repair goes to it only when no other node can take one.
+TEST(PlanChunk, ANodeShortOfRoomTakesNoMovesAndRepairsOnlyAsALastResort) {
+  const std::vector<uint64_t> full{4};
+  EXPECT_EQ(PlanChunk(Chunk(3, {1, 2, 5}), {1, 4, 2, 5}, {}, {}, full).kind, ChunkAction::kNone);
+  EXPECT_EQ(PlanChunk(Chunk(3, {1, 2, 5}), {1, 4, 2, 5}, {}).kind, ChunkAction::kMove) << "with room it would";
+  EXPECT_EQ(PlanChunk(Chunk(3, {1, 4, 2}), {1, 4, 2, 5}, {}, {}, full).kind, ChunkAction::kNone) << "stays put";
+  ChunkAction r = PlanChunk(Chunk(3, {1, 2}), {1, 4, 2, 5}, {}, {}, full);
+  EXPECT_EQ(r.kind, ChunkAction::kRepair);
+  EXPECT_EQ(r.target, 5u);
+  r = PlanChunk(Chunk(3, {1, 2}), {1, 4, 2}, {}, {}, full);
+  EXPECT_EQ(r.kind, ChunkAction::kRepair) << "a missing copy matters more than the reserve";
+  EXPECT_EQ(r.target, 4u);
+  EXPECT_EQ(PlanChunk(Chunk(3, {1, 2}), {1, 4, 2}, {}, /*avoid=*/{4}, full).kind, ChunkAction::kNone)
+      << "unless a copy onto it failed";
+}
+
 TEST(PlanChunk, ANewRingNodeGetsACopyFromTheNodeThatLostItsPlace) {
   // Ring for this chunk after node 4 joined: 1, 4, 2, 3.
   ChunkAction a = PlanChunk(Chunk(3, {1, 2, 3}), {1, 4, 2, 3}, {});

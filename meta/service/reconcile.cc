@@ -48,10 +48,11 @@ void MetaServiceImpl::Reconcile() {
     const size_t kb = b.live_holders.size() < b.want ? b.live_holders.size() : SIZE_MAX;
     return ka < kb;
   });
+  const std::vector<uint64_t> full = cluster_->FullNodes();
   size_t trims = 0;
   for (const StateMachine::RepairCandidate& c : chunks) {
     ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
-                                   cluster_->FailedTargets(c.chunk_id, now));
+                                   cluster_->FailedTargets(c.chunk_id, now), full);
     if (action.kind == ChunkAction::kNone) continue;
     if (action.kind == ChunkAction::kTrim) {
       if (trims >= options_.max_trims) continue;
@@ -101,6 +102,7 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
   std::map<uint64_t, ClusterState::Node> nodes = cluster_->Nodes();
   const std::vector<uint64_t> draining = LiveDrainingOf(cluster_->Draining(), nodes);
   const int64_t now_ms = clock_.UnixNs() / 1'000'000;
+  const std::vector<uint64_t> full = cluster_->FullNodes();
   uint64_t cursor = 0;
   do {
     for (const StateMachine::RepairCandidate& c : state_machine_->ScanReplicas(live, cursor, 100'000, now_ms, &cursor)) {
@@ -109,7 +111,7 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
         continue;
       }
       switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
-                        cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs()))
+                        cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs()), full)
                   .kind) {
         case ChunkAction::kTrim: ++counts.surplus; break;
         case ChunkAction::kMove: ++counts.misplaced; break;
