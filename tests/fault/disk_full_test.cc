@@ -10,7 +10,9 @@
 // A chunkserver's disk, with more chunkservers than copies: writes go on
 // with the other copies and the missing ones are made on another node.
 // Before, the repair of every chunk the full node missed was sent to that
-// node again at every housekeeping pass, failing each time, forever.
+// node again at every housekeeping pass, failing each time, forever. And
+// before it is full: a chunkserver under its --min-free-space is given no
+// new chunks or copies while other nodes have room.
 //
 // A daemon's data folder is moved onto a small tmpfs (needs root), which
 // the test fills with a file.
@@ -180,11 +182,42 @@ int UnderReplicated(const std::string& ctl, const LocalCluster& cluster) {
   return r.exit_code == 0 && at != std::string::npos ? std::atoi(r.output.c_str() + at + 17) : -1;
 }
 
+// The line of `dfsctl nodes` (`ctl`) for node `id` (16 hex digits), or "".
+std::string NodeLine(const std::string& ctl, LocalCluster& cluster, const std::string& id) {
+  CommandResult r = RunShell(ctl + " --meta " + cluster.source() + " nodes");
+  size_t at = r.exit_code == 0 ? r.output.find(id) : std::string::npos;
+  return at == std::string::npos ? std::string() : r.output.substr(at, r.output.find('\n', at) - at);
+}
+
+// The chunk count, last on a `dfsctl nodes` line; -1 if none.
+long ChunksOf(const std::string& line) {
+  size_t at = line.find_last_of(' ');
+  return line.empty() || at == std::string::npos ? -1 : std::atol(line.c_str() + at + 1);
+}
+
+// Node `name`'s id, from the first line of its log.
+std::string NodeIdOf(LocalCluster& cluster, const std::string& name) {
+  auto log = common::ReadFileToString(cluster.dir() + "/" + name + ".log");
+  size_t at = log.ok() ? log->find("dfs-chunkserver node ") : std::string::npos;
+  return at == std::string::npos ? std::string() : log->substr(at + 21, 16);
+}
+
+// How many copies onto node `id` failed, by meta-1's log.
+int FailedCopiesOnto(LocalCluster& cluster, const std::string& id) {
+  auto log = common::ReadFileToString(cluster.dir() + "/meta-1.log");
+  int n = 0;
+  for (size_t at = 0; log.ok() && (at = log->find("to " + id + " failed", at)) != std::string::npos; ++at) ++n;
+  return n;
+}
+
+
+// The disk fills up with no warning (the chunkserver's own reserve is off):
+// the missed copies are made elsewhere, each tried on cs-4 once.
 TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere) {
   if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
   if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
   const std::string ctl = BinaryPath("DFS_CTL_BIN");  // before the cluster: a missing one aborts
-  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4);  // R=3
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4, 1, {.chunkserver = "--min-free-space 0"});
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
   std::optional<TmpfsMount> tmpfs;
@@ -217,18 +250,9 @@ TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere)
   // The ring still puts copies on cs-4: meta tries to move them there, and
   // each chunk's move fails once (cs-4's disk is full), not over and over.
   // Before, each failed move was planned onto cs-4 again at the next pass.
-  const std::string cs4_id = [&] {
-    auto log = common::ReadFileToString((*cluster)->dir() + "/cs-4.log");
-    size_t at = log.ok() ? log->find("dfs-chunkserver node ") : std::string::npos;
-    return at == std::string::npos ? std::string() : log->substr(at + 21, 16);
-  }();
+  const std::string cs4_id = NodeIdOf(**cluster, "cs-4");
   ASSERT_EQ(cs4_id.size(), 16u) << "no node id in cs-4.log";
-  auto failures = [&] {
-    auto log = common::ReadFileToString((*cluster)->dir() + "/meta-1.log");
-    int n = 0;
-    for (size_t at = 0; log.ok() && (at = log->find("to " + cs4_id + " failed", at)) != std::string::npos; ++at) ++n;
-    return n;
-  };
+  auto failures = [&] { return FailedCopiesOnto(**cluster, cs4_id); };
   EXPECT_TRUE(Within(std::chrono::seconds(20), [&] { return failures() > 0; })) << "no copy onto cs-4 was tried";
   // At most 4 moves at a time, each failing within a heartbeat or two: by
   // then every chunk was tried. Without the memory of failed targets, about
@@ -239,6 +263,67 @@ TEST(DiskFullTest, ChunkserverDisk_WritesGoOnAndTheMissedCopiesAreMadeElsewhere)
   EXPECT_EQ(failures(), settled) << "copies onto the full cs-4 were tried again and again";
   EXPECT_LE(settled, 16);
   EXPECT_EQ(UnderReplicated(ctl, **cluster), 0);
+}
+
+// A chunkserver under its --min-free-space (12M here; cs-4 on a nearly full
+// 32 MiB tmpfs) says so: new chunks go to the three nodes with room at once,
+// nothing is copied onto it or moved off it, and once it has room again the
+// ring's chunks move onto it. Before, a third of the writes missed a copy
+// there and each chunk's copy onto it was tried and failed.
+TEST(DiskFullTest, ChunkserverShortOfRoom_GetsNoNewChunksUntilItHasRoomAgain) {
+  if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
+  if (::geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const std::string ctl = BinaryPath("DFS_CTL_BIN");  // before the cluster: a missing one aborts
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/4, 1, {.chunkserver = "--min-free-space 12M"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  std::optional<TmpfsMount> tmpfs;
+  MoveOntoTmpfs(**cluster, "cs-4", tmpfs, "32m");
+  if (HasFatalFailure()) return;
+  const std::string cs4_id = NodeIdOf(**cluster, "cs-4");
+  ASSERT_EQ(cs4_id.size(), 16u) << "no node id in cs-4.log";
+  const std::string filler = (*cluster)->dir() + "/cs-4/filler";
+  Fill((*cluster)->dir() + "/cs-4", 4ull << 20);
+  if (HasFatalFailure()) return;
+  std::string line;
+  ASSERT_TRUE(Within(std::chrono::seconds(10), [&] {
+    return (line = NodeLine(ctl, **cluster, cs4_id)).find(" up,full ") != std::string::npos;
+  })) << "dfsctl nodes: " << line;
+
+  std::string bytes(1 << 20, '\0');
+  auto content = [&](int i) {
+    for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<char>((i * 131 + j * 7) >> 3);
+    return bytes;
+  };
+  for (int i = 0; i < 16; ++i) {
+    content(i);
+    int fd = ::open((mnt + "/f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())) << std::strerror(errno);
+    ASSERT_EQ(::fsync(fd), 0) << "file " << i << ": " << std::strerror(errno);
+    ASSERT_EQ(::close(fd), 0);
+  }
+  // Every chunk has its three copies as written: none is waiting for a repair.
+  EXPECT_EQ(UnderReplicated(ctl, **cluster), 0);
+  // Housekeeping runs every half second: give it a few passes to try.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(FailedCopiesOnto(**cluster, cs4_id), 0) << "copies were planned onto the node short of room";
+  EXPECT_EQ(ChunksOf(NodeLine(ctl, **cluster, cs4_id)), 0) << NodeLine(ctl, **cluster, cs4_id);
+  EXPECT_EQ(UnderReplicated(ctl, **cluster), 0);
+
+  // Room again: it says so, and the chunks the ring gives it move there.
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  EXPECT_TRUE(Within(std::chrono::seconds(30), [&] {
+    line = NodeLine(ctl, **cluster, cs4_id);
+    return line.find(" up ") != std::string::npos && ChunksOf(line) > 0;
+  })) << "dfsctl nodes: " << line;
+  EXPECT_TRUE(Within(std::chrono::seconds(30), [&] { return UnderReplicated(ctl, **cluster) == 0; }));
+  for (int i = 0; i < 16; ++i) {
+    auto back = common::ReadFileToString(mnt + "/f" + std::to_string(i));
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_TRUE(*back == content(i)) << "file " << i;
+  }
+  EXPECT_EQ(FailedCopiesOnto(**cluster, cs4_id), 0);
 }
 
 }  // namespace
