@@ -11,6 +11,7 @@
 #include "common/chunk_geometry.h"
 #include "common/posix_acl.h"
 #include "meta/state_machine/ops/ops.h"
+#include "meta/state_machine/schema.h"
 #include "meta/state_machine/state_machine.h"
 
 namespace dfs::meta {
@@ -94,7 +95,7 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
              "EXISTS(SELECT 1 FROM xattrs x WHERE x.ino = d.ino AND x.name = ?4) "
              "FROM dentries d LEFT JOIN inodes i ON i.ino = d.ino "
              "WHERE d.parent=?1 AND d.cookie>?2 ORDER BY d.cookie LIMIT ?3"
-           : "SELECT name, ino, type, cookie FROM dentries WHERE parent=?1 AND cookie>?2 ORDER BY cookie LIMIT ?3");
+           : kListingSql);
   stmt.BindU(1, req.ino()).BindU(2, req.cookie()).Bind(3, int64_t{limit} + 1);
   if (plus) stmt.Bind(4, common::kAccessAclXattr);
   uint32_t count = 0;

@@ -1,10 +1,18 @@
 #include "meta/state_machine/schema.h"
 
+#include <spdlog/spdlog.h>
+
 #include <string>
 
 namespace dfs::meta {
 
 common::Status InitSchema(Db& db) {
+  {
+    // Databases from before dentries_listing: building it reads every
+    // entry once, which a big namespace notices at the first start.
+    Stmt old = db.Prepare("SELECT 1 FROM sqlite_master WHERE type='index' AND name='dentries_cookie'");
+    if (old.Step()) spdlog::info("meta.db: indexing directory listings (once, after an upgrade)");
+  }
   RETURN_IF_ERROR(db.TryExec(R"sql(
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -15,7 +23,7 @@ CREATE TABLE IF NOT EXISTS inodes(
   parent INTEGER NOT NULL, next_cookie INTEGER NOT NULL, target BLOB);
 CREATE TABLE IF NOT EXISTS dentries(parent INTEGER NOT NULL, name BLOB NOT NULL, ino INTEGER NOT NULL,
   type INTEGER NOT NULL, cookie INTEGER NOT NULL, PRIMARY KEY(parent, name)) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS dentries_cookie ON dentries(parent, cookie);
+CREATE INDEX IF NOT EXISTS dentries_listing ON dentries(parent, cookie, ino, type);
 CREATE TABLE IF NOT EXISTS xattrs(ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks(ino INTEGER NOT NULL, idx INTEGER NOT NULL, chunk_id INTEGER NOT NULL,
@@ -56,6 +64,7 @@ INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0)
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
   ('live_chunks', 0);
 INSERT OR IGNORE INTO inodes VALUES(1, 1, 16877, 2, 0, 0, 4096, 0, 0, 0, 0, 3, 1, 1, NULL);
+DROP INDEX IF EXISTS dentries_cookie;
 COMMIT;
 )sql"));
   Stmt stmt = db.Prepare("SELECT value FROM counters WHERE name='schema_version'");
