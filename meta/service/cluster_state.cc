@@ -22,13 +22,13 @@ void NoteRoom(uint64_t node_id, ClusterState::Node& node, bool full) {
 }  // namespace
 
 void ClusterState::Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
-                              int64_t now_mono_ns, bool full) {
+                              int64_t now_mono_ns, std::optional<bool> full) {
   std::lock_guard<std::mutex> lock(mu_);
   Node& node = nodes_[node_id];
   node.address = address;
   node.capacity_bytes = capacity;
   node.used_bytes = used;
-  NoteRoom(node_id, node, full);
+  if (full.has_value()) NoteRoom(node_id, node, *full);
   node.last_heartbeat_mono_ns = now_mono_ns;
   ForgetCopiesToLocked(node_id);
   if (!node.live) {

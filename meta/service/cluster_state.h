@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,9 +38,11 @@ class ClusterState {
 
   explicit ClusterState(int64_t node_dead_after_ns) : node_dead_after_ns_(node_dead_after_ns) {}
 
-  // A node registered (or re-registered): live from `now_mono_ns`.
+  // A node registered (or re-registered): live from `now_mono_ns`. `full`:
+  // whether it is short of room; unknown (a new leader's view from the
+  // database) keeps what this process last heard.
   void Registered(uint64_t node_id, const std::string& address, uint64_t capacity, uint64_t used,
-                  int64_t now_mono_ns, bool full = false);
+                  int64_t now_mono_ns, std::optional<bool> full = std::nullopt);
   // Records a heartbeat; false if the node is unknown (it must re-register).
   bool Heartbeat(const pb::HeartbeatRequest& beat, int64_t now_mono_ns);
   // Marks nodes silent for longer than node_dead_after as dead (off the ring).

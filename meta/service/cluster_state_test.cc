@@ -151,6 +151,8 @@ TEST(ClusterStateTest, ANodeShortOfRoomComesLastForNewChunks) {
   beat.set_full(true);
   ASSERT_TRUE(cluster.Heartbeat(beat, 2 * kSecond));
   EXPECT_EQ(cluster.FullNodes(), (std::vector<uint64_t>{4}));
+  cluster.Registered(4, "n", 100, 99, 2 * kSecond);  // a new leader's view from the database: unknown
+  EXPECT_EQ(cluster.FullNodes(), (std::vector<uint64_t>{4}));
   cluster.ExpireNodes(20 * kSecond);  // a dead node is not listed
   EXPECT_TRUE(cluster.FullNodes().empty());
 }
