@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/chunk_geometry.h"
+#include "common/dir_page.h"
 #include "common/posix_acl.h"
 
 namespace dfs::fuse {
@@ -470,19 +471,26 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       return ReplyStatus(req, page.status());
     }
     bool full = false;
-    for (const pb::DirEntry& entry : page->entries()) {
-      if (entry.name() == "." || entry.name() == "..") {
-        cookie = entry.cookie();
-        continue;
+    std::string name;  // NUL-terminated for libfuse
+    common::Status read = common::ForEachDirEntry(*page, [&](const common::DirPageEntry& entry) {
+      if (entry.name == "." || entry.name == "..") {
+        cookie = entry.cookie;
+        return true;
       }
-      if (!add(entry.name().c_str(), plus ? &entry.attr() : nullptr, entry.ino(), entry.type(),
-               entry.cookie() + kCookieBias)) {
+      name.assign(entry.name);
+      if (!add(name.c_str(), plus ? (entry.attr != nullptr ? entry.attr : &pb::Attr::default_instance()) : nullptr,
+               entry.ino, entry.type, entry.cookie + kCookieBias)) {
         full = true;
-        break;
+        return false;
       }
-      cookie = entry.cookie();
+      cookie = entry.cookie;
+      return true;
+    });
+    if (!read.ok()) {
+      if (used > 0) break;
+      return ReplyStatus(req, common::InternalError(read.message()));  // EIO
     }
-    if (full || page->eof() || page->entries().empty()) {
+    if (full || page->eof() || common::DirPageSize(*page) == 0) {
       if (!full && dir != nullptr) dir->end_offset.store(next_offset);
       break;
     }

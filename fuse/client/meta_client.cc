@@ -480,6 +480,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
   request.set_ino(ino);
   request.set_cookie(cookie);
   request.set_max_entries(max_entries);
+  request.set_packed(!plus);
   pb::ReadDirReply reply;
   auto method = plus ? &pb::MetaService::Stub::ReadDirPlus : &pb::MetaService::Stub::ReadDir;
   const uint64_t epoch = overlay_.Epoch();

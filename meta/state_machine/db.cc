@@ -55,10 +55,12 @@ void Stmt::Run() {
   }
 }
 
-std::string Stmt::Blob(int column) const {
+std::string Stmt::Blob(int column) const { return std::string(BlobView(column)); }
+
+std::string_view Stmt::BlobView(int column) const {
   const void* data = sqlite3_column_blob(stmt_, column);
-  int size = sqlite3_column_bytes(stmt_, column);
-  return data == nullptr ? std::string() : std::string(static_cast<const char*>(data), size);
+  int size = sqlite3_column_bytes(stmt_, column);  // after _blob, as SQLite asks
+  return data == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(data), size);
 }
 
 common::Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const char* synchronous) {

@@ -47,6 +47,8 @@ class Stmt {
   uint64_t UInt(int column) const { return static_cast<uint64_t>(Int(column)); }
   bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
   std::string Blob(int column) const;
+  // The same without a copy: valid until the next Step.
+  std::string_view BlobView(int column) const;
 
  private:
   sqlite3_stmt* stmt_;

@@ -100,6 +100,24 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
   if (plus) stmt.Bind(4, common::kAccessAclXattr);
   uint32_t count = 0;
   bool more = false;
+  if (!plus && req.packed()) {
+    pb::PackedEntries* packed = reply->mutable_packed();
+    std::string* names = packed->mutable_names();
+    while (stmt.Step()) {
+      if (count == limit) {
+        more = true;
+        break;
+      }
+      ++count;
+      names->append(stmt.BlobView(0));
+      names->push_back('\0');
+      packed->add_inos(stmt.UInt(1));
+      packed->add_types(static_cast<uint32_t>(stmt.Int(2)));
+      packed->add_cookies(stmt.UInt(3));
+    }
+    reply->set_eof(!more);
+    return;
+  }
   while (stmt.Step()) {
     if (count == limit) {
       more = true;

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "common/dir_page.h"
 #include "common/posix_attr.h"
 #include "common/status.h"
 #include "meta/state_machine/db.h"
@@ -444,6 +445,41 @@ TEST_F(StateMachineTest, ReadDir_CookiesStableWhileDirectoryChanges) {
     if (reply.eof()) break;
   }
   for (int i = 0; i < 50; ++i) EXPECT_TRUE(seen.count("f" + std::to_string(i))) << i;
+}
+
+// A packed page (plain ReadDir) holds what the DirEntry messages would, in
+// pages of the same size and with the same end.
+TEST_F(StateMachineTest, ReadDir_PackedPagesHoldTheSameEntries) {
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(h.Create(kRoot, "f" + std::to_string(i)), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "sub"), 0);
+  auto list = [&](bool packed) {
+    std::string out;
+    uint64_t cookie = 0;
+    for (int pages = 0; pages < 100; ++pages) {
+      pb::ReadDirRequest req;
+      req.set_ino(kRoot);
+      req.set_cookie(cookie);
+      req.set_max_entries(6);
+      req.set_packed(packed);
+      pb::ReadDirReply reply;
+      h.sm().ReadDir(req, false, &reply);
+      EXPECT_EQ(reply.status().code(), 0);
+      EXPECT_EQ(reply.entries_size() == 0, packed);
+      EXPECT_LE(common::DirPageSize(reply), 6u);
+      EXPECT_TRUE(common::ForEachDirEntry(reply, [&](const common::DirPageEntry& e) {
+                    out += std::string(e.name) + "/" + std::to_string(e.ino) + "/" + std::to_string(e.type) + " ";
+                    cookie = e.cookie;
+                    return true;
+                  }).ok());
+      out += "|";
+      if (reply.eof()) break;
+    }
+    return out;
+  };
+  const std::string packed = list(true);
+  EXPECT_EQ(packed, list(false));
+  EXPECT_NE(packed.find("sub/"), std::string::npos) << packed;
+  EXPECT_NE(packed.find("f19/"), std::string::npos) << packed;
 }
 
 TEST_F(StateMachineTest, ExactlyOnce_RetryReturnsFirstResultAcrossRestart) {
