@@ -2,10 +2,12 @@
 // membership changes.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <future>
 #include <map>
 #include <memory>
 
+#include "common/leader_channel.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
 
@@ -54,6 +56,16 @@ grpc::Status MetaServiceImpl::CheckServing(grpc::ServerContextBase* ctx) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no metadata leader at the moment (election in progress?)");
 }
 
+bool MetaServiceImpl::Published(const std::string& rpc_address) {
+  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+    if (member.raft_id == options_.raft_id && member.rpc_address == rpc_address &&
+        member.raft_address == options_.raft_address) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void MetaServiceImpl::PublishSelf() {
   if (options_.group == nullptr) return;
   std::string rpc_address;
@@ -61,13 +73,7 @@ void MetaServiceImpl::PublishSelf() {
     std::lock_guard<std::mutex> lock(self_mu_);
     rpc_address = rpc_address_;
   }
-  if (rpc_address.empty()) return;
-  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
-    if (member.raft_id == options_.raft_id && member.rpc_address == rpc_address &&
-        member.raft_address == options_.raft_address) {
-      return;
-    }
-  }
+  if (rpc_address.empty() || Published(rpc_address)) return;
   pb::Op op;
   op.set_now_ns(clock_.UnixNs());
   pb::SetMemberOp* member = op.mutable_set_member();
@@ -75,6 +81,69 @@ void MetaServiceImpl::PublishSelf() {
   member->set_raft_address(options_.raft_address);
   member->set_rpc_address(rpc_address);
   proposer_->ProposeAsync(std::move(op), [](common::Result<pb::OpResult>) {});
+}
+
+void MetaServiceImpl::PublishSelfToLeader() {
+  if (options_.group == nullptr) return;
+  const int64_t now = clock_.MonotonicNs();
+  if (last_publish_ns_ != 0 && now - last_publish_ns_ < kPublishRetryNs) return;
+  std::string rpc_address;
+  {
+    std::lock_guard<std::mutex> lock(self_mu_);
+    rpc_address = rpc_address_;
+  }
+  if (rpc_address.empty() || Published(rpc_address)) return;
+  const uint64_t leader = options_.group->view().leader_id;
+  std::string leader_address;
+  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+    if (member.raft_id == leader && leader != options_.raft_id) leader_address = member.rpc_address;
+  }
+  if (leader_address.empty()) return;  // the leader publishes itself first; try at a later pass
+  last_publish_ns_ = now;
+  pb::PublishMemberRequest request;
+  request.set_id(options_.raft_id);
+  request.set_raft_address(options_.raft_address);
+  request.set_address(rpc_address);
+  pb::StatusReply reply;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::Status s = pb::MetaService::Stub(common::MakeChannel(leader_address)).PublishMember(&context, request, &reply);
+  if (!s.ok() || reply.status().code() != 0) {
+    spdlog::info("telling the leader ({}) this member's address: {}", leader_address,
+                 s.ok() ? reply.status().message() : s.error_message());
+  }
+}
+
+grpc::Status MetaServiceImpl::PublishMember(Ctx* ctx, const pb::PublishMemberRequest* req, pb::StatusReply* reply) {
+  if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
+  if (req->id() == 0 || req->address().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id and address are required");
+  }
+  bool known = false;
+  for (const Group::MemberView& member : options_.group->view().members) {
+    known |= member.id == req->id() && member.raft_address == req->raft_address();
+  }
+  if (!known) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "no member " + std::to_string(req->id()) + " at " + req->raft_address() + " in the group");
+  }
+  for (const StateMachine::MemberRow& member : state_machine_->Members()) {
+    if (member.raft_id == req->id() && member.raft_address == req->raft_address() &&
+        member.rpc_address == req->address()) {
+      reply->mutable_status()->set_code(0);
+      return grpc::Status::OK;
+    }
+  }
+  pb::Op op;
+  pb::SetMemberOp* member = op.mutable_set_member();
+  member->set_raft_id(req->id());
+  member->set_raft_address(req->raft_address());
+  member->set_rpc_address(req->address());
+  pb::OpResult result;
+  DFS_RETURN_IF_BAD(Run(std::move(op), &result));
+  *reply->mutable_status() = result.status();
+  return grpc::Status::OK;
 }
 
 void MetaServiceImpl::BecameLeader() {

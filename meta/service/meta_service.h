@@ -142,6 +142,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status SetReplication(Ctx*, const pb::SetReplicationRequest*, pb::StatusReply*) override;
   grpc::Status AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) override;
   grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;
+  grpc::Status PublishMember(Ctx*, const pb::PublishMemberRequest*, pb::StatusReply*) override;
 
  private:
   // The start of every handler: admits the caller for `needed`
@@ -153,6 +154,11 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status CheckServing(grpc::ServerContextBase* ctx);
   // Proposes SetMember for this node unless the members table has it.
   void PublishSelf();
+  // On a follower: asks the leader (PublishMember) to record this node
+  // unless the members table has it; at most every kPublishRetryNs.
+  void PublishSelfToLeader();
+  // Whether the members table has this node at `rpc_address` as it is now.
+  bool Published(const std::string& rpc_address);
   // One pass of placement upkeep (placement_plan.h) over the next
   // repair_scan chunks: Replicate commands for the most endangered
   // under-replicated chunks first (fewest live copies), then for misplaced
@@ -234,6 +240,8 @@ class MetaServiceImpl final : public MetaServiceBase {
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only
+  int64_t last_publish_ns_ = 0;  // housekeeping thread only: PublishSelfToLeader's last try
+  static constexpr int64_t kPublishRetryNs = int64_t{5} * 1'000'000'000;
   // When Housekeeping last ran (it runs every 500 ms; the service's start
   // before its first pass); a gap longer than kHousekeepingGapNs means this
   // process was not running.

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <sys/wait.h>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -604,6 +605,40 @@ TEST_F(RaftGroupTest, FiveMembersSurviveTwoDownAndBlockWithThree) {
 // dfsctl add-member / remove-member against real processes: a one-member
 // group grows to three (the newcomers catch up by snapshot install, the log
 // having been compacted long before they arrive) and shrinks to two.
+// Status names every member's client address, not only the leader's:
+// followers that never led tell the leader (PublishMember). Before, a
+// follower showed an empty address until it had led once.
+TEST_F(RaftGroupTest, StatusNamesEveryMembersAddress) {
+  ASSERT_NO_FATAL_FAILURE(StartGroup(3));
+  std::map<uint64_t, std::string> seen;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  do {
+    pb::ClusterStatusReply reply;
+    grpc::Status s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+      return pb::MetaService::Stub(ch).ClusterStatus(&c, pb::ClusterStatusRequest(), &reply);
+    });
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    seen.clear();
+    for (const pb::MetaMember& m : reply.members()) {
+      if (!m.address().empty()) seen[m.id()] = m.address();
+    }
+    if (reply.leader_id() != 0 && seen.size() == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Clock::now() < deadline);
+  ASSERT_EQ(seen.size(), 3u) << "members listed with an address: " << seen.size();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(seen[i + 1], group_->Rpc(i)) << "member " << i + 1;
+  // A made-up member is refused, and nothing is recorded for it.
+  pb::PublishMemberRequest bogus;
+  bogus.set_id(9);
+  bogus.set_raft_address("127.0.0.1:1");
+  bogus.set_address("127.0.0.1:2");
+  pb::StatusReply reply;
+  grpc::Status s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+    return pb::MetaService::Stub(ch).PublishMember(&c, bogus, &reply);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+}
+
 TEST_F(RaftGroupTest, DfsctlAddsAndRemovesMembers) {
   ASSERT_NO_FATAL_FAILURE(StartGroup(3, /*start=*/1));
   uint64_t client = OpenSession();
