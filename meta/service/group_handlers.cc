@@ -108,10 +108,11 @@ void MetaServiceImpl::PublishSelfToLeader() {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   grpc::Status s = pb::MetaService::Stub(common::MakeChannel(leader_address)).PublishMember(&context, request, &reply);
-  if (!s.ok() || reply.status().code() != 0) {
-    spdlog::info("telling the leader ({}) this member's address: {}", leader_address,
-                 s.ok() ? reply.status().message() : s.error_message());
+  std::string error = s.ok() ? reply.status().message() : s.error_message();
+  if (!error.empty() && error != last_publish_error_) {  // once per reason (an older leader: every 5 s)
+    spdlog::info("telling the leader ({}) this member's address: {}", leader_address, error);
   }
+  last_publish_error_ = std::move(error);
 }
 
 grpc::Status MetaServiceImpl::PublishMember(Ctx* ctx, const pb::PublishMemberRequest* req, pb::StatusReply* reply) {

@@ -241,6 +241,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only
   int64_t last_publish_ns_ = 0;  // housekeeping thread only: PublishSelfToLeader's last try
+  std::string last_publish_error_;  // housekeeping thread only: its last failure, logged once
   static constexpr int64_t kPublishRetryNs = int64_t{5} * 1'000'000'000;
   // When Housekeeping last ran (it runs every 500 ms; the service's start
   // before its first pass); a gap longer than kHousekeepingGapNs means this
