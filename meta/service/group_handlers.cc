@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 
+#include "common/flags.h"
 #include "common/leader_channel.h"
 #include "meta/service/meta_service.h"
 #include "meta/service/validate.h"
@@ -118,8 +119,8 @@ void MetaServiceImpl::PublishSelfToLeader() {
 grpc::Status MetaServiceImpl::PublishMember(Ctx* ctx, const pb::PublishMemberRequest* req, pb::StatusReply* reply) {
   if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
   DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
-  if (req->id() == 0 || req->address().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id and address are required");
+  if (req->id() == 0 || !common::ParseHostPort(req->address()).ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an id and a HOST:PORT address are required");
   }
   bool known = false;
   for (const Group::MemberView& member : options_.group->view().members) {

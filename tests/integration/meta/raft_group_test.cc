@@ -637,6 +637,14 @@ TEST_F(RaftGroupTest, StatusNamesEveryMembersAddress) {
     return pb::MetaService::Stub(ch).PublishMember(&c, bogus, &reply);
   });
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  pb::PublishMemberRequest garbled;
+  garbled.set_id(1);
+  garbled.set_raft_address(group_->Raft(0));
+  garbled.set_address("no port here");
+  s = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+    return pb::MetaService::Stub(ch).PublishMember(&c, garbled, &reply);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
 }
 
 TEST_F(RaftGroupTest, DfsctlAddsAndRemovesMembers) {
