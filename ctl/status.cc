@@ -23,8 +23,13 @@ int RunStatus(Context& ctx) {
     nlohmann::json out;
     out["members"] = nlohmann::json::array();
     for (const auto& m : reply.members()) {
-      out["members"].push_back({{"id", m.id()}, {"address", m.address()}, {"raft_address", m.raft_address()},
-                                {"role", m.role()}});
+      nlohmann::json member{{"id", m.id()}, {"address", m.address()}, {"raft_address", m.raft_address()},
+                            {"role", m.role()}};
+      if (m.data_known()) {
+        member["data_free_bytes"] = m.data_free_bytes();
+        member["data_short_of_room"] = m.data_short_of_room();
+      }
+      out["members"].push_back(std::move(member));
     }
     out["leader_id"] = reply.leader_id();
     out["term"] = reply.term();
@@ -57,8 +62,13 @@ int RunStatus(Context& ctx) {
                 "writes get ENOSPC until there is room\n");
   }
   for (const auto& m : reply.members()) {
-    std::printf("  %-4llu %-22s %s\n", static_cast<unsigned long long>(m.id()), m.address().c_str(),
+    std::printf("  %-4llu %-22s %-10s", static_cast<unsigned long long>(m.id()), m.address().c_str(),
                 m.role().c_str());
+    if (m.data_known()) {
+      std::printf(" data folder %llu MiB free%s", static_cast<unsigned long long>(m.data_free_bytes() >> 20),
+                  m.data_short_of_room() ? ", SHORT OF ROOM" : "");
+    }
+    std::printf("\n");
   }
   std::printf("chunkservers:\n");
   PrintNodes(reply.nodes());

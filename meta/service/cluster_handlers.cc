@@ -280,7 +280,7 @@ void MetaServiceImpl::Housekeeping() {
   if (now - last > kHousekeepingGapNs) paused_ms_ = (now - last) / 1'000'000;
   disk_guard_.Refresh();
   // Only the leader keeps time for the cluster; a follower's view is empty.
-  if (!Serving()) return PublishSelfToLeader();
+  if (!Serving()) return TellLeader();
   PublishSelf();
   if (paused_ms_ != 0) {
     spdlog::warn("housekeeping did not run for {} ms (was this process paused?): mounts and chunkservers get a "

@@ -10,8 +10,10 @@
 // ENOSPC, as a full local disk does. The whole call fails, not only its Op:
 // the releases and attribute changes it carried go with the next one. Deletes, truncates, renames, releases,
 // locks, sessions and the cluster's own upkeep go on, so room can be made
-// and nothing already written is lost. Only the leader refuses: a follower
-// whose folder fills stops, and the group goes on without it.
+// and nothing already written is lost. Only the leader refuses: for its own
+// folder, and, from its followers' reports, once fewer than a majority of
+// the members have room (member_rooms.h). A single follower whose folder
+// fills stops, and the group goes on without it.
 //
 // Thread-safety: Refresh on one thread (housekeeping), Check from any.
 #pragma once

@@ -2,10 +2,12 @@
 // membership changes.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "common/flags.h"
 #include "common/leader_channel.h"
@@ -84,36 +86,85 @@ void MetaServiceImpl::PublishSelf() {
   proposer_->ProposeAsync(std::move(op), [](common::Result<pb::OpResult>) {});
 }
 
-void MetaServiceImpl::PublishSelfToLeader() {
+void MetaServiceImpl::TellLeader() {
   if (options_.group == nullptr) return;
   const int64_t now = clock_.MonotonicNs();
-  if (last_publish_ns_ != 0 && now - last_publish_ns_ < kPublishRetryNs) return;
+  const bool report_room = now - last_room_report_ns_ >= kReportRoomNs;
   std::string rpc_address;
   {
     std::lock_guard<std::mutex> lock(self_mu_);
     rpc_address = rpc_address_;
   }
-  if (rpc_address.empty() || Published(rpc_address)) return;
+  const bool publish = !rpc_address.empty() && now - last_publish_ns_ >= kPublishRetryNs && !Published(rpc_address);
+  if (!report_room && !publish) return;
   const uint64_t leader = options_.group->view().leader_id;
   std::string leader_address;
   for (const StateMachine::MemberRow& member : state_machine_->Members()) {
     if (member.raft_id == leader && leader != options_.raft_id) leader_address = member.rpc_address;
   }
   if (leader_address.empty()) return;  // the leader publishes itself first; try at a later pass
-  last_publish_ns_ = now;
-  pb::PublishMemberRequest request;
-  request.set_id(options_.raft_id);
-  request.set_raft_address(options_.raft_address);
-  request.set_address(rpc_address);
-  pb::StatusReply reply;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  grpc::Status s = pb::MetaService::Stub(common::MakeChannel(leader_address)).PublishMember(&context, request, &reply);
-  std::string error = s.ok() ? reply.status().message() : s.error_message();
-  if (!error.empty() && error != last_publish_error_) {  // once per reason (an older leader: every 5 s)
-    spdlog::info("telling the leader ({}) this member's address: {}", leader_address, error);
+  if (leader_address != leader_channel_address_) {
+    leader_channel_ = common::MakeChannel(leader_address);
+    leader_channel_address_ = leader_address;
   }
-  last_publish_error_ = std::move(error);
+  pb::MetaService::Stub stub(leader_channel_);
+  std::string error;
+  auto call = [&](auto method, const auto& request) {
+    pb::StatusReply reply;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    grpc::Status s = (stub.*method)(&context, request, &reply);
+    if (error.empty()) error = s.ok() ? reply.status().message() : s.error_message();
+  };
+  if (publish) {
+    last_publish_ns_ = now;
+    pb::PublishMemberRequest request;
+    request.set_id(options_.raft_id);
+    request.set_raft_address(options_.raft_address);
+    request.set_address(rpc_address);
+    call(&pb::MetaService::Stub::PublishMember, request);
+  }
+  if (report_room && disk_guard_.free_bytes() != UINT64_MAX) {
+    last_room_report_ns_ = now;
+    pb::ReportRoomRequest request;
+    request.set_id(options_.raft_id);
+    request.set_free_bytes(disk_guard_.free_bytes());
+    request.set_short_of_room(disk_guard_.short_of_room());
+    call(&pb::MetaService::Stub::ReportRoom, request);
+  }
+  if (!error.empty() && error != last_tell_error_) {  // once per reason (an older leader: every 2 s)
+    spdlog::info("telling the leader ({}) this member's address or room: {}", leader_address, error);
+  }
+  last_tell_error_ = std::move(error);
+}
+
+std::vector<uint64_t> MetaServiceImpl::Voters() const {
+  std::vector<uint64_t> out;
+  if (options_.group == nullptr) return out;
+  for (const Group::MemberView& member : options_.group->view().members) {
+    if (member.role != "standby" && member.role != "spare") out.push_back(member.id);
+  }
+  return out;
+}
+
+grpc::Status MetaServiceImpl::ReportRoom(Ctx* ctx, const pb::ReportRoomRequest* req, pb::StatusReply* reply) {
+  if (options_.group == nullptr) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a Raft member");
+  DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
+  const std::vector<uint64_t> voters = Voters();
+  if (std::find(voters.begin(), voters.end(), req->id()) == voters.end() || req->id() == options_.raft_id) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "member " + std::to_string(req->id()) + " is not a voting follower of this group");
+  }
+  const int64_t now = clock_.MonotonicNs();
+  std::optional<MemberRooms::Room> before = member_rooms_.Of(req->id(), now);
+  member_rooms_.Report(req->id(), {req->free_bytes(), req->short_of_room()}, now);
+  if (req->short_of_room() && (!before || !before->short_of_room)) {
+    spdlog::warn("member {} is short of room in its data folder ({} MiB free)", req->id(), req->free_bytes() >> 20);
+  } else if (!req->short_of_room() && before && before->short_of_room) {
+    spdlog::info("member {} has room in its data folder again", req->id());
+  }
+  reply->mutable_status()->set_code(0);
+  return grpc::Status::OK;
 }
 
 grpc::Status MetaServiceImpl::PublishMember(Ctx* ctx, const pb::PublishMemberRequest* req, pb::StatusReply* reply) {
@@ -165,6 +216,7 @@ void MetaServiceImpl::BecameLeader() {
     }
   }
   read_pins_.Reset();
+  member_rooms_.Clear();
   for (const StateMachine::SessionRow& session : state_machine_->Sessions()) {
     cluster_->SessionAlive(session.client_id, now, int64_t{options_.session_lease_ms} * 1'000'000);
     read_pins_.TookOver(session.client_id, session.reports_read_pins);
@@ -195,6 +247,17 @@ grpc::Status MetaServiceImpl::ClusterStatus(Ctx* ctx, const pb::ClusterStatusReq
       member->set_raft_address(m.raft_address);
       member->set_role(m.role);
       if (auto it = rpc_addresses.find(m.id); it != rpc_addresses.end()) member->set_address(it->second);
+      if (m.id == view.self_id) {
+        if (disk_guard_.free_bytes() != UINT64_MAX) {
+          member->set_data_known(true);
+          member->set_data_free_bytes(disk_guard_.free_bytes());
+          member->set_data_short_of_room(disk_guard_.short_of_room());
+        }
+      } else if (auto room = member_rooms_.Of(m.id, clock_.MonotonicNs())) {
+        member->set_data_known(true);
+        member->set_data_free_bytes(room->free_bytes);
+        member->set_data_short_of_room(room->short_of_room);
+      }
     }
     reply->set_leader_id(view.leader_id);
     reply->set_term(view.term);

@@ -13,8 +13,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "common/admission.h"
 #include "common/clock.h"
@@ -23,6 +25,7 @@
 #include "meta/service/cluster_state.h"
 #include "meta/service/disk_guard.h"
 #include "meta/service/group.h"
+#include "meta/service/member_rooms.h"
 #include "meta/service/proposer.h"
 #include "meta/service/read_pins.h"
 #include "meta/service/wanted_chunks.h"
@@ -143,6 +146,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status AddMember(Ctx*, const pb::AddMemberRequest*, pb::MembershipReply*) override;
   grpc::Status RemoveMember(Ctx*, const pb::RemoveMemberRequest*, pb::MembershipReply*) override;
   grpc::Status PublishMember(Ctx*, const pb::PublishMemberRequest*, pb::StatusReply*) override;
+  grpc::Status ReportRoom(Ctx*, const pb::ReportRoomRequest*, pb::StatusReply*) override;
 
  private:
   // The start of every handler: admits the caller for `needed`
@@ -154,9 +158,13 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status CheckServing(grpc::ServerContextBase* ctx);
   // Proposes SetMember for this node unless the members table has it.
   void PublishSelf();
-  // On a follower: asks the leader (PublishMember) to record this node
-  // unless the members table has it; at most every kPublishRetryNs.
-  void PublishSelfToLeader();
+  // On a follower, each housekeeping pass: asks the leader (PublishMember)
+  // to record this node unless the members table has it, at most every
+  // kPublishRetryNs, and tells it the data folder's room (ReportRoom) every
+  // kReportRoomNs.
+  void TellLeader();
+  // The voting members' ids (the group's view), this node's among them.
+  std::vector<uint64_t> Voters() const;
   // Whether the members table has this node at `rpc_address` as it is now.
   bool Published(const std::string& rpc_address);
   // One pass of placement upkeep (placement_plan.h) over the next
@@ -240,9 +248,16 @@ class MetaServiceImpl final : public MetaServiceBase {
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only
-  int64_t last_publish_ns_ = 0;  // housekeeping thread only: PublishSelfToLeader's last try
-  std::string last_publish_error_;  // housekeeping thread only: its last failure, logged once
+  // TellLeader's state (housekeeping thread only): its last tries, its last
+  // failure (logged once), and a channel to the leader it last told.
+  int64_t last_publish_ns_ = 0;
+  int64_t last_room_report_ns_ = 0;
+  std::string last_tell_error_;
+  std::string leader_channel_address_;
+  std::shared_ptr<grpc::Channel> leader_channel_;
   static constexpr int64_t kPublishRetryNs = int64_t{5} * 1'000'000'000;
+  static constexpr int64_t kReportRoomNs = int64_t{2} * 1'000'000'000;
+  MemberRooms member_rooms_;  // the leader's: its followers' reports
   // When Housekeeping last ran (it runs every 500 ms; the service's start
   // before its first pass); a gap longer than kHousekeepingGapNs means this
   // process was not running.

@@ -62,6 +62,19 @@ common::Result<pb::OpResult> MetaServiceImpl::Submit(pb::Op op) {
 
 common::Status MetaServiceImpl::CheckRoom(const pb::Op& op) {
   common::Status room = disk_guard_.Check(op);
+  if (room.ok() && options_.group != nullptr && DiskGuard::Grows(op) &&
+      member_rooms_.AnyShort(clock_.MonotonicNs())) {
+    // Followers' disks (member_rooms.h): the leader itself has room here.
+    const std::vector<uint64_t> voters = Voters();
+    const std::vector<uint64_t> short_ones = member_rooms_.Short(voters, clock_.MonotonicNs());
+    if (!MajorityHasRoom(voters.size(), short_ones.size())) {
+      std::string names;
+      for (uint64_t id : short_ones) names += (names.empty() ? "" : ", ") + std::to_string(id);
+      room = common::ResourceExhaustedError("the metadata disk is nearly full on members " + names + " of " +
+                                            std::to_string(voters.size()) +
+                                            " (fewer than a majority have room); free their disks");
+    }
+  }
   if (!room.ok() && op.request_id() != 0 && state_machine_->Answered(op.client_id(), op.request_id())) {
     return common::Status::Ok();
   }

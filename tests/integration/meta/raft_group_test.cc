@@ -647,6 +647,75 @@ TEST_F(RaftGroupTest, StatusNamesEveryMembersAddress) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
 }
 
+// Followers' disks count: with two of three members short of room, a
+// leader with room refuses what grows (RESOURCE_EXHAUSTED, the mount's
+// ENOSPC), since the next member to fill would take the quorum with it;
+// deletes go on; with one short member of three it accepts again. Before,
+// only the leader's own disk counted.
+TEST_F(RaftGroupTest, ALeaderRefusesGrowthWhileAMajorityOfMembersIsShortOfRoom) {
+  const std::vector<std::string> roomy = {};
+  const std::vector<std::string> short_of_room = {"--min-free-space", "1000000T"};
+  group_ = std::make_unique<MetaGroup>(dir_, 3);
+  ASSERT_NO_FATAL_FAILURE(group_->Start(0, false, roomy));
+  ASSERT_NO_FATAL_FAILURE(group_->Start(1, false, short_of_room));
+  ASSERT_NO_FATAL_FAILURE(group_->Start(2, false, short_of_room));
+  Connect();
+  // Member 1 (the one with room) must lead: restart whichever else does.
+  for (int tries = 0; tries < 20; ++tries) {
+    const uint64_t leader = LeaderId();
+    if (leader == 1) break;
+    if (leader != 0) {
+      group_->Kill(group_->IndexOf(leader));
+      ASSERT_NO_FATAL_FAILURE(group_->Start(group_->IndexOf(leader), false, short_of_room));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_EQ(LeaderId(), 1u) << "member 1 never led";
+  const uint64_t client = OpenSession();
+  pb::EntryReply entry;
+  uint64_t request = 1;
+  grpc::Status refused;
+  auto deadline = Clock::now() + std::chrono::seconds(15);  // followers report every 2 s
+  do {
+    const std::string name = "grow-" + std::to_string(request);
+    refused = Mkdir(*meta_, client, request++, name, &entry);
+  } while (refused.ok() && Clock::now() < deadline && (std::this_thread::sleep_for(std::chrono::milliseconds(200)), true));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("members 2, 3 of 3"), std::string::npos) << refused.error_message();
+  // A delete is not refused (nothing to delete: NotFound from the state machine).
+  pb::StatusReply removed;
+  grpc::Status rm = meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+    pb::RmdirRequest req;
+    req.mutable_ctx()->set_client_id(client);
+    req.mutable_ctx()->set_request_id(request++);
+    req.set_parent(1);
+    req.set_name("absent");
+    return pb::MetaService::Stub(ch).Rmdir(&c, req, &removed);
+  });
+  EXPECT_TRUE(rm.ok()) << rm.error_message();
+  EXPECT_EQ(removed.status().code(), static_cast<int>(common::StatusCode::kNotFound));
+  // Status says which members are short.
+  pb::ClusterStatusReply status;
+  ASSERT_TRUE(meta_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& c) {
+                       return pb::MetaService::Stub(ch).ClusterStatus(&c, pb::ClusterStatusRequest(), &status);
+                     }).ok());
+  for (const pb::MetaMember& m : status.members()) {
+    EXPECT_TRUE(m.data_known()) << "member " << m.id();
+    EXPECT_EQ(m.data_short_of_room(), m.id() != 1) << "member " << m.id();
+  }
+  // Member 3 gets room: two of three have it, and creates go on.
+  group_->Kill(2);
+  ASSERT_NO_FATAL_FAILURE(group_->Start(2, false, roomy));
+  grpc::Status accepted;
+  deadline = Clock::now() + std::chrono::seconds(15);
+  do {
+    const std::string name = "grow-" + std::to_string(request);
+    accepted = Mkdir(*meta_, client, request++, name, &entry);
+  } while (!accepted.ok() && Clock::now() < deadline && (std::this_thread::sleep_for(std::chrono::milliseconds(200)), true));
+  EXPECT_TRUE(accepted.ok()) << accepted.error_message();
+  EXPECT_EQ(entry.status().code(), 0);
+}
+
 TEST_F(RaftGroupTest, DfsctlAddsAndRemovesMembers) {
   ASSERT_NO_FATAL_FAILURE(StartGroup(3, /*start=*/1));
   uint64_t client = OpenSession();
