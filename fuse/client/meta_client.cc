@@ -79,6 +79,10 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   steady.total_timeout_ms = options.retry_timeout_ms;
   steady.attempt_timeout_ms = options.attempt_timeout_ms;
   ASSIGN_OR_RETURN(client->channel_, common::LeaderChannel::Create(options.source, steady));
+  common::LeaderChannel::Options quick = channel_options;
+  quick.total_timeout_ms = kQuickCallMs;
+  quick.attempt_timeout_ms = std::min<int64_t>(kQuickCallMs / 2, options.attempt_timeout_ms);
+  ASSIGN_OR_RETURN(client->quick_channel_, common::LeaderChannel::Create(options.source, quick));
   client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
   client->carry_thread_ = std::thread([c = client.get()] { c->CarryLoop(); });
   return client;
@@ -93,11 +97,16 @@ MetaClient::~MetaClient() {
   }
   stop_cv_.notify_all();
   if (keepalive_thread_.joinable()) keepalive_thread_.join();
-  if (client_id_ != 0) {
+  if (client_id_ != 0 && quick_channel_ != nullptr) {
+    // A courtesy, bounded by kQuickCallMs: a session left open ends with its
+    // lease, and an unmount from a cluster that is gone kept the daemon (and
+    // its pid file) around for the whole retry_timeout after umount.
     pb::CloseSessionRequest request;
-    FillContext(request.mutable_ctx(), nullptr, Kind::kChange);
+    FillContext(request.mutable_ctx(), nullptr, Kind::kQuiet, /*carry=*/false);  // the queue was sent above
     pb::StatusReply reply;
-    (void)Invoke(&pb::MetaService::Stub::CloseSession, request, &reply);
+    (void)quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+      return pb::MetaService::Stub(ch).CloseSession(&ctx, request, &reply);
+    });
   }
 }
 
@@ -108,6 +117,7 @@ void MetaClient::KeepAliveLoop() {
   const uint32_t period_ms = Supports(pb::FEATURE_LAZY_READ_OPEN) ? std::min<uint32_t>(lease_ms_ / 3, 1'000)
                                                                    : lease_ms_ / 3;
   bool told_expired = false;
+  bool failing = false;  // logged once per outage
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(std::max<uint32_t>(period_ms, 100)));
@@ -115,8 +125,11 @@ void MetaClient::KeepAliveLoop() {
     lock.unlock();
     Result<bool> alive = KeepAliveOnce();
     if (!alive.ok()) {
-      spdlog::warn("session keep-alive failed: {}", alive.status().ToString());
-    } else if (!*alive) {
+      if (!std::exchange(failing, true)) spdlog::warn("session keep-alive failed: {}", alive.status().ToString());
+    } else if (std::exchange(failing, false)) {
+      spdlog::info("session keep-alive works again");
+    }
+    if (alive.ok() && !*alive) {
       // Cut off from meta for longer than the session lease: meta ended
       // this mount's handles and file locks (processes here still believe
       // they hold them). The handler takes the session back.
@@ -141,7 +154,13 @@ Result<bool> MetaClient::KeepAliveOnce() {
   request.set_pin_epoch(pin_epoch_.load());
   for (uint64_t ino : read_pins_.List()) request.add_read_pins(ino);
   pb::KeepAliveReply reply;
-  RETURN_IF_ERROR(Invoke(&pb::MetaService::Stub::KeepAlive, request, &reply));
+  // Through the quick channel: the loop tries again next period anyway, and
+  // an unmount must not wait out retry_timeout for this call to end.
+  RETURN_IF_ERROR(common::FromGrpcStatus(
+      quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+        reply.Clear();
+        return pb::MetaService::Stub(ch).KeepAlive(&ctx, request, &reply);
+      })));
   if (reply.status().code() == static_cast<int>(common::StatusCode::kNotFound)) return false;
   pin_epoch_.store(reply.pin_epoch());
   return true;
@@ -591,7 +610,19 @@ Result<pb::StatfsReply> MetaClient::Statfs(const Caller& c) {
   pb::StatfsRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   pb::StatfsReply reply;
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Statfs, request, &reply), reply));
+  grpc::Status s = quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    reply.Clear();
+    return pb::MetaService::Stub(ch).Statfs(&ctx, request, &reply);
+  });
+  std::lock_guard<std::mutex> lock(statfs_mu_);
+  if (s.ok() && reply.status().code() == 0) {
+    last_statfs_ = reply;
+    return reply;
+  }
+  // Meta out of reach for kQuickCallMs: the last figures, which df and
+  // umount(8) take over an error after retry_timeout.
+  if (!s.ok() && last_statfs_.has_value()) return *last_statfs_;
+  RETURN_IF_ERROR(Outcome(common::FromGrpcStatus(s), reply));
   return reply;
 }
 

@@ -177,6 +177,7 @@ class MetaClient {
   void ReportBadReplica(uint64_t chunk_id, uint64_t version, uint64_t node_id, const std::string& reason);
 
  private:
+  static constexpr int64_t kQuickCallMs = 3'000;
   MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options options);
 
   // What a request is to meta and to this mount's cached answers.
@@ -216,6 +217,12 @@ class MetaClient {
   std::optional<uint64_t> QuietStamp();
 
   std::unique_ptr<common::LeaderChannel> channel_;
+  // For calls that must not wait out retry_timeout: statfs (df and umount(8)
+  // ask it of every mount; a dead cluster must not hang them) and the
+  // CloseSession at unmount. kQuickCallMs over all attempts.
+  std::unique_ptr<common::LeaderChannel> quick_channel_;
+  std::mutex statfs_mu_;
+  std::optional<pb::StatfsReply> last_statfs_;  // guarded by statfs_mu_
   const Options options_;
   uint64_t client_id_ = 0;
   uint64_t root_ino_ = 1;

@@ -7,10 +7,19 @@
 // /usr/local/bin/dfs to the binary under test for its duration (and skips
 // if another dfs is installed there).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "common/file_util.h"
 #include "tests/harness/process.h"
@@ -105,6 +114,45 @@ TEST_F(MountHelperTest, RelativeMountPoint_MountsInTheCallersFolder) {
   EXPECT_NE(log->find("mounted " + cluster_->source() + " at " + mnt_), std::string::npos) << *log;
   ASSERT_EQ(RunShell("umount " + mnt_).exit_code, 0);
   EXPECT_EQ(CountMounts(mnt_), 0);
+}
+
+// With the cluster gone, statfs (df asks it of every mount) answers within
+// seconds with the last figures, and an unmount ends the daemon promptly
+// (its CloseSession is a courtesy: the session's lease ends it anyway).
+// Before, both waited out retry_timeout: df hung for it, and the daemon
+// outlived the unmount by as much.
+TEST_F(MountHelperTest, UmountWithTheClusterGone_StatfsAnswersAndTheDaemonExitsPromptly) {
+  CommandResult r = RunShell(BinaryPath("DFS_FUSE_BIN") + " " + cluster_->source() + " " + mnt_ +
+                             " -o retry_timeout=60s,pid_file=" + cluster_->dir() + "/gone.pid,log_file=" +
+                             cluster_->dir() + "/gone.log");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto pid_text = common::ReadFileToString(cluster_->dir() + "/gone.pid");
+  ASSERT_TRUE(pid_text.ok()) << pid_text.status().ToString();
+  const int pid = std::atoi(pid_text->c_str());
+  ASSERT_GT(pid, 0);
+  struct statvfs before {};
+  ASSERT_EQ(::statvfs(mnt_.c_str(), &before), 0) << std::strerror(errno);  // reads only: nothing queued for meta
+  const int meta = cluster_->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGKILL), 0);
+  auto start = std::chrono::steady_clock::now();
+  struct statvfs after {};
+  EXPECT_EQ(::statvfs(mnt_.c_str(), &after), 0) << std::strerror(errno);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+  EXPECT_EQ(after.f_blocks, before.f_blocks);
+  // umount(2) itself; umount(8) first stats the mount point, and that
+  // stat, like any other, waits out retry_timeout before its EIO.
+  start = std::chrono::steady_clock::now();
+  ASSERT_EQ(::umount2(mnt_.c_str(), 0), 0) << std::strerror(errno);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8)) << "umount hung";
+  start = std::chrono::steady_clock::now();
+  while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_NE(::kill(pid, 0), 0) << "the daemon still runs " << waited.count() << " ms after umount";
+  EXPECT_LT(waited.count(), 10'000);
+  if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
 }
 
 TEST_F(MountHelperTest, UnreachableCluster_FailsWithMessage) {
