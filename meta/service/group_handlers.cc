@@ -17,6 +17,15 @@
 namespace dfs::meta {
 
 namespace {
+// The Op that records member `id` (members table): where clients reach it.
+pb::Op SetMemberOpFor(uint64_t id, const std::string& raft_address, const std::string& rpc_address) {
+  pb::Op op;
+  pb::SetMemberOp* member = op.mutable_set_member();
+  member->set_raft_id(id);
+  member->set_raft_address(raft_address);
+  member->set_rpc_address(rpc_address);
+  return op;
+}
 
 grpc::Status ToGrpc(const common::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -77,12 +86,8 @@ void MetaServiceImpl::PublishSelf() {
     rpc_address = rpc_address_;
   }
   if (rpc_address.empty() || Published(rpc_address)) return;
-  pb::Op op;
+  pb::Op op = SetMemberOpFor(options_.raft_id, options_.raft_address, rpc_address);
   op.set_now_ns(clock_.UnixNs());
-  pb::SetMemberOp* member = op.mutable_set_member();
-  member->set_raft_id(options_.raft_id);
-  member->set_raft_address(options_.raft_address);
-  member->set_rpc_address(rpc_address);
   proposer_->ProposeAsync(std::move(op), [](common::Result<pb::OpResult>) {});
 }
 
@@ -188,11 +193,7 @@ grpc::Status MetaServiceImpl::PublishMember(Ctx* ctx, const pb::PublishMemberReq
       return grpc::Status::OK;
     }
   }
-  pb::Op op;
-  pb::SetMemberOp* member = op.mutable_set_member();
-  member->set_raft_id(req->id());
-  member->set_raft_address(req->raft_address());
-  member->set_rpc_address(req->address());
+  pb::Op op = SetMemberOpFor(req->id(), req->raft_address(), req->address());
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   *reply->mutable_status() = result.status();
@@ -304,11 +305,7 @@ grpc::Status MetaServiceImpl::AddMember(Ctx* ctx, const pb::AddMemberRequest* re
   DFS_RETURN_IF_BAD(Admit(ctx, common::Role::kNode));
   // The address first, so the new member can be named as leader as soon
   // as it could become one.
-  pb::Op op;
-  pb::SetMemberOp* member = op.mutable_set_member();
-  member->set_raft_id(req->id());
-  member->set_raft_address(req->raft_address());
-  member->set_rpc_address(req->address());
+  pb::Op op = SetMemberOpFor(req->id(), req->raft_address(), req->address());
   pb::OpResult result;
   DFS_RETURN_IF_BAD(Run(std::move(op), &result));
   auto done = std::make_shared<std::promise<common::Status>>();
