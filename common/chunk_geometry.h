@@ -19,6 +19,9 @@ inline constexpr uint64_t kBlockSizeBytes = uint64_t{64} << 10;
 inline constexpr uint64_t kBlocksPerChunk = kChunkSizeBytes / kBlockSizeBytes;
 // Largest file size dfs accepts: what ext4 allows with 4 KiB blocks (16 TiB).
 inline constexpr uint64_t kMaxFileSizeBytes = uint64_t{16} << 40;
+// Largest file whose bytes meta may keep in its own database instead of on
+// chunkservers (dfs-meta --inline-max is at most this): one block.
+inline constexpr uint64_t kMaxInlineBytes = kBlockSizeBytes;
 
 constexpr uint64_t ChunkIndexOf(uint64_t file_offset) { return file_offset / kChunkSizeBytes; }
 constexpr uint64_t OffsetInChunk(uint64_t file_offset) { return file_offset % kChunkSizeBytes; }

@@ -223,7 +223,9 @@ void StateMachine::GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb
   if (req.offset() >= end) return;
   const uint64_t first = common::ChunkIndexOf(req.offset());
   const uint64_t last = common::ChunkIndexOf(end - 1);
-  Stmt stmt = db.Prepare("SELECT idx, chunk_id, version, length FROM chunks WHERE ino=? AND idx>=? AND idx<=? ORDER BY idx");
+  Stmt stmt = db.Prepare(
+      "SELECT c.idx, c.chunk_id, c.version, c.length, d.data FROM chunks c LEFT JOIN chunk_data d ON "
+      "d.chunk_id=c.chunk_id WHERE c.ino=? AND c.idx>=? AND c.idx<=? ORDER BY c.idx");
   stmt.BindU(1, inode->ino).BindU(2, first).BindU(3, last);
   uint64_t next = first;
   auto add_hole_until = [&](uint64_t idx) {
@@ -238,6 +240,12 @@ void StateMachine::GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb
     loc->set_chunk_id(stmt.UInt(1));
     loc->set_version(stmt.UInt(2));
     loc->set_length(stmt.UInt(3));
+    next = idx + 1;
+    if (!stmt.IsNull(4)) {
+      loc->set_inlined(true);
+      loc->set_data(stmt.Blob(4));
+      continue;
+    }
     Stmt replicas = db.Prepare(
         "SELECT r.node_id, COALESCE(n.address, '') FROM replicas r LEFT JOIN nodes n ON n.node_id=r.node_id "
         "WHERE r.chunk_id=? AND r.version=? ORDER BY r.node_id");
@@ -303,7 +311,8 @@ std::vector<StateMachine::RepairCandidate> StateMachine::ScanReplicas(const std:
       "  (SELECT l.expires_ms FROM leases l WHERE l.chunk_id=c.chunk_id), "
       "  (SELECT group_concat(g.node_id) FROM garbage g WHERE g.chunk_id=c.chunk_id), "
       "  c.ino, c.idx, (SELECT k.place_key FROM chunk_keys k WHERE k.chunk_id=c.chunk_id) "
-      "FROM chunks c JOIN inodes i ON i.ino=c.ino WHERE c.chunk_id>? ORDER BY c.chunk_id LIMIT ?");
+      "FROM chunks c JOIN inodes i ON i.ino=c.ino WHERE c.chunk_id>? "
+      "AND NOT EXISTS (SELECT 1 FROM chunk_data d WHERE d.chunk_id=c.chunk_id) ORDER BY c.chunk_id LIMIT ?");
   // chunk ids are u64 stored as their signed bit pattern; the cursor walks
   // SQLite's (signed) order, starting from the smallest value.
   stmt.Bind(1, after == 0 ? INT64_MIN : static_cast<int64_t>(after)).Bind(2, static_cast<int64_t>(scan));

@@ -30,6 +30,10 @@
 //   xattrs(ino, name, value)            PK (ino, name)
 //   chunks(ino, idx, chunk_id, version, length)  PK (ino, idx), unique chunk_id
 //       version/length: the committed version; a hole has no row.
+//   chunk_data(chunk_id PK, data)  chunks kept in meta rather than on
+//       chunkservers (a small file's chunk 0, pb.ChunkCommit.inlined): the
+//       chunk's `length` bytes; such a chunk has no `replicas` at its
+//       version and is never repaired, moved or collected on chunkservers.
 //   replicas(chunk_id, node_id, version)  PK (chunk_id, node_id)
 //   leases(chunk_id PK, lease_id, client_id, handle_id, version,
 //          base_version, expires_ms)  the current (or last) write lease;

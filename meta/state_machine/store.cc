@@ -183,8 +183,8 @@ void DropChunk(Db& db, uint64_t chunk_id) {
     stmt.BindU(1, chunk_id);
     stmt.Run();
   }
-  {
-    Stmt stmt = db.Prepare("DELETE FROM chunk_keys WHERE chunk_id=?");
+  for (const char* sql : {"DELETE FROM chunk_keys WHERE chunk_id=?", "DELETE FROM chunk_data WHERE chunk_id=?"}) {
+    Stmt stmt = db.Prepare(sql);
     stmt.BindU(1, chunk_id);
     stmt.Run();
   }

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/chunk_geometry.h"
@@ -27,13 +29,28 @@ struct ChunkRow {
   uint64_t chunk_id = 0;
   uint64_t version = 0;
   uint64_t length = 0;
+  std::optional<std::string> data;  // kept in meta (chunk_data), not on chunkservers
 };
 
 std::optional<ChunkRow> LoadChunk(Db& db, uint64_t ino, uint64_t idx) {
-  Stmt stmt = db.Prepare("SELECT chunk_id, version, length FROM chunks WHERE ino=? AND idx=?");
+  Stmt stmt = db.Prepare(
+      "SELECT c.chunk_id, c.version, c.length, d.data FROM chunks c LEFT JOIN chunk_data d ON d.chunk_id=c.chunk_id "
+      "WHERE c.ino=? AND c.idx=?");
   stmt.BindU(1, ino).BindU(2, idx);
   if (!stmt.Step()) return std::nullopt;
-  return ChunkRow{stmt.UInt(0), stmt.UInt(1), stmt.UInt(2)};
+  ChunkRow row{stmt.UInt(0), stmt.UInt(1), stmt.UInt(2), std::nullopt};
+  if (!stmt.IsNull(3)) row.data = stmt.Blob(3);
+  return row;
+}
+
+// Chunkservers `placement` suggests for a chunk of `inode` that none holds.
+void PlaceReplicas(OpContext& ctx, const Inode& inode, uint64_t chunk_id) {
+  size_t r = std::max<size_t>(1, inode.replicas);
+  for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
+    Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");
+    ins.BindU(1, chunk_id).BindU(2, ctx.op.placement(i));
+    ins.Run();
+  }
 }
 
 // The handle must be this client's, on this inode, open for writing.
@@ -80,13 +97,13 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
       key.BindU(1, row.chunk_id).BindU(2, ctx.op.placement_key());
       key.Run();
     }
-    size_t r = std::max<size_t>(1, inode.replicas);
-    for (int i = 0; i < ctx.op.placement_size() && static_cast<size_t>(i) < r; ++i) {
-      Stmt ins = ctx.db.Prepare("INSERT OR IGNORE INTO replicas(chunk_id, node_id, version) VALUES(?,?,0)");
-      ins.BindU(1, row.chunk_id).BindU(2, ctx.op.placement(i));
-      ins.Run();
-    }
+    PlaceReplicas(ctx, inode, row.chunk_id);
     chunk = row;
+  } else if (chunk->data) {
+    // Kept in meta: no chunkserver holds it. Should the writer outgrow
+    // what meta keeps, it writes a new chunk with these bytes first, to the
+    // chunkservers placement suggests (the rows of an inline commit go).
+    PlaceReplicas(ctx, inode, chunk->chunk_id);
   }
   uint64_t lease_id = 0, version = 0;
   {
@@ -129,8 +146,12 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
   lease->set_chunk_index(chunk_index);
   lease->set_chunk_id(chunk->chunk_id);
   lease->set_version(version);
-  lease->set_base_version(chunk->version);
+  lease->set_base_version(chunk->data ? 0 : chunk->version);
   lease->set_length(chunk->length);
+  if (chunk->data) {
+    lease->set_base_inlined(true);
+    lease->set_base_data(*chunk->data);
+  }
   lease->set_lease_id(lease_id);
   lease->set_lease_expires_unix_ms(expires_ms);
   {
@@ -177,6 +198,13 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
       return Status(StatusCode::kFailedPrecondition, "chunk was replaced or truncated away");
     }
     if (commit.length() > common::kChunkSizeBytes) return Status(StatusCode::kInvalidArgument, "chunk too long");
+    if (commit.inlined()) {
+      // The leader checked its --inline-max; these hold on every member.
+      if (commit.chunk_index() != 0 || commit.data().size() != commit.length() ||
+          commit.length() > common::kMaxInlineBytes || commit.replica_node_ids_size() != 0) {
+        return Status(StatusCode::kInvalidArgument, "an inline chunk is a small chunk 0 with its bytes, held by no node");
+      }
+    }
     if (commit.version() != chunk->version || ctx.op.movable_leases()) {
       // Versions are never reused, so the lease row naming this version is
       // the lease it was written under. Once another writer took the chunk
@@ -203,7 +231,8 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
         if (std::find(ids.begin(), ids.end(), node) != ids.end()) continue;
         std::vector<uint64_t> condemned;
         if (version != 0) condemned.push_back(version);
-        if (commit.version() != version) condemned.push_back(commit.version());
+        // (An inline commit's writer sent no byte of its version anywhere.)
+        if (commit.version() != version && !commit.inlined()) condemned.push_back(commit.version());
         for (uint64_t v : condemned) {
           Stmt ins = ctx.db.Prepare("INSERT INTO garbage(node_id, chunk_id, version) VALUES(?,?,?)");
           ins.BindU(1, node).BindU(2, chunk->chunk_id).BindU(3, v);
@@ -224,6 +253,15 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
     Stmt upd = ctx.db.Prepare("UPDATE chunks SET version=?, length=? WHERE chunk_id=?");
     upd.BindU(1, commit.version()).BindU(2, commit.length()).BindU(3, chunk->chunk_id);
     upd.Run();
+    if (commit.inlined()) {
+      Stmt keep = ctx.db.Prepare("INSERT OR REPLACE INTO chunk_data(chunk_id, data) VALUES(?,?)");
+      keep.BindU(1, chunk->chunk_id).Bind(2, std::string_view(commit.data()));
+      keep.Run();
+    } else if (chunk->data) {
+      Stmt moved = ctx.db.Prepare("DELETE FROM chunk_data WHERE chunk_id=?");  // now on the chunkservers
+      moved.BindU(1, chunk->chunk_id);
+      moved.Run();
+    }
     if (ctx.op.movable_leases() && ctx.op.has_commit_write() && ctx.op.lease_expires_unix_ms() > 0) {
       // The writer is busy: its lease is not idle (see GrantLease). One
       // that ended (released, its session gone) stays ended.
@@ -258,6 +296,11 @@ void TruncateFile(OpContext& ctx, Inode& inode, uint64_t new_size) {
       Stmt stmt = ctx.db.Prepare("UPDATE chunks SET length=MIN(length, ?) WHERE ino=? AND idx=?");
       stmt.BindU(1, common::OffsetInChunk(new_size)).BindU(2, inode.ino).BindU(3, keep - 1);
       stmt.Run();
+      // A chunk kept in meta is cut for real.
+      Stmt cut = ctx.db.Prepare(
+          "UPDATE chunk_data SET data=substr(data, 1, ?) WHERE chunk_id=(SELECT chunk_id FROM chunks WHERE ino=? AND idx=?)");
+      cut.BindU(1, common::OffsetInChunk(new_size)).BindU(2, inode.ino).BindU(3, keep - 1);
+      cut.Run();
     }
   }
   inode.size = new_size;

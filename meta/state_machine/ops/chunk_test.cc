@@ -407,6 +407,131 @@ TEST_F(ChunkTest, InventoryPage_UnknownAndStaleChunksBecomeGarbage) {
   EXPECT_EQ(Locations(0, 100).chunks(0).replicas_size(), 2);  // 11 and now 12
 }
 
+// A small file's chunk 0 kept in meta: its bytes ride in the commit, no
+// chunkserver holds (or is told to delete) anything, and the next writer
+// gets the bytes with its lease.
+TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  pb::Op op;
+  op.set_client_id(client_);
+  *op.mutable_commit_write() = CommitRequest(lease, 5, 5, {});
+  op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
+  op.mutable_commit_write()->mutable_chunks(0)->set_data("hello");
+  pb::OpResult committed = h.Apply(op);
+  ASSERT_EQ(committed.status().code(), 0) << committed.status().message();
+  EXPECT_EQ(committed.attr().size(), 5u);
+  EXPECT_EQ(committed.attr().blocks(), 1u);
+  pb::GetChunkLocationsReply where = Locations(0, 5);
+  ASSERT_EQ(where.chunks_size(), 1);
+  EXPECT_TRUE(where.chunks(0).inlined());
+  EXPECT_EQ(where.chunks(0).data(), "hello");
+  EXPECT_EQ(where.chunks(0).length(), 5u);
+  EXPECT_EQ(where.chunks(0).replicas_size(), 0);
+  for (uint64_t node : {11, 12, 13}) EXPECT_TRUE(h.sm().Garbage(node, 10).empty()) << node;
+  EXPECT_EQ(h.sm().CountUnderReplicated({11, 12, 13}, NowMs() + 10'000), 0u);
+  EXPECT_EQ(h.sm().CountAll().chunks, 1u);
+
+  // The next lease carries the bytes, with no base on chunkservers, and
+  // places replicas for a writer that outgrows meta.
+  h.now_ns += 2'000'000'000;
+  pb::ChunkLease next = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  EXPECT_EQ(next.version(), 2u);
+  EXPECT_EQ(next.base_version(), 0u);
+  EXPECT_TRUE(next.base_inlined());
+  EXPECT_EQ(next.base_data(), "hello");
+  EXPECT_EQ(next.length(), 5u);
+  EXPECT_EQ(next.replicas_size(), 3);
+
+  // A truncate cuts the kept bytes.
+  pb::SetAttrRequest cut;
+  cut.set_ino(file_.ino());
+  cut.set_valid(pb::SET_SIZE);
+  cut.set_size(3);
+  ASSERT_EQ(h.SetAttr(cut), 0);
+  EXPECT_EQ(Locations(0, 3).chunks(0).data(), "hel");
+  EXPECT_EQ(Locations(0, 3).chunks(0).length(), 3u);
+
+  // Written to chunkservers (it grew): an ordinary chunk again.
+  ASSERT_EQ(Commit(next, 100'000, 100'000).status().code(), 0);
+  where = Locations(0, 100'000);
+  ASSERT_EQ(where.chunks_size(), 1);
+  EXPECT_FALSE(where.chunks(0).inlined());
+  EXPECT_EQ(where.chunks(0).data(), "");
+  EXPECT_EQ(where.chunks(0).replicas_size(), 3);
+  h.now_ns += 2'000'000'000;
+  pb::ChunkLease after = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  EXPECT_FALSE(after.base_inlined());
+  EXPECT_EQ(after.base_version(), 2u);
+}
+
+TEST_F(ChunkTest, InlineCommit_MalformedIsRefused) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  auto inline_commit = [&](uint64_t length, const std::string& data, std::vector<uint64_t> nodes, uint64_t index) {
+    pb::Op op;
+    op.set_client_id(client_);
+    pb::ChunkLease l = lease;
+    l.set_chunk_index(index);
+    *op.mutable_commit_write() = CommitRequest(l, length, length, std::move(nodes));
+    op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
+    op.mutable_commit_write()->mutable_chunks(0)->set_data(data);
+    return h.Apply(op).status().code();
+  };
+  const int invalid = C(StatusCode::kInvalidArgument);
+  EXPECT_EQ(inline_commit(4, "abc", {}, 0), invalid);                      // length and bytes disagree
+  EXPECT_EQ(inline_commit(3, "abc", {11}, 0), invalid);                    // held by a node
+  const std::string big(common::kMaxInlineBytes + 1, 'x');
+  EXPECT_EQ(inline_commit(big.size(), big, {}, 0), invalid);               // too big for any member
+  pb::Attr attr;
+  ASSERT_EQ(h.GetAttr(file_.ino(), &attr), 0);
+  EXPECT_EQ(attr.size(), 0u);  // nothing committed
+  pb::ChunkLease one = Lease(1, client_, handle_, NowMs() + 1000).lease();
+  pb::Op op;
+  op.set_client_id(client_);
+  *op.mutable_commit_write() = CommitRequest(one, 3, common::kChunkSizeBytes + 3, {});
+  op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
+  op.mutable_commit_write()->mutable_chunks(0)->set_data("abc");
+  EXPECT_EQ(h.Apply(op).status().code(), invalid);  // only chunk 0
+}
+
+// A chunkserver holding a copy of a chunk meta keeps (a writer sent bytes
+// it then committed inline) deletes it; the copy never counts.
+TEST_F(ChunkTest, InlineChunk_CopiesOnChunkserversAreGarbageAndNeverRepaired) {
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
+  pb::Op commit;
+  commit.set_client_id(client_);
+  *commit.mutable_commit_write() = CommitRequest(lease, 2, 2, {});
+  commit.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
+  commit.mutable_commit_write()->mutable_chunks(0)->set_data("hi");
+  ASSERT_EQ(h.Apply(commit).status().code(), 0);
+  pb::Op op;
+  op.mutable_inventory_page()->set_node_id(12);
+  auto* copy = op.mutable_inventory_page()->add_chunks();
+  copy->set_chunk_id(lease.chunk_id());
+  copy->set_version(lease.version());
+  ASSERT_EQ(h.Apply(op).status().code(), 0);
+  EXPECT_EQ(Locations(0, 2).chunks(0).replicas_size(), 0);
+  EXPECT_TRUE(Locations(0, 2).chunks(0).inlined());
+  ASSERT_EQ(h.sm().Garbage(12, 10).size(), 1u);
+  pb::Op added;
+  added.mutable_replica_change()->set_chunk_id(lease.chunk_id());
+  added.mutable_replica_change()->set_version(lease.version());
+  added.mutable_replica_change()->set_node_id(13);
+  added.mutable_replica_change()->set_added(true);
+  EXPECT_EQ(h.Apply(added).status().code(), C(StatusCode::kFailedPrecondition));
+  uint64_t next = 0;
+  EXPECT_TRUE(h.sm().ScanReplicas({11, 12, 13}, 0, 100, NowMs() + 10'000, &next).empty());
+  // Unlinked and released: the kept bytes go with the chunk, nothing to
+  // collect on chunkservers but 12's leftover.
+  ASSERT_EQ(h.Unlink(kRoot, "f"), 0);
+  pb::Op release;
+  release.set_client_id(client_);
+  release.mutable_release()->set_ino(file_.ino());
+  release.mutable_release()->set_handle_id(handle_);
+  ASSERT_EQ(h.Apply(release).status().code(), 0);
+  EXPECT_EQ(h.sm().CountAll().chunks, 0u);
+  EXPECT_TRUE(h.sm().Garbage(11, 10).empty());
+}
+
 TEST_F(ChunkTest, Fallocate_ExtendsAndPunchesWholeChunks) {
   pb::Op op;
   op.set_client_id(client_);

@@ -69,10 +69,12 @@ Status NodeState(OpContext& ctx, const pb::NodeStateOp& op, pb::OpResult*) {
 
 Status ReplicaChange(OpContext& ctx, const pb::ReplicaChangeOp& op, pb::OpResult*) {
   if (op.added()) {
-    Stmt chunk = ctx.db.Prepare("SELECT version FROM chunks WHERE chunk_id=?");
+    Stmt chunk = ctx.db.Prepare(
+        "SELECT version, EXISTS(SELECT 1 FROM chunk_data d WHERE d.chunk_id=c.chunk_id) FROM chunks c WHERE chunk_id=?");
     chunk.BindU(1, op.chunk_id());
     if (!chunk.Step()) return Status(StatusCode::kNotFound, "no such chunk");
     if (chunk.UInt(0) != op.version()) return Status(StatusCode::kFailedPrecondition, "stale version");
+    if (chunk.Int(1) != 0) return Status(StatusCode::kFailedPrecondition, "the chunk is kept in meta");
     // A condemned copy (one that missed a write of this version) does not
     // count, even if the node found "this version" already there.
     if (Condemned(ctx.db, op.node_id(), op.chunk_id(), op.version())) {
@@ -133,19 +135,22 @@ Status GcDone(OpContext& ctx, const pb::GcDoneOp& op, pb::OpResult*) {
 Status InventoryPage(OpContext& ctx, const pb::InventoryPageOp& op, pb::OpResult*) {
   for (const pb::ChunkRef& ref : op.chunks()) {
     uint64_t committed = 0, leased = 0;
-    bool known = false;
+    bool known = false, in_meta = false;
     {
       Stmt stmt = ctx.db.Prepare(
-          "SELECT c.version, COALESCE(l.version, 0) FROM chunks c LEFT JOIN leases l ON l.chunk_id=c.chunk_id "
-          "WHERE c.chunk_id=?");
+          "SELECT c.version, COALESCE(l.version, 0), EXISTS(SELECT 1 FROM chunk_data d WHERE d.chunk_id=c.chunk_id) "
+          "FROM chunks c LEFT JOIN leases l ON l.chunk_id=c.chunk_id WHERE c.chunk_id=?");
       stmt.BindU(1, ref.chunk_id());
       if (stmt.Step()) {
         known = true;
         committed = stmt.UInt(0);
         leased = stmt.UInt(1);
+        in_meta = stmt.Int(2) != 0;
       }
     }
-    if (!known || ref.damaged() || (ref.version() < committed)) {
+    // A chunk kept in meta has no copy on chunkservers: one at its version
+    // or older is a leftover.
+    if (!known || ref.damaged() || (ref.version() < committed) || (in_meta && ref.version() == committed)) {
       Stmt del = ctx.db.Prepare("DELETE FROM replicas WHERE chunk_id=? AND node_id=? AND version=?");
       del.BindU(1, ref.chunk_id()).BindU(2, op.node_id()).BindU(3, ref.version());
       del.Run();
