@@ -53,6 +53,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/chunk_geometry.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/file_util.h"
@@ -84,6 +85,7 @@ struct Flags : common::DaemonFlags {
   std::string node_dead_after = "10s";
   std::string session_lease = "30s";
   std::string min_free_space = "256M";
+  std::string inline_max = "16K";
   std::string sync = "normal";
   uint64_t node_id = 1;
   std::string raft_listen;
@@ -151,6 +153,11 @@ int Run(int argc, char** argv) {
                  "room kept free in the data folder, besides one more copy of meta.db for a snapshot: with less, "
                  "creates and writes fail with ENOSPC (deletes go on) rather than the disk filling; 0: off")
       ->capture_default_str();
+  app.add_option("--inline-max", flags.inline_max,
+                 "files up to this size keep their bytes in meta's database (replicated by Raft) rather than on "
+                 "chunkservers: a small file's write and read skip the chunkservers, and meta.db grows by its "
+                 "bytes; at most 64K; 0: off")
+      ->capture_default_str();
   app.add_option("--sync", flags.sync,
                  "SQLite durability. normal: no fsync per commit - the Raft log (fsynced) is the durable "
                  "record and is replayed after a crash; full: also fsync every SQLite commit")
@@ -207,6 +214,10 @@ int Run(int argc, char** argv) {
   }
   auto min_free_bytes = common::ParseByteSize(flags.min_free_space);
   if (!min_free_bytes.ok()) return BadFlags("--min-free-space: " + std::string(min_free_bytes.status().message()));
+  auto inline_max = common::ParseByteSize(flags.inline_max);
+  if (!inline_max.ok() || *inline_max > common::kMaxInlineBytes) {
+    return BadFlags("--inline-max: must be a size from 0 to 64K");
+  }
   if (flags.replicas == 0 || flags.replicas > 16) return BadFlags("--replicas: must be 1..16");
   if (!(flags.repair_bandwidth >= 0) || flags.repair_bandwidth > 1e6) {
     return BadFlags("--repair-bandwidth: must be 0 (unlimited) or a positive MiB/s");
@@ -310,6 +321,7 @@ int Run(int argc, char** argv) {
   options.session_lease_ms = static_cast<uint32_t>(*session_lease_ms);
   options.data_dir = flags.data;
   options.min_free_bytes = *min_free_bytes;
+  options.inline_max_bytes = *inline_max;
   options.repair_bandwidth = static_cast<uint64_t>(flags.repair_bandwidth * 1024 * 1024);
   options.max_repairs = flags.max_repairs;
   options.max_moves = flags.max_moves;

@@ -53,6 +53,9 @@ struct MetaServiceOptions {
   int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
   uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
   std::string cluster_key;              // signs write tokens
+  // Files up to this size may keep their bytes in meta's database
+  // (ChunkCommit.inlined; at most common::kMaxInlineBytes; 0: none).
+  uint64_t inline_max_bytes = 0;
   // The data folder and the room kept in it (DiskGuard; 0: not guarded).
   std::string data_dir;
   uint64_t min_free_bytes = 0;

@@ -108,6 +108,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrR
 grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+  if (grpc::Status bad = CheckInline(req->commit(), options_.inline_max_bytes); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
@@ -426,7 +427,8 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_root_ino(1);
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
                       pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS |
-                      pb::FEATURE_RESUME_SESSION);
+                      pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA);
+  reply->set_inline_max_bytes(static_cast<uint32_t>(options_.inline_max_bytes));
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   if (req->resume_client_id() != 0) {
     // It may read files through lazy opens from before: they pin everything
