@@ -41,6 +41,7 @@ struct Problem {
 
 struct Report {
   uint64_t files = 0, chunks = 0, copies = 0;
+  uint64_t in_meta = 0;  // chunks meta keeps in its database (small files): no copies to check
   std::vector<Problem> problems;
 };
 
@@ -78,6 +79,10 @@ class Checker {
     for (const pb::ChunkLocation& chunk : reply.chunks()) {
       if (chunk.chunk_id() == 0) continue;  // a hole
       ++report->chunks;
+      if (chunk.inlined()) {  // replicated with meta's database, by Raft
+        ++report->in_meta;
+        continue;
+      }
       Problem p;
       p.path = path;
       p.chunk_index = chunk.chunk_index();
@@ -175,7 +180,8 @@ void Print(Context& ctx, const std::string& path, const Report& report, int repo
                           {"bad_copies", bad}});
     }
     nlohmann::json out{{"path", path},         {"files", report.files},       {"chunks", report.chunks},
-                       {"copies", report.copies}, {"problems", problems}, {"clean", report.problems.empty()}};
+                       {"copies", report.copies}, {"in_meta", report.in_meta},
+                       {"problems", problems},    {"clean", report.problems.empty()}};
     if (repair) out["bad_copies_reported"] = reported;
     std::printf("%s\n", out.dump(2).c_str());
     return;
@@ -187,9 +193,9 @@ void Print(Context& ctx, const std::string& path, const Report& report, int repo
     for (const BadCopy& b : p.bad) std::printf("; %s: %s", Hex(b.node_id).c_str(), b.reason.c_str());
     std::printf("\n");
   }
-  std::printf("%s: %llu files, %llu chunks, %llu copies checked: %s\n", path.c_str(),
+  std::printf("%s: %llu files, %llu chunks, %llu copies checked, %llu chunks kept in meta: %s\n", path.c_str(),
               static_cast<unsigned long long>(report.files), static_cast<unsigned long long>(report.chunks),
-              static_cast<unsigned long long>(report.copies),
+              static_cast<unsigned long long>(report.copies), static_cast<unsigned long long>(report.in_meta),
               report.problems.empty() ? "clean"
                                       : (std::to_string(report.problems.size()) + " chunks need attention").c_str());
 }

@@ -563,6 +563,11 @@ FileSystem::LeaseState FileSystem::NewLeaseState(pb::ChunkLease lease, uint64_t 
   state.length = state.lease.length();
   state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
   state.handle_id = handle_id;
+  if (state.lease.base_inlined()) {
+    state.in_meta = state.lease.base_data();
+  } else if (state.lease.base_version() == 0) {
+    state.in_meta = std::string();  // a new chunk
+  }
   return state;
 }
 
@@ -579,6 +584,10 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
   }
   if (!lease.ok()) return lease.status();
   LeaseState state = NewLeaseState(std::move(lease).value(), handle_id);
+  if (it != st.leases.end() && it->second.lease.version() == state.lease.version()) {
+    // A renewal of the version we write: what we sent under it stands.
+    state.in_meta = it->second.in_meta;
+  }
   if (state.lease.base_version() != 0) {
     // Meta records a truncate inside a chunk as a shorter length only; the
     // stored base may hold older bytes past it. Build the new version cut to
@@ -628,8 +637,36 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
       break;
     }
     LeaseState& ls = **lease;
+    if (std::optional<pb::ChunkCommit> kept = InlineCommit(chunk_index, ranges, pending.request.new_size(), ls)) {
+      commits[chunk_index] = *kept;
+      pb::ChunkLocation& loc = pending.new_locations[chunk_index];
+      loc.set_chunk_index(chunk_index);
+      loc.set_chunk_id(kept->chunk_id());
+      loc.set_version(kept->version());
+      loc.set_length(kept->length());
+      loc.set_inlined(true);
+      loc.set_data(kept->data());
+      continue;
+    }
+    // Bytes meta kept go to the chunkservers with the new ones (first: the
+    // new ones overwrite them; where they overlap they are the same).
+    std::string base;
+    std::vector<ChunkClient::Range> with_base;
+    if (ls.in_meta && !ls.in_meta->empty()) {
+      base = std::move(*ls.in_meta);
+      for (const ChunkClient::Range& r : ranges) {
+        if (r.offset_in_chunk < base.size()) {
+          const size_t n = std::min<size_t>(r.data.size(), base.size() - r.offset_in_chunk);
+          std::memcpy(base.data() + r.offset_in_chunk, r.data.data(), n);
+        }
+      }
+      with_base.push_back({0, base});
+      with_base.insert(with_base.end(), ranges.begin(), ranges.end());
+      ls.length = std::max<uint64_t>(ls.length, base.size());
+    }
+    ls.in_meta.reset();
     ls.unwritten = false;  // from here a chunkserver may hold bytes of this version
-    auto acked = chunks_.Write(ls.lease, ranges, /*durable=*/true);
+    auto acked = chunks_.Write(ls.lease, with_base.empty() ? ranges : with_base, /*durable=*/true);
     if (!acked.ok()) {
       status = acked.status();
       st.leases.erase(chunk_index);
@@ -667,6 +704,29 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
   pending.request.set_handle_id(handle_id);
   for (auto& [index, commit] : commits) *pending.request.add_chunks() = commit;
   return std::optional<PendingCommit>(std::move(pending));
+}
+
+std::optional<pb::ChunkCommit> FileSystem::InlineCommit(uint64_t chunk_index,
+                                                        const std::vector<ChunkClient::Range>& ranges,
+                                                        uint64_t file_size, LeaseState& ls) {
+  const uint64_t limit = meta_->inline_max_bytes();
+  if (chunk_index != 0 || !ls.in_meta || file_size > limit) return std::nullopt;
+  std::string content = *ls.in_meta;
+  for (const ChunkClient::Range& r : ranges) {
+    if (r.offset_in_chunk + r.data.size() > limit) return std::nullopt;
+    if (content.size() < r.offset_in_chunk + r.data.size()) content.resize(r.offset_in_chunk + r.data.size());
+    std::memcpy(content.data() + r.offset_in_chunk, r.data.data(), r.data.size());
+  }
+  pb::ChunkCommit commit;
+  commit.set_chunk_index(0);
+  commit.set_chunk_id(ls.lease.chunk_id());
+  commit.set_version(ls.lease.version());
+  commit.set_length(content.size());
+  commit.set_inlined(true);
+  commit.set_data(content);
+  ls.length = content.size();
+  ls.in_meta = std::move(content);
+  return commit;
 }
 
 Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,
@@ -753,6 +813,13 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
                                   uint64_t fetch_to, char* out) {
   uint64_t stored_end = std::min(loc.length(), offset_in_chunk + length);
   if (offset_in_chunk >= stored_end) return Status::Ok();  // past the stored bytes: zeros
+  if (loc.inlined()) {  // meta sent the bytes with the location
+    stored_end = std::min<uint64_t>(stored_end, loc.data().size());
+    if (offset_in_chunk < stored_end) {
+      std::memcpy(out, loc.data().data() + offset_in_chunk, stored_end - offset_in_chunk);
+    }
+    return Status::Ok();
+  }
   common::BlockRange need = common::BlocksTouched(offset_in_chunk, stored_end - offset_in_chunk);
   uint64_t block_limit = common::BlockCount(loc.length());
   uint64_t ahead_limit = std::min(block_limit, common::BlockCount(std::min(fetch_to, loc.length())));

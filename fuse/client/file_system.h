@@ -20,6 +20,11 @@
 //    CommitWrite with each chunk's new version, length and acknowledging
 //    replicas, and the file size. Every flush is durable (fdatasync on the
 //    replicas), so fsync/close return only when data and length are safe.
+//    A small file (at most MetaClient::inline_max_bytes, all in chunk 0,
+//    no byte of it on a chunkserver) skips the chunkservers: its whole
+//    content rides in the commit (ChunkCommit.inlined), and meta keeps it,
+//    durable with the commit's Raft entry. Once it grows past that, the
+//    next flush writes the kept bytes and the new ones to the chunkservers.
 //  - Reads: chunk locations from meta (cached per inode until the next open,
 //    i.e. close-to-open), blocks from the PageCache or the replicas,
 //    sequential readahead.
@@ -243,6 +248,11 @@ class FileSystem {
     int64_t expires_mono_ms = 0;
     uint64_t handle_id = 0;      // the handle meta granted it to
     bool unwritten = false;      // granted by Create, no byte sent under it yet
+    // The chunk's bytes while no chunkserver may hold any of this version:
+    // a new chunk (empty), or one meta keeps (ChunkLease.base_data, then
+    // what this mount committed inline). nullopt once a byte of the version
+    // went to a chunkserver, or when the base is on chunkservers.
+    std::optional<std::string> in_meta;
   };
   struct InodeState {
     std::mutex io_mu;  // serializes flushes; taken before mu
@@ -332,6 +342,11 @@ class FileSystem {
   // failure puts the data back in the buffer for the next flush.
   common::Status FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,
                                    const common::Result<pb::Attr>& committed) REQUIRES(st.io_mu);
+  // The commit of chunk `chunk_index` as bytes meta keeps, when it may be
+  // (see the header comment): `ranges` over ls.in_meta, which it updates.
+  // nullopt: the chunk goes to the chunkservers.
+  std::optional<pb::ChunkCommit> InlineCommit(uint64_t chunk_index, const std::vector<ChunkClient::Range>& ranges,
+                                              uint64_t file_size, LeaseState& ls);
   // A LeaseState for `lease`, just granted to `handle_id`.
   static LeaseState NewLeaseState(pb::ChunkLease lease, uint64_t handle_id);
   common::Result<LeaseState*> LeaseFor(uint64_t ino, uint64_t handle_id, uint64_t chunk_index, InodeState& st)

@@ -72,6 +72,7 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   client->client_id_ = reply.client_id();
   client->root_ino_ = reply.root_ino() != 0 ? reply.root_ino() : 1;
   client->features_ = reply.features();
+  client->inline_max_bytes_ = reply.inline_max_bytes();
   client->lease_ms_ = reply.lease_ms() != 0 ? reply.lease_ms() : 30'000;
 
   // Later calls ride through failovers for up to retry_timeout_ms.

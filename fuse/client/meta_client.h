@@ -94,6 +94,9 @@ class MetaClient {
   // Whether the meta this client opened its session with understands `f`
   // (pb::MetaFeature); metas are upgraded before clients.
   bool Supports(pb::MetaFeature f) const { return (features_ & f) != 0; }
+  // The largest file meta keeps the bytes of in its database (FileSystem's
+  // inline commits); 0: none.
+  uint64_t inline_max_bytes() const { return Supports(pb::FEATURE_INLINE_DATA) ? inline_max_bytes_ : 0; }
   // Directories as our own mutations left them; every namespace mutation
   // below keeps it right (refreshes or drops what it changed).
   const DirAttrCache& dir_attrs() const { return dir_attrs_; }
@@ -227,6 +230,7 @@ class MetaClient {
   uint64_t client_id_ = 0;
   uint64_t root_ino_ = 1;
   uint32_t features_ = 0;
+  uint64_t inline_max_bytes_ = 0;
   DirAttrCache dir_attrs_;
   AclHints acl_hints_;
   uint32_t lease_ms_ = 30'000;

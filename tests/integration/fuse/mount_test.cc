@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -978,6 +979,92 @@ TEST_F(MountTest, SmallFiles_CreateCarriesTheFirstLease) {
   // One chunk per written file, none for the empty ones.
   EXPECT_EQ(LiveChunks(), chunks_before + 10);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(ReadFile(dfs_ + "/empty" + std::to_string(i)), "");
+}
+
+// `dfsctl fsck PATH --json` of a path inside dfs: how many of its chunks
+// meta keeps, and how many copies chunkservers hold.
+struct Kept {
+  long in_meta = -1;
+  long copies = -1;
+};
+Kept FsckOf(const std::string& dfs_path) {
+  std::string ctl = std::string(std::getenv("DFS_BUILD_DIR") ? std::getenv("DFS_BUILD_DIR") : "build") + "/ctl/dfsctl";
+  CommandResult r = RunShell(ctl + " --meta " + SuiteCluster()->source() + " fsck --json " + dfs_path +
+                             " | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j[\"in_meta\"], "
+                             "j[\"copies\"])'");
+  Kept k;
+  if (r.exit_code != 0 || std::sscanf(r.output.c_str(), "%ld %ld", &k.in_meta, &k.copies) != 2) {
+    ADD_FAILURE() << "fsck of " << dfs_path << ": " << r.output;
+  }
+  return k;
+}
+
+// Files up to dfs-meta's --inline-max (16K by default) keep their bytes in
+// meta: no chunkserver copy. Rewritten in place, cut, grown past the
+// limit (then on chunkservers, with the bytes meta kept), each state reads
+// back the same on this mount and another.
+TEST_F(MountTest, SmallFiles_KeptInMetaUntilTheyGrow) {
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const std::string other = SuiteCluster()->dir() + "/mnt-inline";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(other).ok());
+  auto both_read = [&](const std::string& file, const std::string& want) {
+    EXPECT_TRUE(ReadFile(dfs_ + "/" + file) == want) << file << " on this mount";
+    EXPECT_TRUE(ReadFile(other + "/" + name + "/" + file) == want) << file << " on another mount";
+  };
+  auto kept = [&](const std::string& file) { return FsckOf("/" + name + "/" + file); };
+
+  std::string a = RandomBytes(5000, 1);
+  ASSERT_NO_FATAL_FAILURE(WriteFile(dfs_ + "/a", a));
+  EXPECT_EQ(kept("a").in_meta, 1);
+  EXPECT_EQ(kept("a").copies, 0);
+  both_read("a", a);
+
+  // A write in the middle keeps the rest.
+  int fd = ::open((dfs_ + "/a").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::pwrite(fd, "XXXXX", 5, 100), 5);
+  ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  a.replace(100, 5, "XXXXX");
+  EXPECT_EQ(kept("a").in_meta, 1);
+  both_read("a", a);
+
+  // Appended past the limit: to the chunkservers, old bytes and new.
+  std::string tail = RandomBytes(15'000, 2);
+  fd = ::open((dfs_ + "/a").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, tail.data(), tail.size()), static_cast<ssize_t>(tail.size()));
+  ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  a += tail;
+  EXPECT_EQ(kept("a").in_meta, 0);
+  EXPECT_EQ(kept("a").copies, 3);
+  both_read("a", a);
+  ASSERT_EQ(::truncate((dfs_ + "/a").c_str(), 10), 0);
+  both_read("a", a.substr(0, 10));
+
+  // The limit itself, and one byte more.
+  const std::string at = RandomBytes(16 << 10, 3), over = RandomBytes((16 << 10) + 1, 4);
+  ASSERT_NO_FATAL_FAILURE(WriteFile(dfs_ + "/at", at, 4096));
+  ASSERT_NO_FATAL_FAILURE(WriteFile(dfs_ + "/over", over, 4096));
+  EXPECT_EQ(kept("at").in_meta, 1);
+  EXPECT_EQ(kept("over").in_meta, 0);
+  EXPECT_EQ(kept("over").copies, 3);
+  both_read("at", at);
+  both_read("over", over);
+
+  // Rewritten (O_TRUNC) small, then cut: still in meta, cut for real.
+  ASSERT_NO_FATAL_FAILURE(WriteFile(dfs_ + "/over", "small now"));
+  EXPECT_EQ(kept("over").in_meta, 1);
+  ASSERT_EQ(::truncate((dfs_ + "/over").c_str(), 5), 0);
+  both_read("over", "small");
+  // Grown by truncate (a sparse tail), then written at the start.
+  ASSERT_EQ(::truncate((dfs_ + "/over").c_str(), 1000), 0);
+  fd = ::open((dfs_ + "/over").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "S", 1, 0), 1);
+  ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  both_read("over", "Small" + std::string(995, '\0'));
+  EXPECT_EQ(kept("over").in_meta, 1);
 }
 
 // A utimens after writes carries their commit; when meta refuses the
