@@ -5,7 +5,8 @@
 // touched. mount(8) hands its helpers a clean PATH, so, as after installing
 // the package, `dfs` must be in a standard directory: the test links
 // /usr/local/bin/dfs to the binary under test for its duration (and skips
-// if another dfs is installed there).
+// if another dfs is installed there; a link an earlier, killed run of this
+// test left is replaced).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -33,6 +34,15 @@ int CountMounts(const std::string& mnt) {
   return std::atoi(r.output.c_str());
 }
 
+// A link to another build tree's dfs (BUILD/fuse/dfs beside
+// BUILD/meson-private): what this test makes, left by a run that was killed
+// (SIGKILL skips TearDown). Anything else is an installed dfs, kept.
+bool LeftByATestRun(const std::filesystem::path& target) {
+  std::error_code ec;
+  return target.filename() == "dfs" && target.parent_path().filename() == "fuse" &&
+         std::filesystem::is_directory(target.parent_path().parent_path() / "meson-private", ec);
+}
+
 class MountHelperTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -44,7 +54,15 @@ class MountHelperTest : public ::testing::Test {
     cluster_ = std::move(*c);
     std::error_code ec;
     if (std::filesystem::exists(std::filesystem::symlink_status(kLink, ec))) {
-      if (std::filesystem::read_symlink(kLink, ec) != BinaryPath("DFS_FUSE_BIN")) {
+      const std::filesystem::path target = std::filesystem::read_symlink(kLink, ec);
+      if (target == BinaryPath("DFS_FUSE_BIN")) {
+        // Ours already (a run of this build that was killed): removed at the end.
+        linked_ = true;
+      } else if (!ec && LeftByATestRun(target)) {
+        std::filesystem::remove(kLink, ec);
+        std::filesystem::create_symlink(BinaryPath("DFS_FUSE_BIN"), kLink);
+        linked_ = true;
+      } else {
         GTEST_SKIP() << kLink << " exists (an installed dfs); not replacing it";
       }
     } else {
