@@ -440,6 +440,10 @@ Status FileSystem::Release(std::unique_ptr<FileHandle> handle) {
     std::lock_guard<std::mutex> lock(st->mu);
     --st->open_handles;
     if (!handle->closed.exchange(true)) --st->unclosed_handles;
+    // The bytes of a small file meta keeps came with its location: with no
+    // handle left to read them, they would only hold memory for as long as
+    // the kernel remembers the inode (the next open fetches them anew).
+    if (st->open_handles == 0) std::erase_if(st->locations, [](const auto& kv) { return kv.second.inlined(); });
   }
   MaybeDropState(ino);
   return flushed;
