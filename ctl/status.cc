@@ -44,6 +44,8 @@ int RunStatus(Context& ctx) {
     out["moves_in_flight"] = reply.moves_in_flight();
     out["files"] = reply.files();
     out["chunks"] = reply.chunks();
+    out["chunks_in_meta"] = reply.chunks_in_meta();
+    out["bytes_in_meta"] = reply.bytes_in_meta();
     out["data_free_bytes"] = reply.data_free_bytes();
     out["data_short_of_room"] = reply.data_short_of_room();
     std::printf("%s\n", out.dump(2).c_str());
@@ -72,8 +74,11 @@ int RunStatus(Context& ctx) {
   }
   std::printf("chunkservers:\n");
   PrintNodes(reply.nodes());
-  std::printf("files %llu, chunks %llu, under-replicated %llu, damaged %llu, repairs in flight %llu\n",
+  std::printf("files %llu, chunks %llu (%llu kept in meta, %llu KiB), under-replicated %llu, damaged %llu, "
+              "repairs in flight %llu\n",
               static_cast<unsigned long long>(reply.files()), static_cast<unsigned long long>(reply.chunks()),
+              static_cast<unsigned long long>(reply.chunks_in_meta()),
+              static_cast<unsigned long long>((reply.bytes_in_meta() + 1023) >> 10),
               static_cast<unsigned long long>(reply.under_replicated_chunks()),
               static_cast<unsigned long long>(reply.damaged_chunks()),
               static_cast<unsigned long long>(reply.repairs_in_flight()));

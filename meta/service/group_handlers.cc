@@ -286,6 +286,8 @@ bool MetaServiceImpl::ClusterCounts(pb::ClusterStatusReply* reply) {
   StateMachine::Counts counts = state_machine_->CountAll();
   reply->set_files(counts.files);
   reply->set_chunks(counts.chunks);
+  reply->set_chunks_in_meta(counts.inline_chunks);
+  reply->set_bytes_in_meta(counts.inline_bytes);
   PlacementCounts placement = CountPlacement();
   reply->set_under_replicated_chunks(placement.under);
   reply->set_misplaced_chunks(placement.misplaced);

@@ -18,6 +18,12 @@ MetaMetrics::MetaMetrics(prometheus::Registry& registry, int64_t cluster_every_m
   chunks_misplaced_ = &chunks.Add({{"state", "misplaced"}});
   chunks_surplus_ = &chunks.Add({{"state", "surplus"}});
   chunks_damaged_ = &chunks.Add({{"state", "damaged_copies"}});
+  auto& inline_data = prometheus::BuildGauge()
+                          .Name("dfs_meta_inline")
+                          .Help("Small files' chunks meta keeps in its database (--inline-max), and their bytes (leader)")
+                          .Register(registry);
+  inline_chunks_ = &inline_data.Add({{"what", "chunks"}});
+  inline_bytes_ = &inline_data.Add({{"what", "bytes"}});
   files_ = &prometheus::BuildGauge().Name("dfs_meta_files").Help("Regular files (leader)").Register(registry).Add({});
   auto& copies = prometheus::BuildGauge()
                      .Name("dfs_meta_copies_in_flight")
@@ -70,6 +76,8 @@ void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaService
   chunks_surplus_->Set(static_cast<double>(counts.surplus_chunks()));
   chunks_damaged_->Set(static_cast<double>(counts.damaged_chunks()));
   files_->Set(static_cast<double>(counts.files()));
+  inline_chunks_->Set(static_cast<double>(counts.chunks_in_meta()));
+  inline_bytes_->Set(static_cast<double>(counts.bytes_in_meta()));
   repairs_->Set(static_cast<double>(counts.repairs_in_flight() - counts.moves_in_flight()));
   moves_->Set(static_cast<double>(counts.moves_in_flight()));
   double up = 0, dead = 0, draining = 0, capacity = 0, used = 0;

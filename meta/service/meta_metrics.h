@@ -42,6 +42,8 @@ class MetaMetrics {
   prometheus::Gauge* chunks_surplus_;
   prometheus::Gauge* chunks_damaged_;
   prometheus::Gauge* files_;
+  prometheus::Gauge* inline_chunks_;
+  prometheus::Gauge* inline_bytes_;
   prometheus::Gauge* repairs_;
   prometheus::Gauge* moves_;
   prometheus::Gauge* nodes_up_;

@@ -384,6 +384,8 @@ StateMachine::Counts StateMachine::CountAll() {
   counts.inodes = ReadCounter(*conn, "live_inodes");
   counts.files = ReadCounter(*conn, "live_files");
   counts.chunks = ReadCounter(*conn, "live_chunks");
+  counts.inline_chunks = ReadCounter(*conn, "inline_chunks");
+  counts.inline_bytes = ReadCounter(*conn, "inline_bytes");
   return counts;
 }
 

@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS locks_by_ino ON locks(ino, kind, first_byte);
 CREATE INDEX IF NOT EXISTS locks_by_client ON locks(client_id);
 INSERT OR IGNORE INTO counters VALUES('schema_version', 1), ('applied_index', 0), ('next_ino', 2), ('next_chunk_id', 1),
   ('next_handle', 1), ('next_client', 1), ('next_lease', 1), ('live_inodes', 1), ('live_files', 0),
-  ('live_chunks', 0);
+  ('live_chunks', 0), ('inline_chunks', 0), ('inline_bytes', 0);
 INSERT OR IGNORE INTO inodes VALUES(1, 1, 16877, 2, 0, 0, 4096, 0, 0, 0, 0, 3, 1, 1, NULL);
 DROP INDEX IF EXISTS dentries_cookie;
 COMMIT;

@@ -10,7 +10,9 @@
 //                                      applied_index (the Raft log index of
 //                                      the last applied Entry, 0 without Raft);
 //                                      live_inodes, live_files, live_chunks
-//                                      (kept by the ops so statfs is O(1))
+//                                      (kept by the ops so statfs is O(1));
+//                                      inline_chunks, inline_bytes (the rows
+//                                      and bytes of chunk_data)
 //   inodes(ino PK, generation, mode, nlink, uid, gid, size, rdev,
 //          atime, mtime, ctime, replicas, parent, next_cookie, target)
 //       parent: for directories the containing directory (root: itself),

@@ -72,5 +72,19 @@ TEST_F(SchemaTest, ADatabaseWithTheOldIndexGetsTheNewOneAndKeepsItsEntries) {
   EXPECT_EQ(Indexes(*db_), "dentries_listing\n");
 }
 
+// A database from before small files were kept in meta gets the table and
+// its counters (zero) at the first start of the upgraded member.
+TEST_F(SchemaTest, ADatabaseFromBeforeInlineDataGetsItsTableAndCounters) {
+  db_->Exec("DROP TABLE chunk_data; DELETE FROM counters WHERE name IN ('inline_chunks', 'inline_bytes');");
+  ASSERT_TRUE(InitSchema(*db_).ok());
+  Stmt counters = db_->Prepare("SELECT name, value FROM counters WHERE name LIKE 'inline%' ORDER BY name");
+  std::string got;
+  while (counters.Step()) got += counters.Blob(0) + "=" + std::to_string(counters.Int(1)) + " ";
+  EXPECT_EQ(got, "inline_bytes=0 inline_chunks=0 ");
+  Stmt table = db_->Prepare("SELECT count(*) FROM chunk_data");
+  ASSERT_TRUE(table.Step());
+  EXPECT_EQ(table.Int(0), 0);
+}
+
 }  // namespace
 }  // namespace dfs::meta

@@ -193,6 +193,8 @@ class StateMachine {
     uint64_t inodes = 0;
     uint64_t files = 0;
     uint64_t chunks = 0;
+    uint64_t inline_chunks = 0;  // of `chunks`, kept in meta (chunk_data)
+    uint64_t inline_bytes = 0;
   };
   Counts CountAll();
 

@@ -183,10 +183,20 @@ void DropChunk(Db& db, uint64_t chunk_id) {
     stmt.BindU(1, chunk_id);
     stmt.Run();
   }
-  for (const char* sql : {"DELETE FROM chunk_keys WHERE chunk_id=?", "DELETE FROM chunk_data WHERE chunk_id=?"}) {
-    Stmt stmt = db.Prepare(sql);
+  {
+    Stmt stmt = db.Prepare("DELETE FROM chunk_keys WHERE chunk_id=?");
     stmt.BindU(1, chunk_id);
     stmt.Run();
+  }
+  {
+    Stmt stmt = db.Prepare("DELETE FROM chunk_data WHERE chunk_id=? RETURNING length(data)");
+    stmt.BindU(1, chunk_id);
+    if (stmt.Step()) {
+      const int64_t bytes = stmt.Int(0);
+      stmt.Run();
+      AddToCounter(db, "inline_chunks", -1);
+      AddToCounter(db, "inline_bytes", -bytes);
+    }
   }
   Stmt stmt = db.Prepare("DELETE FROM chunks WHERE chunk_id=?");
   stmt.BindU(1, chunk_id);

@@ -257,10 +257,15 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
       Stmt keep = ctx.db.Prepare("INSERT OR REPLACE INTO chunk_data(chunk_id, data) VALUES(?,?)");
       keep.BindU(1, chunk->chunk_id).Bind(2, std::string_view(commit.data()));
       keep.Run();
+      if (!chunk->data) AddToCounter(ctx.db, "inline_chunks", 1);
+      AddToCounter(ctx.db, "inline_bytes",
+                   static_cast<int64_t>(commit.data().size()) - static_cast<int64_t>(chunk->data ? chunk->data->size() : 0));
     } else if (chunk->data) {
       Stmt moved = ctx.db.Prepare("DELETE FROM chunk_data WHERE chunk_id=?");  // now on the chunkservers
       moved.BindU(1, chunk->chunk_id);
       moved.Run();
+      AddToCounter(ctx.db, "inline_chunks", -1);
+      AddToCounter(ctx.db, "inline_bytes", -static_cast<int64_t>(chunk->data->size()));
     }
     if (ctx.op.movable_leases() && ctx.op.has_commit_write() && ctx.op.lease_expires_unix_ms() > 0) {
       // The writer is busy: its lease is not idle (see GrantLease). One
@@ -297,10 +302,24 @@ void TruncateFile(OpContext& ctx, Inode& inode, uint64_t new_size) {
       stmt.BindU(1, common::OffsetInChunk(new_size)).BindU(2, inode.ino).BindU(3, keep - 1);
       stmt.Run();
       // A chunk kept in meta is cut for real.
-      Stmt cut = ctx.db.Prepare(
-          "UPDATE chunk_data SET data=substr(data, 1, ?) WHERE chunk_id=(SELECT chunk_id FROM chunks WHERE ino=? AND idx=?)");
-      cut.BindU(1, common::OffsetInChunk(new_size)).BindU(2, inode.ino).BindU(3, keep - 1);
-      cut.Run();
+      const uint64_t cut_to = common::OffsetInChunk(new_size);
+      uint64_t kept_id = 0, kept_bytes = 0;
+      {
+        Stmt kept = ctx.db.Prepare(
+            "SELECT d.chunk_id, length(d.data) FROM chunks c JOIN chunk_data d ON d.chunk_id=c.chunk_id "
+            "WHERE c.ino=? AND c.idx=?");
+        kept.BindU(1, inode.ino).BindU(2, keep - 1);
+        if (kept.Step()) {
+          kept_id = kept.UInt(0);
+          kept_bytes = kept.UInt(1);
+        }
+      }
+      if (kept_bytes > cut_to) {
+        Stmt cut = ctx.db.Prepare("UPDATE chunk_data SET data=substr(data, 1, ?) WHERE chunk_id=?");
+        cut.BindU(1, cut_to).BindU(2, kept_id);
+        cut.Run();
+        AddToCounter(ctx.db, "inline_bytes", static_cast<int64_t>(cut_to) - static_cast<int64_t>(kept_bytes));
+      }
     }
   }
   inode.size = new_size;

@@ -430,6 +430,8 @@ TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
   for (uint64_t node : {11, 12, 13}) EXPECT_TRUE(h.sm().Garbage(node, 10).empty()) << node;
   EXPECT_EQ(h.sm().CountUnderReplicated({11, 12, 13}, NowMs() + 10'000), 0u);
   EXPECT_EQ(h.sm().CountAll().chunks, 1u);
+  EXPECT_EQ(h.sm().CountAll().inline_chunks, 1u);
+  EXPECT_EQ(h.sm().CountAll().inline_bytes, 5u);
 
   // The next lease carries the bytes, with no base on chunkservers, and
   // places replicas for a writer that outgrows meta.
@@ -450,6 +452,7 @@ TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
   ASSERT_EQ(h.SetAttr(cut), 0);
   EXPECT_EQ(Locations(0, 3).chunks(0).data(), "hel");
   EXPECT_EQ(Locations(0, 3).chunks(0).length(), 3u);
+  EXPECT_EQ(h.sm().CountAll().inline_bytes, 3u);
 
   // Written to chunkservers (it grew): an ordinary chunk again.
   ASSERT_EQ(Commit(next, 100'000, 100'000).status().code(), 0);
@@ -458,6 +461,8 @@ TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
   EXPECT_FALSE(where.chunks(0).inlined());
   EXPECT_EQ(where.chunks(0).data(), "");
   EXPECT_EQ(where.chunks(0).replicas_size(), 3);
+  EXPECT_EQ(h.sm().CountAll().inline_chunks, 0u);
+  EXPECT_EQ(h.sm().CountAll().inline_bytes, 0u);
   h.now_ns += 2'000'000'000;
   pb::ChunkLease after = Lease(0, client_, handle_, NowMs() + 1000).lease();
   EXPECT_FALSE(after.base_inlined());
@@ -529,6 +534,8 @@ TEST_F(ChunkTest, InlineChunk_CopiesOnChunkserversAreGarbageAndNeverRepaired) {
   release.mutable_release()->set_handle_id(handle_);
   ASSERT_EQ(h.Apply(release).status().code(), 0);
   EXPECT_EQ(h.sm().CountAll().chunks, 0u);
+  EXPECT_EQ(h.sm().CountAll().inline_chunks, 0u);
+  EXPECT_EQ(h.sm().CountAll().inline_bytes, 0u);
   EXPECT_TRUE(h.sm().Garbage(11, 10).empty());
 }
 

@@ -1012,11 +1012,15 @@ TEST_F(MountTest, SmallFiles_KeptInMetaUntilTheyGrow) {
     EXPECT_TRUE(ReadFile(other + "/" + name + "/" + file) == want) << file << " on another mount";
   };
   auto kept = [&](const std::string& file) { return FsckOf("/" + name + "/" + file); };
+  const long in_meta_before = StatusField("chunks_in_meta"), bytes_before = StatusField("bytes_in_meta");
+  ASSERT_GE(in_meta_before, 0);
 
   std::string a = RandomBytes(5000, 1);
   ASSERT_NO_FATAL_FAILURE(WriteFile(dfs_ + "/a", a));
   EXPECT_EQ(kept("a").in_meta, 1);
   EXPECT_EQ(kept("a").copies, 0);
+  EXPECT_EQ(StatusField("chunks_in_meta"), in_meta_before + 1);  // dfsctl status counts them
+  EXPECT_EQ(StatusField("bytes_in_meta"), bytes_before + 5000);
   both_read("a", a);
 
   // A write in the middle keeps the rest.
@@ -1037,6 +1041,7 @@ TEST_F(MountTest, SmallFiles_KeptInMetaUntilTheyGrow) {
   a += tail;
   EXPECT_EQ(kept("a").in_meta, 0);
   EXPECT_EQ(kept("a").copies, 3);
+  EXPECT_EQ(StatusField("chunks_in_meta"), in_meta_before);
   both_read("a", a);
   ASSERT_EQ(::truncate((dfs_ + "/a").c_str(), 10), 0);
   both_read("a", a.substr(0, 10));

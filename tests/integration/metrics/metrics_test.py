@@ -164,6 +164,10 @@ def main():
         tap.check("meta: 5 files, 5 chunks, none under-replicated",
               value(meta, "dfs_meta_files") == 5 and value(meta, "dfs_meta_chunks", state="all") == 5 and
               value(meta, "dfs_meta_chunks", state="under_replicated") == 0, meta)
+        tap.check("meta: small files kept in meta counted (none: these are 3 MiB)",
+              "dfs_meta_inline" in names(meta) and value(meta, "dfs_meta_inline", what="chunks") == 0 and
+              value(meta, "dfs_meta_inline", what="bytes") == 0,
+              meta)
         tap.check("meta: 3 chunkservers up, capacity known",
               value(meta, "dfs_meta_chunkservers", state="up") == 3 and
               value(meta, "dfs_meta_chunkserver_bytes", what="capacity") > 0)
