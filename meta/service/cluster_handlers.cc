@@ -53,7 +53,6 @@ grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::Comm
                                                        pb::AttrReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckInline(*req, options_.inline_max_bytes); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
   // The commit keeps its leases busy (Apply extends them to this expiry)

@@ -53,8 +53,10 @@ struct MetaServiceOptions {
   int64_t repair_timeout_ms = 120'000;  // a copy not reported by then is tried again
   uint64_t repair_bandwidth = 0;        // bytes/s per copy (0: unlimited)
   std::string cluster_key;              // signs write tokens
-  // Files up to this size may keep their bytes in meta's database
-  // (ChunkCommit.inlined; at most common::kMaxInlineBytes; 0: none).
+  // Mounts are told to keep files up to this size in meta's database
+  // (OpenSessionReply.inline_max_bytes; 0: none). Apply takes any up to
+  // common::kMaxInlineBytes: a mount told more by an earlier leader with
+  // another setting still commits, rather than fail a close.
   uint64_t inline_max_bytes = 0;
   // The data folder and the room kept in it (DiskGuard; 0: not guarded).
   std::string data_dir;

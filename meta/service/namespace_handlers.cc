@@ -108,7 +108,6 @@ grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrR
 grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
   if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckInline(req->commit(), options_.inline_max_bytes); !bad.ok()) return Finish(cb, bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
   return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {

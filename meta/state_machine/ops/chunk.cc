@@ -199,7 +199,8 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
     }
     if (commit.length() > common::kChunkSizeBytes) return Status(StatusCode::kInvalidArgument, "chunk too long");
     if (commit.inlined()) {
-      // The leader checked its --inline-max; these hold on every member.
+      // Whatever the members' --inline-max (what mounts are told), these
+      // hold on every member.
       if (commit.chunk_index() != 0 || commit.data().size() != commit.length() ||
           commit.length() > common::kMaxInlineBytes || commit.replica_node_ids_size() != 0) {
         return Status(StatusCode::kInvalidArgument, "an inline chunk is a small chunk 0 with its bytes, held by no node");
