@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,17 @@ class ChunkTest : public ::testing::Test {
     op.set_client_id(client_);
     op.set_lease_expires_unix_ms(busy_until_ms);
     *op.mutable_commit_write() = CommitRequest(lease, length, new_size, std::move(nodes));
+    return h.Apply(op);
+  }
+  // A commit of chunk `lease.chunk_index()` as `data` kept in meta, with the
+  // file size `new_size` (default: the data's).
+  pb::OpResult InlineCommit(const pb::ChunkLease& lease, const std::string& data,
+                            std::optional<uint64_t> new_size = std::nullopt) {
+    pb::Op op;
+    op.set_client_id(client_);
+    *op.mutable_commit_write() = CommitRequest(lease, data.size(), new_size.value_or(data.size()), {});
+    op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
+    op.mutable_commit_write()->mutable_chunks(0)->set_data(data);
     return h.Apply(op);
   }
   pb::GetChunkLocationsReply Locations(uint64_t offset, uint64_t length) {
@@ -412,12 +424,7 @@ TEST_F(ChunkTest, InventoryPage_UnknownAndStaleChunksBecomeGarbage) {
 // gets the bytes with its lease.
 TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
   pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
-  pb::Op op;
-  op.set_client_id(client_);
-  *op.mutable_commit_write() = CommitRequest(lease, 5, 5, {});
-  op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
-  op.mutable_commit_write()->mutable_chunks(0)->set_data("hello");
-  pb::OpResult committed = h.Apply(op);
+  pb::OpResult committed = InlineCommit(lease, "hello");
   ASSERT_EQ(committed.status().code(), 0) << committed.status().message();
   EXPECT_EQ(committed.attr().size(), 5u);
   EXPECT_EQ(committed.attr().blocks(), 1u);
@@ -471,43 +478,33 @@ TEST_F(ChunkTest, InlineCommit_KeepsASmallFilesBytesInMeta) {
 
 TEST_F(ChunkTest, InlineCommit_MalformedIsRefused) {
   pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
-  auto inline_commit = [&](uint64_t length, const std::string& data, std::vector<uint64_t> nodes, uint64_t index) {
+  auto inline_commit = [&](uint64_t length, const std::string& data, std::vector<uint64_t> nodes) {
     pb::Op op;
     op.set_client_id(client_);
-    pb::ChunkLease l = lease;
-    l.set_chunk_index(index);
-    *op.mutable_commit_write() = CommitRequest(l, length, length, std::move(nodes));
+    *op.mutable_commit_write() = CommitRequest(lease, length, length, std::move(nodes));
     op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
     op.mutable_commit_write()->mutable_chunks(0)->set_data(data);
     return h.Apply(op).status().code();
   };
   const int invalid = C(StatusCode::kInvalidArgument);
-  EXPECT_EQ(inline_commit(4, "abc", {}, 0), invalid);                      // length and bytes disagree
-  EXPECT_EQ(inline_commit(3, "abc", {11}, 0), invalid);                    // held by a node
+  EXPECT_EQ(inline_commit(4, "abc", {}), invalid);         // length and bytes disagree
+  EXPECT_EQ(inline_commit(3, "abc", {11}), invalid);       // held by a node
   const std::string big(common::kMaxInlineBytes + 1, 'x');
-  EXPECT_EQ(inline_commit(big.size(), big, {}, 0), invalid);               // too big for any member
+  EXPECT_EQ(inline_commit(big.size(), big, {}), invalid);  // too big for any member
   pb::Attr attr;
   ASSERT_EQ(h.GetAttr(file_.ino(), &attr), 0);
   EXPECT_EQ(attr.size(), 0u);  // nothing committed
   pb::ChunkLease one = Lease(1, client_, handle_, NowMs() + 1000).lease();
-  pb::Op op;
-  op.set_client_id(client_);
-  *op.mutable_commit_write() = CommitRequest(one, 3, common::kChunkSizeBytes + 3, {});
-  op.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
-  op.mutable_commit_write()->mutable_chunks(0)->set_data("abc");
-  EXPECT_EQ(h.Apply(op).status().code(), invalid);  // only chunk 0
+  EXPECT_EQ(InlineCommit(one, "abc", common::kChunkSizeBytes + 3).status().code(), invalid);  // only chunk 0
+  // The most any member keeps, whatever its --inline-max (what mounts are told).
+  EXPECT_EQ(InlineCommit(lease, big.substr(1)).status().code(), 0);
 }
 
 // A chunkserver holding a copy of a chunk meta keeps (a writer sent bytes
 // it then committed inline) deletes it; the copy never counts.
 TEST_F(ChunkTest, InlineChunk_CopiesOnChunkserversAreGarbageAndNeverRepaired) {
   pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 1000).lease();
-  pb::Op commit;
-  commit.set_client_id(client_);
-  *commit.mutable_commit_write() = CommitRequest(lease, 2, 2, {});
-  commit.mutable_commit_write()->mutable_chunks(0)->set_inlined(true);
-  commit.mutable_commit_write()->mutable_chunks(0)->set_data("hi");
-  ASSERT_EQ(h.Apply(commit).status().code(), 0);
+  ASSERT_EQ(InlineCommit(lease, "hi").status().code(), 0);
   pb::Op op;
   op.mutable_inventory_page()->set_node_id(12);
   auto* copy = op.mutable_inventory_page()->add_chunks();
