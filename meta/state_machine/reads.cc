@@ -255,7 +255,6 @@ void StateMachine::GetChunkLocations(const pb::GetChunkLocationsRequest& req, pb
       replica->set_node_id(replicas.UInt(0));
       replica->set_address(replicas.Blob(1));
     }
-    next = idx + 1;
   }
   add_hole_until(last + 1);
 }
