@@ -44,19 +44,19 @@ auto ChunkClient::Retry(Round round) -> decltype(round()) {
   }
 }
 
-std::shared_ptr<grpc::Channel> ChunkClient::ChannelFor(const std::string& address) {
+pb::ChunkService::Stub& ChunkClient::StubFor(const std::string& address) {
+  // One stub per address: building a stub registers each of the service's
+  // methods with the channel (common/stub_cache.h says why that is dear).
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = channels_.find(address);
-  if (it != channels_.end()) return it->second;
-  auto channel = common::MakeChannel(address);
-  channels_.emplace(address, channel);
-  return channel;
+  std::unique_ptr<pb::ChunkService::Stub>& stub = stubs_[address];
+  if (stub == nullptr) stub = std::make_unique<pb::ChunkService::Stub>(common::MakeChannel(address));
+  return *stub;
 }
 
 Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
                                        std::span<const Range> ranges, bool durable,
                                        std::optional<uint64_t> truncate_to) {
-  pb::ChunkService::Stub stub(ChannelFor(replica.address()));
+  pb::ChunkService::Stub& stub = StubFor(replica.address());
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
   pb::WriteReply reply;
@@ -171,7 +171,7 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
 Result<std::vector<std::string>> ChunkClient::ReadFrom(const pb::ChunkLocation& location,
                                                        const pb::ReplicaLocation& replica, uint64_t first_block,
                                                        uint64_t count) {
-  pb::ChunkService::Stub stub(ChannelFor(replica.address()));
+  pb::ChunkService::Stub& stub = StubFor(replica.address());
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
   pb::ReadRequest request;

@@ -73,7 +73,8 @@ class ChunkClient {
                                                       uint64_t count);
 
  private:
-  std::shared_ptr<grpc::Channel> ChannelFor(const std::string& address);
+  // The stub of the channel to `address`, made on first use and kept.
+  pb::ChunkService::Stub& StubFor(const std::string& address);
   // One round over the replicas (see Write, ReadBlocks).
   common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
                                                   bool durable, std::optional<uint64_t> truncate_to);
@@ -94,8 +95,9 @@ class ChunkClient {
   const int64_t io_timeout_ms_;
   BadReplicaReporter reporter_;
   const int64_t retry_timeout_ms_;
-  std::mutex mu_;  // guards channels_
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ GUARDED_BY(mu_);
+  std::mutex mu_;  // guards stubs_
+  // unique_ptr: a stub's address stays put while the map grows.
+  std::map<std::string, std::unique_ptr<pb::ChunkService::Stub>> stubs_ GUARDED_BY(mu_);
 };
 
 }  // namespace dfs::fuse

@@ -105,9 +105,7 @@ MetaClient::~MetaClient() {
     pb::CloseSessionRequest request;
     FillContext(request.mutable_ctx(), nullptr, Kind::kQuiet, /*carry=*/false);  // the queue was sent above
     pb::StatusReply reply;
-    (void)quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-      return pb::MetaService::Stub(ch).CloseSession(&ctx, request, &reply);
-    });
+    (void)CallOn(*quick_channel_, &pb::MetaService::Stub::CloseSession, request, &reply);
   }
 }
 
@@ -157,11 +155,8 @@ Result<bool> MetaClient::KeepAliveOnce() {
   pb::KeepAliveReply reply;
   // Through the quick channel: the loop tries again next period anyway, and
   // an unmount must not wait out retry_timeout for this call to end.
-  RETURN_IF_ERROR(common::FromGrpcStatus(
-      quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-        reply.Clear();
-        return pb::MetaService::Stub(ch).KeepAlive(&ctx, request, &reply);
-      })));
+  RETURN_IF_ERROR(
+      common::FromGrpcStatus(CallOn(*quick_channel_, &pb::MetaService::Stub::KeepAlive, request, &reply)));
   if (reply.status().code() == static_cast<int>(common::StatusCode::kNotFound)) return false;
   pin_epoch_.store(reply.pin_epoch());
   return true;
@@ -235,13 +230,17 @@ void MetaClient::FillContext(pb::RequestContext* ctx, const Caller* caller, Kind
 }
 
 template <typename Request, typename Reply>
-Status MetaClient::Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
-                          const Request& request, Reply* reply) {
-  grpc::Status s = channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-    pb::MetaService::Stub stub(ch);
+grpc::Status MetaClient::CallOn(common::LeaderChannel& channel, Method<Request, Reply> method, const Request& request,
+                                Reply* reply) {
+  return channel.Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
     reply->Clear();
-    return (stub.*method)(&ctx, request, reply);
+    return (stubs_.For(ch).*method)(&ctx, request, reply);
   });
+}
+
+template <typename Request, typename Reply>
+Status MetaClient::Invoke(Method<Request, Reply> method, const Request& request, Reply* reply) {
+  grpc::Status s = CallOn(*channel_, method, request, reply);
   if constexpr (requires { request.ctx().request_id(); }) {
     if (request.ctx().request_id() != 0) {
       std::lock_guard<std::mutex> lock(changes_mu_);
@@ -611,10 +610,7 @@ Result<pb::StatfsReply> MetaClient::Statfs(const Caller& c) {
   pb::StatfsRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   pb::StatfsReply reply;
-  grpc::Status s = quick_channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-    reply.Clear();
-    return pb::MetaService::Stub(ch).Statfs(&ctx, request, &reply);
-  });
+  grpc::Status s = CallOn(*quick_channel_, &pb::MetaService::Stub::Statfs, request, &reply);
   std::lock_guard<std::mutex> lock(statfs_mu_);
   if (s.ok() && reply.status().code() == 0) {
     last_statfs_ = reply;

@@ -28,6 +28,7 @@
 
 #include "common/leader_channel.h"
 #include "common/result.h"
+#include "common/stub_cache.h"
 #include "fuse/client/acl_hints.h"
 #include "fuse/client/dir_attr_cache.h"
 #include "fuse/client/dir_listings.h"
@@ -201,8 +202,14 @@ class MetaClient {
   // Runs `method` through the leader channel. Returns the call's failure
   // (Unavailable...) or OK; the reply's FsStatus is checked by the caller.
   template <typename Request, typename Reply>
-  common::Status Invoke(grpc::Status (pb::MetaService::Stub::*method)(grpc::ClientContext*, const Request&, Reply*),
-                        const Request& request, Reply* reply);
+  using Method = grpc::Status (pb::MetaService::Stub::*)(grpc::ClientContext*, const Request&, Reply*);
+  template <typename Request, typename Reply>
+  common::Status Invoke(Method<Request, Reply> method, const Request& request, Reply* reply);
+  // Runs `method` through `channel` (channel_ or quick_channel_) with its
+  // retries; the reply is cleared before each attempt.
+  template <typename Request, typename Reply>
+  grpc::Status CallOn(common::LeaderChannel& channel, Method<Request, Reply> method, const Request& request,
+                      Reply* reply);
 
   void KeepAliveLoop();
   // Sends what nobody carried in time (CarryQueue::WaitOverdue).
@@ -224,6 +231,7 @@ class MetaClient {
   // ask it of every mount; a dead cluster must not hang them) and the
   // CloseSession at unmount. kQuickCallMs over all attempts.
   std::unique_ptr<common::LeaderChannel> quick_channel_;
+  common::StubCache<pb::MetaService> stubs_;  // of both channels' members
   std::mutex statfs_mu_;
   std::optional<pb::StatfsReply> last_statfs_;  // guarded by statfs_mu_
   const Options options_;
