@@ -47,6 +47,12 @@ ClientMetrics::ClientMetrics(prometheus::Registry& registry) {
                       .Help("Bytes held by the block cache")
                       .Register(registry)
                       .Add({});
+  auto& prefetch = prometheus::BuildCounter()
+                       .Name("dfs_client_dir_prefetch_total")
+                       .Help("Directory listing pages fetched ahead of a tree walk, and those it used")
+                       .Register(registry);
+  prefetch_fetched_ = &prefetch.Add({{"result", "fetched"}});
+  prefetch_served_ = &prefetch.Add({{"result", "served"}});
 }
 
 void ClientMetrics::RecordOp(FuseOp op, double seconds) {
@@ -54,13 +60,20 @@ void ClientMetrics::RecordOp(FuseOp op, double seconds) {
   seconds_[static_cast<size_t>(op)]->Observe(seconds);
 }
 
-void ClientMetrics::Refresh(PageCache& cache) {
+void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch) {
   const uint64_t hits = cache.hits(), misses = cache.misses();
   if (hits > seen_hits_) hits_->Increment(static_cast<double>(hits - seen_hits_));
   if (misses > seen_misses_) misses_->Increment(static_cast<double>(misses - seen_misses_));
   seen_hits_ = hits;
   seen_misses_ = misses;
   cache_bytes_->Set(static_cast<double>(cache.size_bytes()));
+  if (prefetch.fetched > seen_prefetch_.fetched) {
+    prefetch_fetched_->Increment(static_cast<double>(prefetch.fetched - seen_prefetch_.fetched));
+  }
+  if (prefetch.served > seen_prefetch_.served) {
+    prefetch_served_->Increment(static_cast<double>(prefetch.served - seen_prefetch_.served));
+  }
+  seen_prefetch_ = prefetch;
 }
 
 }  // namespace dfs::fuse

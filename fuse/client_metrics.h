@@ -5,7 +5,10 @@
 //   dfs_client_bytes_total{dir=read|write}   bytes returned to / accepted from applications
 //   dfs_client_cache_lookups_total{result=hit|miss}   block cache lookups
 //   dfs_client_cache_bytes                   bytes held by the block cache
-// Cache figures are copied from the PageCache by Refresh (every 2 s).
+//   dfs_client_dir_prefetch_total{result=fetched|served}
+//                                            listing pages fetched ahead of a tree walk
+//                                            (DirPrefetch) and those the walk used
+// Cache and prefetch figures are copied by Refresh (every 2 s).
 //
 // Thread-safety: Record* from the libfuse workers, Refresh from one thread.
 #pragma once
@@ -19,6 +22,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "fuse/client/dir_prefetch.h"
 #include "fuse/client/page_cache.h"
 
 namespace dfs::fuse {
@@ -38,7 +42,7 @@ class ClientMetrics {
   void RecordOp(FuseOp op, double seconds);
   void RecordRead(uint64_t bytes) { read_bytes_->Increment(static_cast<double>(bytes)); }
   void RecordWrite(uint64_t bytes) { write_bytes_->Increment(static_cast<double>(bytes)); }
-  void Refresh(PageCache& cache);
+  void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch);
 
  private:
   std::array<prometheus::Counter*, static_cast<size_t>(FuseOp::kCount)> ops_{};
@@ -48,7 +52,10 @@ class ClientMetrics {
   prometheus::Counter* hits_;
   prometheus::Counter* misses_;
   prometheus::Gauge* cache_bytes_;
+  prometheus::Counter* prefetch_fetched_;
+  prometheus::Counter* prefetch_served_;
   uint64_t seen_hits_ = 0, seen_misses_ = 0;
+  DirPrefetch::Stats seen_prefetch_;
 };
 
 }  // namespace dfs::fuse

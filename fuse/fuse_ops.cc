@@ -435,12 +435,13 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   std::vector<char> buf(size);
   size_t used = 0;
   uint64_t next_offset = offset;  // after the last entry added
+  double valid_s = -1;  // a page fetched ahead: what is left of its timeout
   auto add = [&](const char* name, const pb::Attr* attr, uint64_t entry_ino, uint32_t type, uint64_t next) {
     size_t need;
     if (plus && attr != nullptr) {
       pb::Attr a = *attr;
       Fs(req).OverlayLocalSize(&a);
-      fuse_entry_param e = ToEntry(req, a);
+      fuse_entry_param e = ToEntry(req, a, valid_s);
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, static_cast<off_t>(next));
       if (need <= size - used) Fs(req).AddLookups(e.ino);
     } else if (plus) {
@@ -464,8 +465,9 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   uint64_t cookie = offset > kCookieBias ? offset - kCookieBias : 0;
   // About 32 bytes of kernel buffer per plain entry, ~150 with attributes.
   uint32_t want = static_cast<uint32_t>(std::max<size_t>(8, size / (plus ? 160 : 40)));
+  const Caller caller = CallerOf(req, false);
   while (true) {
-    auto page = Fs(req).meta().ReadDir(CallerOf(req, false), ino, cookie, want, plus);
+    auto page = Fs(req).meta().ReadDir(caller, ino, cookie, want, plus, &valid_s);
     if (!page.ok()) {
       if (used > 0) break;  // return what we have; the error repeats on the next call
       return ReplyStatus(req, page.status());
@@ -490,6 +492,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       if (used > 0) break;
       return ReplyStatus(req, common::InternalError(read.message()));  // EIO
     }
+    Fs(req).meta().NoteListed(caller, ino, *page);  // a walk going down fetches ahead
     if (full || page->eof() || common::DirPageSize(*page) == 0) {
       if (!full && dir != nullptr) dir->end_offset.store(next_offset);
       break;

@@ -141,7 +141,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     refresher = std::thread([&] {
       std::unique_lock<std::mutex> lock(refresh_mu);
       do {
-        metrics->Refresh(fs.cache());
+        metrics->Refresh(fs.cache(), fs.meta().prefetch_stats());
       } while (!refresh_cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }));
     });
     spdlog::info("metrics at http://{}/metrics",

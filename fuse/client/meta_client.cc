@@ -84,12 +84,17 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   quick.total_timeout_ms = kQuickCallMs;
   quick.attempt_timeout_ms = std::min<int64_t>(kQuickCallMs / 2, options.attempt_timeout_ms);
   ASSIGN_OR_RETURN(client->quick_channel_, common::LeaderChannel::Create(options.source, quick));
+  MetaClient* self = client.get();
+  client->prefetch_ = std::make_unique<DirPrefetch>(
+      DirPrefetch::Options{.ttl_ms = options.listing_ttl_ms}, common::SystemClock::Get(),
+      [self](const Caller& c, uint64_t dir) { return self->PrefetchPage(c, dir); });
   client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
   client->carry_thread_ = std::thread([c = client.get()] { c->CarryLoop(); });
   return client;
 }
 
 MetaClient::~MetaClient() {
+  prefetch_.reset();  // its workers call into this client
   carried_.Stop();  // the loop sends what is queued, then ends
   if (carry_thread_.joinable()) carry_thread_.join();
   {
@@ -493,7 +498,18 @@ Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& n
 }
 
 Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                             bool plus) {
+                                             bool plus, double* valid_s) {
+  if (cookie == 0 && prefetch_ != nullptr) {
+    if (std::optional<DirPrefetch::Hit> hit = prefetch_->Take(c, ino, ChangesStarted())) {
+      // As ListedLookup: changes this mount made since (carried chmods)
+      // are laid over what meta listed.
+      for (pb::DirEntry& entry : *hit->page.mutable_entries()) {
+        if (entry.has_attr()) overlay_.Apply(entry.mutable_attr(), hit->epoch);
+      }
+      if (valid_s != nullptr) *valid_s = hit->valid_s;
+      return std::move(hit->page);
+    }
+  }
   pb::ReadDirRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
@@ -511,6 +527,36 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
     listings_.Refresh(entry.attr());
   }
   return reply;
+}
+
+std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, uint64_t dir) {
+  // Our own changes must all be in what meta lists: none may be in flight.
+  const std::optional<uint64_t> stamp = QuietStamp();
+  if (!stamp) return std::nullopt;
+  const uint64_t epoch = overlay_.Epoch();
+  pb::ReadDirRequest request;
+  FillContext(request.mutable_ctx(), &c, Kind::kRead);
+  request.set_ino(dir);
+  request.set_max_entries(DirPrefetch::kPageEntries);
+  pb::ReadDirReply reply;
+  Status s = Outcome(common::FromGrpcStatus(CallOn(*quick_channel_, &pb::MetaService::Stub::ReadDirPlus, request, &reply)),
+                     reply);
+  if (!s.ok()) return std::nullopt;
+  for (pb::DirEntry& entry : *reply.mutable_entries()) {
+    if (!entry.has_attr()) continue;
+    overlay_.Apply(entry.mutable_attr(), epoch);
+    acl_hints_.Learn(entry.attr());
+    listings_.Refresh(entry.attr());
+  }
+  return DirPrefetch::Fetched{std::move(reply), *stamp, epoch};
+}
+
+void MetaClient::NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page) {
+  if (prefetch_ != nullptr) prefetch_->Listed(c, dir, page);
+}
+
+DirPrefetch::Stats MetaClient::prefetch_stats() const {
+  return prefetch_ != nullptr ? prefetch_->stats() : DirPrefetch::Stats{};
 }
 
 Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {

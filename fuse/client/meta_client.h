@@ -34,18 +34,12 @@
 #include "fuse/client/dir_listings.h"
 #include "fuse/client/read_pin_set.h"
 #include "fuse/client/attr_overlay.h"
+#include "fuse/client/caller.h"
+#include "fuse/client/dir_prefetch.h"
 #include "fuse/client/carry_queue.h"
 #include "proto/meta.grpc.pb.h"
 
 namespace dfs::fuse {
-
-// Who is calling (from fuse_req_ctx).
-struct Caller {
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  uint32_t pid = 0;
-  std::vector<uint32_t> groups;
-};
 
 class MetaClient {
  public:
@@ -135,8 +129,14 @@ class MetaClient {
   common::Result<pb::Attr> Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name);
   common::Status Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
                         const std::string& new_name, uint32_t flags);
+  // A page of `ino`'s listing from `cookie`. A first page a walk made this
+  // mount fetch ahead (DirPrefetch) is answered from memory: then
+  // `*valid_s`, if given, is set to how long the kernel may keep its entries.
   common::Result<pb::ReadDirReply> ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                           bool plus);
+                                           bool plus, double* valid_s = nullptr);
+  // A page of `dir`'s listing went to the kernel (DirPrefetch::Listed).
+  void NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page);
+  DirPrefetch::Stats prefetch_stats() const;
   // A read-only open (no O_TRUNC) of a meta with FEATURE_LAZY_READ_OPEN is
   // pinned here instead of in meta's log: the reply's handle_id is then 0,
   // and its Release only drops the pin.
@@ -211,6 +211,8 @@ class MetaClient {
   grpc::Status CallOn(common::LeaderChannel& channel, Method<Request, Reply> method, const Request& request,
                       Reply* reply);
 
+  // DirPrefetch's fetch: the first page of `dir`, through quick_channel_.
+  std::optional<DirPrefetch::Fetched> PrefetchPage(const Caller& c, uint64_t dir);
   void KeepAliveLoop();
   // Sends what nobody carried in time (CarryQueue::WaitOverdue).
   void CarryLoop();
@@ -262,6 +264,9 @@ class MetaClient {
   CarryQueue carried_;
   AttrOverlay overlay_;
   std::thread carry_thread_;  // CarryLoop
+  // Made once quick_channel_ exists (its fetches use it: a prefetch must
+  // not wait out retry_timeout); reset first in the destructor.
+  std::unique_ptr<DirPrefetch> prefetch_;
 };
 
 }  // namespace dfs::fuse

@@ -1,7 +1,9 @@
 // Integration: directory listings answering lookups one by one (the mount's
-// "statahead", fuse/client/dir_listings.h) through a real mount of a real
-// local cluster: they answer without meta, never hide this mount's own
+// "statahead", fuse/client/dir_listings.h) and listing pages fetched ahead
+// of a tree walk (fuse/client/dir_prefetch.h), through a real mount of a
+// real local cluster: they answer without meta, never hide this mount's own
 // changes, and show other mounts' changes within the attribute timeout.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +81,58 @@ class ListingTest : public MountedClusterTest {
     ::kill(meta, SIGCONT);
     std::vector<int64_t> sizes = rest.get();
     for (int i = n; i < kFiles; ++i) EXPECT_EQ(sizes[static_cast<size_t>(i - n)], i) << Name(i);
+    return answered;
+  }
+
+  // The names in directory `path` (no "." and ".."), sorted; one "!errno"
+  // entry if it cannot be listed.
+  static std::vector<std::string> Names(const std::string& path) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return {"!" + std::to_string(errno)};
+    while (dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  // walk/d0..d<n-1>, each with files a, b and a subdirectory s holding c.
+  std::string MakeTree(int n) {
+    const std::string top = dir_ + "/walk";
+    EXPECT_EQ(::mkdir(top.c_str(), 0755), 0) << std::strerror(errno);
+    for (int i = 0; i < n; ++i) {
+      const std::string d = top + "/d" + std::to_string(i);
+      EXPECT_EQ(::mkdir(d.c_str(), 0755), 0) << std::strerror(errno);
+      EXPECT_EQ(::mkdir((d + "/s").c_str(), 0755), 0) << std::strerror(errno);
+      Write(d + "/a", "1");
+      Write(d + "/b", "22");
+      Write(d + "/s/c", "333");
+    }
+    return top;
+  }
+
+  // After the kernel's caches expired: lists `top` and `top`/d0 (a walk
+  // going down), gives the mount `settle` to fetch ahead, then lists
+  // d1..d<n-1> with meta stopped. True if those listings needed no meta.
+  bool WalkedWhileMetaStopped(const std::string& top, int n, std::chrono::milliseconds settle,
+                              std::vector<std::vector<std::string>>* listed) {
+    std::this_thread::sleep_for(kPastTimeouts);
+    EXPECT_EQ(Names(top).size(), static_cast<size_t>(n));
+    EXPECT_EQ(Names(top + "/d0"), (std::vector<std::string>{"a", "b", "s"}));
+    std::this_thread::sleep_for(settle);
+    const int meta = SuiteCluster()->Pid("meta-1");
+    EXPECT_GT(meta, 0);
+    if (meta <= 0 || ::kill(meta, SIGSTOP) != 0) return false;
+    auto rest = std::async(std::launch::async, [&] {
+      std::vector<std::vector<std::string>> out;
+      for (int i = 1; i < n; ++i) out.push_back(Names(top + "/d" + std::to_string(i)));
+      return out;
+    });
+    const bool answered = rest.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+    ::kill(meta, SIGCONT);
+    *listed = rest.get();
     return answered;
   }
 
@@ -163,6 +218,45 @@ TEST_F(ListingTest, AFileAnotherMountRewrote_ReadsWholeAtTheNextOpen) {
   struct statx sx{};
   ASSERT_EQ(::statx(AT_FDCWD, Name(32).c_str(), AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &sx), 0);
   EXPECT_EQ(sx.stx_size, 70'000u);
+}
+
+TEST_F(ListingTest, ATreeWalk_ListsDirectoriesFetchedAhead) {
+  constexpr int kDirs = 8;
+  const std::string top = MakeTree(kDirs);
+  std::vector<std::vector<std::string>> listed;
+  EXPECT_TRUE(WalkedWhileMetaStopped(top, kDirs, std::chrono::milliseconds(200), &listed))
+      << "the walk's listings waited for meta: nothing was fetched ahead";
+  ASSERT_EQ(listed.size(), static_cast<size_t>(kDirs - 1));
+  for (const auto& names : listed) EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "s"}));
+  // The walk goes on below: d1/s was fetched when d1 was listed.
+  EXPECT_EQ(Names(top + "/d1/s"), (std::vector<std::string>{"c"}));
+}
+
+TEST_F(ListingTest, AfterAWalkFetchedAhead_ChangesShowAsForAnyListing) {
+  constexpr int kDirs = 6;
+  const std::string top = MakeTree(kDirs);
+  const std::string there = OnSecondMount("walk");
+  ASSERT_FALSE(there.empty());
+  std::this_thread::sleep_for(kPastTimeouts);
+  ASSERT_EQ(Names(top).size(), static_cast<size_t>(kDirs));
+  ASSERT_EQ(Names(top + "/d0").size(), 3u);  // d1.. are fetched ahead now
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // This mount's own change is listed at once, though d2 was fetched before it.
+  Write(top + "/d2/mine", "m");
+  ASSERT_EQ(::unlink((top + "/d3/a").c_str()), 0);
+  EXPECT_EQ(Names(top + "/d2"), (std::vector<std::string>{"a", "b", "mine", "s"}));
+  EXPECT_EQ(Names(top + "/d3"), (std::vector<std::string>{"b", "s"}));
+  // Another mount's change: within the timeout, never later.
+  const std::string elsewhere = there + "/walk/d4/theirs";
+  Write(elsewhere, "t");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> names;
+  while ((names = Names(top + "/d4")).size() != 4 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "s", "theirs"}));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
 }
 
 }  // namespace

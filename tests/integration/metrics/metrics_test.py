@@ -195,6 +195,8 @@ def main():
         tap.check("client: cache hits on the second read pass",
               value(client, "dfs_client_cache_lookups_total", result="hit") > 0 and
               value(client, "dfs_client_cache_bytes") > 0, client)
+        tap.check("client: listing pages fetched ahead of walks counted",
+              "dfs_client_dir_prefetch_total" in names(client), client)
 
         # A file of one chunk is read with nothing asked of meta but the open:
         # the open's reply says where chunk 0 is (OpenReply.first_chunk).

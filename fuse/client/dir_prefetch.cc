@@ -1,0 +1,142 @@
+#include "fuse/client/dir_prefetch.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/dir_page.h"
+
+namespace dfs::fuse {
+
+DirPrefetch::DirPrefetch(Options options, const common::Clock& clock, Fetch fetch)
+    : options_(options), clock_(clock), fetch_(std::move(fetch)) {
+  if (options_.ttl_ms <= 0) return;
+  for (size_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { Work(); });
+}
+
+DirPrefetch::~DirPrefetch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    queue_.clear();
+  }
+  work_cv_.notify_all();
+  landed_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void DirPrefetch::Listed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page) {
+  if (options_.ttl_ms <= 0) return;
+  std::vector<uint64_t> subdirs;
+  (void)common::ForEachDirEntry(page, [&](const common::DirPageEntry& e) {
+    if (e.type == S_IFDIR && e.name != "." && e.name != "..") subdirs.push_back(e.ino);
+    return true;
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!subdirs.empty()) {
+    auto [it, made] = children_.try_emplace(dir);
+    if (made) {
+      parents_order_.push_back(dir);
+      if (parents_order_.size() > kMaxKnownParents) {
+        const uint64_t oldest = parents_order_.front();
+        parents_order_.pop_front();
+        for (uint64_t child : children_[oldest]) {
+          if (auto p = parent_of_.find(child); p != parent_of_.end() && p->second == oldest) parent_of_.erase(p);
+        }
+        children_.erase(oldest);
+        it = children_.find(dir);
+      }
+    }
+    for (uint64_t child : subdirs) {
+      // A page read again (the kernel re-lists) adds nothing twice.
+      auto [p, added] = parent_of_.try_emplace(child, dir);
+      if (added) {
+        it->second.push_back(child);
+      } else if (p->second != dir) {
+        p->second = dir;  // moved since: its latest listing says where it is
+        it->second.push_back(child);
+      }
+    }
+  }
+  // A walk going down: `dir` was a subdirectory of an earlier listing.
+  auto parent = parent_of_.find(dir);
+  if (parent == parent_of_.end()) return;
+  if (auto own = children_.find(dir); own != children_.end()) {
+    for (uint64_t child : own->second) Queue(c, child);
+  }
+  if (auto siblings = children_.find(parent->second); siblings != children_.end()) {
+    const std::vector<uint64_t>& list = siblings->second;
+    auto self = std::find(list.begin(), list.end(), dir);
+    if (self != list.end()) {
+      for (auto next = self + 1; next != list.end(); ++next) Queue(c, *next);
+    }
+  }
+}
+
+void DirPrefetch::Queue(const Caller& c, uint64_t dir) {
+  if (queue_.size() >= options_.max_queue || pending_.count(dir) != 0) return;
+  if (auto h = held_.find(dir); h != held_.end() && h->second.expires_ms > NowMs()) return;
+  pending_.insert(dir);
+  queue_.push_back(Job{dir, c});
+  work_cv_.notify_one();
+}
+
+void DirPrefetch::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    std::optional<Fetched> fetched = fetch_(job.caller, job.dir);
+    const int64_t now = NowMs();
+    lock.lock();
+    pending_.erase(job.dir);
+    if (fetched) {
+      if (held_.erase(job.dir) != 0) held_order_.remove(job.dir);
+      held_[job.dir] = Held{std::move(*fetched), std::move(job.caller), now + options_.ttl_ms};
+      held_order_.push_back(job.dir);
+      ++stats_.fetched;
+      while (held_order_.size() > options_.max_pages) {
+        held_.erase(held_order_.front());
+        held_order_.pop_front();
+      }
+    }
+    landed_cv_.notify_all();
+  }
+}
+
+std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir, uint64_t stamp) {
+  if (options_.ttl_ms <= 0) return std::nullopt;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (pending_.count(dir) != 0) {
+    // Running, it lands in well under the wait. Queued behind others, the
+    // caller is better off asking meta itself, and the job is dropped.
+    auto queued = std::find_if(queue_.begin(), queue_.end(), [&](const Job& j) { return j.dir == dir; });
+    if (queued != queue_.end()) {
+      queue_.erase(queued);
+      pending_.erase(dir);
+      return std::nullopt;
+    }
+    landed_cv_.wait_for(lock, std::chrono::milliseconds(kWaitInFlightMs),
+                        [&] { return stopping_ || pending_.count(dir) == 0; });
+  }
+  auto it = held_.find(dir);
+  if (it == held_.end()) return std::nullopt;
+  Held held = std::move(it->second);
+  held_.erase(it);
+  held_order_.remove(dir);
+  const int64_t now = NowMs();
+  if (held.expires_ms <= now || held.fetched.stamp != stamp || !SameCredentials(held.caller, c)) return std::nullopt;
+  ++stats_.served;
+  return Hit{std::move(held.fetched.page), held.fetched.epoch, static_cast<double>(held.expires_ms - now) / 1000.0};
+}
+
+DirPrefetch::Stats DirPrefetch::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace dfs::fuse

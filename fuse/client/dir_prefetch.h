@@ -1,0 +1,130 @@
+// DirPrefetch: the first listing page of directories a tree walk is about to
+// visit, fetched from meta in the background while the walker is busy with
+// the directory before them.
+//
+// Why: find, du, os.walk, rsync and git status list directory after
+// directory, and each listing is a meta round trip the walker waits for
+// (~0.7 ms here for a directory of 100 files; a tree of 100 such
+// directories took ~70 ms, local ext4 5.5 ms). Nothing in one listing call
+// can be made cheaper from the mount; what can be saved is the wait.
+//
+// When to fetch: only once a walk shows itself. Listed() remembers the
+// subdirectories of every listing page; a listing of one of them (a walker
+// going down) queues that directory's own subdirectories, then its
+// siblings that follow it in its parent's listing, up to max_queue waiting.
+// A single `ls -l` or a listing of an unrelated directory fetches nothing.
+//
+// Staleness is what DirListings allows: a page is handed out at most ttl_ms
+// after its fetch, only while this mount started no mutation since the
+// fetch and none was in flight when it was sent (the Fetch's stamp equals
+// the caller's now), and only to the credentials it was fetched for. The
+// caller tells the kernel to keep its entries for what is left of ttl_ms.
+// A page is handed out once.
+//
+// Memory: at most max_pages pages of at most kPageEntries entries; the
+// oldest fetch goes first. Threads: `threads` workers run the fetches.
+// Thread-safety: all methods may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/thread_annotations.h"
+#include "fuse/client/caller.h"
+#include "proto/meta.pb.h"
+
+namespace dfs::fuse {
+
+class DirPrefetch {
+ public:
+  struct Options {
+    int64_t ttl_ms = 0;  // 0 turns prefetching off (the kernel's attr_timeout)
+    size_t max_pages = 128;
+    size_t max_queue = 128;
+    size_t threads = 2;
+  };
+  struct Fetched {
+    pb::ReadDirReply page;  // from cookie 0, with attributes
+    uint64_t stamp = 0;     // this mount's mutation count when sent (none in flight)
+    uint64_t epoch = 0;     // the AttrOverlay epoch before it was sent
+  };
+  // Fetches the first page of `dir` for the credentials; nullopt when it may
+  // not be kept (a change of this mount in flight, or the call failed).
+  // Must not block for long: it runs on a worker the destructor joins.
+  using Fetch = std::function<std::optional<Fetched>(const Caller& c, uint64_t dir)>;
+
+  DirPrefetch(Options options, const common::Clock& clock, Fetch fetch);
+  // Drops what is queued and joins the workers (after their running fetch).
+  ~DirPrefetch();
+  DirPrefetch(const DirPrefetch&) = delete;
+  DirPrefetch& operator=(const DirPrefetch&) = delete;
+
+  // A page of `dir`'s listing went to the kernel for the caller `c`.
+  void Listed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page);
+
+  struct Hit {
+    pb::ReadDirReply page;
+    uint64_t epoch = 0;
+    double valid_s = 0;  // what is left of ttl_ms
+  };
+  // The held first page of `dir` when it may be used now (see above):
+  // `stamp` is this mount's mutation count now. A fetch of `dir` still
+  // running is waited for, up to kWaitInFlightMs. The page is removed.
+  std::optional<Hit> Take(const Caller& c, uint64_t dir, uint64_t stamp);
+
+  struct Stats {
+    uint64_t fetched = 0;  // pages kept
+    uint64_t served = 0;   // pages handed out by Take
+  };
+  Stats stats() const;
+
+  static constexpr int64_t kWaitInFlightMs = 100;
+  // Entries a Fetch asks for: a directory's first page.
+  static constexpr uint32_t kPageEntries = 512;
+
+ private:
+  struct Held {
+    Fetched fetched;
+    Caller caller;
+    int64_t expires_ms = 0;
+  };
+  struct Job {
+    uint64_t dir = 0;
+    Caller caller;
+  };
+  static constexpr size_t kMaxKnownParents = 256;
+
+  int64_t NowMs() const { return clock_.MonotonicNs() / 1'000'000; }
+  void Queue(const Caller& c, uint64_t dir) REQUIRES(mu_);
+  void Work();
+
+  const Options options_;
+  const common::Clock& clock_;
+  const Fetch fetch_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;     // a job queued, or stopping
+  std::condition_variable landed_cv_;   // a fetch ended
+  bool stopping_ GUARDED_BY(mu_) = false;
+  // Subdirectories of recent listings, in listing order, and each one's parent.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> children_ GUARDED_BY(mu_);
+  std::list<uint64_t> parents_order_ GUARDED_BY(mu_);  // oldest first
+  std::unordered_map<uint64_t, uint64_t> parent_of_ GUARDED_BY(mu_);
+  std::deque<Job> queue_ GUARDED_BY(mu_);
+  std::unordered_set<uint64_t> pending_ GUARDED_BY(mu_);  // queued or running
+  std::unordered_map<uint64_t, Held> held_ GUARDED_BY(mu_);
+  std::list<uint64_t> held_order_ GUARDED_BY(mu_);  // oldest fetch first
+  Stats stats_ GUARDED_BY(mu_);
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace dfs::fuse

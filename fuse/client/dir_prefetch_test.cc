@@ -1,0 +1,156 @@
+#include "fuse/client/dir_prefetch.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dfs::fuse {
+namespace {
+
+// A listing page naming `dirs` (subdirectories) and one file.
+pb::ReadDirReply Page(const std::vector<uint64_t>& dirs) {
+  pb::ReadDirReply page;
+  uint64_t cookie = 0;
+  for (uint64_t ino : dirs) {
+    pb::DirEntry* e = page.add_entries();
+    e->set_name("d" + std::to_string(ino));
+    e->set_ino(ino);
+    e->set_type(S_IFDIR);
+    e->set_cookie(++cookie);
+    e->mutable_attr()->set_ino(ino);
+    e->mutable_attr()->set_mode(S_IFDIR | 0755);
+  }
+  pb::DirEntry* f = page.add_entries();
+  f->set_name("file");
+  f->set_ino(9999);
+  f->set_type(S_IFREG);
+  f->set_cookie(++cookie);
+  page.set_eof(true);
+  return page;
+}
+
+class DirPrefetchTest : public ::testing::Test {
+ protected:
+  void Make(DirPrefetch::Options options) {
+    prefetch_ = std::make_unique<DirPrefetch>(options, clock_, [this](const Caller& c, uint64_t dir) {
+      std::lock_guard<std::mutex> lock(mu_);
+      fetched_.push_back(dir);
+      if (fail_) return std::optional<DirPrefetch::Fetched>();
+      DirPrefetch::Fetched f;
+      f.page = Page({});
+      f.page.mutable_entries(0)->set_name("of-" + std::to_string(dir) + "-for-" + std::to_string(c.uid));
+      f.stamp = stamp_;
+      f.epoch = 3;
+      return std::optional<DirPrefetch::Fetched>(std::move(f));
+    });
+  }
+  // Waits (bounded) until `n` fetches were made and the last one landed.
+  std::vector<uint64_t> WaitFetched(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (fetched_.size() >= n && prefetch_->stats().fetched + fails() >= n) return fetched_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return fetched_;
+  }
+  size_t fails() { return fail_ ? fetched_.size() : 0; }
+
+  common::ManualClock clock_;
+  std::mutex mu_;
+  std::vector<uint64_t> fetched_;
+  uint64_t stamp_ = 7;
+  bool fail_ = false;
+  Caller walker_{1000, 1000, 42, {1000, 27}};
+  std::unique_ptr<DirPrefetch> prefetch_;
+};
+
+TEST_F(DirPrefetchTest, AWalkGoingDownFetchesTheChildrenThenTheFollowingSiblings) {
+  Make({.ttl_ms = 1'000, .threads = 1});
+  prefetch_->Listed(walker_, 1, Page({10, 11, 12}));  // `ls` of the top: nothing yet
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(WaitFetched(0).empty());
+  prefetch_->Listed(walker_, 10, Page({100, 101}));  // the walker went into 10
+  EXPECT_EQ(WaitFetched(4), (std::vector<uint64_t>{100, 101, 11, 12}));
+
+  auto hit = prefetch_->Take(walker_, 11, 7);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->page.entries(0).name(), "of-11-for-1000");
+  EXPECT_EQ(hit->epoch, 3u);
+  EXPECT_DOUBLE_EQ(hit->valid_s, 1.0);
+  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value()) << "a page is handed out once";
+  EXPECT_FALSE(prefetch_->Take(walker_, 10, 7).has_value()) << "never fetched";
+  EXPECT_EQ(prefetch_->stats().served, 1u);
+
+  // Listing 11 (served) queues nothing already held, and 11 has no subdirectory.
+  prefetch_->Listed(walker_, 11, Page({}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(WaitFetched(4).size(), 4u);
+}
+
+TEST_F(DirPrefetchTest, APageIsOnlyUsedWithinTheTimeoutTheStampAndTheSameCredentials) {
+  Make({.ttl_ms = 1'000, .threads = 1});
+  prefetch_->Listed(walker_, 1, Page({10, 11, 12, 13}));
+  prefetch_->Listed(walker_, 10, Page({}));
+  ASSERT_EQ(WaitFetched(3).size(), 3u);
+
+  clock_.Advance(400'000'000);
+  auto hit = prefetch_->Take(walker_, 11, 7);
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_NEAR(hit->valid_s, 0.6, 1e-9) << "the kernel keeps it for what is left";
+
+  EXPECT_FALSE(prefetch_->Take(walker_, 12, 8).has_value()) << "this mount changed something since the fetch";
+  Caller other = walker_;
+  other.groups = {1000};
+  EXPECT_FALSE(prefetch_->Take(other, 13, 7).has_value()) << "fetched for other credentials";
+
+  // Refused pages are gone; a new walk fetches them again, and time runs out.
+  prefetch_->Listed(walker_, 1, Page({10, 11, 12, 13}));
+  prefetch_->Listed(walker_, 10, Page({}));
+  ASSERT_EQ(WaitFetched(6).size(), 6u);
+  clock_.Advance(1'000'000'000);
+  EXPECT_FALSE(prefetch_->Take(walker_, 12, 7).has_value()) << "older than the timeout";
+}
+
+TEST_F(DirPrefetchTest, QueueAndHeldPagesAreBounded) {
+  Make({.ttl_ms = 60'000, .max_pages = 3, .max_queue = 4, .threads = 1});
+  std::vector<uint64_t> many;
+  for (uint64_t i = 10; i < 40; ++i) many.push_back(i);
+  prefetch_->Listed(walker_, 1, Page(many));
+  prefetch_->Listed(walker_, 10, Page({}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::vector<uint64_t> fetched = WaitFetched(4);
+  EXPECT_LE(fetched.size(), 5u) << "at most max_queue waiting (and one running)";
+  size_t held = 0;
+  for (uint64_t i = 11; i < 40; ++i) held += prefetch_->Take(walker_, i, 7).has_value() ? 1 : 0;
+  EXPECT_EQ(held, 3u) << "the oldest fetches went first";
+}
+
+TEST_F(DirPrefetchTest, AFailedFetchHoldsNothingAndZeroTtlTurnsItOff) {
+  fail_ = true;
+  Make({.ttl_ms = 1'000, .threads = 2});
+  prefetch_->Listed(walker_, 1, Page({10, 11}));
+  prefetch_->Listed(walker_, 10, Page({}));
+  ASSERT_EQ(WaitFetched(1).size(), 1u);
+  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value());
+  EXPECT_EQ(prefetch_->stats().fetched, 0u);
+
+  fail_ = false;
+  fetched_.clear();
+  Make({.ttl_ms = 0});
+  prefetch_->Listed(walker_, 1, Page({10, 11}));
+  prefetch_->Listed(walker_, 10, Page({}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(WaitFetched(0).empty());
+  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value());
+}
+
+}  // namespace
+}  // namespace dfs::fuse
