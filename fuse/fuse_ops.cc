@@ -467,7 +467,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   uint32_t want = static_cast<uint32_t>(std::max<size_t>(8, size / (plus ? 160 : 40)));
   const Caller caller = CallerOf(req, false);
   while (true) {
-    auto page = Fs(req).meta().ReadDir(caller, ino, cookie, want, plus, &valid_s);
+    auto page = Fs(req).meta().ReadDirForKernel(caller, ino, cookie, want, plus, &valid_s);
     if (!page.ok()) {
       if (used > 0) break;  // return what we have; the error repeats on the next call
       return ReplyStatus(req, page.status());

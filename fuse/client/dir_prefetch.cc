@@ -95,23 +95,38 @@ void DirPrefetch::Work() {
     lock.lock();
     pending_.erase(job.dir);
     if (fetched) {
-      if (held_.erase(job.dir) != 0) held_order_.remove(job.dir);
-      held_[job.dir] = Held{std::move(*fetched), std::move(job.caller), now + options_.ttl_ms};
-      held_order_.push_back(job.dir);
+      Hold(job.dir, Held{std::move(*fetched), std::move(job.caller), 0, now + options_.ttl_ms});
       ++stats_.fetched;
-      while (held_order_.size() > options_.max_pages) {
-        held_.erase(held_order_.front());
-        held_order_.pop_front();
-      }
     }
     landed_cv_.notify_all();
   }
 }
 
-std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir, uint64_t stamp) {
+void DirPrefetch::Hold(uint64_t dir, Held held) {
+  Drop(dir);
+  held_[dir] = std::move(held);
+  held_order_.push_back(dir);
+  while (held_order_.size() > options_.max_pages) {
+    held_.erase(held_order_.front());
+    held_order_.pop_front();
+  }
+}
+
+void DirPrefetch::Drop(uint64_t dir) {
+  if (held_.erase(dir) != 0) held_order_.remove(dir);
+}
+
+void DirPrefetch::Keep(const Caller& c, uint64_t dir, uint64_t start_cookie, Fetched fetched) {
+  if (options_.ttl_ms <= 0) return;
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  Hold(dir, Held{std::move(fetched), c, start_cookie, now + options_.ttl_ms});
+}
+
+std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp) {
   if (options_.ttl_ms <= 0) return std::nullopt;
   std::unique_lock<std::mutex> lock(mu_);
-  if (pending_.count(dir) != 0) {
+  if (cookie == 0 && pending_.count(dir) != 0) {
     // Running, it lands in well under the wait. Queued behind others, the
     // caller is better off asking meta itself, and the job is dropped.
     auto queued = std::find_if(queue_.begin(), queue_.end(), [&](const Job& j) { return j.dir == dir; });
@@ -125,13 +140,28 @@ std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir,
   }
   auto it = held_.find(dir);
   if (it == held_.end()) return std::nullopt;
-  Held held = std::move(it->second);
-  held_.erase(it);
-  held_order_.remove(dir);
+  const Held& held = it->second;
   const int64_t now = NowMs();
-  if (held.expires_ms <= now || held.fetched.stamp != stamp || !SameCredentials(held.caller, c)) return std::nullopt;
+  if (held.expires_ms <= now || held.fetched.stamp != stamp || !SameCredentials(held.caller, c)) {
+    Drop(dir);
+    return std::nullopt;
+  }
+  const auto& entries = held.fetched.page.entries();
+  int from = 0;
+  if (cookie != held.start_cookie) {
+    auto at = std::find_if(entries.begin(), entries.end(), [&](const pb::DirEntry& e) { return e.cookie() == cookie; });
+    if (at == entries.end()) return std::nullopt;  // not a continuation of this page
+    from = static_cast<int>(at - entries.begin()) + 1;
+  }
+  if (from == entries.size() && !held.fetched.page.eof()) return std::nullopt;
+  Hit hit;
+  hit.page.set_eof(held.fetched.page.eof());
+  hit.page.mutable_entries()->Reserve(entries.size() - from);
+  for (int i = from; i < entries.size(); ++i) *hit.page.add_entries() = entries[i];
+  hit.epoch = held.fetched.epoch;
+  hit.valid_s = static_cast<double>(held.expires_ms - now) / 1000.0;
   ++stats_.served;
-  return Hit{std::move(held.fetched.page), held.fetched.epoch, static_cast<double>(held.expires_ms - now) / 1000.0};
+  return hit;
 }
 
 DirPrefetch::Stats DirPrefetch::stats() const {

@@ -1,25 +1,31 @@
-// DirPrefetch: the first listing page of directories a tree walk is about to
-// visit, fetched from meta in the background while the walker is busy with
-// the directory before them.
+// DirPrefetch: listing pages the mount holds before the kernel asks for
+// them: the first page of directories a tree walk is about to visit,
+// fetched in the background while the walker is busy with the directory
+// before them, and the rest of a page meta returned beyond what the
+// kernel's buffer took.
 //
 // Why: find, du, os.walk, rsync and git status list directory after
 // directory, and each listing is a meta round trip the walker waits for
 // (~0.7 ms here for a directory of 100 files; a tree of 100 such
-// directories took ~70 ms, local ext4 5.5 ms). Nothing in one listing call
-// can be made cheaper from the mount; what can be saved is the wait.
+// directories took ~70 ms, local ext4 5.5 ms). And a kernel READDIRPLUS
+// buffer takes ~200 entries, so a directory of 2,000 was ten round trips
+// where one meta call of kPageEntries costs little more than one of 200.
 //
 // When to fetch: only once a walk shows itself. Listed() remembers the
 // subdirectories of every listing page; a listing of one of them (a walker
 // going down) queues that directory's own subdirectories, then its
 // siblings that follow it in its parent's listing, up to max_queue waiting.
 // A single `ls -l` or a listing of an unrelated directory fetches nothing.
+// Keep() holds a page the caller fetched itself.
 //
-// Staleness is what DirListings allows: a page is handed out at most ttl_ms
+// Staleness is what DirListings allows: a page is used at most ttl_ms
 // after its fetch, only while this mount started no mutation since the
-// fetch and none was in flight when it was sent (the Fetch's stamp equals
-// the caller's now), and only to the credentials it was fetched for. The
-// caller tells the kernel to keep its entries for what is left of ttl_ms.
-// A page is handed out once.
+// fetch and none was in flight when it was sent (the stamps agree), and
+// only for the credentials it was fetched for. The caller tells the kernel
+// to keep its entries for what is left of ttl_ms. A held page serves every
+// call that continues it (from where it starts, or from the cookie of one
+// of its entries) until it expires or another page of the directory
+// replaces it.
 //
 // Memory: at most max_pages pages of at most kPageEntries entries; the
 // oldest fetch goes first. Threads: `threads` workers run the fetches.
@@ -49,7 +55,7 @@ class DirPrefetch {
  public:
   struct Options {
     int64_t ttl_ms = 0;  // 0 turns prefetching off (the kernel's attr_timeout)
-    size_t max_pages = 128;
+    size_t max_pages = 64;
     size_t max_queue = 128;
     size_t threads = 2;
   };
@@ -71,31 +77,38 @@ class DirPrefetch {
 
   // A page of `dir`'s listing went to the kernel for the caller `c`.
   void Listed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page);
+  // Holds `fetched`, a page of `dir` from `start_cookie` fetched for `c`
+  // (with attributes, not packed), for the calls that continue it.
+  void Keep(const Caller& c, uint64_t dir, uint64_t start_cookie, Fetched fetched);
 
   struct Hit {
     pb::ReadDirReply page;
     uint64_t epoch = 0;
     double valid_s = 0;  // what is left of ttl_ms
   };
-  // The held first page of `dir` when it may be used now (see above):
-  // `stamp` is this mount's mutation count now. A fetch of `dir` still
-  // running is waited for, up to kWaitInFlightMs. The page is removed.
-  std::optional<Hit> Take(const Caller& c, uint64_t dir, uint64_t stamp);
+  // The entries of a held page of `dir` after `cookie` (all of them when
+  // the page starts at `cookie`), with its eof, when it may be used now (see
+  // above): `stamp` is this mount's mutation count now. Nothing when no page
+  // continues from `cookie`, or none of it is left and the directory goes
+  // on. For cookie 0, a fetch of `dir` still running is waited for, up to
+  // kWaitInFlightMs. A page that may not be used is dropped.
+  std::optional<Hit> Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp);
 
   struct Stats {
-    uint64_t fetched = 0;  // pages kept
-    uint64_t served = 0;   // pages handed out by Take
+    uint64_t fetched = 0;  // pages fetched ahead and kept
+    uint64_t served = 0;   // calls answered by Take
   };
   Stats stats() const;
 
   static constexpr int64_t kWaitInFlightMs = 100;
-  // Entries a Fetch asks for: a directory's first page.
+  // Entries a Fetch asks for, and what a caller should ask meta for.
   static constexpr uint32_t kPageEntries = 512;
 
  private:
   struct Held {
     Fetched fetched;
     Caller caller;
+    uint64_t start_cookie = 0;
     int64_t expires_ms = 0;
   };
   struct Job {
@@ -106,6 +119,8 @@ class DirPrefetch {
 
   int64_t NowMs() const { return clock_.MonotonicNs() / 1'000'000; }
   void Queue(const Caller& c, uint64_t dir) REQUIRES(mu_);
+  void Hold(uint64_t dir, Held held) REQUIRES(mu_);
+  void Drop(uint64_t dir) REQUIRES(mu_);
   void Work();
 
   const Options options_;

@@ -80,14 +80,14 @@ TEST_F(DirPrefetchTest, AWalkGoingDownFetchesTheChildrenThenTheFollowingSiblings
   prefetch_->Listed(walker_, 10, Page({100, 101}));  // the walker went into 10
   EXPECT_EQ(WaitFetched(4), (std::vector<uint64_t>{100, 101, 11, 12}));
 
-  auto hit = prefetch_->Take(walker_, 11, 7);
+  auto hit = prefetch_->Take(walker_, 11, 0, 7);
   ASSERT_TRUE(hit.has_value());
   EXPECT_EQ(hit->page.entries(0).name(), "of-11-for-1000");
   EXPECT_EQ(hit->epoch, 3u);
   EXPECT_DOUBLE_EQ(hit->valid_s, 1.0);
-  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value()) << "a page is handed out once";
-  EXPECT_FALSE(prefetch_->Take(walker_, 10, 7).has_value()) << "never fetched";
-  EXPECT_EQ(prefetch_->stats().served, 1u);
+  EXPECT_TRUE(prefetch_->Take(walker_, 11, 0, 7).has_value()) << "held while it may be used";
+  EXPECT_FALSE(prefetch_->Take(walker_, 10, 0, 7).has_value()) << "never fetched";
+  EXPECT_EQ(prefetch_->stats().served, 2u);
 
   // Listing 11 (served) queues nothing already held, and 11 has no subdirectory.
   prefetch_->Listed(walker_, 11, Page({}));
@@ -102,21 +102,22 @@ TEST_F(DirPrefetchTest, APageIsOnlyUsedWithinTheTimeoutTheStampAndTheSameCredent
   ASSERT_EQ(WaitFetched(3).size(), 3u);
 
   clock_.Advance(400'000'000);
-  auto hit = prefetch_->Take(walker_, 11, 7);
+  auto hit = prefetch_->Take(walker_, 11, 0, 7);
   ASSERT_TRUE(hit.has_value());
   EXPECT_NEAR(hit->valid_s, 0.6, 1e-9) << "the kernel keeps it for what is left";
 
-  EXPECT_FALSE(prefetch_->Take(walker_, 12, 8).has_value()) << "this mount changed something since the fetch";
+  EXPECT_FALSE(prefetch_->Take(walker_, 12, 0, 8).has_value()) << "this mount changed something since the fetch";
   Caller other = walker_;
   other.groups = {1000};
-  EXPECT_FALSE(prefetch_->Take(other, 13, 7).has_value()) << "fetched for other credentials";
+  EXPECT_FALSE(prefetch_->Take(other, 13, 0, 7).has_value()) << "fetched for other credentials";
 
-  // Refused pages are gone; a new walk fetches them again, and time runs out.
+  // Refused pages are gone (11 is still held); a new walk fetches them
+  // again, and time runs out.
   prefetch_->Listed(walker_, 1, Page({10, 11, 12, 13}));
   prefetch_->Listed(walker_, 10, Page({}));
-  ASSERT_EQ(WaitFetched(6).size(), 6u);
+  ASSERT_EQ(WaitFetched(5), (std::vector<uint64_t>{11, 12, 13, 12, 13}));
   clock_.Advance(1'000'000'000);
-  EXPECT_FALSE(prefetch_->Take(walker_, 12, 7).has_value()) << "older than the timeout";
+  EXPECT_FALSE(prefetch_->Take(walker_, 12, 0, 7).has_value()) << "older than the timeout";
 }
 
 TEST_F(DirPrefetchTest, QueueAndHeldPagesAreBounded) {
@@ -129,7 +130,7 @@ TEST_F(DirPrefetchTest, QueueAndHeldPagesAreBounded) {
   std::vector<uint64_t> fetched = WaitFetched(4);
   EXPECT_LE(fetched.size(), 5u) << "at most max_queue waiting (and one running)";
   size_t held = 0;
-  for (uint64_t i = 11; i < 40; ++i) held += prefetch_->Take(walker_, i, 7).has_value() ? 1 : 0;
+  for (uint64_t i = 11; i < 40; ++i) held += prefetch_->Take(walker_, i, 0, 7).has_value() ? 1 : 0;
   EXPECT_EQ(held, 3u) << "the oldest fetches went first";
 }
 
@@ -139,7 +140,7 @@ TEST_F(DirPrefetchTest, AFailedFetchHoldsNothingAndZeroTtlTurnsItOff) {
   prefetch_->Listed(walker_, 1, Page({10, 11}));
   prefetch_->Listed(walker_, 10, Page({}));
   ASSERT_EQ(WaitFetched(1).size(), 1u);
-  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value());
+  EXPECT_FALSE(prefetch_->Take(walker_, 11, 0, 7).has_value());
   EXPECT_EQ(prefetch_->stats().fetched, 0u);
 
   fail_ = false;
@@ -149,7 +150,41 @@ TEST_F(DirPrefetchTest, AFailedFetchHoldsNothingAndZeroTtlTurnsItOff) {
   prefetch_->Listed(walker_, 10, Page({}));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_TRUE(WaitFetched(0).empty());
-  EXPECT_FALSE(prefetch_->Take(walker_, 11, 7).has_value());
+  EXPECT_FALSE(prefetch_->Take(walker_, 11, 0, 7).has_value());
+}
+
+TEST_F(DirPrefetchTest, AKeptPageServesTheCallsThatContinueIt) {
+  Make({.ttl_ms = 1'000, .threads = 1});
+  DirPrefetch::Fetched f{Page({20, 21, 22, 23}), 7, 0};  // cookies 1..5, eof
+  f.page.set_eof(false);
+  prefetch_->Keep(walker_, 5, 0, f);
+  auto names = [](const DirPrefetch::Hit& hit) {
+    std::vector<std::string> out;
+    for (const auto& e : hit.page.entries()) out.push_back(e.name());
+    return out;
+  };
+  auto all = prefetch_->Take(walker_, 5, 0, 7);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->page.entries_size(), 5);
+  EXPECT_FALSE(all->page.eof());
+  auto rest = prefetch_->Take(walker_, 5, 3, 7);  // the kernel's buffer took three
+  ASSERT_TRUE(rest.has_value());
+  EXPECT_EQ(names(*rest), (std::vector<std::string>{"d23", "file"}));
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 5, 7).has_value()) << "nothing left, and the directory goes on";
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 99, 7).has_value()) << "not a cookie of this page";
+
+  f.page.set_eof(true);
+  prefetch_->Keep(walker_, 5, 40, f);  // a later page replaces it
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 0, 7).has_value());
+  auto from40 = prefetch_->Take(walker_, 5, 40, 7);
+  ASSERT_TRUE(from40.has_value());
+  EXPECT_EQ(from40->page.entries_size(), 5);
+  auto end = prefetch_->Take(walker_, 5, 5, 7);
+  ASSERT_TRUE(end.has_value()) << "the end of the directory is an answer too";
+  EXPECT_EQ(end->page.entries_size(), 0);
+  EXPECT_TRUE(end->page.eof());
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 3, 8).has_value()) << "this mount changed something";
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 40, 7).has_value()) << "and the page was dropped";
 }
 
 }  // namespace

@@ -498,18 +498,7 @@ Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& n
 }
 
 Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                             bool plus, double* valid_s) {
-  if (cookie == 0 && prefetch_ != nullptr) {
-    if (std::optional<DirPrefetch::Hit> hit = prefetch_->Take(c, ino, ChangesStarted())) {
-      // As ListedLookup: changes this mount made since (carried chmods)
-      // are laid over what meta listed.
-      for (pb::DirEntry& entry : *hit->page.mutable_entries()) {
-        if (entry.has_attr()) overlay_.Apply(entry.mutable_attr(), hit->epoch);
-      }
-      if (valid_s != nullptr) *valid_s = hit->valid_s;
-      return std::move(hit->page);
-    }
-  }
+                                             bool plus) {
   pb::ReadDirRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
@@ -527,6 +516,28 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
     listings_.Refresh(entry.attr());
   }
   return reply;
+}
+
+Result<pb::ReadDirReply> MetaClient::ReadDirForKernel(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t want,
+                                                      bool plus, double* valid_s) {
+  if (std::optional<DirPrefetch::Hit> hit = prefetch_->Take(c, ino, cookie, ChangesStarted())) {
+    // As ListedLookup: changes this mount made since (carried chmods) are
+    // laid over what meta listed.
+    for (pb::DirEntry& entry : *hit->page.mutable_entries()) {
+      if (entry.has_attr()) overlay_.Apply(entry.mutable_attr(), hit->epoch);
+    }
+    *valid_s = hit->valid_s;
+    return std::move(hit->page);
+  }
+  if (!plus || want >= DirPrefetch::kPageEntries) return ReadDir(c, ino, cookie, want, plus);
+  // Our own changes must all be in what is held: none may be in flight.
+  const std::optional<uint64_t> stamp = QuietStamp();
+  const uint64_t epoch = overlay_.Epoch();
+  ASSIGN_OR_RETURN(pb::ReadDirReply page, ReadDir(c, ino, cookie, DirPrefetch::kPageEntries, /*plus=*/true));
+  if (stamp && page.entries_size() > static_cast<int>(want)) {
+    prefetch_->Keep(c, ino, cookie, DirPrefetch::Fetched{page, *stamp, epoch});
+  }
+  return page;
 }
 
 std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, uint64_t dir) {
@@ -552,12 +563,10 @@ std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, ui
 }
 
 void MetaClient::NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page) {
-  if (prefetch_ != nullptr) prefetch_->Listed(c, dir, page);
+  prefetch_->Listed(c, dir, page);
 }
 
-DirPrefetch::Stats MetaClient::prefetch_stats() const {
-  return prefetch_ != nullptr ? prefetch_->stats() : DirPrefetch::Stats{};
-}
+DirPrefetch::Stats MetaClient::prefetch_stats() const { return prefetch_->stats(); }
 
 Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t flags) {
   RETURN_IF_ERROR(SettleCarried(ino));

@@ -129,11 +129,16 @@ class MetaClient {
   common::Result<pb::Attr> Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name);
   common::Status Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
                         const std::string& new_name, uint32_t flags);
-  // A page of `ino`'s listing from `cookie`. A first page a walk made this
-  // mount fetch ahead (DirPrefetch) is answered from memory: then
-  // `*valid_s`, if given, is set to how long the kernel may keep its entries.
+  // A page of `ino`'s listing from `cookie`, at most `max_entries`, from meta.
   common::Result<pb::ReadDirReply> ReadDir(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t max_entries,
-                                           bool plus, double* valid_s = nullptr);
+                                           bool plus);
+  // The same for the kernel's buffer of about `want` entries, answered from
+  // a page held by DirPrefetch when one may be used: then `*valid_s` is set
+  // to how long the kernel may keep its entries (else left alone). A plus
+  // page from meta asks for more than `want`, and the rest is held for the
+  // next call. May hold more entries than `want`.
+  common::Result<pb::ReadDirReply> ReadDirForKernel(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t want,
+                                                    bool plus, double* valid_s);
   // A page of `dir`'s listing went to the kernel (DirPrefetch::Listed).
   void NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page);
   DirPrefetch::Stats prefetch_stats() const;

@@ -259,5 +259,38 @@ TEST_F(ListingTest, AfterAWalkFetchedAhead_ChangesShowAsForAnyListing) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
 }
 
+// A kernel READDIRPLUS buffer takes a couple of hundred entries: the rest
+// of the page meta returned is held, and the listing goes on without meta.
+TEST_F(ListingTest, AWideDirectory_ListsOnFromThePageAlreadyFetched) {
+  constexpr int kWide = 480;  // more than one kernel buffer, less than one meta page (512)
+  const std::string wide = dir_ + "/wide";
+  ASSERT_EQ(::mkdir(wide.c_str(), 0755), 0) << std::strerror(errno);
+  for (int i = 0; i < kWide; ++i) Write(wide + "/w" + std::to_string(i), "");
+  std::this_thread::sleep_for(kPastTimeouts);
+  DIR* d = ::opendir(wide.c_str());
+  ASSERT_NE(d, nullptr) << std::strerror(errno);
+  std::vector<std::string> names;
+  // The first readdir makes the kernel fill its buffer once.
+  for (int i = 0; i < 3; ++i) {
+    dirent* e = ::readdir(d);
+    ASSERT_NE(e, nullptr) << std::strerror(errno);
+    names.emplace_back(e->d_name);
+  }
+  const int meta = SuiteCluster()->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto rest = std::async(std::launch::async, [&] {
+    for (dirent* e; (e = ::readdir(d)) != nullptr;) names.emplace_back(e->d_name);
+  });
+  const bool answered = rest.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  rest.get();
+  ::closedir(d);
+  EXPECT_TRUE(answered) << "the rest of the listing waited for meta";
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(std::unique(names.begin(), names.end()), names.end()) << "an entry listed twice";
+  EXPECT_EQ(names.size(), static_cast<size_t>(kWide + 2));  // and "." and ".."
+}
+
 }  // namespace
 }  // namespace dfs::testing
