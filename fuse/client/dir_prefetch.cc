@@ -62,14 +62,17 @@ void DirPrefetch::Listed(const Caller& c, uint64_t dir, const pb::ReadDirReply& 
   // A walk going down: `dir` was a subdirectory of an earlier listing.
   auto parent = parent_of_.find(dir);
   if (parent == parent_of_.end()) return;
+  const size_t window = options_.look_ahead;
   if (auto own = children_.find(dir); own != children_.end()) {
-    for (uint64_t child : own->second) Queue(c, child);
+    const std::vector<uint64_t>& list = own->second;
+    for (size_t i = 0; i < list.size() && i < window; ++i) Queue(c, list[i]);
   }
   if (auto siblings = children_.find(parent->second); siblings != children_.end()) {
     const std::vector<uint64_t>& list = siblings->second;
     auto self = std::find(list.begin(), list.end(), dir);
     if (self != list.end()) {
-      for (auto next = self + 1; next != list.end(); ++next) Queue(c, *next);
+      const auto end = list.end() - self - 1 > static_cast<ptrdiff_t>(window) ? self + 1 + window : list.end();
+      for (auto next = self + 1; next != end; ++next) Queue(c, *next);
     }
   }
 }

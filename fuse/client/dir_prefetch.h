@@ -13,8 +13,12 @@
 //
 // When to fetch: only once a walk shows itself. Listed() remembers the
 // subdirectories of every listing page; a listing of one of them (a walker
-// going down) queues that directory's own subdirectories, then its
-// siblings that follow it in its parent's listing, up to max_queue waiting.
+// going down) queues that directory's first look_ahead subdirectories, then
+// the look_ahead siblings that follow it in its parent's listing, up to
+// max_queue waiting. The window keeps what a walker that stays long in one
+// subtree wastes small: pages it reaches too late expire unused, and each
+// listing fetches at most 2 x look_ahead; a walker moving on finds the
+// window already fetched and adds about one page per directory.
 // A single `ls -l` or a listing of an unrelated directory fetches nothing.
 // Keep() holds a page the caller fetched itself.
 //
@@ -57,6 +61,7 @@ class DirPrefetch {
     int64_t ttl_ms = 0;  // 0 turns prefetching off (the kernel's attr_timeout)
     size_t max_pages = 64;
     size_t max_queue = 128;
+    size_t look_ahead = 16;
     size_t threads = 2;
   };
   struct Fetched {

@@ -187,5 +187,15 @@ TEST_F(DirPrefetchTest, AKeptPageServesTheCallsThatContinueIt) {
   EXPECT_FALSE(prefetch_->Take(walker_, 5, 40, 7).has_value()) << "and the page was dropped";
 }
 
+TEST_F(DirPrefetchTest, OnlyAWindowAheadIsFetched) {
+  Make({.ttl_ms = 1'000, .look_ahead = 2, .threads = 1});
+  prefetch_->Listed(walker_, 1, Page({10, 11, 12, 13, 14}));
+  prefetch_->Listed(walker_, 10, Page({100, 101, 102}));
+  EXPECT_EQ(WaitFetched(4), (std::vector<uint64_t>{100, 101, 11, 12}));
+  // The walker moves on to 11: one more sibling comes into the window.
+  prefetch_->Listed(walker_, 11, Page({}));
+  EXPECT_EQ(WaitFetched(5), (std::vector<uint64_t>{100, 101, 11, 12, 13}));
+}
+
 }  // namespace
 }  // namespace dfs::fuse
