@@ -12,22 +12,28 @@ void AclHints::Learn(const pb::Attr& attr) {
   }
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
-  if (expires_ms_.size() >= kMaxEntries) {
-    std::erase_if(expires_ms_, [now](const auto& kv) { return kv.second <= now; });
-    if (expires_ms_.size() >= kMaxEntries) expires_ms_.clear();
+  if (hints_.size() >= kMaxEntries) {
+    std::erase_if(hints_, [now](const auto& kv) { return kv.second.expires_ms <= now; });
+    if (hints_.size() >= kMaxEntries) hints_.clear();
   }
-  expires_ms_[attr.ino()] = now + ttl_ms_;
+  hints_[attr.ino()] = Hint{now + ttl_ms_, attr.no_xattrs()};
 }
 
 void AclHints::Forget(uint64_t ino) {
   std::lock_guard<std::mutex> lock(mu_);
-  expires_ms_.erase(ino);
+  hints_.erase(ino);
 }
 
 bool AclHints::KnownNone(uint64_t ino) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = expires_ms_.find(ino);
-  return it != expires_ms_.end() && it->second > NowMs();
+  auto it = hints_.find(ino);
+  return it != hints_.end() && it->second.expires_ms > NowMs();
+}
+
+bool AclHints::KnownNoXattrs(uint64_t ino) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = hints_.find(ino);
+  return it != hints_.end() && it->second.no_xattrs && it->second.expires_ms > NowMs();
 }
 
 }  // namespace dfs::fuse

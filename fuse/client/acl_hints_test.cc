@@ -41,5 +41,31 @@ TEST(AclHintsTest, NoneHoldsForTheTimeoutPresentOrForgetEndsIt) {
   EXPECT_FALSE(off.KnownNone(5));
 }
 
+TEST(AclHintsTest, NoXattrsAtAllIsKnownOnlyWhenMetaSaysSoAlongsideTheAcl) {
+  common::ManualClock clock;
+  AclHints hints(1000, clock);
+  pb::Attr none = AttrOf(5, pb::Attr::ACL_NONE);
+  none.set_no_xattrs(true);
+  hints.Learn(none);
+  hints.Learn(AttrOf(6, pb::Attr::ACL_NONE));  // no ACL, but some other xattr
+  pb::Attr unsaid = AttrOf(7, pb::Attr::ACL_UNKNOWN);
+  unsaid.set_no_xattrs(true);  // a reply that says nothing of the ACL says nothing of xattrs
+  hints.Learn(unsaid);
+  EXPECT_TRUE(hints.KnownNoXattrs(5));
+  EXPECT_TRUE(hints.KnownNone(5));
+  EXPECT_FALSE(hints.KnownNoXattrs(6));
+  EXPECT_TRUE(hints.KnownNone(6));
+  EXPECT_FALSE(hints.KnownNoXattrs(7));
+
+  hints.Learn(AttrOf(5, pb::Attr::ACL_NONE));  // meta's newer word: it has one now
+  EXPECT_FALSE(hints.KnownNoXattrs(5));
+  hints.Learn(none);
+  hints.Forget(5);  // this mount set one
+  EXPECT_FALSE(hints.KnownNoXattrs(5));
+  hints.Learn(none);
+  clock.Advance(1'000'000'000);
+  EXPECT_FALSE(hints.KnownNoXattrs(5)) << "as old as the kernel's attributes may be";
+}
+
 }  // namespace
 }  // namespace dfs::fuse

@@ -695,7 +695,7 @@ Status MetaClient::SetXattr(const Caller& c, uint64_t ino, const std::string& na
 }
 
 Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
-  if (name == common::kAccessAclXattr && acl_hints_.KnownNone(ino)) {
+  if ((name == common::kAccessAclXattr && acl_hints_.KnownNone(ino)) || acl_hints_.KnownNoXattrs(ino)) {
     return Status(common::StatusCode::kNoAttribute, "no such attribute");
   }
   RETURN_IF_ERROR(SettleCarried(ino));
@@ -709,6 +709,7 @@ Result<std::string> MetaClient::GetXattr(const Caller& c, uint64_t ino, const st
 }
 
 Result<std::vector<std::string>> MetaClient::ListXattr(const Caller& c, uint64_t ino) {
+  if (acl_hints_.KnownNoXattrs(ino)) return std::vector<std::string>();
   RETURN_IF_ERROR(SettleCarried(ino));
   pb::ListXattrRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
@@ -727,6 +728,7 @@ Status MetaClient::RemoveXattr(const Caller& c, uint64_t ino, const std::string&
   pb::StatusReply reply;
   Status outcome = Outcome(Invoke(&pb::MetaService::Stub::RemoveXattr, request, &reply), reply);
   dir_attrs_.Drop(ino);  // its ctime moved
+  acl_hints_.Forget(ino);
   return outcome;
 }
 

@@ -26,19 +26,24 @@ void SetStatus(const Status& status, pb::FsStatus* out) {
   out->set_message(std::string(status.message()));
 }
 
-// Reads say whether an access ACL exists: the client answers the kernel's
-// ACL fetch from that (fuse/client/acl_hints.h).
-// `stored_blocks` and `has_access_acl` as the database says; a directory's
-// blocks and a symlink's ACL (Linux keeps none) are fixed.
-void FillAttrFrom(const Inode& inode, uint64_t stored_blocks, bool has_access_acl, pb::Attr* attr) {
+// Reads say whether an access ACL exists, and whether any extended
+// attribute does: the client answers the kernel's ACL fetch and getxattr /
+// listxattr from that (fuse/client/acl_hints.h).
+// `stored_blocks`, `has_access_acl` and `has_xattrs` as the database says; a
+// directory's blocks and a symlink's ACL (Linux keeps none) are fixed.
+void FillAttrFrom(const Inode& inode, uint64_t stored_blocks, bool has_access_acl, bool has_xattrs,
+                  pb::Attr* attr) {
   ToAttr(inode, inode.IsReg() ? stored_blocks : 0, attr);
   const bool acl = !S_ISLNK(inode.mode) && has_access_acl;
   attr->set_access_acl(acl ? pb::Attr::ACL_PRESENT : pb::Attr::ACL_NONE);
+  attr->set_no_xattrs(!has_xattrs);
 }
 
 void FillAttr(Db& db, const Inode& inode, pb::Attr* attr) {
   const uint64_t blocks = inode.IsReg() ? StoredBlocks(db, inode.ino) : 0;
-  FillAttrFrom(inode, blocks, !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, common::kAccessAclXattr), attr);
+  const bool any = HasAnyXattr(db, inode.ino);
+  FillAttrFrom(inode, blocks, any && !S_ISLNK(inode.mode) && HasXattr(db, inode.ino, common::kAccessAclXattr), any,
+               attr);
 }
 
 constexpr uint32_t kDefaultReadDirEntries = 1024;
@@ -92,7 +97,8 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
       plus ? "SELECT d.name, d.ino, d.type, d.cookie, i.generation, i.mode, i.nlink, i.uid, i.gid, i.size, i.rdev, "
              "i.atime, i.mtime, i.ctime, i.replicas, i.parent, i.next_cookie, i.target, "
              "(SELECT COALESCE(SUM((c.length + 511) / 512), 0) FROM chunks c WHERE c.ino = d.ino), "
-             "EXISTS(SELECT 1 FROM xattrs x WHERE x.ino = d.ino AND x.name = ?4) "
+             "EXISTS(SELECT 1 FROM xattrs x WHERE x.ino = d.ino AND x.name = ?4), "
+             "EXISTS(SELECT 1 FROM xattrs x WHERE x.ino = d.ino) "
              "FROM dentries d LEFT JOIN inodes i ON i.ino = d.ino "
              "WHERE d.parent=?1 AND d.cookie>?2 ORDER BY d.cookie LIMIT ?3"
            : kListingSql);
@@ -130,7 +136,8 @@ void StateMachine::ReadDir(const pb::ReadDirRequest& req, bool plus, pb::ReadDir
     entry->set_type(static_cast<uint32_t>(stmt.Int(2)));
     entry->set_cookie(stmt.UInt(3));
     if (!plus || stmt.IsNull(5)) continue;  // (an inode missing would be a bug elsewhere: no attributes)
-    FillAttrFrom(InodeFromColumns(stmt, 4, entry->ino()), stmt.UInt(18), stmt.Int(19) != 0, entry->mutable_attr());
+    FillAttrFrom(InodeFromColumns(stmt, 4, entry->ino()), stmt.UInt(18), stmt.Int(19) != 0, stmt.Int(20) != 0,
+                 entry->mutable_attr());
   }
   reply->set_eof(!more);
 }

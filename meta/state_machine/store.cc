@@ -288,6 +288,12 @@ bool HasXattr(Db& db, uint64_t ino, std::string_view name) {
   return stmt.Step();
 }
 
+bool HasAnyXattr(Db& db, uint64_t ino) {
+  Stmt stmt = db.Prepare("SELECT 1 FROM xattrs WHERE ino=? LIMIT 1");
+  stmt.BindU(1, ino);
+  return stmt.Step();
+}
+
 void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value) {
   Stmt stmt = db.Prepare("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES(?,?,?)");
   stmt.BindU(1, ino).Bind(2, std::string(name)).Bind(3, std::string(value));

@@ -116,6 +116,8 @@ std::optional<std::string> LoadXattr(Db& db, uint64_t ino, std::string_view name
 void StoreXattr(Db& db, uint64_t ino, std::string_view name, std::string_view value);
 // Whether `ino` has the xattr `name` (reads no value).
 bool HasXattr(Db& db, uint64_t ino, std::string_view name);
+// Whether `ino` has any extended attribute.
+bool HasAnyXattr(Db& db, uint64_t ino);
 // EPERM unless the caller owns the inode or is root.
 common::Status CheckOwner(const Inode& inode, const Creds& creds);
 // The sticky-directory rule for removing or replacing `victim` in `dir`.

@@ -210,6 +210,16 @@ TEST_F(XattrTest, ReadDirPlus_AttributesAreGetAttrsOfEveryKind) {
   }
   EXPECT_EQ(reply.entries(0).attr().access_acl(), pb::Attr::ACL_PRESENT);
   EXPECT_EQ(reply.entries(1).attr().access_acl(), pb::Attr::ACL_NONE);
+  // Whether any xattr exists (ls -l's security.selinux is answered by the
+  // client from it): the ACL and user.x are xattrs; the rest have none.
+  EXPECT_FALSE(reply.entries(0).attr().no_xattrs());
+  EXPECT_FALSE(reply.entries(1).attr().no_xattrs());
+  EXPECT_TRUE(reply.entries(2).attr().no_xattrs());
+  EXPECT_TRUE(reply.entries(3).attr().no_xattrs());
+  ASSERT_EQ(Remove(plain.ino(), "user.x"), 0);
+  pb::Attr after;
+  ASSERT_EQ(h.GetAttr(plain.ino(), &after), 0);
+  EXPECT_TRUE(after.no_xattrs());
 }
 
 TEST_F(XattrTest, AccessAcl_IsEnforcedForCallersOtherThanTheOwner) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -290,6 +291,51 @@ TEST_F(ListingTest, AWideDirectory_ListsOnFromThePageAlreadyFetched) {
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::unique(names.begin(), names.end()), names.end()) << "an entry listed twice";
   EXPECT_EQ(names.size(), static_cast<size_t>(kWide + 2));  // and "." and ".."
+}
+
+// ls -l asks for security.selinux (and the ACL) of every file it lists:
+// meta's replies say which inodes have no xattr at all, and the mount
+// answers those itself, within the same bounds as the rest.
+TEST_F(ListingTest, XattrsOfFilesWithNone_AreAnsweredWithoutMeta) {
+  const std::string there = OnSecondMount("xattr");
+  ASSERT_FALSE(there.empty());
+  ASSERT_EQ(::setxattr(Name(3).c_str(), "user.kept", "v", 1, 0), 0) << std::strerror(errno);
+  std::this_thread::sleep_for(kPastTimeouts);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(SizeOf(Name(i)), i);  // the kernel looks them up
+  const int meta = SuiteCluster()->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto asked = std::async(std::launch::async, [&] {
+    std::vector<ssize_t> got;
+    char buf[64];
+    for (int i = 0; i < 8; ++i) {
+      if (i == 3) continue;  // it has one: that needs meta
+      got.push_back(::lgetxattr(Name(i).c_str(), "security.selinux", buf, sizeof buf) < 0 ? -errno : 0);
+      got.push_back(::listxattr(Name(i).c_str(), buf, sizeof buf) < 0 ? -errno : ::listxattr(Name(i).c_str(), buf, 0));
+    }
+    return got;
+  });
+  const bool answered = asked.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  const std::vector<ssize_t> got = asked.get();
+  EXPECT_TRUE(answered) << "getxattr/listxattr of files with no xattr waited for meta";
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i % 2 == 0 ? -ENODATA : 0) << i;
+  char buf[64];
+  EXPECT_EQ(::getxattr(Name(3).c_str(), "user.kept", buf, sizeof buf), 1);
+
+  // This mount's own xattr shows at once; another mount's within the timeout.
+  ASSERT_EQ(::setxattr(Name(4).c_str(), "user.mine", "abc", 3, 0), 0) << std::strerror(errno);
+  EXPECT_EQ(::getxattr(Name(4).c_str(), "user.mine", buf, sizeof buf), 3);
+  EXPECT_GT(::listxattr(Name(4).c_str(), buf, sizeof buf), 0);
+  const std::string theirs = there + "/f5";
+  ASSERT_EQ(::setxattr(theirs.c_str(), "user.theirs", "xy", 2, 0), 0) << std::strerror(errno);
+  const auto start = std::chrono::steady_clock::now();
+  while (::getxattr(Name(5).c_str(), "user.theirs", buf, sizeof buf) != 2 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(::getxattr(Name(5).c_str(), "user.theirs", buf, sizeof buf), 2);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
 }
 
 }  // namespace
