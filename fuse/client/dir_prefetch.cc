@@ -107,16 +107,59 @@ void DirPrefetch::Work() {
 
 void DirPrefetch::Hold(uint64_t dir, Held held) {
   Drop(dir);
+  for (const pb::DirEntry& e : held.fetched.page.entries()) dirs_of_ino_.emplace(e.ino(), dir);
   held_[dir] = std::move(held);
   held_order_.push_back(dir);
-  while (held_order_.size() > options_.max_pages) {
-    held_.erase(held_order_.front());
-    held_order_.pop_front();
+  while (held_order_.size() > options_.max_pages) DropOldest();
+}
+
+void DirPrefetch::Unindex(uint64_t dir, const Held& held) {
+  for (const pb::DirEntry& e : held.fetched.page.entries()) {
+    auto [first, last] = dirs_of_ino_.equal_range(e.ino());
+    for (auto it = first; it != last; ++it) {
+      if (it->second == dir) {
+        dirs_of_ino_.erase(it);
+        break;
+      }
+    }
   }
 }
 
 void DirPrefetch::Drop(uint64_t dir) {
-  if (held_.erase(dir) != 0) held_order_.remove(dir);
+  auto it = held_.find(dir);
+  if (it == held_.end()) return;
+  Unindex(dir, it->second);
+  held_.erase(it);
+  held_order_.remove(dir);
+}
+
+void DirPrefetch::DropOldest() {
+  const uint64_t dir = held_order_.front();
+  auto it = held_.find(dir);
+  if (it != held_.end()) {
+    Unindex(dir, it->second);
+    held_.erase(it);
+  }
+  held_order_.pop_front();
+}
+
+void DirPrefetch::Refresh(const pb::Attr& attr) {
+  if (options_.ttl_ms <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [first, last] = dirs_of_ino_.equal_range(attr.ino());
+  for (auto it = first; it != last; ++it) {
+    for (pb::DirEntry& e : *held_.at(it->second).fetched.page.mutable_entries()) {
+      if (e.ino() == attr.ino() && e.has_attr() && attr.ctime_ns() >= e.attr().ctime_ns()) *e.mutable_attr() = attr;
+    }
+  }
+}
+
+void DirPrefetch::DropPagesNaming(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> dirs;
+  auto [first, last] = dirs_of_ino_.equal_range(ino);
+  for (auto it = first; it != last; ++it) dirs.push_back(it->second);
+  for (uint64_t dir : dirs) Drop(dir);
 }
 
 void DirPrefetch::Keep(const Caller& c, uint64_t dir, uint64_t start_cookie, Fetched fetched) {

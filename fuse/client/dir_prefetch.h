@@ -86,6 +86,14 @@ class DirPrefetch {
   // (with attributes, not packed), for the calls that continue it.
   void Keep(const Caller& c, uint64_t dir, uint64_t start_cookie, Fetched fetched);
 
+  // Meta's newer word on an inode (a lookup, getattr or open reply)
+  // replaces its attributes in held pages, as in DirListings, so a page
+  // never answers older than what this mount has seen since: kept unless
+  // its ctime is older.
+  void Refresh(const pb::Attr& attr);
+  // Drops every held page that names `ino` (meta says it has no name left).
+  void DropPagesNaming(uint64_t ino);
+
   struct Hit {
     pb::ReadDirReply page;
     uint64_t epoch = 0;
@@ -126,6 +134,9 @@ class DirPrefetch {
   void Queue(const Caller& c, uint64_t dir) REQUIRES(mu_);
   void Hold(uint64_t dir, Held held) REQUIRES(mu_);
   void Drop(uint64_t dir) REQUIRES(mu_);
+  // held_order_'s oldest goes, with its index entries.
+  void DropOldest() REQUIRES(mu_);
+  void Unindex(uint64_t dir, const Held& held) REQUIRES(mu_);
   void Work();
 
   const Options options_;
@@ -143,6 +154,8 @@ class DirPrefetch {
   std::unordered_set<uint64_t> pending_ GUARDED_BY(mu_);  // queued or running
   std::unordered_map<uint64_t, Held> held_ GUARDED_BY(mu_);
   std::list<uint64_t> held_order_ GUARDED_BY(mu_);  // oldest fetch first
+  // ino -> the directories whose held page lists it (Refresh, DropPagesNaming).
+  std::unordered_multimap<uint64_t, uint64_t> dirs_of_ino_ GUARDED_BY(mu_);
   Stats stats_ GUARDED_BY(mu_);
   std::vector<std::thread> workers_;
 };

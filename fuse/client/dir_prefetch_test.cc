@@ -197,5 +197,31 @@ TEST_F(DirPrefetchTest, OnlyAWindowAheadIsFetched) {
   EXPECT_EQ(WaitFetched(5), (std::vector<uint64_t>{100, 101, 11, 12, 13}));
 }
 
+TEST_F(DirPrefetchTest, NewerAttributesReplaceHeldOnesAndARemovedNameDropsItsPages) {
+  Make({.ttl_ms = 1'000, .threads = 1});
+  DirPrefetch::Fetched f{Page({20, 21}), 7, 0};
+  for (auto& e : *f.page.mutable_entries()) e.mutable_attr()->set_ctime_ns(100);
+  prefetch_->Keep(walker_, 5, 0, f);
+  prefetch_->Keep(walker_, 6, 0, f);  // a second directory naming the same inodes (hard links aside, a test)
+  pb::Attr newer = f.page.entries(1).attr();
+  newer.set_ctime_ns(200);
+  newer.set_mode(S_IFDIR | 0700);
+  prefetch_->Refresh(newer);
+  pb::Attr older = f.page.entries(0).attr();
+  older.set_ctime_ns(50);
+  older.set_mode(S_IFDIR | 0711);
+  prefetch_->Refresh(older);
+  for (uint64_t dir : {5, 6}) {
+    auto hit = prefetch_->Take(walker_, dir, 0, 7);
+    ASSERT_TRUE(hit.has_value());
+    EXPECT_EQ(hit->page.entries(0).attr().mode(), S_IFDIR | 0755u) << "an older word is ignored";
+    EXPECT_EQ(hit->page.entries(1).attr().mode(), S_IFDIR | 0700u) << "a newer one replaces";
+  }
+  prefetch_->DropPagesNaming(21);
+  EXPECT_FALSE(prefetch_->Take(walker_, 5, 0, 7).has_value());
+  EXPECT_FALSE(prefetch_->Take(walker_, 6, 0, 7).has_value());
+  prefetch_->Refresh(newer);  // nothing held: nothing to do
+}
+
 }  // namespace
 }  // namespace dfs::fuse

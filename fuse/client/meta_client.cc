@@ -298,7 +298,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
-  listings_.Refresh(reply.attr());
+  Refreshed(reply.attr());
   return reply.attr();
 }
 
@@ -311,7 +311,7 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
-  listings_.Refresh(reply.attr());
+  Refreshed(reply.attr());
   return reply.attr();
 }
 
@@ -513,7 +513,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
     if (!entry.has_attr()) continue;
     overlay_.Apply(entry.mutable_attr(), epoch);
     acl_hints_.Learn(entry.attr());
-    listings_.Refresh(entry.attr());
+    Refreshed(entry.attr());
   }
   return reply;
 }
@@ -550,16 +550,20 @@ std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, ui
   request.set_ino(dir);
   request.set_max_entries(DirPrefetch::kPageEntries);
   pb::ReadDirReply reply;
-  Status s = Outcome(common::FromGrpcStatus(CallOn(*quick_channel_, &pb::MetaService::Stub::ReadDirPlus, request, &reply)),
-                     reply);
-  if (!s.ok()) return std::nullopt;
+  const grpc::Status call = CallOn(*quick_channel_, &pb::MetaService::Stub::ReadDirPlus, request, &reply);
+  if (!Outcome(common::FromGrpcStatus(call), reply).ok()) return std::nullopt;
   for (pb::DirEntry& entry : *reply.mutable_entries()) {
     if (!entry.has_attr()) continue;
     overlay_.Apply(entry.mutable_attr(), epoch);
     acl_hints_.Learn(entry.attr());
-    listings_.Refresh(entry.attr());
+    Refreshed(entry.attr());
   }
   return DirPrefetch::Fetched{std::move(reply), *stamp, epoch};
+}
+
+void MetaClient::Refreshed(const pb::Attr& attr) {
+  listings_.Refresh(attr);
+  if (prefetch_ != nullptr) prefetch_->Refresh(attr);
 }
 
 void MetaClient::NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page) {
@@ -586,7 +590,7 @@ Result<pb::OpenReply> MetaClient::Open(const Caller& c, uint64_t ino, uint32_t f
   if (lazy && (!s.ok() || reply.handle_id() != 0)) read_pins_.Unpin(ino);
   RETURN_IF_ERROR(s);
   acl_hints_.Learn(reply.attr());
-  listings_.Refresh(reply.attr());
+  Refreshed(reply.attr());
   return reply;
 }
 
@@ -766,7 +770,7 @@ Result<std::optional<pb::Attr>> MetaClient::SetLock(pb::SetLockRequest request) 
   RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::SetLock, request, &reply), reply));
   if (!reply.has_attr()) return std::optional<pb::Attr>();
   overlay_.Apply(reply.mutable_attr(), epoch);
-  listings_.Refresh(reply.attr());
+  Refreshed(reply.attr());
   return std::optional<pb::Attr>(reply.attr());
 }
 

@@ -106,7 +106,10 @@ class MetaClient {
   std::optional<DirListings::Hit> ListedLookup(uint64_t parent, const std::string& name);
   std::optional<DirListings::Hit> ListedAttr(uint64_t ino);
   // `ino` has no name left: no listing may answer for it.
-  void DropListingsOf(uint64_t ino) { listings_.DropListingsOf(ino); }
+  void DropListingsOf(uint64_t ino) {
+    listings_.DropListingsOf(ino);
+    prefetch_->DropPagesNaming(ino);
+  }
   // After Lookup found a name in `parent`: fetches the directory's listing
   // when enough lookups there went to meta (DirListings::NoteLookup). Blocks
   // for the fetch (a few ReadDirPlus calls): call it after replying.
@@ -216,6 +219,8 @@ class MetaClient {
   grpc::Status CallOn(common::LeaderChannel& channel, Method<Request, Reply> method, const Request& request,
                       Reply* reply);
 
+  // Meta's newer word on an inode, for what holds older ones.
+  void Refreshed(const pb::Attr& attr);
   // DirPrefetch's fetch: the first page of `dir`, through quick_channel_.
   std::optional<DirPrefetch::Fetched> PrefetchPage(const Caller& c, uint64_t dir);
   void KeepAliveLoop();

@@ -260,6 +260,30 @@ TEST_F(ListingTest, AfterAWalkFetchedAhead_ChangesShowAsForAnyListing) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
 }
 
+// Close-to-open with pages fetched ahead: a file another mount rewrote
+// after the fetch reads whole at this mount's next open, and the listing
+// that follows never hands the kernel the older attributes again.
+TEST_F(ListingTest, AFetchedAheadPage_NeverAnswersOlderThanAnOpenSince) {
+  constexpr int kDirs = 4;
+  const std::string top = MakeTree(kDirs);
+  const std::string there = OnSecondMount("c2o-walk");
+  ASSERT_FALSE(there.empty());
+  std::this_thread::sleep_for(kPastTimeouts);
+  ASSERT_EQ(Names(top).size(), static_cast<size_t>(kDirs));
+  ASSERT_EQ(Names(top + "/d0").size(), 3u);  // d1.. are fetched ahead now
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string longer(5000, 'R');
+  Write(there + "/walk/d2/a", longer);
+  int fd = ::open((top + "/d2/a").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  std::string got(8000, '\0');
+  const ssize_t n = ::read(fd, got.data(), got.size());
+  ::close(fd);
+  EXPECT_EQ(n, 5000);
+  EXPECT_EQ(Names(top + "/d2"), (std::vector<std::string>{"a", "b", "s"}));  // from the page fetched ahead
+  EXPECT_EQ(SizeOf(top + "/d2/a"), 5000) << "the listing put the size from before the rewrite back";
+}
+
 // A kernel READDIRPLUS buffer takes a couple of hundred entries: the rest
 // of the page meta returned is held, and the listing goes on without meta.
 TEST_F(ListingTest, AWideDirectory_ListsOnFromThePageAlreadyFetched) {
