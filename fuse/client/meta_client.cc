@@ -509,12 +509,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
   auto method = plus ? &pb::MetaService::Stub::ReadDirPlus : &pb::MetaService::Stub::ReadDir;
   const uint64_t epoch = overlay_.Epoch();
   RETURN_IF_ERROR(Outcome(Invoke(method, request, &reply), reply));
-  for (pb::DirEntry& entry : *reply.mutable_entries()) {
-    if (!entry.has_attr()) continue;
-    overlay_.Apply(entry.mutable_attr(), epoch);
-    acl_hints_.Learn(entry.attr());
-    Refreshed(entry.attr());
-  }
+  LearnListed(&reply, epoch);
   return reply;
 }
 
@@ -552,13 +547,17 @@ std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, ui
   pb::ReadDirReply reply;
   const grpc::Status call = CallOn(*quick_channel_, &pb::MetaService::Stub::ReadDirPlus, request, &reply);
   if (!Outcome(common::FromGrpcStatus(call), reply).ok()) return std::nullopt;
-  for (pb::DirEntry& entry : *reply.mutable_entries()) {
+  LearnListed(&reply, epoch);
+  return DirPrefetch::Fetched{std::move(reply), *stamp, epoch};
+}
+
+void MetaClient::LearnListed(pb::ReadDirReply* reply, uint64_t epoch) {
+  for (pb::DirEntry& entry : *reply->mutable_entries()) {
     if (!entry.has_attr()) continue;
     overlay_.Apply(entry.mutable_attr(), epoch);
     acl_hints_.Learn(entry.attr());
     Refreshed(entry.attr());
   }
-  return DirPrefetch::Fetched{std::move(reply), *stamp, epoch};
 }
 
 void MetaClient::Refreshed(const pb::Attr& attr) {

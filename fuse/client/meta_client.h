@@ -221,6 +221,9 @@ class MetaClient {
 
   // Meta's newer word on an inode, for what holds older ones.
   void Refreshed(const pb::Attr& attr);
+  // A listing page from meta: this mount's changes since `epoch` laid over
+  // its attributes, which the caches then learn.
+  void LearnListed(pb::ReadDirReply* reply, uint64_t epoch);
   // DirPrefetch's fetch: the first page of `dir`, through quick_channel_.
   std::optional<DirPrefetch::Fetched> PrefetchPage(const Caller& c, uint64_t dir);
   void KeepAliveLoop();

@@ -115,6 +115,15 @@ class ListingTest : public MountedClusterTest {
   }
 
   // After the kernel's caches expired: lists `top` and `top`/d0 (a walk
+  // going down) and gives the mount time to fetch d1.. ahead.
+  void WalkIntoD0(const std::string& top, int n) {
+    std::this_thread::sleep_for(kPastTimeouts);
+    ASSERT_EQ(Names(top).size(), static_cast<size_t>(n));
+    ASSERT_EQ(Names(top + "/d0").size(), 3u);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+
+  // After the kernel's caches expired: lists `top` and `top`/d0 (a walk
   // going down), gives the mount `settle` to fetch ahead, then lists
   // d1..d<n-1> with meta stopped. True if those listings needed no meta.
   bool WalkedWhileMetaStopped(const std::string& top, int n, std::chrono::milliseconds settle,
@@ -238,10 +247,7 @@ TEST_F(ListingTest, AfterAWalkFetchedAhead_ChangesShowAsForAnyListing) {
   const std::string top = MakeTree(kDirs);
   const std::string there = OnSecondMount("walk");
   ASSERT_FALSE(there.empty());
-  std::this_thread::sleep_for(kPastTimeouts);
-  ASSERT_EQ(Names(top).size(), static_cast<size_t>(kDirs));
-  ASSERT_EQ(Names(top + "/d0").size(), 3u);  // d1.. are fetched ahead now
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_NO_FATAL_FAILURE(WalkIntoD0(top, kDirs));  // d1.. are fetched ahead now
   // This mount's own change is listed at once, though d2 was fetched before it.
   Write(top + "/d2/mine", "m");
   ASSERT_EQ(::unlink((top + "/d3/a").c_str()), 0);
@@ -268,10 +274,7 @@ TEST_F(ListingTest, AFetchedAheadPage_NeverAnswersOlderThanAnOpenSince) {
   const std::string top = MakeTree(kDirs);
   const std::string there = OnSecondMount("c2o-walk");
   ASSERT_FALSE(there.empty());
-  std::this_thread::sleep_for(kPastTimeouts);
-  ASSERT_EQ(Names(top).size(), static_cast<size_t>(kDirs));
-  ASSERT_EQ(Names(top + "/d0").size(), 3u);  // d1.. are fetched ahead now
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_NO_FATAL_FAILURE(WalkIntoD0(top, kDirs));  // d1.. are fetched ahead now
   const std::string longer(5000, 'R');
   Write(there + "/walk/d2/a", longer);
   int fd = ::open((top + "/d2/a").c_str(), O_RDONLY);
