@@ -19,8 +19,16 @@ std::string Admission::PeerHost(const std::string& peer) {
 
 grpc::Status Admission::Admit(grpc::ServerContextBase* ctx, Role needed) {
   if (grpc::Status s = authorizer_.Check(*ctx, needed); !s.ok()) return s;
-  if (options_.client_rate_per_s <= 0 || needed > Role::kClient) return grpc::Status::OK;
-  const std::string host = PeerHost(ctx->peer());
+  if (needed > Role::kClient) return grpc::Status::OK;
+  int64_t wait_ms = 0;
+  grpc::Status s = Charge(ctx->peer(), &wait_ms);
+  if (!s.ok()) ctx->AddTrailingMetadata(kRetryAfterHeader, std::to_string(wait_ms));
+  return s;
+}
+
+grpc::Status Admission::Charge(const std::string& peer, int64_t* retry_after_ms) {
+  if (options_.client_rate_per_s <= 0) return grpc::Status::OK;
+  const std::string host = PeerHost(peer);
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = buckets_.find(host);
@@ -33,7 +41,7 @@ grpc::Status Admission::Admit(grpc::ServerContextBase* ctx, Role needed) {
     if (bucket->TryAcquire(1)) return grpc::Status::OK;
     double missing = 1 - bucket->Available();
     auto wait_ms = static_cast<int64_t>(std::ceil(missing * 1000 / options_.client_rate_per_s));
-    ctx->AddTrailingMetadata(kRetryAfterHeader, std::to_string(std::max<int64_t>(wait_ms, 1)));
+    *retry_after_ms = std::max<int64_t>(wait_ms, 1);
   }
   return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                       "client " + host + " is over its request rate of " +

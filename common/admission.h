@@ -40,6 +40,10 @@ class Admission {
   // retry-after header added to `ctx`) when the caller's host is over its
   // rate. Never blocks.
   grpc::Status Admit(grpc::ServerContextBase* ctx, Role needed);
+  // The rate half of Admit, for a call that is not an RPC of its own (a
+  // message of a stream admitted once) from `peer` (ServerContext::peer()):
+  // OK, or RESOURCE_EXHAUSTED with the wait in *retry_after_ms.
+  grpc::Status Charge(const std::string& peer, int64_t* retry_after_ms);
 
   const Authorizer& authorizer() const { return authorizer_; }
 

@@ -40,11 +40,20 @@ grpc::Status NotLeaderStatus(grpc::ServerContext* context, std::string_view lead
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not leader; leader unknown");
 }
 
-std::optional<std::string> LeaderHint(const grpc::ClientContext& context) {
+grpc::Status WithHint(const grpc::Status& status, std::string_view key, std::string_view value) {
+  return grpc::Status(status.error_code(), status.error_message(), std::string(key) + "=" + std::string(value));
+}
+
+std::optional<std::string> HintOf(const grpc::ClientContext& context, const grpc::Status& status,
+                                  std::string_view key) {
   const auto& trailers = context.GetServerTrailingMetadata();
-  auto it = trailers.find(kLeaderHintKey);
-  if (it == trailers.end()) return std::nullopt;
-  return std::string(it->second.data(), it->second.size());
+  auto it = trailers.find(grpc::string_ref(key.data(), key.size()));
+  if (it != trailers.end()) return std::string(it->second.data(), it->second.size());
+  const std::string details = status.error_details();  // a copy: it returns by value
+  if (details.size() > key.size() && details.starts_with(key) && details[key.size()] == '=') {
+    return std::string(details.substr(key.size() + 1));
+  }
+  return std::nullopt;
 }
 
 }  // namespace dfs::common

@@ -35,7 +35,13 @@ Status FromFsStatus(const pb::FsStatus& status);
 
 // Server side: fails the call as "not leader", naming the leader if known.
 grpc::Status NotLeaderStatus(grpc::ServerContext* context, std::string_view leader_address);
-// Client side: the leader hint in a finished call's trailing metadata, if any.
-std::optional<std::string> LeaderHint(const grpc::ClientContext& context);
+// A call that has no trailing metadata of its own (a message of a
+// MetaService.Calls stream) carries a hint (kLeaderHintKey,
+// kRetryAfterHeader) in its status details instead, as "key=value".
+grpc::Status WithHint(const grpc::Status& status, std::string_view key, std::string_view value);
+// Client side: the hint `key` of a finished call, from its trailing
+// metadata or else its status details (WithHint); nullopt if neither has it.
+std::optional<std::string> HintOf(const grpc::ClientContext& context, const grpc::Status& status,
+                                  std::string_view key);
 
 }  // namespace dfs::common

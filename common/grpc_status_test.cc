@@ -41,5 +41,18 @@ TEST(GrpcStatusTest, FromFsStatus_UnknownCodeIsAnError) {
   EXPECT_NE(s.message().find("4242"), std::string_view::npos);
 }
 
+TEST(GrpcStatusTest, HintOf_ReadsTrailersOrStatusDetails) {
+  grpc::ClientContext ctx;  // no call made: no trailing metadata
+  grpc::Status hinted = WithHint(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader"), kLeaderHintKey,
+                                 "10.0.0.2:7400");
+  EXPECT_EQ(hinted.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(hinted.error_message(), "not the leader");
+  EXPECT_EQ(HintOf(ctx, hinted, kLeaderHintKey).value_or(""), "10.0.0.2:7400");
+  EXPECT_FALSE(HintOf(ctx, hinted, "dfs-retry-after-ms").has_value());
+  EXPECT_FALSE(HintOf(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "x"), kLeaderHintKey).has_value());
+  // A key that only starts like another is not it.
+  EXPECT_FALSE(HintOf(ctx, WithHint(grpc::Status::OK, "dfs-leaderx", "a"), kLeaderHintKey).has_value());
+}
+
 }  // namespace
 }  // namespace dfs::common

@@ -45,9 +45,9 @@ class AuthHeaderFactory final : public grpc::experimental::ClientInterceptorFact
 // not an oversized message).
 std::optional<int64_t> RetryAfterMs(const grpc::ClientContext& context, const grpc::Status& status) {
   if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) return std::nullopt;
-  auto it = context.GetServerTrailingMetadata().find(kRetryAfterHeader);
-  if (it == context.GetServerTrailingMetadata().end()) return std::nullopt;
-  std::string text(it->second.data(), it->second.size());
+  std::optional<std::string> hint = HintOf(context, status, kRetryAfterHeader);
+  if (!hint) return std::nullopt;
+  const std::string& text = *hint;
   char* end = nullptr;
   long long ms = std::strtoll(text.c_str(), &end, 10);
   if (end == text.c_str() || ms < 0) return std::nullopt;
@@ -154,7 +154,7 @@ grpc::Status LeaderChannel::Call(const Attempt& attempt) {
                      last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!retryable) return last;
 
-    std::string hint = LeaderHint(context).value_or("");
+    std::string hint = HintOf(context, last, kLeaderHintKey).value_or("");
     Advance(address, hint);
     if (!hint.empty() && hint != address) continue;  // a concrete lead: follow it at once
 

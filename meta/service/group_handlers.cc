@@ -53,12 +53,19 @@ grpc::Status MetaServiceImpl::Admit(grpc::ServerContextBase* ctx, common::Role n
 }
 
 grpc::Status MetaServiceImpl::CheckServing(grpc::ServerContextBase* ctx) {
+  std::string leader;
+  grpc::Status status = ServingStatus(&leader);
+  if (!leader.empty()) ctx->AddTrailingMetadata(common::kLeaderHintKey, leader);
+  return status;
+}
+
+grpc::Status MetaServiceImpl::ServingStatus(std::string* leader) {
   if (Serving()) return grpc::Status::OK;
   Group::View view = options_.group->view();
   if (view.leader_id != 0 && view.leader_id != view.self_id) {
     for (const StateMachine::MemberRow& member : state_machine_->Members()) {
       if (member.raft_id == view.leader_id && !member.rpc_address.empty()) {
-        ctx->AddTrailingMetadata("dfs-leader", member.rpc_address);
+        *leader = member.rpc_address;
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader; the leader is " + member.rpc_address);
       }
     }

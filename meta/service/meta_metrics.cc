@@ -54,6 +54,16 @@ MetaMetrics::MetaMetrics(prometheus::Registry& registry, int64_t cluster_every_m
                      .Help("1 while the folder is under --min-free-space plus meta.db: creates and writes get ENOSPC")
                      .Register(registry)
                      .Add({});
+  call_streams_ = &prometheus::BuildGauge()
+                       .Name("dfs_meta_call_streams")
+                       .Help("MetaService.Calls streams open now (mounts send lookups and getattrs on them)")
+                       .Register(registry)
+                       .Add({});
+  stream_calls_ = &prometheus::BuildCounter()
+                       .Name("dfs_meta_stream_calls_total")
+                       .Help("Calls answered on MetaService.Calls streams")
+                       .Register(registry)
+                       .Add({});
 }
 
 void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaServiceImpl& service, int64_t now_ms) {
@@ -65,6 +75,12 @@ void MetaMetrics::Refresh(const Group::View& view, uint64_t self_id, MetaService
     data_free_->Set(static_cast<double>(service.disk_guard().free_bytes()));
   }
   data_short_->Set(service.disk_guard().short_of_room() ? 1 : 0);
+  MetaServiceImpl::CallStreamCounts streams = service.call_stream_counts();
+  call_streams_->Set(static_cast<double>(streams.open));
+  if (streams.calls > seen_stream_calls_) {
+    stream_calls_->Increment(static_cast<double>(streams.calls - seen_stream_calls_));
+    seen_stream_calls_ = streams.calls;
+  }
   if (now_ms - last_cluster_ms_ < cluster_every_ms_) return;
   last_cluster_ms_ = now_ms;
   pb::ClusterStatusReply counts;

@@ -7,6 +7,8 @@
 //   dfs_meta_chunkservers{state=up|dead|draining}                    leader only
 //   dfs_meta_chunkserver_bytes{what=capacity|used}                   leader only
 //   dfs_meta_data_free_bytes, dfs_meta_data_short_of_room            every member (DiskGuard)
+//   dfs_meta_call_streams, dfs_meta_stream_calls_total               MetaService.Calls: open
+//                                                                    streams, calls answered
 // The cluster gauges need a scan of every chunk, so they are refreshed at
 // most every `cluster_every_ms`; a follower reports them as 0.
 //
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 
+#include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
@@ -53,6 +56,9 @@ class MetaMetrics {
   prometheus::Gauge* used_;
   prometheus::Gauge* data_free_;
   prometheus::Gauge* data_short_;
+  prometheus::Gauge* call_streams_;
+  prometheus::Counter* stream_calls_;
+  uint64_t seen_stream_calls_ = 0;
 };
 
 }  // namespace dfs::meta

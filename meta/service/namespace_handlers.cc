@@ -90,19 +90,73 @@ grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
   return grpc::Status::OK;
 }
 
+grpc::Status MetaServiceImpl::AnswerLookup(const pb::LookupRequest& req, pb::EntryReply* reply) {
+  if (grpc::Status bad = CheckIno(req.parent()); !bad.ok()) return bad;
+  if (grpc::Status bad = CheckName(req.name()); !bad.ok()) return bad;
+  state_machine_->Lookup(req, reply);
+  return grpc::Status::OK;
+}
+
+grpc::Status MetaServiceImpl::AnswerGetAttr(const pb::GetAttrRequest& req, pb::AttrReply* reply) {
+  if (grpc::Status bad = CheckIno(req.ino()); !bad.ok()) return bad;
+  state_machine_->GetAttr(req, reply);
+  return grpc::Status::OK;
+}
+
 grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupRequest* req, pb::EntryReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
-  state_machine_->Lookup(*req, reply);
-  return Finish(cb, grpc::Status::OK);
+  return Finish(cb, AnswerLookup(*req, reply));
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
   if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  state_machine_->GetAttr(*req, reply);
-  return Finish(cb, grpc::Status::OK);
+  return Finish(cb, AnswerGetAttr(*req, reply));
+}
+
+grpc::Status MetaServiceImpl::Calls(Ctx* ctx, grpc::ServerReaderWriter<pb::MetaReturn, pb::MetaCall>* stream) {
+  if (grpc::Status s = admission_.Admit(ctx, common::Role::kClient); !s.ok()) return s;
+  if (open_call_streams_.fetch_add(1) >= kMaxCallStreams) {
+    open_call_streams_.fetch_sub(1);
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "too many call streams open (" + std::to_string(kMaxCallStreams) + "); use unary calls");
+  }
+  const std::string peer = ctx->peer();
+  pb::MetaCall call;
+  pb::MetaReturn ret;
+  while (stream->Read(&call)) {
+    ret.Clear();
+    AnswerCall(peer, call, &ret);
+    stream_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!stream->Write(ret)) break;
+  }
+  open_call_streams_.fetch_sub(1);
+  return grpc::Status::OK;
+}
+
+void MetaServiceImpl::AnswerCall(const std::string& peer, const pb::MetaCall& call, pb::MetaReturn* ret) {
+  grpc::Status status = grpc::Status::OK;
+  int64_t retry_after_ms = 0;
+  std::string leader;
+  if (status = admission_.Charge(peer, &retry_after_ms); !status.ok()) {
+    ret->set_retry_after_ms(retry_after_ms);
+  } else if (status = ServingStatus(&leader); !status.ok()) {
+    ret->set_leader_hint(leader);
+  } else {
+    switch (call.request_case()) {
+      case pb::MetaCall::kLookup:
+        status = AnswerLookup(call.lookup(), ret->mutable_entry());
+        break;
+      case pb::MetaCall::kGetAttr:
+        status = AnswerGetAttr(call.get_attr(), ret->mutable_attr());
+        break;
+      case pb::MetaCall::REQUEST_NOT_SET:
+        // A newer client's call this meta does not know, or an empty message.
+        status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "call stream message carries no request this meta knows");
+        break;
+    }
+  }
+  ret->set_code(status.error_code());
+  ret->set_message(status.error_message());
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
@@ -426,7 +480,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_root_ino(1);
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
                       pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS |
-                      pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA);
+                      pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA | pb::FEATURE_CALL_STREAMS);
   reply->set_inline_max_bytes(static_cast<uint32_t>(options_.inline_max_bytes));
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   if (req->resume_client_id() != 0) {

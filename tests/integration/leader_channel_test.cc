@@ -122,6 +122,29 @@ TEST(LeaderChannelTest, Call_FollowsHintToLeader) {
   EXPECT_EQ(a.member->calls(), a_calls);
 }
 
+// A call with no trailing metadata of its own (a message of a call stream)
+// names the leader in its status details (WithHint); Call follows it too.
+TEST(LeaderChannelTest, Call_FollowsHintInStatusDetails) {
+  Server a = StartMember(1), b = StartMember(2), c = StartMember(3);
+  c.member->MakeLeader();
+  auto channel = LeaderChannel::Create(a.address + "," + b.address + "," + c.address, FastOptions());
+  ASSERT_TRUE(channel.ok());
+  std::vector<std::string> tried;
+  grpc::Status s = (*channel)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext&) {
+    tried.push_back(ch == nullptr ? "" : (*channel)->current_leader());
+    if (tried.back() != c.address) {
+      return common::WithHint(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader"), common::kLeaderHintKey,
+                              c.address);
+    }
+    return grpc::Status::OK;
+  });
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(tried.size(), 2u);  // a, then straight to the hinted c
+  EXPECT_EQ(tried[0], a.address);
+  EXPECT_EQ(tried[1], c.address);
+  EXPECT_EQ((*channel)->current_leader(), c.address);
+}
+
 TEST(LeaderChannelTest, Call_FollowsHintToMemberNotInList) {
   Server a = StartMember(1), hidden = StartMember(7);
   hidden.member->MakeLeader();

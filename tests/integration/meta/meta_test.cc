@@ -196,6 +196,67 @@ TEST_F(MetaProcessTest, BadRequests_ClearErrorsNoCrash) {
   EXPECT_TRUE(process_->Running());
 }
 
+// Lookups and getattrs sent as messages of one call stream are answered as
+// the unary calls answer them, in order; a bad message gets its error and
+// the stream goes on.
+TEST_F(MetaProcessTest, CallStream_AnswersAsUnaryCallsDo_BadMessagesLeaveItOpen) {
+  uint64_t client = OpenSession();
+  pb::EntryReply made;
+  ASSERT_TRUE(Mkdir(Ctx(client, 1), 1, "d", &made).ok());
+  ASSERT_EQ(made.status().code(), 0);
+  const pb::EntryReply unary = Lookup(1, "d");
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto stream = stub_->Calls(&ctx);
+  auto call = [&](const pb::MetaCall& c) {
+    pb::MetaReturn ret;
+    EXPECT_TRUE(stream->Write(c) && stream->Read(&ret));
+    return ret;
+  };
+  pb::MetaCall lookup;
+  lookup.mutable_lookup()->set_parent(1);
+  lookup.mutable_lookup()->set_name("d");
+  pb::MetaReturn ret = call(lookup);
+  EXPECT_EQ(ret.code(), 0) << ret.message();
+  EXPECT_EQ(ret.entry().SerializeAsString(), unary.SerializeAsString());
+
+  pb::MetaCall getattr;
+  getattr.mutable_get_attr()->set_ino(unary.attr().ino());
+  ret = call(getattr);
+  EXPECT_EQ(ret.code(), 0);
+  EXPECT_EQ(ret.attr().attr().SerializeAsString(), unary.attr().SerializeAsString());
+
+  lookup.mutable_lookup()->set_name("missing");
+  ret = call(lookup);
+  EXPECT_EQ(ret.code(), 0);
+  EXPECT_EQ(ret.entry().status().code(), C(StatusCode::kNotFound));
+
+  // Malformed: what the unary calls answer INVALID_ARGUMENT.
+  lookup.mutable_lookup()->set_name("a/b");
+  EXPECT_EQ(call(lookup).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  lookup.mutable_lookup()->set_parent(0);
+  lookup.mutable_lookup()->set_name("d");
+  EXPECT_EQ(call(lookup).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  getattr.mutable_get_attr()->set_ino(0);
+  EXPECT_EQ(call(getattr).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // A message carrying no request (or one from a newer client).
+  ret = call(pb::MetaCall());
+  EXPECT_EQ(ret.code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_FALSE(ret.message().empty());
+
+  // Still answering, in order, on the same stream.
+  for (int i = 0; i < 20; ++i) {
+    getattr.mutable_get_attr()->set_ino(i % 2 == 0 ? 1 : unary.attr().ino());
+    ret = call(getattr);
+    ASSERT_EQ(ret.code(), 0);
+    EXPECT_EQ(ret.attr().attr().ino(), getattr.get_attr().ino());
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_TRUE(process_->Running());
+}
+
 TEST_F(MetaProcessTest, ReadDir_PagesThroughAllEntries) {
   uint64_t client = OpenSession();
   for (int i = 0; i < 300; ++i) {
@@ -838,6 +899,33 @@ TEST(MetaRateLimitTest, OverTheRateCallsWaitButSucceed) {
   }
   EXPECT_GT(refused, 0);
   EXPECT_FALSE(retry_after.empty());
+
+  // Messages of a call stream count against the same rate: over it, a
+  // message is answered RESOURCE_EXHAUSTED with the wait, and the stream
+  // stays open.
+  {
+    ::usleep(300'000);
+    grpc::ClientContext ctx;
+    auto stream = stub->Calls(&ctx);
+    pb::MetaCall call;
+    call.mutable_get_attr()->set_ino(1);
+    int stream_refused = 0, stream_answered = 0;
+    for (int i = 0; i < 100; ++i) {
+      pb::MetaReturn ret;
+      ASSERT_TRUE(stream->Write(call) && stream->Read(&ret));
+      if (ret.code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        ++stream_refused;
+        EXPECT_GT(ret.retry_after_ms(), 0);
+      } else {
+        EXPECT_EQ(ret.code(), 0) << ret.message();
+        ++stream_answered;
+      }
+    }
+    EXPECT_GT(stream_refused, 0);
+    EXPECT_GT(stream_answered, 0);
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
 
   // Through LeaderChannel: 150 calls all succeed, and take at least the time
   // the rate allows (130 beyond the burst at 100/s).

@@ -539,7 +539,15 @@ TEST_F(RaftGroupTest, APartitionedOldLeaderServesNoStaleReads) {
   group_->Signal(old, SIGCONT);
   auto channel = common::MakeChannel(group_->Rpc(old));
   auto stub = pb::MetaService::NewStub(channel);
-  int refused = 0, answered = 0;
+  // The same lookup as a message of a call stream (what mounts send) must
+  // obey the same rule.
+  grpc::ClientContext stream_ctx;
+  stream_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Calls(&stream_ctx);
+  pb::MetaCall call;
+  call.mutable_lookup()->set_parent(1);
+  call.mutable_lookup()->set_name("after");
+  int refused = 0, answered = 0, stream_refused = 0, stream_answered = 0;
   auto until = Clock::now() + std::chrono::milliseconds(1500);
   while (Clock::now() < until) {
     grpc::ClientContext ctx;
@@ -556,11 +564,58 @@ TEST_F(RaftGroupTest, APartitionedOldLeaderServesNoStaleReads) {
       EXPECT_EQ(lookup.status().code(), 0) << "stale read: the old leader answered that 'after' does not exist";
       ++answered;
     }
+    pb::MetaReturn ret;
+    ASSERT_TRUE(stream->Write(call) && stream->Read(&ret));
+    if (ret.code() != 0) {
+      EXPECT_EQ(ret.code(), grpc::StatusCode::UNAVAILABLE) << ret.message();
+      ++stream_refused;
+    } else {
+      EXPECT_EQ(ret.entry().status().code(), 0) << "stale read on a call stream of the old leader";
+      ++stream_answered;
+    }
   }
-  std::printf("old leader after SIGCONT: %d reads refused, %d answered\n", refused, answered);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  std::printf("old leader after SIGCONT: %d reads refused, %d answered; on a call stream %d refused, %d answered\n",
+              refused, answered, stream_refused, stream_answered);
   EXPECT_GT(refused, 0);
+  EXPECT_GT(stream_refused, 0);
   std::string why;
   EXPECT_TRUE(DatabasesAgree(&why)) << why;
+}
+
+// A follower answers each call of a call stream as it answers a unary
+// call: UNAVAILABLE, naming the leader, so a mount moves on to it.
+TEST_F(RaftGroupTest, AFollowersCallStreamNamesTheLeader) {
+  ASSERT_NO_FATAL_FAILURE(StartGroup(3));
+  uint64_t leader_id = 0;
+  for (int i = 0; i < 200 && leader_id == 0; ++i) {
+    leader_id = LeaderId();
+    if (leader_id == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NE(leader_id, 0u);
+  const int leader = group_->IndexOf(leader_id);
+  const int follower = (leader + 1) % 3;
+  auto stub = pb::MetaService::NewStub(common::MakeChannel(group_->Rpc(follower)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Calls(&ctx);
+  pb::MetaCall call;
+  call.mutable_get_attr()->set_ino(1);
+  std::string hint;
+  // The follower learns the leader's address from the members table, which
+  // the new leader publishes through the log: a moment after the election.
+  for (int i = 0; i < 100 && hint.empty(); ++i) {
+    pb::MetaReturn ret;
+    ASSERT_TRUE(stream->Write(call) && stream->Read(&ret));
+    ASSERT_EQ(ret.code(), grpc::StatusCode::UNAVAILABLE) << ret.message();
+    EXPECT_FALSE(ret.has_attr());
+    hint = ret.leader_hint();
+    if (hint.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(hint, group_->Rpc(leader));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST_F(RaftGroupTest, FiveMembersSurviveTwoDownAndBlockWithThree) {
