@@ -80,6 +80,9 @@ std::string Usage(const std::string& program) {
          "  locks=cluster|local   fcntl and flock locks: kept by meta and seen by every mount\n"
          "                        (cluster, the default; one meta commit per lock call), or kept\n"
          "                        by this machine's kernel for this mount only (local)\n"
+         "  meta_streams=on|off   send lookups and getattrs as messages of long-lived streams to\n"
+         "                        meta (on, the default: about half a call's cost) or as one\n"
+         "                        gRPC call each (off)\n"
          "  tls_ca=PEM            connect with TLS, trusting this CA\n"
          "  tls_cert=PEM,tls_key=PEM  client certificate (clusters with mutual TLS)\n"
          "  secret_file=PATH      the cluster's client secret (clusters that require one)\n"
@@ -155,6 +158,11 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
             return common::InvalidArgumentError("option locks=" + val + ": want cluster or local");
           }
           cl.cluster_locks = val == "cluster";
+        } else if (key == "meta_streams") {
+          if (val != "on" && val != "off") {
+            return common::InvalidArgumentError("option meta_streams=" + val + ": want on or off");
+          }
+          cl.meta_streams = val == "on";
         } else if (key == "tls_ca") {
           cl.tls_ca = val;
         } else if (key == "tls_cert") {

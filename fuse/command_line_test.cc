@@ -62,6 +62,22 @@ TEST(CommandLineTest, Parse_LocksClusterUnlessLocal) {
   EXPECT_NE(cl.status().message().find("locks=maybe"), std::string::npos);
 }
 
+TEST(CommandLineTest, Parse_MetaStreamsOnUnlessOff) {
+  auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->meta_streams);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "meta_streams=off"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->meta_streams);
+  EXPECT_EQ(cl->fuse_args[2].find("meta_streams"), std::string::npos);  // ours, not libfuse's
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "meta_streams=on"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->meta_streams);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "meta_streams=1"}, false);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(cl.status().message().find("meta_streams=1"), std::string::npos);
+}
+
 TEST(CommandLineTest, Parse_ForegroundAndDebug) {
   auto cl = ParseCommandLine({"dfs", "-f", "h:1", "/m"}, false);
   ASSERT_TRUE(cl.ok());

@@ -99,6 +99,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   meta_options.mount_point = cl.mount_point;
   meta_options.dir_attr_ttl_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   meta_options.listing_ttl_ms = static_cast<int64_t>(std::min(cl.attr_timeout_s, cl.entry_timeout_s) * 1000);
+  meta_options.call_streams = cl.meta_streams;
   auto meta = dfs::fuse::MetaClient::Connect(meta_options, cl.connect_timeout_ms);
   if (!meta.ok()) {
     report(meta.status().ToString() + "\n");

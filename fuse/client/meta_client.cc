@@ -265,6 +265,50 @@ Status MetaClient::Invoke(Method<Request, Reply> method, const Request& request,
 }
 
 namespace {
+void PutCall(pb::MetaCall* call, const pb::LookupRequest& request) { *call->mutable_lookup() = request; }
+void PutCall(pb::MetaCall* call, const pb::GetAttrRequest& request) { *call->mutable_get_attr() = request; }
+bool TakeReply(pb::MetaReturn* ret, pb::EntryReply* reply) {
+  if (!ret->has_entry()) return false;
+  reply->Swap(ret->mutable_entry());
+  return true;
+}
+bool TakeReply(pb::MetaReturn* ret, pb::AttrReply* reply) {
+  if (!ret->has_attr()) return false;
+  reply->Swap(ret->mutable_attr());
+  return true;
+}
+}  // namespace
+
+template <typename Request, typename Reply>
+Status MetaClient::InvokeStreamed(Method<Request, Reply> method, const Request& request, Reply* reply) {
+  if (!options_.call_streams || !Supports(pb::FEATURE_CALL_STREAMS)) return Invoke(method, request, reply);
+  pb::MetaCall call;
+  PutCall(&call, request);
+  pb::MetaReturn ret;
+  grpc::Status s = channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    reply->Clear();
+    grpc::Status sent = streams_.Call(ch, ctx.deadline(), call, &ret);
+    if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+        sent.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      // This member has no call streams (an older meta became leader) or
+      // has too many open: the unary call, on this attempt's context.
+      return (stubs_.For(ch).*method)(&ctx, request, reply);
+    }
+    if (!sent.ok()) return sent;
+    grpc::Status answered(static_cast<grpc::StatusCode>(ret.code()), ret.message());
+    if (!ret.leader_hint().empty()) return common::WithHint(answered, common::kLeaderHintKey, ret.leader_hint());
+    if (ret.retry_after_ms() > 0) {
+      return common::WithHint(answered, common::kRetryAfterHeader, std::to_string(ret.retry_after_ms()));
+    }
+    if (answered.ok() && !TakeReply(&ret, reply)) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "meta answered a call stream message without its reply");
+    }
+    return answered;
+  });
+  return common::FromGrpcStatus(s);
+}
+
+namespace {
 // The reply's own outcome, once the call itself succeeded.
 template <typename Reply>
 Status Outcome(const Status& call, const Reply& reply) {
@@ -295,7 +339,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   request.set_name(name);
   pb::EntryReply reply;
   const uint64_t epoch = overlay_.Epoch();
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
+  RETURN_IF_ERROR(Outcome(InvokeStreamed(&pb::MetaService::Stub::Lookup, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
   Refreshed(reply.attr());
@@ -308,7 +352,7 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   request.set_ino(ino);
   pb::AttrReply reply;
   const uint64_t epoch = overlay_.Epoch();
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
+  RETURN_IF_ERROR(Outcome(InvokeStreamed(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
   Refreshed(reply.attr());

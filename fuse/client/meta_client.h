@@ -34,6 +34,7 @@
 #include "fuse/client/dir_listings.h"
 #include "fuse/client/read_pin_set.h"
 #include "fuse/client/attr_overlay.h"
+#include "fuse/client/call_streams.h"
 #include "fuse/client/caller.h"
 #include "fuse/client/dir_prefetch.h"
 #include "fuse/client/carry_queue.h"
@@ -57,6 +58,9 @@ class MetaClient {
     // How long a release waits for a mutation to carry it before it is sent
     // alone (CarryQueue); also that of a carried chmod/chown.
     int64_t release_delay_ms = 20;
+    // Lookups and getattrs on CallStreams when meta has them; false: unary
+    // calls (mount option meta_streams=off).
+    bool call_streams = true;
   };
 
   // Connects and opens a session. Unavailable with a clear message if no
@@ -213,6 +217,11 @@ class MetaClient {
   using Method = grpc::Status (pb::MetaService::Stub::*)(grpc::ClientContext*, const Request&, Reply*);
   template <typename Request, typename Reply>
   common::Status Invoke(Method<Request, Reply> method, const Request& request, Reply* reply);
+  // A lookup or getattr as a message of a CallStreams stream through the
+  // leader channel (its retries and leader hints as for Invoke), or as the
+  // unary `method` when meta has no streams or refuses one.
+  template <typename Request, typename Reply>
+  common::Status InvokeStreamed(Method<Request, Reply> method, const Request& request, Reply* reply);
   // Runs `method` through `channel` (channel_ or quick_channel_) with its
   // retries; the reply is cleared before each attempt.
   template <typename Request, typename Reply>
@@ -247,6 +256,7 @@ class MetaClient {
   // CloseSession at unmount. kQuickCallMs over all attempts.
   std::unique_ptr<common::LeaderChannel> quick_channel_;
   common::StubCache<pb::MetaService> stubs_;  // of both channels' members
+  CallStreams streams_;                       // channel_'s, for InvokeStreamed
   std::mutex statfs_mu_;
   std::optional<pb::StatfsReply> last_statfs_;  // guarded by statfs_mu_
   const Options options_;

@@ -168,6 +168,9 @@ def main():
               "dfs_meta_inline" in names(meta) and value(meta, "dfs_meta_inline", what="chunks") == 0 and
               value(meta, "dfs_meta_inline", what="bytes") == 0,
               meta)
+        tap.check("meta: the mount's lookups and getattrs came on call streams",
+              "dfs_meta_call_streams" in names(meta) and value(meta, "dfs_meta_stream_calls_total") > 0,
+              [l for l in meta.splitlines() if "stream" in l])
         tap.check("meta: 3 chunkservers up, capacity known",
               value(meta, "dfs_meta_chunkservers", state="up") == 3 and
               value(meta, "dfs_meta_chunkserver_bytes", what="capacity") > 0)
