@@ -152,8 +152,9 @@ int Run(int argc, char** argv) {
   service_options.metrics = registry;
   chunkserver::ChunkServiceImpl service(**store, service_options);
 
+  common::GrpcCallMetrics call_metrics(registry, "dfs_chunkserver");  // outlives the server
   grpc::ServerBuilder builder;
-  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_chunkserver"));
+  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(&call_metrics));
   int port = 0;
   builder.AddListeningPort(flags.listen, security->server_credentials, &port);
   common::SetServerLimits(builder, "dfs-chunkserver");

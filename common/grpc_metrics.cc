@@ -19,7 +19,9 @@ prometheus::Histogram::BucketBoundaries Buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-class Families {
+}  // namespace
+
+class GrpcCallMetrics::Families {
  public:
   Families(std::shared_ptr<prometheus::Registry> registry, const std::string& prefix)
       : registry_(std::move(registry)),
@@ -69,42 +71,52 @@ class Families {
   std::map<std::string, prometheus::Histogram*> histograms_;
 };
 
+GrpcCallMetrics::GrpcCallMetrics(std::shared_ptr<prometheus::Registry> registry, const std::string& prefix)
+    : families_(std::make_unique<Families>(std::move(registry), prefix)) {}
+GrpcCallMetrics::~GrpcCallMetrics() = default;
+
+void GrpcCallMetrics::Record(const std::string& method, int code, double seconds) {
+  families_->Record(method, code, seconds);
+}
+
+namespace {
+
 class Interceptor : public grpc::experimental::Interceptor {
  public:
-  Interceptor(Families* families, const char* method)
-      : families_(families), method_(method), start_(std::chrono::steady_clock::now()) {}
+  Interceptor(GrpcCallMetrics* metrics, const char* method)
+      : metrics_(metrics), method_(method), start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      families_->Record(method_, static_cast<int>(methods->GetSendStatus().error_code()), seconds);
+      metrics_->Record(method_, static_cast<int>(methods->GetSendStatus().error_code()), seconds);
     }
     methods->Proceed();
   }
 
  private:
-  Families* families_;
+  GrpcCallMetrics* metrics_;
   std::string method_;
   std::chrono::steady_clock::time_point start_;
 };
 
 class Factory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit Factory(std::shared_ptr<Families> families) : families_(std::move(families)) {}
+  explicit Factory(GrpcCallMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
-    return new Interceptor(families_.get(), info->method());
+    return new Interceptor(metrics_, info->method());
   }
 
  private:
-  std::shared_ptr<Families> families_;
+  GrpcCallMetrics* metrics_;
 };
 
 }  // namespace
 
 std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> GrpcMetricsInterceptors(
-    std::shared_ptr<prometheus::Registry> registry, const std::string& prefix) {
+    GrpcCallMetrics* metrics) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> out;
-  out.push_back(std::make_unique<Factory>(std::make_shared<Families>(std::move(registry), prefix)));
+  out.push_back(std::make_unique<Factory>(metrics));
   return out;
 }
 

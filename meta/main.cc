@@ -342,8 +342,10 @@ int Run(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   meta::MetaMetrics metrics(*registry, /*cluster_every_ms=*/10'000);
 
+  common::GrpcCallMetrics call_metrics(registry, "dfs_meta");  // outlives the server
+  service.SetCallMetrics(&call_metrics);
   grpc::ServerBuilder builder;
-  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(registry, "dfs_meta"));
+  builder.experimental().SetInterceptorCreators(common::GrpcMetricsInterceptors(&call_metrics));
   int port = 0;
   builder.AddListeningPort(flags.listen, security->server_credentials, &port);
   common::SetServerLimits(builder, "dfs-meta");

@@ -63,12 +63,16 @@ double Parallel(int threads, int n, Fn fn) {
 
 struct Rates {
   double create = 0, lookup = 0, getattr = 0, unlink = 0;
-  // The same reads as messages of MetaService.Calls streams: what mounts
-  // send (fuse/client/call_streams.h).
-  double stream_lookup = 0, stream_getattr = 0;
 };
 
-Rates RunClients(const std::string& address, int clients, int files, const std::string& dir_name) {
+// How the client threads call: one unary gRPC call per request, or a
+// message of a MetaService.Calls stream per request (one stream per client
+// thread, as a mount's CallStreams keeps one per call in flight): what
+// mounts send since FEATURE_CALL_STREAMS.
+enum class Transport { kUnary, kStream };
+
+Rates RunClients(const std::string& address, int clients, int files, const std::string& dir_name,
+                 Transport transport) {
   // A few channels, as a few mounts would have; 4 client threads per connection.
   std::vector<std::unique_ptr<pb::MetaService::Stub>> stubs;
   for (int t = 0; t < clients; ++t) {
@@ -80,6 +84,18 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
     }
   }
   auto stub = [&](int t) { return stubs[t / 4].get(); };
+  std::vector<std::unique_ptr<grpc::ClientContext>> stream_contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<pb::MetaCall, pb::MetaReturn>>> streams;
+  if (transport == Transport::kStream) {
+    for (int t = 0; t < clients; ++t) {
+      stream_contexts.push_back(std::make_unique<grpc::ClientContext>());
+      streams.push_back(stub(t)->Calls(stream_contexts.back().get()));
+    }
+  }
+  // Client thread t's call: false if it failed (the FsStatus is the caller's).
+  auto on_stream = [&](int t, const pb::MetaCall& call, pb::MetaReturn* ret) {
+    return streams[t]->Write(call) && streams[t]->Read(ret) && ret->code() == 0;
+  };
   std::vector<uint64_t> session(clients);
   std::vector<std::atomic<uint64_t>> request(clients);
   for (int t = 0; t < clients; ++t) {
@@ -107,9 +123,9 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
   }
   std::vector<uint64_t> inos(files);
   std::atomic<int> errors{0};
+  const bool streamed = transport == Transport::kStream;
   Rates rates;
   rates.create = Parallel(clients, files, [&](int t, int i) {
-    grpc::ClientContext ctx;
     pb::CreateRequest req;
     rctx(t, req.mutable_ctx());
     req.set_parent(dir);
@@ -117,68 +133,80 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
     req.set_mode(0644);
     req.set_flags(01);
     pb::CreateReply reply;
-    if (!stub(t)->Create(&ctx, req, &reply).ok() || reply.status().code() != 0) ++errors;
+    bool ok;
+    if (streamed) {
+      pb::MetaCall call;
+      *call.mutable_create() = std::move(req);
+      pb::MetaReturn ret;
+      ok = on_stream(t, call, &ret);
+      reply = std::move(*ret.mutable_create());
+    } else {
+      grpc::ClientContext ctx;
+      ok = stub(t)->Create(&ctx, req, &reply).ok();
+    }
+    if (!ok || reply.status().code() != 0) ++errors;
     inos[i] = reply.attr().ino();
   });
   std::vector<std::mt19937> rngs;
   for (int t = 0; t < clients; ++t) rngs.emplace_back(t);
   rates.lookup = Parallel(clients, files, [&](int t, int) {
-    grpc::ClientContext ctx;
     pb::LookupRequest req;
     req.set_parent(dir);
     req.set_name("file-" + std::to_string(rngs[t]() % files));
     pb::EntryReply reply;
-    if (!stub(t)->Lookup(&ctx, req, &reply).ok() || reply.status().code() != 0) ++errors;
+    bool ok;
+    if (streamed) {
+      pb::MetaCall call;
+      *call.mutable_lookup() = std::move(req);
+      pb::MetaReturn ret;
+      ok = on_stream(t, call, &ret);
+      reply = std::move(*ret.mutable_entry());
+    } else {
+      grpc::ClientContext ctx;
+      ok = stub(t)->Lookup(&ctx, req, &reply).ok();
+    }
+    if (!ok || reply.status().code() != 0) ++errors;
   });
   rates.getattr = Parallel(clients, files, [&](int t, int) {
-    grpc::ClientContext ctx;
     pb::GetAttrRequest req;
     req.set_ino(inos[rngs[t]() % files]);
     pb::AttrReply reply;
-    if (!stub(t)->GetAttr(&ctx, req, &reply).ok() || reply.status().code() != 0) ++errors;
+    bool ok;
+    if (streamed) {
+      pb::MetaCall call;
+      *call.mutable_get_attr() = std::move(req);
+      pb::MetaReturn ret;
+      ok = on_stream(t, call, &ret);
+      reply = std::move(*ret.mutable_attr());
+    } else {
+      grpc::ClientContext ctx;
+      ok = stub(t)->GetAttr(&ctx, req, &reply).ok();
+    }
+    if (!ok || reply.status().code() != 0) ++errors;
   });
-  {
-    // One call stream per client thread, as a mount's CallStreams keeps one
-    // per thread in flight.
-    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-    std::vector<std::unique_ptr<grpc::ClientReaderWriter<pb::MetaCall, pb::MetaReturn>>> streams;
-    for (int t = 0; t < clients; ++t) {
-      contexts.push_back(std::make_unique<grpc::ClientContext>());
-      streams.push_back(stub(t)->Calls(contexts.back().get()));
-    }
-    rates.stream_lookup = Parallel(clients, files, [&](int t, int) {
-      pb::MetaCall call;
-      call.mutable_lookup()->set_parent(dir);
-      call.mutable_lookup()->set_name("file-" + std::to_string(rngs[t]() % files));
-      pb::MetaReturn ret;
-      if (!streams[t]->Write(call) || !streams[t]->Read(&ret) || ret.code() != 0 ||
-          ret.entry().status().code() != 0) {
-        ++errors;
-      }
-    });
-    rates.stream_getattr = Parallel(clients, files, [&](int t, int) {
-      pb::MetaCall call;
-      call.mutable_get_attr()->set_ino(inos[rngs[t]() % files]);
-      pb::MetaReturn ret;
-      if (!streams[t]->Write(call) || !streams[t]->Read(&ret) || ret.code() != 0 ||
-          ret.attr().status().code() != 0) {
-        ++errors;
-      }
-    });
-    for (auto& stream : streams) {
-      stream->WritesDone();
-      stream->Finish();
-    }
-  }
   rates.unlink = Parallel(clients, files, [&](int t, int i) {
-    grpc::ClientContext ctx;
     pb::UnlinkRequest req;
     rctx(t, req.mutable_ctx());
     req.set_parent(dir);
     req.set_name("file-" + std::to_string(i));
     pb::StatusReply reply;
-    if (!stub(t)->Unlink(&ctx, req, &reply).ok() || reply.status().code() != 0) ++errors;
+    bool ok;
+    if (streamed) {
+      pb::MetaCall call;
+      *call.mutable_unlink() = std::move(req);
+      pb::MetaReturn ret;
+      ok = on_stream(t, call, &ret);
+      reply = std::move(*ret.mutable_status());
+    } else {
+      grpc::ClientContext ctx;
+      ok = stub(t)->Unlink(&ctx, req, &reply).ok();
+    }
+    if (!ok || reply.status().code() != 0) ++errors;
   });
+  for (auto& stream : streams) {
+    stream->WritesDone();
+    stream->Finish();
+  }
   for (int t = 0; t < clients; ++t) {  // frees the unlinked-but-open files
     grpc::ClientContext ctx;
     pb::CloseSessionRequest req;
@@ -254,14 +282,16 @@ class Server {
   std::string address_;
 };
 
-Rates Row(Server& server, const char* mode, int clients, int files) {
+Rates Row(Server& server, const char* mode, int clients, int files, Transport transport) {
   LocalProposer::Stats before = server.proposer().stats();
-  Rates r = RunClients(server.address(), clients, files, "run" + std::to_string(clients));
+  const bool streamed = transport == Transport::kStream;
+  Rates r = RunClients(server.address(), clients, files,
+                       std::string(streamed ? "stream" : "unary") + std::to_string(clients), transport);
   LocalProposer::Stats after = server.proposer().stats();
   const double batch =
       static_cast<double>(after.ops - before.ops) / static_cast<double>(std::max<uint64_t>(1, after.entries - before.entries));
-  std::printf("%-7s %-8d %8d %12.0f %12.0f %12.0f %12.0f %12.0f %12.0f %14.1f\n", mode, clients, files, r.create,
-              r.lookup, r.getattr, r.stream_lookup, r.stream_getattr, r.unlink, batch);
+  std::printf("%-7s %-7s %-8d %8d %12.0f %12.0f %12.0f %12.0f %14.1f\n", mode, streamed ? "stream" : "unary",
+              clients, files, r.create, r.lookup, r.getattr, r.unlink, batch);
   std::fflush(stdout);
   return r;
 }
@@ -349,20 +379,22 @@ int Main(int argc, char** argv) {
 
   std::printf("meta_bench: in-process dfs-meta over gRPC on 127.0.0.1; clients are threads of this process\n");
   std::printf("sync=FULL: fsync per commit (durable, the default); sync=NORMAL: WAL, no fsync per commit\n");
-  std::printf("lookups/getattrs: one unary gRPC call each; stream: as messages of MetaService.Calls streams\n"
-              "(what mounts send), one stream per client thread\n");
-  std::printf("%-7s %-8s %8s %12s %12s %12s %12s %12s %12s %14s\n", "sync", "clients", "files", "creates/s",
-              "lookups/s", "getattrs/s", "stream lk/s", "stream ga/s", "unlinks/s", "ops per commit");
-  Rates r1, r16, n16;
+  std::printf("calls: unary = one gRPC call each; stream = messages of MetaService.Calls streams, one per client\n"
+              "thread (what mounts send)\n");
+  std::printf("%-7s %-7s %-8s %8s %12s %12s %12s %12s %14s\n", "sync", "calls", "clients", "files", "creates/s",
+              "lookups/s", "getattrs/s", "unlinks/s", "ops per commit");
+  Rates r1, u1, r16, u16, n16;
   {
     Server server(base + "/full.db", "FULL");
-    r1 = Row(server, "FULL", 1, files1);
+    u1 = Row(server, "FULL", 1, files1, Transport::kUnary);
+    r1 = Row(server, "FULL", 1, files1, Transport::kStream);
     GetAttrSplit(server);
-    r16 = Row(server, "FULL", 16, files16);
+    u16 = Row(server, "FULL", 16, files16, Transport::kUnary);
+    r16 = Row(server, "FULL", 16, files16, Transport::kStream);
   }
   {
     Server server(base + "/normal.db", "NORMAL");
-    n16 = Row(server, "NORMAL", 16, files16 / 2);
+    n16 = Row(server, "NORMAL", 16, files16 / 2, Transport::kStream);
   }
   const double raw1 = RawInserts(base + "/raw1.db", 2000, 1);
   const double raw_batch = RawInserts(base + "/raw2.db", files16, 1000);
@@ -371,11 +403,14 @@ int Main(int argc, char** argv) {
   std::printf("ratios: creates@1 / raw 1-row txns = %.2f; creates@16 / raw 1-row txns = %.2f; "
               "creates@16 / raw 1000-row txns = %.3f; durability cost (creates@16 NORMAL / FULL) = %.2fx\n",
               r1.create / raw1, r16.create / raw1, r16.create / raw_batch, n16.create / r16.create);
-  std::printf("targets (FULL): creates@16 >= 10000/s: %s (%.0f); getattr@16 >= 30000/s (as mounts send it, on "
-              "call streams): %s (%.0f; unary calls %.0f, stream/unary %.2f); "
-              "MooseFS here: ~1900 creates/s, ~5800 stats/s\n",
-              r16.create >= 10000 ? "met" : "MISSED", r16.create, r16.stream_getattr >= 30000 ? "met" : "MISSED",
-              r16.stream_getattr, r16.getattr, r16.stream_getattr / r16.getattr);
+  std::printf("streams/unary: at 1 client creates %.2f, getattrs %.2f; at 16 creates %.2f, lookups %.2f, "
+              "getattrs %.2f, unlinks %.2f\n",
+              r1.create / u1.create, r1.getattr / u1.getattr, r16.create / u16.create, r16.lookup / u16.lookup,
+              r16.getattr / u16.getattr, r16.unlink / u16.unlink);
+  std::printf("targets (FULL, calls as mounts send them: streams): creates@16 >= 10000/s: %s (%.0f); "
+              "getattr@16 >= 30000/s: %s (%.0f); MooseFS here: ~1900 creates/s, ~5800 stats/s\n",
+              r16.create >= 10000 ? "met" : "MISSED", r16.create, r16.getattr >= 30000 ? "met" : "MISSED",
+              r16.getattr);
   std::fflush(stdout);
   if (big_dir > 0) ReadDirScaling(base, big_dir);
   std::error_code ec;

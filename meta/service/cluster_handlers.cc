@@ -17,18 +17,18 @@
 
 namespace dfs::meta {
 
-grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req,
-                                                             pb::GetChunkLocationsReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+void MetaServiceImpl::DoGetChunkLocations(const pb::GetChunkLocationsRequest* req, pb::GetChunkLocationsReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   state_machine_->GetChunkLocations(*req, reply);
-  return Finish(cb, grpc::Status::OK);
+  return answer->Done(grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::LeaseChunkRequest* req,
-                                                      pb::LeaseChunkReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::GetChunkLocations(CbCtx* cb, const pb::GetChunkLocationsRequest* req, pb::GetChunkLocationsReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoGetChunkLocations);
+}
+
+void MetaServiceImpl::DoLeaseChunk(const pb::LeaseChunkRequest* req, pb::LeaseChunkReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   pb::LeaseChunkOp* lease_op = op.mutable_lease_chunk();
   *lease_op->mutable_request() = *req;
@@ -38,7 +38,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   for (uint64_t node : cluster_->PlacementForNew(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   const std::string* key = &options_.cluster_key;
   const uint64_t ino = req->ino(), index = req->chunk_index();
-  return Mutate(cb, std::move(op), [this, reply, key, ino, index](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [this, reply, key, ino, index](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.status().code() == static_cast<int>(common::StatusCode::kAborted)) {
       wanted_chunks_.Refused(ino, index, clock_.UnixNs() / 1'000'000);
@@ -49,10 +49,12 @@ grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::Lease
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::CommitWriteRequest* req,
-                                                       pb::AttrReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::LeaseChunk(CbCtx* cb, const pb::LeaseChunkRequest* req, pb::LeaseChunkReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoLeaseChunk);
+}
+
+void MetaServiceImpl::DoCommitWrite(const pb::CommitWriteRequest* req, pb::AttrReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_commit_write() = *req;
   // The commit keeps its leases busy (Apply extends them to this expiry)
@@ -62,10 +64,14 @@ grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::Comm
     return wanted_chunks_.Wanted(req->ino(), c.chunk_index(), now_ms);
   });
   if (!wanted) op.set_lease_expires_unix_ms(now_ms + options_.chunk_lease_ms);
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
   });
+}
+
+grpc::ServerUnaryReactor* MetaServiceImpl::CommitWrite(CbCtx* cb, const pb::CommitWriteRequest* req, pb::AttrReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoCommitWrite);
 }
 
 grpc::Status MetaServiceImpl::ReportBadReplica(Ctx* ctx, const pb::ReportBadReplicaRequest* req, pb::StatusReply* reply) {

@@ -20,6 +20,7 @@
 
 #include "common/admission.h"
 #include "common/clock.h"
+#include "common/grpc_metrics.h"
 #include "common/grpc_status.h"
 #include "meta/service/carried.h"
 #include "meta/service/cluster_state.h"
@@ -95,6 +96,9 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Whether this node answers clients now (the serving leader, or a lone
   // node without a group).
   bool Serving() const { return options_.group == nullptr || options_.group->Serving(); }
+  // Where the messages of Calls streams are counted, each as its method's
+  // unary call (borrowed; set before the server starts; null: nowhere).
+  void SetCallMetrics(common::GrpcCallMetrics* metrics) { call_metrics_ = metrics; }
   // Calls streams open now, and the calls answered on them so far.
   struct CallStreamCounts {
     int open = 0;
@@ -110,6 +114,14 @@ class MetaServiceImpl final : public MetaServiceBase {
 
   using Ctx = grpc::ServerContext;
   using CbCtx = grpc::CallbackServerContext;
+  // Where a handler body's outcome goes: a unary callback RPC or a message
+  // of a Calls stream. Done is called once, on any thread (a mutation's on
+  // the applier's); `leader`, with UNAVAILABLE, names the leader if known.
+  class Answer {
+   public:
+    virtual ~Answer() = default;
+    virtual void Done(const grpc::Status& status, const std::string& leader = {}) = 0;
+  };
   grpc::ServerUnaryReactor* Lookup(CbCtx*, const pb::LookupRequest*, pb::EntryReply*) override;
   grpc::ServerUnaryReactor* GetAttr(CbCtx*, const pb::GetAttrRequest*, pb::AttrReply*) override;
   // Lookups and getattrs on one stream (pb::MetaCall). Synchronous: each
@@ -180,9 +192,6 @@ class MetaServiceImpl final : public MetaServiceBase {
   // stream was authorized when it opened), checked like its unary twin,
   // answered into *ret.
   void AnswerCall(const std::string& peer, const pb::MetaCall& call, pb::MetaReturn* ret);
-  // The bodies of Lookup and GetAttr, shared by the unary calls and Calls.
-  grpc::Status AnswerLookup(const pb::LookupRequest& req, pb::EntryReply* reply);
-  grpc::Status AnswerGetAttr(const pb::GetAttrRequest& req, pb::AttrReply* reply);
   // Proposes SetMember for this node unless the members table has it.
   void PublishSelf();
   // On a follower, each housekeeping pass: asks the leader (PublishMember)
@@ -230,35 +239,86 @@ class MetaServiceImpl final : public MetaServiceBase {
     reactor->Finish(status);
     return reactor;
   }
-  // Proposes `op` stamped with now; when applied, `fill(result)` fills the
-  // reply and the RPC finishes (on the applier thread). A DiskGuard refusal
-  // fails the whole call (RESOURCE_EXHAUSTED), so that the releases and
-  // attribute changes the request carried ride with the client's next one.
-  template <typename Fill>
-  grpc::ServerUnaryReactor* Mutate(CbCtx* ctx, pb::Op op, Fill fill) {
-    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    if (common::Status room = CheckRoom(op); !room.ok()) {
-      reactor->Finish(common::ToGrpcStatus(room));
-      return reactor;
+
+  class UnaryAnswer final : public Answer {
+   public:
+    explicit UnaryAnswer(CbCtx* ctx) : ctx_(ctx), reactor_(ctx->DefaultReactor()) {}
+    grpc::ServerUnaryReactor* reactor() const { return reactor_; }
+    // Finishes the RPC (the leader in trailing metadata) and deletes this.
+    void Done(const grpc::Status& status, const std::string& leader) override {
+      if (!leader.empty()) ctx_->AddTrailingMetadata(common::kLeaderHintKey, leader);
+      reactor_->Finish(status);
+      delete this;
     }
+
+   private:
+    CbCtx* const ctx_;
+    grpc::ServerUnaryReactor* const reactor_;
+  };
+  // A handler body: checks `req`, answers it into `reply` (at once, or
+  // once its Op applies) and then calls answer->Done.
+  template <typename Req, typename Reply>
+  using Body = void (MetaServiceImpl::*)(const Req* req, Reply* reply, Answer* answer);
+  // A unary callback RPC: Admit, then `body`.
+  template <typename Req, typename Reply>
+  grpc::ServerUnaryReactor* Unary(CbCtx* cb, const Req* req, Reply* reply, Body<Req, Reply> body) {
+    if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
+    auto* answer = new UnaryAnswer(cb);
+    grpc::ServerUnaryReactor* reactor = answer->reactor();  // `answer` may be gone once body returns
+    (this->*body)(req, reply, answer);
+    return reactor;
+  }
+  // A message of a Calls stream: `body`, waited for on this thread.
+  // Returns its status, and the leader hint in *leader.
+  template <typename Req, typename Reply>
+  grpc::Status Streamed(const Req& req, Reply* reply, Body<Req, Reply> body, std::string* leader);
+
+  // Proposes `op` stamped with now; when applied, `fill(result)` fills the
+  // reply and the call is answered (on the applier thread). A DiskGuard
+  // refusal fails the whole call (RESOURCE_EXHAUSTED), so that the releases
+  // and attribute changes the request carried ride with the client's next
+  // one.
+  template <typename Fill>
+  void Mutate(Answer* answer, pb::Op op, Fill fill) {
+    if (common::Status room = CheckRoom(op); !room.ok()) return answer->Done(common::ToGrpcStatus(room));
     if (common::Status carried = HoistCarried(&op); !carried.ok()) {
-      reactor->Finish(common::ToGrpcStatus(carried));
-      return reactor;
+      return answer->Done(common::ToGrpcStatus(carried));
     }
     StampRules(op);
-    proposer_->ProposeAsync(std::move(op), [this, ctx, reactor, fill = std::move(fill)](common::Result<pb::OpResult> result) {
+    proposer_->ProposeAsync(std::move(op), [this, answer, fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.
-        grpc::Status status = CheckServing(ctx);
-        reactor->Finish(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(result.status().message()))
-                                    : status);
+        std::string leader;
+        grpc::Status status = ServingStatus(&leader);
+        answer->Done(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(result.status().message()))
+                                 : status,
+                     leader);
         return;
       }
       fill(*result);
-      reactor->Finish(grpc::Status::OK);
+      answer->Done(grpc::Status::OK);
     });
-    return reactor;
   }
+  void DoLookup(const pb::LookupRequest* req, pb::EntryReply* reply, Answer* answer);
+  void DoGetAttr(const pb::GetAttrRequest* req, pb::AttrReply* reply, Answer* answer);
+  void DoSetAttr(const pb::SetAttrRequest* req, pb::AttrReply* reply, Answer* answer);
+  void DoMknod(const pb::MknodRequest* req, pb::EntryReply* reply, Answer* answer);
+  void DoCreate(const pb::CreateRequest* req, pb::CreateReply* reply, Answer* answer);
+  void DoMkdir(const pb::MkdirRequest* req, pb::EntryReply* reply, Answer* answer);
+  void DoUnlink(const pb::UnlinkRequest* req, pb::StatusReply* reply, Answer* answer);
+  void DoRmdir(const pb::RmdirRequest* req, pb::StatusReply* reply, Answer* answer);
+  void DoSymlink(const pb::SymlinkRequest* req, pb::EntryReply* reply, Answer* answer);
+  void DoReadlink(const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply, Answer* answer);
+  void DoLink(const pb::LinkRequest* req, pb::EntryReply* reply, Answer* answer);
+  void DoRename(const pb::RenameRequest* req, pb::StatusReply* reply, Answer* answer);
+  void DoReadDir(const pb::ReadDirRequest* req, pb::ReadDirReply* reply, Answer* answer);
+  void DoReadDirPlus(const pb::ReadDirRequest* req, pb::ReadDirReply* reply, Answer* answer);
+  void DoOpen(const pb::OpenRequest* req, pb::OpenReply* reply, Answer* answer);
+  void DoRelease(const pb::ReleaseRequest* req, pb::StatusReply* reply, Answer* answer);
+  void DoAccess(const pb::AccessRequest* req, pb::StatusReply* reply, Answer* answer);
+  void DoGetChunkLocations(const pb::GetChunkLocationsRequest* req, pb::GetChunkLocationsReply* reply, Answer* answer);
+  void DoLeaseChunk(const pb::LeaseChunkRequest* req, pb::LeaseChunkReply* reply, Answer* answer);
+  void DoCommitWrite(const pb::CommitWriteRequest* req, pb::AttrReply* reply, Answer* answer);
   void FillNodeStatus(pb::NodeStatus* out, uint64_t node_id, const ClusterState::Node* live,
                       const StateMachine::NodeRow* row);
 
@@ -278,6 +338,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   static constexpr int kMaxCallStreams = 256;
   std::atomic<int> open_call_streams_{0};
   std::atomic<uint64_t> stream_calls_{0};
+  common::GrpcCallMetrics* call_metrics_ = nullptr;
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;
   uint64_t repair_cursor_ = 0;  // housekeeping thread only

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 #include <openssl/rand.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string_view>
 
 #include "common/grpc_status.h"
@@ -90,28 +93,30 @@ grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
   return grpc::Status::OK;
 }
 
-grpc::Status MetaServiceImpl::AnswerLookup(const pb::LookupRequest& req, pb::EntryReply* reply) {
-  if (grpc::Status bad = CheckIno(req.parent()); !bad.ok()) return bad;
-  if (grpc::Status bad = CheckName(req.name()); !bad.ok()) return bad;
-  state_machine_->Lookup(req, reply);
-  return grpc::Status::OK;
-}
-
-grpc::Status MetaServiceImpl::AnswerGetAttr(const pb::GetAttrRequest& req, pb::AttrReply* reply) {
-  if (grpc::Status bad = CheckIno(req.ino()); !bad.ok()) return bad;
-  state_machine_->GetAttr(req, reply);
-  return grpc::Status::OK;
+void MetaServiceImpl::DoLookup(const pb::LookupRequest* req, pb::EntryReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
+  state_machine_->Lookup(*req, reply);
+  return answer->Done(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Lookup(CbCtx* cb, const pb::LookupRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  return Finish(cb, AnswerLookup(*req, reply));
+  return Unary(cb, req, reply, &MetaServiceImpl::DoLookup);
+}
+
+void MetaServiceImpl::DoGetAttr(const pb::GetAttrRequest* req, pb::AttrReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
+  state_machine_->GetAttr(*req, reply);
+  return answer->Done(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::GetAttr(CbCtx* cb, const pb::GetAttrRequest* req, pb::AttrReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  return Finish(cb, AnswerGetAttr(*req, reply));
+  return Unary(cb, req, reply, &MetaServiceImpl::DoGetAttr);
 }
+
+namespace {
+const std::string& CallMethod(const pb::MetaCall& call);
+}  // namespace
 
 grpc::Status MetaServiceImpl::Calls(Ctx* ctx, grpc::ServerReaderWriter<pb::MetaReturn, pb::MetaCall>* stream) {
   if (grpc::Status s = admission_.Admit(ctx, common::Role::kClient); !s.ok()) return s;
@@ -124,13 +129,73 @@ grpc::Status MetaServiceImpl::Calls(Ctx* ctx, grpc::ServerReaderWriter<pb::MetaR
   pb::MetaCall call;
   pb::MetaReturn ret;
   while (stream->Read(&call)) {
+    const auto start = std::chrono::steady_clock::now();
     ret.Clear();
     AnswerCall(peer, call, &ret);
     stream_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (call_metrics_ != nullptr) {
+      call_metrics_->Record(CallMethod(call), ret.code(),
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     if (!stream->Write(ret)) break;
   }
   open_call_streams_.fetch_sub(1);
   return grpc::Status::OK;
+}
+
+namespace {
+// A Calls message's answer, waited for by the stream's thread.
+class StreamAnswer final : public MetaServiceImpl::Answer {
+ public:
+  void Done(const grpc::Status& status, const std::string& leader) override {
+    // Notified under the lock: the waiter destroys this once it sees done_.
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+    leader_ = leader;
+    done_ = true;
+    cv_.notify_one();
+  }
+  grpc::Status Wait(std::string* leader) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+    *leader = leader_;
+    return status_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  grpc::Status status_;
+  std::string leader_;
+};
+
+// The unary method a Calls message stands for ("/dfs.pb.MetaService/Create"
+// for a CreateRequest), as the metrics name it.
+const std::string& CallMethod(const pb::MetaCall& call) {
+  static const std::vector<std::string> kNames = [] {
+    const google::protobuf::OneofDescriptor* request = pb::MetaCall::descriptor()->FindOneofByName("request");
+    std::vector<std::string> names;
+    for (int i = 0; i < request->field_count(); ++i) {
+      const google::protobuf::FieldDescriptor* field = request->field(i);
+      std::string type = field->message_type()->name();  // "CreateRequest"
+      if (type.ends_with("Request")) type.resize(type.size() - 7);
+      if (names.size() <= static_cast<size_t>(field->number())) names.resize(field->number() + 1);
+      names[field->number()] = "/dfs.pb.MetaService/" + type;
+    }
+    return names;
+  }();
+  static const std::string kNone = "/dfs.pb.MetaService/Calls(unknown)";
+  const size_t n = static_cast<size_t>(call.request_case());
+  return n < kNames.size() && !kNames[n].empty() ? kNames[n] : kNone;
+}
+}  // namespace
+
+template <typename Req, typename Reply>
+grpc::Status MetaServiceImpl::Streamed(const Req& req, Reply* reply, Body<Req, Reply> body, std::string* leader) {
+  StreamAnswer answer;
+  (this->*body)(&req, reply, &answer);
+  return answer.Wait(leader);
 }
 
 void MetaServiceImpl::AnswerCall(const std::string& peer, const pb::MetaCall& call, pb::MetaReturn* ret) {
@@ -139,54 +204,109 @@ void MetaServiceImpl::AnswerCall(const std::string& peer, const pb::MetaCall& ca
   std::string leader;
   if (status = admission_.Charge(peer, &retry_after_ms); !status.ok()) {
     ret->set_retry_after_ms(retry_after_ms);
-  } else if (status = ServingStatus(&leader); !status.ok()) {
-    ret->set_leader_hint(leader);
-  } else {
+  } else if (status = ServingStatus(&leader); status.ok()) {
+    using M = MetaServiceImpl;
     switch (call.request_case()) {
       case pb::MetaCall::kLookup:
-        status = AnswerLookup(call.lookup(), ret->mutable_entry());
+        status = Streamed(call.lookup(), ret->mutable_entry(), &M::DoLookup, &leader);
         break;
       case pb::MetaCall::kGetAttr:
-        status = AnswerGetAttr(call.get_attr(), ret->mutable_attr());
+        status = Streamed(call.get_attr(), ret->mutable_attr(), &M::DoGetAttr, &leader);
+        break;
+      case pb::MetaCall::kSetAttr:
+        status = Streamed(call.set_attr(), ret->mutable_attr(), &M::DoSetAttr, &leader);
+        break;
+      case pb::MetaCall::kMknod:
+        status = Streamed(call.mknod(), ret->mutable_entry(), &M::DoMknod, &leader);
+        break;
+      case pb::MetaCall::kCreate:
+        status = Streamed(call.create(), ret->mutable_create(), &M::DoCreate, &leader);
+        break;
+      case pb::MetaCall::kMkdir:
+        status = Streamed(call.mkdir(), ret->mutable_entry(), &M::DoMkdir, &leader);
+        break;
+      case pb::MetaCall::kUnlink:
+        status = Streamed(call.unlink(), ret->mutable_status(), &M::DoUnlink, &leader);
+        break;
+      case pb::MetaCall::kRmdir:
+        status = Streamed(call.rmdir(), ret->mutable_status(), &M::DoRmdir, &leader);
+        break;
+      case pb::MetaCall::kSymlink:
+        status = Streamed(call.symlink(), ret->mutable_entry(), &M::DoSymlink, &leader);
+        break;
+      case pb::MetaCall::kReadlink:
+        status = Streamed(call.readlink(), ret->mutable_readlink(), &M::DoReadlink, &leader);
+        break;
+      case pb::MetaCall::kLink:
+        status = Streamed(call.link(), ret->mutable_entry(), &M::DoLink, &leader);
+        break;
+      case pb::MetaCall::kRename:
+        status = Streamed(call.rename(), ret->mutable_status(), &M::DoRename, &leader);
+        break;
+      case pb::MetaCall::kOpen:
+        status = Streamed(call.open(), ret->mutable_open(), &M::DoOpen, &leader);
+        break;
+      case pb::MetaCall::kRelease:
+        status = Streamed(call.release(), ret->mutable_status(), &M::DoRelease, &leader);
+        break;
+      case pb::MetaCall::kAccess:
+        status = Streamed(call.access(), ret->mutable_status(), &M::DoAccess, &leader);
+        break;
+      case pb::MetaCall::kGetChunkLocations:
+        status = Streamed(call.get_chunk_locations(), ret->mutable_locations(), &M::DoGetChunkLocations, &leader);
+        break;
+      case pb::MetaCall::kLeaseChunk:
+        status = Streamed(call.lease_chunk(), ret->mutable_lease(), &M::DoLeaseChunk, &leader);
+        break;
+      case pb::MetaCall::kCommitWrite:
+        status = Streamed(call.commit_write(), ret->mutable_attr(), &M::DoCommitWrite, &leader);
         break;
       case pb::MetaCall::REQUEST_NOT_SET:
-        // A newer client's call this meta does not know, or an empty message.
+        // A newer client's call this meta does not know, or an empty
+        // message: the client makes the unary call instead.
         status = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "call stream message carries no request this meta knows");
         break;
     }
   }
+  if (!status.ok()) ret->clear_reply();  // as a failed unary call has none
+  if (!leader.empty()) ret->set_leader_hint(leader);
   ret->set_code(status.error_code());
   ret->set_message(status.error_message());
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+void MetaServiceImpl::DoSetAttr(const pb::SetAttrRequest* req, pb::AttrReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_set_attr() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::SetAttr(CbCtx* cb, const pb::SetAttrRequest* req, pb::AttrReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoSetAttr);
+}
+
+void MetaServiceImpl::DoMknod(const pb::MknodRequest* req, pb::EntryReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_mknod() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateRequest* req, pb::CreateReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Mknod(CbCtx* cb, const pb::MknodRequest* req, pb::EntryReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoMknod);
+}
+
+void MetaServiceImpl::DoCreate(const pb::CreateRequest* req, pb::CreateReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_create() = *req;
   if (req->lease_first_chunk()) {
@@ -196,7 +316,7 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
     for (uint64_t node : cluster_->PlacementForNew(op.placement_key(), kMaxPlacement)) op.add_placement(node);
   }
   const std::string* key = &options_.cluster_key;
-  return Mutate(cb, std::move(op), [reply, key](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply, key](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
@@ -209,104 +329,135 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateReq
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Create(CbCtx* cb, const pb::CreateRequest* req, pb::CreateReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoCreate);
+}
+
+void MetaServiceImpl::DoMkdir(const pb::MkdirRequest* req, pb::EntryReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_mkdir() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Mkdir(CbCtx* cb, const pb::MkdirRequest* req, pb::EntryReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoMkdir);
+}
+
+void MetaServiceImpl::DoUnlink(const pb::UnlinkRequest* req, pb::StatusReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_unlink() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
+    *reply->mutable_status() = result.status();
+    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
+  });
+}
+
+grpc::ServerUnaryReactor* MetaServiceImpl::Unlink(CbCtx* cb, const pb::UnlinkRequest* req, pb::StatusReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoUnlink);
+}
+
+void MetaServiceImpl::DoRmdir(const pb::RmdirRequest* req, pb::StatusReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
+  pb::Op op = NewOp(req->ctx());
+  *op.mutable_rmdir() = *req;
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Rmdir(CbCtx* cb, const pb::RmdirRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
+  return Unary(cb, req, reply, &MetaServiceImpl::DoRmdir);
+}
+
+void MetaServiceImpl::DoSymlink(const pb::SymlinkRequest* req, pb::EntryReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
-  *op.mutable_rmdir() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  *op.mutable_symlink() = *req;
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
+    if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Symlink(CbCtx* cb, const pb::SymlinkRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
-  pb::Op op = NewOp(req->ctx());
-  *op.mutable_symlink() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
-    *reply->mutable_status() = result.status();
-    if (result.has_attr()) *reply->mutable_attr() = result.attr();
-    if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
-  });
+  return Unary(cb, req, reply, &MetaServiceImpl::DoSymlink);
+}
+
+void MetaServiceImpl::DoReadlink(const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
+  state_machine_->Readlink(*req, reply);
+  return answer->Done(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::Readlink(CbCtx* cb, const pb::ReadlinkRequest* req, pb::ReadlinkReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  state_machine_->Readlink(*req, reply);
-  return Finish(cb, grpc::Status::OK);
+  return Unary(cb, req, reply, &MetaServiceImpl::DoReadlink);
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest* req, pb::EntryReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
+void MetaServiceImpl::DoLink(const pb::LinkRequest* req, pb::EntryReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_link() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return Finish(cb, bad);
-  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Link(CbCtx* cb, const pb::LinkRequest* req, pb::EntryReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoLink);
+}
+
+void MetaServiceImpl::DoRename(const pb::RenameRequest* req, pb::StatusReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckIno(req->new_parent()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->name()); !bad.ok()) return answer->Done(bad);
+  if (grpc::Status bad = CheckName(req->new_name()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_rename() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_parent_attr()) *reply->mutable_parent_attr() = result.parent_attr();
     if (result.has_new_parent_attr()) *reply->mutable_new_parent_attr() = result.new_parent_attr();
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::ReadDir(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Rename(CbCtx* cb, const pb::RenameRequest* req, pb::StatusReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoRename);
+}
+
+void MetaServiceImpl::DoReadDir(const pb::ReadDirRequest* req, pb::ReadDirReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   state_machine_->ReadDir(*req, false, reply);
-  return Finish(cb, grpc::Status::OK);
+  return answer->Done(grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* MetaServiceImpl::ReadDir(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoReadDir);
+}
+
+void MetaServiceImpl::DoReadDirPlus(const pb::ReadDirRequest* req, pb::ReadDirReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
+  state_machine_->ReadDir(*req, true, reply);
+  return answer->Done(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* MetaServiceImpl::ReadDirPlus(CbCtx* cb, const pb::ReadDirRequest* req, pb::ReadDirReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
-  state_machine_->ReadDir(*req, true, reply);
-  return Finish(cb, grpc::Status::OK);
+  return Unary(cb, req, reply, &MetaServiceImpl::DoReadDirPlus);
 }
 
 void MetaServiceImpl::FillFirstChunk(const pb::OpenRequest& req, pb::OpenReply* reply) {
@@ -318,16 +469,15 @@ void MetaServiceImpl::FillFirstChunk(const pb::OpenRequest& req, pb::OpenReply* 
   state_machine_->GetChunkLocations(first, reply->mutable_first_chunk());
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+void MetaServiceImpl::DoOpen(const pb::OpenRequest* req, pb::OpenReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   const uint64_t client_id = req->ctx().client_id();
   const bool read_only = common::IsReadOnlyOpen(req->flags());
   if (client_id == 0 && !(req->flags() & O_TRUNC)) {
     // No session: nothing to pin, so a read-only check (O_TRUNC still mutates).
     state_machine_->CheckOpen(*req, reply);
     FillFirstChunk(*req, reply);
-    return Finish(cb, grpc::Status::OK);
+    return answer->Done(grpc::Status::OK);
   }
   // What a request carries is applied only with a logged op.
   const bool carries = req->ctx().releases_size() > 0 || req->ctx().set_attrs_size() > 0;
@@ -340,26 +490,33 @@ grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest
     if (checked.status().code() != 0 || linked_file) {
       *reply = std::move(checked);
       FillFirstChunk(*req, reply);
-      return Finish(cb, grpc::Status::OK);
+      return answer->Done(grpc::Status::OK);
     }
   }
   pb::Op op = NewOp(req->ctx());
   *op.mutable_open() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
     if (result.has_attr()) *reply->mutable_attr() = result.attr();
     reply->set_handle_id(result.handle_id());
   });
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+grpc::ServerUnaryReactor* MetaServiceImpl::Open(CbCtx* cb, const pb::OpenRequest* req, pb::OpenReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoOpen);
+}
+
+void MetaServiceImpl::DoRelease(const pb::ReleaseRequest* req, pb::StatusReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   pb::Op op = NewOp(req->ctx());
   *op.mutable_release() = *req;
-  return Mutate(cb, std::move(op), [reply](const pb::OpResult& result) {
+  return Mutate(answer, std::move(op), [reply](const pb::OpResult& result) {
     *reply->mutable_status() = result.status();
   });
+}
+
+grpc::ServerUnaryReactor* MetaServiceImpl::Release(CbCtx* cb, const pb::ReleaseRequest* req, pb::StatusReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoRelease);
 }
 
 grpc::Status MetaServiceImpl::Statfs(Ctx* ctx, const pb::StatfsRequest*, pb::StatfsReply* reply) {
@@ -416,11 +573,14 @@ grpc::Status MetaServiceImpl::RemoveXattr(Ctx* ctx, const pb::RemoveXattrRequest
   return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* MetaServiceImpl::Access(CbCtx* cb, const pb::AccessRequest* req, pb::StatusReply* reply) {
-  if (grpc::Status s = Admit(cb); !s.ok()) return Finish(cb, s);
-  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return Finish(cb, bad);
+void MetaServiceImpl::DoAccess(const pb::AccessRequest* req, pb::StatusReply* reply, Answer* answer) {
+  if (grpc::Status bad = CheckIno(req->ino()); !bad.ok()) return answer->Done(bad);
   state_machine_->Access(*req, reply);
-  return Finish(cb, grpc::Status::OK);
+  return answer->Done(grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* MetaServiceImpl::Access(CbCtx* cb, const pb::AccessRequest* req, pb::StatusReply* reply) {
+  return Unary(cb, req, reply, &MetaServiceImpl::DoAccess);
 }
 
 grpc::Status MetaServiceImpl::Fallocate(Ctx* ctx, const pb::FallocateRequest* req, pb::AttrReply* reply) {

@@ -3,6 +3,7 @@
 // requests, exactly-once retries, and the chunkserver/chunk-map flow.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -196,9 +197,9 @@ TEST_F(MetaProcessTest, BadRequests_ClearErrorsNoCrash) {
   EXPECT_TRUE(process_->Running());
 }
 
-// Lookups and getattrs sent as messages of one call stream are answered as
-// the unary calls answer them, in order; a bad message gets its error and
-// the stream goes on.
+// Calls sent as messages of one call stream are answered as the unary calls
+// answer them, in order, mutations exactly once; a bad message gets its
+// error and the stream goes on.
 TEST_F(MetaProcessTest, CallStream_AnswersAsUnaryCallsDo_BadMessagesLeaveItOpen) {
   uint64_t client = OpenSession();
   pb::EntryReply made;
@@ -244,6 +245,41 @@ TEST_F(MetaProcessTest, CallStream_AnswersAsUnaryCallsDo_BadMessagesLeaveItOpen)
   ret = call(pb::MetaCall());
   EXPECT_EQ(ret.code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_FALSE(ret.message().empty());
+
+  // Mutations too: a mkdir on the stream, and its retry (the same request
+  // id) answered with the first result, applied once.
+  pb::MetaCall mkdir;
+  *mkdir.mutable_mkdir()->mutable_ctx() = Ctx(client, 2);
+  mkdir.mutable_mkdir()->set_parent(1);
+  mkdir.mutable_mkdir()->set_name("s");
+  mkdir.mutable_mkdir()->set_mode(0755);
+  ret = call(mkdir);
+  ASSERT_EQ(ret.code(), 0) << ret.message();
+  ASSERT_EQ(ret.entry().status().code(), 0);
+  const uint64_t made_ino = ret.entry().attr().ino();
+  EXPECT_EQ(ret.entry().parent_attr().ino(), 1u);
+  ret = call(mkdir);
+  ASSERT_EQ(ret.code(), 0);
+  EXPECT_EQ(ret.entry().status().code(), 0);
+  EXPECT_EQ(ret.entry().attr().ino(), made_ino);
+  EXPECT_EQ(Lookup(1, "s").attr().ino(), made_ino);
+  pb::MetaCall create;
+  *create.mutable_create()->mutable_ctx() = Ctx(client, 3);
+  create.mutable_create()->set_parent(made_ino);
+  create.mutable_create()->set_name("f");
+  create.mutable_create()->set_mode(0644);
+  create.mutable_create()->set_flags(O_WRONLY);
+  ret = call(create);
+  ASSERT_EQ(ret.code(), 0) << ret.message();
+  EXPECT_EQ(ret.create().status().code(), 0);
+  EXPECT_NE(ret.create().handle_id(), 0u);
+  pb::MetaCall rmdir;
+  *rmdir.mutable_rmdir()->mutable_ctx() = Ctx(client, 4);
+  rmdir.mutable_rmdir()->set_parent(1);
+  rmdir.mutable_rmdir()->set_name("s");
+  ret = call(rmdir);
+  ASSERT_EQ(ret.code(), 0);
+  EXPECT_EQ(ret.status().status().code(), C(StatusCode::kNotEmpty));
 
   // Still answering, in order, on the same stream.
   for (int i = 0; i < 20; ++i) {
