@@ -1,8 +1,8 @@
 // CallStreams: long-lived MetaService.Calls streams, per meta channel, that
-// a mount sends its lookups and getattrs on (pb::MetaCall). A message on an
-// open stream costs about half of a unary call here (no HTTP/2 stream,
-// headers and trailers per call), which the kernel's one-name-at-a-time
-// lookups pay on every path walk.
+// a mount sends its namespace and chunk map calls on (pb::MetaCall). A
+// message on an open stream costs about half of a unary call here (no
+// HTTP/2 stream, headers and trailers per call), which every lookup of a
+// path walk and every create, rename and close pays.
 //
 // One call at a time per stream: a caller takes an idle stream (or opens
 // one), writes its call, reads the answer, and puts the stream back. A

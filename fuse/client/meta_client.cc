@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -243,9 +244,95 @@ grpc::Status MetaClient::CallOn(common::LeaderChannel& channel, Method<Request, 
   });
 }
 
+namespace {
+// The requests a Calls stream carries (pb::MetaCall) and the replies that
+// come back (pb::MetaReturn). Invoke sends a request on a stream when
+// PutCall takes it.
+void PutCall(pb::MetaCall* call, const pb::LookupRequest& r) { *call->mutable_lookup() = r; }
+void PutCall(pb::MetaCall* call, const pb::GetAttrRequest& r) { *call->mutable_get_attr() = r; }
+void PutCall(pb::MetaCall* call, const pb::SetAttrRequest& r) { *call->mutable_set_attr() = r; }
+void PutCall(pb::MetaCall* call, const pb::MknodRequest& r) { *call->mutable_mknod() = r; }
+void PutCall(pb::MetaCall* call, const pb::CreateRequest& r) { *call->mutable_create() = r; }
+void PutCall(pb::MetaCall* call, const pb::MkdirRequest& r) { *call->mutable_mkdir() = r; }
+void PutCall(pb::MetaCall* call, const pb::UnlinkRequest& r) { *call->mutable_unlink() = r; }
+void PutCall(pb::MetaCall* call, const pb::RmdirRequest& r) { *call->mutable_rmdir() = r; }
+void PutCall(pb::MetaCall* call, const pb::SymlinkRequest& r) { *call->mutable_symlink() = r; }
+void PutCall(pb::MetaCall* call, const pb::ReadlinkRequest& r) { *call->mutable_readlink() = r; }
+void PutCall(pb::MetaCall* call, const pb::LinkRequest& r) { *call->mutable_link() = r; }
+void PutCall(pb::MetaCall* call, const pb::RenameRequest& r) { *call->mutable_rename() = r; }
+void PutCall(pb::MetaCall* call, const pb::OpenRequest& r) { *call->mutable_open() = r; }
+void PutCall(pb::MetaCall* call, const pb::ReleaseRequest& r) { *call->mutable_release() = r; }
+void PutCall(pb::MetaCall* call, const pb::AccessRequest& r) { *call->mutable_access() = r; }
+void PutCall(pb::MetaCall* call, const pb::GetChunkLocationsRequest& r) { *call->mutable_get_chunk_locations() = r; }
+void PutCall(pb::MetaCall* call, const pb::LeaseChunkRequest& r) { *call->mutable_lease_chunk() = r; }
+void PutCall(pb::MetaCall* call, const pb::CommitWriteRequest& r) { *call->mutable_commit_write() = r; }
+
+// Moves the reply out of `ret`; false if it holds another kind (or none).
+template <typename Reply>
+bool TakeReply(pb::MetaReturn* ret, Reply* reply) {
+  Reply* held = nullptr;
+  if constexpr (std::is_same_v<Reply, pb::EntryReply>) {
+    if (ret->has_entry()) held = ret->mutable_entry();
+  } else if constexpr (std::is_same_v<Reply, pb::AttrReply>) {
+    if (ret->has_attr()) held = ret->mutable_attr();
+  } else if constexpr (std::is_same_v<Reply, pb::CreateReply>) {
+    if (ret->has_create()) held = ret->mutable_create();
+  } else if constexpr (std::is_same_v<Reply, pb::StatusReply>) {
+    if (ret->has_status()) held = ret->mutable_status();
+  } else if constexpr (std::is_same_v<Reply, pb::ReadlinkReply>) {
+    if (ret->has_readlink()) held = ret->mutable_readlink();
+  } else if constexpr (std::is_same_v<Reply, pb::OpenReply>) {
+    if (ret->has_open()) held = ret->mutable_open();
+  } else if constexpr (std::is_same_v<Reply, pb::GetChunkLocationsReply>) {
+    if (ret->has_locations()) held = ret->mutable_locations();
+  } else {
+    static_assert(std::is_same_v<Reply, pb::LeaseChunkReply>, "a reply MetaReturn does not carry");
+    if (ret->has_lease()) held = ret->mutable_lease();
+  }
+  if (held == nullptr) return false;
+  reply->Swap(held);
+  return true;
+}
+}  // namespace
+
+template <typename Request, typename Reply>
+grpc::Status MetaClient::CallStreamed(Method<Request, Reply> method, const Request& request, Reply* reply) {
+  pb::MetaCall call;
+  PutCall(&call, request);
+  pb::MetaReturn ret;
+  return channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    reply->Clear();
+    grpc::Status sent = streams_.Call(ch, ctx.deadline(), call, &ret);
+    const bool unknown_here = sent.ok() && ret.code() == grpc::StatusCode::UNIMPLEMENTED;
+    if (unknown_here || sent.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
+        sent.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      // This member has no call streams, or too many open, or does not
+      // know this request (an older meta became leader): the unary call,
+      // on this attempt's context.
+      return (stubs_.For(ch).*method)(&ctx, request, reply);
+    }
+    if (!sent.ok()) return sent;
+    grpc::Status answered(static_cast<grpc::StatusCode>(ret.code()), ret.message());
+    if (!ret.leader_hint().empty()) return common::WithHint(answered, common::kLeaderHintKey, ret.leader_hint());
+    if (ret.retry_after_ms() > 0) {
+      return common::WithHint(answered, common::kRetryAfterHeader, std::to_string(ret.retry_after_ms()));
+    }
+    if (answered.ok() && !TakeReply(&ret, reply)) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "meta answered a call stream message without its reply");
+    }
+    return answered;
+  });
+}
+
 template <typename Request, typename Reply>
 Status MetaClient::Invoke(Method<Request, Reply> method, const Request& request, Reply* reply) {
-  grpc::Status s = CallOn(*channel_, method, request, reply);
+  grpc::Status s;
+  if constexpr (requires(pb::MetaCall* call) { PutCall(call, request); }) {
+    s = options_.call_streams && Supports(pb::FEATURE_CALL_STREAMS) ? CallStreamed(method, request, reply)
+                                                                     : CallOn(*channel_, method, request, reply);
+  } else {
+    s = CallOn(*channel_, method, request, reply);
+  }
   if constexpr (requires { request.ctx().request_id(); }) {
     if (request.ctx().request_id() != 0) {
       std::lock_guard<std::mutex> lock(changes_mu_);
@@ -261,50 +348,6 @@ Status MetaClient::Invoke(Method<Request, Reply> method, const Request& request,
       AckCarried(request.ctx());
     }
   }
-  return common::FromGrpcStatus(s);
-}
-
-namespace {
-void PutCall(pb::MetaCall* call, const pb::LookupRequest& request) { *call->mutable_lookup() = request; }
-void PutCall(pb::MetaCall* call, const pb::GetAttrRequest& request) { *call->mutable_get_attr() = request; }
-bool TakeReply(pb::MetaReturn* ret, pb::EntryReply* reply) {
-  if (!ret->has_entry()) return false;
-  reply->Swap(ret->mutable_entry());
-  return true;
-}
-bool TakeReply(pb::MetaReturn* ret, pb::AttrReply* reply) {
-  if (!ret->has_attr()) return false;
-  reply->Swap(ret->mutable_attr());
-  return true;
-}
-}  // namespace
-
-template <typename Request, typename Reply>
-Status MetaClient::InvokeStreamed(Method<Request, Reply> method, const Request& request, Reply* reply) {
-  if (!options_.call_streams || !Supports(pb::FEATURE_CALL_STREAMS)) return Invoke(method, request, reply);
-  pb::MetaCall call;
-  PutCall(&call, request);
-  pb::MetaReturn ret;
-  grpc::Status s = channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-    reply->Clear();
-    grpc::Status sent = streams_.Call(ch, ctx.deadline(), call, &ret);
-    if (sent.error_code() == grpc::StatusCode::UNIMPLEMENTED ||
-        sent.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-      // This member has no call streams (an older meta became leader) or
-      // has too many open: the unary call, on this attempt's context.
-      return (stubs_.For(ch).*method)(&ctx, request, reply);
-    }
-    if (!sent.ok()) return sent;
-    grpc::Status answered(static_cast<grpc::StatusCode>(ret.code()), ret.message());
-    if (!ret.leader_hint().empty()) return common::WithHint(answered, common::kLeaderHintKey, ret.leader_hint());
-    if (ret.retry_after_ms() > 0) {
-      return common::WithHint(answered, common::kRetryAfterHeader, std::to_string(ret.retry_after_ms()));
-    }
-    if (answered.ok() && !TakeReply(&ret, reply)) {
-      return grpc::Status(grpc::StatusCode::INTERNAL, "meta answered a call stream message without its reply");
-    }
-    return answered;
-  });
   return common::FromGrpcStatus(s);
 }
 
@@ -339,7 +382,7 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   request.set_name(name);
   pb::EntryReply reply;
   const uint64_t epoch = overlay_.Epoch();
-  RETURN_IF_ERROR(Outcome(InvokeStreamed(&pb::MetaService::Stub::Lookup, request, &reply), reply));
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
   Refreshed(reply.attr());
@@ -352,7 +395,7 @@ Result<pb::Attr> MetaClient::GetAttr(const Caller& c, uint64_t ino) {
   request.set_ino(ino);
   pb::AttrReply reply;
   const uint64_t epoch = overlay_.Epoch();
-  RETURN_IF_ERROR(Outcome(InvokeStreamed(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
+  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::GetAttr, request, &reply), reply));
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
   Refreshed(reply.attr());

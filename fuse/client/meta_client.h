@@ -58,8 +58,8 @@ class MetaClient {
     // How long a release waits for a mutation to carry it before it is sent
     // alone (CarryQueue); also that of a carried chmod/chown.
     int64_t release_delay_ms = 20;
-    // Lookups and getattrs on CallStreams when meta has them; false: unary
-    // calls (mount option meta_streams=off).
+    // Namespace and chunk map calls on CallStreams when meta has them;
+    // false: unary calls (mount option meta_streams=off).
     bool call_streams = true;
   };
 
@@ -211,17 +211,20 @@ class MetaClient {
   // carry nothing.
   void FillContext(pb::RequestContext* ctx, const Caller* caller, Kind kind, bool carry = true);
 
-  // Runs `method` through the leader channel. Returns the call's failure
-  // (Unavailable...) or OK; the reply's FsStatus is checked by the caller.
+  // Runs `method` through the leader channel, on a call stream when the
+  // request is one a stream carries (CallStreamed) and meta has them.
+  // Returns the call's failure (Unavailable...) or OK; the reply's FsStatus
+  // is checked by the caller.
   template <typename Request, typename Reply>
   using Method = grpc::Status (pb::MetaService::Stub::*)(grpc::ClientContext*, const Request&, Reply*);
   template <typename Request, typename Reply>
   common::Status Invoke(Method<Request, Reply> method, const Request& request, Reply* reply);
-  // A lookup or getattr as a message of a CallStreams stream through the
-  // leader channel (its retries and leader hints as for Invoke), or as the
-  // unary `method` when meta has no streams or refuses one.
+  // `method`'s request as a message of a CallStreams stream through the
+  // leader channel (its retries and leader hints as for unary calls), or as
+  // the unary call when meta has no streams, refuses one, or does not know
+  // the request.
   template <typename Request, typename Reply>
-  common::Status InvokeStreamed(Method<Request, Reply> method, const Request& request, Reply* reply);
+  grpc::Status CallStreamed(Method<Request, Reply> method, const Request& request, Reply* reply);
   // Runs `method` through `channel` (channel_ or quick_channel_) with its
   // retries; the reply is cleared before each attempt.
   template <typename Request, typename Reply>
@@ -256,7 +259,7 @@ class MetaClient {
   // CloseSession at unmount. kQuickCallMs over all attempts.
   std::unique_ptr<common::LeaderChannel> quick_channel_;
   common::StubCache<pb::MetaService> stubs_;  // of both channels' members
-  CallStreams streams_;                       // channel_'s, for InvokeStreamed
+  CallStreams streams_;                       // channel_'s, for CallStreamed
   std::mutex statfs_mu_;
   std::optional<pb::StatfsReply> last_statfs_;  // guarded by statfs_mu_
   const Options options_;
