@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <variant>
 
 #include "common/grpc_status.h"
+#include "common/meta_calls.h"
 #include "common/posix_acl.h"
 #include "common/posix_attr.h"
 #include "common/tls.h"
@@ -244,61 +244,10 @@ grpc::Status MetaClient::CallOn(common::LeaderChannel& channel, Method<Request, 
   });
 }
 
-namespace {
-// The requests a Calls stream carries (pb::MetaCall) and the replies that
-// come back (pb::MetaReturn). Invoke sends a request on a stream when
-// PutCall takes it.
-void PutCall(pb::MetaCall* call, const pb::LookupRequest& r) { *call->mutable_lookup() = r; }
-void PutCall(pb::MetaCall* call, const pb::GetAttrRequest& r) { *call->mutable_get_attr() = r; }
-void PutCall(pb::MetaCall* call, const pb::SetAttrRequest& r) { *call->mutable_set_attr() = r; }
-void PutCall(pb::MetaCall* call, const pb::MknodRequest& r) { *call->mutable_mknod() = r; }
-void PutCall(pb::MetaCall* call, const pb::CreateRequest& r) { *call->mutable_create() = r; }
-void PutCall(pb::MetaCall* call, const pb::MkdirRequest& r) { *call->mutable_mkdir() = r; }
-void PutCall(pb::MetaCall* call, const pb::UnlinkRequest& r) { *call->mutable_unlink() = r; }
-void PutCall(pb::MetaCall* call, const pb::RmdirRequest& r) { *call->mutable_rmdir() = r; }
-void PutCall(pb::MetaCall* call, const pb::SymlinkRequest& r) { *call->mutable_symlink() = r; }
-void PutCall(pb::MetaCall* call, const pb::ReadlinkRequest& r) { *call->mutable_readlink() = r; }
-void PutCall(pb::MetaCall* call, const pb::LinkRequest& r) { *call->mutable_link() = r; }
-void PutCall(pb::MetaCall* call, const pb::RenameRequest& r) { *call->mutable_rename() = r; }
-void PutCall(pb::MetaCall* call, const pb::OpenRequest& r) { *call->mutable_open() = r; }
-void PutCall(pb::MetaCall* call, const pb::ReleaseRequest& r) { *call->mutable_release() = r; }
-void PutCall(pb::MetaCall* call, const pb::AccessRequest& r) { *call->mutable_access() = r; }
-void PutCall(pb::MetaCall* call, const pb::GetChunkLocationsRequest& r) { *call->mutable_get_chunk_locations() = r; }
-void PutCall(pb::MetaCall* call, const pb::LeaseChunkRequest& r) { *call->mutable_lease_chunk() = r; }
-void PutCall(pb::MetaCall* call, const pb::CommitWriteRequest& r) { *call->mutable_commit_write() = r; }
-
-// Moves the reply out of `ret`; false if it holds another kind (or none).
-template <typename Reply>
-bool TakeReply(pb::MetaReturn* ret, Reply* reply) {
-  Reply* held = nullptr;
-  if constexpr (std::is_same_v<Reply, pb::EntryReply>) {
-    if (ret->has_entry()) held = ret->mutable_entry();
-  } else if constexpr (std::is_same_v<Reply, pb::AttrReply>) {
-    if (ret->has_attr()) held = ret->mutable_attr();
-  } else if constexpr (std::is_same_v<Reply, pb::CreateReply>) {
-    if (ret->has_create()) held = ret->mutable_create();
-  } else if constexpr (std::is_same_v<Reply, pb::StatusReply>) {
-    if (ret->has_status()) held = ret->mutable_status();
-  } else if constexpr (std::is_same_v<Reply, pb::ReadlinkReply>) {
-    if (ret->has_readlink()) held = ret->mutable_readlink();
-  } else if constexpr (std::is_same_v<Reply, pb::OpenReply>) {
-    if (ret->has_open()) held = ret->mutable_open();
-  } else if constexpr (std::is_same_v<Reply, pb::GetChunkLocationsReply>) {
-    if (ret->has_locations()) held = ret->mutable_locations();
-  } else {
-    static_assert(std::is_same_v<Reply, pb::LeaseChunkReply>, "a reply MetaReturn does not carry");
-    if (ret->has_lease()) held = ret->mutable_lease();
-  }
-  if (held == nullptr) return false;
-  reply->Swap(held);
-  return true;
-}
-}  // namespace
-
 template <typename Request, typename Reply>
 grpc::Status MetaClient::CallStreamed(Method<Request, Reply> method, const Request& request, Reply* reply) {
   pb::MetaCall call;
-  PutCall(&call, request);
+  common::PutCall(&call, request);
   pb::MetaReturn ret;
   return channel_->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
     reply->Clear();
@@ -317,7 +266,7 @@ grpc::Status MetaClient::CallStreamed(Method<Request, Reply> method, const Reque
     if (ret.retry_after_ms() > 0) {
       return common::WithHint(answered, common::kRetryAfterHeader, std::to_string(ret.retry_after_ms()));
     }
-    if (answered.ok() && !TakeReply(&ret, reply)) {
+    if (answered.ok() && !common::TakeReply(&ret, reply)) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "meta answered a call stream message without its reply");
     }
     return answered;
@@ -327,7 +276,7 @@ grpc::Status MetaClient::CallStreamed(Method<Request, Reply> method, const Reque
 template <typename Request, typename Reply>
 Status MetaClient::Invoke(Method<Request, Reply> method, const Request& request, Reply* reply) {
   grpc::Status s;
-  if constexpr (requires(pb::MetaCall* call) { PutCall(call, request); }) {
+  if constexpr (requires(pb::MetaCall* call) { common::PutCall(call, request); }) {
     s = options_.call_streams && Supports(pb::FEATURE_CALL_STREAMS) ? CallStreamed(method, request, reply)
                                                                      : CallOn(*channel_, method, request, reply);
   } else {

@@ -30,6 +30,7 @@
 
 #include "common/clock.h"
 #include "common/leader_channel.h"
+#include "common/meta_calls.h"
 #include "common/runtime.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/meta_service.h"
@@ -71,6 +72,9 @@ struct Rates {
 // mounts send since FEATURE_CALL_STREAMS.
 enum class Transport { kUnary, kStream };
 
+template <typename Req, typename Reply>
+using UnaryMethod = grpc::Status (pb::MetaService::Stub::*)(grpc::ClientContext*, const Req&, Reply*);
+
 Rates RunClients(const std::string& address, int clients, int files, const std::string& dir_name,
                  Transport transport) {
   // A few channels, as a few mounts would have; 4 client threads per connection.
@@ -92,9 +96,18 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
       streams.push_back(stub(t)->Calls(stream_contexts.back().get()));
     }
   }
-  // Client thread t's call: false if it failed (the FsStatus is the caller's).
-  auto on_stream = [&](int t, const pb::MetaCall& call, pb::MetaReturn* ret) {
-    return streams[t]->Write(call) && streams[t]->Read(ret) && ret->code() == 0;
+  // Client thread t's call of `method`, as `transport` says: false if it
+  // failed (the reply's FsStatus is the caller's to check).
+  auto call = [&]<typename Req, typename Reply>(int t, UnaryMethod<Req, Reply> method, const Req& req,
+                                                Reply* reply) {
+    if (transport == Transport::kUnary) {
+      grpc::ClientContext ctx;
+      return (stub(t)->*method)(&ctx, req, reply).ok();
+    }
+    pb::MetaCall message;
+    common::PutCall(&message, req);
+    pb::MetaReturn ret;
+    return streams[t]->Write(message) && streams[t]->Read(&ret) && ret.code() == 0 && common::TakeReply(&ret, reply);
   };
   std::vector<uint64_t> session(clients);
   std::vector<std::atomic<uint64_t>> request(clients);
@@ -123,7 +136,6 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
   }
   std::vector<uint64_t> inos(files);
   std::atomic<int> errors{0};
-  const bool streamed = transport == Transport::kStream;
   Rates rates;
   rates.create = Parallel(clients, files, [&](int t, int i) {
     pb::CreateRequest req;
@@ -133,18 +145,7 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
     req.set_mode(0644);
     req.set_flags(01);
     pb::CreateReply reply;
-    bool ok;
-    if (streamed) {
-      pb::MetaCall call;
-      *call.mutable_create() = std::move(req);
-      pb::MetaReturn ret;
-      ok = on_stream(t, call, &ret);
-      reply = std::move(*ret.mutable_create());
-    } else {
-      grpc::ClientContext ctx;
-      ok = stub(t)->Create(&ctx, req, &reply).ok();
-    }
-    if (!ok || reply.status().code() != 0) ++errors;
+    if (!call(t, &pb::MetaService::Stub::Create, req, &reply) || reply.status().code() != 0) ++errors;
     inos[i] = reply.attr().ino();
   });
   std::vector<std::mt19937> rngs;
@@ -154,35 +155,13 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
     req.set_parent(dir);
     req.set_name("file-" + std::to_string(rngs[t]() % files));
     pb::EntryReply reply;
-    bool ok;
-    if (streamed) {
-      pb::MetaCall call;
-      *call.mutable_lookup() = std::move(req);
-      pb::MetaReturn ret;
-      ok = on_stream(t, call, &ret);
-      reply = std::move(*ret.mutable_entry());
-    } else {
-      grpc::ClientContext ctx;
-      ok = stub(t)->Lookup(&ctx, req, &reply).ok();
-    }
-    if (!ok || reply.status().code() != 0) ++errors;
+    if (!call(t, &pb::MetaService::Stub::Lookup, req, &reply) || reply.status().code() != 0) ++errors;
   });
   rates.getattr = Parallel(clients, files, [&](int t, int) {
     pb::GetAttrRequest req;
     req.set_ino(inos[rngs[t]() % files]);
     pb::AttrReply reply;
-    bool ok;
-    if (streamed) {
-      pb::MetaCall call;
-      *call.mutable_get_attr() = std::move(req);
-      pb::MetaReturn ret;
-      ok = on_stream(t, call, &ret);
-      reply = std::move(*ret.mutable_attr());
-    } else {
-      grpc::ClientContext ctx;
-      ok = stub(t)->GetAttr(&ctx, req, &reply).ok();
-    }
-    if (!ok || reply.status().code() != 0) ++errors;
+    if (!call(t, &pb::MetaService::Stub::GetAttr, req, &reply) || reply.status().code() != 0) ++errors;
   });
   rates.unlink = Parallel(clients, files, [&](int t, int i) {
     pb::UnlinkRequest req;
@@ -190,18 +169,7 @@ Rates RunClients(const std::string& address, int clients, int files, const std::
     req.set_parent(dir);
     req.set_name("file-" + std::to_string(i));
     pb::StatusReply reply;
-    bool ok;
-    if (streamed) {
-      pb::MetaCall call;
-      *call.mutable_unlink() = std::move(req);
-      pb::MetaReturn ret;
-      ok = on_stream(t, call, &ret);
-      reply = std::move(*ret.mutable_status());
-    } else {
-      grpc::ClientContext ctx;
-      ok = stub(t)->Unlink(&ctx, req, &reply).ok();
-    }
-    if (!ok || reply.status().code() != 0) ++errors;
+    if (!call(t, &pb::MetaService::Stub::Unlink, req, &reply) || reply.status().code() != 0) ++errors;
   });
   for (auto& stream : streams) {
     stream->WritesDone();
