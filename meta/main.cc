@@ -86,6 +86,7 @@ struct Flags : common::DaemonFlags {
   std::string session_lease = "30s";
   std::string min_free_space = "256M";
   std::string inline_max = "16K";
+  int max_call_streams = 256;
   std::string sync = "normal";
   uint64_t node_id = 1;
   std::string raft_listen;
@@ -157,6 +158,12 @@ int Run(int argc, char** argv) {
                  "files up to this size keep their bytes in meta's database (replicated by Raft) rather than on "
                  "chunkservers: a small file's write and read skip the chunkservers, and meta.db grows by its "
                  "bytes; at most 64K; 0: off")
+      ->capture_default_str();
+  app.add_option("--max-call-streams", flags.max_call_streams,
+                 "call streams (mounts send their metadata calls on them, about half a unary call's cost) open at "
+                 "once; each holds one of the 512 threads of the sync handlers while open. Beyond, mounts make "
+                 "unary calls; 0: none")
+      ->check(CLI::Range(0, 384))
       ->capture_default_str();
   app.add_option("--sync", flags.sync,
                  "SQLite durability. normal: no fsync per commit - the Raft log (fsynced) is the durable "
@@ -322,6 +329,7 @@ int Run(int argc, char** argv) {
   options.data_dir = flags.data;
   options.min_free_bytes = *min_free_bytes;
   options.inline_max_bytes = *inline_max;
+  options.max_call_streams = flags.max_call_streams;
   options.repair_bandwidth = static_cast<uint64_t>(flags.repair_bandwidth * 1024 * 1024);
   options.max_repairs = flags.max_repairs;
   options.max_moves = flags.max_moves;

@@ -59,6 +59,10 @@ struct MetaServiceOptions {
   // common::kMaxInlineBytes: a mount told more by an earlier leader with
   // another setting still commits, rather than fail a close.
   uint64_t inline_max_bytes = 0;
+  // Calls streams open at once (each holds one of gRPC's sync threads,
+  // 512 in all: KeepAlive, Statfs and the chunkservers' heartbeats must
+  // always find one). Beyond, mounts use unary calls; 0: streams off.
+  int max_call_streams = 256;
   // The data folder and the room kept in it (DiskGuard; 0: not guarded).
   std::string data_dir;
   uint64_t min_free_bytes = 0;
@@ -127,7 +131,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Lookups and getattrs on one stream (pb::MetaCall). Synchronous: each
   // open stream holds one of gRPC's sync threads while it lives (a
   // blocked Read answers the next message at once, where the callback API
-  // measured ~25% slower here), so at most kMaxCallStreams are open;
+  // measured ~25% slower here), so at most options.max_call_streams are open;
   // beyond, RESOURCE_EXHAUSTED and clients use unary calls.
   grpc::Status Calls(Ctx*, grpc::ServerReaderWriter<pb::MetaReturn, pb::MetaCall>* stream) override;
   grpc::ServerUnaryReactor* SetAttr(CbCtx*, const pb::SetAttrRequest*, pb::AttrReply*) override;
@@ -332,10 +336,7 @@ class MetaServiceImpl final : public MetaServiceBase {
   ReadPins read_pins_;
   // Chunks another writer was just refused a lease on (wanted_chunks.h).
   WantedChunks wanted_chunks_{3'000};
-  // Calls streams open now, at most kMaxCallStreams: SetServerLimits
-  // gives the sync methods 512 threads, and KeepAlive, Statfs and the
-  // chunkservers' heartbeats must always find one.
-  static constexpr int kMaxCallStreams = 256;
+  // Calls streams open now, at most options_.max_call_streams.
   std::atomic<int> open_call_streams_{0};
   std::atomic<uint64_t> stream_calls_{0};
   common::GrpcCallMetrics* call_metrics_ = nullptr;

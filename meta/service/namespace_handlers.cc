@@ -120,10 +120,11 @@ const std::string& CallMethod(const pb::MetaCall& call);
 
 grpc::Status MetaServiceImpl::Calls(Ctx* ctx, grpc::ServerReaderWriter<pb::MetaReturn, pb::MetaCall>* stream) {
   if (grpc::Status s = admission_.Admit(ctx, common::Role::kClient); !s.ok()) return s;
-  if (open_call_streams_.fetch_add(1) >= kMaxCallStreams) {
+  if (open_call_streams_.fetch_add(1) >= options_.max_call_streams) {
     open_call_streams_.fetch_sub(1);
-    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "too many call streams open (" + std::to_string(kMaxCallStreams) + "); use unary calls");
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many call streams open (--max-call-streams " +
+                                                                  std::to_string(options_.max_call_streams) +
+                                                                  "); use unary calls");
   }
   const std::string peer = ctx->peer();
   pb::MetaCall call;

@@ -1132,5 +1132,53 @@ TEST_F(MountTest, RefusedSetattrAfterWrites_KeepsTheData) {
   EXPECT_EQ(st.st_uid, 2000u);
 }
 
+// A mount sends its metadata calls on call streams; a meta that refuses
+// them (--max-call-streams 0: all open, or an operator's choice) gets the
+// same calls as unary ones, and everything works as before. A second
+// mount with meta_streams=off sees what the first wrote.
+TEST(CallStreamsMountTest, AMetaThatRefusesStreams_GetsUnaryCallsAndEverythingWorks) {
+  if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--max-call-streams 0"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  const std::string small = RandomBytes(5'000, 1), big = RandomBytes(300'000, 2);
+  ASSERT_EQ(::mkdir((mnt + "/d").c_str(), 0755), 0) << std::strerror(errno);
+  WriteFile(mnt + "/d/small", small);
+  WriteFile(mnt + "/d/big", big);
+  ASSERT_EQ(::rename((mnt + "/d/big").c_str(), (mnt + "/d/large").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::symlink("large", (mnt + "/d/link").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::link((mnt + "/d/small").c_str(), (mnt + "/d/hard").c_str()), 0) << std::strerror(errno);
+  ASSERT_EQ(::chmod((mnt + "/d/small").c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_EQ(::rmdir((mnt + "/d").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  struct stat st {};
+  ASSERT_EQ(::stat((mnt + "/d/hard").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 5'000);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(ReadFile(mnt + "/d/link"), big);
+  EXPECT_EQ(ReadFile(mnt + "/d/small"), small);
+
+  const std::string other = (*cluster)->dir() + "/unary";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  ASSERT_TRUE((*cluster)->MountAgain(other, "meta_streams=off").ok());
+  EXPECT_EQ(ReadFile(other + "/d/large"), big);
+  EXPECT_EQ(ReadFile(other + "/d/hard"), small);
+  WriteFile(other + "/d/from-unary", "written by the unary mount");
+  EXPECT_EQ(ReadFile(mnt + "/d/from-unary"), "written by the unary mount");
+
+  for (const char* name : {"small", "hard", "large", "link", "from-unary"}) {
+    EXPECT_EQ(::unlink((mnt + "/d/" + name).c_str()), 0) << name << ": " << std::strerror(errno);
+  }
+  EXPECT_EQ(::rmdir((mnt + "/d").c_str()), 0) << std::strerror(errno);
+  // The other mount's kernel may keep the name for its entry timeout (1 s).
+  bool gone = false;
+  for (int i = 0; i < 60 && !gone; ++i) {
+    gone = ::access((other + "/d").c_str(), F_OK) != 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(gone);
+}
+
 }  // namespace
 }  // namespace dfs::testing
