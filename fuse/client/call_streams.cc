@@ -91,13 +91,17 @@ grpc::Status CallStreams::Call(const std::shared_ptr<grpc::Channel>& channel,
     }
     const bool reused = s != nullptr;
     if (!reused) s = Open(channel);
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
       s->deadline = deadline;
       s->cancelled = false;
       busy_.insert(s.get());
+      // Only a deadline before the watchdog's next look needs it awake: a
+      // wake-up per call would cost a thread switch on every lookup.
+      wake = deadline < next_watch_;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
     ret->Clear();
     const bool answered = s->rw->Write(call) && s->rw->Read(ret);
     bool cancelled;
@@ -170,7 +174,9 @@ void CallStreams::Watch() {
       lock.lock();
       continue;
     }
+    next_watch_ = next;
     cv_.wait_until(lock, next);
+    next_watch_ = std::chrono::system_clock::time_point::min();  // awake: looks at every call
   }
 }
 

@@ -84,6 +84,8 @@ class CallStreams {
   std::map<const grpc::Channel*, std::vector<std::unique_ptr<Stream>>> idle_ GUARDED_BY(mu_);
   std::set<Stream*> busy_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
+  // When the sleeping watchdog looks next (min() while it is awake).
+  std::chrono::system_clock::time_point next_watch_ GUARDED_BY(mu_) = std::chrono::system_clock::time_point::min();
   std::thread watchdog_;
 };
 
