@@ -63,6 +63,7 @@ struct Flags : common::DaemonFlags {
   double scrub_rate_mib = 32;
   std::string scrub_pause = "1h";
   std::string min_free_space = "1G";
+  bool direct_io = true;
 };
 
 int BadFlags(const std::string& message) {
@@ -88,6 +89,10 @@ int Run(int argc, char** argv) {
   app.add_option("--min-free-space", flags.min_free_space,
                  "with less room than this in its best data folder, the node asks meta to place new chunks "
                  "and copies elsewhere while other nodes have room (0: never)")
+      ->capture_default_str();
+  app.add_option("--direct-io", flags.direct_io,
+                 "on: write large pieces of chunk data with O_DIRECT, past the page cache; off: every write "
+                 "through the page cache")
       ->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -139,6 +144,7 @@ int Run(int argc, char** argv) {
   }
   chunkserver::ChunkStore::Options store_options;
   store_options.folders = flags.data;
+  store_options.direct_io = flags.direct_io;
   auto store = chunkserver::ChunkStore::Open(store_options);
   if (!store.ok()) {
     spdlog::critical("chunk store: {}", store.status().ToString());

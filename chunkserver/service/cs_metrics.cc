@@ -37,6 +37,11 @@ CsMetrics::CsMetrics(prometheus::Registry& registry)
   scrub_chunks_.counter = &scrub.Add({{"what", "chunks"}});
   scrub_bytes_.counter = &scrub.Add({{"what", "bytes"}});
   scrub_damaged_.counter = &scrub.Add({{"what", "damaged"}});
+  direct_bytes_.counter = &prometheus::BuildCounter()
+                               .Name("dfs_chunkserver_direct_write_bytes_total")
+                               .Help("Chunk data written with O_DIRECT, past the page cache (--direct-io)")
+                               .Register(registry)
+                               .Add({});
 }
 
 void CsMetrics::Refresh(const ChunkStore& store, const MetaClient& meta, const Scrubber* scrubber) {
@@ -56,6 +61,7 @@ void CsMetrics::Refresh(const ChunkStore& store, const MetaClient& meta, const S
   short_of_room_->Set(meta.short_of_room() ? 1 : 0);
   heartbeats_.Advance(meta.heartbeats_sent());
   commands_.Advance(meta.commands_done());
+  direct_bytes_.Advance(store.direct_bytes_written());
   if (scrubber != nullptr) {
     Scrubber::Stats s = scrubber->stats();
     scrub_passes_.Advance(s.passes);

@@ -7,6 +7,7 @@
 //   dfs_chunkserver_heartbeats_total         heartbeats sent to meta
 //   dfs_chunkserver_commands_total           meta commands run (deletes, copies)
 //   dfs_chunkserver_scrub_total{what=passes|chunks|bytes|damaged}
+//   dfs_chunkserver_direct_write_bytes_total  chunk data written with O_DIRECT
 // The counters advance by what their owners counted since the last refresh.
 //
 // Thread-safety: Refresh from one thread.
@@ -44,7 +45,7 @@ class CsMetrics {
     uint64_t seen = 0;
     void Advance(uint64_t now);
   };
-  Tracked heartbeats_, commands_, scrub_passes_, scrub_chunks_, scrub_bytes_, scrub_damaged_;
+  Tracked heartbeats_, commands_, scrub_passes_, scrub_chunks_, scrub_bytes_, scrub_damaged_, direct_bytes_;
 };
 
 }  // namespace dfs::chunkserver

@@ -116,7 +116,10 @@ Status CheckChunkHeader(std::string_view header, uint64_t chunk_id, uint64_t ver
 
 ChunkWriter::ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot> slot,
                          std::unique_lock<std::timed_mutex> lock)
-    : store_(store), slot_(std::move(slot)), writer_lock_(std::move(lock)) {}
+    : store_(store),
+      slot_(std::move(slot)),
+      writer_lock_(std::move(lock)),
+      data_(store->io_, &store->direct_io_, &store->direct_bytes_) {}
 
 ChunkWriter::~ChunkWriter() {
   if (fd_ >= 0) store_->io_.Close(fd_);
@@ -272,7 +275,8 @@ Status ChunkWriter::ApplyLocked(uint64_t offset, std::span<const std::byte> data
     PutLe32(table.data() + 4 * i, crc);
     pos += n;
   }
-  Status s = io.PwriteFull(fd_, data.data(), data.size(), kChunkDataOffset + offset, path_);
+  bool direct = false;
+  Status s = data_.Write(fd_, path_, data, kChunkDataOffset + offset, &direct);
   if (s.ok()) s = io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_block * 4, path_);
   if (!s.ok()) {
     if (end > old_length) (void)io.Ftruncate(fd_, kChunkDataOffset + old_length, path_);
@@ -282,6 +286,7 @@ Status ChunkWriter::ApplyLocked(uint64_t offset, std::span<const std::byte> data
     return s.WithContext(ChunkName(chunk_id_, version_));
   }
   length_ = std::max(length_, end);
+  if (direct) return Status::Ok();  // on the disk already
   // Write-behind: the disk starts on each 8 MiB written while the stream
   // goes on, instead of taking the whole chunk at Commit's fdatasync after
   // the last byte arrived (durable streams finish that much sooner).
@@ -392,7 +397,9 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
 // ------------------------------------------------------------------- ChunkStore
 
 ChunkStore::ChunkStore(Options options)
-    : options_(std::move(options)), io_(options_.io ? *options_.io : PosixFileIo::Get()) {}
+    : options_(std::move(options)),
+      io_(options_.io ? *options_.io : PosixFileIo::Get()),
+      direct_io_(options_.direct_io) {}
 
 ChunkStore::~ChunkStore() = default;
 
@@ -648,7 +655,11 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
     for (uint64_t done = 0; s.ok() && done < base_length;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, base_length - done));
       s = io_.PreadFull(base_fd, buffer.data(), n, kChunkDataOffset + done, base_path);
-      if (s.ok()) s = io_.PwriteFull(writer->fd_, buffer.data(), n, kChunkDataOffset + done, writer->path_);
+      bool direct = false;
+      if (s.ok()) {
+        s = writer->data_.Write(writer->fd_, writer->path_, std::as_bytes(std::span(buffer.data(), n)),
+                                kChunkDataOffset + done, &direct);
+      }
       done += n;
     }
     io_.Close(base_fd);

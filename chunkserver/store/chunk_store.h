@@ -45,6 +45,8 @@
 //     directory fsync). A non-durable write skips every sync: after a power
 //     cut (not a process crash) it may be lost, or its blocks read as
 //     damaged; kill -9 loses nothing the page cache holds.
+//   - Large aligned data writes go to the disk with O_DIRECT, the rest
+//     through the page cache (direct_writer.h); fdatasync covers both.
 //   - Space for an extension is reserved (fallocate KEEP_SIZE) before any
 //     byte is written, so a full disk fails the write with RESOURCE_EXHAUSTED
 //     before it changes anything; a failing .tmp build is deleted.
@@ -58,6 +60,7 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -69,6 +72,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chunkserver/store/direct_writer.h"
 #include "chunkserver/store/file_io.h"
 #include "common/result.h"
 #include "common/thread_annotations.h"
@@ -184,6 +188,7 @@ class ChunkWriter {
   bool abandoned_ = false;  // a crash point fired: leave the files as they are
   std::string path_;        // the file written (.tmp or .chunk)
   int fd_ = -1;
+  DirectWriter data_;       // how data bytes reach fd_
   uint64_t length_ = 0;
   uint64_t start_length_ = 0;  // length when the stream started (in place)
   // Data bytes [writeback_begin_, writeback_end_) written since writeback
@@ -203,6 +208,9 @@ class ChunkStore {
     // A non-OK return simulates a crash at that point: the operation stops
     // and leaves the files exactly as they are.
     std::function<common::Status(std::string_view)> crash_hook;
+    // Large aligned data writes with O_DIRECT (direct_writer.h); off: every
+    // write through the page cache.
+    bool direct_io = true;
   };
 
   // Opens (creating the chunks/ directories) and recovers: deletes .tmp
@@ -252,6 +260,11 @@ class ChunkStore {
   // Every stored version, ordered by chunk id then version.
   std::vector<ChunkMeta> List() const;
   uint64_t chunk_count() const;
+  // Data bytes written with O_DIRECT since start-up.
+  uint64_t direct_bytes_written() const { return direct_bytes_.load(std::memory_order_relaxed); }
+  // Whether large writes still go with O_DIRECT (Options::direct_io, until a
+  // data folder's file system refused it).
+  bool direct_io() const { return direct_io_.load(std::memory_order_relaxed); }
   // Stored versions marked damaged (they stay until meta has them deleted).
   uint64_t damaged_count() const;
   // Damaged versions found since the last call (for the next heartbeat);
@@ -289,6 +302,8 @@ class ChunkStore {
 
   const Options options_;
   FileIo& io_;
+  std::atomic<bool> direct_io_;
+  std::atomic<uint64_t> direct_bytes_{0};
   mutable std::mutex mu_;  // guards the members below; never held during I/O
   std::map<uint64_t, std::shared_ptr<Slot>> slots_ GUARDED_BY(mu_);
   std::map<uint64_t, std::map<uint64_t, Entry>> index_ GUARDED_BY(mu_);

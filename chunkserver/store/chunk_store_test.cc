@@ -39,11 +39,13 @@ class ChunkStoreTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<ChunkStore> OpenStore(FileIo* io = nullptr,
-                                        std::function<common::Status(std::string_view)> hook = nullptr) {
+                                        std::function<common::Status(std::string_view)> hook = nullptr,
+                                        bool direct_io = true) {
     ChunkStore::Options options;
     options.folders = {dir_};
     options.io = io;
     options.crash_hook = std::move(hook);
+    options.direct_io = direct_io;
     auto store = ChunkStore::Open(options);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? std::move(*store) : nullptr;
@@ -179,7 +181,7 @@ class HintRecordingFileIo : public PosixFileIo {
 
 TEST_F(ChunkStoreTest, Write_StartsWritebackOfEach8MiBWhileTheStreamGoesOn) {
   HintRecordingFileIo io;
-  auto store = OpenStore(&io);
+  auto store = OpenStore(&io, nullptr, /*direct_io=*/false);  // writes through the page cache
   auto writer = store->StartWrite({21, 1, 0, false});
   ASSERT_TRUE(writer.ok()) << writer.status().ToString();
   const uint64_t kMiB = 1 << 20;
@@ -194,6 +196,136 @@ TEST_F(ChunkStoreTest, Write_StartsWritebackOfEach8MiBWhileTheStreamGoesOn) {
   EXPECT_EQ(io.writeback, (std::vector<R>{{kChunkDataOffset, 8 * kMiB}, {kChunkDataOffset + 8 * kMiB, 8 * kMiB}}));
   ASSERT_TRUE((*writer)->Commit(true).ok());
   EXPECT_EQ(*ReadAll(*store, 21, 1), model);
+}
+
+// Counts the bytes of each kind of write, and can refuse O_DIRECT as tmpfs
+// does (at open) or as a file system with a larger block would (per write).
+class DirectRecordingFileIo : public PosixFileIo {
+ public:
+  common::Result<int> Open(const std::string& path, int flags, mode_t mode) override {
+    if ((flags & O_DIRECT) != 0 && refuse_open) return IoError(EINVAL, "open " + path + " (O_DIRECT)");
+    return PosixFileIo::Open(path, flags, mode);
+  }
+  common::Status PwriteFull(int fd, const void* buf, size_t size, uint64_t offset, const std::string& path) override {
+    buffered_bytes += size;
+    return PosixFileIo::PwriteFull(fd, buf, size, offset, path);
+  }
+  common::Status PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                              const std::string& path) override {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(buf) % kDirectIoAlignBytes, 0u);
+    EXPECT_EQ(size % kDirectIoAlignBytes, 0u);
+    EXPECT_EQ(offset % kDirectIoAlignBytes, 0u);
+    if (refuse_writes) return IoError(EINVAL, "pwrite " + path + " (O_DIRECT)");
+    direct_bytes += size;
+    return PosixFileIo::PwriteDirect(fd, buf, size, offset, path);
+  }
+  bool refuse_open = false, refuse_writes = false;
+  uint64_t buffered_bytes = 0, direct_bytes = 0;
+};
+
+TEST_F(ChunkStoreTest, Write_LargeAlignedMiddlesGoWithODirect_EndsAndSmallWritesThroughThePageCache) {
+  DirectRecordingFileIo io;
+  auto store = OpenStore(&io);
+  const uint64_t kMiB = 1 << 20;
+  std::string model = RandomBytes(kMiB, 1);
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 0, model).ok());
+  if (!store->direct_io()) GTEST_SKIP() << "the file system of " << dir_ << " refuses O_DIRECT";
+  EXPECT_EQ(io.direct_bytes, kMiB);  // a new chunk's first MiB, all aligned
+  EXPECT_EQ(store->direct_bytes_written(), kMiB);
+
+  // In place, both ends unaligned: only the aligned middle goes direct.
+  io.direct_bytes = io.buffered_bytes = 0;
+  const uint64_t at = 100'000;
+  const std::string piece = RandomBytes(700'000, 2);
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, at, piece).ok());
+  const uint64_t begin = (kChunkDataOffset + at + 4095) / 4096 * 4096;
+  const uint64_t end = (kChunkDataOffset + at + piece.size()) / 4096 * 4096;
+  EXPECT_EQ(io.direct_bytes, end - begin);
+  EXPECT_GE(io.buffered_bytes, piece.size() - (end - begin));  // the ends (and the CRC table)
+  model.replace(at, piece.size(), piece);
+
+  // Past the end (the gap zero-filled), a new version built from this one
+  // (the base copied with direct writes too), and a small write.
+  const std::string tail = RandomBytes(kMiB + 5, 3);
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 3 * kMiB + 7, tail).ok());
+  model.resize(3 * kMiB + 7, '\0');
+  model += tail;
+  io.direct_bytes = 0;
+  const std::string small = RandomBytes(200'000, 4);
+  ASSERT_TRUE(WriteOnce(*store, 31, 2, 1, 2 * kMiB, small).ok());
+  EXPECT_GE(io.direct_bytes, 3 * kMiB);  // the copied base; not the 200,000 bytes
+  model.replace(2 * kMiB, small.size(), small);
+  auto read = ReadAll(*store, 31, 2);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, model);
+  EXPECT_EQ(store->Find(31, 2)->length, model.size());
+
+  // Switched off: nothing direct.
+  DirectRecordingFileIo io2;
+  auto buffered = OpenStore(&io2, nullptr, /*direct_io=*/false);
+  ASSERT_TRUE(WriteOnce(*buffered, 32, 1, 0, 0, model).ok());
+  EXPECT_EQ(io2.direct_bytes, 0u);
+  EXPECT_EQ(*ReadAll(*buffered, 32, 1), model);
+}
+
+TEST_F(ChunkStoreTest, Write_WhereODirectIsRefused_GoesThroughThePageCacheFromThenOn) {
+  for (bool at_open : {true, false}) {
+    SCOPED_TRACE(at_open ? "refused at open" : "refused per write");
+    DirectRecordingFileIo io;
+    (at_open ? io.refuse_open : io.refuse_writes) = true;
+    auto store = OpenStore(&io);
+    const uint64_t id = at_open ? 41 : 42;
+    const std::string data = RandomBytes(3 << 20, 5);
+    ASSERT_TRUE(WriteOnce(*store, id, 1, 0, 0, data).ok());
+    EXPECT_FALSE(store->direct_io());
+    EXPECT_EQ(io.direct_bytes, 0u);
+    EXPECT_EQ(store->direct_bytes_written(), 0u);
+    ASSERT_TRUE(WriteOnce(*store, id, 1, 0, 1 << 20, data).ok());
+    EXPECT_EQ(*ReadAll(*store, id, 1), data.substr(0, 1 << 20) + data);
+  }
+}
+
+TEST_F(ChunkStoreTest, Write_ODirectFailures_AreTheWritesFailures) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string v1 = RandomBytes(2 << 20, 6);
+  ASSERT_TRUE(WriteOnce(*store, 43, 1, 0, 0, v1).ok());
+  if (!store->direct_io()) GTEST_SKIP() << "the file system of " << dir_ << " refuses O_DIRECT";
+  // A large write into a new version: refused, nothing changed.
+  io.fail_writes_errno = ENOSPC;
+  EXPECT_EQ(WriteOnce(*store, 43, 2, 1, 0, RandomBytes(1 << 20, 7)).code(), StatusCode::kResourceExhausted);
+  io.fail_writes_errno = EIO;
+  EXPECT_EQ(WriteOnce(*store, 44, 1, 0, 0, RandomBytes(1 << 20, 8)).code(), StatusCode::kUnknown);
+  io.fail_writes_errno = 0;
+  EXPECT_TRUE(store->direct_io());  // an I/O error is not a refusal of O_DIRECT
+  EXPECT_EQ(*ReadAll(*store, 43, 1), v1);
+  EXPECT_EQ(store->Stat(43, 0)->size(), 1u);
+  EXPECT_EQ(store->Find(44, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+}
+
+TEST_F(ChunkStoreTest, ReadBlocks_ConcurrentWithDirectInPlaceWritesNeverSeesTornOrStaleBlocks) {
+  auto store = OpenStore();
+  std::string model = RandomBytes(4 << 20, 9);
+  ASSERT_TRUE(WriteOnce(*store, 45, 1, 0, 0, model).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::thread reader([&] {
+    while (!stop) {
+      if (!ReadAll(*store, 45, 1).ok()) ++errors;
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    // Unaligned, so each write mixes a direct middle with buffered ends.
+    const uint64_t at = static_cast<uint64_t>(i) * 150'001;
+    const std::string piece = RandomBytes(600'000, 100 + i);
+    ASSERT_TRUE(WriteOnce(*store, 45, 1, 0, at, piece, false).ok());
+    model.replace(at, piece.size(), piece);
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(*ReadAll(*store, 45, 1), model);
 }
 
 TEST_F(ChunkStoreTest, ReadBlocks_AsksTheKernelForTheBlocksThatFollow) {

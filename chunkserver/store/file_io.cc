@@ -55,19 +55,32 @@ void PosixFileIo::StartWriteback(int fd, uint64_t offset, uint64_t length) {
   (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(length), SYNC_FILE_RANGE_WRITE);
 }
 
-Status PosixFileIo::PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
-                               const std::string& path) {
+namespace {
+// pwrite until all of `size` is written; `what` names the call in errors.
+Status PwriteLoop(int fd, const void* buf, size_t size, uint64_t offset, const std::string& what) {
   const auto* p = static_cast<const char*>(buf);
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::pwrite(fd, p + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return IoError(errno, "pwrite " + path);
+      return IoError(errno, what);
     }
     done += static_cast<size_t>(n);
   }
   return Status::Ok();
+}
+}  // namespace
+
+Status PosixFileIo::PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
+                               const std::string& path) {
+  return PwriteLoop(fd, buf, size, offset, "pwrite " + path);
+}
+
+Status PosixFileIo::PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                                 const std::string& path) {
+  // The same loop: O_DIRECT changes what the kernel accepts, not the call.
+  return PwriteLoop(fd, buf, size, offset, "pwrite " + path + " (O_DIRECT)");
 }
 
 Status PosixFileIo::Fdatasync(int fd, const std::string& path) {
@@ -126,6 +139,12 @@ Status FaultInjectingFileIo::PwriteFull(int fd, const void* buf, size_t size, ui
                                         const std::string& path) {
   if (int e = fail_writes_errno.load(); e != 0) return IoError(e, "pwrite " + path + " (injected)");
   return PosixFileIo::PwriteFull(fd, buf, size, offset, path);
+}
+
+Status FaultInjectingFileIo::PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                                          const std::string& path) {
+  if (int e = fail_writes_errno.load(); e != 0) return IoError(e, "pwrite " + path + " (O_DIRECT, injected)");
+  return PosixFileIo::PwriteDirect(fd, buf, size, offset, path);
 }
 
 Status FaultInjectingFileIo::Fdatasync(int fd, const std::string& path) {

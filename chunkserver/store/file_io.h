@@ -21,6 +21,10 @@
 
 namespace dfs::chunkserver {
 
+// What O_DIRECT I/O is aligned to: the page size, which covers 512-byte and
+// 4 KiB logical blocks.
+inline constexpr size_t kDirectIoAlignBytes = 4096;
+
 class FileIo {
  public:
   virtual ~FileIo() = default;
@@ -35,6 +39,11 @@ class FileIo {
   // Writes exactly `size` bytes at `offset`, retrying short writes.
   virtual common::Status PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
                                     const std::string& path) = 0;
+  // PwriteFull through a descriptor opened with O_DIRECT: `buf`, `size` and
+  // `offset` are multiples of kDirectIoAlignBytes. INVALID_ARGUMENT (EINVAL)
+  // when the file system refuses that alignment.
+  virtual common::Status PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                                      const std::string& path) = 0;
   virtual common::Status Fdatasync(int fd, const std::string& path) = 0;
   // fallocate(fd, FALLOC_FL_KEEP_SIZE, ...): reserves space without changing
   // the size. OK (doing nothing) when the filesystem does not support it.
@@ -69,6 +78,8 @@ class PosixFileIo : public FileIo {
                            const std::string& path) override;
   common::Status PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
                             const std::string& path) override;
+  common::Status PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                              const std::string& path) override;
   common::Status Fdatasync(int fd, const std::string& path) override;
   common::Status Reserve(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
   common::Status Ftruncate(int fd, uint64_t length, const std::string& path) override;
@@ -81,7 +92,7 @@ class PosixFileIo : public FileIo {
 };
 
 // PosixFileIo with switches for tests: when `fail_writes_errno` is non-zero,
-// every PwriteFull and Reserve fails with that errno (ENOSPC, EIO) without
+// every PwriteFull, PwriteDirect and Reserve fails with that errno (ENOSPC, EIO) without
 // touching the disk; `fail_reserve_errno` fails only Reserve (a disk that is
 // full: space already allocated can still be overwritten);
 // `fail_sync_errno` does the same for Fdatasync; and `fail_reads_errno` for
@@ -97,6 +108,8 @@ class FaultInjectingFileIo : public PosixFileIo {
                            const std::string& path) override;
   common::Status PwriteFull(int fd, const void* buf, size_t size, uint64_t offset,
                             const std::string& path) override;
+  common::Status PwriteDirect(int fd, const void* buf, size_t size, uint64_t offset,
+                              const std::string& path) override;
   common::Status Fdatasync(int fd, const std::string& path) override;
   common::Status Reserve(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
 };

@@ -179,8 +179,10 @@ def main():
               meta)
         for k in (1, 2, 3):
             cs = texts[f"cs-{k}"]
-            tap.check(f"cs-{k}: bytes written, chunks stored, heartbeats, disk, Write calls counted",
+            tap.check(f"cs-{k}: bytes written (most of them with O_DIRECT), chunks stored, heartbeats, disk, "
+                  "Write calls counted",
                   value(cs, "dfs_chunkserver_bytes_total", op="write") >= 5 * len(data) and
+                  value(cs, "dfs_chunkserver_direct_write_bytes_total") >= 3 * len(data) and
                   value(cs, "dfs_chunkserver_chunks", state="all") == 5 and
                   value(cs, "dfs_chunkserver_chunks", state="damaged") == 0 and
                   value(cs, "dfs_chunkserver_heartbeats_total") > 0 and
