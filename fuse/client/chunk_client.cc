@@ -53,8 +53,30 @@ pb::ChunkService::Stub& ChunkClient::StubFor(const std::string& address) {
   return *stub;
 }
 
+std::vector<ChunkClient::Piece> ChunkClient::CutIntoMessages(std::span<const Range> ranges) {
+  std::vector<Piece> pieces;
+  for (const Range& range : ranges) {
+    for (size_t pos = 0; pos < range.data.size();) {
+      Piece piece;
+      piece.offset = range.offset_in_chunk + pos;
+      piece.first_of_range = pos == 0;
+      size_t n = std::min(kMessageBytes, range.data.size() - pos);
+      // Cut messages at block boundaries so each carries whole pieces.
+      uint64_t in_block = piece.offset % common::kBlockSizeBytes;
+      if (n == kMessageBytes && in_block != 0) n -= in_block;
+      piece.data = range.data.substr(pos, n);
+      piece.crcs.resize(common::PieceCount(piece.offset, n, common::kBlockSizeBytes));
+      common::PieceCrcs(piece.offset, std::as_bytes(std::span(piece.data.data(), n)), common::kBlockSizeBytes,
+                        piece.crcs);
+      pieces.push_back(std::move(piece));
+      pos += n;
+    }
+  }
+  return pieces;
+}
+
 Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                                       std::span<const Range> ranges, bool durable,
+                                       std::span<const Piece> pieces, bool durable,
                                        std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub& stub = StubFor(replica.address());
   grpc::ClientContext ctx;
@@ -69,7 +91,7 @@ Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::Re
   // The chunkserver builds `version` from base_version when it does not hold
   // it yet (the first write under a lease) and writes in place afterwards.
   header->set_base_version(lease.base_version());
-  header->set_offset(!ranges.empty() ? ranges[0].offset_in_chunk : truncate_to.value_or(0));
+  header->set_offset(!pieces.empty() ? pieces[0].offset : truncate_to.value_or(0));
   if (!header->mutable_token()->ParseFromString(lease.write_token())) {
     return common::InternalError("meta sent an unparsable write token");
   }
@@ -79,29 +101,14 @@ Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::Re
     header->set_truncate_to(*truncate_to);
   }
   bool ok = writer->Write(msg);
-
-  std::vector<uint32_t> crcs;
-  for (const Range& range : ranges) {
-    size_t pos = 0;
-    bool first_of_range = true;
-    while (ok && pos < range.data.size()) {
-      uint64_t offset = range.offset_in_chunk + pos;
-      size_t n = std::min(kMessageBytes, range.data.size() - pos);
-      // Cut messages at block boundaries so each carries whole pieces.
-      uint64_t in_block = offset % common::kBlockSizeBytes;
-      if (n == kMessageBytes && in_block != 0) n -= in_block;
-      msg.Clear();
-      pb::WriteData* d = msg.mutable_data();
-      if (first_of_range) d->set_offset(offset);
-      d->set_data(range.data.data() + pos, n);
-      auto bytes = std::as_bytes(std::span(range.data.data() + pos, n));
-      crcs.resize(common::PieceCount(offset, n, common::kBlockSizeBytes));
-      common::PieceCrcs(offset, bytes, common::kBlockSizeBytes, crcs);
-      for (uint32_t c : crcs) d->add_piece_crcs(c);
-      ok = writer->Write(msg);
-      pos += n;
-      first_of_range = false;
-    }
+  for (size_t i = 0; ok && i < pieces.size(); ++i) {
+    const Piece& piece = pieces[i];
+    msg.Clear();
+    pb::WriteData* d = msg.mutable_data();
+    if (piece.first_of_range) d->set_offset(piece.offset);
+    d->set_data(piece.data.data(), piece.data.size());
+    d->mutable_piece_crcs()->Add(piece.crcs.begin(), piece.crcs.end());
+    ok = writer->Write(msg);
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
@@ -121,10 +128,12 @@ Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, st
 Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
                                                      bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
+  // Cut and checksummed once: every replica gets the same messages.
+  const std::vector<Piece> pieces = CutIntoMessages(ranges);
   std::vector<std::future<Result<uint64_t>>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {
-      return WriteOne(lease, replica, ranges, durable, truncate_to);
+      return WriteOne(lease, replica, pieces, durable, truncate_to);
     }));
   }
   std::vector<uint64_t> acked;

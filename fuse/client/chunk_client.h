@@ -29,6 +29,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -84,9 +85,18 @@ class ChunkClient {
   // retry_timeout_ms_ in all.
   template <typename Round>
   auto Retry(Round round) -> decltype(round());
+  // One WriteData message: at most 1 MiB, cut at block boundaries, with
+  // the CRC32C of each piece of it within a 64 KiB block.
+  struct Piece {
+    uint64_t offset = 0;
+    bool first_of_range = false;  // the message names its offset
+    std::string_view data;
+    std::vector<uint32_t> crcs;
+  };
+  static std::vector<Piece> CutIntoMessages(std::span<const Range> ranges);
   // The version the replica built from (WriteReply.built_from_version).
   common::Result<uint64_t> WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                                    std::span<const Range> ranges, bool durable,
+                                    std::span<const Piece> pieces, bool durable,
                                     std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,

@@ -24,6 +24,11 @@ void WriteBuffer::Write(uint64_t offset, std::string_view data) {
     if (next == extents_.end() || next->first > end) {
       std::string& bytes = it->second;
       uint64_t at = start - it->first;
+      if (at == bytes.size()) {  // appending: no zero-fill first
+        buffered_bytes_ += data.size();
+        bytes.append(data);
+        return;
+      }
       if (at + data.size() > bytes.size()) {
         buffered_bytes_ += at + data.size() - bytes.size();
         bytes.resize(at + data.size());
