@@ -154,7 +154,7 @@ class Writer:
         if op == "create" or not names:
             name = "f%d" % self.next_id
             self.next_id += 1
-            body = self.data(self.rng.choice([0, 1, 100, 4096, 65536 + 17, 300000]))
+            body = self.data(self.rng.choice([0, 1, 100, 4096, 65536 + 17, 300000, (1 << 20) + 5]))
             self.uncertain.add(name)
             fd = os.open(self.path(name), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
             try:
@@ -183,7 +183,7 @@ class Writer:
             return "append %s +%d" % (name, len(extra))
         if op == "overwrite":
             off = self.rng.randrange(0, len(old) + 1)
-            patch = self.data(self.rng.choice([1, 512, 8192, 100000]))
+            patch = self.data(self.rng.choice([1, 512, 8192, 100000, 400001]))
             self.uncertain.add(name)
             del self.acked[name]
             fd = os.open(self.path(name), os.O_WRONLY)
