@@ -226,6 +226,7 @@ class Server {
     proposer_ = std::make_unique<LocalProposer>(sm_.get());
     MetaServiceOptions service_options;
     service_options.cluster_key = "bench-key-0123456789";
+    service_options.data_dir = std::filesystem::path(db_path).parent_path();  // its room is measured
     service_ = std::make_unique<MetaServiceImpl>(sm_.get(), proposer_.get(), common::SystemClock::Get(), &cluster_,
                                                  service_options);
     grpc::ServerBuilder builder;
