@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -931,6 +932,28 @@ bool WaitFor(int seconds, const std::function<bool()>& done) {
   return true;
 }
 
+// The last lines of every meta's and chunkserver's log that speak of
+// copies (repair plans, replicate commands, copies done or failed): what a
+// failed wait for replication prints, since the logs go with the test's
+// temp dir.
+std::string CopyLog(const LocalCluster& c) {
+  std::vector<std::string> lines;
+  for (const char* daemon : {"meta-1", "meta-2", "meta-3", "cs-1", "cs-2", "cs-3"}) {
+    auto text = common::ReadFileToString(c.dir() + "/" + daemon + ".log");
+    if (!text.ok()) continue;
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("repair") != std::string::npos || line.find("copy") != std::string::npos ||
+          line.find("replicat") != std::string::npos || line.find("surplus") != std::string::npos) {
+        lines.push_back(std::string(daemon) + ": " + line);
+      }
+    }
+  }
+  std::string out = "\ncopy lines of the daemons' logs (last 60):\n";
+  for (size_t i = lines.size() > 60 ? lines.size() - 60 : 0; i < lines.size(); ++i) out += lines[i] + "\n";
+  return out;
+}
+
 bool Balanced(const LocalCluster& c) {
   CommandResult r = Ctl(c, "rebalance --json");
   return r.exit_code == 0 && r.output.find("\"balanced\": true") != std::string::npos;
@@ -1196,11 +1219,11 @@ TEST_F(FuseFaultTest, ReplicationChangesAndFsckRepair) {
   CommandResult one = Ctl(**cluster, "replicas /proj 1 --recursive");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   ASSERT_TRUE(WaitFor(120, [&] { return Balanced(**cluster) && copies() == 1u * kFiles; }))
-      << copies() << " copies; " << Ctl(**cluster, "rebalance").output;
+      << copies() << " copies; " << Ctl(**cluster, "rebalance").output << CopyLog(**cluster);
   CommandResult three = Ctl(**cluster, "replicas /proj 3 -r");
   ASSERT_EQ(three.exit_code, 0) << three.output;
   ASSERT_TRUE(WaitFor(120, [&] { return Balanced(**cluster) && copies() == 3u * kFiles; }))
-      << copies() << " copies; " << Ctl(**cluster, "rebalance").output;
+      << copies() << " copies; " << Ctl(**cluster, "rebalance").output << CopyLog(**cluster);
   CommandResult clean = Ctl(**cluster, "fsck /proj --json");
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
   EXPECT_NE(clean.output.find("\"files\": 20"), std::string::npos) << clean.output;
