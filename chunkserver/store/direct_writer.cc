@@ -41,7 +41,9 @@ int DirectWriter::DirectFd(const std::string& path) {
   if (fd.ok()) {
     direct_fd_ = *fd;
   } else if (fd.status().code() == common::StatusCode::kInvalidArgument) {
-    if (enabled_->exchange(false)) spdlog::info("no O_DIRECT writes in this data folder's file system: {}", fd.status().ToString());
+    if (enabled_->exchange(false)) {
+      spdlog::info("no O_DIRECT writes in this data folder's file system: {}", fd.status().ToString());
+    }
   }
   return direct_fd_;
 }
@@ -65,7 +67,9 @@ common::Status DirectWriter::Write(int fd, const std::string& path, std::span<co
       // The file system took the open but not this alignment: everything
       // through the page cache, now and from now on (rewriting what the
       // direct writes already put there is harmless).
-      if (enabled_->exchange(false)) spdlog::info("O_DIRECT writes refused, writing through the page cache: {}", s.ToString());
+      if (enabled_->exchange(false)) {
+        spdlog::info("O_DIRECT writes refused, writing through the page cache: {}", s.ToString());
+      }
       return io_.PwriteFull(fd, data.data(), data.size(), offset, path);
     }
     if (!s.ok()) return s;
