@@ -655,10 +655,9 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
     for (uint64_t done = 0; s.ok() && done < base_length;) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, base_length - done));
       s = io_.PreadFull(base_fd, buffer.data(), n, kChunkDataOffset + done, base_path);
-      bool direct = false;
       if (s.ok()) {
         s = writer->data_.Write(writer->fd_, writer->path_, std::as_bytes(std::span(buffer.data(), n)),
-                                kChunkDataOffset + done, &direct);
+                                kChunkDataOffset + done);
       }
       done += n;
     }

@@ -50,7 +50,7 @@ int DirectWriter::DirectFd(const std::string& path) {
 
 common::Status DirectWriter::Write(int fd, const std::string& path, std::span<const std::byte> data, uint64_t offset,
                                    bool* direct) {
-  *direct = false;
+  if (direct != nullptr) *direct = false;
   const uint64_t end = offset + data.size();
   const uint64_t begin_aligned = (offset + kDirectIoAlignBytes - 1) / kDirectIoAlignBytes * kDirectIoAlignBytes;
   const uint64_t end_aligned = end / kDirectIoAlignBytes * kDirectIoAlignBytes;
@@ -76,7 +76,7 @@ common::Status DirectWriter::Write(int fd, const std::string& path, std::span<co
     direct_bytes_->fetch_add(n, std::memory_order_relaxed);
     at += n;
   }
-  *direct = true;
+  if (direct != nullptr) *direct = true;
   if (begin_aligned > offset) {
     if (common::Status s = io_.PwriteFull(fd, data.data(), begin_aligned - offset, offset, path); !s.ok()) return s;
   }

@@ -45,11 +45,11 @@ class DirectWriter {
   DirectWriter& operator=(const DirectWriter&) = delete;
 
   // Writes `data` at byte `offset` of the file open as `fd` (at `path`).
-  // Sets *direct when its middle went with O_DIRECT (what is left in the
-  // page cache is then under 8 KiB: no writeback hint is worth making).
-  // Errors as FileIo::PwriteFull's.
+  // Sets *direct (when given) when its middle went with O_DIRECT (what is
+  // left in the page cache is then under 8 KiB: no writeback hint is worth
+  // making). Errors as FileIo::PwriteFull's.
   common::Status Write(int fd, const std::string& path, std::span<const std::byte> data, uint64_t offset,
-                       bool* direct);
+                       bool* direct = nullptr);
 
  private:
   // The direct descriptor of `path`, opened on first use; -1 when direct

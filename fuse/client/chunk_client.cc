@@ -121,15 +121,15 @@ Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, st
                                                  bool durable, std::optional<uint64_t> truncate_to) {
   // Every replica of the lease holds all earlier writes under it (the
   // caller drops those that missed one), so sending the same ranges again
-  // to all of them, those that took them included, is safe.
-  return Retry([&] { return WriteOnce(lease, ranges, durable, truncate_to); });
+  // to all of them, those that took them included, is safe. Cut and
+  // checksummed once: every replica, and every round, sends these messages.
+  const std::vector<Piece> pieces = CutIntoMessages(ranges);
+  return Retry([&] { return WriteOnce(lease, pieces, durable, truncate_to); });
 }
 
-Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
+Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
                                                      bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
-  // Cut and checksummed once: every replica gets the same messages.
-  const std::vector<Piece> pieces = CutIntoMessages(ranges);
   std::vector<std::future<Result<uint64_t>>> results;
   for (const pb::ReplicaLocation& replica : lease.replicas()) {
     results.push_back(std::async(std::launch::async, [&, replica] {

@@ -77,8 +77,6 @@ class ChunkClient {
   // The stub of the channel to `address`, made on first use and kept.
   pb::ChunkService::Stub& StubFor(const std::string& address);
   // One round over the replicas (see Write, ReadBlocks).
-  common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Range> ranges,
-                                                  bool durable, std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadBlocksOnce(const pb::ChunkLocation& location, uint64_t first_block,
                                                           uint64_t count);
   // Runs `round` again while it fails for want of an answer, up to
@@ -98,6 +96,9 @@ class ChunkClient {
   common::Result<uint64_t> WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
                                     std::span<const Piece> pieces, bool durable,
                                     std::optional<uint64_t> truncate_to);
+  // One round of Write over the replicas.
+  common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
+                                                  bool durable, std::optional<uint64_t> truncate_to);
   common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
                                                     const pb::ReplicaLocation& replica, uint64_t first_block,
                                                     uint64_t count);
