@@ -94,10 +94,20 @@ class RaftNodeTest : public ::testing::Test {
     return -1;
   }
 
-  // Applied index equal on all running nodes (waiting up to 10 s).
-  bool WaitConverged() {
+  // True once pred() holds, polling for up to 10 s.
+  template <typename Pred>
+  static bool WaitUntil(Pred pred) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+
+  // Applied index equal on all running nodes (waiting up to 10 s).
+  bool WaitConverged() {
+    return WaitUntil([&] {
       uint64_t want = 0;
       bool same = true;
       for (auto& n : nodes_) {
@@ -106,10 +116,8 @@ class RaftNodeTest : public ::testing::Test {
         if (want == 0) want = applied;
         same = same && applied == want && n->node->view().commit_index == applied;
       }
-      if (same && want != 0) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+      return same && want != 0;
+    });
   }
 
   std::vector<Member> members_;
@@ -135,11 +143,14 @@ TEST_F(RaftNodeTest, ElectsServesOnlyOnTheLeaderAndFailsOver) {
     EXPECT_EQ(r->status().code(), 0);
   }
   EXPECT_LT(nodes_[leader]->node->view().last_index, 300u);
-  // A follower refuses: the client must go to the leader.
+  // A follower refuses: the client must go to the leader. The entries above
+  // commit on a majority, so this follower may not have heard from the leader
+  // yet on a loaded machine; it learns who leads from the next heartbeat.
   int follower = (leader + 1) % 3;
   auto refused = nodes_[follower]->node->Propose(MkdirOp("nope", 9, 1000)).get();
   EXPECT_FALSE(refused.ok());
-  EXPECT_EQ(nodes_[follower]->node->view().leader_id, members_[leader].id);
+  EXPECT_TRUE(WaitUntil([&] { return nodes_[follower]->node->view().leader_id == members_[leader].id; }))
+      << "follower " << follower << " sees leader " << nodes_[follower]->node->view().leader_id;
 
   // The leader goes away; another serves within a few election timeouts.
   auto stopped = std::chrono::steady_clock::now();
