@@ -15,11 +15,14 @@ using common::StatusCode;
 common::Result<std::unique_ptr<StateMachine>> StateMachine::Open(const std::string& path, const Options& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<Db> writer, Db::Open(path, options.synchronous));
   RETURN_IF_ERROR(InitSchema(*writer));
-  return std::unique_ptr<StateMachine>(new StateMachine(std::move(writer), path, options));
+  ASSIGN_OR_RETURN(std::unique_ptr<WalCheckpointer> checkpointer,
+                   WalCheckpointer::Start(path, options.synchronous, *writer));
+  return std::unique_ptr<StateMachine>(new StateMachine(std::move(writer), std::move(checkpointer), path, options));
 }
 
-StateMachine::StateMachine(std::unique_ptr<Db> writer, std::string path, Options options)
-    : writer_(std::move(writer)), path_(std::move(path)), options_(options) {
+StateMachine::StateMachine(std::unique_ptr<Db> writer, std::unique_ptr<WalCheckpointer> checkpointer,
+                           std::string path, Options options)
+    : writer_(std::move(writer)), checkpointer_(std::move(checkpointer)), path_(std::move(path)), options_(options) {
   applied_index_ = ReadCounter(*writer_, "applied_index");
 }
 

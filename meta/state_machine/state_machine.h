@@ -19,7 +19,8 @@
 // fsyncs the WAL before Apply returns, so an acknowledged mutation survives
 // power loss. (NORMAL would only lose the last transactions on power loss, not
 // on a process crash; FULL costs one fsync per Entry, which group commit
-// amortizes - see meta_bench.)
+// amortizes - see meta_bench.) The WAL is copied back into the database file
+// by a thread of its own (WalCheckpointer), never inside Apply.
 //
 // Reads (Lookup, GetAttr, ReadDir ...) run on a pool of read-only connections
 // concurrently with Apply; each read sees the state after some committed Apply
@@ -39,6 +40,7 @@
 
 #include "common/result.h"
 #include "meta/state_machine/db.h"
+#include "meta/state_machine/wal_checkpointer.h"
 #include "proto/meta.pb.h"
 #include "proto/meta_entry.pb.h"
 
@@ -212,11 +214,13 @@ class StateMachine {
     StateMachine* owner_;
     std::unique_ptr<Db> db_;
   };
-  StateMachine(std::unique_ptr<Db> writer, std::string path, Options options);
+  StateMachine(std::unique_ptr<Db> writer, std::unique_ptr<WalCheckpointer> checkpointer, std::string path,
+               Options options);
   // Borrows a read connection (blocks while all are in use).
   ReadConnection Borrow();
 
   std::unique_ptr<Db> writer_;  // owned by whoever calls Apply
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // hooks writer_, so is destroyed before it
   uint64_t applied_index_ = 0;  // mirrors counters.applied_index; applier only
   const std::string path_;
   const Options options_;
