@@ -165,7 +165,7 @@ grpc::Status MetaServiceImpl::Heartbeat(Ctx* ctx, const pb::HeartbeatRequest* re
     cluster_->RepairDone(ref.chunk_id());
     // Planned again onto another node: the same target (a full disk, say)
     // would fail the same way, at every housekeeping pass.
-    cluster_->CopyFailed(ref.chunk_id(), req->node_id(), clock_.MonotonicNs() + kFailedTargetAvoidNs);
+    cluster_->CopyFailed(ref.chunk_id(), req->node_id(), clock_.MonotonicNs());
     spdlog::info("copy of chunk {:016x} v{} to {:016x} failed; planned again elsewhere", ref.chunk_id(),
                  ref.version(), req->node_id());
   }

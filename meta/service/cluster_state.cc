@@ -118,22 +118,28 @@ void ClusterState::RepairDone(uint64_t chunk_id) {
   repairs_.erase(chunk_id);
 }
 
-void ClusterState::CopyFailed(uint64_t chunk_id, uint64_t target, int64_t until_mono_ns) {
+void ClusterState::CopyFailed(uint64_t chunk_id, uint64_t target, int64_t now_mono_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   // Bounded: forgetting the lot costs one more failed try per chunk.
   if (failed_targets_.size() >= 65'536) failed_targets_.clear();
-  auto& targets = failed_targets_[chunk_id];
-  std::erase_if(targets, [&](const auto& t) { return t.first == target; });
-  targets.emplace_back(target, until_mono_ns);
+  std::vector<FailedTarget>& targets = failed_targets_[chunk_id];
+  auto it = std::find_if(targets.begin(), targets.end(), [&](const FailedTarget& t) { return t.target == target; });
+  if (it == targets.end()) it = targets.insert(targets.end(), FailedTarget{target, 0, 0});
+  it->failures = std::min(it->failures + 1, 32);
+  int64_t avoid_ns = kFirstAvoidNs;
+  for (int i = 1; i < it->failures && avoid_ns < kMaxAvoidNs; ++i) avoid_ns *= 2;
+  it->until_mono_ns = now_mono_ns + std::min(avoid_ns, kMaxAvoidNs);
 }
 
 std::vector<uint64_t> ClusterState::FailedTargets(uint64_t chunk_id, int64_t now_mono_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = failed_targets_.find(chunk_id);
   if (it == failed_targets_.end()) return {};
-  std::erase_if(it->second, [&](const auto& t) { return t.second <= now_mono_ns; });
+  std::erase_if(it->second, [&](const FailedTarget& t) { return now_mono_ns - t.until_mono_ns >= kMaxAvoidNs; });
   std::vector<uint64_t> out;
-  for (const auto& [target, until] : it->second) out.push_back(target);
+  for (const FailedTarget& t : it->second) {
+    if (now_mono_ns < t.until_mono_ns) out.push_back(t.target);
+  }
   if (it->second.empty()) failed_targets_.erase(it);
   return out;
 }

@@ -83,9 +83,16 @@ class ClusterState {
   // A copy finished or failed (reported by its target).
   void RepairDone(uint64_t chunk_id);
   // The copy of `chunk_id` onto `target` failed (its disk is full, say):
-  // FailedTargets lists `target` for that chunk until `until_mono_ns`, so
-  // that the planner tries the next node rather than that one again.
-  void CopyFailed(uint64_t chunk_id, uint64_t target, int64_t until_mono_ns);
+  // FailedTargets lists `target` for that chunk for a while, so that the
+  // planner tries the next node rather than that one again. The while is
+  // kFirstAvoidNs, doubling with each failure that follows up to kMaxAvoidNs:
+  // on a small cluster that target may be the only one, and a failure that
+  // passed (the target was restarting) must not leave the chunk short of a
+  // copy for ten minutes. The count is forgotten kMaxAvoidNs after the
+  // avoidance ends.
+  static constexpr int64_t kFirstAvoidNs = int64_t{10} * 1'000'000'000;
+  static constexpr int64_t kMaxAvoidNs = int64_t{600} * 1'000'000'000;
+  void CopyFailed(uint64_t chunk_id, uint64_t target, int64_t now_mono_ns);
   std::vector<uint64_t> FailedTargets(uint64_t chunk_id, int64_t now_mono_ns);
   // Copies in flight (repairs and moves), forgetting those past their
   // deadline; the moves among them in *moves.
@@ -123,8 +130,12 @@ class ClusterState {
     bool move = false;
   };
   std::map<uint64_t, Copy> repairs_;  // chunk id -> copy in flight
-  // chunk id -> (target whose copy failed, until when it is avoided)
-  std::map<uint64_t, std::vector<std::pair<uint64_t, int64_t>>> failed_targets_;
+  struct FailedTarget {
+    uint64_t target = 0;
+    int64_t until_mono_ns = 0;  // avoided until then
+    int failures = 0;           // in a row
+  };
+  std::map<uint64_t, std::vector<FailedTarget>> failed_targets_;  // chunk id ->
   std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending
   struct Session {
     int64_t last_seen_mono_ns = 0;

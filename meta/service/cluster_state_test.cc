@@ -50,16 +50,35 @@ pb::Command CopyCommand(uint64_t chunk_id) {
 
 TEST(ClusterStateTest, FailedTargets_AreListedPerChunkUntilTheirTimeRunsOut) {
   ClusterState cluster(10 * kSecond);
+  constexpr int64_t kFirst = ClusterState::kFirstAvoidNs;
   EXPECT_TRUE(cluster.FailedTargets(100, 0).empty());
-  cluster.CopyFailed(100, 4, 60 * kSecond);
-  cluster.CopyFailed(100, 5, 30 * kSecond);
-  cluster.CopyFailed(200, 4, 60 * kSecond);
+  cluster.CopyFailed(100, 4, 0);
+  cluster.CopyFailed(100, 5, kSecond);
+  cluster.CopyFailed(200, 4, 0);
   EXPECT_EQ(cluster.FailedTargets(100, kSecond), (std::vector<uint64_t>{4, 5}));
-  EXPECT_EQ(cluster.FailedTargets(100, 30 * kSecond), (std::vector<uint64_t>{4}));
-  cluster.CopyFailed(100, 4, 90 * kSecond);  // failed again: avoided longer, listed once
-  EXPECT_EQ(cluster.FailedTargets(100, 70 * kSecond), (std::vector<uint64_t>{4}));
-  EXPECT_TRUE(cluster.FailedTargets(100, 90 * kSecond).empty());
+  EXPECT_EQ(cluster.FailedTargets(100, kFirst), (std::vector<uint64_t>{5}));
+  EXPECT_TRUE(cluster.FailedTargets(100, kFirst + kSecond).empty());
   EXPECT_EQ(cluster.FailedTargets(200, kSecond), (std::vector<uint64_t>{4}));
+}
+
+TEST(ClusterStateTest, FailedTargets_AreAvoidedLongerAfterEachFailureInARowUpToTenMinutes) {
+  ClusterState cluster(10 * kSecond);
+  constexpr int64_t kFirst = ClusterState::kFirstAvoidNs, kMax = ClusterState::kMaxAvoidNs;
+  int64_t now = 0;
+  int64_t avoid = kFirst;
+  for (int failure = 1; failure <= 10; ++failure) {
+    cluster.CopyFailed(100, 4, now);
+    EXPECT_EQ(cluster.FailedTargets(100, now + avoid - 1), (std::vector<uint64_t>{4})) << failure;
+    EXPECT_TRUE(cluster.FailedTargets(100, now + avoid).empty()) << failure;  // tried again then
+    now += avoid;
+    avoid = std::min(avoid * 2, kMax);
+  }
+  // Quiet for kMax after the last avoidance ended: the next failure counts
+  // as the first again.
+  now += kMax;
+  EXPECT_TRUE(cluster.FailedTargets(100, now).empty());
+  cluster.CopyFailed(100, 4, now);
+  EXPECT_TRUE(cluster.FailedTargets(100, now + kFirst).empty());
 }
 
 TEST(ClusterStateTest, CopyClaims_EndWhenReportedTimedOutOrTheTargetDiesOrRestarts) {

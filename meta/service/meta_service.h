@@ -359,8 +359,6 @@ class MetaServiceImpl final : public MetaServiceBase {
   int64_t last_housekeeping_ns_ = clock_.MonotonicNs();  // housekeeping thread only
   int64_t paused_ms_ = 0;  // a gap seen and not yet acted on; housekeeping thread only
   static constexpr int64_t kHousekeepingGapNs = int64_t{5} * 1'000'000'000;
-  // A node a chunk's copy failed on is not its copy target for this long.
-  static constexpr int64_t kFailedTargetAvoidNs = int64_t{600} * 1'000'000'000;
   std::atomic<uint64_t> next_command_id_;
 };
 
