@@ -82,6 +82,12 @@ grpc::Status CallStreams::Call(const std::shared_ptr<grpc::Channel>& channel,
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the mount is stopping");
+      if (auto it = refused_.find(channel.get()); it != refused_.end()) {
+        if (it->second.channel.lock() == channel && std::chrono::system_clock::now() < it->second.until) {
+          return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this meta refused call streams lately");
+        }
+        refused_.erase(it);
+      }
       auto it = idle_.find(channel.get());
       if (it != idle_.end() && !it->second.empty()) {
         // The most recently used: the likeliest to be alive.
@@ -139,6 +145,11 @@ grpc::Status CallStreams::Call(const std::shared_ptr<grpc::Channel>& channel,
     }
     if (ended.ok() || ended.error_code() == grpc::StatusCode::CANCELLED) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "call stream ended: " + ended.error_message());
+    }
+    if (ended.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      std::lock_guard<std::mutex> lock(mu_);
+      refused_[channel.get()] = Refusal{channel, std::chrono::system_clock::now() +
+                                                     std::chrono::milliseconds(options_.refusal_memory_ms)};
     }
     return ended;
   }

@@ -35,6 +35,10 @@ class CallStreams {
   struct Options {
     size_t max_idle_per_channel = 16;  // streams kept open beyond that are closed
     int64_t idle_close_ms = 30'000;    // an idle stream older than this is closed
+    // A meta that refused a stream as UNIMPLEMENTED (an older member became
+    // leader during a rolling upgrade) is not offered one again for this
+    // long: every call would pay a refused stream before its unary call.
+    int64_t refusal_memory_ms = 60'000;
   };
   explicit CallStreams(Options options);
   CallStreams() : CallStreams(Options{}) {}
@@ -49,7 +53,8 @@ class CallStreams {
   // time), UNAVAILABLE (it broke; a stream that sat idle is retried once on
   // a fresh one first), or meta's refusal of the stream itself
   // (UNIMPLEMENTED from a meta without Calls, RESOURCE_EXHAUSTED when it has
-  // too many open): the caller then uses the unary call.
+  // too many open): the caller then uses the unary call. UNIMPLEMENTED is
+  // answered at once, without a stream, for refusal_memory_ms after that.
   grpc::Status Call(const std::shared_ptr<grpc::Channel>& channel, std::chrono::system_clock::time_point deadline,
                     const pb::MetaCall& call, pb::MetaReturn* ret);
 
@@ -83,6 +88,11 @@ class CallStreams {
   std::condition_variable cv_;
   std::map<const grpc::Channel*, std::vector<std::unique_ptr<Stream>>> idle_ GUARDED_BY(mu_);
   std::set<Stream*> busy_ GUARDED_BY(mu_);
+  struct Refusal {
+    std::weak_ptr<grpc::Channel> channel;  // the key's address may be reused
+    std::chrono::system_clock::time_point until;
+  };
+  std::map<const grpc::Channel*, Refusal> refused_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
   // When the sleeping watchdog looks next (min() while it is awake).
   std::chrono::system_clock::time_point next_watch_ GUARDED_BY(mu_) = std::chrono::system_clock::time_point::min();

@@ -47,7 +47,15 @@ class FakeMeta final : public pb::MetaService::Service {
 };
 
 // A meta from before Calls existed.
-class OldMeta final : public pb::MetaService::Service {};
+// A member older than call streams: it knows no Calls method.
+class OldMeta final : public pb::MetaService::Service {
+ public:
+  grpc::Status Calls(grpc::ServerContext*, grpc::ServerReaderWriter<pb::MetaReturn, pb::MetaCall>*) override {
+    streams_refused++;
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "");  // what the generated base answers
+  }
+  std::atomic<int> streams_refused{0};
+};
 
 struct Server {
   explicit Server(grpc::Service* service, int port = 0) {
@@ -157,6 +165,33 @@ TEST(CallStreamsTest, AMetaWithoutCalls_Unimplemented) {
   EXPECT_EQ(streams.Call(server.Channel(), In(5'000), GetAttr(1), &ret).error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_EQ(streams.open_streams(), 0u);
+}
+
+TEST(CallStreamsTest, ARefusalIsRememberedForAWhileThenAskedAgain) {
+  OldMeta old;
+  auto server = std::make_unique<Server>(&old);
+  const int port = server->bound;
+  auto channel = server->Channel();
+  CallStreams::Options options;
+  options.refusal_memory_ms = 300;
+  CallStreams streams(options);
+  pb::MetaReturn ret;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(streams.Call(channel, In(5'000), GetAttr(1), &ret).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  EXPECT_EQ(old.streams_refused.load(), 1);  // one refused stream, not one per call
+  // The member is upgraded in place; once the refusal is forgotten, the next
+  // call goes on a stream again.
+  server.reset();
+  FakeMeta upgraded;
+  server = std::make_unique<Server>(&upgraded, port);
+  ASSERT_EQ(server->bound, port);
+  EXPECT_EQ(streams.Call(channel, In(5'000), GetAttr(2), &ret).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  std::this_thread::sleep_for(milliseconds(400));
+  grpc::Status s = streams.Call(channel, In(10'000), GetAttr(3), &ret);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ret.attr().attr().size(), 3u);
+  EXPECT_EQ(old.streams_refused.load(), 1);
 }
 
 TEST(CallStreamsTest, IdleStreamsAreClosed) {
