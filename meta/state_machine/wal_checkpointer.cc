@@ -6,16 +6,6 @@
 
 namespace dfs::meta {
 
-namespace {
-
-// WAL pages not yet copied, given the pages the last checkpoint copied.
-int Fresh(int wal_pages, int backfilled) {
-  // Fewer pages than were copied: the WAL started over since.
-  return wal_pages >= backfilled ? wal_pages - backfilled : wal_pages;
-}
-
-}  // namespace
-
 common::Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::Start(const std::string& path,
                                                                         const char* synchronous, Db& writer) {
   ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path, synchronous));
@@ -38,6 +28,15 @@ WalCheckpointer::~WalCheckpointer() {
   thread_.join();
 }
 
+int WalCheckpointer::Fresh() const {
+  // Fewer pages than were copied: the WAL started over since.
+  return wal_pages_ >= backfilled_ ? wal_pages_ - backfilled_ : wal_pages_;
+}
+
+bool WalCheckpointer::Due() const {
+  return Fresh() >= kCheckpointPages || (chase_rounds_ > 0 && wal_pages_ > backfilled_);
+}
+
 uint64_t WalCheckpointer::checkpoints() const {
   std::lock_guard<std::mutex> lock(mu_);
   return checkpoints_;
@@ -54,7 +53,7 @@ int WalCheckpointer::OnCommit(void* self, sqlite3* db, const char* schema, int w
   {
     std::lock_guard<std::mutex> lock(c->mu_);
     c->wal_pages_ = wal_pages;
-    wake = Fresh(wal_pages, c->backfilled_) >= kCheckpointPages || (c->chase_rounds_ > 0 && wal_pages > c->backfilled_);
+    wake = c->Due();
     if (wal_pages >= kInlinePages) ++c->inline_checkpoints_;
   }
   if (wal_pages >= kInlinePages) {
@@ -69,12 +68,9 @@ int WalCheckpointer::OnCommit(void* self, sqlite3* db, const char* schema, int w
 void WalCheckpointer::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] {
-      return stopping_ || Fresh(wal_pages_, backfilled_) >= kCheckpointPages ||
-             (chase_rounds_ > 0 && wal_pages_ > backfilled_);
-    });
+    cv_.wait(lock, [&] { return stopping_ || Due(); });
     if (stopping_) return;
-    if (Fresh(wal_pages_, backfilled_) >= kCheckpointPages) {
+    if (Fresh() >= kCheckpointPages) {
       chase_rounds_ = kChaseRounds;
     } else {
       --chase_rounds_;
