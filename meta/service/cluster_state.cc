@@ -124,21 +124,26 @@ void ClusterState::CopyFailed(uint64_t chunk_id, uint64_t target, int64_t now_mo
   if (failed_targets_.size() >= 65'536) failed_targets_.clear();
   std::vector<FailedTarget>& targets = failed_targets_[chunk_id];
   auto it = std::find_if(targets.begin(), targets.end(), [&](const FailedTarget& t) { return t.target == target; });
-  if (it == targets.end()) it = targets.insert(targets.end(), FailedTarget{target, 0, 0});
+  if (it == targets.end()) it = targets.insert(targets.end(), FailedTarget{.target = target});
   it->failures = std::min(it->failures + 1, 32);
   int64_t avoid_ns = kFirstAvoidNs;
   for (int i = 1; i < it->failures && avoid_ns < kMaxAvoidNs; ++i) avoid_ns *= 2;
-  it->until_mono_ns = now_mono_ns + std::min(avoid_ns, kMaxAvoidNs);
+  it->last_resort_mono_ns = now_mono_ns + std::min(avoid_ns, kMaxAvoidNs);
+  it->until_mono_ns = now_mono_ns + kMaxAvoidNs;
 }
 
-std::vector<uint64_t> ClusterState::FailedTargets(uint64_t chunk_id, int64_t now_mono_ns) {
+ClusterState::Avoided ClusterState::FailedTargets(uint64_t chunk_id, int64_t now_mono_ns) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = failed_targets_.find(chunk_id);
   if (it == failed_targets_.end()) return {};
   std::erase_if(it->second, [&](const FailedTarget& t) { return now_mono_ns - t.until_mono_ns >= kMaxAvoidNs; });
-  std::vector<uint64_t> out;
+  Avoided out;
   for (const FailedTarget& t : it->second) {
-    if (now_mono_ns < t.until_mono_ns) out.push_back(t.target);
+    if (now_mono_ns < t.last_resort_mono_ns) {
+      out.targets.push_back(t.target);
+    } else if (now_mono_ns < t.until_mono_ns) {
+      out.last_resort.push_back(t.target);
+    }
   }
   if (it->second.empty()) failed_targets_.erase(it);
   return out;

@@ -82,18 +82,23 @@ class ClusterState {
   bool StartRepair(uint64_t chunk_id, uint64_t target, int64_t deadline_mono_ns, bool move = false);
   // A copy finished or failed (reported by its target).
   void RepairDone(uint64_t chunk_id);
-  // The copy of `chunk_id` onto `target` failed (its disk is full, say):
-  // FailedTargets lists `target` for that chunk for a while, so that the
-  // planner tries the next node rather than that one again. The while is
-  // kFirstAvoidNs, doubling with each failure that follows up to kMaxAvoidNs:
-  // on a small cluster that target may be the only one, and a failure that
-  // passed (the target was restarting) must not leave the chunk short of a
-  // copy for ten minutes. The count is forgotten kMaxAvoidNs after the
-  // avoidance ends.
+  // The copy of `chunk_id` onto `target` failed (its disk is full, say).
+  // For kMaxAvoidNs FailedTargets lists `target` for that chunk, so that the
+  // planner tries the next node rather than that one again: first as no
+  // target at all, then, from kFirstAvoidNs on (doubling with each failure
+  // in a row), as a last resort - a repair's target only when no other node
+  // can take it, never a move's. On a small cluster (three chunkservers,
+  // three copies) that node is the only one, and a failure that passed (it
+  // was restarting) must not leave a chunk short of a copy for ten minutes.
+  // The count is forgotten kMaxAvoidNs after the avoidance ends.
   static constexpr int64_t kFirstAvoidNs = int64_t{10} * 1'000'000'000;
   static constexpr int64_t kMaxAvoidNs = int64_t{600} * 1'000'000'000;
   void CopyFailed(uint64_t chunk_id, uint64_t target, int64_t now_mono_ns);
-  std::vector<uint64_t> FailedTargets(uint64_t chunk_id, int64_t now_mono_ns);
+  struct Avoided {
+    std::vector<uint64_t> targets;      // no target
+    std::vector<uint64_t> last_resort;  // a repair's only when nothing else can take it
+  };
+  Avoided FailedTargets(uint64_t chunk_id, int64_t now_mono_ns);
   // Copies in flight (repairs and moves), forgetting those past their
   // deadline; the moves among them in *moves.
   size_t RepairsInFlight(int64_t now_mono_ns, size_t* moves = nullptr);
@@ -132,8 +137,9 @@ class ClusterState {
   std::map<uint64_t, Copy> repairs_;  // chunk id -> copy in flight
   struct FailedTarget {
     uint64_t target = 0;
-    int64_t until_mono_ns = 0;  // avoided until then
-    int failures = 0;           // in a row
+    int64_t last_resort_mono_ns = 0;  // no target until then
+    int64_t until_mono_ns = 0;        // a last resort until then
+    int failures = 0;                 // in a row
   };
   std::map<uint64_t, std::vector<FailedTarget>> failed_targets_;  // chunk id ->
   std::map<uint64_t, std::vector<pb::Command>> commands_;  // node id -> pending

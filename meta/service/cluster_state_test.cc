@@ -48,37 +48,50 @@ pb::Command CopyCommand(uint64_t chunk_id) {
   return command;
 }
 
-TEST(ClusterStateTest, FailedTargets_AreListedPerChunkUntilTheirTimeRunsOut) {
+using Ids = std::vector<uint64_t>;
+
+TEST(ClusterStateTest, FailedTargets_AreNoTargetThenALastResortThenForgotten) {
   ClusterState cluster(10 * kSecond);
-  constexpr int64_t kFirst = ClusterState::kFirstAvoidNs;
-  EXPECT_TRUE(cluster.FailedTargets(100, 0).empty());
+  constexpr int64_t kFirst = ClusterState::kFirstAvoidNs, kMax = ClusterState::kMaxAvoidNs;
+  EXPECT_TRUE(cluster.FailedTargets(100, 0).targets.empty());
   cluster.CopyFailed(100, 4, 0);
   cluster.CopyFailed(100, 5, kSecond);
   cluster.CopyFailed(200, 4, 0);
-  EXPECT_EQ(cluster.FailedTargets(100, kSecond), (std::vector<uint64_t>{4, 5}));
-  EXPECT_EQ(cluster.FailedTargets(100, kFirst), (std::vector<uint64_t>{5}));
-  EXPECT_TRUE(cluster.FailedTargets(100, kFirst + kSecond).empty());
-  EXPECT_EQ(cluster.FailedTargets(200, kSecond), (std::vector<uint64_t>{4}));
+  EXPECT_EQ(cluster.FailedTargets(100, kSecond).targets, (Ids{4, 5}));
+  EXPECT_TRUE(cluster.FailedTargets(100, kSecond).last_resort.empty());
+  ClusterState::Avoided later = cluster.FailedTargets(100, kFirst);
+  EXPECT_EQ(later.targets, (Ids{5}));
+  EXPECT_EQ(later.last_resort, (Ids{4}));
+  later = cluster.FailedTargets(100, kMax - 1);
+  EXPECT_TRUE(later.targets.empty());
+  EXPECT_EQ(later.last_resort, (Ids{4, 5}));
+  later = cluster.FailedTargets(100, kMax + kSecond);
+  EXPECT_TRUE(later.targets.empty() && later.last_resort.empty());
+  EXPECT_EQ(cluster.FailedTargets(200, kSecond).targets, (Ids{4}));
 }
 
-TEST(ClusterStateTest, FailedTargets_AreAvoidedLongerAfterEachFailureInARowUpToTenMinutes) {
+TEST(ClusterStateTest, FailedTargets_StayNoTargetLongerAfterEachFailureInARow) {
   ClusterState cluster(10 * kSecond);
   constexpr int64_t kFirst = ClusterState::kFirstAvoidNs, kMax = ClusterState::kMaxAvoidNs;
   int64_t now = 0;
   int64_t avoid = kFirst;
-  for (int failure = 1; failure <= 10; ++failure) {
+  for (int failure = 1; failure <= 6; ++failure) {  // 10, 20 ... 320 s
     cluster.CopyFailed(100, 4, now);
-    EXPECT_EQ(cluster.FailedTargets(100, now + avoid - 1), (std::vector<uint64_t>{4})) << failure;
-    EXPECT_TRUE(cluster.FailedTargets(100, now + avoid).empty()) << failure;  // tried again then
+    EXPECT_EQ(cluster.FailedTargets(100, now + avoid - 1).targets, (Ids{4})) << failure;
+    EXPECT_EQ(cluster.FailedTargets(100, now + avoid).last_resort, (Ids{4})) << failure;  // a repair may try it
     now += avoid;
-    avoid = std::min(avoid * 2, kMax);
+    avoid *= 2;
   }
-  // Quiet for kMax after the last avoidance ended: the next failure counts
-  // as the first again.
-  now += kMax;
-  EXPECT_TRUE(cluster.FailedTargets(100, now).empty());
+  // The seventh failure in a row: no target for the whole ten minutes.
   cluster.CopyFailed(100, 4, now);
-  EXPECT_TRUE(cluster.FailedTargets(100, now + kFirst).empty());
+  EXPECT_EQ(cluster.FailedTargets(100, now + kMax - 1).targets, (Ids{4}));
+  ClusterState::Avoided after = cluster.FailedTargets(100, now + kMax);
+  EXPECT_TRUE(after.targets.empty() && after.last_resort.empty());
+  // Quiet for kMax after that: the next failure counts as the first again.
+  now += 2 * kMax;
+  EXPECT_TRUE(cluster.FailedTargets(100, now).targets.empty());
+  cluster.CopyFailed(100, 4, now);
+  EXPECT_EQ(cluster.FailedTargets(100, now + kFirst).last_resort, (Ids{4}));
 }
 
 TEST(ClusterStateTest, CopyClaims_EndWhenReportedTimedOutOrTheTargetDiesOrRestarts) {

@@ -17,7 +17,9 @@
 // `avoid` (a copy onto them failed lately, e.g. a full disk) are no target:
 // the next node in ring order is. Nodes `short_of_room` are no target of a
 // move, and of a repair only when no other node can take it; copies they
-// hold stay (moving them off would bring them back once there is room).
+// hold stay (moving them off would bring them back once there is room). The
+// leader passes there too the nodes a copy failed on a while ago
+// (ClusterState::CopyFailed's last resorts).
 //
 // Thread-safety: a pure function.
 #pragma once

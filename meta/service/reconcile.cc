@@ -26,6 +26,15 @@ std::vector<uint64_t> LiveDrainingOf(const std::vector<uint64_t>& draining,
   return out;
 }
 
+// Nodes a chunk's copy goes to only when no other node can take it (and a
+// move never): those short of room, and those a copy of it failed on a while
+// ago (ClusterState::CopyFailed).
+std::vector<uint64_t> LastResorts(const std::vector<uint64_t>& short_of_room, const ClusterState::Avoided& failed) {
+  std::vector<uint64_t> out = short_of_room;
+  out.insert(out.end(), failed.last_resort.begin(), failed.last_resort.end());
+  return out;
+}
+
 // The key the chunk's copies were placed by when it was made.
 uint64_t PlacementKeyOf(const StateMachine::RepairCandidate& c) {
   return c.place_key != 0 ? c.place_key : ChunkPlacementKey(c.ino, c.index);
@@ -51,8 +60,9 @@ void MetaServiceImpl::Reconcile() {
   const std::vector<uint64_t> full = cluster_->FullNodes();
   size_t trims = 0;
   for (const StateMachine::RepairCandidate& c : chunks) {
-    ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
-                                   cluster_->FailedTargets(c.chunk_id, now), full);
+    const ClusterState::Avoided failed = cluster_->FailedTargets(c.chunk_id, now);
+    ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining, failed.targets,
+                                   LastResorts(full, failed));
     if (action.kind == ChunkAction::kNone) continue;
     if (action.kind == ChunkAction::kTrim) {
       if (trims >= options_.max_trims) continue;
@@ -110,8 +120,9 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
         ++counts.under;
         continue;
       }
-      switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining,
-                        cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs()), full)
+      const ClusterState::Avoided failed = cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs());
+      switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining, failed.targets,
+                        LastResorts(full, failed))
                   .kind) {
         case ChunkAction::kTrim: ++counts.surplus; break;
         case ChunkAction::kMove: ++counts.misplaced; break;
