@@ -28,11 +28,15 @@ std::vector<uint64_t> LiveDrainingOf(const std::vector<uint64_t>& draining,
 
 // Nodes a chunk's copy goes to only when no other node can take it (and a
 // move never): those short of room, and those a copy of it failed on a while
-// ago (ClusterState::CopyFailed).
-std::vector<uint64_t> LastResorts(const std::vector<uint64_t>& short_of_room, const ClusterState::Avoided& failed) {
-  std::vector<uint64_t> out = short_of_room;
-  out.insert(out.end(), failed.last_resort.begin(), failed.last_resort.end());
-  return out;
+// ago (ClusterState::CopyFailed). `short_of_room` itself for the chunks with
+// no such failure, which are nearly all: a pass scans every chunk, and
+// copying the list for each of them would allocate once per chunk.
+const std::vector<uint64_t>& LastResorts(const std::vector<uint64_t>& short_of_room,
+                                         const ClusterState::Avoided& failed, std::vector<uint64_t>& scratch) {
+  if (failed.last_resort.empty()) return short_of_room;
+  scratch = short_of_room;
+  scratch.insert(scratch.end(), failed.last_resort.begin(), failed.last_resort.end());
+  return scratch;
 }
 
 // The key the chunk's copies were placed by when it was made.
@@ -59,10 +63,11 @@ void MetaServiceImpl::Reconcile() {
   });
   const std::vector<uint64_t> full = cluster_->FullNodes();
   size_t trims = 0;
+  std::vector<uint64_t> scratch;
   for (const StateMachine::RepairCandidate& c : chunks) {
     const ClusterState::Avoided failed = cluster_->FailedTargets(c.chunk_id, now);
     ChunkAction action = PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining, failed.targets,
-                                   LastResorts(full, failed));
+                                   LastResorts(full, failed, scratch));
     if (action.kind == ChunkAction::kNone) continue;
     if (action.kind == ChunkAction::kTrim) {
       if (trims >= options_.max_trims) continue;
@@ -114,6 +119,7 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
   const int64_t now_ms = clock_.UnixNs() / 1'000'000;
   const std::vector<uint64_t> full = cluster_->FullNodes();
   uint64_t cursor = 0;
+  std::vector<uint64_t> scratch;
   do {
     for (const StateMachine::RepairCandidate& c : state_machine_->ScanReplicas(live, cursor, 100'000, now_ms, &cursor)) {
       if (c.live_holders.size() < c.want) {
@@ -122,7 +128,7 @@ MetaServiceImpl::PlacementCounts MetaServiceImpl::CountPlacement() {
       }
       const ClusterState::Avoided failed = cluster_->FailedTargets(c.chunk_id, clock_.MonotonicNs());
       switch (PlanChunk(c, cluster_->Placement(PlacementKeyOf(c), live.size()), draining, failed.targets,
-                        LastResorts(full, failed))
+                        LastResorts(full, failed, scratch))
                   .kind) {
         case ChunkAction::kTrim: ++counts.surplus; break;
         case ChunkAction::kMove: ++counts.misplaced; break;

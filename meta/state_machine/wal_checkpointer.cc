@@ -49,14 +49,15 @@ uint64_t WalCheckpointer::inline_checkpoints() const {
 
 int WalCheckpointer::OnCommit(void* self, sqlite3* db, const char* schema, int wal_pages) {
   auto* c = static_cast<WalCheckpointer*>(self);
+  const bool inline_now = wal_pages >= kInlinePages;
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(c->mu_);
     c->wal_pages_ = wal_pages;
     wake = c->Due();
-    if (wal_pages >= kInlinePages) ++c->inline_checkpoints_;
+    if (inline_now) ++c->inline_checkpoints_;
   }
-  if (wal_pages >= kInlinePages) {
+  if (inline_now) {
     // BUSY when the thread is checkpointing right now: it copies instead.
     (void)sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   } else if (wake) {
