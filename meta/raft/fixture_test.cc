@@ -45,7 +45,7 @@ class RaftFixtureTest : public ::testing::Test {
       auto sm = StateMachine::Open(r.dir + "/meta.db", options);
       ASSERT_TRUE(sm.ok()) << sm.status().ToString();
       r.sm = std::move(sm).value();
-      r.fsm = std::make_unique<Fsm>(r.sm.get());
+      r.fsm = std::make_unique<Fsm>(r.sm.get(), /*async_snapshots=*/false);
       ASSERT_EQ(raft_fixture_grow(f_.get(), r.fsm->get()), 0);
     }
     for (unsigned i = 0; i < kServers; ++i) {
@@ -236,6 +236,40 @@ TEST_F(RaftFixtureTest, AFreshReplicaRestoredFromASnapshotEqualsTheOthers) {
     EXPECT_TRUE(replay->empty());
     EXPECT_EQ((*fresh)->CanonicalDump(), newer);
     EXPECT_FALSE((*fresh)->Restore("not a database").ok());
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+TEST(ImagePinTest, AnImageHoldsWhatWasAppliedWhenPinnedNotWhatCameAfter) {
+  std::string dir = MakeTempDir();
+  {
+    auto sm = StateMachine::Open(dir + "/meta.db");
+    ASSERT_TRUE(sm.ok());
+    uint64_t index = 0;
+    for (; index < 5; ++index) {
+      ASSERT_TRUE((*sm)->ApplyAt(testing::MkdirEntry("a" + std::to_string(index), 3).SerializeAsString(), index + 1).ok());
+    }
+    const std::string pinned = (*sm)->CanonicalDump();
+    auto pin = (*sm)->PinImage();
+    ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+    EXPECT_EQ(pin->applied_index(), 5u);
+    // Enough after the pin for the WAL to pass a checkpoint (1,000 pages).
+    for (; index < 300; ++index) {
+      ASSERT_TRUE((*sm)->ApplyAt(testing::MkdirEntry("b" + std::to_string(index), 3).SerializeAsString(), index + 1).ok());
+    }
+    auto image = pin->Take();
+    ASSERT_TRUE(image.ok()) << image.status().ToString();
+    EXPECT_FALSE(pin->Take().ok());
+
+    auto fresh = StateMachine::Open(dir + "/fresh.db");
+    ASSERT_TRUE(fresh.ok());
+    ASSERT_TRUE((*fresh)->Restore(std::string_view(reinterpret_cast<const char*>(image->bytes.get()), image->size)).ok());
+    EXPECT_EQ((*fresh)->AppliedIndex(), 5u);
+    EXPECT_EQ((*fresh)->CanonicalDump(), pinned);
+    // The live database kept everything.
+    EXPECT_EQ((*sm)->AppliedIndex(), 300u);
+    EXPECT_NE((*sm)->CanonicalDump(), pinned);
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);

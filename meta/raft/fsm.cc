@@ -14,13 +14,14 @@ namespace {
 Fsm* Self(raft_fsm* fsm) { return static_cast<Fsm*>(fsm->data); }
 }  // namespace
 
-Fsm::Fsm(StateMachine* state_machine) : state_machine_(state_machine) {
-  fsm_.version = 2;
+Fsm::Fsm(StateMachine* state_machine, bool async_snapshots) : state_machine_(state_machine) {
+  fsm_.version = async_snapshots ? 3 : 2;
   fsm_.data = this;
   fsm_.apply = &Fsm::Apply;
   fsm_.snapshot = &Fsm::Snapshot;
   fsm_.restore = &Fsm::Restore;
   fsm_.snapshot_finalize = &Fsm::SnapshotFinalize;
+  fsm_.snapshot_async = async_snapshots ? &Fsm::SnapshotAsync : nullptr;
 }
 
 int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
@@ -46,7 +47,25 @@ int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
 }
 
 int Fsm::Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
-  auto image = Self(fsm)->state_machine_->Serialize();
+  Fsm* self = Self(fsm);
+  auto pin = self->state_machine_->PinImage();
+  if (!pin.ok()) {
+    spdlog::error("snapshot: {}", pin.status().ToString());
+    return RAFT_IOERR;
+  }
+  self->pin_.emplace(std::move(pin).value());
+  *bufs = nullptr;
+  *n_bufs = 0;
+  if (self->fsm_.snapshot_async == nullptr) return SnapshotAsync(fsm, bufs, n_bufs);
+  return 0;
+}
+
+int Fsm::SnapshotAsync(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  Fsm* self = Self(fsm);
+  if (!self->pin_) return RAFT_INVALID;
+  if (self->before_copy_) self->before_copy_();
+  auto image = self->pin_->Take();
+  self->pin_.reset();
   if (!image.ok()) {
     spdlog::error("snapshot: {}", image.status().ToString());
     return RAFT_NOMEM;
@@ -59,7 +78,8 @@ int Fsm::Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   return 0;
 }
 
-int Fsm::SnapshotFinalize(raft_fsm*, raft_buffer* bufs[], unsigned* n_bufs) {
+int Fsm::SnapshotFinalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
+  Self(fsm)->pin_.reset();
   if (*bufs != nullptr) {
     for (unsigned i = 0; i < *n_bufs; ++i) StateMachine::ImageDeleter()(static_cast<unsigned char*>((*bufs)[i].base));
     raft_free(*bufs);

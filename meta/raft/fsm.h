@@ -6,15 +6,27 @@
 //    last_results() for the raft_apply callback that libraft calls right
 //    after, on the same thread; followers have no callback, so nothing is
 //    allocated per entry that nobody would free.
-//  - snapshot: an image of the SQLite database (sqlite3_serialize), freed by
-//    snapshot_finalize (v2: raft frees nothing itself).
+//  - snapshot (v3, asynchronous): `snapshot`, on the loop thread, pins the
+//    database as applied so far (StateMachine::PinImage, a read
+//    transaction); `snapshot_async`, on libuv's thread pool, copies that
+//    pinned state (sqlite3_serialize) while the loop goes on applying;
+//    `snapshot_finalize`, on the loop thread again, frees the copy (raft
+//    frees nothing itself). A synchronous copy stopped the loop, heartbeats
+//    included, for ~0.3 s per 250 MB of metadata every snapshot_threshold
+//    entries: enough for followers to start an election.
 //  - restore: StateMachine::Restore, which keeps a database that is already
 //    newer than the snapshot (libraft restores on every start); the buffer is
 //    ours to free (libraft hands its ownership over).
 //
-// Thread-safety: libraft calls it on its loop thread only.
+// Thread-safety: libraft calls it on its loop thread, except
+// snapshot_async, which it runs on the thread pool between `snapshot` and
+// `snapshot_finalize` (libraft takes one snapshot at a time, and refuses to
+// install a leader's snapshot meanwhile).
 #pragma once
 
+#include <functional>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "meta/raft/raft_c.h"
@@ -24,14 +36,18 @@ namespace dfs::meta::raft {
 
 class Fsm {
  public:
-  // `state_machine` must outlive the Fsm.
-  explicit Fsm(StateMachine* state_machine);
+  // `state_machine` must outlive the Fsm. `async_snapshots` false copies on
+  // the loop thread (FSM v2): for libraft 0.15's test fixture, whose I/O has
+  // no thread pool (raft_fixture_grow refuses a v3 FSM).
+  explicit Fsm(StateMachine* state_machine, bool async_snapshots = true);
   Fsm(const Fsm&) = delete;
   Fsm& operator=(const Fsm&) = delete;
 
   raft_fsm* get() { return &fsm_; }
   // The raft instance that drives this FSM (set before raft_start).
   void set_raft(struct raft* r) { raft_ = r; }
+  // Tests only: runs on the thread pool before each snapshot's copy.
+  void set_before_copy(std::function<void()> hook) { before_copy_ = std::move(hook); }
   // Results of the entry applied last (moved out by the apply callback).
   std::vector<pb::OpResult>& last_results() { return last_results_; }
   StateMachine* state_machine() { return state_machine_; }
@@ -39,6 +55,7 @@ class Fsm {
  private:
   static int Apply(raft_fsm* fsm, const raft_buffer* buf, void** result);
   static int Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
+  static int SnapshotAsync(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
   static int SnapshotFinalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs);
   static int Restore(raft_fsm* fsm, raft_buffer* buf);
 
@@ -46,6 +63,10 @@ class Fsm {
   struct raft* raft_ = nullptr;
   raft_fsm fsm_{};
   std::vector<pb::OpResult> last_results_;
+  // From `snapshot` to `snapshot_async` (or to `snapshot_finalize`, if
+  // libraft never ran the copy).
+  std::optional<StateMachine::ImagePin> pin_;
+  std::function<void()> before_copy_;
 };
 
 }  // namespace dfs::meta::raft

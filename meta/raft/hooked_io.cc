@@ -13,6 +13,10 @@ HookedIo::HookedIo(raft_io* inner, Hooks hooks) : inner_(inner), hooks_(std::mov
   outer_.io.send = &HookedIo::Send;
   outer_.io.close = &HookedIo::Close;
   outer_.self = this;
+  // raft_uv 0.15 implements async_work (libuv's thread pool) but says
+  // version 1, and raft_init refuses an FSM with asynchronous snapshots on
+  // a version-1 io. Version 2 adds only async_work (raft.h).
+  if (outer_.io.async_work != nullptr && outer_.io.version < 2) outer_.io.version = 2;
   // raft_uv calls back with `inner`; its `data` leads back here.
   inner_->data = this;
 }

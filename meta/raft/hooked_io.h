@@ -4,7 +4,9 @@
 //   built on (libraft 0.15 has check-quorum but does not say when a quorum
 //   last heard from the leader; see read_lease.h);
 // - libraft 0.15's follower-side AppendEntries bugs are corrected before it
-//   sees the request and in its reply (append_fixes.h).
+//   sees the request and in its reply (append_fixes.h);
+// - it reports version 2 when raft_uv has async_work (0.15 says 1), so that
+//   the FSM may take snapshots asynchronously (fsm.h).
 //
 // How the wrapping works: the outer raft_io shares the inner one's `impl`
 // and function pointers, so raft_uv finds its state whichever struct it is

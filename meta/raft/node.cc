@@ -120,6 +120,7 @@ common::Status RaftNode::Init() {
   hooks.on_recv_done = [this] { handling_append_from_ = 0; };
   hooked_io_ = std::make_unique<HookedIo>(&io_, std::move(hooks));
   fsm_.set_raft(&raft_);
+  fsm_.set_before_copy(options_.before_snapshot_copy);
   if (int rv = raft_init(&raft_, hooked_io_->get(), fsm_.get(), options_.id, options_.raft_address.c_str());
       rv != 0) {
     return FromRaft(rv, std::string("raft init: ") + raft_errmsg(&raft_));

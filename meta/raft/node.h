@@ -60,6 +60,9 @@ struct RaftOptions {
   // Runs on the loop thread each time this node becomes leader, after its
   // barrier applied and before it serves. Must not block on the group.
   std::function<void()> on_leader;
+  // Tests only: runs on libuv's thread pool before each snapshot's copy
+  // (Fsm::set_before_copy), so that a test can hold a copy in progress.
+  std::function<void()> before_snapshot_copy;
 };
 
 class RaftNode final : public Proposer, public Group {

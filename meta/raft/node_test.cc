@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -46,6 +49,7 @@ class RaftNodeTest : public ::testing::Test {
     }
   }
   void TearDown() override {
+    ReleaseCopies();
     for (auto& n : nodes_) {
       n->node.reset();
       n->sm.reset();
@@ -73,6 +77,7 @@ class RaftNodeTest : public ::testing::Test {
     options.snapshot_trailing = 16;
     TestNode* np = &n;
     options.on_leader = [np] { ++np->leaderships; };
+    options.before_snapshot_copy = before_snapshot_copy_;
     auto node = RaftNode::Start(n.sm.get(), options);
     ASSERT_TRUE(node.ok()) << node.status().ToString();
     n.node = std::move(node).value();
@@ -120,8 +125,31 @@ class RaftNodeTest : public ::testing::Test {
     });
   }
 
+  // Makes every snapshot copy wait (up to 30 s) until ReleaseCopies.
+  void HoldCopies() {
+    before_snapshot_copy_ = [this] {
+      std::unique_lock<std::mutex> lock(copy_mu_);
+      ++copies_held_;
+      copy_cv_.wait_for(lock, std::chrono::seconds(30), [this] { return copies_released_; });
+    };
+  }
+  int CopiesHeld() {
+    std::lock_guard<std::mutex> lock(copy_mu_);
+    return copies_held_;
+  }
+  void ReleaseCopies() {
+    std::lock_guard<std::mutex> lock(copy_mu_);
+    copies_released_ = true;
+    copy_cv_.notify_all();
+  }
+
   std::vector<Member> members_;
   std::vector<std::unique_ptr<TestNode>> nodes_;
+  std::function<void()> before_snapshot_copy_;
+  std::mutex copy_mu_;
+  std::condition_variable copy_cv_;
+  int copies_held_ = 0;
+  bool copies_released_ = false;
 };
 
 TEST_F(RaftNodeTest, ElectsServesOnlyOnTheLeaderAndFailsOver) {
@@ -175,6 +203,45 @@ TEST_F(RaftNodeTest, ElectsServesOnlyOnTheLeaderAndFailsOver) {
   ASSERT_TRUE(WaitConverged());
   const std::string dump = nodes_[next]->sm->CanonicalDump();
   for (auto& n : nodes_) EXPECT_EQ(n->sm->CanonicalDump(), dump);
+}
+
+TEST_F(RaftNodeTest, EntriesCommitWhileASnapshotIsBeingCopied) {
+  HoldCopies();
+  for (size_t i = 0; i < 3; ++i) StartNode(i);
+  int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  uint64_t request = 1;
+  auto mkdir = [&](const std::string& name) {
+    auto r = nodes_[leader]->node->Propose(MkdirOp(name, 9, request++)).get();
+    return r.ok() && r->status().code() == 0;
+  };
+  // One entry per proposal, past the snapshot threshold (64): every member
+  // starts a snapshot, and its copy is held.
+  for (int i = 0; i < 200 && CopiesHeld() == 0; ++i) ASSERT_TRUE(mkdir("a" + std::to_string(i)));
+  ASSERT_TRUE(WaitUntil([&] { return CopiesHeld() == 3; })) << CopiesHeld() << " copies started";
+  // A copy in progress stops neither commits nor applies, on any member.
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(mkdir("b" + std::to_string(i))) << i;
+  ASSERT_TRUE(WaitConverged());
+  const std::string dump = nodes_[leader]->sm->CanonicalDump();
+  for (auto& n : nodes_) EXPECT_EQ(n->sm->CanonicalDump(), dump);
+
+  // Released, every member writes its snapshot; a member restarted from it
+  // (and the log after it) holds everything.
+  ReleaseCopies();
+  auto has_snapshot = [](const std::string& dir) {
+    std::error_code ec;
+    for (const auto& file : std::filesystem::directory_iterator(dir, ec)) {
+      if (file.path().filename().string().rfind("snapshot-", 0) == 0) return true;
+    }
+    return false;
+  };
+  for (auto& n : nodes_) EXPECT_TRUE(WaitUntil([&] { return has_snapshot(n->dir + "/raft"); })) << n->dir;
+  int follower = (leader + 1) % 3;
+  StopNode(follower);
+  StartNode(follower);
+  ASSERT_TRUE(mkdir("after-restart"));
+  ASSERT_TRUE(WaitConverged());
+  EXPECT_EQ(nodes_[follower]->sm->CanonicalDump(), nodes_[leader]->sm->CanonicalDump());
 }
 
 TEST_F(RaftNodeTest, RefusesADatabaseAheadOfAMissingRaftLog) {

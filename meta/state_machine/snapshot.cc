@@ -33,14 +33,38 @@ common::Status ForEachRow(sqlite3* db, const std::string& sql, Row row) {
 
 void StateMachine::ImageDeleter::operator()(unsigned char* p) const { sqlite3_free(p); }
 
-common::Result<StateMachine::Image> StateMachine::Serialize() {
+common::Result<StateMachine::ImagePin> StateMachine::PinImage() {
+  ASSIGN_OR_RETURN(std::unique_ptr<Db> db, Db::Open(path_, options_.synchronous));
+  // The copy passes every page once: a big page cache would only hold
+  // pages nobody reads again.
+  RETURN_IF_ERROR(db->TryExec("PRAGMA cache_size=-2048; BEGIN"));
+  // BEGIN alone starts no read transaction; the first read does, and it
+  // sees every transaction the writer has committed, i.e. every applied
+  // entry (the writer commits each before the applier moves on).
+  int64_t index = -1;
+  {
+    Stmt stmt = db->Prepare("SELECT value FROM counters WHERE name='applied_index'");
+    if (stmt.Step()) index = stmt.Int(0);
+  }
+  if (index < 0) return common::InternalError("the database records no applied index");
+  return ImagePin(std::move(db), static_cast<uint64_t>(index));
+}
+
+common::Result<StateMachine::Image> StateMachine::ImagePin::Take() {
+  if (!db_) return common::FailedPreconditionError("image already taken");
   sqlite3_int64 size = 0;
-  unsigned char* bytes = sqlite3_serialize(writer_->raw(), "main", &size, 0);
+  unsigned char* bytes = sqlite3_serialize(db_->raw(), "main", &size, 0);
+  db_.reset();  // ends the read transaction: the WAL may start over again
   if (bytes == nullptr) return common::InternalError("sqlite3_serialize failed (out of memory?)");
   Image image;
   image.bytes.reset(bytes);
   image.size = static_cast<size_t>(size);
   return image;
+}
+
+common::Result<StateMachine::Image> StateMachine::Serialize() {
+  ASSIGN_OR_RETURN(ImagePin pin, PinImage());
+  return pin.Take();
 }
 
 common::Status StateMachine::Restore(std::string_view image) {

@@ -82,8 +82,12 @@ class StateMachine {
   // The Raft index of the last Entry applied by ApplyAt (kept in the
   // database, so it survives restarts and travels inside snapshots).
   uint64_t AppliedIndex() const { return applied_index_; }
-  // A consistent image of the whole database file, taken on the applier's
-  // thread (sqlite3_serialize: the database is copied into memory).
+  // A consistent image of the whole database file (sqlite3_serialize: the
+  // database is copied into memory, ~0.3 s per 250 MB here), in two steps so
+  // that the copy need not stop the applier: PinImage, on the applier's
+  // thread between two entries, opens a read transaction on a connection of
+  // its own that sees exactly what is applied at that moment; Take, on any
+  // thread, copies that state however many entries were applied since.
   struct ImageDeleter {
     void operator()(unsigned char* p) const;
   };
@@ -91,6 +95,20 @@ class StateMachine {
     std::unique_ptr<unsigned char, ImageDeleter> bytes;
     size_t size = 0;
   };
+  class ImagePin {
+   public:
+    ImagePin(std::unique_ptr<Db> db, uint64_t applied_index) : db_(std::move(db)), applied_index_(applied_index) {}
+    // The applied index recorded in the pinned state (and so in the image).
+    uint64_t applied_index() const { return applied_index_; }
+    // The image; ends the pin (call once).
+    common::Result<Image> Take();
+
+   private:
+    std::unique_ptr<Db> db_;
+    uint64_t applied_index_;
+  };
+  common::Result<ImagePin> PinImage();
+  // PinImage and Take at once.
   common::Result<Image> Serialize();
   // Makes the database equal to `image` (a Serialize() result, possibly from
   // another replica), unless this database has already applied at least as
