@@ -62,7 +62,7 @@ void HookedIo::TickCb(raft_io* inner) {
 
 void HookedIo::RecvCb(raft_io* inner, raft_message* message) {
   auto* self = static_cast<HookedIo*>(inner->data);
-  if (self->hooks_.on_recv) self->hooks_.on_recv(message);
+  if (self->hooks_.on_recv && !self->hooks_.on_recv(message)) return;
   self->recv_(&self->outer_.io, message);
   if (self->hooks_.on_recv_done) self->hooks_.on_recv_done();
 }

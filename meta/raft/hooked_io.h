@@ -5,6 +5,7 @@
 //   last heard from the leader; see read_lease.h);
 // - libraft 0.15's follower-side AppendEntries bugs are corrected before it
 //   sees the request and in its reply (append_fixes.h);
+// - a member just started does not hear vote requests (node.h);
 // - it reports version 2 when raft_uv has async_work (0.15 says 1), so that
 //   the FSM may take snapshots asynchronously (fsm.h).
 //
@@ -27,7 +28,9 @@ class HookedIo {
  public:
   struct Hooks {
     // Each received message, before libraft; may change it in place.
-    std::function<void(raft_message* message)> on_recv;
+    // False drops it, as a lost packet (only for messages that own no
+    // buffers: RequestVote and the results).
+    std::function<bool(raft_message* message)> on_recv;
     // Each message libraft sends, before it is encoded; may change it (it is
     // a copy). Messages libraft sends while handling a received one arrive
     // here before on_recv_done.

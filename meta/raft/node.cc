@@ -115,7 +115,7 @@ common::Status RaftNode::Init() {
   // The default 1 s between reconnects slows recovery after a restart.
   raft_uv_set_connect_retry_delay(&io_, 200);
   HookedIo::Hooks hooks;
-  hooks.on_recv = [this](raft_message* message) { OnRecv(message); };
+  hooks.on_recv = [this](raft_message* message) { return OnRecv(message); };
   hooks.on_send = [this](raft_message* message) { OnSend(message); };
   hooks.on_recv_done = [this] { handling_append_from_ = 0; };
   hooked_io_ = std::make_unique<HookedIo>(&io_, std::move(hooks));
@@ -152,6 +152,7 @@ common::Status RaftNode::Init() {
     // A restart finds the group already bootstrapped: nothing to do.
     if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) return FromRaft(rv, std::string("bootstrap: ") + raft_errmsg(&raft_));
   }
+  started_ns_ = SteadyNs();
   if (int rv = raft_start(&raft_); rv != 0) {
     std::string detail = raft_errmsg(&raft_);
     // libraft 0.15 reports a taken port as a bare I/O error.
@@ -454,7 +455,20 @@ void RaftNode::Appended() {
   while (appended_.size() > 1 && now - appended_.front().second > keep_ns) appended_.pop_front();
 }
 
-void RaftNode::OnRecv(raft_message* message) {
+bool RaftNode::OnRecv(raft_message* message) {
+  if (message->type == RAFT_IO_REQUEST_VOTE &&
+      SteadyNs() - started_ns_ < int64_t{options_.election_timeout_ms} * 1'000'000) {
+    // Before it stopped, this member may have heard from a leader that
+    // still counts on it for its read lease (read_lease.h), and libraft
+    // forgot that at the restart. It votes again once one election timeout
+    // has passed since it started, which is later than any lease it could
+    // have helped to grant.
+    if (votes_refused_.fetch_add(1) == 0) {
+      spdlog::info("raft: member {} hears no vote request during its first {} ms", options_.id,
+                   options_.election_timeout_ms);
+    }
+    return false;
+  }
   if (message->type == RAFT_IO_APPEND_ENTRIES_RESULT) {
     OnAppendResult(message->server_id, message->append_entries_result);
   } else if (message->type == RAFT_IO_APPEND_ENTRIES) {
@@ -468,6 +482,7 @@ void RaftNode::OnRecv(raft_message* message) {
     handling_append_from_ = message->server_id;
     handling_append_vouched_ = VouchedThrough(append);
   }
+  return true;
 }
 
 void RaftNode::OnSend(raft_message* message) {

@@ -17,7 +17,10 @@
 // while its read lease (read_lease.h) holds, which HookedIo feeds. A
 // deposed or partitioned leader stops serving when its lease runs out even
 // before libraft notices. While idle, the leader appends a barrier every
-// election_timeout / 4 to keep its lease fresh.
+// election_timeout / 4 to keep its lease fresh. A member ignores vote
+// requests for one election timeout after it starts: the lease counts on
+// followers that heard from the leader not voting for another that soon,
+// and a restart makes libraft forget that it heard.
 #pragma once
 
 #include <atomic>
@@ -98,6 +101,10 @@ class RaftNode final : public Proposer, public Group {
   void AddMember(uint64_t id, std::string raft_address, std::function<void(common::Status)> done) override;
   void RemoveMember(uint64_t id, std::function<void(common::Status)> done) override;
 
+  // Vote requests ignored because they came within one election timeout
+  // of this member's start.
+  uint64_t votes_refused_after_start() const { return votes_refused_.load(); }
+
  private:
   struct Pending {
     pb::Op op;
@@ -119,7 +126,7 @@ class RaftNode final : public Proposer, public Group {
   static void OnRaftClosed(struct raft* r);
   void Drain();
   void Poll();
-  void OnRecv(raft_message* message);
+  bool OnRecv(raft_message* message);
   void OnSend(raft_message* message);
   void OnAppendResult(raft_id from, const raft_append_entries_result& result);
   // Notes that the entry just appended (raft_last_index) exists from now.
@@ -158,6 +165,8 @@ class RaftNode final : public Proposer, public Group {
   bool lease_barrier_in_flight_ = false;
   std::thread thread_;
 
+  int64_t started_ns_ = 0;                 // raft_start (steady clock)
+  std::atomic<uint64_t> votes_refused_{0};
   std::atomic<bool> ready_{false};          // leading and caught up
   std::atomic<int64_t> lease_until_ns_{0};  // steady clock
 

@@ -244,6 +244,33 @@ TEST_F(RaftNodeTest, EntriesCommitWhileASnapshotIsBeingCopied) {
   EXPECT_EQ(nodes_[follower]->sm->CanonicalDump(), nodes_[leader]->sm->CanonicalDump());
 }
 
+TEST_F(RaftNodeTest, AMemberJustStartedVotesForNobodyWithinAnElectionTimeout) {
+  for (size_t i = 0; i < 3; ++i) StartNode(i);
+  const int leader = WaitForLeader();
+  ASSERT_GE(leader, 0);
+  const int a = (leader + 1) % 3, b = (leader + 2) % 3;
+  StopNode(leader);
+  // `a` alone campaigns and nobody answers; then `b` starts. A vote request
+  // of `a` reaching `b` in its first election timeout (300 ms) is ignored,
+  // so no leader exists before then. Tried until one did reach it early.
+  uint64_t refused = 0;
+  for (int attempt = 0; attempt < 10 && refused == 0; ++attempt) {
+    StopNode(a);
+    StopNode(b);
+    StartNode(a);
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // a's own first timeout passes: it campaigns
+    const auto started = std::chrono::steady_clock::now();
+    StartNode(b);
+    const bool elected = WaitUntil([&] { return nodes_[a]->node->view().leader_id != 0 || nodes_[b]->node->view().leader_id != 0; });
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    ASSERT_TRUE(elected);
+    EXPECT_GE(elapsed, std::chrono::milliseconds(300)) << "attempt " << attempt;
+    refused = nodes_[b]->node->votes_refused_after_start();
+  }
+  EXPECT_GT(refused, 0u) << "no vote request reached the new member in its first election timeout, in 10 tries";
+  EXPECT_GE(WaitForLeader(), 0);
+}
+
 TEST_F(RaftNodeTest, RefusesADatabaseAheadOfAMissingRaftLog) {
   // A meta.db that applied entries, next to an empty raft folder.
   TestNode& n = *nodes_[0];

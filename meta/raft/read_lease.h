@@ -16,8 +16,8 @@
 // append time of the newest remembered entry its answer covers. When there
 // is no traffic the leader appends a barrier every election_timeout / 4 to
 // keep the lease fresh. Assumes every member runs with the same election
-// timeout, and that a follower restarted within one election timeout does
-// not vote before its timer (it forgets the leader; see meta/README.md).
+// timeout. A restarted follower forgets that it heard from the leader, so
+// RaftNode ignores vote requests for one election timeout after it starts.
 #pragma once
 
 #include <algorithm>
