@@ -14,14 +14,15 @@ namespace {
 Fsm* Self(raft_fsm* fsm) { return static_cast<Fsm*>(fsm->data); }
 }  // namespace
 
-Fsm::Fsm(StateMachine* state_machine, bool async_snapshots) : state_machine_(state_machine) {
-  fsm_.version = async_snapshots ? 3 : 2;
+Fsm::Fsm(StateMachine* state_machine, FsmOptions options)
+    : state_machine_(state_machine), defer_follower_applies_(options.defer_follower_applies) {
+  fsm_.version = options.async_snapshots ? 3 : 2;
   fsm_.data = this;
   fsm_.apply = &Fsm::Apply;
   fsm_.snapshot = &Fsm::Snapshot;
   fsm_.restore = &Fsm::Restore;
   fsm_.snapshot_finalize = &Fsm::SnapshotFinalize;
-  fsm_.snapshot_async = async_snapshots ? &Fsm::SnapshotAsync : nullptr;
+  fsm_.snapshot_async = options.async_snapshots ? &Fsm::SnapshotAsync : nullptr;
 }
 
 int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
@@ -36,18 +37,36 @@ int Fsm::Apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
     spdlog::error("raft entry {}: {}", index, payload.status().ToString());
     payload = std::string_view();
   }
-  auto results = self->state_machine_->ApplyAt(*payload, index);
-  if (results.ok()) {
-    self->last_results_ = std::move(results).value();
-  } else if (!payload->empty()) {
-    spdlog::error("raft entry {}: {}", index, results.status().ToString());
+  if (self->defer_follower_applies_ && raft_state(self->raft_) != RAFT_LEADER) {
+    // Nobody waits for a follower's results, and libraft acknowledges the
+    // entries it just wrote only after this returns: the copy is applied
+    // by Drain, right after.
+    self->deferred_.push_back({index, std::string(*payload)});
+    return 0;
   }
+  self->Drain();
+  self->ApplyNow(index, *payload, &self->last_results_);
   // Non-zero would make libraft retry the same entry forever.
   return 0;
 }
 
+void Fsm::ApplyNow(uint64_t index, std::string_view payload, std::vector<pb::OpResult>* out) {
+  auto results = state_machine_->ApplyAt(payload, index);
+  if (results.ok()) {
+    if (out != nullptr) *out = std::move(results).value();
+  } else if (!payload.empty()) {
+    spdlog::error("raft entry {}: {}", index, results.status().ToString());
+  }
+}
+
+void Fsm::Drain() {
+  for (Deferred& entry : deferred_) ApplyNow(entry.index, entry.payload, nullptr);
+  deferred_.clear();
+}
+
 int Fsm::Snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) {
   Fsm* self = Self(fsm);
+  self->Drain();
   auto pin = self->state_machine_->PinImage();
   if (!pin.ok()) {
     spdlog::error("snapshot: {}", pin.status().ToString());
@@ -91,6 +110,7 @@ int Fsm::SnapshotFinalize(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n_bufs) 
 
 int Fsm::Restore(raft_fsm* fsm, raft_buffer* buf) {
   Fsm* self = Self(fsm);
+  self->Drain();
   const uint64_t before = self->state_machine_->AppliedIndex();
   common::Status status =
       self->state_machine_->Restore(std::string_view(static_cast<const char*>(buf->base), buf->len));

@@ -163,6 +163,9 @@ common::Status RaftNode::Init() {
   uv_async_init(&loop_, &async_, &RaftNode::OnAsync);
   poll_.data = this;
   uv_timer_init(&loop_, &poll_);
+  drain_.data = this;
+  uv_check_init(&loop_, &drain_);
+  uv_check_start(&drain_, [](uv_check_t* handle) { static_cast<RaftNode*>(handle->data)->fsm_.Drain(); });
   uv_timer_start(&poll_, &RaftNode::OnPoll, 0, 10);
   handles_ready_ = true;
   spdlog::info("raft: member {} at {} (election {} ms, heartbeat {} ms), applied index {}", options_.id,
@@ -331,6 +334,7 @@ void RaftNode::OnBarrier(struct raft_barrier* req, int status) {
   self->barrier_in_flight_ = false;
   if (status == 0 && self->leading_ && self->raft_.current_term == barrier->term &&
       raft_state(&self->raft_) == RAFT_LEADER) {
+    self->fsm_.Drain();  // what it applied as a follower
     if (self->options_.on_leader) self->options_.on_leader();
     self->caught_up_ = true;
     self->ready_.store(true, std::memory_order_release);
@@ -543,6 +547,8 @@ void RaftNode::OnRaftClosed(struct raft* r) {
   if (self->handles_ready_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&self->async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->poll_), nullptr);
+    self->fsm_.Drain();
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->drain_), nullptr);
   }
 }
 

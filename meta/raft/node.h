@@ -150,6 +150,7 @@ class RaftNode final : public Proposer, public Group {
   struct raft raft_{};
   uv_async_t async_{};
   uv_timer_t poll_{};
+  uv_check_t drain_{};  // applies what the FSM deferred, after each I/O phase
   bool loop_ready_ = false;        // uv_loop_init succeeded
   bool raft_ready_ = false;        // raft_init succeeded (raft_close owed)
   bool handles_ready_ = false;     // async_ and poll_ initialised
