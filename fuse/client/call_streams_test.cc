@@ -46,7 +46,6 @@ class FakeMeta final : public pb::MetaService::Service {
   bool hold = false;
 };
 
-// A meta from before Calls existed.
 // A member older than call streams: it knows no Calls method.
 class OldMeta final : public pb::MetaService::Service {
  public:

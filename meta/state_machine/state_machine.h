@@ -97,13 +97,14 @@ class StateMachine {
   };
   class ImagePin {
    public:
-    ImagePin(std::unique_ptr<Db> db, uint64_t applied_index) : db_(std::move(db)), applied_index_(applied_index) {}
     // The applied index recorded in the pinned state (and so in the image).
     uint64_t applied_index() const { return applied_index_; }
     // The image; ends the pin (call once).
     common::Result<Image> Take();
 
    private:
+    friend class StateMachine;  // PinImage opens the read transaction a pin holds
+    ImagePin(std::unique_ptr<Db> db, uint64_t applied_index) : db_(std::move(db)), applied_index_(applied_index) {}
     std::unique_ptr<Db> db_;
     uint64_t applied_index_;
   };
