@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "common/chunk_geometry.h"
@@ -21,6 +23,16 @@ namespace {
 constexpr size_t kMessageBytes = 1 << 20;  // the data-path sweet spot (notes/toolchain.md §4)
 constexpr int64_t kFirstPauseMs = 50;
 constexpr int64_t kMaxPauseMs = 1'000;
+
+// How long replicas beyond the write quorum may take after it was reached:
+// four times what the quorum took (bulk writes on a busy disk finish
+// unevenly), at least a second, so that on a healthy cluster every
+// replica normally makes it and nothing needs copying again afterwards.
+constexpr int64_t kMinStragglerGraceMs = 1'000;
+std::chrono::steady_clock::duration StragglerGrace(std::chrono::steady_clock::duration to_quorum) {
+  return std::max<std::chrono::steady_clock::duration>(4 * to_quorum,
+                                                       std::chrono::milliseconds(kMinStragglerGraceMs));
+}
 
 // No replica answered: worth another round. Anything else is an answer.
 bool Unanswered(const Status& s) {
@@ -75,12 +87,10 @@ std::vector<ChunkClient::Piece> ChunkClient::CutIntoMessages(std::span<const Ran
   return pieces;
 }
 
-Result<uint64_t> ChunkClient::WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                                       std::span<const Piece> pieces, bool durable,
-                                       std::optional<uint64_t> truncate_to) {
+Result<uint64_t> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
+                                       const pb::ReplicaLocation& replica, std::span<const Piece> pieces,
+                                       bool durable, std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub& stub = StubFor(replica.address());
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
   // The call's metadata goes out with the header, and the last message
   // carries the half-close: a small write is two sends, not four, and the
   // chunkserver wakes for each one it gets.
@@ -142,20 +152,56 @@ Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, st
 Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
                                                      bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
-  // The other replicas on threads of their own, the first on this one: a
-  // thread fewer to start per write.
-  std::vector<std::future<Result<uint64_t>>> others;
-  for (int i = 1; i < lease.replicas_size(); ++i) {
-    others.push_back(std::async(std::launch::async, [&, i] {
-      return WriteOne(lease, lease.replicas(i), pieces, durable, truncate_to);
+  const uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
+                                                    : static_cast<uint32_t>(lease.replicas_size() / 2 + 1);
+  const int n = lease.replicas_size();
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<grpc::ClientContext> contexts(static_cast<size_t>(n));
+  for (grpc::ClientContext& ctx : contexts) {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
+  }
+  struct Progress {
+    std::mutex mu;
+    std::condition_variable cv;
+    int done = 0;
+    uint32_t ok = 0;
+    std::optional<std::chrono::steady_clock::time_point> quorum_at;
+  } progress;
+  std::vector<std::future<Result<uint64_t>>> results;
+  for (int i = 0; i < n; ++i) {
+    results.push_back(std::async(std::launch::async, [&, i] {
+      Result<uint64_t> r = WriteOne(contexts[i], lease, lease.replicas(i), pieces, durable, truncate_to);
+      std::lock_guard<std::mutex> lock(progress.mu);
+      ++progress.done;
+      if (r.ok() && ++progress.ok == quorum) progress.quorum_at = std::chrono::steady_clock::now();
+      progress.cv.notify_all();
+      return r;
     }));
   }
-  Result<uint64_t> first = WriteOne(lease, lease.replicas(0), pieces, durable, truncate_to);
+  {
+    // Once W replicas have the data, the write is durable. The others get
+    // a grace (StragglerGrace) and are then cancelled: a replica that hangs
+    // (a stopped process, a dead link that still looks open) costs a flush
+    // that much, not io_timeout. One cut off is left out of the commit like
+    // one that failed: the caller stops writing to it under this lease, and
+    // meta copies the version to it again.
+    std::unique_lock<std::mutex> lock(progress.mu);
+    progress.cv.wait(lock, [&] { return progress.done == n || progress.quorum_at.has_value(); });
+    if (progress.done < n) {
+      const auto deadline = *progress.quorum_at + StragglerGrace(*progress.quorum_at - start);
+      if (!progress.cv.wait_until(lock, deadline, [&] { return progress.done == n; })) {
+        spdlog::warn("chunk {}: {} of {} replicas still writing {} ms after a quorum had the data; cut off",
+                     lease.chunk_id(), n - progress.done, n,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - *progress.quorum_at).count());
+        for (grpc::ClientContext& ctx : contexts) ctx.TryCancel();  // a finished call ignores it
+      }
+    }
+  }
   std::vector<uint64_t> acked;
   std::vector<uint64_t> from_abandoned;  // built from a newer version than the base
   Status first_error;
-  for (int i = 0; i < lease.replicas_size(); ++i) {
-    Result<uint64_t> built_from = i == 0 ? std::move(first) : others[i - 1].get();
+  for (int i = 0; i < n; ++i) {
+    Result<uint64_t> built_from = results[i].get();
     const uint64_t node = lease.replicas(i).node_id();
     if (built_from.ok()) {
       acked.push_back(node);
@@ -168,8 +214,6 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
       }
     }
   }
-  uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
-                                              : static_cast<uint32_t>(lease.replicas_size() / 2 + 1);
   // A writer that died before its commit may have finished its version on
   // some replicas and not others: they now hold different bytes (its write
   // was never acknowledged). Keep one side only, so the replicas of the new

@@ -4,6 +4,9 @@
 // parallel (one client-streaming Write each, ~1 MiB messages with per-piece
 // CRC32Cs) and succeeds when the lease's write quorum W acknowledged; it
 // returns who did, so the commit names only replicas that hold the data.
+// Replicas still writing a grace period after W acknowledged (four times
+// what W took, at least 1 s) are cancelled and left out: a hung replica
+// costs a flush that grace, not io_timeout.
 //
 // ReadBlocks fetches whole 64 KiB blocks of a chunk version, verifies each
 // against the CRC the chunkserver stored with it, and on a CRC mismatch, a
@@ -93,8 +96,8 @@ class ChunkClient {
   };
   static std::vector<Piece> CutIntoMessages(std::span<const Range> ranges);
   // The version the replica built from (WriteReply.built_from_version).
-  common::Result<uint64_t> WriteOne(const pb::ChunkLease& lease, const pb::ReplicaLocation& replica,
-                                    std::span<const Piece> pieces, bool durable,
+  common::Result<uint64_t> WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
+                                    const pb::ReplicaLocation& replica, std::span<const Piece> pieces, bool durable,
                                     std::optional<uint64_t> truncate_to);
   // One round of Write over the replicas.
   common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,

@@ -455,6 +455,49 @@ TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
   ::close(c);
 }
 
+// One replica that hangs (stopped, its connection still open) must not hold
+// every flush for io_timeout (30 s here): once the write quorum has the
+// data, the others get a short grace and are cut off, and the file is
+// committed on the replicas that have it.
+TEST_F(FuseFaultTest, OneChunkserverHangs_FlushesGoOnWithoutIt) {
+  // Meta keeps the stopped node alive, so every new file's lease names it.
+  auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--node-dead-after 120s"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  constexpr size_t kMiB = 1 << 20;
+  std::string mib(kMiB, '\0');
+  Pattern(0, mib.data(), kMiB);
+  // Connections to every chunkserver are up before one stops, so the
+  // mount's calls to it are sent and go unanswered.
+  int warm = ::open(((*cluster)->mount_point() + "/warm").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(warm, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(warm, mib.data(), kMiB), static_cast<ssize_t>(kMiB));
+  ASSERT_EQ(::close(warm), 0) << std::strerror(errno);
+
+  Stopped stopped;
+  ASSERT_TRUE(stopped.Stop((*cluster)->Pid("cs-2")));
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < 3; ++i) {
+    const std::string path = (*cluster)->mount_point() + "/f" + std::to_string(i);
+    int fd = ::open(path.c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, mib.data(), kMiB), static_cast<ssize_t>(kMiB));
+    const auto t = Clock::now();
+    EXPECT_EQ(::fsync(fd), 0) << std::strerror(errno);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+    EXPECT_LT(took, 4'000) << "file " << i << ": fsync waited for the stopped replica";
+    EXPECT_EQ(::close(fd), 0) << std::strerror(errno);
+  }
+  stopped.ContinueAll();
+  // Read back through a fresh mount: not from this mount's cache.
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other, "").ok());
+  for (int i = 0; i < 3; ++i) {
+    auto text = common::ReadFileToString(other + "/f" + std::to_string(i));
+    ASSERT_TRUE(text.ok()) << text.status().ToString();
+    EXPECT_TRUE(*text == mib) << "f" << i << " reads back wrong";
+  }
+}
+
 // Locks live in the replicated state: kill -9 of the meta leader neither
 // frees a held lock nor loses a waiter; the waiter gets the lock once the
 // holder lets go, through the new leader.
