@@ -96,6 +96,7 @@ class ChunkClient {
   };
   static std::vector<Piece> CutIntoMessages(std::span<const Range> ranges);
   // The version the replica built from (WriteReply.built_from_version).
+  // `ctx` is the caller's, with the deadline set, so that it can cancel.
   common::Result<uint64_t> WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
                                     const pb::ReplicaLocation& replica, std::span<const Piece> pieces, bool durable,
                                     std::optional<uint64_t> truncate_to);

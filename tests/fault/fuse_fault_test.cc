@@ -456,9 +456,10 @@ TEST_F(FuseFaultTest, ChunkserversHang_IoFailsWithEioThenRecovers) {
 }
 
 // One replica that hangs (stopped, its connection still open) must not hold
-// every flush for io_timeout (30 s here): once the write quorum has the
-// data, the others get a short grace and are cut off, and the file is
-// committed on the replicas that have it.
+// a flush until gRPC's keepalive gives up on it (~5 s; io_timeout, 30 s,
+// for one that still answers pings, such as a stuck disk's): once the write
+// quorum has the data, the others get a grace and are cut off, and the file
+// is committed on the replicas that have it.
 TEST_F(FuseFaultTest, OneChunkserverHangs_FlushesGoOnWithoutIt) {
   // Meta keeps the stopped node alive, so every new file's lease names it.
   auto cluster = LocalCluster::Up(/*mount=*/true, 3, 1, {.meta = "--node-dead-after 120s"});
