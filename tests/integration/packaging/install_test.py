@@ -117,15 +117,22 @@ def write_config(path, pairs):
             f.write(f"{key} = {value}\n")
 
 
+_given_ports = set()
+
+
 def free_port():
-    # Below the ephemeral range (32768-60999): see tests/harness/tap.py.
+    # Below the ephemeral range (32768-60999), and never the same twice:
+    # see tests/harness/tap.py.
     for _ in range(2000):
         port = random.randint(20000, 32000)
+        if port in _given_ports:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _given_ports.add(port)
         return port
     raise RuntimeError("no free port in 20000-32000")
 

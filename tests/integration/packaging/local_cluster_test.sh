@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # packaging/local-cluster: up, status, refusing a second up, down (nothing
-# left running), and a failed start that stops what it had started.
+# left running), distinct ports for every member, and a failed start that
+# stops what it had started.
 # Uses: DFS_LOCAL_CLUSTER (the tool), DFS_BUILD_DIR (a meson build tree).
 set -uo pipefail
 tool=$DFS_LOCAL_CLUSTER
@@ -11,7 +12,10 @@ check() {  # check DESCRIPTION COMMAND...
   if "$@"; then echo "ok - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
 }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-cleanup() { DFS_BUILD_DIR=$DFS_BUILD_DIR timeout 60 "$tool" down "$work/c" >/dev/null 2>&1; rm -rf "$work"; }
+cleanup() {
+  for c in c p; do DFS_BUILD_DIR=$DFS_BUILD_DIR timeout 60 "$tool" down "$work/$c" >/dev/null 2>&1; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 out=$(timeout 120 "$tool" up "$work/c" --meta 1 --chunkservers 2 --replicas 2 2>&1)
@@ -27,6 +31,14 @@ sleep 0.2
 left=0
 for p in $pids; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
 check "down stops every process" test "$left" -eq 0
+
+# Three members need six ports; from a range of exactly six, each must get a
+# different one (two given one port fail to start). Below the range other
+# tests pick from (20000-32000), so nothing else takes them meanwhile.
+out=$(DFS_LOCAL_CLUSTER_PORTS=19990-19995 timeout 120 "$tool" up "$work/p" --meta 3 --chunkservers 1 --replicas 1 2>&1)
+check "three members get six ports from a range of six" grep -q '^source=' <<<"$out"
+check "no port given twice" test "$(cat "$work/p"/meta-*.port "$work/p"/meta-*.raft | sort -u | wc -l)" -eq 6
+timeout 60 "$tool" down "$work/p" >/dev/null 2>&1
 
 # A start that fails half-way: chunkservers that cannot start.
 mkdir -p "$work/fake/meta" "$work/fake/chunkserver"
