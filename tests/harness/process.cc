@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -146,6 +148,10 @@ namespace {
 bool Bindable(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
+  // As the daemons bind (gRPC and libuv set it): a port whose last
+  // connections linger in TIME_WAIT is free to them.
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -153,6 +159,26 @@ bool Bindable(int port) {
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
+}
+
+// Claims `port` machine-wide for kReservationS (see PickFreePort): a file
+// named after it in kReservationDir, made with O_EXCL, or one older than
+// that, refreshed. The same files and age as packaging/local-cluster and
+// tests/harness/tap.py.
+constexpr const char* kReservationDir = "/tmp/dfs-port-reservations";
+constexpr int64_t kReservationS = 120;
+bool Reserve(int port) {
+  ::mkdir(kReservationDir, 01777);
+  const std::string path = std::string(kReservationDir) + "/" + std::to_string(port);
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    ::close(fd);
+    return true;
+  }
+  struct stat st{};
+  if (errno != EEXIST || ::stat(path.c_str(), &st) != 0) return false;
+  if (::time(nullptr) - st.st_mtime < kReservationS) return false;
+  return ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0) == 0;
 }
 }  // namespace
 
@@ -162,7 +188,9 @@ int PickFreePort() {
   // taken meanwhile as the source port of an outgoing connection (seen in
   // CI: a meta member's raft port, while the other members were already
   // dialling each other). Random, checked free, never the same twice in
-  // one process.
+  // one process, and reserved for a while against the other test programs
+  // that meson runs at the same time: a port is only bound once its daemon
+  // starts, and until then another program's check finds it free too.
   static std::mutex mu;
   static std::set<int> given;
   static std::mt19937 rng(std::random_device{}());
@@ -170,7 +198,7 @@ int PickFreePort() {
   std::uniform_int_distribution<int> pick(20'000, 32'000);
   for (int attempt = 0; attempt < 2'000; ++attempt) {
     const int port = pick(rng);
-    if (given.count(port) == 0 && Bindable(port)) {
+    if (given.count(port) == 0 && Bindable(port) && Reserve(port)) {
       given.insert(port);
       return port;
     }

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <ctime>
 #include <filesystem>
+#include <set>
 
 #include "common/file_util.h"
 
@@ -55,6 +58,20 @@ TEST(ProcessTest, WaitForReadyFile_ReturnsAddressOrExplains) {
   auto none = WaitForReadyFile(dir / "never", **dies, 5'000);
   EXPECT_EQ(none.status().code(), common::StatusCode::kUnavailable);
   EXPECT_NE(none.status().message().find("log2"), std::string_view::npos);
+}
+
+TEST(PickFreePortTest, PortsAreDistinctAndReservedAgainstOtherPrograms) {
+  std::set<int> ports;
+  for (int i = 0; i < 20; ++i) {
+    const int port = PickFreePort();
+    EXPECT_GE(port, 20'000);
+    EXPECT_LE(port, 32'000);
+    EXPECT_TRUE(ports.insert(port).second) << port << " given twice";
+    // What local-cluster and tap.py look for before they take a port.
+    struct stat st{};
+    ASSERT_EQ(::stat(("/tmp/dfs-port-reservations/" + std::to_string(port)).c_str(), &st), 0) << port;
+    EXPECT_LT(::time(nullptr) - st.st_mtime, 60) << port;
+  }
 }
 
 }  // namespace

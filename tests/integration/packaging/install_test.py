@@ -27,11 +27,9 @@ Every wait is bounded; every process started is stopped by pid at the end.
 import base64
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,8 @@ import time
 
 BUILD = os.path.abspath(os.environ["DFS_BUILD_DIR"])
 SOURCE = os.path.abspath(os.environ["DFS_SOURCE_DIR"])
+sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
+import tap  # noqa: E402  (its free_port only: this file keeps its own TAP counters)
 DAEMONS = ("dfs-meta", "dfs-chunkserver")
 
 failures = 0
@@ -115,27 +115,6 @@ def write_config(path, pairs):
     with open(path, "w") as f:
         for key, value in pairs:
             f.write(f"{key} = {value}\n")
-
-
-_given_ports = set()
-
-
-def free_port():
-    # Below the ephemeral range (32768-60999), and never the same twice:
-    # see tests/harness/tap.py.
-    for _ in range(2000):
-        port = random.randint(20000, 32000)
-        if port in _given_ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _given_ports.add(port)
-        return port
-    raise RuntimeError("no free port in 20000-32000")
-
 
 def wait_for(predicate, timeout_s):
     deadline = time.monotonic() + timeout_s
@@ -311,7 +290,7 @@ def check_daemons_start(destdir, opts, exec_starts, work):
         return argv
 
     # dfs-meta, from meta.conf: a Raft group of one (members = itself).
-    raft_port = free_port()
+    raft_port = tap.free_port()
     overrides = {"listen": "127.0.0.1:0", "data": os.path.join(work, "meta"), "cluster-key-file": key_file,
                  "metrics": "127.0.0.1:0", "raft-listen": f"127.0.0.1:{raft_port}",
                  "members": f"1=127.0.0.1:{raft_port}", "node-id": "1"}
@@ -329,7 +308,7 @@ def check_daemons_start(destdir, opts, exec_starts, work):
     disk = os.path.join(work, "disk1")
     os.mkdir(disk)  # the chunkserver refuses a missing data folder
     # A list of meta addresses, as in the example: meta and a port nobody listens on.
-    overrides = {"listen": "127.0.0.1:0", "meta": f"{meta_addr},127.0.0.1:{free_port()}",
+    overrides = {"listen": "127.0.0.1:0", "meta": f"{meta_addr},127.0.0.1:{tap.free_port()}",
                  "data": json.dumps([disk]), "cluster-key-file": key_file, "metrics": "127.0.0.1:0"}
     pairs = [(k, like(v, overrides[k]) if k in overrides else v)
              for k, v in parse_config(os.path.join(examples, "chunkserver.conf"))

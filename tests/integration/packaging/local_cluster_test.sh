@@ -32,12 +32,21 @@ left=0
 for p in $pids; do kill -0 "$p" 2>/dev/null && left=$((left + 1)); done
 check "down stops every process" test "$left" -eq 0
 
-# Three members need six ports; from a range of exactly six, each must get a
-# different one (two given one port fail to start). Below the range other
-# tests pick from (20000-32000), so nothing else takes them meanwhile.
-out=$(DFS_LOCAL_CLUSTER_PORTS=19990-19995 timeout 120 "$tool" up "$work/p" --meta 3 --chunkservers 1 --replicas 1 2>&1)
-check "three members get six ports from a range of six" grep -q '^source=' <<<"$out"
-check "no port given twice" test "$(cat "$work/p"/meta-*.port "$work/p"/meta-*.raft | sort -u | wc -l)" -eq 6
+# Three members need six ports. From a range of twelve with six reserved by
+# other programs (files in /tmp/dfs-port-reservations, as the test harnesses
+# and other clusters leave while their daemons start), each member must get a
+# different one and none a reserved one (by chance: 1 in 924). The range is
+# below the one other tests pick from (20000-32000), so nothing else takes them.
+res=/tmp/dfs-port-reservations
+mkdir -p "$res" && rm -f "$res"/1998[89] "$res"/1999[0-9]
+for p in 19988 19989 19990 19991 19992 19993; do touch "$res/$p"; done
+out=$(DFS_LOCAL_CLUSTER_PORTS=19988-19999 timeout 120 "$tool" up "$work/p" --meta 3 --chunkservers 1 --replicas 1 2>&1)
+check "three members get six ports" grep -q '^source=' <<<"$out"
+ports=$(cat "$work/p"/meta-*.port "$work/p"/meta-*.raft)
+check "no port given twice" test "$(sort -u <<<"$ports" | wc -l)" -eq 6
+check "no member got a reserved port" test "$(sort -u <<<"$ports" | tr '\n' ' ')" = "19994 19995 19996 19997 19998 19999 "
+check "reservations end once the members are bound" test "$(ls "$res" | grep -c '^1999[4-9]$')" -eq 0
+rm -f "$res"/1998[89] "$res"/1999[0-3]
 timeout 60 "$tool" down "$work/p" >/dev/null 2>&1
 
 # A start that fails half-way: chunkservers that cannot start.
