@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -298,6 +299,194 @@ TEST_F(MountTest, DifferentialRandomOps_MatchLocal) {
     EXPECT_TRUE(a[path] == entry) << path << ": " << a[path].type << " " << a[path].size << " nlink "
                                   << a[path].nlink << " vs " << entry.type << " " << entry.size << " nlink "
                                   << entry.nlink;
+  }
+}
+
+// Another seeded sequence, of what the one above leaves out: files held
+// open across steps (written, read, truncated, fsynced and fstat'ed through
+// the handle while other steps rename, link and unlink their names), O_TRUNC
+// and O_APPEND opens, sizes around the small-file limit (files kept in meta)
+// as well as over a chunk block, holes punched, chmod and user xattrs.
+// $DFS_DIFF_SEED and $DFS_DIFF_STEPS run another sequence or a longer one;
+// a failure prints both.
+uint64_t EnvOr(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
+  const uint64_t seed = EnvOr("DFS_DIFF_SEED", 20261201);
+  const uint64_t steps = EnvOr("DFS_DIFF_STEPS", 500);
+  const uint64_t trace = EnvOr("DFS_DIFF_TRACE", 0);  // 1: each step; 2: and the open files' sizes
+  std::mt19937_64 rng(seed);
+  const std::vector<std::string> names = {"a", "b", "c", "d/a", "d/b", "e", "d"};
+  auto pick = [&] { return names[rng() % names.size()]; };
+  // Sizes and offsets: within the small-file limit (16 KiB), across a 64 KiB
+  // block, and far out (a chunk block boundary, a hole before it).
+  auto size = [&]() -> uint64_t {
+    switch (rng() % 3) {
+      case 0: return 1 + rng() % 4'096;
+      case 1: return 1 + rng() % 20'000;
+      default: return 1 + rng() % 200'000;
+    }
+  };
+  auto offset = [&]() -> uint64_t {
+    switch (rng() % 3) {
+      case 0: return rng() % 16'384;
+      case 1: return rng() % 70'000;
+      default: return rng() % (1 << 20);
+    }
+  };
+  struct Slot {
+    int fd[2] = {-1, -1};
+    bool append = false;
+  };
+  std::array<Slot, 3> slots;
+  const std::array<std::string, 2> roots = {dfs_, local_};
+  // What the local file system cannot do, the sequence does not ask of
+  // either side (a /tmp without user xattrs or hole punching).
+  bool local_xattrs = false, local_holes = false;
+  {
+    const std::string probe = local_ + "/probe";
+    int fd = ::open(probe.c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    local_xattrs = ::fsetxattr(fd, "user.probe", "1", 1, 0) == 0;
+    local_holes = ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
+  int succeeded = 0, through_handles = 0;
+  for (uint64_t step = 0; step < steps; ++step) {
+    int op = static_cast<int>(rng() % 20);
+    if (op >= 16) op = 1;  // opens more often: most steps should find a file open
+    if ((op == 8 && !local_holes) || (op == 15 && !local_xattrs)) op = 3;
+    const std::string x = pick(), y = pick();
+    const size_t slot_index = rng() % slots.size();
+    Slot& slot = slots[slot_index];
+    const uint64_t off = offset(), len = size(), data_seed = rng(), choice = rng();
+    std::vector<long> results;
+    for (int side = 0; side < 2; ++side) {
+      const std::string px = roots[side] + "/" + x, py = roots[side] + "/" + y;
+      const int fd = slot.fd[side];
+      long r = 0;
+      errno = 0;
+      switch (op) {
+        case 0: r = ::mkdir(px.c_str(), 0755); break;
+        case 1: {  // (re)open into the slot
+          if (fd >= 0) ::close(fd);
+          int flags = O_CREAT | O_RDWR;
+          if (choice % 4 == 0) flags |= O_TRUNC;
+          if (choice % 3 == 0) flags |= O_APPEND;
+          slot.fd[side] = ::open(px.c_str(), flags, 0644);
+          slot.append = (flags & O_APPEND) != 0;
+          r = slot.fd[side] >= 0 ? 0 : -1;
+          break;
+        }
+        case 2: {  // write through the slot (O_APPEND: at the end, whatever the offset)
+          if (fd < 0) break;
+          const std::string data = RandomBytes(len, data_seed);
+          r = slot.append ? ::write(fd, data.data(), data.size())
+                          : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+          break;
+        }
+        case 3: {  // read through the slot
+          if (fd < 0) break;
+          std::string buf(len, '\0');
+          r = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(off));
+          if (r > 0) r = static_cast<long>(std::hash<std::string>()(buf.substr(0, static_cast<size_t>(r))) % 1000003);
+          break;
+        }
+        case 4:
+          if (fd >= 0) r = ::ftruncate(fd, static_cast<off_t>(off));
+          break;
+        case 5:
+          if (fd >= 0) r = ::fsync(fd);
+          break;
+        case 6: {  // the handle's view: size and link count (0 once unlinked)
+          if (fd < 0) break;
+          struct stat st{};
+          r = ::fstat(fd, &st);
+          if (r == 0) r = static_cast<long>(st.st_size * 10 + st.st_nlink);
+          break;
+        }
+        case 7:
+          if (fd >= 0) {
+            r = ::close(fd);
+            slot.fd[side] = -1;
+          }
+          break;
+        case 8: {  // punch a hole through the slot, or reserve space past the end
+          if (fd < 0) break;
+          const int mode = choice % 2 == 0 ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : 0;
+          r = ::fallocate(fd, mode, static_cast<off_t>(off), static_cast<off_t>(len));
+          break;
+        }
+        case 9: r = ::truncate(px.c_str(), static_cast<off_t>(off)); break;
+        case 10: r = ::rename(px.c_str(), py.c_str()); break;
+        case 11: r = ::link(px.c_str(), py.c_str()); break;
+        case 12: r = choice % 2 == 0 ? ::unlink(px.c_str()) : ::rmdir(px.c_str()); break;
+        case 13: r = ::symlink(x.c_str(), py.c_str()); break;
+        case 14: {  // chmod, then what stat says (a directory's size and links differ by design)
+          static constexpr mode_t kModes[] = {0644, 0600, 0755, 0444};
+          r = ::chmod(px.c_str(), kModes[choice % 4]);
+          struct stat st{};
+          if (r == 0) r = ::stat(px.c_str(), &st);
+          if (r == 0) {
+            r = static_cast<long>(st.st_mode);
+            if (S_ISREG(st.st_mode)) r += static_cast<long>((st.st_size * 10 + st.st_nlink) << 17);
+          }
+          break;
+        }
+        case 15: {  // a user xattr set, then read back
+          const std::string value = std::to_string(data_seed % 100'000);
+          r = ::setxattr(px.c_str(), "user.k", value.data(), value.size(), 0);
+          char buf[64];
+          if (r == 0) r = ::getxattr(px.c_str(), "user.k", buf, sizeof buf);
+          if (r > 0) r = static_cast<long>(std::hash<std::string>()(std::string(buf, static_cast<size_t>(r))) % 1000003);
+          break;
+        }
+      }
+      results.push_back(r < 0 ? -errno : r);
+    }
+    if (trace) {
+      std::fprintf(stderr, "step %lu op %d slot %zu %s %s off %lu len %lu choice %lu: %ld %ld\n",
+                   static_cast<unsigned long>(step), op, slot_index, x.c_str(), y.c_str(),
+                   static_cast<unsigned long>(off), static_cast<unsigned long>(len),
+                   static_cast<unsigned long>(choice % 12), results[0], results[1]);
+      for (size_t k = 0; trace >= 2 && k < slots.size(); ++k) {
+        struct stat s0{}, s1{};
+        if (slots[k].fd[0] < 0 || slots[k].fd[1] < 0) continue;
+        ::fstat(slots[k].fd[0], &s0);
+        ::fstat(slots[k].fd[1], &s1);
+        if (s0.st_size != s1.st_size) {
+          std::fprintf(stderr, "  slot %zu sizes differ: %ld %ld\n", k, static_cast<long>(s0.st_size),
+                       static_cast<long>(s1.st_size));
+        }
+      }
+    }
+    ASSERT_EQ(results[0], results[1]) << "DFS_DIFF_SEED=" << seed << " DFS_DIFF_STEPS=" << steps << ": step " << step
+                                      << " op " << op << " " << x << " " << y << " off " << off << " len " << len
+                                      << " choice " << choice << " (dfs first, local second)";
+    succeeded += results[1] >= 0;
+    through_handles += op >= 2 && op <= 8 && slot.fd[1] >= 0 && results[1] >= 0;
+  }
+  for (Slot& slot : slots) {
+    for (int fd : slot.fd) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  std::fprintf(stderr, "steps %d ok, %d through open files\n", succeeded, through_handles);
+  if (steps >= 200) {
+    EXPECT_GT(succeeded, static_cast<int>(steps / 4)) << "the sequence mostly failed: it tests little";
+    EXPECT_GT(through_handles, static_cast<int>(steps / 20)) << "few steps went through open files";
+  }
+  auto a = Snapshot(dfs_), b = Snapshot(local_);
+  ASSERT_EQ(a.size(), b.size()) << "DFS_DIFF_SEED=" << seed;
+  for (const auto& [path, entry] : b) {
+    ASSERT_TRUE(a.contains(path)) << path << " DFS_DIFF_SEED=" << seed;
+    EXPECT_TRUE(a[path] == entry) << path << ": " << a[path].type << " " << a[path].size << " nlink "
+                                  << a[path].nlink << " vs " << entry.type << " " << entry.size << " nlink "
+                                  << entry.nlink << " DFS_DIFF_SEED=" << seed;
   }
 }
 
