@@ -458,6 +458,10 @@ void FileSystem::Closed(FileHandle& handle) {
 }
 
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
+  return WriteAt(handle, offset, data, /*append=*/(handle.flags & O_APPEND) != 0);
+}
+
+Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view data, bool append) {
   if (handle.lost) return LostHandleError();
   auto st = State(handle.ino);
   std::unique_lock<std::mutex> lock(st->mu);
@@ -474,7 +478,7 @@ Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view d
     RETURN_IF_ERROR(Flush(handle.ino));
     lock.lock();
   }
-  if (handle.flags & O_APPEND) offset = st->size;  // see Opened::direct_io
+  if (append) offset = st->size;  // see Opened::direct_io
   if (offset + data.size() > common::kMaxFileSizeBytes) {
     return common::OutOfRangeError("write past the largest file size");
   }
@@ -1058,7 +1062,9 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
     for (auto [from, to] : {std::pair{offset, inner_start}, std::pair{inner_end, end}}) {
       for (uint64_t pos = from; pos < to;) {
         uint64_t n = std::min<uint64_t>(to - pos, 8 << 20);
-        RETURN_IF_ERROR(Write(handle, pos, std::string(n, '\0')));
+        // At `pos` even on an O_APPEND handle: these zeros replace bytes
+        // inside the file (appended, they grew it by the punched length).
+        RETURN_IF_ERROR(WriteAt(handle, pos, std::string(n, '\0'), /*append=*/false));
         pos += n;
       }
     }

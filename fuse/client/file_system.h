@@ -177,7 +177,8 @@ class FileSystem {
 
   // Reads up to `size` bytes at `offset` into `out` (short at end of file).
   common::Status Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out);
-  // Buffers a write; may flush when the buffer is large.
+  // Buffers a write; may flush when the buffer is large. On an O_APPEND
+  // handle the bytes go at the end of file, whatever `offset` says.
   common::Status Write(FileHandle& handle, uint64_t offset, std::string_view data);
   // Makes every buffered write of the inode durable and committed. The
   // leases and the commit use the handle that wrote (meta grants writes to
@@ -304,6 +305,8 @@ class FileSystem {
   // LostHandleError.
   template <typename Call>
   auto WithHandle(const FileHandle& handle, Call call) -> decltype(call());
+  // Write, at the end of file when `append`, else at `offset`.
+  common::Status WriteAt(FileHandle& handle, uint64_t offset, std::string_view data, bool append);
   // Whether `handle_id` (a handle of this mount) is lost (FileHandle::lost).
   bool HandleLost(uint64_t handle_id);
   // The buffered writes of a lost writer handle: dropped, EIO. OK otherwise.
