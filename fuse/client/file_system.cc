@@ -128,6 +128,23 @@ void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
   st.attr = attr;
 }
 
+void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) {
+  if (c.uid != 0 || !meta_->CanCarrySetAttr()) return;
+  const uint64_t mutations = meta_->mutation_count();
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.unclosed_handles == 0 || !st.attr || st.attr_known_mutations == mutations) return;
+  }
+  // Another name of the file unlinked, renamed over or linked by this mount
+  // changed its link count at meta and not in `st`; so may a commit whose
+  // reply `st` did not keep. A read of meta's attributes (no commit) first.
+  Result<pb::Attr> attr = meta_->GetAttr(c, ino);
+  if (!attr.ok()) return;  // CarriableSetAttr then leaves the change to meta
+  std::lock_guard<std::mutex> lock(st.mu);
+  LearnAttr(st, *attr);
+  st.attr_known_mutations = mutations;
+}
+
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
                                                      InodeState& st, bool perm_bits_only) {
   constexpr uint32_t kCarriable = pb::SET_MODE | pb::SET_UID | pb::SET_GID | pb::SET_CTIME;
@@ -135,6 +152,9 @@ std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::
   if (c.uid != 0 || valid == 0 || (valid & ~kCarriable) != 0 || !meta_->CanCarrySetAttr()) return std::nullopt;
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.unclosed_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
+  // Answered from what this mount last learned, which must postdate every
+  // change it sent (FreshenForCarry).
+  if (st.attr_known_mutations != meta_->mutation_count()) return std::nullopt;
   pb::Attr attr = *st.attr;
   const uint32_t new_mode = perm_bits_only ? (attr.mode() & 07000) | (request.mode() & 0777) : request.mode();
   attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, new_mode));
@@ -200,6 +220,7 @@ void FileSystem::DropCachedData(InodeState& st) {
 
 Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& request) {
   auto st = State(request.ino());
+  FreshenForCarry(c, request.ino(), *st);
   if (std::optional<pb::Attr> answered = CarriableSetAttr(c, request, *st)) {
     meta_->CarrySetAttr(c, request, *answered);
     return *answered;
@@ -1025,6 +1046,7 @@ bool FileSystem::CarryAccessAcl(const Caller& c, uint64_t ino, const std::string
   request.set_ino(ino);
   request.set_valid(pb::SET_MODE);
   request.set_mode(acl.perm_bits);
+  FreshenForCarry(c, ino, st);
   std::optional<pb::Attr> answered = CarriableSetAttr(c, request, st, /*perm_bits_only=*/true);
   if (!answered) return false;
   request.set_mode(answered->mode() & 07777);  // meta's chmod sets all 07777 bits

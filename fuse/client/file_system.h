@@ -331,6 +331,9 @@ class FileSystem {
   bool CarryAccessAcl(const Caller& c, uint64_t ino, const std::string& value, InodeState& st);
   std::optional<pb::Attr> CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request, InodeState& st,
                                            bool perm_bits_only = false);
+  // Before a carried answer: reads the attributes from meta when this mount
+  // sent a mutation since `st` learned them (root, the file open only).
+  void FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st);
   // Buffered data written to W replicas, waiting for meta to commit it.
   struct PendingCommit {
     pb::CommitWriteRequest request;
