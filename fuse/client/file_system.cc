@@ -126,23 +126,22 @@ void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
   st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
   st.size_known = true;
   st.attr = attr;
+  st.attr_name_changes = meta_->name_change_count();
 }
 
 void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) {
   if (c.uid != 0 || !meta_->CanCarrySetAttr()) return;
-  const uint64_t mutations = meta_->mutation_count();
   {
     std::lock_guard<std::mutex> lock(st.mu);
-    if (st.unclosed_handles == 0 || !st.attr || st.attr_known_mutations == mutations) return;
+    if (st.unclosed_handles == 0 || !st.attr || st.attr_name_changes == meta_->name_change_count()) return;
   }
-  // Another name of the file unlinked, renamed over or linked by this mount
-  // changed its link count at meta and not in `st`; so may a commit whose
-  // reply `st` did not keep. A read of meta's attributes (no commit) first.
+  // This mount unlinked, renamed or linked a name since: if it was another
+  // name of this file, its link count changed at meta and not in `st`. A
+  // read of meta's attributes (no commit) first.
   Result<pb::Attr> attr = meta_->GetAttr(c, ino);
   if (!attr.ok()) return;  // CarriableSetAttr then leaves the change to meta
   std::lock_guard<std::mutex> lock(st.mu);
   LearnAttr(st, *attr);
-  st.attr_known_mutations = mutations;
 }
 
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
@@ -152,9 +151,9 @@ std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::
   if (c.uid != 0 || valid == 0 || (valid & ~kCarriable) != 0 || !meta_->CanCarrySetAttr()) return std::nullopt;
   std::lock_guard<std::mutex> lock(st.mu);
   if (st.unclosed_handles == 0 || !st.attr || !S_ISREG(st.attr->mode())) return std::nullopt;
-  // Answered from what this mount last learned, which must postdate every
-  // change it sent (FreshenForCarry).
-  if (st.attr_known_mutations != meta_->mutation_count()) return std::nullopt;
+  // Answered from what this mount last learned, which must postdate its
+  // name changes (FreshenForCarry).
+  if (st.attr_name_changes != meta_->name_change_count()) return std::nullopt;
   pb::Attr attr = *st.attr;
   const uint32_t new_mode = perm_bits_only ? (attr.mode() & 07000) | (request.mode() & 0777) : request.mode();
   attr.set_mode(common::ModeAfterRootSetAttr(attr.mode(), valid, new_mode));

@@ -281,6 +281,7 @@ class FileSystem {
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
     uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
+    uint64_t attr_name_changes GUARDED_BY(mu) = 0;  // MetaClient::name_change_count() when `attr` was learned
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     // This mount made the inode (Create) and set no access ACL since, so
     // meta holds none for it (see SetXattr).
@@ -332,7 +333,7 @@ class FileSystem {
   std::optional<pb::Attr> CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request, InodeState& st,
                                            bool perm_bits_only = false);
   // Before a carried answer: reads the attributes from meta when this mount
-  // sent a mutation since `st` learned them (root, the file open only).
+  // changed a name since `st` learned them (root, the file open only).
   void FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st);
   // Buffered data written to W replicas, waiting for meta to commit it.
   struct PendingCommit {

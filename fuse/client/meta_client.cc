@@ -452,6 +452,7 @@ Result<pb::CreateReply> MetaClient::Create(const Caller& c, uint64_t parent, con
 }
 
 Status MetaClient::Unlink(const Caller& c, uint64_t parent, const std::string& name) {
+  NameChange counted(name_changes_);
   pb::UnlinkRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);
@@ -500,6 +501,7 @@ Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
 
 Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_parent, const std::string& new_name) {
   RETURN_IF_ERROR(SettleCarried(ino));
+  NameChange counted(name_changes_);
   pb::LinkRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_ino(ino);
@@ -514,6 +516,7 @@ Result<pb::Attr> MetaClient::Link(const Caller& c, uint64_t ino, uint64_t new_pa
 
 Status MetaClient::Rename(const Caller& c, uint64_t parent, const std::string& name, uint64_t new_parent,
                           const std::string& new_name, uint32_t flags) {
+  NameChange counted(name_changes_);  // a rename may replace a file
   pb::RenameRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kChange);
   request.set_parent(parent);

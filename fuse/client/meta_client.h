@@ -89,6 +89,10 @@ class MetaClient {
   // Grows with every mutation this client sends (its request ids): equal
   // values mean this client changed nothing in between.
   uint64_t mutation_count() const { return next_request_id_.load(); }
+  // Grows when this client starts and again when it ends an unlink, rename
+  // or link: the calls that change a file's link count through another of
+  // its names. Attributes learned while it stayed equal have the count.
+  uint64_t name_change_count() const { return name_changes_.load(); }
   uint64_t root_ino() const { return root_ino_; }
   // Whether the meta this client opened its session with understands `f`
   // (pb::MetaFeature); metas are upgraded before clients.
@@ -271,6 +275,16 @@ class MetaClient {
   AclHints acl_hints_;
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
+  std::atomic<uint64_t> name_changes_{0};  // name_change_count()
+  // Counts one name change for its lifetime: on construction and again on
+  // destruction, so attributes learned while it runs count as older.
+  struct NameChange {
+    explicit NameChange(std::atomic<uint64_t>& n) : n_(n) { n_.fetch_add(1); }
+    ~NameChange() { n_.fetch_add(1); }
+    NameChange(const NameChange&) = delete;
+    NameChange& operator=(const NameChange&) = delete;
+    std::atomic<uint64_t>& n_;
+  };
   // Changes this mount started (Kind::kChange), and the request
   // ids of those whose call has not returned: a listing is fetched only
   // while none is, and used while the count has not moved since.
