@@ -357,12 +357,13 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
   }
   int succeeded = 0, through_handles = 0;
   for (uint64_t step = 0; step < steps; ++step) {
-    int op = static_cast<int>(rng() % 20);
-    if (op >= 16) op = 1;  // opens more often: most steps should find a file open
+    int op = static_cast<int>(rng() % 26);
+    if (op >= 16 && op <= 19) op = 1;  // opens more often: most steps should find a file open
     if ((op == 8 && !local_holes) || (op == 15 && !local_xattrs)) op = 3;
     const std::string x = pick(), y = pick();
     const size_t slot_index = rng() % slots.size();
     Slot& slot = slots[slot_index];
+    Slot& other = slots[rng() % slots.size()];
     const uint64_t off = offset(), len = size(), data_seed = rng(), choice = rng();
     std::vector<long> results;
     for (int side = 0; side < 2; ++side) {
@@ -445,6 +446,68 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
           if (r > 0) r = static_cast<long>(std::hash<std::string>()(std::string(buf, static_cast<size_t>(r))) % 1000003);
           break;
         }
+        case 20: {  // copy_file_range from the slot into another (or the same) open file
+          if (fd < 0 || other.fd[side] < 0) break;
+          loff_t in = static_cast<loff_t>(off), out = static_cast<loff_t>(choice % 100'000);
+          r = ::copy_file_range(fd, &in, other.fd[side], &out, len, 0);
+          break;
+        }
+        case 21: {  // rename that must not replace, or that swaps
+          const unsigned flags = choice % 2 == 0 ? RENAME_NOREPLACE : RENAME_EXCHANGE;
+          r = ::renameat2(AT_FDCWD, px.c_str(), AT_FDCWD, py.c_str(), flags);
+          break;
+        }
+        case 22: {  // O_EXCL create into the slot
+          if (fd >= 0) ::close(fd);
+          slot.fd[side] = ::open(px.c_str(), O_CREAT | O_EXCL | O_RDWR, 0644);
+          slot.append = false;
+          r = slot.fd[side] >= 0 ? 0 : -1;
+          break;
+        }
+        case 23: {  // a shared writable mapping of the slot's file, written inside its size
+          // Not of an O_APPEND handle: dfs opens those direct I/O, and the
+          // kernel refuses their shared mappings (ENODEV; README).
+          if (fd < 0 || slot.append) break;
+          struct stat st{};
+          if (::fstat(fd, &st) != 0 || st.st_size == 0) break;
+          const uint64_t size = static_cast<uint64_t>(st.st_size);
+          const uint64_t start = off % size, n = std::min(len, size - start);
+          void* map = ::mmap(nullptr, start + n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+          if (map == MAP_FAILED) {
+            r = -1;
+            break;
+          }
+          const std::string data = RandomBytes(n, data_seed);
+          std::memcpy(static_cast<char*>(map) + start, data.data(), n);
+          r = ::msync(map, start + n, MS_SYNC);
+          ::munmap(map, start + n);
+          if (r == 0) r = static_cast<long>(n);
+          break;
+        }
+        case 24: {  // the listing of a directory, in order of name
+          DIR* dir = ::opendir(px.c_str());
+          if (dir == nullptr) {
+            r = -1;
+            break;
+          }
+          std::vector<std::string> listed;
+          while (dirent* e = ::readdir(dir)) listed.emplace_back(e->d_name);
+          ::closedir(dir);
+          std::sort(listed.begin(), listed.end());
+          std::string all;
+          for (const std::string& n : listed) all += n + "/";
+          r = static_cast<long>(std::hash<std::string>()(all) % 1000003);
+          break;
+        }
+        case 25: {  // utimens with given times, then what stat says of them
+          const struct timespec times[2] = {{static_cast<time_t>(choice % 1'000'000'000), 0},
+                                            {static_cast<time_t>(data_seed % 1'000'000'000), 123}};
+          r = ::utimensat(AT_FDCWD, px.c_str(), times, 0);
+          struct stat st{};
+          if (r == 0) r = ::stat(px.c_str(), &st);
+          if (r == 0) r = static_cast<long>((st.st_mtim.tv_sec % 1'000'000) * 1000 + st.st_mtim.tv_nsec % 1000);
+          break;
+        }
       }
       results.push_back(r < 0 ? -errno : r);
     }
@@ -468,7 +531,7 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
                                       << " op " << op << " " << x << " " << y << " off " << off << " len " << len
                                       << " choice " << choice << " (dfs first, local second)";
     succeeded += results[1] >= 0;
-    through_handles += op >= 2 && op <= 8 && slot.fd[1] >= 0 && results[1] >= 0;
+    through_handles += ((op >= 2 && op <= 8) || op == 20 || op == 23) && slot.fd[1] >= 0 && results[1] >= 0;
   }
   for (Slot& slot : slots) {
     for (int fd : slot.fd) {
