@@ -217,6 +217,7 @@ struct TreeEntry {
   std::string type;
   uint64_t size = 0;
   uint64_t nlink = 0;
+  mode_t mode = 0;
   std::string content;
   bool operator==(const TreeEntry&) const = default;
 };
@@ -230,6 +231,7 @@ std::map<std::string, TreeEntry> Snapshot(const std::string& root) {
     TreeEntry e;
     e.type = S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "file";
     e.nlink = e.type == "dir" ? 0 : st.st_nlink;  // directory link counts differ by design on some fs
+    e.mode = st.st_mode;
     if (e.type == "file") {
       e.size = static_cast<uint64_t>(st.st_size);
       e.content = ReadFile(it->path().string());
@@ -543,13 +545,23 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
     EXPECT_GT(succeeded, static_cast<int>(steps / 4)) << "the sequence mostly failed: it tests little";
     EXPECT_GT(through_handles, static_cast<int>(steps / 20)) << "few steps went through open files";
   }
-  auto a = Snapshot(dfs_), b = Snapshot(local_);
-  ASSERT_EQ(a.size(), b.size()) << "DFS_DIFF_SEED=" << seed;
-  for (const auto& [path, entry] : b) {
-    ASSERT_TRUE(a.contains(path)) << path << " DFS_DIFF_SEED=" << seed;
-    EXPECT_TRUE(a[path] == entry) << path << ": " << a[path].type << " " << a[path].size << " nlink "
-                                  << a[path].nlink << " vs " << entry.type << " " << entry.size << " nlink "
-                                  << entry.nlink << " DFS_DIFF_SEED=" << seed;
+  // Through this mount, then through a fresh one: what this mount answered
+  // from its own caches (carried chmods, buffered sizes) must be at meta.
+  const std::string second = SuiteCluster()->dir() + "/mnt-open-files";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string there = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const auto b = Snapshot(local_);
+  for (const std::string& root : {dfs_, there}) {
+    auto a = Snapshot(root);
+    ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << seed;
+    for (const auto& [path, entry] : b) {
+      ASSERT_TRUE(a.contains(path)) << root << path << " DFS_DIFF_SEED=" << seed;
+      EXPECT_TRUE(a[path] == entry) << root << path << ": " << a[path].type << " " << a[path].size << " nlink "
+                                    << a[path].nlink << " mode " << std::oct << a[path].mode << " vs "
+                                    << entry.type << " " << std::dec << entry.size << " nlink " << entry.nlink
+                                    << " mode " << std::oct << entry.mode << std::dec
+                                    << " DFS_DIFF_SEED=" << seed;
+    }
   }
 }
 
