@@ -32,7 +32,9 @@
 #include "fuse/client/chunk_client.h"
 #include "fuse/client/meta_client.h"
 #include "proto/meta.grpc.pb.h"
+#include "tests/harness/process.h"
 #include "tests/integration/fuse/cluster_fixture.h"
+#include "tests/integration/fuse/compare_local.h"
 
 namespace dfs::testing {
 namespace {
@@ -753,6 +755,92 @@ TEST_F(FuseFaultTest, CorruptBlockOnFirstReplica_ReadReturnsRightBytes) {
   EXPECT_TRUE(back == data) << "the application saw bytes that failed their checksum";
 }
 
+
+// The open-files sequence (compare_local.h) on a 3-meta cluster while the
+// meta leader is killed and restarted underneath it. A call cut off by the
+// kill is sent again to the new leader, and meta answers a repeat with the
+// first answer: so a retried rename, unlink, link or O_EXCL create must not
+// report ENOENT or EEXIST for its own first attempt, and every result and
+// errno still matches the local directory's. Sequences of 400 steps run,
+// each in its own directory, until the leader was killed three times.
+TEST_F(FuseFaultTest, MetaLeaderKilledDuringRandomOps_ResultsStillMatchLocal) {
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string mnt = (*cluster)->mount_point();
+  common::LeaderChannel::Options options;
+  options.attempt_timeout_ms = 500;
+  auto meta = common::LeaderChannel::Create((*cluster)->source(), options);
+  ASSERT_TRUE(meta.ok());
+  TempDir local("dfs-local-ref");
+
+  constexpr int kKills = 3;
+  std::atomic<bool> stop{false};
+  std::atomic<int> kills{0};
+  std::string killer_error;  // read after join
+  std::thread killer([&] {
+    for (int k = 0; k < kKills && !stop.load(); ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(700));
+      pb::ClusterStatusReply status;
+      grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+        return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status);
+      });
+      if (!s.ok() || status.leader_id() == 0) {
+        killer_error = "no leader to kill: " + s.error_message();
+        return;
+      }
+      const std::string name = "meta-" + std::to_string(status.leader_id());
+      if (::kill(PidOf(**cluster, name), SIGKILL) != 0) {
+        killer_error = "kill " + name + ": " + std::strerror(errno);
+        return;
+      }
+      ++kills;
+      std::this_thread::sleep_for(std::chrono::milliseconds(800));
+      if (common::Status r = (*cluster)->Restart(name); !r.ok()) {
+        killer_error = "restart " + name + ": " + r.ToString();
+        return;
+      }
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{stop, killer};
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int sequences = 0;
+  SequenceStats stats;
+  for (; kills.load() < kKills && std::chrono::steady_clock::now() < deadline; ++sequences) {
+    const std::string dir = "/seq" + std::to_string(sequences);
+    ASSERT_EQ(::mkdir((mnt + dir).c_str(), 0755), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir((local.path() + dir).c_str(), 0755), 0);
+    RunOpenFilesSequence(mnt + dir, local.path() + dir, {.seed = 4242 + static_cast<uint64_t>(sequences), .steps = 400},
+                         &stats);
+    ASSERT_FALSE(HasFatalFailure()) << "sequence " << sequences << " (seed " << 4242 + sequences << "), after "
+                                    << kills.load() << " leader kills";
+  }
+  stop = true;
+  killer.join();
+  ASSERT_TRUE(killer_error.empty()) << killer_error;
+  ASSERT_EQ(kills.load(), kKills) << "the sequences outlasted the deadline";
+  std::printf("random ops: %d sequences through %d leader kills, %d steps succeeded\n", sequences, kills.load(),
+              stats.succeeded);
+  // And what meta holds, read through a fresh mount, is the local tree.
+  const std::string other = (*cluster)->dir() + "/mnt-other";
+  ASSERT_TRUE((*cluster)->MountAgain(other).ok());
+  const auto want = Snapshot(local.path());
+  const auto got = Snapshot(other);
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [path, entry] : want) {
+    ASSERT_TRUE(got.contains(path)) << path;
+    EXPECT_TRUE(got.at(path) == entry) << path << ": " << got.at(path).type << " " << got.at(path).size
+                                       << " nlink " << got.at(path).nlink << " vs " << entry.type << " "
+                                       << entry.size << " nlink " << entry.nlink;
+  }
+}
 
 TEST_F(FuseFaultTest, MetaLeaderKilledRepeatedly_ApplicationDoesNotNotice) {
   auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
