@@ -131,17 +131,20 @@ void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
 
 void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) {
   if (c.uid != 0 || !meta_->CanCarrySetAttr()) return;
+  const uint64_t name_changes = meta_->name_change_count();  // before asking: see below
   {
     std::lock_guard<std::mutex> lock(st.mu);
-    if (st.unclosed_handles == 0 || !st.attr || st.attr_name_changes == meta_->name_change_count()) return;
+    if (st.unclosed_handles == 0 || !st.attr || st.attr_name_changes == name_changes) return;
   }
   // This mount unlinked, renamed or linked a name since: if it was another
   // name of this file, its link count changed at meta and not in `st`. A
-  // read of meta's attributes (no commit) first.
+  // read of meta's attributes (no commit) first. They count as of before
+  // the read: a name change that ends while it runs may be missing in them.
   Result<pb::Attr> attr = meta_->GetAttr(c, ino);
   if (!attr.ok()) return;  // CarriableSetAttr then leaves the change to meta
   std::lock_guard<std::mutex> lock(st.mu);
   LearnAttr(st, *attr);
+  st.attr_name_changes = name_changes;
 }
 
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
