@@ -85,6 +85,37 @@ pb::ClusterStatusReply StatusOf(common::LeaderChannel& meta) {
   return reply;
 }
 
+// Sets `stop` and joins `thread` when it goes out of scope, however the
+// test leaves it (a failed ASSERT returns early).
+struct StopAndJoin {
+  std::atomic<bool>& stop;
+  std::thread& thread;
+  ~StopAndJoin() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+// A channel to the meta leader that gives up on a dead member quickly.
+common::Result<std::unique_ptr<common::LeaderChannel>> QuickMetaChannel(const LocalCluster& c) {
+  common::LeaderChannel::Options options;
+  options.attempt_timeout_ms = 500;
+  return common::LeaderChannel::Create(c.source(), options);
+}
+
+// Kills the meta leader with SIGKILL and names it (meta-K) in `name`.
+common::Status KillLeader(const LocalCluster& c, common::LeaderChannel& meta, std::string* name) {
+  pb::ClusterStatusReply status;
+  grpc::Status s = meta.Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
+    return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status);
+  });
+  if (!s.ok()) return common::FromGrpcStatus(s);
+  if (status.leader_id() == 0) return common::UnavailableError("no leader to kill");
+  *name = "meta-" + std::to_string(status.leader_id());
+  if (::kill(PidOf(c, *name), SIGKILL) != 0) return common::InternalError("kill " + *name + ": " + std::strerror(errno));
+  return common::Status::Ok();
+}
+
 // The node id (16 hex digits, as dfsctl takes it) of chunkserver `name`
 // (cs-K), found by the address in its ready file; "" if meta does not list it.
 std::string NodeIdHex(const LocalCluster& c, common::LeaderChannel& meta, const std::string& name) {
@@ -767,9 +798,7 @@ TEST_F(FuseFaultTest, MetaLeaderKilledDuringRandomOps_ResultsStillMatchLocal) {
   auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
-  common::LeaderChannel::Options options;
-  options.attempt_timeout_ms = 500;
-  auto meta = common::LeaderChannel::Create((*cluster)->source(), options);
+  auto meta = QuickMetaChannel(**cluster);
   ASSERT_TRUE(meta.ok());
   TempDir local("dfs-local-ref");
 
@@ -780,17 +809,9 @@ TEST_F(FuseFaultTest, MetaLeaderKilledDuringRandomOps_ResultsStillMatchLocal) {
   std::thread killer([&] {
     for (int k = 0; k < kKills && !stop.load(); ++k) {
       std::this_thread::sleep_for(std::chrono::milliseconds(700));
-      pb::ClusterStatusReply status;
-      grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-        return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status);
-      });
-      if (!s.ok() || status.leader_id() == 0) {
-        killer_error = "no leader to kill: " + s.error_message();
-        return;
-      }
-      const std::string name = "meta-" + std::to_string(status.leader_id());
-      if (::kill(PidOf(**cluster, name), SIGKILL) != 0) {
-        killer_error = "kill " + name + ": " + std::strerror(errno);
+      std::string name;
+      if (common::Status killed = KillLeader(**cluster, **meta, &name); !killed.ok()) {
+        killer_error = killed.ToString();
         return;
       }
       ++kills;
@@ -801,14 +822,7 @@ TEST_F(FuseFaultTest, MetaLeaderKilledDuringRandomOps_ResultsStillMatchLocal) {
       }
     }
   });
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, killer};
+  StopAndJoin joiner{stop, killer};  // on every exit path
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   int sequences = 0;
@@ -846,9 +860,7 @@ TEST_F(FuseFaultTest, MetaLeaderKilledRepeatedly_ApplicationDoesNotNotice) {
   auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
   ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
   const std::string mnt = (*cluster)->mount_point();
-  common::LeaderChannel::Options options;
-  options.attempt_timeout_ms = 500;
-  auto meta = common::LeaderChannel::Create((*cluster)->source(), options);
+  auto meta = QuickMetaChannel(**cluster);
   ASSERT_TRUE(meta.ok());
 
   // The application: create, write, fsync, rename into place, stat, list -
@@ -892,27 +904,12 @@ TEST_F(FuseFaultTest, MetaLeaderKilledRepeatedly_ApplicationDoesNotNotice) {
     }
   });
 
-  // Joins the application on every exit path (a failed ASSERT included).
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, app};
+  StopAndJoin joiner{stop, app};  // on every exit path (a failed ASSERT included)
   for (int kill = 0; kill < 3; ++kill) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    pb::ClusterStatusReply status;
-    grpc::Status s = (*meta)->Call([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext& ctx) {
-      return pb::MetaService::Stub(ch).ClusterStatus(&ctx, pb::ClusterStatusRequest(), &status);
-    });
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    ASSERT_NE(status.leader_id(), 0u);
-    const std::string name = "meta-" + std::to_string(status.leader_id());
-    const int pid = PidOf(**cluster, name);
-    ASSERT_GT(pid, 0);
-    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    std::string name;
+    common::Status killed = KillLeader(**cluster, **meta, &name);
+    ASSERT_TRUE(killed.ok()) << killed.ToString();
     std::this_thread::sleep_for(std::chrono::milliseconds(1000));
     common::Status restarted = (*cluster)->Restart(name);
     ASSERT_TRUE(restarted.ok()) << restarted.ToString();
@@ -999,14 +996,7 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
       ++passes;
     }
   });
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~Joiner() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } joiner{stop, reader};
+  StopAndJoin joiner{stop, reader};
 
   // Dead after 3 s of silence, then repaired; bounded.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
