@@ -65,7 +65,7 @@ void RunOpenFilesSequence(const std::string& dfs_root, const std::string& local_
   const std::vector<std::string> names = {"a", "b", "c", "d/a", "d/b", "e", "d"};
   auto pick = [&] { return names[rng() % names.size()]; };
   // Sizes and offsets: within the small-file limit (16 KiB), across a 64 KiB
-  // block, and far out (a chunk block boundary, a hole before it).
+  // block, and far out (many blocks on, with a hole before them).
   auto size = [&]() -> uint64_t {
     switch (rng() % 3) {
       case 0: return 1 + rng() % 4'096;
