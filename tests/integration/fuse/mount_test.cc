@@ -273,24 +273,23 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 // (RunOpenFilesSequence says what it does). $DFS_DIFF_SEED and
 // $DFS_DIFF_STEPS run another sequence or a longer one, $DFS_DIFF_TRACE=1
 // prints each step; a failure prints seed and steps.
-TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
-  const SequenceOptions options{.seed = EnvOr("DFS_DIFF_SEED", 20261201), .steps = EnvOr("DFS_DIFF_STEPS", 500),
+// Runs the sequence in `dir` (a directory on a mount, made like the local
+// one), then compares the tree with the local one through `dir` and
+// through `view`, the same directory seen through another mount.
+void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& local, const std::string& view,
+                                   uint64_t default_seed) {
+  const SequenceOptions options{.seed = EnvOr("DFS_DIFF_SEED", default_seed), .steps = EnvOr("DFS_DIFF_STEPS", 500),
                                 .trace = EnvOr("DFS_DIFF_TRACE", 0)};
   SequenceStats stats;
-  RunOpenFilesSequence(dfs_, local_, options, &stats);
-  if (HasFatalFailure()) return;
+  RunOpenFilesSequence(dir, local, options, &stats);
+  if (::testing::Test::HasFatalFailure()) return;
   std::fprintf(stderr, "steps %d ok, %d through open files\n", stats.succeeded, stats.through_handles);
   if (options.steps >= 200) {
     EXPECT_GT(stats.succeeded, static_cast<int>(options.steps / 4)) << "the sequence mostly failed: it tests little";
     EXPECT_GT(stats.through_handles, static_cast<int>(options.steps / 20)) << "few steps went through open files";
   }
-  // Through this mount, then through a fresh one: what this mount answered
-  // from its own caches (carried chmods, buffered sizes) must be at meta.
-  const std::string second = SuiteCluster()->dir() + "/mnt-open-files";
-  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
-  const std::string there = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  const auto b = Snapshot(local_);
-  for (const std::string& root : {dfs_, there}) {
+  const auto b = Snapshot(local);
+  for (const std::string& root : {dir, view}) {
     auto a = Snapshot(root);
     ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << options.seed;
     for (const auto& [path, entry] : b) {
@@ -302,6 +301,25 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
                                     << " DFS_DIFF_SEED=" << options.seed;
     }
   }
+}
+
+TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
+  // The view through a fresh mount: what this mount answered from its own
+  // caches (carried chmods, buffered sizes) must be at meta.
+  const std::string second = SuiteCluster()->dir() + "/mnt-open-files";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  OpenFilesSequenceMatchesLocal(dfs_, local_, second + "/" + name, 20261201);
+}
+
+// The same on a mount whose kernel caches nothing (every lookup and getattr
+// reaches the mount, which then answers from its own state) and whose block
+// cache is small.
+TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_NoKernelCaches_MatchLocal) {
+  const std::string uncached = SuiteCluster()->dir() + "/mnt-uncached";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(uncached, "attr_timeout=0,entry_timeout=0,cache_size=1M").ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  OpenFilesSequenceMatchesLocal(uncached + "/" + name, local_, dfs_, 20261202);
 }
 
 TEST_F(MountTest, ReadDir_ListsEveryEntryOnce) {
