@@ -25,6 +25,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -276,19 +277,42 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 // Runs the sequence in `dir` (a directory on a mount, made like the local
 // one), then compares the tree with the local one through `dir` and
 // through `view`, the same directory seen through another mount.
+// With `as_user`, the sequence runs in a child process as that uid and gid
+// (no supplementary groups; its failures print from the child).
 void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& local, const std::string& view,
-                                   uint64_t default_seed) {
+                                   uint64_t default_seed, std::optional<uint32_t> as_user = std::nullopt) {
   const SequenceOptions options{.seed = EnvOr("DFS_DIFF_SEED", default_seed), .steps = EnvOr("DFS_DIFF_STEPS", 500),
                                 .trace = EnvOr("DFS_DIFF_TRACE", 0)};
   SequenceStats stats;
-  RunOpenFilesSequence(dir, local, options, &stats);
+  if (as_user) {
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0) << std::strerror(errno);
+    if (pid == 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(*as_user, *as_user, *as_user) != 0 ||
+          ::setresuid(*as_user, *as_user, *as_user) != 0) {
+        ::_exit(3);
+      }
+      RunOpenFilesSequence(dir, local, options, &stats);
+      std::fflush(nullptr);
+      ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the sequence as uid " << *as_user << " failed (above), status " << status;
+  } else {
+    RunOpenFilesSequence(dir, local, options, &stats);
+  }
   if (::testing::Test::HasFatalFailure()) return;
-  std::fprintf(stderr, "steps %d ok, %d through open files\n", stats.succeeded, stats.through_handles);
-  if (options.steps >= 200) {
+  // A child's counts stay in the child: the checks on them are the root runs'.
+  if (!as_user) std::fprintf(stderr, "steps %d ok, %d through open files\n", stats.succeeded, stats.through_handles);
+  if (!as_user && options.steps >= 200) {
     EXPECT_GT(stats.succeeded, static_cast<int>(options.steps / 4)) << "the sequence mostly failed: it tests little";
     EXPECT_GT(stats.through_handles, static_cast<int>(options.steps / 20)) << "few steps went through open files";
   }
   const auto b = Snapshot(local);
+  EXPECT_FALSE(b.empty()) << "the sequence left nothing to compare";
   for (const std::string& root : {dir, view}) {
     auto a = Snapshot(root);
     ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << options.seed;
@@ -320,6 +344,18 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_NoKernelCaches_MatchLocal) 
   ASSERT_TRUE(SuiteCluster()->MountAgain(uncached, "attr_timeout=0,entry_timeout=0,cache_size=1M").ok());
   const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   OpenFilesSequenceMatchesLocal(uncached + "/" + name, local_, dfs_, 20261202);
+}
+
+// The same as an ordinary user: every permission check (the kernel's and
+// meta's) must give what the local file system gives, chmod 0444 included.
+TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_AsAUser_MatchLocal) {
+  ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // mkdtemp folders: 0700
+  ASSERT_EQ(::chmod(local_root_.path().c_str(), 0755), 0);
+  for (const std::string& d : {dfs_, local_}) ASSERT_EQ(::chown(d.c_str(), 1000, 1000), 0) << d;
+  const std::string second = SuiteCluster()->dir() + "/mnt-as-user";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  OpenFilesSequenceMatchesLocal(dfs_, local_, second + "/" + name, 20261203, /*as_user=*/1000);
 }
 
 TEST_F(MountTest, ReadDir_ListsEveryEntryOnce) {
