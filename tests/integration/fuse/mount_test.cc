@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -56,7 +55,6 @@ class MountTest : public MountedClusterTest {
   std::string local_;  // the same on local disk
 };
 
-
 void WriteFile(const std::string& path, const std::string& data, size_t piece = 100'003) {
   int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
   ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
@@ -66,7 +64,6 @@ void WriteFile(const std::string& path, const std::string& data, size_t piece = 
   }
   ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
 }
-
 
 int Err(int rc) { return rc < 0 ? errno : 0; }
 
@@ -199,8 +196,6 @@ TEST_F(MountTest, NamespaceOps_MatchLocalErrno) {
 // mount and on a local directory side by side: every result and errno must
 // agree, and so must the final trees (names, types, sizes, link counts,
 // contents). Failures print the seed and the step.
-
-
 TEST_F(MountTest, DifferentialRandomOps_MatchLocal) {
   const uint64_t seed = 20261128;
   std::mt19937_64 rng(seed);
@@ -269,14 +264,9 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-// Another seeded sequence, of what the one above leaves out: files held
-// open across steps while other steps rename, link and unlink their names
-// (RunOpenFilesSequence says what it does). $DFS_DIFF_SEED and
-// $DFS_DIFF_STEPS run another sequence or a longer one, $DFS_DIFF_TRACE=1
-// prints each step; a failure prints seed and steps.
-// Runs the sequence in `dir` (a directory on a mount, made like the local
-// one), then compares the tree with the local one through `dir` and
-// through `view`, the same directory seen through another mount.
+// Runs the open-files sequence in `dir` (a directory on a mount, made like
+// the local one), then compares the tree with the local one through `dir`
+// and through `view`, the same directory seen through another mount.
 // With `as_user`, the sequence runs in a child process as that uid and gid
 // (no supplementary groups; its failures print from the child).
 void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& local, const std::string& view,
@@ -327,6 +317,11 @@ void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& lo
   }
 }
 
+// Another seeded sequence, of what the one above leaves out: files held
+// open across steps while other steps rename, link and unlink their names
+// (RunOpenFilesSequence says what it does). $DFS_DIFF_SEED and
+// $DFS_DIFF_STEPS run another sequence or a longer one, $DFS_DIFF_TRACE=1
+// prints each step; a failure prints seed and steps.
 TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_MatchLocal) {
   // The view through a fresh mount: what this mount answered from its own
   // caches (carried chmods, buffered sizes) must be at meta.
