@@ -264,6 +264,22 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
   return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
+// Runs `op` in a child process as uid/gid (no supplementary groups); its
+// result (an errno, 0 for success) or 200+ when the child could not start.
+int ErrnoAs(uint32_t uid, uint32_t gid, const std::function<int()>& op) {
+  pid_t pid = ::fork();
+  if (pid < 0) return 202;
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) {
+      ::_exit(200);
+    }
+    ::_exit(op());
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return 201;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 201;
+}
+
 // Runs the open-files sequence in `dir` (a directory on a mount, made like
 // the local one), then compares the tree with the local one through `dir`
 // and through `view`, the same directory seen through another mount.
@@ -276,21 +292,12 @@ void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& lo
   SequenceStats stats;
   if (as_user) {
     std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0) << std::strerror(errno);
-    if (pid == 0) {
-      if (::setgroups(0, nullptr) != 0 || ::setresgid(*as_user, *as_user, *as_user) != 0 ||
-          ::setresuid(*as_user, *as_user, *as_user) != 0) {
-        ::_exit(3);
-      }
+    const int failed = ErrnoAs(*as_user, *as_user, [&] {
       RunOpenFilesSequence(dir, local, options, &stats);
-      std::fflush(nullptr);
-      ::_exit(::testing::Test::HasFailure() ? 1 : 0);
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "the sequence as uid " << *as_user << " failed (above), status " << status;
+      std::fflush(nullptr);  // the child leaves with _exit
+      return ::testing::Test::HasFailure() ? 1 : 0;
+    });
+    ASSERT_EQ(failed, 0) << "the sequence as uid " << *as_user << " failed (above)";
   } else {
     RunOpenFilesSequence(dir, local, options, &stats);
   }
@@ -820,22 +827,6 @@ TEST_F(MountTest, CpStyleAclOnANewFile_IsAnsweredByTheMount) {
   EXPECT_EQ(FreshStat(other + "/g").st_mode, static_cast<mode_t>(S_IFREG | 0750));
   EXPECT_EQ(::getxattr((other + "/g").c_str(), "system.posix_acl_access", nullptr, 0),
             static_cast<ssize_t>(sizeof rich - 1));
-}
-
-// Runs `op` in a child process as uid/gid (no supplementary groups); its
-// result (an errno, 0 for success) or 200+ when the child could not start.
-int ErrnoAs(uint32_t uid, uint32_t gid, const std::function<int()>& op) {
-  pid_t pid = ::fork();
-  if (pid < 0) return 202;
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0) {
-      ::_exit(200);
-    }
-    ::_exit(op());
-  }
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return 201;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 201;
 }
 
 int OpenErrno(const std::string& path, int flags) {
