@@ -477,7 +477,8 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_root_ino(1);
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
                       pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS |
-                      pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA | pb::FEATURE_CALL_STREAMS);
+                      pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA | pb::FEATURE_CALL_STREAMS |
+                      pb::FEATURE_KILL_SUIDGID);
   reply->set_inline_max_bytes(static_cast<uint32_t>(options_.inline_max_bytes));
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   if (req->resume_client_id() != 0) {

@@ -321,6 +321,49 @@ TEST_F(StateMachineTest, SetAttr_ChownRules) {
   EXPECT_EQ(h.SetAttr(req), C(StatusCode::kNotPermitted));
 }
 
+// A write by a caller without CAP_FSETID (the kernel's
+// FUSE_WRITE_KILL_SUIDGID, sent as SET_KILL_SUIDGID): setuid goes, setgid
+// when group-executable or the writer is not in the group, as on ext4. It
+// needs write access, and changes nothing on a directory.
+TEST_F(StateMachineTest, SetAttr_KillSuidSgidIsWhatAWriteDoes) {
+  pb::Attr f, g, d;
+  ASSERT_EQ(h.Create(kRoot, "f", 06777, &f), 0);
+  ASSERT_EQ(h.Create(kRoot, "g", 02666, &g), 0);
+  ASSERT_EQ(h.Mkdir(kRoot, "d", 06777, &d), 0);
+  pb::SetAttrRequest req;
+  req.set_valid(pb::SET_KILL_SUIDGID);
+  pb::Attr after;
+  h.creds = testing::Creds(1000, 1000);
+  h.now_ns += 5;
+  req.set_ino(f.ino());
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 0777u);
+  EXPECT_EQ(after.ctime_ns(), h.now_ns);
+  req.set_ino(d.ino());
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 06777u);
+  // setgid without group exec: kept for a member of the group, not for others.
+  h.creds = testing::Creds(1000, 0);
+  req.set_ino(g.ino());
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 02666u);
+  h.creds = testing::Creds(1000, 1000);
+  ASSERT_EQ(h.SetAttr(req, &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 0666u);
+  // Without write access it is refused and nothing changes.
+  h.creds = testing::Creds(0, 0);
+  pb::SetAttrRequest chmod;
+  chmod.set_ino(f.ino());
+  chmod.set_valid(pb::SET_MODE);
+  chmod.set_mode(06755);
+  ASSERT_EQ(h.SetAttr(chmod), 0);
+  h.creds = testing::Creds(1000, 1000);
+  req.set_ino(f.ino());
+  EXPECT_EQ(h.SetAttr(req), C(StatusCode::kPermissionDenied));
+  ASSERT_EQ(h.GetAttr(f.ino(), &after), 0);
+  EXPECT_EQ(after.mode() & 07777, 06755u);
+}
+
 // The client answers root's chmod/chown of an open file itself
 // (common::ModeAfterRootSetAttr, fuse FileSystem::SetAttr) and carries it to
 // meta later: what it answered must be what meta stores.

@@ -356,6 +356,9 @@ Status Fallocate(OpContext& ctx, const pb::FallocateRequest& req, pb::OpResult* 
   } else {
     return Status(StatusCode::kUnimplemented, "unsupported fallocate mode");
   }
+  // file_modified: the kernel leaves this to us (FUSE_HANDLE_KILLPRIV_V2).
+  // Without CAP_FSETID, judged here as root or not, as a truncate is.
+  if (const Creds creds = CredsOf(ctx, req.ctx()); creds.uid != 0) DropSuidSgidForWrite(*inode, creds);
   inode->mtime_ns = inode->ctime_ns = ctx.now_ns;
   SaveInode(ctx.db, *inode);
   FillAttr(ctx, *inode, result);

@@ -558,6 +558,30 @@ TEST_F(ChunkTest, Fallocate_ExtendsAndPunchesWholeChunks) {
   EXPECT_EQ(h.Apply(op).status().code(), C(StatusCode::kUnimplemented));
 }
 
+// fallocate changes the file as a write does (file_modified): without
+// CAP_FSETID (not root, to meta) setuid and a real setgid go; root keeps them.
+TEST_F(ChunkTest, Fallocate_ByAnOrdinaryUserDropsSetuidAndSetgid) {
+  pb::SetAttrRequest chmod;
+  chmod.set_ino(file_.ino());
+  chmod.set_valid(pb::SET_MODE);
+  chmod.set_mode(06777);
+  ASSERT_EQ(h.SetAttr(chmod), 0);
+  pb::Op op;
+  op.set_client_id(client_);
+  auto* r = op.mutable_fallocate();
+  r->set_ino(file_.ino());
+  r->set_handle_id(handle_);
+  r->set_length(100);
+  *r->mutable_ctx() = h.Ctx();  // root
+  pb::OpResult result = h.Apply(op);
+  ASSERT_EQ(result.status().code(), 0);
+  EXPECT_EQ(result.attr().mode() & 07777, 06777u);
+  *r->mutable_ctx()->mutable_creds() = testing::Creds(1000, 1000);
+  result = h.Apply(op);
+  ASSERT_EQ(result.status().code(), 0);
+  EXPECT_EQ(result.attr().mode() & 07777, 0777u);
+}
+
 // Create with lease_first_chunk: the new file's chunk-0 lease rides along.
 class CreateLeaseTest : public ChunkTest {
  protected:

@@ -60,6 +60,10 @@ Status Link(OpContext& ctx, const pb::LinkRequest& req, pb::OpResult* result);
 Status Rename(OpContext& ctx, const pb::RenameRequest& req, pb::OpResult* result);
 // set_attr.cc
 Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result);
+// What a write by `creds` (without CAP_FSETID) does to a regular file's
+// mode (file_remove_privs): setuid goes, setgid as setattr_should_drop_sgid
+// says. Returns whether the mode changed. Shared with Fallocate.
+bool DropSuidSgidForWrite(Inode& inode, const Creds& creds);
 // xattr.cc
 Status SetXattr(OpContext& ctx, const pb::SetXattrRequest& req, pb::OpResult* result);
 Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResult* result);

@@ -34,6 +34,14 @@ bool HandleAllowsWrite(OpContext& ctx, uint64_t handle_id, uint64_t ino) {
 
 }  // namespace
 
+bool DropSuidSgidForWrite(Inode& inode, const Creds& creds) {
+  if (!inode.IsReg()) return false;
+  const uint32_t before = inode.mode;
+  if (ShouldDropSgid(inode, creds)) inode.mode &= ~S_ISGID;
+  inode.mode &= ~S_ISUID;
+  return inode.mode != before;
+}
+
 Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* result) {
   Creds creds = CredsOf(ctx, req.ctx());
   if (req.has_commit()) {
@@ -69,6 +77,9 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
     RETURN_IF_ERROR(CheckOwner(inode, creds));
   } else if (valid & now_times) {
     if (!root && creds.uid != inode.uid) RETURN_IF_ERROR(CheckAccess(ctx.db, inode, creds, kMayWrite));
+  }
+  if (valid & pb::SET_KILL_SUIDGID) {
+    if (!HandleAllowsWrite(ctx, req.handle_id(), inode.ino)) RETURN_IF_ERROR(CheckAccess(ctx.db, inode, creds, kMayWrite));
   }
   if (valid & pb::SET_SIZE) {
     if (inode.IsDir()) return Status(StatusCode::kIsADirectory, "truncate of a directory");
@@ -107,12 +118,11 @@ Status SetAttr(OpContext& ctx, const pb::SetAttrRequest& req, pb::OpResult* resu
       inode.mtime_ns = ctx.now_ns;
     }
     // do_truncate: without CAP_FSETID, setuid goes, setgid as above.
-    if (!root && inode.IsReg()) {
-      if (ShouldDropSgid(inode, creds)) inode.mode &= ~S_ISGID;
-      inode.mode &= ~S_ISUID;
-    }
+    if (!root) DropSuidSgidForWrite(inode, creds);
     changed = true;
   }
+  // The kernel judged CAP_FSETID; what goes is judged as for a truncate.
+  if ((valid & pb::SET_KILL_SUIDGID) && DropSuidSgidForWrite(inode, creds)) changed = true;
   if (valid & pb::SET_ATIME_NOW) {
     inode.atime_ns = ctx.now_ns;
     changed = true;

@@ -20,6 +20,7 @@ using common::StatusCode;
 namespace {
 constexpr size_t kMaxXattrValueBytes = 65536;
 constexpr uint32_t kXattrCreate = 1, kXattrReplace = 2;
+constexpr std::string_view kCapabilityXattr = "security.capability";
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
@@ -120,7 +121,14 @@ Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResu
   Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
-  RETURN_IF_ERROR(CheckXattrAccess(ctx.db, *inode, creds, req.name(), true));
+  if (req.name() == kCapabilityXattr && creds.uid != 0 && creds.uid != inode->uid) {
+    // The kernel refuses a removal asked for without CAP_SETFCAP, so one
+    // from a non-owner is the kernel dropping file capabilities for a write
+    // (file_remove_privs), which needs only write access, as on ext4.
+    RETURN_IF_ERROR(CheckAccess(ctx.db, *inode, creds, kMayWrite));
+  } else {
+    RETURN_IF_ERROR(CheckXattrAccess(ctx.db, *inode, creds, req.name(), true));
+  }
   Stmt stmt = ctx.db.Prepare("DELETE FROM xattrs WHERE ino=? AND name=?");
   stmt.BindU(1, inode->ino).Bind(2, req.name());
   stmt.Run();

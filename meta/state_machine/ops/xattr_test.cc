@@ -96,6 +96,27 @@ TEST_F(XattrTest, NamespacePermissions) {
   EXPECT_EQ(Set(f.ino(), "system.posix_acl_access", "1"), C(StatusCode::kNotPermitted));
 }
 
+// The kernel drops security.capability for a write by anyone who may
+// write (file_remove_privs); a removal asked for directly needs
+// CAP_SETFCAP, which the kernel checks before it asks us. So meta lets a
+// non-owner who may write remove that one attribute, and nothing more.
+TEST_F(XattrTest, CapabilityRemoval_NeedsOnlyWriteAccess) {
+  pb::Attr f, ro;
+  ASSERT_EQ(h.Create(kRoot, "f", 0666, &f), 0);
+  ASSERT_EQ(h.Create(kRoot, "ro", 0644, &ro), 0);
+  for (uint64_t ino : {f.ino(), ro.ino()}) {
+    ASSERT_EQ(Set(ino, "security.capability", "caps"), 0);
+    ASSERT_EQ(Set(ino, "security.other", "x"), 0);
+  }
+  h.creds = testing::Creds(1000, 1000);
+  EXPECT_EQ(Remove(ro.ino(), "security.capability"), C(StatusCode::kPermissionDenied));
+  EXPECT_EQ(Remove(f.ino(), "security.other"), C(StatusCode::kNotPermitted));
+  EXPECT_EQ(Set(f.ino(), "security.capability", "more"), C(StatusCode::kNotPermitted));
+  EXPECT_EQ(Remove(f.ino(), "security.capability"), 0);
+  EXPECT_EQ(Get(f.ino(), "security.capability"), C(StatusCode::kNoAttribute));
+  EXPECT_EQ(Get(ro.ino(), "security.capability"), 0);
+}
+
 std::string Acl(std::initializer_list<std::array<uint32_t, 3>> entries) {
   std::string v = {'\x02', '\0', '\0', '\0'};
   for (const auto& [tag, perm, id] : entries) {
