@@ -21,6 +21,7 @@
 #include "common/chunk_geometry.h"
 #include "common/dir_page.h"
 #include "common/posix_acl.h"
+#include "fuse/session_io.h"
 
 namespace dfs::fuse {
 namespace {
@@ -377,8 +378,28 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   fuse_reply_buf(req, data.data(), data.size());
 }
 
+// Before a write or a copy into the file: what file_remove_privs would do
+// to its mode, which the kernel leaves to us (FUSE_HANDLE_KILLPRIV_V2).
+// The kernel keeps the old mode cached: make it ask again (attributes only,
+// offset -1, so no page lock is involved).
+Status DropSuidSgid(fuse_req_t req, FileHandle& handle) {
+  if (!Fs(req).MayLoseSuidSgid(handle.ino)) return Status::Ok();
+  Status s = Fs(req).DropSuidSgidForWrite(CallerOf(req, true), handle);
+  if (s.ok() && A(req).session != nullptr) fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, handle.ino), -1, 0);
+  return s;
+}
+
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   uint64_t offset = static_cast<uint64_t>(off);
+  // The kernel says whether the writer lacks CAP_FSETID.
+  if (WriteKillsSuidSgid()) {
+    if (Status s = DropSuidSgid(req, Handle(fi)); !s.ok()) return ReplyIoStatus(req, s);
+  }
+  if (Handle(fi).flags & O_APPEND) {  // direct I/O (see Open)
+    if (Status s = Fs(req).DropCapabilityForWrite(CallerOf(req, false), Handle(fi).ino); !s.ok()) {
+      return ReplyIoStatus(req, s);
+    }
+  }
   Status s = Fs(req).Write(Handle(fi), offset, std::string_view(buf, size));
   if (!s.ok()) return ReplyIoStatus(req, s);
   if (A(req).metrics != nullptr) A(req).metrics->RecordWrite(size);
@@ -599,8 +620,15 @@ void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t lengt
   constexpr int kSupported = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
   if (mode & ~kSupported) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return (void)fuse_reply_err(req, EOPNOTSUPP);
-  auto attr = Fs(req).Fallocate(CallerOf(req, false), Handle(fi), static_cast<uint32_t>(mode),
-                                static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+  const Caller caller = CallerOf(req, true);  // groups: meta may drop setgid
+  // Meta drops setuid/setgid as for a write (the kernel leaves it to us,
+  // FUSE_HANDLE_KILLPRIV_V2) and the kernel must learn the new mode.
+  const bool mode_may_change = caller.uid != 0 && Fs(req).MayLoseSuidSgid(Handle(fi).ino);
+  auto attr = Fs(req).Fallocate(caller, Handle(fi), static_cast<uint32_t>(mode), static_cast<uint64_t>(offset),
+                                static_cast<uint64_t>(length));
+  if (attr.ok() && mode_may_change && A(req).session != nullptr) {
+    fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, Handle(fi).ino), -1, 0);
+  }
   fuse_reply_err(req, attr.ok() ? 0 : attr.status().ToErrno());
 }
 
@@ -617,6 +645,10 @@ void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* 
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t, off_t off_out,
                      fuse_file_info* fi_out, size_t len, int flags) {
   if (flags != 0) return (void)fuse_reply_err(req, EINVAL);
+  // No kill flag comes with a copy: judged as meta judges a truncate.
+  if (CallerOf(req, false).uid != 0) {
+    if (Status s = DropSuidSgid(req, Handle(fi_out)); !s.ok()) return ReplyIoStatus(req, s);
+  }
   // Server-side copy is a later optimisation; the bytes go through this
   // client, in 8 MiB pieces, with the same checks as read and write.
   constexpr size_t kPiece = 8 << 20;

@@ -1,15 +1,20 @@
-// Flags libfuse 3.14 leaves out of its INIT reply.
+// The session's I/O with the kernel: what libfuse 3.14 drops on the way.
 //
-// Why: libfuse before 3.16 never passes FUSE_PARALLEL_DIROPS to the kernel
-// although a filesystem asks for it (FUSE_CAP_PARALLEL_DIROPS is even on by
-// default; libfuse PR #861), so the kernel serializes every lookup and
-// readdir in one directory: two threads stat'ing files of one directory got
-// no more done than one (measured: 3,355 vs 4,049 lookups/s; two
-// directories: 7,104). Debian 12 ships 3.14.
+// A custom I/O for the session (fuse_session_custom_io, in 3.14) reads
+// requests and writes replies unchanged, except that:
+//  - it adds flags to the INIT reply when the kernel's INIT offered them.
+//    libfuse before 3.16 never passes FUSE_PARALLEL_DIROPS to the kernel
+//    although a filesystem asks for it (libfuse PR #861), so the kernel
+//    serialized every lookup and readdir in one directory (two threads
+//    stat'ing files of one directory: 3,355 vs 4,049 lookups/s; two
+//    directories: 7,104); and 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2;
+//  - it keeps the write_flags of the WRITE request a worker thread is
+//    handling, which 3.14's fuse_file_info has no field for: with
+//    KILLPRIV_V2, FUSE_WRITE_KILL_SUIDGID there says the writer lacks
+//    CAP_FSETID and the file must lose setuid/setgid (file_remove_privs).
 //
-// How: a custom I/O for the session (fuse_session_custom_io, in 3.14) that
-// reads requests and writes replies unchanged, except that it adds `flags`
-// to the INIT reply when the kernel's INIT offered them.
+// libfuse's workers read a request and handle it on the same thread (no
+// splice: dfs has no write_buf), so a thread-local carries the flags.
 #pragma once
 
 #define FUSE_USE_VERSION 314  // as fuse_ops.h
@@ -20,7 +25,16 @@
 namespace dfs::fuse {
 
 // Call after fuse_session_mount and before the session loop. False if
-// libfuse refused the custom I/O (the session then works as before).
+// libfuse refused the custom I/O (the session then works as before, and
+// the kernel gets none of `flags`).
 bool AddInitReplyFlags(fuse_session* se, uint32_t flags);
+
+// Whether the kernel granted `flag` in the INIT exchange (false before it).
+bool InitReplyHas(uint32_t flag);
+
+// Whether the WRITE request this thread is handling carries
+// FUSE_WRITE_KILL_SUIDGID (false for any other request, or without the
+// custom I/O).
+bool WriteKillsSuidSgid();
 
 }  // namespace dfs::fuse

@@ -480,6 +480,21 @@ void FileSystem::Closed(FileHandle& handle) {
   }
 }
 
+bool FileSystem::MayLoseSuidSgid(uint64_t ino) {
+  auto st = State(ino);
+  std::lock_guard<std::mutex> lock(st->mu);
+  return !st->attr || (S_ISREG(st->attr->mode()) && (st->attr->mode() & (S_ISUID | S_ISGID)) != 0);
+}
+
+Status FileSystem::DropSuidSgidForWrite(const Caller& c, FileHandle& handle) {
+  if (handle.lost) return LostHandleError();
+  pb::SetAttrRequest request;
+  request.set_ino(handle.ino);
+  request.set_valid(pb::SET_KILL_SUIDGID);
+  request.set_handle_id(handle.handle_id);
+  return SetAttr(c, request).status();
+}
+
 Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view data) {
   return WriteAt(handle, offset, data, /*append=*/(handle.flags & O_APPEND) != 0);
 }
@@ -991,6 +1006,13 @@ Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset,
 
 namespace {
 constexpr char kCapabilityXattr[] = "security.capability";
+}
+
+Status FileSystem::DropCapabilityForWrite(const Caller& c, uint64_t ino) {
+  Result<std::string> caps = GetXattr(c, ino, kCapabilityXattr);
+  if (!caps.ok()) return caps.status().code() == common::StatusCode::kNoAttribute ? Status::Ok() : caps.status();
+  Status s = RemoveXattr(c, ino, kCapabilityXattr);
+  return s.code() == common::StatusCode::kNoAttribute ? Status::Ok() : s;
 }
 
 Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {

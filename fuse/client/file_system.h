@@ -112,11 +112,11 @@ class FileSystem {
   // has sent no other mutation since (MetaClient::mutation_count), a getattr
   // is answered with the attributes that call got from meta. The kernel asks
   // then because the open made it forget them (close-to-open, see the
-  // adapter's open), a read invalidated atime (which meta does not keep), or
-  // a chown must check for setuid bits to drop (it asks before every chown:
-  // no FUSE_HANDLE_KILLPRIV): tar, cp and most readers fstat() right after
-  // open and again after reading, and tar x and cp -a chown right after
-  // their utimens. Meta's answer
+  // adapter's open) or a read invalidated atime (which meta does not keep):
+  // tar, cp and most readers fstat() right after open and again after
+  // reading. (Before FUSE_HANDLE_KILLPRIV_V2 the kernel also asked before
+  // every chown, which tar x and cp -a send right after their utimens.)
+  // Meta's answer
   // could only be newer by other mounts' changes, which the kernel's
   // attr_timeout lets it miss as long anyway; any change by this mount
   // (unlink of another link, chmod, a commit...) ends the window.
@@ -180,6 +180,19 @@ class FileSystem {
   // Buffers a write; may flush when the buffer is large. On an O_APPEND
   // handle the bytes go at the end of file, whatever `offset` says.
   common::Status Write(FileHandle& handle, uint64_t offset, std::string_view data);
+  // A write by a caller without CAP_FSETID drops setuid and setgid (the
+  // kernel leaves that to us with FUSE_HANDLE_KILLPRIV_V2). MayLoseSuidSgid
+  // is false when the mode this mount knows has neither bit, as for every
+  // write but the first to such a file; DropSuidSgidForWrite asks meta to
+  // drop them as that write would (SET_KILL_SUIDGID; `c` with its groups).
+  bool MayLoseSuidSgid(uint64_t ino);
+  common::Status DropSuidSgidForWrite(const Caller& c, FileHandle& handle);
+  // A write also drops file capabilities (security.capability). The kernel
+  // does that itself before a write through its page cache (it asks for the
+  // attribute, then removes it) but not before direct I/O, which an
+  // O_APPEND handle's writes are: OpWrite calls this for those. Answered
+  // from the capability cache (see GetXattr) most of the time.
+  common::Status DropCapabilityForWrite(const Caller& c, uint64_t ino);
   // Makes every buffered write of the inode durable and committed. The
   // leases and the commit use the handle that wrote (meta grants writes to
   // writable handles), whichever handle asks for the flush.
@@ -193,9 +206,11 @@ class FileSystem {
   common::Result<uint64_t> SeekDataOrHole(FileHandle& handle, uint64_t offset, bool data);
 
   // Extended attributes. The kernel asks for "security.capability" before
-  // every write(2) (to drop file capabilities); that answer is cached per
-  // inode for capability_cache_ms, like attributes, so writes do not pay a
-  // metadata round trip each. Set/Remove through this mount update the cache.
+  // a write (to drop file capabilities) until it has seen a file has none,
+  // and again after it re-learns the file's attributes; the answer is cached
+  // per inode for capability_cache_ms, like attributes, so those asks do not
+  // pay a metadata round trip each. Set/Remove through this mount update the
+  // cache.
   common::Result<std::string> GetXattr(const Caller& c, uint64_t ino, const std::string& name);
   common::Status SetXattr(const Caller& c, uint64_t ino, const std::string& name, const std::string& value,
                           uint32_t flags);
