@@ -750,11 +750,11 @@ TEST_F(MountTest, RootChmodChownOfAnOpenFile_IsCarriedToMeta) {
   EXPECT_TRUE(seen) << "the chmod made before the unmount was lost";
 }
 
-// The kernel asks for the attributes before every chown (to drop setuid
-// bits; no FUSE_HANDLE_KILLPRIV). Right after this mount's own utimens, the
-// client answers from that call's reply, so tar x's futimens + fchown +
-// fchmod of a file it holds open costs one meta round trip, not two: here
-// the chown must finish with meta stopped.
+// tar x's futimens + fchown + fchmod of a file it holds open costs one meta
+// round trip, not two: here the chown must finish with meta stopped. (The
+// kernel asked for the attributes before every chown until dfs took on
+// dropping setuid itself, FUSE_HANDLE_KILLPRIV_V2; the client answers such a
+// getattr from the utimens's reply, FileSystem::GetAttr.)
 TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
   const int meta = SuiteCluster()->Pid("meta-1");
   ASSERT_GT(meta, 0);
@@ -776,6 +776,98 @@ TEST_F(MountTest, ChownRightAfterUtimens_AsksMetaNothing) {
   ASSERT_EQ(::stat((dfs_ + "/f").c_str(), &st), 0);
   EXPECT_EQ(st.st_mtim.tv_sec, 2'000'000);
   EXPECT_EQ(st.st_size, 4);
+}
+
+// security.capability granting CAP_NET_RAW (VFS_CAP_REVISION_2, effective),
+// as setcap writes it; the kernel checks the format.
+std::string NetRawCapability() {
+  const uint32_t words[5] = {0x02000001, 1u << 13, 0, 0, 0};
+  std::string v;
+  for (uint32_t w : words) {
+    for (int i = 0; i < 4; ++i) v.push_back(static_cast<char>((w >> (8 * i)) & 0xff));
+  }
+  return v;
+}
+
+// A write changes a file's privileges as on ext4: setuid goes, setgid when
+// group-executable or the writer is not in the file's group, unless the
+// writer is root; file capabilities go whoever writes. Through the page
+// cache, an O_APPEND handle (direct I/O), truncate, fallocate and
+// copy_file_range. The kernel leaves setuid/setgid to dfs
+// (FUSE_HANDLE_KILLPRIV_V2, fuse/session_io.h); before, a user's write or
+// truncate of a setuid file it could write failed with EPERM, or (O_APPEND)
+// kept setuid, and no O_APPEND write dropped capabilities.
+TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
+  enum Op { kPwrite, kAppend, kTruncate, kFallocate, kCopy };
+  const char* const kOpNames[] = {"pwrite", "append", "truncate", "fallocate", "copy_file_range"};
+  struct Case {
+    uint32_t mode;
+    uint32_t gid;    // the file's group (the writer's is its uid, no others)
+    bool caps;       // security.capability set first
+    uint32_t as;     // the writer's uid
+  };
+  const Case cases[] = {
+      {06777, 0, false, 1000}, {02666, 0, false, 1000}, {02666, 1000, false, 1000}, {02676, 1000, false, 1000},
+      {06755, 0, false, 1000}, {06777, 0, false, 0},    {0666, 0, true, 1000},      {0644, 0, true, 0},
+  };
+  ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // mkdtemp folders: 0700
+  ASSERT_EQ(::chmod(local_root_.path().c_str(), 0755), 0);
+  const std::string src_name = "/src";
+  for (const std::string& dir : {dfs_, local_}) WriteFile(dir + src_name, "0123456789");
+  int changed = 0;  // cases where the local file lost a bit: the test tests something
+  int n = 0;
+  for (const Case& c : cases) {
+    for (Op op : {kPwrite, kAppend, kTruncate, kFallocate, kCopy}) {
+      const std::string name = "/f" + std::to_string(n++);
+      struct Outcome {
+        int err;
+        uint32_t mode;
+        bool caps;
+        bool operator==(const Outcome&) const = default;
+      };
+      std::vector<Outcome> outcomes;
+      for (const std::string& dir : {dfs_, local_}) {
+        const std::string path = dir + name;
+        WriteFile(path, "old contents");
+        ASSERT_EQ(::chown(path.c_str(), 0, c.gid), 0) << std::strerror(errno);
+        ASSERT_EQ(::chmod(path.c_str(), c.mode), 0) << std::strerror(errno);
+        if (c.caps) {
+          const std::string v = NetRawCapability();
+          ASSERT_EQ(::setxattr(path.c_str(), "security.capability", v.data(), v.size(), 0), 0) << std::strerror(errno);
+        }
+        const std::string src = dir + src_name;
+        const int err = ErrnoAs(c.as, c.as, [&] {
+          const int fd = ::open(path.c_str(), op == kAppend ? O_WRONLY | O_APPEND : O_WRONLY);
+          if (fd < 0) return errno;
+          int rc = 0;
+          switch (op) {
+            case kPwrite: rc = ::pwrite(fd, "new", 3, 2) == 3 ? 0 : -1; break;
+            case kAppend: rc = ::write(fd, "new", 3) == 3 ? 0 : -1; break;
+            case kTruncate: rc = ::ftruncate(fd, 4); break;
+            case kFallocate: rc = ::fallocate(fd, 0, 0, 100); break;
+            case kCopy: {
+              const int in = ::open(src.c_str(), O_RDONLY);
+              loff_t from = 0, to = 1;
+              rc = in >= 0 && ::copy_file_range(in, &from, fd, &to, 5, 0) == 5 ? 0 : -1;
+              break;
+            }
+          }
+          return rc == 0 ? 0 : errno;
+        });
+        struct stat st = FreshStat(path);
+        outcomes.push_back({err, st.st_mode & 07777u,
+                            ::getxattr(path.c_str(), "security.capability", nullptr, 0) > 0});
+      }
+      if (outcomes[1].err == 0 && (outcomes[1].mode != c.mode || outcomes[1].caps != c.caps)) ++changed;
+      EXPECT_TRUE(outcomes[0] == outcomes[1])
+          << kOpNames[op] << " as uid " << c.as << " of a file of mode 0" << std::oct << c.mode << std::dec
+          << ", group " << c.gid << (c.caps ? ", with capabilities" : "") << ": dfs errno "
+          << outcomes[0].err << " mode 0" << std::oct << outcomes[0].mode << std::dec << " caps "
+          << outcomes[0].caps << "; local errno " << outcomes[1].err << " mode 0" << std::oct
+          << outcomes[1].mode << std::dec << " caps " << outcomes[1].caps;
+    }
+  }
+  EXPECT_EQ(changed, 25);
 }
 
 // cp -a keeps a file's mode by setting an access ACL equal to it on the
@@ -921,7 +1013,7 @@ TEST_F(MountTest, AclFetchAfterALookup_IsAnsweredByTheMount) {
 
 // Lookups in one directory reach the daemon side by side
 // (FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its INIT reply:
-// fuse/init_flags.h). With meta stopped, stats of two names in one
+// fuse/session_io.h). With meta stopped, stats of two names in one
 // directory must both wait in the daemon (the fuse control filesystem's
 // `waiting`); serialized, the second waits in the kernel instead.
 TEST_F(MountTest, LookupsInOneDirectory_ReachTheDaemonInParallel) {
