@@ -400,7 +400,12 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off
       return ReplyIoStatus(req, s);
     }
   }
-  Status s = Fs(req).Write(Handle(fi), offset, std::string_view(buf, size));
+  // The kernel writing back a shared mapping's pages (writepage) names
+  // their offset, even through an O_APPEND handle: it may use any handle
+  // open for writing that was mapped.
+  FileHandle& handle = Handle(fi);
+  const bool append = (handle.flags & O_APPEND) != 0 && !fi->writepage;
+  Status s = Fs(req).WriteAt(handle, offset, std::string_view(buf, size), append);
   if (!s.ok()) return ReplyIoStatus(req, s);
   if (A(req).metrics != nullptr) A(req).metrics->RecordWrite(size);
   fuse_reply_write(req, size);

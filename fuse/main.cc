@@ -190,7 +190,11 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   // every write (4 KiB random writes: +30-40%, README) and leaves
   // setuid/setgid to us (fuse_ops.cc DropSuidSgid), which needs a meta that
   // can drop them; without one the kernel keeps doing it as before.
-  uint32_t init_flags = FUSE_PARALLEL_DIROPS;
+  // DIRECT_IO_ALLOW_MMAP (kernel 6.6+; not in Debian 12's headers): a
+  // MAP_SHARED mapping of a direct I/O file, as an O_APPEND open is here,
+  // works instead of failing with ENODEV.
+  constexpr uint64_t kDirectIoAllowMmap = uint64_t{1} << 36;
+  uint64_t init_flags = FUSE_PARALLEL_DIROPS | kDirectIoAllowMmap;
   if (fs.meta().Supports(dfs::pb::FEATURE_KILL_SUIDGID)) init_flags |= FUSE_HANDLE_KILLPRIV_V2;
   if (!dfs::fuse::AddInitReplyFlags(se, init_flags)) {
     spdlog::warn("cannot pass FUSE_PARALLEL_DIROPS to the kernel: lookups in one directory stay serialized");

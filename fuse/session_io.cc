@@ -12,12 +12,11 @@ namespace {
 
 // One session per process: the INIT exchange happens once, before any
 // other request, on the session loop's first thread.
-std::atomic<uint32_t> g_flags{0};            // what to add
-std::atomic<uint32_t> g_offered{0};          // what the kernel's INIT offered
+std::atomic<uint64_t> g_flags{0};            // what to add (bits 32..63: flags2)
+std::atomic<uint64_t> g_offered{0};          // what the kernel's INIT offered
 std::atomic<uint64_t> g_init_unique{0};      // the INIT request's id
 std::atomic<bool> g_init_seen{false};
 std::atomic<bool> g_done{false};
-std::atomic<uint32_t> g_granted{0};          // the INIT reply's flags as sent
 thread_local uint32_t t_write_flags = 0;     // see WriteKillsSuidSgid
 
 ssize_t Read(int fd, void* buf, size_t len, void*) {
@@ -33,7 +32,13 @@ ssize_t Read(int fd, void* buf, size_t len, void*) {
     if (in->opcode == FUSE_INIT &&
         n >= static_cast<ssize_t>(sizeof(fuse_in_header) + offsetof(fuse_init_in, flags) + sizeof(uint32_t))) {
       const auto* init = reinterpret_cast<const fuse_init_in*>(static_cast<const char*>(buf) + sizeof(fuse_in_header));
-      g_offered.store(init->flags, std::memory_order_relaxed);
+      uint64_t offered = init->flags;
+      // flags2 exists when the kernel says so (FUSE_INIT_EXT, 7.36).
+      if ((init->flags & FUSE_INIT_EXT) &&
+          n >= static_cast<ssize_t>(sizeof(fuse_in_header) + offsetof(fuse_init_in, flags2) + sizeof(uint32_t))) {
+        offered |= uint64_t{init->flags2} << 32;
+      }
+      g_offered.store(offered, std::memory_order_relaxed);
       g_init_unique.store(in->unique, std::memory_order_relaxed);
       g_init_seen.store(true, std::memory_order_release);
     }
@@ -49,8 +54,12 @@ ssize_t Writev(int fd, struct iovec* iov, int count, void*) {
     if (out->unique == g_init_unique.load(std::memory_order_relaxed)) {
       if (out->error == 0) {
         auto* init = static_cast<fuse_init_out*>(iov[1].iov_base);
-        init->flags |= g_flags.load(std::memory_order_relaxed) & g_offered.load(std::memory_order_relaxed);
-        g_granted.store(init->flags, std::memory_order_release);
+        const uint64_t add = g_flags.load(std::memory_order_relaxed) & g_offered.load(std::memory_order_relaxed);
+        init->flags |= static_cast<uint32_t>(add);
+        if ((add >> 32) != 0 && iov[1].iov_len >= offsetof(fuse_init_out, flags2) + sizeof(uint32_t)) {
+          init->flags |= FUSE_INIT_EXT;  // the kernel reads flags2 only then
+          init->flags2 |= static_cast<uint32_t>(add >> 32);
+        }
       }
       g_done.store(true, std::memory_order_release);
     }
@@ -60,14 +69,12 @@ ssize_t Writev(int fd, struct iovec* iov, int count, void*) {
 
 }  // namespace
 
-bool AddInitReplyFlags(fuse_session* se, uint32_t flags) {
+bool AddInitReplyFlags(fuse_session* se, uint64_t flags) {
   g_flags.store(flags, std::memory_order_relaxed);
   static const fuse_custom_io kIo = {.writev = Writev, .read = Read, .splice_receive = nullptr,
                                      .splice_send = nullptr};
   return fuse_session_custom_io(se, &kIo, fuse_session_fd(se)) == 0;
 }
-
-bool InitReplyHas(uint32_t flag) { return (g_granted.load(std::memory_order_acquire) & flag) == flag; }
 
 bool WriteKillsSuidSgid() { return (t_write_flags & FUSE_WRITE_KILL_SUIDGID) != 0; }
 

@@ -7,7 +7,8 @@
 //    although a filesystem asks for it (libfuse PR #861), so the kernel
 //    serialized every lookup and readdir in one directory (two threads
 //    stat'ing files of one directory: 3,355 vs 4,049 lookups/s; two
-//    directories: 7,104); and 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2;
+//    directories: 7,104); and 3.14 cannot ask for FUSE_HANDLE_KILLPRIV_V2
+//    or FUSE_DIRECT_IO_ALLOW_MMAP (a flags2 bit);
 //  - it keeps the write_flags of the WRITE request a worker thread is
 //    handling, which 3.14's fuse_file_info has no field for: with
 //    KILLPRIV_V2, FUSE_WRITE_KILL_SUIDGID there says the writer lacks
@@ -24,13 +25,11 @@
 
 namespace dfs::fuse {
 
-// Call after fuse_session_mount and before the session loop. False if
+// Call after fuse_session_mount and before the session loop. `flags` as the
+// kernel numbers them: bits 32..63 go to the reply's flags2. False if
 // libfuse refused the custom I/O (the session then works as before, and
 // the kernel gets none of `flags`).
-bool AddInitReplyFlags(fuse_session* se, uint32_t flags);
-
-// Whether the kernel granted `flag` in the INIT exchange (false before it).
-bool InitReplyHas(uint32_t flag);
+bool AddInitReplyFlags(fuse_session* se, uint64_t flags);
 
 // Whether the WRITE request this thread is handling carries
 // FUSE_WRITE_KILL_SUIDGID (false for any other request, or without the

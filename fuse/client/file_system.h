@@ -180,6 +180,9 @@ class FileSystem {
   // Buffers a write; may flush when the buffer is large. On an O_APPEND
   // handle the bytes go at the end of file, whatever `offset` says.
   common::Status Write(FileHandle& handle, uint64_t offset, std::string_view data);
+  // Write, at the end of file when `append`, else at `offset` (the kernel
+  // writing back a mapping's pages names their offset, whatever handle).
+  common::Status WriteAt(FileHandle& handle, uint64_t offset, std::string_view data, bool append);
   // A write by a caller without CAP_FSETID drops setuid and setgid (the
   // kernel leaves that to us with FUSE_HANDLE_KILLPRIV_V2). MayLoseSuidSgid
   // is false when the mode this mount knows has neither bit, as for every
@@ -321,8 +324,6 @@ class FileSystem {
   // LostHandleError.
   template <typename Call>
   auto WithHandle(const FileHandle& handle, Call call) -> decltype(call());
-  // Write, at the end of file when `append`, else at `offset`.
-  common::Status WriteAt(FileHandle& handle, uint64_t offset, std::string_view data, bool append);
   // Whether `handle_id` (a handle of this mount) is lost (FileHandle::lost).
   bool HandleLost(uint64_t handle_id);
   // The buffered writes of a lost writer handle: dropped, EIO. OK otherwise.

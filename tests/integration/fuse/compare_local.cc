@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -20,6 +21,13 @@
 #include <vector>
 
 namespace dfs::testing {
+
+bool KernelMapsDirectIo() {
+  utsname u{};
+  int major = 0, minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 6);
+}
 
 std::string RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -207,9 +215,9 @@ void RunOpenFilesSequence(const std::string& dfs_root, const std::string& local_
           break;
         }
         case 23: {  // a shared writable mapping of the slot's file, written inside its size
-          // Not of an O_APPEND handle: dfs opens those direct I/O, and the
-          // kernel refuses their shared mappings (ENODEV; README).
-          if (fd < 0 || slot.append) break;
+          // Of an O_APPEND handle (dfs opens those direct I/O) only where
+          // the kernel can allow it (README: before Linux 6.6, ENODEV).
+          if (fd < 0 || (slot.append && !KernelMapsDirectIo())) break;
           struct stat st{};
           if (::fstat(fd, &st) != 0 || st.st_size == 0) break;
           const uint64_t size = static_cast<uint64_t>(st.st_size);

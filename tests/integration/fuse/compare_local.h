@@ -11,6 +11,11 @@
 
 namespace dfs::testing {
 
+// Whether this kernel lets a FUSE file system allow MAP_SHARED mappings of
+// files it opened for direct I/O (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6):
+// dfs asks for it, and opens O_APPEND files that way.
+bool KernelMapsDirectIo();
+
 // `n` bytes from a generator seeded with `seed`.
 std::string RandomBytes(size_t n, uint64_t seed);
 // The whole file, or "<open failed: ...>".

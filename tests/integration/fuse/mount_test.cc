@@ -491,6 +491,38 @@ TEST_F(MountTest, Xattrs_BehaveLikeLocal) {
   EXPECT_EQ(errno, ENODATA);
 }
 
+// An O_APPEND open is direct I/O on dfs (each mount appends at the end it
+// knows). A MAP_SHARED mapping of it works as on ext4 where the kernel can
+// allow it (FUSE_DIRECT_IO_ALLOW_MMAP, 6.6+; before, ENODEV): bytes stored
+// through the mapping land at their offsets, even though the kernel writes
+// them back through the O_APPEND handle, and a later write(2) appends.
+TEST_F(MountTest, SharedMappingOfAnAppendHandle_WritesInPlace) {
+  std::vector<std::string> contents;
+  for (const std::string& dir : {dfs_, local_}) {
+    const std::string path = dir + "/log";
+    WriteFile(path, std::string(10000, 'a'));
+    const int fd = ::open(path.c_str(), O_RDWR | O_APPEND);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    void* map = ::mmap(nullptr, 10000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      ASSERT_FALSE(KernelMapsDirectIo()) << path << ": " << std::strerror(err);
+      EXPECT_EQ(err, ENODEV);
+      GTEST_SKIP() << "this kernel refuses shared mappings of direct I/O files";
+    }
+    std::memcpy(static_cast<char*>(map) + 5000, "mapped", 6);
+    ASSERT_EQ(::msync(map, 10000, MS_SYNC), 0) << std::strerror(errno);
+    ASSERT_EQ(::write(fd, "appended", 8), 8) << std::strerror(errno);
+    EXPECT_EQ(std::string(static_cast<const char*>(map) + 4998, 10), "aamappedaa");
+    ::munmap(map, 10000);
+    ASSERT_EQ(::close(fd), 0);
+    contents.push_back(ReadFile(path));
+  }
+  EXPECT_EQ(contents[0].size(), 10008u);
+  EXPECT_TRUE(contents[0] == contents[1]) << "dfs and local differ";
+}
+
 TEST_F(MountTest, PunchHoleAndSeek) {
   std::string f = dfs_ + "/holes";
   std::string data = RandomBytes(1 << 20, 9);
