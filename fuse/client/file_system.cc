@@ -121,12 +121,12 @@ uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
   return st->lookups;
 }
 
-void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr) {
+void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, uint64_t name_changes) {
   bool dirty = !st.buffer.empty() || !st.in_flight.empty();
   st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
   st.size_known = true;
   st.attr = attr;
-  st.attr_name_changes = meta_->name_change_count();
+  st.attr_name_changes = name_changes;
 }
 
 void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) {
@@ -143,8 +143,7 @@ void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) 
   Result<pb::Attr> attr = meta_->GetAttr(c, ino);
   if (!attr.ok()) return;  // CarriableSetAttr then leaves the change to meta
   std::lock_guard<std::mutex> lock(st.mu);
-  LearnAttr(st, *attr);
-  st.attr_name_changes = name_changes;
+  LearnAttr(st, *attr, name_changes);
 }
 
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
@@ -172,7 +171,10 @@ void FileSystem::OverlayLocalSize(pb::Attr* attr) {
   auto st = FindState(attr->ino());
   if (st == nullptr) return;
   std::lock_guard<std::mutex> lock(st->mu);
-  LearnAttr(*st, *attr);
+  // Which call the attributes came from is not known here (a lookup, a
+  // listing...): counted as of now, which a concurrent name change of
+  // another name of the file can make one link off (FreshenForCarry).
+  LearnAttr(*st, *attr, meta_->name_change_count());
   attr->set_size(st->size);
 }
 
@@ -233,6 +235,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // The reply is the inode as meta left it, if no other mutation of this
   // client was sent alongside (see GetAttr).
   const uint64_t mutations_before = meta_->mutation_count();
+  const uint64_t name_changes = meta_->name_change_count();
   Result<pb::Attr> set = common::UnavailableError("not sent");
   if (!meta_->Supports(pb::FEATURE_SET_ATTR_COMMIT)) {
     RETURN_IF_ERROR(FlushLocked(request.ino(), *st));
@@ -270,7 +273,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
     DropCachedData(*st);
   }
   std::lock_guard<std::mutex> lock(st->mu);
-  LearnAttr(*st, attr);
+  LearnAttr(*st, attr, name_changes);
   if (meta_->mutation_count() == mutations_before + 1) {
     st->attr_known_mono_ms = NowMonoMs();
     st->attr_known_mutations = mutations_before + 1;
@@ -360,6 +363,7 @@ Status FileSystem::DropLostWrites(uint64_t ino, InodeState& st) {
 }
 
 Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
+  const uint64_t name_changes = meta_->name_change_count();
   ASSIGN_OR_RETURN(pb::OpenReply reply, WithSession([&] { return meta_->Open(c, ino, flags); }));
   if (reply.attr().nlink() == 0 && S_ISREG(reply.attr().mode()) && !HeldOpen(ino)) {
     // A file with no name that this mount does not hold open can only be
@@ -377,7 +381,7 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   ++st->unclosed_handles;
-  LearnAttr(*st, opened.attr);
+  LearnAttr(*st, opened.attr, name_changes);
   // Close-to-open: another mount may have changed the file since we last
   // looked, so forget where its chunks were; keep the kernel's page cache
   // only if size and mtime are what they were at our last open.
@@ -402,6 +406,7 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
 
 Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
                                               uint32_t mode, uint32_t flags, uint32_t umask) {
+  const uint64_t name_changes = meta_->name_change_count();
   ASSIGN_OR_RETURN(pb::CreateReply reply, WithSession([&] {
                      return meta_->Create(c, parent, name, mode, flags, umask, /*lease_first_chunk=*/Writable(flags));
                    }));
@@ -416,7 +421,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   ++st->unclosed_handles;
-  LearnAttr(*st, opened.attr);
+  LearnAttr(*st, opened.attr, name_changes);
   st->locations.clear();
   if ((flags & O_EXCL) || reply.has_lease()) {
     // The call made this inode (O_EXCL succeeded, or meta leased the chunk
@@ -1122,13 +1127,14 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
   }
   std::lock_guard<std::mutex> io_lock(st->io_mu);
   RETURN_IF_ERROR(FlushLocked(handle.ino, *st));
+  const uint64_t name_changes = meta_->name_change_count();
   ASSIGN_OR_RETURN(pb::Attr attr, WithHandle(handle, [&] {
                      return meta_->Fallocate(c, handle.ino, handle.handle_id, mode, offset, length);
                    }));
   st->leases.clear();
   std::lock_guard<std::mutex> lock(st->mu);
   DropCachedData(*st);
-  LearnAttr(*st, attr);
+  LearnAttr(*st, attr, name_changes);
   attr.set_size(st->size);
   return attr;
 }

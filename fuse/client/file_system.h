@@ -338,7 +338,10 @@ class FileSystem {
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   bool HeldOpen(uint64_t ino);  // a handle of this mount has it open
   void MaybeDropState(uint64_t ino);
-  void LearnAttr(InodeState& st, const pb::Attr& attr);
+  // `attr` as a meta call returned it; `name_changes`: this mount's
+  // MetaClient::name_change_count() taken before that call (a name change
+  // that overlapped the call may be missing from its link count).
+  void LearnAttr(InodeState& st, const pb::Attr& attr, uint64_t name_changes);
   // The attributes to answer for a chmod/chown this mount may answer itself
   // (see SetAttr), or nullopt when it must ask meta.
   // `perm_bits_only`: SET_MODE sets the 0777 bits only, keeping the rest.
