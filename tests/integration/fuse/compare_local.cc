@@ -29,6 +29,18 @@ bool KernelMapsDirectIo() {
   return major > 6 || (major == 6 && minor >= 6);
 }
 
+long ListingHash(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return -1;
+  std::vector<std::string> listed;
+  while (dirent* e = ::readdir(dir)) listed.emplace_back(e->d_name);
+  ::closedir(dir);
+  std::sort(listed.begin(), listed.end());
+  std::string all;
+  for (const std::string& n : listed) all += n + "/";
+  return static_cast<long>(std::hash<std::string>()(all) % 1000003);
+}
+
 std::string RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::string s(n, '\0');
@@ -234,21 +246,7 @@ void RunOpenFilesSequence(const std::string& dfs_root, const std::string& local_
           if (r == 0) r = static_cast<long>(n);
           break;
         }
-        case 24: {  // the listing of a directory, in order of name
-          DIR* dir = ::opendir(px.c_str());
-          if (dir == nullptr) {
-            r = -1;
-            break;
-          }
-          std::vector<std::string> listed;
-          while (dirent* e = ::readdir(dir)) listed.emplace_back(e->d_name);
-          ::closedir(dir);
-          std::sort(listed.begin(), listed.end());
-          std::string all;
-          for (const std::string& n : listed) all += n + "/";
-          r = static_cast<long>(std::hash<std::string>()(all) % 1000003);
-          break;
-        }
+        case 24: r = ListingHash(px); break;  // the listing of a directory, in order of name
         case 25: {  // utimens with given times, then what stat says of them
           const struct timespec times[2] = {{static_cast<time_t>(choice % 1'000'000'000), 0},
                                             {static_cast<time_t>(data_seed % 1'000'000'000), 123}};

@@ -16,6 +16,10 @@ namespace dfs::testing {
 // dfs asks for it, and opens O_APPEND files that way.
 bool KernelMapsDirectIo();
 
+// The names in directory `path` (with . and ..), sorted and hashed; -1 with
+// errno set when it cannot be listed.
+long ListingHash(const std::string& path);
+
 // `n` bytes from a generator seeded with `seed`.
 std::string RandomBytes(size_t n, uint64_t seed);
 // The whole file, or "<open failed: ...>".

@@ -259,21 +259,7 @@ void SimpleSequenceMatchesLocal(const std::vector<std::string>& dfs_roots, const
           }
           break;
         }
-        case 12: {  // the names in a directory, sorted
-          DIR* d = ::opendir(px.c_str());
-          if (d == nullptr) {
-            r = -1;
-            break;
-          }
-          std::vector<std::string> got;
-          while (dirent* e = ::readdir(d)) got.push_back(e->d_name);
-          ::closedir(d);
-          std::sort(got.begin(), got.end());
-          std::string all;
-          for (const std::string& n : got) all += n + "/";
-          r = static_cast<long>(std::hash<std::string>()(all) % 1000003);
-          break;
-        }
+        case 12: r = ListingHash(px); break;  // the names in a directory, sorted
       }
       results.push_back(r < 0 ? -errno : r);
     }
