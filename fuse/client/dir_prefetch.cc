@@ -169,7 +169,8 @@ void DirPrefetch::Keep(const Caller& c, uint64_t dir, uint64_t start_cookie, Fet
   Hold(dir, Held{std::move(fetched), c, start_cookie, now + options_.ttl_ms});
 }
 
-std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp) {
+std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp,
+                                                  uint32_t max_entries) {
   if (options_.ttl_ms <= 0) return std::nullopt;
   std::unique_lock<std::mutex> lock(mu_);
   if (cookie == 0 && pending_.count(dir) != 0) {
@@ -200,10 +201,11 @@ std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir,
     from = static_cast<int>(at - entries.begin()) + 1;
   }
   if (from == entries.size() && !held.fetched.page.eof()) return std::nullopt;
+  const int to = static_cast<int>(std::min<int64_t>(entries.size(), int64_t{from} + std::max<uint32_t>(max_entries, 1)));
   Hit hit;
-  hit.page.set_eof(held.fetched.page.eof());
-  hit.page.mutable_entries()->Reserve(entries.size() - from);
-  for (int i = from; i < entries.size(); ++i) *hit.page.add_entries() = entries[i];
+  hit.page.set_eof(held.fetched.page.eof() && to == entries.size());
+  hit.page.mutable_entries()->Reserve(to - from);
+  for (int i = from; i < to; ++i) *hit.page.add_entries() = entries[i];
   hit.epoch = held.fetched.epoch;
   hit.valid_s = static_cast<double>(held.expires_ms - now) / 1000.0;
   ++stats_.served;

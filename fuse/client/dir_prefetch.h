@@ -104,8 +104,11 @@ class DirPrefetch {
   // above): `stamp` is this mount's mutation count now. Nothing when no page
   // continues from `cookie`, or none of it is left and the directory goes
   // on. For cookie 0, a fetch of `dir` still running is waited for, up to
-  // kWaitInFlightMs. A page that may not be used is dropped.
-  std::optional<Hit> Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp);
+  // kWaitInFlightMs. A page that may not be used is dropped. At most
+  // `max_entries` come (the rest stay held; eof only with the last): a
+  // kernel buffer takes ~100 names, and a page holds up to kPageEntries.
+  std::optional<Hit> Take(const Caller& c, uint64_t dir, uint64_t cookie, uint64_t stamp,
+                          uint32_t max_entries = UINT32_MAX);
 
   struct Stats {
     uint64_t fetched = 0;  // pages fetched ahead and kept

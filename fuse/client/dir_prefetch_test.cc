@@ -179,6 +179,15 @@ TEST_F(DirPrefetchTest, AKeptPageServesTheCallsThatContinueIt) {
   auto from40 = prefetch_->Take(walker_, 5, 40, 7);
   ASSERT_TRUE(from40.has_value());
   EXPECT_EQ(from40->page.entries_size(), 5);
+  // At most what the caller can use: the rest stays, and eof comes with the last.
+  auto two = prefetch_->Take(walker_, 5, 40, 7, 2);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(names(*two), (std::vector<std::string>{"d20", "d21"}));
+  EXPECT_FALSE(two->page.eof());
+  auto last = prefetch_->Take(walker_, 5, 2, 7, 3);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(names(*last), (std::vector<std::string>{"d22", "d23", "file"}));
+  EXPECT_TRUE(last->page.eof());
   auto end = prefetch_->Take(walker_, 5, 5, 7);
   ASSERT_TRUE(end.has_value()) << "the end of the directory is an answer too";
   EXPECT_EQ(end->page.entries_size(), 0);

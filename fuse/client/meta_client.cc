@@ -554,7 +554,7 @@ Result<pb::ReadDirReply> MetaClient::ReadDir(const Caller& c, uint64_t ino, uint
 
 Result<pb::ReadDirReply> MetaClient::ReadDirForKernel(const Caller& c, uint64_t ino, uint64_t cookie, uint32_t want,
                                                       bool plus, double* valid_s) {
-  if (std::optional<DirPrefetch::Hit> hit = prefetch_->Take(c, ino, cookie, ChangesStarted())) {
+  if (std::optional<DirPrefetch::Hit> hit = prefetch_->Take(c, ino, cookie, ChangesStarted(), want)) {
     // As ListedLookup: changes this mount made since (carried chmods) are
     // laid over what meta listed.
     for (pb::DirEntry& entry : *hit->page.mutable_entries()) {
@@ -563,9 +563,13 @@ Result<pb::ReadDirReply> MetaClient::ReadDirForKernel(const Caller& c, uint64_t 
     *valid_s = hit->valid_s;
     return std::move(hit->page);
   }
-  if (!plus || want >= DirPrefetch::kPageEntries) return ReadDir(c, ino, cookie, want, plus);
+  if (want >= DirPrefetch::kPageEntries || options_.listing_ttl_ms <= 0) return ReadDir(c, ino, cookie, want, plus);
   // Our own changes must all be in what is held: none may be in flight.
   const std::optional<uint64_t> stamp = QuietStamp();
+  // A plain listing (the kernel's calls after the first, unless lookups
+  // came between) fetches a page with attributes too, to be held: one call
+  // of kPageEntries costs meta less than the five plain calls it saves.
+  if (!plus && !stamp) return ReadDir(c, ino, cookie, want, /*plus=*/false);
   const uint64_t epoch = overlay_.Epoch();
   ASSIGN_OR_RETURN(pb::ReadDirReply page, ReadDir(c, ino, cookie, DirPrefetch::kPageEntries, /*plus=*/true));
   if (stamp && page.entries_size() > static_cast<int>(want)) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -315,6 +316,55 @@ TEST_F(ListingTest, AWideDirectory_ListsOnFromThePageAlreadyFetched) {
   rest.get();
   ::closedir(d);
   EXPECT_TRUE(answered) << "the rest of the listing waited for meta";
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(std::unique(names.begin(), names.end()), names.end()) << "an entry listed twice";
+  EXPECT_EQ(names.size(), static_cast<size_t>(kWide + 2));  // and "." and ".."
+}
+
+// Names read with getdents64 into a 4 KiB buffer: the kernel then asks the
+// mount for 4 KiB of entries at a time (~100 names), as older kernels do
+// for every listing (one page; Debian 12's 6.1). Up to `max` names, and up
+// to one call's worth more; fewer at the end.
+std::vector<std::string> ReadNames(int fd, size_t max) {
+  std::vector<std::string> names;
+  alignas(8) char buf[4096];
+  while (names.size() < max) {
+    const long n = ::syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      const auto* e = reinterpret_cast<const dirent64*>(buf + off);
+      names.emplace_back(e->d_name);
+      off += e->d_reclen;
+    }
+  }
+  return names;
+}
+
+// Small kernel buffers, past the first page: each plain READDIR asked meta
+// for its ~100 names (ten round trips per 1,000). Now a page of 512 is
+// fetched and held for the calls that continue it, as for the first page.
+TEST_F(ListingTest, AWideDirectoryInSmallBuffers_ListsOnFromHeldPagesPastTheFirst) {
+  constexpr int kWide = 1100;  // three meta pages
+  const std::string wide = dir_ + "/wide";
+  ASSERT_EQ(::mkdir(wide.c_str(), 0755), 0) << std::strerror(errno);
+  for (int i = 0; i < kWide; ++i) Write(wide + "/w" + std::to_string(i), "");
+  std::this_thread::sleep_for(kPastTimeouts);
+  const int fd = ::open(wide.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  // Into the second page (names 514 on), then on without meta, short of the
+  // third (a getdents call reads up to ~170 names past where it starts).
+  std::vector<std::string> names = ReadNames(fd, 560);
+  ASSERT_GE(names.size(), 560u);
+  const int meta = SuiteCluster()->Pid("meta-1");
+  ASSERT_GT(meta, 0);
+  ASSERT_EQ(::kill(meta, SIGSTOP), 0);
+  auto more = std::async(std::launch::async, [&] { return ReadNames(fd, 800 - names.size()); });
+  const bool answered = more.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+  ::kill(meta, SIGCONT);
+  for (std::string& n : more.get()) names.push_back(std::move(n));
+  for (std::string& n : ReadNames(fd, SIZE_MAX)) names.push_back(std::move(n));
+  ::close(fd);
+  EXPECT_TRUE(answered) << "names 560 to 800 waited for meta";
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::unique(names.begin(), names.end()), names.end()) << "an entry listed twice";
   EXPECT_EQ(names.size(), static_cast<size_t>(kWide + 2));  // and "." and ".."
