@@ -861,23 +861,25 @@ std::string NetRawCapability() {
 // A write changes a file's privileges as on ext4: setuid goes, setgid when
 // group-executable or the writer is not in the file's group, unless the
 // writer is root; file capabilities go whoever writes. Through the page
-// cache, an O_APPEND handle (direct I/O), truncate, fallocate and
-// copy_file_range. The kernel leaves setuid/setgid to dfs
+// cache, an O_APPEND handle (direct I/O), ftruncate, open(O_TRUNC),
+// fallocate and copy_file_range. The kernel leaves setuid/setgid to dfs
 // (FUSE_HANDLE_KILLPRIV_V2, fuse/session_io.h); before, a user's write or
 // truncate of a setuid file it could write failed with EPERM, or (O_APPEND)
 // kept setuid, and no O_APPEND write dropped capabilities.
 TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
-  enum Op { kPwrite, kAppend, kTruncate, kFallocate, kCopy };
-  const char* const kOpNames[] = {"pwrite", "append", "truncate", "fallocate", "copy_file_range"};
+  enum Op { kPwrite, kAppend, kTruncate, kOpenTrunc, kFallocate, kCopy };
+  const char* const kOpNames[] = {"pwrite", "append", "ftruncate", "open(O_TRUNC)", "fallocate", "copy_file_range"};
   struct Case {
     uint32_t mode;
+    uint32_t uid;    // the file's owner
     uint32_t gid;    // the file's group (the writer's is its uid, no others)
     bool caps;       // security.capability set first
     uint32_t as;     // the writer's uid
   };
   const Case cases[] = {
-      {06777, 0, false, 1000}, {02666, 0, false, 1000}, {02666, 1000, false, 1000}, {02676, 1000, false, 1000},
-      {06755, 0, false, 1000}, {06777, 0, false, 0},    {0666, 0, true, 1000},      {0644, 0, true, 0},
+      {06777, 0, 0, false, 1000},    {02666, 0, 0, false, 1000}, {02666, 0, 1000, false, 1000},
+      {02676, 0, 1000, false, 1000}, {06755, 0, 0, false, 1000}, {06755, 1000, 1000, false, 1000},
+      {06777, 0, 0, false, 0},       {0666, 0, 0, true, 1000},   {0644, 0, 0, true, 0},
   };
   ASSERT_EQ(::chmod(SuiteCluster()->dir().c_str(), 0755), 0);  // mkdtemp folders: 0700
   ASSERT_EQ(::chmod(local_root_.path().c_str(), 0755), 0);
@@ -886,7 +888,7 @@ TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
   int changed = 0;  // cases where the local file lost a bit: the test tests something
   int n = 0;
   for (const Case& c : cases) {
-    for (Op op : {kPwrite, kAppend, kTruncate, kFallocate, kCopy}) {
+    for (Op op : {kPwrite, kAppend, kTruncate, kOpenTrunc, kFallocate, kCopy}) {
       const std::string name = "/f" + std::to_string(n++);
       struct Outcome {
         int err;
@@ -898,7 +900,7 @@ TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
       for (const std::string& dir : {dfs_, local_}) {
         const std::string path = dir + name;
         WriteFile(path, "old contents");
-        ASSERT_EQ(::chown(path.c_str(), 0, c.gid), 0) << std::strerror(errno);
+        ASSERT_EQ(::chown(path.c_str(), c.uid, c.gid), 0) << std::strerror(errno);
         ASSERT_EQ(::chmod(path.c_str(), c.mode), 0) << std::strerror(errno);
         if (c.caps) {
           const std::string v = NetRawCapability();
@@ -906,13 +908,14 @@ TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
         }
         const std::string src = dir + src_name;
         const int err = ErrnoAs(c.as, c.as, [&] {
-          const int fd = ::open(path.c_str(), op == kAppend ? O_WRONLY | O_APPEND : O_WRONLY);
+          const int fd = ::open(path.c_str(), O_WRONLY | (op == kAppend ? O_APPEND : 0) | (op == kOpenTrunc ? O_TRUNC : 0));
           if (fd < 0) return errno;
           int rc = 0;
           switch (op) {
             case kPwrite: rc = ::pwrite(fd, "new", 3, 2) == 3 ? 0 : -1; break;
             case kAppend: rc = ::write(fd, "new", 3) == 3 ? 0 : -1; break;
             case kTruncate: rc = ::ftruncate(fd, 4); break;
+            case kOpenTrunc: break;
             case kFallocate: rc = ::fallocate(fd, 0, 0, 100); break;
             case kCopy: {
               const int in = ::open(src.c_str(), O_RDONLY);
@@ -930,13 +933,13 @@ TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
       if (outcomes[1].err == 0 && (outcomes[1].mode != c.mode || outcomes[1].caps != c.caps)) ++changed;
       EXPECT_TRUE(outcomes[0] == outcomes[1])
           << kOpNames[op] << " as uid " << c.as << " of a file of mode 0" << std::oct << c.mode << std::dec
-          << ", group " << c.gid << (c.caps ? ", with capabilities" : "") << ": dfs errno "
+          << ", owner " << c.uid << ", group " << c.gid << (c.caps ? ", with capabilities" : "") << ": dfs errno "
           << outcomes[0].err << " mode 0" << std::oct << outcomes[0].mode << std::dec << " caps "
           << outcomes[0].caps << "; local errno " << outcomes[1].err << " mode 0" << std::oct
           << outcomes[1].mode << std::dec << " caps " << outcomes[1].caps;
     }
   }
-  EXPECT_EQ(changed, 25);
+  EXPECT_EQ(changed, 36);
 }
 
 // cp -a keeps a file's mode by setting an access ACL equal to it on the
