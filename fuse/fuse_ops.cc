@@ -385,7 +385,9 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 Status DropSuidSgid(fuse_req_t req, FileHandle& handle) {
   if (!Fs(req).MayLoseSuidSgid(handle.ino)) return Status::Ok();
   Status s = Fs(req).DropSuidSgidForWrite(CallerOf(req, true), handle);
-  if (s.ok() && A(req).session != nullptr) fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, handle.ino), -1, 0);
+  if (s.ok() && A(req).session != nullptr) {
+    fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, handle.ino), -1, 0);
+  }
   return s;
 }
 

@@ -201,7 +201,8 @@ std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir,
     from = static_cast<int>(at - entries.begin()) + 1;
   }
   if (from == entries.size() && !held.fetched.page.eof()) return std::nullopt;
-  const int to = static_cast<int>(std::min<int64_t>(entries.size(), int64_t{from} + std::max<uint32_t>(max_entries, 1)));
+  const int64_t room = std::max<uint32_t>(max_entries, 1);
+  const int to = static_cast<int>(std::min<int64_t>(entries.size(), from + room));
   Hit hit;
   hit.page.set_eof(held.fetched.page.eof() && to == entries.size());
   hit.page.mutable_entries()->Reserve(to - from);

@@ -908,7 +908,8 @@ TEST_F(MountTest, WritesDropSetuidSetgidAndCapabilitiesAsLocally) {
         }
         const std::string src = dir + src_name;
         const int err = ErrnoAs(c.as, c.as, [&] {
-          const int fd = ::open(path.c_str(), O_WRONLY | (op == kAppend ? O_APPEND : 0) | (op == kOpenTrunc ? O_TRUNC : 0));
+          const int flags = O_WRONLY | (op == kAppend ? O_APPEND : 0) | (op == kOpenTrunc ? O_TRUNC : 0);
+          const int fd = ::open(path.c_str(), flags);
           if (fd < 0) return errno;
           int rc = 0;
           switch (op) {
