@@ -190,8 +190,10 @@ void RunOpenFilesSequence(const std::string& dfs_root, const std::string& local_
         case 12: r = choice % 2 == 0 ? ::unlink(px.c_str()) : ::rmdir(px.c_str()); break;
         case 13: r = ::symlink(x.c_str(), py.c_str()); break;
         case 14: {  // chmod, then what stat says (a directory's size and links differ by design)
-          static constexpr mode_t kModes[] = {0644, 0600, 0755, 0444};
-          r = ::chmod(px.c_str(), kModes[choice % 4]);
+          // Setuid and setgid too: the writes after must drop them as
+          // ext4 does (FUSE_HANDLE_KILLPRIV_V2), run as an ordinary user.
+          static constexpr mode_t kModes[] = {0644, 0600, 0755, 0444, 04755, 02775, 06777, 02664};
+          r = ::chmod(px.c_str(), kModes[choice % 8]);
           struct stat st{};
           if (r == 0) r = ::stat(px.c_str(), &st);
           if (r == 0) {
