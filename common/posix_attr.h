@@ -27,6 +27,11 @@ inline uint32_t ModeAfterRootSetAttr(uint32_t mode, uint32_t valid, uint32_t new
   return mode;
 }
 
+// File capabilities, which a write drops (file_remove_privs): the mount
+// drops them itself before direct I/O, and meta lets anyone who may write
+// remove them (the kernel asks for no other removal without CAP_SETFCAP).
+inline constexpr char kCapabilityXattr[] = "security.capability";
+
 // An open that changes nothing: read-only access and no O_TRUNC (which
 // writes even with O_RDONLY). The client pins such an open itself and meta
 // answers it from its state (fuse/client/read_pin_set.h).

@@ -151,6 +151,13 @@ bool ClusterLocks(const Adapter& adapter) {
   return adapter.options.cluster_locks && adapter.fs->meta().Supports(pb::FEATURE_FILE_LOCKS);
 }
 
+// The kernel asks for `ino`'s attributes again, after a change that it
+// keeps an older copy of (a mode meta changed). Attributes only (offset
+// -1), so no page lock is involved.
+void ForgetAttrs(fuse_req_t req, uint64_t ino) {
+  if (A(req).session != nullptr) fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, ino), -1, 0);
+}
+
 bool RefuseIfReadOnly(fuse_req_t req) {
   if (!A(req).options.read_only) return false;
   fuse_reply_err(req, EROFS);
@@ -380,32 +387,28 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
 
 // Before a write or a copy into the file: what file_remove_privs would do
 // to its mode, which the kernel leaves to us (FUSE_HANDLE_KILLPRIV_V2).
-// The kernel keeps the old mode cached: make it ask again (attributes only,
-// offset -1, so no page lock is involved).
 Status DropSuidSgid(fuse_req_t req, FileHandle& handle) {
   if (!Fs(req).MayLoseSuidSgid(handle.ino)) return Status::Ok();
   Status s = Fs(req).DropSuidSgidForWrite(CallerOf(req, true), handle);
-  if (s.ok() && A(req).session != nullptr) {
-    fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, handle.ino), -1, 0);
-  }
+  if (s.ok()) ForgetAttrs(req, handle.ino);
   return s;
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   uint64_t offset = static_cast<uint64_t>(off);
+  FileHandle& handle = Handle(fi);
   // The kernel says whether the writer lacks CAP_FSETID.
   if (WriteKillsSuidSgid()) {
-    if (Status s = DropSuidSgid(req, Handle(fi)); !s.ok()) return ReplyIoStatus(req, s);
+    if (Status s = DropSuidSgid(req, handle); !s.ok()) return ReplyIoStatus(req, s);
   }
-  if (Handle(fi).flags & O_APPEND) {  // direct I/O (see Open)
-    if (Status s = Fs(req).DropCapabilityForWrite(CallerOf(req, false), Handle(fi).ino); !s.ok()) {
+  if (handle.flags & O_APPEND) {  // direct I/O (see Open)
+    if (Status s = Fs(req).DropCapabilityForWrite(CallerOf(req, false), handle.ino); !s.ok()) {
       return ReplyIoStatus(req, s);
     }
   }
   // The kernel writing back a shared mapping's pages (writepage) names
   // their offset, even through an O_APPEND handle: it may use any handle
   // open for writing that was mapped.
-  FileHandle& handle = Handle(fi);
   const bool append = (handle.flags & O_APPEND) != 0 && !fi->writepage;
   Status s = Fs(req).WriteAt(handle, offset, std::string_view(buf, size), append);
   if (!s.ok()) return ReplyIoStatus(req, s);
@@ -578,12 +581,9 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   if (RefuseIfReadOnly(req)) return;
   Status s = Fs(req).SetXattr(CallerOf(req, false), ino, name, std::string(value, size),
                                      static_cast<uint32_t>(flags));
-  if (s.ok() && std::string_view(name) == common::kAccessAclXattr && A(req).session != nullptr) {
-    // The ACL set the mode bits, which the kernel keeps cached (without
-    // FUSE_POSIX_ACL it drops only ctime): make it ask again. Attributes
-    // only (offset -1), so no page lock is involved.
-    fuse_lowlevel_notify_inval_inode(A(req).session, ino, -1, 0);
-  }
+  // The ACL set the mode bits, which the kernel keeps cached (without
+  // FUSE_POSIX_ACL it drops only ctime).
+  if (s.ok() && std::string_view(name) == common::kAccessAclXattr) ForgetAttrs(req, ino);
   fuse_reply_err(req, s.ToErrno());
 }
 
@@ -627,15 +627,14 @@ void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t lengt
   constexpr int kSupported = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
   if (mode & ~kSupported) return (void)fuse_reply_err(req, EOPNOTSUPP);
   if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return (void)fuse_reply_err(req, EOPNOTSUPP);
-  const Caller caller = CallerOf(req, true);  // groups: meta may drop setgid
   // Meta drops setuid/setgid as for a write (the kernel leaves it to us,
   // FUSE_HANDLE_KILLPRIV_V2) and the kernel must learn the new mode.
+  Caller caller = CallerOf(req, false);
   const bool mode_may_change = caller.uid != 0 && Fs(req).MayLoseSuidSgid(Handle(fi).ino);
+  if (mode_may_change) caller = CallerOf(req, true);  // groups: meta may drop setgid
   auto attr = Fs(req).Fallocate(caller, Handle(fi), static_cast<uint32_t>(mode), static_cast<uint64_t>(offset),
                                 static_cast<uint64_t>(length));
-  if (attr.ok() && mode_may_change && A(req).session != nullptr) {
-    fuse_lowlevel_notify_inval_inode(A(req).session, Out(req, Handle(fi).ino), -1, 0);
-  }
+  if (attr.ok() && mode_may_change) ForgetAttrs(req, Handle(fi).ino);
   fuse_reply_err(req, attr.ok() ? 0 : attr.status().ToErrno());
 }
 

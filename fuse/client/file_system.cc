@@ -1009,19 +1009,15 @@ Result<uint64_t> FileSystem::SeekDataOrHole(FileHandle& handle, uint64_t offset,
   return size;  // the end of the file counts as a hole
 }
 
-namespace {
-constexpr char kCapabilityXattr[] = "security.capability";
-}
-
 Status FileSystem::DropCapabilityForWrite(const Caller& c, uint64_t ino) {
-  Result<std::string> caps = GetXattr(c, ino, kCapabilityXattr);
+  Result<std::string> caps = GetXattr(c, ino, common::kCapabilityXattr);
   if (!caps.ok()) return caps.status().code() == common::StatusCode::kNoAttribute ? Status::Ok() : caps.status();
-  Status s = RemoveXattr(c, ino, kCapabilityXattr);
+  Status s = RemoveXattr(c, ino, common::kCapabilityXattr);
   return s.code() == common::StatusCode::kNoAttribute ? Status::Ok() : s;
 }
 
 Result<std::string> FileSystem::GetXattr(const Caller& c, uint64_t ino, const std::string& name) {
-  if (name != kCapabilityXattr) return meta_->GetXattr(c, ino, name);
+  if (name != common::kCapabilityXattr) return meta_->GetXattr(c, ino, name);
   auto st = State(ino);
   {
     std::lock_guard<std::mutex> lock(st->mu);
@@ -1053,7 +1049,7 @@ Status FileSystem::SetXattr(const Caller& c, uint64_t ino, const std::string& na
     }
   }
   Status s = meta_->SetXattr(c, ino, name, value, flags);
-  if (name == kCapabilityXattr) {
+  if (name == common::kCapabilityXattr) {
     auto st = State(ino);
     std::lock_guard<std::mutex> lock(st->mu);
     st->capability_checked_mono_ms = -1;
@@ -1085,7 +1081,7 @@ bool FileSystem::CarryAccessAcl(const Caller& c, uint64_t ino, const std::string
 
 Status FileSystem::RemoveXattr(const Caller& c, uint64_t ino, const std::string& name) {
   Status s = meta_->RemoveXattr(c, ino, name);
-  if (name == kCapabilityXattr) {
+  if (name == common::kCapabilityXattr) {
     auto st = State(ino);
     std::lock_guard<std::mutex> lock(st->mu);
     st->capability_checked_mono_ms = -1;

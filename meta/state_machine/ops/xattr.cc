@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "common/posix_acl.h"
+#include "common/posix_attr.h"
 #include "common/result.h"
 #include "meta/state_machine/ops/ops.h"
 
@@ -20,7 +21,6 @@ using common::StatusCode;
 namespace {
 constexpr size_t kMaxXattrValueBytes = 65536;
 constexpr uint32_t kXattrCreate = 1, kXattrReplace = 2;
-constexpr std::string_view kCapabilityXattr = "security.capability";
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
@@ -121,7 +121,7 @@ Status RemoveXattr(OpContext& ctx, const pb::RemoveXattrRequest& req, pb::OpResu
   Creds creds = CredsOf(ctx, req.ctx());
   std::optional<Inode> inode = LoadInode(ctx.db, req.ino());
   if (!inode) return Status(StatusCode::kNotFound, "no such inode");
-  if (req.name() == kCapabilityXattr && creds.uid != 0 && creds.uid != inode->uid) {
+  if (req.name() == common::kCapabilityXattr && creds.uid != 0 && creds.uid != inode->uid) {
     // The kernel refuses a removal asked for without CAP_SETFCAP, so one
     // from a non-owner is the kernel dropping file capabilities for a write
     // (file_remove_privs), which needs only write access, as on ext4.
