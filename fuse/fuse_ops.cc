@@ -137,9 +137,10 @@ fuse_entry_param ToEntry(fuse_req_t req, const pb::Attr& a, double valid_s = -1)
   return e;
 }
 
-// Replies with an entry and counts the kernel's new reference.
-void ReplyEntry(fuse_req_t req, pb::Attr attr, double valid_s = -1) {
-  Fs(req).OverlayLocalSize(&attr);
+// Replies with an entry and counts the kernel's new reference; `before`:
+// taken before the call that returned `attr` (FileSystem::LearnAttr).
+void ReplyEntry(fuse_req_t req, pb::Attr attr, const FileSystem::AttrStamp& before, double valid_s = -1) {
+  Fs(req).OverlayLocalSize(&attr, before);
   fuse_entry_param e = ToEntry(req, attr, valid_s);
   Fs(req).AddLookups(e.ino);
   if (fuse_reply_entry(req, &e) != 0) Fs(req).Forget(e.ino, 1);  // the kernel never got it
@@ -189,13 +190,18 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (parent == A(req).options.root_ino && std::strcmp(name, "..") == 0) {
     // Export support may ask for ".."; the mount root is its own parent,
     // as "/" is, so a subdir mount never leads above its root.
+    const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
     auto root = Fs(req).GetAttr(CallerOf(req, false), parent);
     if (!root.ok()) return ReplyStatus(req, root.status());
-    return ReplyEntry(req, *root);
+    return ReplyEntry(req, *root, before);
   }
   MetaClient& meta = Fs(req).meta();
-  if (auto hit = Fs(req).ListedLookup(parent, name)) return ReplyEntry(req, std::move(hit->attr), hit->valid_s);
+  // A listing is used only while this mount changed nothing since its fetch.
+  if (auto hit = Fs(req).ListedLookup(parent, name)) {
+    return ReplyEntry(req, std::move(hit->attr), Fs(req).StampBeforeCall(), hit->valid_s);
+  }
   const Caller caller = CallerOf(req, false);  // req is gone after the reply
+  const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
   auto attr = meta.Lookup(caller, parent, name);
   if (!attr.ok()) {
     if (attr.status().code() == common::StatusCode::kNotFound) {
@@ -207,7 +213,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     }
     return ReplyStatus(req, attr.status());
   }
-  ReplyEntry(req, *attr);
+  ReplyEntry(req, *attr, before);
   meta.MaybeFetchListing(caller, parent);  // one by one in a directory: list it (dir_listings.h)
 }
 
@@ -282,18 +288,20 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
   parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
+  const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
   auto attr = Fs(req).meta().Mknod(CallerOf(req, true), parent, name, mode, rdev, ctx->umask);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
-  ReplyEntry(req, *attr);
+  ReplyEntry(req, *attr, before);
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
   const fuse_ctx* ctx = fuse_req_ctx(req);
+  const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
   auto attr = Fs(req).meta().Mkdir(CallerOf(req, true), parent, name, mode, ctx->umask);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
-  ReplyEntry(req, *attr);
+  ReplyEntry(req, *attr, before);
 }
 
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -311,9 +319,10 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   parent = In(req, parent);
   if (RefuseIfReadOnly(req)) return;
+  const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
   auto attr = Fs(req).meta().Symlink(CallerOf(req, true), parent, name, link);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
-  ReplyEntry(req, *attr);
+  ReplyEntry(req, *attr, before);
 }
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
@@ -330,9 +339,10 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   ino = In(req, ino);
   newparent = In(req, newparent);
   if (RefuseIfReadOnly(req)) return;
+  const FileSystem::AttrStamp before = Fs(req).StampBeforeCall();
   auto attr = Fs(req).meta().Link(CallerOf(req, false), ino, newparent, newname);
   if (!attr.ok()) return ReplyStatus(req, attr.status());
-  ReplyEntry(req, *attr);
+  ReplyEntry(req, *attr, before);
 }
 
 void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, bool create) {
@@ -341,7 +351,7 @@ void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, 
   fi->fh = reinterpret_cast<uint64_t>(opened.handle.get());
   FileHandle* raw = opened.handle.release();
   if (create) {
-    Fs(req).OverlayLocalSize(&opened.attr);
+    Fs(req).WithLocalSize(&opened.attr);  // Create learned them
     fuse_entry_param e = ToEntry(req, opened.attr);
     Fs(req).AddLookups(e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {
@@ -467,11 +477,12 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   size_t used = 0;
   uint64_t next_offset = offset;  // after the last entry added
   double valid_s = -1;  // a page fetched ahead: what is left of its timeout
+  FileSystem::AttrStamp before;  // taken before the page being added was asked for
   auto add = [&](const char* name, const pb::Attr* attr, uint64_t entry_ino, uint32_t type, uint64_t next) {
     size_t need;
     if (plus && attr != nullptr) {
       pb::Attr a = *attr;
-      Fs(req).OverlayLocalSize(&a);
+      Fs(req).OverlayLocalSize(&a, before);
       fuse_entry_param e = ToEntry(req, a, valid_s);
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, static_cast<off_t>(next));
       if (need <= size - used) Fs(req).AddLookups(e.ino);
@@ -498,6 +509,9 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   uint32_t want = static_cast<uint32_t>(std::max<size_t>(8, size / (plus ? 160 : 40)));
   const Caller caller = CallerOf(req, false);
   while (true) {
+    // (A page held from earlier serves only while this mount changed
+    // nothing since its fetch: as fresh as one asked now.)
+    before = Fs(req).StampBeforeCall();
     auto page = Fs(req).meta().ReadDirForKernel(caller, ino, cookie, want, plus, &valid_s);
     if (!page.ok()) {
       if (used > 0) break;  // return what we have; the error repeats on the next call

@@ -38,7 +38,7 @@ Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
   }
   // A lost handle's writes are dropped by the next flush, which says so.
   if (spec.type == pb::LOCK_TYPE_UNLOCK && !handle.lost) RETURN_IF_ERROR(Flush(ino));
-  const uint64_t name_changes = meta_->name_change_count();
+  const AttrStamp before = StampBeforeCall();
   ASSIGN_OR_RETURN(std::optional<pb::Attr> attr,
                    WithSession([&] { return meta_->SetLock(LockRequest<pb::SetLockRequest>(ino, spec)); }));
   std::lock_guard<std::mutex> io_lock(st->io_mu);  // for st->leases, taken before mu
@@ -53,10 +53,13 @@ Result<bool> FileSystem::Lock(FileHandle& handle, const LockSpec& spec) {
   st->lock_holders.emplace(&handle, spec.kind, spec.owner);
   if (!attr) return false;
   // As at open (close-to-open): keep the cached data only if size and mtime
-  // are what this mount last saw; our own buffered writes are newer anyway.
+  // are what this mount last saw; our own buffered writes are newer anyway,
+  // and so is a flush of ours that ended after meta made this reply (the
+  // size of SQLite's -shm file went back to 3 bytes that way).
   const bool dirty = !st->buffer.empty() || !st->in_flight.empty();
-  const bool changed = !dirty && (st->opened_mtime_ns != attr->mtime_ns() || st->opened_size != attr->size());
-  LearnAttr(*st, *attr, name_changes);
+  const bool fresh = LearnAttr(*st, *attr, before);
+  const bool changed =
+      !dirty && fresh && (st->opened_mtime_ns != attr->mtime_ns() || st->opened_size != attr->size());
   if (changed) {
     // Another mount wrote: it took the chunks' leases (meta ended ours when
     // it locked), so ours name versions that are gone.

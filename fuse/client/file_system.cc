@@ -121,20 +121,28 @@ uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
   return st->lookups;
 }
 
-void FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, uint64_t name_changes) {
-  bool dirty = !st.buffer.empty() || !st.in_flight.empty();
-  st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
-  st.size_known = true;
+FileSystem::AttrStamp FileSystem::StampBeforeCall() const {
+  return AttrStamp{.name_changes = meta_->name_change_count(), .data_changes = data_changes_.load()};
+}
+
+bool FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, const AttrStamp& before) {
+  const bool overtaken = st.size_known && st.data_changed_at > before.data_changes;
+  if (!overtaken) {
+    const bool dirty = !st.buffer.empty() || !st.in_flight.empty();
+    st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
+    st.size_known = true;
+  }
   st.attr = attr;
-  st.attr_name_changes = name_changes;
+  st.attr_name_changes = before.name_changes;
+  return !overtaken;
 }
 
 void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) {
   if (c.uid != 0 || !meta_->CanCarrySetAttr()) return;
-  const uint64_t name_changes = meta_->name_change_count();  // before asking: see below
+  const AttrStamp before = StampBeforeCall();  // before asking: see below
   {
     std::lock_guard<std::mutex> lock(st.mu);
-    if (st.unclosed_handles == 0 || !st.attr || st.attr_name_changes == name_changes) return;
+    if (st.unclosed_handles == 0 || !st.attr || st.attr_name_changes == before.name_changes) return;
   }
   // This mount unlinked, renamed or linked a name since: if it was another
   // name of this file, its link count changed at meta and not in `st`. A
@@ -143,7 +151,7 @@ void FileSystem::FreshenForCarry(const Caller& c, uint64_t ino, InodeState& st) 
   Result<pb::Attr> attr = meta_->GetAttr(c, ino);
   if (!attr.ok()) return;  // CarriableSetAttr then leaves the change to meta
   std::lock_guard<std::mutex> lock(st.mu);
-  LearnAttr(st, *attr, name_changes);
+  LearnAttr(st, *attr, before);
 }
 
 std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::SetAttrRequest& request,
@@ -167,15 +175,19 @@ std::optional<pb::Attr> FileSystem::CarriableSetAttr(const Caller& c, const pb::
   return attr;
 }
 
-void FileSystem::OverlayLocalSize(pb::Attr* attr) {
+void FileSystem::OverlayLocalSize(pb::Attr* attr, const AttrStamp& before) {
   auto st = FindState(attr->ino());
   if (st == nullptr) return;
   std::lock_guard<std::mutex> lock(st->mu);
-  // Which call the attributes came from is not known here (a lookup, a
-  // listing...): counted as of now, which a concurrent name change of
-  // another name of the file can make one link off (FreshenForCarry).
-  LearnAttr(*st, *attr, meta_->name_change_count());
+  LearnAttr(*st, *attr, before);
   attr->set_size(st->size);
+}
+
+void FileSystem::WithLocalSize(pb::Attr* attr) {
+  auto st = FindState(attr->ino());
+  if (st == nullptr) return;
+  std::lock_guard<std::mutex> lock(st->mu);
+  if (st->size_known) attr->set_size(st->size);
 }
 
 Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
@@ -190,8 +202,9 @@ Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
     }
     st->attr_known_mono_ms = -1;
   }
+  const AttrStamp before = StampBeforeCall();
   ASSIGN_OR_RETURN(pb::Attr attr, meta_->GetAttr(c, ino));
-  OverlayLocalSize(&attr);
+  OverlayLocalSize(&attr, before);
   return attr;
 }
 
@@ -211,7 +224,9 @@ std::optional<DirListings::Hit> FileSystem::ListedLookup(uint64_t parent, const 
 std::optional<DirListings::Hit> FileSystem::ListedAttr(uint64_t ino) {
   if (HeldOpen(ino)) return std::nullopt;
   std::optional<DirListings::Hit> hit = meta_->ListedAttr(ino);
-  if (hit) OverlayLocalSize(&hit->attr);
+  // A listing is used only while this mount changed nothing since its
+  // fetch (a flush's commit is a change): as fresh as a reply now.
+  if (hit) OverlayLocalSize(&hit->attr, StampBeforeCall());
   return hit;
 }
 
@@ -273,7 +288,12 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
     DropCachedData(*st);
   }
   std::lock_guard<std::mutex> lock(st->mu);
-  LearnAttr(*st, attr, name_changes);
+  // Its own reply, data as of now: the call ran under io_mu (no flush of
+  // the file meanwhile but its own), and the kernel holds the inode's lock
+  // across a setattr and any write(2) (mapped pages written back meanwhile
+  // are buffered: LearnAttr keeps the larger size then).
+  LearnAttr(*st, attr, AttrStamp{.name_changes = name_changes, .data_changes = data_changes_.load()});
+  if (request.valid() & pb::SET_SIZE) NoteDataChange(*st);
   if (meta_->mutation_count() == mutations_before + 1) {
     st->attr_known_mono_ms = NowMonoMs();
     st->attr_known_mutations = mutations_before + 1;
@@ -359,11 +379,12 @@ Status FileSystem::DropLostWrites(uint64_t ino, InodeState& st) {
                 ino, st.buffer.buffered_bytes());
   st.buffer.Clear();
   if (st.attr) st.size = st.attr->size();
+  NoteDataChange(st);
   return LostHandleError();
 }
 
 Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint32_t flags) {
-  const uint64_t name_changes = meta_->name_change_count();
+  const AttrStamp before = StampBeforeCall();
   ASSIGN_OR_RETURN(pb::OpenReply reply, WithSession([&] { return meta_->Open(c, ino, flags); }));
   if (reply.attr().nlink() == 0 && S_ISREG(reply.attr().mode()) && !HeldOpen(ino)) {
     // A file with no name that this mount does not hold open can only be
@@ -381,16 +402,19 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   ++st->unclosed_handles;
-  LearnAttr(*st, opened.attr, name_changes);
+  // A reply meta made before a flush of this mount's ended (another handle
+  // of the file) says nothing new: the flush's own reply said more.
+  const bool fresh = LearnAttr(*st, opened.attr, before);
+  if (flags & O_TRUNC) NoteDataChange(*st);
   // Close-to-open: another mount may have changed the file since we last
   // looked, so forget where its chunks were; keep the kernel's page cache
   // only if size and mtime are what they were at our last open.
   bool dirty = !st->buffer.empty() || !st->in_flight.empty();
-  opened.keep_cache = !dirty && st->opened_mtime_ns == opened.attr.mtime_ns() &&
+  opened.keep_cache = !dirty && fresh && st->opened_mtime_ns == opened.attr.mtime_ns() &&
                       st->opened_size == opened.attr.size();
   st->attr_known_mono_ms = NowMonoMs();  // see GetAttr
   st->attr_known_mutations = meta_->mutation_count();
-  if (!dirty) {
+  if (!dirty && fresh) {
     st->locations.clear();
     // Where chunk 0 is, as of this open (a small file's reader then asks
     // meta nothing more).
@@ -398,15 +422,17 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
       LearnLocations(*st, 0, 0, reply.first_chunk());
     }
   }
-  st->opened_mtime_ns = opened.attr.mtime_ns();
-  st->opened_size = opened.attr.size();
+  if (fresh) {
+    st->opened_mtime_ns = opened.attr.mtime_ns();
+    st->opened_size = opened.attr.size();
+  }
   opened.attr.set_size(st->size);
   return opened;
 }
 
 Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, const std::string& name,
                                               uint32_t mode, uint32_t flags, uint32_t umask) {
-  const uint64_t name_changes = meta_->name_change_count();
+  const AttrStamp before = StampBeforeCall();
   ASSIGN_OR_RETURN(pb::CreateReply reply, WithSession([&] {
                      return meta_->Create(c, parent, name, mode, flags, umask, /*lease_first_chunk=*/Writable(flags));
                    }));
@@ -421,7 +447,8 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
   std::lock_guard<std::mutex> lock(st->mu);
   ++st->open_handles;
   ++st->unclosed_handles;
-  LearnAttr(*st, opened.attr, name_changes);
+  const bool fresh = LearnAttr(*st, opened.attr, before);
+  if (flags & O_TRUNC) NoteDataChange(*st);
   st->locations.clear();
   if ((flags & O_EXCL) || reply.has_lease()) {
     // The call made this inode (O_EXCL succeeded, or meta leased the chunk
@@ -433,8 +460,10 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
     st->capability_status = common::Status(common::StatusCode::kNoAttribute, "no such attribute");
     st->capability_value.clear();
   }
-  st->opened_mtime_ns = opened.attr.mtime_ns();
-  st->opened_size = opened.attr.size();
+  if (fresh) {
+    st->opened_mtime_ns = opened.attr.mtime_ns();
+    st->opened_size = opened.attr.size();
+  }
   return opened;
 }
 
@@ -528,6 +557,7 @@ Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view
   st->buffer.Write(offset, data);
   st->writer_handle_id = handle.handle_id;
   st->size = std::max(st->size, offset + data.size());
+  NoteDataChange(*st);
   if (st->buffer.buffered_bytes() >= options_.flush_threshold_bytes) StartBackgroundFlush(handle.ino, st);
   return Status::Ok();
 }
@@ -783,6 +813,7 @@ std::optional<pb::ChunkCommit> FileSystem::InlineCommit(uint64_t chunk_index,
 Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,
                                      const Result<pb::Attr>& committed) {
   std::lock_guard<std::mutex> lock(st.mu);
+  NoteDataChange(st);
   if (!committed.ok()) {
     // Keep the data: put it back under anything written since, so a retry
     // (the next flush, fsync or close) sends it again.
@@ -1130,7 +1161,9 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
   st->leases.clear();
   std::lock_guard<std::mutex> lock(st->mu);
   DropCachedData(*st);
-  LearnAttr(*st, attr, name_changes);
+  // Its own reply, as SetAttr's: data as of now.
+  LearnAttr(*st, attr, AttrStamp{.name_changes = name_changes, .data_changes = data_changes_.load()});
+  NoteDataChange(*st);
   attr.set_size(st->size);
   return attr;
 }

@@ -141,8 +141,19 @@ class FileSystem {
   // for it. A crash of this client before then loses it, as a crash loses
   // an unsynced chmod on a local disk.
   common::Result<pb::Attr> SetAttr(const Caller& c, const pb::SetAttrRequest& request);
-  // Fixes `attr` up with the local size (used for entry replies).
-  void OverlayLocalSize(pb::Attr* attr);
+  // What a meta reply's attributes are weighed against: this mount's name
+  // changes and its own changes of file data, counted before the call that
+  // returned them was sent (see LearnAttr).
+  struct AttrStamp {
+    uint64_t name_changes = 0;
+    uint64_t data_changes = 0;
+  };
+  AttrStamp StampBeforeCall() const;
+  // Learns `attr` (from a call sent after `before` was taken) and fixes it
+  // up with the local size (entry replies, listings).
+  void OverlayLocalSize(pb::Attr* attr, const AttrStamp& before);
+  // Only fixes `attr` up with the local size (attributes already learned).
+  void WithLocalSize(pb::Attr* attr);
 
   // Opens `ino` (meta records the handle). keep_cache tells the kernel
   // whether its page cache of the file is still valid (size and mtime
@@ -300,6 +311,9 @@ class FileSystem {
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
     uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
     uint64_t attr_name_changes GUARDED_BY(mu) = 0;  // MetaClient::name_change_count() when `attr` was learned
+    // data_changes_ at this mount's last own change of the file's data or
+    // size (a buffered write, the end of a flush, a truncate...).
+    uint64_t data_changed_at GUARDED_BY(mu) = 0;
     int64_t capability_checked_mono_ms GUARDED_BY(mu) = -1;  // -1: not cached
     // This mount made the inode (Create) and set no access ACL since, so
     // meta holds none for it (see SetXattr).
@@ -338,10 +352,17 @@ class FileSystem {
   std::shared_ptr<InodeState> FindState(uint64_t ino);
   bool HeldOpen(uint64_t ino);  // a handle of this mount has it open
   void MaybeDropState(uint64_t ino);
-  // `attr` as a meta call returned it; `name_changes`: this mount's
-  // MetaClient::name_change_count() taken before that call (a name change
-  // that overlapped the call may be missing from its link count).
-  void LearnAttr(InodeState& st, const pb::Attr& attr, uint64_t name_changes);
+  // `attr` as a meta call returned it; `before`: StampBeforeCall() taken
+  // before that call. A name change that overlapped the call may be missing
+  // from its link count; and meta may have made it before one of this
+  // mount's own writes or flushes of the file ended, so its size is taken
+  // only when none ended since `before` (else it may be older than ours: a
+  // lock's reply once cut the size of SQLite's -shm file to what it was
+  // before this mount's own flush, and mappings of it died of SIGBUS).
+  // Returns false when the size was not taken for that reason.
+  bool LearnAttr(InodeState& st, const pb::Attr& attr, const AttrStamp& before) REQUIRES(st.mu);
+  // This mount changed the data or size of the file (see LearnAttr).
+  void NoteDataChange(InodeState& st) REQUIRES(st.mu) { st.data_changed_at = ++data_changes_; }
   // The attributes to answer for a chmod/chown this mount may answer itself
   // (see SetAttr), or nullopt when it must ask meta.
   // `perm_bits_only`: SET_MODE sets the 0777 bits only, keeping the rest.
@@ -390,6 +411,9 @@ class FileSystem {
   const FileSystemOptions options_;
   PageCache cache_;
   ChunkClient chunks_;
+  // Grows at each of this mount's own changes of any file's data or size
+  // (InodeState::data_changed_at, AttrStamp).
+  std::atomic<uint64_t> data_changes_{0};
 
   // Fetches file bytes [from, to) into the page cache in the background
   // (sequential readahead one window ahead of the reader). Requires st->mu held.
