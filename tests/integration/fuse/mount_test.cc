@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -656,6 +658,77 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
   }
   EXPECT_TRUE(ReadFile(dfs_ + "/handoff") == model);
   EXPECT_TRUE(ReadFile(second + name + "/handoff") == model);
+}
+
+// Read-your-writes while one thread appends and fsyncs, another takes and
+// drops a lock on the file, and a third stats and reads it back past the
+// kernel's page cache. A lock's reply carries the file's attributes as meta
+// had them; one made before a flush of this mount ended once set the
+// mount's size back (and the kernel's with it): fstat and read came up
+// short within a second or two (SQLite's WAL writers died of SIGBUS).
+TEST_F(MountTest, ReadYourWrites_WhileLocksAndFlushesOfTheFileRunAtOnce) {
+  const std::string path = dfs_ + "/appended";
+  int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  std::atomic<uint64_t> written{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::string failure;  // guarded by mu
+  auto fail = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (failure.empty()) failure = what;
+    stop = true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  auto running = [&] { return !stop && std::chrono::steady_clock::now() < deadline; };
+  std::thread writer([&] {
+    const std::string block(4096, 'w');
+    while (running()) {
+      const uint64_t at = written.load();
+      if (::pwrite(fd, block.data(), block.size(), static_cast<off_t>(at)) != 4096) return fail("pwrite");
+      written = at + 4096;
+      if (::fsync(fd) != 0) return fail(std::string("fsync: ") + std::strerror(errno));
+    }
+  });
+  std::thread locker([&] {
+    struct flock lock{};
+    lock.l_whence = SEEK_SET;
+    lock.l_start = 100;
+    lock.l_len = 1;
+    while (running()) {
+      lock.l_type = F_WRLCK;
+      if (::fcntl(fd, F_SETLK, &lock) != 0) return fail(std::string("lock: ") + std::strerror(errno));
+      lock.l_type = F_UNLCK;
+      if (::fcntl(fd, F_SETLK, &lock) != 0) return fail(std::string("unlock: ") + std::strerror(errno));
+    }
+  });
+  std::thread reader([&] {
+    int rfd = ::open(path.c_str(), O_RDONLY);
+    if (rfd < 0) return fail("open for reading");
+    std::string buf;
+    while (running()) {
+      const uint64_t want = written.load();
+      struct stat st{};
+      if (::fstat(rfd, &st) != 0 || static_cast<uint64_t>(st.st_size) < want) {
+        fail("fstat said " + std::to_string(st.st_size) + " after " + std::to_string(want) + " bytes were written");
+        break;
+      }
+      ::posix_fadvise(rfd, 0, 0, POSIX_FADV_DONTNEED);
+      buf.resize(want + 4096);
+      const ssize_t got = ::pread(rfd, buf.data(), buf.size(), 0);
+      if (got < static_cast<ssize_t>(want)) {
+        fail("read " + std::to_string(got) + " of " + std::to_string(want) + " written bytes");
+        break;
+      }
+    }
+    ::close(rfd);
+  });
+  writer.join();
+  locker.join();
+  reader.join();
+  EXPECT_EQ(::close(fd), 0);
+  EXPECT_EQ(failure, "");
+  EXPECT_GT(written.load(), 4096u * 20) << "too few rounds to mean anything";
 }
 
 // One mount, one file, several writable handles: the chunk's write lease

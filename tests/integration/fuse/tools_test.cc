@@ -222,9 +222,9 @@ TEST_F(ToolsTest, Python_WritesItsBytecodeOnceAndAVenvWorks) {
 TEST_F(ToolsTest, SqliteInWalMode_WritersAtOnceLoseNothing) {
   if (RunShell("command -v sqlite3").exit_code != 0) GTEST_SKIP() << "no sqlite3";
   constexpr int kWriters = 3, kRows = 200;
-  // Two rounds, a fresh database each: the race it once lost showed in two
-  // runs of three.
-  for (const std::string db : {"one.db", "two.db"}) {
+  // Three rounds, a fresh database each: the race it once lost showed in
+  // about two runs of three (of two rounds each).
+  for (const std::string db : {"one.db", "two.db", "three.db"}) {
     std::string writers;
     for (int w = 1; w <= kWriters; ++w) {
       writers += "(for i in $(seq 1 " + std::to_string(kRows) + "); do echo \"insert into t(who, v) values(" +
