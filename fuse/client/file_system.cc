@@ -1127,7 +1127,16 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     // Meta turns whole chunks into holes; the partial chunks at either end
     // are zeroed through the ordinary write path (they read as zeros, as a
-    // punched range must, but keep their space).
+    // punched range must, but keep their space) - only where the chunk
+    // holds bytes. Past a chunk's stored length, and in a chunk never
+    // written, the file reads as zeros already, and zeros written there
+    // would take the space the caller meant to free: cp --sparse=always
+    // punches the tail of each copy it makes, and its copies came out
+    // dense. The flush first makes the stored lengths say where bytes are.
+    {
+      std::lock_guard<std::mutex> io_lock(st->io_mu);
+      RETURN_IF_ERROR(FlushLocked(handle.ino, *st));
+    }
     uint64_t size;
     {
       std::lock_guard<std::mutex> lock(st->mu);
@@ -1138,6 +1147,15 @@ Result<pb::Attr> FileSystem::Fallocate(const Caller& c, FileHandle& handle, uint
                                              common::kChunkSizeBytes);
     uint64_t inner_end = std::max(inner_start, end / common::kChunkSizeBytes * common::kChunkSizeBytes);
     for (auto [from, to] : {std::pair{offset, inner_start}, std::pair{inner_end, end}}) {
+      if (from >= to) continue;
+      // One partial chunk: clip the piece to the bytes it stores.
+      RETURN_IF_ERROR(EnsureLocations(handle.ino, *st, from, to - from));
+      {
+        std::lock_guard<std::mutex> lock(st->mu);
+        const pb::ChunkLocation& loc = st->locations[common::ChunkIndexOf(from)];
+        const uint64_t chunk_start = common::ChunkStartOffset(common::ChunkIndexOf(from));
+        to = std::min(to, chunk_start + (loc.chunk_id() != 0 || loc.inlined() ? loc.length() : 0));
+      }
       for (uint64_t pos = from; pos < to;) {
         uint64_t n = std::min<uint64_t>(to - pos, 8 << 20);
         // At `pos` even on an O_APPEND handle: these zeros replace bytes

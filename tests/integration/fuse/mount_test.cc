@@ -559,6 +559,35 @@ TEST_F(MountTest, PunchHoleAndSeek) {
   EXPECT_EQ(::pread(fd, &c, 1, 100 << 20), 1);  // a hole reads as zeros
   EXPECT_EQ(c, 0);
   ::close(fd);
+
+  // A punch over what a chunk does not store (past its stored length, or a
+  // chunk never written) takes no space: it zeroed that range through the
+  // write path, so cp --sparse=always, which punches each copy's tail,
+  // made copies larger than their source.
+  const std::string tailed = dfs_ + "/tailed";
+  const std::string middle = RandomBytes(1 << 20, 11);
+  fd = ::open(tailed.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 100 << 20), 0);
+  ASSERT_EQ(::pwrite(fd, middle.data(), middle.size(), 50 << 20), static_cast<ssize_t>(middle.size()));
+  ASSERT_EQ(::fsync(fd), 0);
+  struct stat before{}, after{};
+  ASSERT_EQ(::fstat(fd, &before), 0);
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 51 << 20, 49 << 20), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::fstat(fd, &after), 0);
+  EXPECT_EQ(after.st_size, 100 << 20);
+  EXPECT_LE(after.st_blocks, before.st_blocks) << "a punch took space";
+  std::string got(middle.size(), '\0');
+  EXPECT_EQ(::pread(fd, got.data(), got.size(), 50 << 20), static_cast<ssize_t>(got.size()));
+  EXPECT_TRUE(got == middle);
+  ASSERT_EQ(::close(fd), 0);
+  CommandResult copied = RunShell("cp --sparse=always " + tailed + " " + tailed + ".copy && cmp " + tailed + " " +
+                                  tailed + ".copy");
+  ASSERT_EQ(copied.exit_code, 0) << copied.output;
+  struct stat copy{};
+  ASSERT_EQ(::stat((tailed + ".copy").c_str(), &copy), 0);
+  EXPECT_LE(copy.st_blocks, after.st_blocks) << "cp --sparse=always made a denser copy";
 }
 
 TEST_F(MountTest, CopyFileRange_CopiesBytes) {
