@@ -213,6 +213,36 @@ TEST_F(ToolsTest, Python_WritesItsBytecodeOnceAndAVenvWorks) {
   EXPECT_EQ(venv.output, venv_local.output);
 }
 
+// git beyond add and commit: a clone onto the mount, a local clone on the
+// mount (git hard-links the objects), repacks that replace objects one
+// clone still links, and fsck of both; the same steps locally must name the
+// same trees.
+TEST_F(ToolsTest, Git_ClonesRepacksAndChecksAsLocally) {
+  if (RunShell("command -v git").exit_code != 0) GTEST_SKIP() << "no git";
+  const std::string origin = local_root_.path() + "/origin";
+  CommandResult r = RunShell(
+      "git init -q " + origin + " && cd " + origin + " && cp -r /usr/include/linux/can* /usr/include/linux/a*.h . && "
+      "git add -A && git -c user.name=t -c user.email=t@example.com commit -qm one && "
+      "for i in 1 2 3 4; do echo \"/* $i */\" >> can.h && mv acct*.h acct$i.h && git add -A && "
+      "git -c user.name=t -c user.email=t@example.com commit -qm c$i; done");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string steps =
+      "git clone -q --no-local " + origin + " a && git clone -q a b && ls b/.git/objects/pack >/dev/null && "
+      "(cd a && git gc -q --aggressive --prune=now && git fsck --full --strict 2>&1) && "
+      "(cd b && git repack -adq && git fsck --full --strict 2>&1 && git status --porcelain) && "
+      "for repo in a b; do (cd $repo && git rev-parse HEAD^{tree} && git log --format='%H %s' | head -3 && "
+      "git count-objects -v | grep -E '^(count|in-pack)'); done";
+  auto [on_dfs, on_local] = Both(steps);
+  ASSERT_EQ(on_local.exit_code, 0) << on_local.output;
+  EXPECT_EQ(on_dfs.exit_code, 0) << on_dfs.output;
+  EXPECT_EQ(on_dfs.output, on_local.output);
+  // The clone on the mount reads back whole through a fresh clone of it.
+  r = RunShell("git clone -q --no-local '" + dfs_ + "/b' " + local_root_.path() + "/back && cd " +
+               local_root_.path() + "/back && git fsck --full --strict && git diff --quiet " + origin + " . ; "
+               "diff -r --exclude=.git " + origin + " .");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 // SQLite in WAL mode, several writers at once: they share the -shm file
 // through MAP_SHARED mappings and take byte-range locks on it all the time,
 // while each commit writes and fsyncs the -wal file. The mount once learned
