@@ -4,8 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -66,6 +68,16 @@ void MountedClusterTest::TearDownTestSuite() {
 void MountedClusterTest::SetUp() {
   if (!FuseAvailable()) GTEST_SKIP() << "no /dev/fuse";
   ASSERT_NE(g_suite_cluster, nullptr) << "the cluster did not start";
+}
+
+void MountAndLocalTest::SetUp() {
+  MountedClusterTest::SetUp();
+  if (IsSkipped() || HasFatalFailure()) return;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dfs_ = SuiteCluster()->mount_point() + "/" + info->name();
+  local_ = local_root_.path() + "/" + info->name();
+  ASSERT_EQ(::mkdir(dfs_.c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(::mkdir(local_.c_str(), 0755), 0) << std::strerror(errno);
 }
 
 common::Result<std::unique_ptr<LocalCluster>> LocalCluster::Up(bool mount, int chunkservers, int metas,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "tests/harness/process.h"
 
 namespace dfs::testing {
 
@@ -67,6 +68,17 @@ class MountedClusterTest : public ::testing::Test {
   static void TearDownTestSuite();
   void SetUp() override;
 };
+// A MountedClusterTest with a directory of its own on the mount and one on
+// local disk, both named after the test, made by SetUp: for doing the same
+// steps in both and comparing.
+class MountAndLocalTest : public MountedClusterTest {
+ protected:
+  void SetUp() override;
+  TempDir local_root_{"dfs-local-ref"};
+  std::string dfs_;    // this test's directory on the mount
+  std::string local_;  // the same on local disk
+};
+
 // The running suite's cluster; null outside one or when it did not start.
 LocalCluster* SuiteCluster();
 

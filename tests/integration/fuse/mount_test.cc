@@ -41,21 +41,7 @@
 namespace dfs::testing {
 namespace {
 
-class MountTest : public MountedClusterTest {
- protected:
-  void SetUp() override {
-    MountedClusterTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dfs_ = SuiteCluster()->mount_point() + "/" + info->name();
-    local_ = local_root_.path() + "/" + info->name();
-    ASSERT_EQ(::mkdir(dfs_.c_str(), 0755), 0) << std::strerror(errno);
-    ASSERT_EQ(::mkdir(local_.c_str(), 0755), 0);
-  }
-  TempDir local_root_{"dfs-local-ref"};
-  std::string dfs_;    // this test's directory on the mount
-  std::string local_;  // the same on local disk
-};
+using MountTest = MountAndLocalTest;
 
 void WriteFile(const std::string& path, const std::string& data, size_t piece = 100'003) {
   int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);

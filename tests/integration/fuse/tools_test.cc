@@ -22,18 +22,8 @@
 namespace dfs::testing {
 namespace {
 
-class ToolsTest : public MountedClusterTest {
+class ToolsTest : public MountAndLocalTest {
  protected:
-  void SetUp() override {
-    MountedClusterTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dfs_ = SuiteCluster()->mount_point() + "/" + info->name();
-    local_ = local_root_.path() + "/" + info->name();
-    ASSERT_EQ(::mkdir(dfs_.c_str(), 0755), 0) << std::strerror(errno);
-    ASSERT_EQ(::mkdir(local_.c_str(), 0755), 0);
-  }
-
   // Runs `command` in `dir`; its exit code and output.
   static CommandResult In(const std::string& dir, const std::string& command) {
     return RunShell("cd '" + dir + "' && " + command);
@@ -42,10 +32,6 @@ class ToolsTest : public MountedClusterTest {
   std::pair<CommandResult, CommandResult> Both(const std::string& command) const {
     return {In(dfs_, command), In(local_, command)};
   }
-
-  TempDir local_root_{"dfs-tools-ref"};
-  std::string dfs_;    // this test's directory on the mount
-  std::string local_;  // the same on local disk
 };
 
 void WriteFile(const std::string& path, const std::string& text) {
