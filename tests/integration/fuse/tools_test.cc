@@ -1,8 +1,8 @@
-// Integration: the programs issue 10 names besides cp, tar, git and sqlite
-// (make and gcc, rsync, Python) doing their ordinary work through a real
-// mount, and the same work in a local directory, compared: what they
-// produce, and what they decide from timestamps (make's rebuilds, rsync's
-// "nothing to send", Python's reuse of its bytecode).
+// Integration: programs issue 10 names (make and gcc, rsync, Python, git
+// beyond add and commit, SQLite with writers at once) doing their ordinary
+// work through a real mount, and the same work in a local directory,
+// compared: what they produce, and what they decide from timestamps (make's
+// rebuilds, rsync's "nothing to send", Python's reuse of its bytecode).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
