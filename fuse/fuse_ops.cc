@@ -351,7 +351,6 @@ void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, 
   fi->fh = reinterpret_cast<uint64_t>(opened.handle.get());
   FileHandle* raw = opened.handle.release();
   if (create) {
-    Fs(req).WithLocalSize(&opened.attr);  // Create learned them
     fuse_entry_param e = ToEntry(req, opened.attr);
     Fs(req).AddLookups(e.ino);
     if (fuse_reply_create(req, &e, fi) != 0) {

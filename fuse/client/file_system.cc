@@ -183,13 +183,6 @@ void FileSystem::OverlayLocalSize(pb::Attr* attr, const AttrStamp& before) {
   attr->set_size(st->size);
 }
 
-void FileSystem::WithLocalSize(pb::Attr* attr) {
-  auto st = FindState(attr->ino());
-  if (st == nullptr) return;
-  std::lock_guard<std::mutex> lock(st->mu);
-  if (st->size_known) attr->set_size(st->size);
-}
-
 Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
   if (auto st = FindState(ino); st != nullptr) {
     std::lock_guard<std::mutex> lock(st->mu);
@@ -464,6 +457,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
     st->opened_mtime_ns = opened.attr.mtime_ns();
     st->opened_size = opened.attr.size();
   }
+  opened.attr.set_size(st->size);  // as Open does
   return opened;
 }
 

@@ -152,8 +152,6 @@ class FileSystem {
   // Learns `attr` (from a call sent after `before` was taken) and fixes it
   // up with the local size (entry replies, listings).
   void OverlayLocalSize(pb::Attr* attr, const AttrStamp& before);
-  // Only fixes `attr` up with the local size (attributes already learned).
-  void WithLocalSize(pb::Attr* attr);
 
   // Opens `ino` (meta records the handle). keep_cache tells the kernel
   // whether its page cache of the file is still valid (size and mtime
