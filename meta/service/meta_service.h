@@ -23,6 +23,7 @@
 #include "common/grpc_metrics.h"
 #include "common/grpc_status.h"
 #include "meta/service/carried.h"
+#include "meta/service/change_feed.h"
 #include "meta/service/cluster_state.h"
 #include "meta/service/disk_guard.h"
 #include "meta/service/group.h"
@@ -63,6 +64,10 @@ struct MetaServiceOptions {
   // 512 in all: KeepAlive, Statfs and the chunkservers' heartbeats must
   // always find one). Beyond, mounts use unary calls; 0: streams off.
   int max_call_streams = 256;
+  // Watch calls open at once (one per mount; each holds a sync thread too).
+  // Beyond, a mount goes without notices and its timeouts alone bound what
+  // it may show stale.
+  int max_watchers = 128;
   // The data folder and the room kept in it (DiskGuard; 0: not guarded).
   std::string data_dir;
   uint64_t min_free_bytes = 0;
@@ -157,6 +162,9 @@ class MetaServiceImpl final : public MetaServiceBase {
   grpc::Status Fallocate(Ctx*, const pb::FallocateRequest*, pb::AttrReply*) override;
   grpc::Status SetLock(Ctx*, const pb::SetLockRequest*, pb::AttrReply*) override;
   grpc::Status GetLock(Ctx*, const pb::GetLockRequest*, pb::GetLockReply*) override;
+  // Synchronous: each watching mount holds one of gRPC's sync threads, as
+  // a Calls stream does; at most options.max_watchers at once.
+  grpc::Status Watch(Ctx*, const pb::WatchRequest*, grpc::ServerWriter<pb::ChangeNotices>* writer) override;
 
   grpc::Status OpenSession(Ctx*, const pb::OpenSessionRequest*, pb::OpenSessionReply*) override;
   grpc::Status KeepAlive(Ctx*, const pb::KeepAliveRequest*, pb::KeepAliveReply*) override;
@@ -289,7 +297,9 @@ class MetaServiceImpl final : public MetaServiceBase {
       return answer->Done(common::ToGrpcStatus(carried));
     }
     StampRules(op);
-    proposer_->ProposeAsync(std::move(op), [this, answer, fill = std::move(fill)](common::Result<pb::OpResult> result) {
+    Change change = ChangeOf(op);
+    proposer_->ProposeAsync(std::move(op), [this, answer, change = std::move(change),
+                                            fill = std::move(fill)](common::Result<pb::OpResult> result) {
       if (!result.ok()) {
         // Leadership moved while the Op waited: point the client onward.
         std::string leader;
@@ -299,6 +309,7 @@ class MetaServiceImpl final : public MetaServiceBase {
                      leader);
         return;
       }
+      changes_.Publish(change);  // before the answer: watchers hear of it no later than need be
       fill(*result);
       answer->Done(grpc::Status::OK);
     });
@@ -339,6 +350,9 @@ class MetaServiceImpl final : public MetaServiceBase {
   // Calls streams open now, at most options_.max_call_streams.
   std::atomic<int> open_call_streams_{0};
   std::atomic<uint64_t> stream_calls_{0};
+  // What applied mutations changed, for Watch; and the watchers open now.
+  ChangeFeed changes_;
+  std::atomic<int> watchers_{0};
   common::GrpcCallMetrics* call_metrics_ = nullptr;
   std::mutex self_mu_;          // guards rpc_address_; leaf lock
   std::string rpc_address_;

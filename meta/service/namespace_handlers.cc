@@ -84,8 +84,10 @@ common::Status MetaServiceImpl::CheckRoom(const pb::Op& op) {
 grpc::Status MetaServiceImpl::Run(pb::Op op, pb::OpResult* result) {
   if (common::Status room = CheckRoom(op); !room.ok()) return common::ToGrpcStatus(room);
   if (common::Status carried = HoistCarried(&op); !carried.ok()) return common::ToGrpcStatus(carried);
+  Change change = ChangeOf(op);
   common::Result<pb::OpResult> applied = Submit(std::move(op));
   if (!applied.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(applied.status().message()));
+  changes_.Publish(std::move(change));
   *result = std::move(applied).value();
   return grpc::Status::OK;
 }
@@ -478,7 +480,7 @@ grpc::Status MetaServiceImpl::OpenSession(Ctx* ctx, const pb::OpenSessionRequest
   reply->set_features(pb::FEATURE_SET_ATTR_COMMIT | pb::FEATURE_RELEASES_IN_CONTEXT |
                       pb::FEATURE_SET_ATTRS_IN_CONTEXT | pb::FEATURE_LAZY_READ_OPEN | pb::FEATURE_FILE_LOCKS |
                       pb::FEATURE_RESUME_SESSION | pb::FEATURE_INLINE_DATA | pb::FEATURE_CALL_STREAMS |
-                      pb::FEATURE_KILL_SUIDGID);
+                      pb::FEATURE_KILL_SUIDGID | pb::FEATURE_CHANGE_NOTICES);
   reply->set_inline_max_bytes(static_cast<uint32_t>(options_.inline_max_bytes));
   cluster_->SessionAlive(result.client_id(), clock_.MonotonicNs(), int64_t{options_.session_lease_ms} * 1'000'000);
   if (req->resume_client_id() != 0) {
