@@ -83,6 +83,9 @@ std::string Usage(const std::string& program) {
          "  meta_streams=on|off   send metadata calls as messages of long-lived streams to meta\n"
          "                        (on, the default: about half a call's cost) or as one gRPC\n"
          "                        call each (off)\n"
+         "  notices=on|off        hear from meta what other mounts change and drop cached names\n"
+         "                        and attributes at once (on, the default); off: they show\n"
+         "                        within attr_timeout/entry_timeout\n"
          "  tls_ca=PEM            connect with TLS, trusting this CA\n"
          "  tls_cert=PEM,tls_key=PEM  client certificate (clusters with mutual TLS)\n"
          "  secret_file=PATH      the cluster's client secret (clusters that require one)\n"
@@ -163,6 +166,11 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
             return common::InvalidArgumentError("option meta_streams=" + val + ": want on or off");
           }
           cl.meta_streams = val == "on";
+        } else if (key == "notices") {
+          if (val != "on" && val != "off") {
+            return common::InvalidArgumentError("option notices=" + val + ": want on or off");
+          }
+          cl.change_notices = val == "on";
         } else if (key == "tls_ca") {
           cl.tls_ca = val;
         } else if (key == "tls_cert") {

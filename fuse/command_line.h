@@ -46,6 +46,7 @@ struct CommandLine {
   bool posix_acl = true;                     // noacl: the kernel checks mode bits only
   bool cluster_locks = true;                 // locks=local: fcntl/flock locks stay on this mount
   bool meta_streams = true;                  // meta_streams=off: metadata calls as unary calls
+  bool change_notices = true;                // notices=off: no Watch; other mounts' changes show by timeout
   std::string tls_ca, tls_cert, tls_key;     // tls_ca=PEM[,tls_cert=PEM,tls_key=PEM]
   std::string secret_file;                   // secret_file=PATH: the cluster's client secret
   // Everything for fuse_session_new: argv[0], -o options, -d (the mount

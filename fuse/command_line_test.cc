@@ -115,5 +115,18 @@ TEST(CommandLineTest, Parse_Help) {
   EXPECT_NE(Usage("dfs").find("SOURCE MOUNTPOINT"), std::string::npos);
 }
 
+TEST(CommandLineTest, Parse_NoticesOnUnlessOff) {
+  auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->change_notices);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "notices=off"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->change_notices);
+  EXPECT_EQ(cl->fuse_args[2].find("notices"), std::string::npos);  // ours, not libfuse's
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "notices=yes"}, false);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(cl.status().message().find("notices=yes"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dfs::fuse

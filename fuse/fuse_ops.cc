@@ -830,6 +830,29 @@ fuse_lowlevel_ops MakeOperations() {
 
 }  // namespace
 
+void ForgetChanged(Adapter& adapter, const pb::ChangeNotices& notices) {
+  FileSystem& fs = *adapter.fs;
+  fs.NoteRemoteChanges(notices);
+  fuse_session* se = adapter.session;
+  if (se == nullptr) return;
+  const auto out = [&](uint64_t ino) -> fuse_ino_t {
+    return ino == adapter.options.root_ino || ino == FUSE_ROOT_ID ? FUSE_ROOT_ID : ino;
+  };
+  // Only what the kernel holds: a notice of anything else is a wasted
+  // write to /dev/fuse. The kernel takes the directory's lock, so a lookup
+  // of the name in flight ends first and its answer is dropped too.
+  const auto known = [&](uint64_t ino) { return out(ino) == FUSE_ROOT_ID || fs.KernelKnows(ino); };
+  for (const pb::ChangedName& n : notices.names()) {
+    if (!known(n.parent())) continue;
+    fuse_lowlevel_notify_inval_entry(se, out(n.parent()), n.name().data(), n.name().size());
+  }
+  for (uint64_t ino : notices.inodes()) {
+    // Attributes only (offset -1): the page cache is judged at the next
+    // open (close-to-open), and no page lock is taken here.
+    if (known(ino)) fuse_lowlevel_notify_inval_inode(se, out(ino), -1, 0);
+  }
+}
+
 const fuse_lowlevel_ops& Operations() {
   static const fuse_lowlevel_ops ops = MakeOperations();
   return ops;

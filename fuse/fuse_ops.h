@@ -44,4 +44,9 @@ struct Adapter {
 // The operation table; the session's userdata must be an Adapter*.
 const fuse_lowlevel_ops& Operations();
 
+// Another client changed these (ChangeWatcher's handler): drops what the
+// mount and the kernel hold of those names and inodes. Never call it from
+// a FUSE request (the kernel may hold a lock that request's caller waits on).
+void ForgetChanged(Adapter& adapter, const pb::ChangeNotices& notices);
+
 }  // namespace dfs::fuse

@@ -8,6 +8,8 @@
 //  - libfuse workers (fuse_session_loop_mt, at most max_threads): every
 //    kernel request, blocking on meta and chunkserver RPCs.
 //  - MetaClient's keep-alive thread: renews the session lease.
+//  - ChangeWatcher's thread: drops cached names and attributes other
+//    clients changed, as meta tells of them.
 //  - gRPC's own threads.
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -36,6 +38,7 @@
 #include "common/metrics.h"
 #include "common/runtime.h"
 #include "common/tls.h"
+#include "fuse/client/change_watcher.h"
 #include "fuse/client_metrics.h"
 #include "fuse/command_line.h"
 #include "fuse/fuse_ops.h"
@@ -204,6 +207,19 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
       spdlog::warn("pid file: {}", s.ToString());
     }
   }
+  // Other clients' changes, heard from meta, drop this mount's cached
+  // copies at once (fuse_ops.h ForgetChanged); the timeouts stay the bound.
+  std::unique_ptr<dfs::fuse::ChangeWatcher> watcher;
+  if (cl.change_notices && fs.meta().Supports(dfs::pb::FEATURE_CHANGE_NOTICES)) {
+    auto started = dfs::fuse::ChangeWatcher::Start(
+        {.source = cl.source, .client_id = fs.meta().client_id()},
+        [&adapter](const dfs::pb::ChangeNotices& notices) { dfs::fuse::ForgetChanged(adapter, notices); });
+    if (started.ok()) {
+      watcher = std::move(started).value();
+    } else {
+      spdlog::warn("change notices: {}", started.status().ToString());
+    }
+  }
   spdlog::info("mounted {} at {}", cl.source, cl.mount_point);
   report("ok\n");
 
@@ -212,6 +228,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fuse_loop_cfg_set_clone_fd(config, 0);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
+  watcher.reset();  // no notice may reach the session once it goes
   lock_waiters.reset();  // answers calls still waiting for a lock while the session exists
 
   fuse_session_unmount(se);

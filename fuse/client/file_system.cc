@@ -114,6 +114,24 @@ void FileSystem::Forget(uint64_t ino, uint64_t n) {
   MaybeDropState(ino);
 }
 
+bool FileSystem::KernelKnows(uint64_t ino) {
+  auto st = FindState(ino);
+  if (st == nullptr) return false;
+  std::lock_guard<std::mutex> lock(st->mu);
+  return st->lookups > 0;
+}
+
+void FileSystem::NoteRemoteChanges(const pb::ChangeNotices& notices) {
+  meta_->NoteRemoteChanges(notices);  // first: a GetAttr that starts now asks meta
+  for (uint64_t ino : notices.inodes()) {
+    auto st = FindState(ino);
+    if (st == nullptr) continue;
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->attr_known_mono_ms = -1;
+    st->capability_checked_mono_ms = -1;
+  }
+}
+
 uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
   auto st = FindState(ino);
   if (st == nullptr) return 0;

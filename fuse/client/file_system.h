@@ -106,6 +106,12 @@ class FileSystem {
   void AddLookups(uint64_t ino, uint64_t n = 1);
   void Forget(uint64_t ino, uint64_t n);
   uint64_t TEST_LookupCount(uint64_t ino);
+  // Whether the kernel holds a reference to `ino` (a cached entry or inode).
+  bool KernelKnows(uint64_t ino);
+  // Another client changed these (ChangeWatcher): nothing this mount holds
+  // of them answers a call any more (attributes from an open, capability
+  // answers, listings). The kernel's own caches are the caller's to drop.
+  void NoteRemoteChanges(const pb::ChangeNotices& notices);
 
   // Attributes with this mount's view of the size (unflushed writes).
   // Within open_attr_ms of an open or a sync SetAttr, and while this client

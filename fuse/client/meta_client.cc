@@ -357,6 +357,21 @@ std::optional<DirListings::Hit> MetaClient::ListedLookup(uint64_t parent, const 
   return hit;
 }
 
+void MetaClient::NoteRemoteChanges(const pb::ChangeNotices& notices) {
+  {
+    // As one of this mount's own changes would: listings and pages fetched
+    // before, or while, it came are not used (DirListings, DirPrefetch).
+    std::lock_guard<std::mutex> lock(changes_mu_);
+    ++changes_started_;
+  }
+  remote_changes_.fetch_add(1);
+  if (notices.missed()) dir_attrs_.Clear();
+  for (uint64_t ino : notices.inodes()) {
+    dir_attrs_.Drop(ino);
+    acl_hints_.Forget(ino);
+  }
+}
+
 std::optional<DirListings::Hit> MetaClient::ListedAttr(uint64_t ino) {
   std::optional<DirListings::Hit> hit = listings_.FindIno(ino, ChangesStarted());
   if (hit) overlay_.Apply(&hit->attr, hit->epoch);

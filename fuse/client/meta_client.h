@@ -86,9 +86,14 @@ class MetaClient {
   // (FileSystem resumes it). Cleared (nullptr) before its owner goes; a
   // call in progress finishes first.
   void SetSessionLostHandler(std::function<void()> handler);
-  // Grows with every mutation this client sends (its request ids): equal
-  // values mean this client changed nothing in between.
-  uint64_t mutation_count() const { return next_request_id_.load(); }
+  // Grows with every mutation this client sends (its request ids) and
+  // every notice of another client's changes: equal values mean nothing
+  // this mount knows of changed in between.
+  uint64_t mutation_count() const { return next_request_id_.load() + remote_changes_.load(); }
+  // Another client changed these (ChangeWatcher): this mount's listings,
+  // held pages and directory attributes fetched before answer nothing
+  // more, nor do its cached ACL answers of those inodes.
+  void NoteRemoteChanges(const pb::ChangeNotices& notices);
   // Grows when this client starts and again when it ends an unlink, rename
   // or link: the calls that change a file's link count through another of
   // its names. Attributes learned while it stayed equal have the count.
@@ -276,6 +281,7 @@ class MetaClient {
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
   std::atomic<uint64_t> name_changes_{0};  // name_change_count()
+  std::atomic<uint64_t> remote_changes_{0};  // notices heard (NoteRemoteChanges)
   // Counts one name change for its lifetime: on construction and again on
   // destruction, so attributes learned while it runs count as older.
   struct NameChange {

@@ -1,0 +1,151 @@
+// Integration: change notices (MetaService.Watch). Another mount's creates,
+// writes, renames, unlinks and chmods show on a mount whose kernel caches
+// names and attributes for 60 s within moments, because meta tells it and
+// it drops those entries; a third mount with notices=off, same timeouts,
+// still shows what it cached, which is what proves the caches were in the
+// way. And git used from two mounts in turn, 100 ms apart (a tenth of the
+// default timeouts), sees each other's commits every time.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "tests/integration/fuse/cluster_fixture.h"
+
+namespace dfs::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+class NoticesTest : public MountedClusterTest {
+ protected:
+  void SetUp() override {
+    MountedClusterTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    static std::string watching, deaf;  // mounted once for the whole suite
+    if (watching.empty()) {
+      watching = SuiteCluster()->dir() + "/watching";
+      deaf = SuiteCluster()->dir() + "/deaf";
+      ASSERT_TRUE(SuiteCluster()->MountAgain(watching, "attr_timeout=60,entry_timeout=60").ok());
+      ASSERT_TRUE(SuiteCluster()->MountAgain(deaf, "attr_timeout=60,entry_timeout=60,notices=off").ok());
+    }
+    one_ = SuiteCluster()->mount_point() + "/" + name;
+    ASSERT_EQ(::mkdir(one_.c_str(), 0755), 0) << std::strerror(errno);
+    watching_ = watching + "/" + name;
+    deaf_ = deaf + "/" + name;
+    // Both long-timeout mounts learn the new directory by name: wait until
+    // each sees it (the deaf one may have cached the root's lookup of it
+    // as missing in an earlier test: such names are new here).
+    ASSERT_TRUE(Eventually([&] { return Exists(watching_); }, 65'000)) << watching_;
+    ASSERT_TRUE(Eventually([&] { return Exists(deaf_); }, 65'000)) << deaf_;
+  }
+
+  static bool Exists(const std::string& path) {
+    struct stat st{};
+    return ::lstat(path.c_str(), &st) == 0;
+  }
+  static struct stat Stat(const std::string& path) {
+    struct stat st{};
+    EXPECT_EQ(::lstat(path.c_str(), &st), 0) << path << ": " << std::strerror(errno);
+    return st;
+  }
+  // Whether `done` holds within `ms`, asked every 10 ms.
+  static bool Eventually(const std::function<bool()>& done, int ms = 5'000) {
+    for (auto end = steady_clock::now() + milliseconds(ms); steady_clock::now() < end;) {
+      if (done()) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return done();
+  }
+  static void Write(const std::string& path, const std::string& text, std::ios::openmode mode = std::ios::trunc) {
+    std::ofstream out(path, mode);
+    out << text;
+    out.close();
+    ASSERT_TRUE(out.good()) << path;
+  }
+
+  std::string one_;       // this test's directory on the suite's mount (1 s timeouts)
+  std::string watching_;  // the same on a mount with 60 s timeouts
+  std::string deaf_;      // the same on a mount with 60 s timeouts and notices=off
+};
+
+TEST_F(NoticesTest, AnotherMountsCreate_EndsANegativeEntryAtOnce) {
+  ASSERT_FALSE(Exists(watching_ + "/new"));  // both kernels now cache "missing"
+  ASSERT_FALSE(Exists(deaf_ + "/new"));
+  Write(one_ + "/new", "hello");
+  EXPECT_TRUE(Eventually([&] { return Exists(watching_ + "/new"); }));
+  EXPECT_FALSE(Exists(deaf_ + "/new")) << "the deaf mount's kernel did not cache the miss: this test proves nothing";
+}
+
+TEST_F(NoticesTest, AnotherMountsAppendAndChmod_ShowInStatAtOnce) {
+  Write(one_ + "/log", "12345");
+  ASSERT_TRUE(Eventually([&] { return Exists(watching_ + "/log") && Exists(deaf_ + "/log"); }, 65'000));
+  ASSERT_EQ(Stat(watching_ + "/log").st_size, 5);
+  ASSERT_EQ(Stat(deaf_ + "/log").st_size, 5);
+  Write(one_ + "/log", "67890", std::ios::app);
+  EXPECT_TRUE(Eventually([&] { return Stat(watching_ + "/log").st_size == 10; }));
+  ASSERT_EQ(::chmod((one_ + "/log").c_str(), 0600), 0);
+  EXPECT_TRUE(Eventually([&] { return (Stat(watching_ + "/log").st_mode & 0777) == 0600; }));
+  EXPECT_EQ(Stat(deaf_ + "/log").st_size, 5) << "the deaf mount's kernel did not cache the size";
+}
+
+TEST_F(NoticesTest, AnotherMountsRenameOverAndUnlink_ShowAtOnce) {
+  Write(one_ + "/target", "old");
+  Write(one_ + "/gone", "x");
+  ASSERT_TRUE(Eventually([&] { return Exists(watching_ + "/gone") && Exists(deaf_ + "/gone"); }, 65'000));
+  const ino_t old_ino = Stat(watching_ + "/target").st_ino;
+  ASSERT_EQ(Stat(deaf_ + "/target").st_ino, old_ino);
+  Write(one_ + "/tmp", "new");
+  ASSERT_EQ(::rename((one_ + "/tmp").c_str(), (one_ + "/target").c_str()), 0);
+  const ino_t new_ino = Stat(one_ + "/target").st_ino;
+  ASSERT_NE(new_ino, old_ino);
+  ASSERT_EQ(::unlink((one_ + "/gone").c_str()), 0);
+  EXPECT_TRUE(Eventually([&] { return Stat(watching_ + "/target").st_ino == new_ino; }));
+  EXPECT_TRUE(Eventually([&] { return !Exists(watching_ + "/gone"); }));
+  EXPECT_EQ(Stat(deaf_ + "/target").st_ino, old_ino) << "the deaf mount's kernel did not cache the name";
+  EXPECT_TRUE(Exists(deaf_ + "/gone"));
+}
+
+// git decides from stat data (size, mtime) whether a file changed, and finds
+// commits by names it looked up (loose refs, objects): each would be wrong
+// for the timeout after the other mount's commit without notices. Before
+// notices this failed in its first round (files shown modified, HEAD behind).
+TEST_F(NoticesTest, GitUsedFromTwoMountsInTurn_EachSeesTheOthersCommits) {
+  if (RunShell("command -v git").exit_code != 0) GTEST_SKIP() << "no git";
+  const std::string git = "git -c user.email=t@e -c user.name=t -c gc.auto=0 ";
+  CommandResult r = RunShell("cd " + one_ + " && git init -q . && for i in $(seq 1 12); do echo $i > f$i; done && " +
+                             git + "add -A && " + git + "commit -qm init");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (int round = 1; round <= 12; ++round) {
+    const std::string& here = round % 2 == 1 ? watching_ : one_;
+    const std::string& there = round % 2 == 1 ? one_ : watching_;
+    std::this_thread::sleep_for(milliseconds(100));
+    r = RunShell("cd " + here + " && git status --porcelain");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output, "") << "round " << round << ": " << here << " shows changes nobody made";
+    r = RunShell("cd " + here + " && echo r" + std::to_string(round) + " >> f" + std::to_string(round % 5 + 1) +
+                 " && echo new > n" + std::to_string(round) + " && " + git + "add -A && " + git + "commit -qm r" +
+                 std::to_string(round) + (round % 4 == 0 ? " && " + git + "pack-refs --all" : std::string()) +
+                 " && git rev-parse HEAD");
+    ASSERT_EQ(r.exit_code, 0) << "round " << round << ": " << r.output;
+    const std::string head = r.output;
+    std::this_thread::sleep_for(milliseconds(100));
+    r = RunShell("cd " + there + " && git rev-parse HEAD && git status --porcelain && git rev-list --count HEAD");
+    EXPECT_EQ(r.output, head + std::to_string(round + 1) + "\n") << "round " << round << " seen from " << there;
+  }
+  r = RunShell("cd " + watching_ + " && git fsck --strict 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+}  // namespace
+}  // namespace dfs::testing
