@@ -597,6 +597,51 @@ TEST_F(FuseFaultTest, MetaLeaderKilled_LocksHoldAndAWaiterRidesThrough) {
   ::close(held);
 }
 
+// Change notices follow the leader: after kill -9 of the meta leader, a
+// mount whose kernel caches names for 60 s again hears, from the new
+// leader, of a name another mount creates (a negative entry it cached
+// ends at once). Probes are new names, so one created while the watcher
+// was still reconnecting (and so missed) does not decide the outcome.
+TEST_F(FuseFaultTest, MetaLeaderKilled_ChangeNoticesFollowTheNewLeader) {
+  auto cluster = LocalCluster::Up(/*mount=*/true, /*chunkservers=*/3, /*metas=*/3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string watching = (*cluster)->dir() + "/mnt-watching";
+  ASSERT_TRUE((*cluster)->MountAgain(watching, "attr_timeout=60,entry_timeout=60").ok());
+  const std::string one = (*cluster)->mount_point();
+  const auto exists = [](const std::string& path) {
+    struct stat st{};
+    return ::lstat(path.c_str(), &st) == 0;
+  };
+  // Whether `name`, first cached as missing on the watching mount, shows
+  // there within 2 s of its creation on the other mount.
+  const auto probe = [&](const std::string& name) {
+    if (exists(watching + "/" + name)) return false;
+    int fd = ::open((one + "/" + name).c_str(), O_CREAT | O_WRONLY, 0644);
+    if (fd < 0) return false;
+    ::close(fd);
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+         std::chrono::steady_clock::now() < end;) {
+      if (exists(watching + "/" + name)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(probe("before")) << "no notice from the first leader";
+
+  auto meta = QuickMetaChannel(**cluster);
+  ASSERT_TRUE(meta.ok());
+  std::string leader;
+  ASSERT_TRUE(KillLeader(**cluster, **meta, &leader).ok());
+  bool heard = false;
+  int tries = 0;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       !heard && std::chrono::steady_clock::now() < end; ++tries) {
+    heard = probe("after-" + std::to_string(tries));
+  }
+  EXPECT_TRUE(heard) << "no notice from the new leader in 60 s (" << tries << " probes)";
+  ASSERT_TRUE((*cluster)->Restart(leader).ok());
+}
+
 // The chunk files of one chunkserver's data folder.
 // A writer that dies after its chunkservers made a new chunk version durable
 // but before meta committed it: meta still names the old version, which the
