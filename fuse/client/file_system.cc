@@ -140,7 +140,9 @@ uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
 }
 
 FileSystem::AttrStamp FileSystem::StampBeforeCall() const {
-  return AttrStamp{.name_changes = meta_->name_change_count(), .data_changes = data_changes_.load()};
+  return AttrStamp{.name_changes = meta_->name_change_count(),
+                   .data_changes = data_changes_.load(),
+                   .remote_changes = meta_->remote_change_count()};
 }
 
 bool FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, const AttrStamp& before) {
@@ -206,7 +208,8 @@ Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
     std::lock_guard<std::mutex> lock(st->mu);
     const int64_t learned = st->attr_known_mono_ms;
     if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms &&
-        st->attr_known_mutations == meta_->mutation_count()) {
+        st->attr_known_mutations == meta_->mutation_count() &&
+        st->attr_known_remote == meta_->remote_change_count()) {
       pb::Attr attr = *st->attr;
       attr.set_size(st->size);
       return attr;
@@ -261,6 +264,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // The reply is the inode as meta left it, if no other mutation of this
   // client was sent alongside (see GetAttr).
   const uint64_t mutations_before = meta_->mutation_count();
+  const uint64_t remote_before = meta_->remote_change_count();
   const uint64_t name_changes = meta_->name_change_count();
   Result<pb::Attr> set = common::UnavailableError("not sent");
   if (!meta_->Supports(pb::FEATURE_SET_ATTR_COMMIT)) {
@@ -308,6 +312,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   if (meta_->mutation_count() == mutations_before + 1) {
     st->attr_known_mono_ms = NowMonoMs();
     st->attr_known_mutations = mutations_before + 1;
+    st->attr_known_remote = remote_before;
   }
   attr.set_size(st->size);
   return attr;
@@ -425,6 +430,7 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
                       st->opened_size == opened.attr.size();
   st->attr_known_mono_ms = NowMonoMs();  // see GetAttr
   st->attr_known_mutations = meta_->mutation_count();
+  st->attr_known_remote = before.remote_changes;
   if (!dirty && fresh) {
     st->locations.clear();
     // Where chunk 0 is, as of this open (a small file's reader then asks

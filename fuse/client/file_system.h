@@ -114,8 +114,9 @@ class FileSystem {
   void NoteRemoteChanges(const pb::ChangeNotices& notices);
 
   // Attributes with this mount's view of the size (unflushed writes).
-  // Within open_attr_ms of an open or a sync SetAttr, and while this client
-  // has sent no other mutation since (MetaClient::mutation_count), a getattr
+  // Within open_attr_ms of an open or a sync SetAttr, while this client
+  // has sent no other mutation since (MetaClient::mutation_count) and has
+  // heard of no other client's change since it asked, a getattr
   // is answered with the attributes that call got from meta. The kernel asks
   // then because the open made it forget them (close-to-open, see the
   // adapter's open) or a read invalidated atime (which meta does not keep):
@@ -153,6 +154,7 @@ class FileSystem {
   struct AttrStamp {
     uint64_t name_changes = 0;
     uint64_t data_changes = 0;
+    uint64_t remote_changes = 0;  // MetaClient::remote_change_count()
   };
   AttrStamp StampBeforeCall() const;
   // Learns `attr` (from a call sent after `before` was taken) and fixes it
@@ -314,6 +316,9 @@ class FileSystem {
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
     uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
+    // MetaClient::remote_change_count() before the call that returned `attr`:
+    // a notice heard since (another client changed something) ends its use.
+    uint64_t attr_known_remote GUARDED_BY(mu) = 0;
     uint64_t attr_name_changes GUARDED_BY(mu) = 0;  // MetaClient::name_change_count() when `attr` was learned
     // data_changes_ at this mount's last own change of the file's data or
     // size (a buffered write, the end of a flush, a truncate...).

@@ -86,10 +86,12 @@ class MetaClient {
   // (FileSystem resumes it). Cleared (nullptr) before its owner goes; a
   // call in progress finishes first.
   void SetSessionLostHandler(std::function<void()> handler);
-  // Grows with every mutation this client sends (its request ids) and
-  // every notice of another client's changes: equal values mean nothing
-  // this mount knows of changed in between.
-  uint64_t mutation_count() const { return next_request_id_.load() + remote_changes_.load(); }
+  // Grows with every mutation this client sends (its request ids): equal
+  // values mean this client changed nothing in between.
+  uint64_t mutation_count() const { return next_request_id_.load(); }
+  // Grows with every notice of another client's changes heard: equal
+  // values mean none was heard in between.
+  uint64_t remote_change_count() const { return remote_changes_.load(); }
   // Another client changed these (ChangeWatcher): this mount's listings,
   // held pages and directory attributes fetched before answer nothing
   // more, nor do its cached ACL answers of those inodes.
