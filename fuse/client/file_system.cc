@@ -122,12 +122,14 @@ bool FileSystem::KernelKnows(uint64_t ino) {
 }
 
 void FileSystem::NoteRemoteChanges(const pb::ChangeNotices& notices) {
-  meta_->NoteRemoteChanges(notices);  // first: a GetAttr that starts now asks meta
+  // The count it bumps ends every attribute learned from an open before now
+  // (GetAttr compares attr_known_remote with it); capability answers have no
+  // such stamp, so they go by inode.
+  meta_->NoteRemoteChanges(notices);
   for (uint64_t ino : notices.inodes()) {
     auto st = FindState(ino);
     if (st == nullptr) continue;
     std::lock_guard<std::mutex> lock(st->mu);
-    st->attr_known_mono_ms = -1;
     st->capability_checked_mono_ms = -1;
   }
 }

@@ -97,35 +97,30 @@ uint64_t ChangeFeed::End() const {
 bool ChangeFeed::Next(uint64_t* cursor, uint64_t client_id, std::chrono::steady_clock::time_point deadline,
                       pb::ChangeNotices* out) {
   std::unique_lock<std::mutex> lock(mu_);
-  const auto any_for_it = [&] {
-    if (*cursor < first_) return true;  // some were dropped: it must hear so
-    for (size_t i = *cursor - first_; i < changes_.size(); ++i) {
-      if (changes_[i].client_id != client_id || client_id == 0) return true;
-    }
-    return false;
-  };
-  if (!any_for_it()) {
-    Waiter self{client_id, {}, false};
-    waiters_.push_back(&self);
-    self.cv.wait_until(lock, deadline, [&] { return self.woken; });
-    std::erase(waiters_, &self);
-    if (!any_for_it()) {
-      *cursor = std::max(*cursor, first_ + changes_.size());  // its own only: skip them
-      return false;
-    }
-  }
-  if (*cursor < first_) {
+  if (CollectLocked(cursor, client_id, out)) return true;
+  Waiter self{client_id, {}, false};
+  waiters_.push_back(&self);
+  self.cv.wait_until(lock, deadline, [&] { return self.woken; });
+  std::erase(waiters_, &self);
+  return CollectLocked(cursor, client_id, out);
+}
+
+bool ChangeFeed::CollectLocked(uint64_t* cursor, uint64_t client_id, pb::ChangeNotices* out) {
+  bool any = false;
+  if (*cursor < first_) {  // some were dropped: it must hear so
     out->set_missed(true);
     *cursor = first_;
+    any = true;
   }
   for (size_t i = *cursor - first_; i < changes_.size(); ++i) {
     const Change& c = changes_[i];
-    if (c.client_id == client_id && client_id != 0) continue;
+    if (c.client_id == client_id && client_id != 0) continue;  // its own: skipped
     for (const pb::ChangedName& n : c.names) *out->add_names() = n;
     for (uint64_t ino : c.inodes) out->add_inodes(ino);
+    any = true;
   }
   *cursor = first_ + changes_.size();
-  return true;
+  return any;
 }
 
 }  // namespace dfs::meta

@@ -61,6 +61,10 @@ class ChangeFeed {
     bool woken = false;
   };
   const size_t capacity_;
+  // Copies into *out what client_id has not heard from *cursor on and moves
+  // *cursor to the end; false when there was nothing for it (its own only).
+  bool CollectLocked(uint64_t* cursor, uint64_t client_id, pb::ChangeNotices* out) REQUIRES(mu_);
+
   mutable std::mutex mu_;
   std::deque<Change> changes_ GUARDED_BY(mu_);  // positions first_ .. first_ + size - 1
   uint64_t first_ GUARDED_BY(mu_) = 0;
