@@ -288,11 +288,6 @@ void RunOpenFilesSequence(const std::string& dfs_root, const std::string& local_
       if (fd >= 0) ::close(fd);
     }
   }
-  for (Slot& slot : slots) {
-    for (int fd : slot.fd) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
 }
 
 }  // namespace dfs::testing

@@ -385,6 +385,280 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_AsAUser_MatchLocal) {
   OpenFilesSequenceMatchesLocal(dfs_, local_, second + "/" + name, 20261203, /*as_user=*/1000);
 }
 
+// Four sequences at once on one mount, each in its own directory with its
+// own seed: each must still match its local twin step by step. The mount's
+// shared state (the name-change and data stamps, listings, held attributes,
+// the block cache) serves all four threads, so a stamp taken by one thread
+// that another's change should void, or a cache keyed too coarsely, shows
+// here where single-threaded sequences cannot see it. The trees are then
+// compared through a second mount, which must see what meta holds.
+TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_FourAtOnce_MatchLocal) {
+  const std::string second = SuiteCluster()->dir() + "/mnt-four";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const uint64_t base = EnvOr("DFS_DIFF_SEED", 20261205);
+  const uint64_t steps = EnvOr("DFS_DIFF_STEPS", 300);
+  std::vector<std::thread> threads;
+  std::vector<SequenceStats> stats(4);
+  for (int t = 0; t < 4; ++t) {
+    const std::string sub = "/t" + std::to_string(t);
+    ASSERT_EQ(::mkdir((dfs_ + sub).c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((local_ + sub).c_str(), 0755), 0);
+    threads.emplace_back([&, t, sub] {
+      RunOpenFilesSequence(dfs_ + sub, local_ + sub, {.seed = base + t, .steps = steps}, &stats[t]);
+    });
+  }
+  for (auto& th : threads) th.join();
+  if (HasFatalFailure()) return;
+  for (int t = 0; t < 4; ++t) {
+    EXPECT_GT(stats[t].succeeded, static_cast<int>(steps / 4)) << "thread " << t << " mostly failed";
+  }
+  const auto b = Snapshot(local_);
+  for (const std::string& root : {dfs_, second + "/" + name}) {
+    auto a = Snapshot(root);
+    ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << base;
+    for (const auto& [path, entry] : b) {
+      ASSERT_TRUE(a.contains(path)) << root << path << " DFS_DIFF_SEED=" << base;
+      EXPECT_TRUE(a[path] == entry) << root << path << ": " << a[path].type << " " << a[path].size << " nlink "
+                                    << a[path].nlink << " vs " << entry.type << " " << entry.size << " nlink "
+                                    << entry.nlink << " DFS_DIFF_SEED=" << base;
+    }
+  }
+}
+
+// Threads sharing one file and one directory, the way a database's
+// processes share theirs. Each owns every fourth stripe of the file (stripes
+// meet inside pages and 64 KiB blocks, and the file grows as they add
+// stripes) and a prefix of names. Each changes its own by pwrite, by a shared
+// writable mapping, under fcntl locks, with fsyncs, while the others do the
+// same next door, and checks after every step that it reads back what it
+// wrote (through its handle, a fresh open after dropping the kernel's pages,
+// and the mapping), that fstat and stat never show less than it wrote, and
+// that the directory lists exactly its names. A second mount then reads the
+// whole file and directory. Where a reply learned for one thread's call
+// overwrote what another thread's write made newer, or a flush lost a
+// neighbour's bytes in a shared page or block, this fails (the stale-size bug
+// of the SQLite WAL writers was of that kind).
+TEST_F(MountTest, ThreadsSharingAFileAndADirectory_EachReadsItsOwnWrites) {
+  constexpr uint64_t kThreads = 4;
+  constexpr uint64_t kStripe = 20'001;  // odd: stripes share pages and blocks
+  const uint64_t seed = EnvOr("DFS_DIFF_SEED", 20261206);
+  const int steps = static_cast<int>(EnvOr("DFS_DIFF_STEPS", 400));
+  const std::string dir = dfs_ + "/shared", path = dir + "/data";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  {
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ::close(fd);
+  }
+  // Where byte `pos` of thread t's stripes lies in the file.
+  auto at = [](uint64_t t, uint64_t pos) { return ((pos / kStripe) * kThreads + t) * kStripe + pos % kStripe; };
+  std::vector<std::string> models(kThreads);       // each thread's stripes, end to end
+  std::vector<uint64_t> written_end(kThreads, 0);  // past the last byte each wrote, in the file
+  std::vector<std::set<std::string>> names(kThreads);
+  std::mutex mu;
+  std::string failure;  // guarded by mu
+  std::atomic<bool> stop{false};
+  auto worker = [&](uint64_t t) {
+    std::mt19937_64 rng(seed + t);
+    std::string& model = models[t];
+    uint64_t& end = written_end[t];
+    const std::string prefix = "t" + std::to_string(t) + "-";
+    int step = 0, op = -1;
+    auto fail = [&](const std::string& what) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failure.empty()) {
+        failure = "thread " + std::to_string(t) + " step " + std::to_string(step) + " op " + std::to_string(op) +
+                  ": " + what + " (DFS_DIFF_SEED=" + std::to_string(seed) + ")";
+      }
+      stop = true;
+    };
+    // Writes `data` at `pos` of its stripes (within one stripe).
+    auto write = [&](int fd, uint64_t pos, const std::string& data) {
+      if (::pwrite(fd, data.data(), data.size(), static_cast<off_t>(at(t, pos))) !=
+          static_cast<ssize_t>(data.size())) {
+        return fail(std::string("pwrite: ") + std::strerror(errno)), false;
+      }
+      if (model.size() < pos + data.size()) model.resize(pos + data.size(), '\0');
+      model.replace(pos, data.size(), data);
+      end = std::max(end, at(t, pos) + data.size());
+      return true;
+    };
+    // [pos, pos + n) of its stripes (within one stripe) as read through `fd`
+    // must hold every byte it wrote there; the rest reads as zeros or not at
+    // all (past the end of the file).
+    auto check_read = [&](int fd, uint64_t pos, uint64_t n, const char* how) {
+      std::string buf(n, '\x7f');
+      const uint64_t from = at(t, pos);
+      const ssize_t got = ::pread(fd, buf.data(), n, static_cast<off_t>(from));
+      if (got < 0) return fail(std::string(how) + " pread: " + std::strerror(errno)), false;
+      const uint64_t want = end > from ? std::min<uint64_t>(n, end - from) : 0;
+      if (static_cast<uint64_t>(got) < want) {
+        return fail(std::string(how) + " read " + std::to_string(got) + " of " + std::to_string(want) +
+                    " written bytes at " + std::to_string(from)), false;
+      }
+      for (uint64_t i = 0; i < static_cast<uint64_t>(got); ++i) {
+        const char expect = pos + i < model.size() ? model[pos + i] : '\0';
+        if (buf[i] != expect) return fail(std::string(how) + " byte " + std::to_string(from + i) + " differs"), false;
+      }
+      return true;
+    };
+    int fd = ::open(path.c_str(), O_RDWR);
+    if (fd < 0) return fail("open");
+    for (step = 0; step < steps && !stop; ++step) {
+      op = static_cast<int>(rng() % 11);
+      // Mostly within the stripes it has, sometimes the next one (the file grows).
+      const uint64_t stripes = model.size() / kStripe + 1;
+      const uint64_t stripe = rng() % 4 == 0 ? stripes : rng() % stripes;
+      const uint64_t in = rng() % kStripe;
+      const uint64_t pos = stripe * kStripe + in;
+      const uint64_t n = 1 + rng() % (kStripe - in);
+      switch (op) {
+        case 0:
+        case 1:
+          if (!write(fd, pos, RandomBytes(n, rng()))) return;
+          break;
+        case 2: {  // under an fcntl lock of the range, then fsync
+          struct flock lock{};
+          lock.l_type = F_WRLCK;
+          lock.l_whence = SEEK_SET;
+          lock.l_start = static_cast<off_t>(at(t, pos));
+          lock.l_len = static_cast<off_t>(n);
+          if (::fcntl(fd, F_SETLKW, &lock) != 0) return fail(std::string("lock: ") + std::strerror(errno));
+          if (!write(fd, pos, RandomBytes(n, rng()))) return;
+          if (::fsync(fd) != 0) return fail(std::string("fsync: ") + std::strerror(errno));
+          lock.l_type = F_UNLCK;
+          if (::fcntl(fd, F_SETLK, &lock) != 0) return fail(std::string("unlock: ") + std::strerror(errno));
+          break;
+        }
+        case 3: {  // through a shared writable mapping, within what the file holds
+          struct stat st{};
+          if (::fstat(fd, &st) != 0) return fail("fstat before mmap");
+          const uint64_t size = st.st_size, from = at(t, pos);
+          if (size <= from || pos >= model.size()) break;
+          const uint64_t len = std::min({n, size - from, model.size() - pos});
+          void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+          if (m == MAP_FAILED) return fail(std::string("mmap: ") + std::strerror(errno));
+          char* bytes = static_cast<char*>(m) + from;
+          if (std::memcmp(bytes, model.data() + pos, len) != 0) {
+            ::munmap(m, size);
+            return fail("mapped bytes at " + std::to_string(from) + " differ before the write");
+          }
+          const std::string data = RandomBytes(len, rng());
+          std::memcpy(bytes, data.data(), len);
+          model.replace(pos, len, data);
+          const bool synced = rng() % 2 == 0 ? ::msync(m, size, MS_SYNC) == 0 : true;
+          ::munmap(m, size);
+          if (!synced) return fail(std::string("msync: ") + std::strerror(errno));
+          break;
+        }
+        case 4:
+          if (!check_read(fd, pos, n, "through the handle")) return;
+          break;
+        case 5: {  // a fresh open, the kernel's pages dropped: close-to-open within the mount
+          int rfd = ::open(path.c_str(), O_RDONLY);
+          if (rfd < 0) return fail("open for reading");
+          ::posix_fadvise(rfd, 0, 0, POSIX_FADV_DONTNEED);
+          const bool ok = check_read(rfd, pos, n, "through a fresh open");
+          ::close(rfd);
+          if (!ok) return;
+          break;
+        }
+        case 6: {  // fstat and stat never show less than this thread wrote
+          struct stat st{}, st2{};
+          if (::fstat(fd, &st) != 0 || ::stat(path.c_str(), &st2) != 0) return fail("stat");
+          if (static_cast<uint64_t>(std::min(st.st_size, st2.st_size)) < end) {
+            return fail("size " + std::to_string(st.st_size) + "/" + std::to_string(st2.st_size) + " after " +
+                        std::to_string(end) + " was written");
+          }
+          break;
+        }
+        case 7: {  // a lock and unlock alone, as SQLite takes hundreds a second
+          struct flock lock{};
+          lock.l_type = rng() % 2 ? F_WRLCK : F_RDLCK;
+          lock.l_whence = SEEK_SET;
+          lock.l_start = static_cast<off_t>(at(t, pos));
+          lock.l_len = 1;
+          if (::fcntl(fd, F_SETLKW, &lock) != 0) return fail(std::string("lock: ") + std::strerror(errno));
+          lock.l_type = F_UNLCK;
+          if (::fcntl(fd, F_SETLK, &lock) != 0) return fail(std::string("unlock: ") + std::strerror(errno));
+          break;
+        }
+        case 8: {  // a name of its own: created with content, renamed, or unlinked
+          const std::string name = prefix + std::to_string(rng() % 6);
+          const std::string p = dir + "/" + name;
+          if (names[t].contains(name)) {
+            if (rng() % 2) {
+              if (::unlink(p.c_str()) != 0) return fail("unlink " + name + ": " + std::strerror(errno));
+              names[t].erase(name);
+            } else {
+              const std::string to = prefix + std::to_string(rng() % 6);
+              if (::rename(p.c_str(), (dir + "/" + to).c_str()) != 0) return fail("rename " + name);
+              names[t].erase(name);
+              names[t].insert(to);
+            }
+          } else {
+            int nfd = ::open(p.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+            if (nfd < 0) return fail("create " + name + ": " + std::strerror(errno));
+            const bool ok = ::write(nfd, name.data(), name.size()) == static_cast<ssize_t>(name.size());
+            if (::close(nfd) != 0 || !ok) return fail("write " + name);
+            names[t].insert(name);
+          }
+          break;
+        }
+        case 9: {  // the directory lists exactly its names
+          std::set<std::string> listed;
+          DIR* d = ::opendir(dir.c_str());
+          if (d == nullptr) return fail("opendir");
+          while (dirent* e = ::readdir(d)) {
+            if (std::string(e->d_name).starts_with(prefix)) listed.insert(e->d_name);
+          }
+          ::closedir(d);
+          if (listed != names[t]) {
+            return fail("listing has " + std::to_string(listed.size()) + " of its names, not " +
+                        std::to_string(names[t].size()));
+          }
+          break;
+        }
+        case 10: {  // a renamed name still holds what it was created with
+          if (names[t].empty()) break;
+          const std::string name = *names[t].begin();
+          const std::string got = ReadFile(dir + "/" + name);
+          if (!got.starts_with(prefix) || got.size() > prefix.size() + 1) return fail(name + " holds '" + got + "'");
+          break;
+        }
+      }
+    }
+    if (::close(fd) != 0) fail(std::string("close: ") + std::strerror(errno));
+  };
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(failure.empty()) << failure;
+  // Through another mount: the whole file, its size, and every name.
+  const std::string second = SuiteCluster()->dir() + "/mnt-shared";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  const std::string other = ReadFile(second + "/" + name + "/shared/data");
+  ASSERT_EQ(other.size(), *std::max_element(written_end.begin(), written_end.end()));
+  std::string expect(other.size(), '\0');
+  for (uint64_t t = 0; t < kThreads; ++t) {
+    for (uint64_t pos = 0; pos < models[t].size(); pos += kStripe) {
+      const uint64_t from = at(t, pos);
+      if (from >= expect.size()) break;
+      const uint64_t n = std::min({kStripe, models[t].size() - pos, expect.size() - from});
+      expect.replace(from, n, models[t], pos, n);
+    }
+  }
+  EXPECT_TRUE(other == expect) << "the file read through another mount differs";
+  std::set<std::string> want = {"data"}, listed;
+  for (const auto& set : names) want.insert(set.begin(), set.end());
+  for (const auto& entry : std::filesystem::directory_iterator(second + "/" + name + "/shared")) {
+    listed.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(listed, want);
+}
+
 TEST_F(MountTest, ReadDir_ListsEveryEntryOnce) {
   std::set<std::string> want = {".", ".."};
   for (int i = 0; i < 1500; ++i) {
