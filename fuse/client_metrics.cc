@@ -53,6 +53,18 @@ ClientMetrics::ClientMetrics(prometheus::Registry& registry) {
                        .Register(registry);
   prefetch_fetched_ = &prefetch.Add({{"result", "fetched"}});
   prefetch_served_ = &prefetch.Add({{"result", "served"}});
+  auto& notices = prometheus::BuildCounter()
+                      .Name("dfs_client_change_notices_total")
+                      .Help("Names and inodes other clients changed, heard from meta, and streams that missed some")
+                      .Register(registry);
+  notice_names_ = &notices.Add({{"kind", "name"}});
+  notice_inodes_ = &notices.Add({{"kind", "inode"}});
+  notice_missed_ = &notices.Add({{"kind", "missed"}});
+  watching_ = &prometheus::BuildGauge()
+                   .Name("dfs_client_change_watching")
+                   .Help("1 while the mount hears other clients' changes from meta; 0: they show within the timeouts")
+                   .Register(registry)
+                   .Add({});
 }
 
 void ClientMetrics::RecordOp(FuseOp op, double seconds) {
@@ -60,7 +72,14 @@ void ClientMetrics::RecordOp(FuseOp op, double seconds) {
   seconds_[static_cast<size_t>(op)]->Observe(seconds);
 }
 
-void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch) {
+void ClientMetrics::RecordNotices(uint64_t names, uint64_t inodes, bool missed) {
+  notice_names_->Increment(static_cast<double>(names));
+  notice_inodes_->Increment(static_cast<double>(inodes));
+  if (missed) notice_missed_->Increment();
+}
+
+void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, bool watching) {
+  watching_->Set(watching ? 1 : 0);
   const uint64_t hits = cache.hits(), misses = cache.misses();
   if (hits > seen_hits_) hits_->Increment(static_cast<double>(hits - seen_hits_));
   if (misses > seen_misses_) misses_->Increment(static_cast<double>(misses - seen_misses_));

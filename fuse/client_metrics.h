@@ -8,7 +8,13 @@
 //   dfs_client_dir_prefetch_total{result=fetched|served}
 //                                            listing pages fetched ahead of a tree walk
 //                                            (DirPrefetch) and those the walk used
-// Cache and prefetch figures are copied by Refresh (every 2 s).
+//   dfs_client_change_notices_total{kind=name|inode|missed}
+//                                            other clients' changes heard from meta
+//                                            (ChangeWatcher), and streams that lost some
+//   dfs_client_change_watching               1 while a Watch stream to meta is open: 0
+//                                            means others' changes show only within the
+//                                            attr/entry timeouts
+// Cache, prefetch and watching figures are copied by Refresh (every 2 s).
 //
 // Thread-safety: Record* from the libfuse workers, Refresh from one thread.
 #pragma once
@@ -42,7 +48,8 @@ class ClientMetrics {
   void RecordOp(FuseOp op, double seconds);
   void RecordRead(uint64_t bytes) { read_bytes_->Increment(static_cast<double>(bytes)); }
   void RecordWrite(uint64_t bytes) { write_bytes_->Increment(static_cast<double>(bytes)); }
-  void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch);
+  void RecordNotices(uint64_t names, uint64_t inodes, bool missed);
+  void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, bool watching);
 
  private:
   std::array<prometheus::Counter*, static_cast<size_t>(FuseOp::kCount)> ops_{};
@@ -54,6 +61,10 @@ class ClientMetrics {
   prometheus::Gauge* cache_bytes_;
   prometheus::Counter* prefetch_fetched_;
   prometheus::Counter* prefetch_served_;
+  prometheus::Counter* notice_names_;
+  prometheus::Counter* notice_inodes_;
+  prometheus::Counter* notice_missed_;
+  prometheus::Gauge* watching_;
   uint64_t seen_hits_ = 0, seen_misses_ = 0;
   DirPrefetch::Stats seen_prefetch_;
 };

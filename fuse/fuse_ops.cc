@@ -833,6 +833,9 @@ fuse_lowlevel_ops MakeOperations() {
 void ForgetChanged(Adapter& adapter, const pb::ChangeNotices& notices) {
   FileSystem& fs = *adapter.fs;
   fs.NoteRemoteChanges(notices);
+  if (adapter.metrics != nullptr) {
+    adapter.metrics->RecordNotices(notices.names_size(), notices.inodes_size(), notices.missed());
+  }
   fuse_session* se = adapter.session;
   if (se == nullptr) return;
   const auto out = [&](uint64_t ino) -> fuse_ino_t {

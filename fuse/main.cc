@@ -132,6 +132,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   std::mutex refresh_mu;
   std::condition_variable refresh_cv;
   bool stopping = false;  // guarded by refresh_mu
+  const dfs::fuse::ChangeWatcher* watching = nullptr;  // guarded by refresh_mu: the watcher, once started
   std::thread refresher;
   if (!cl.metrics.empty()) {
     metrics = std::make_unique<dfs::fuse::ClientMetrics>(*registry);
@@ -145,7 +146,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
     refresher = std::thread([&] {
       std::unique_lock<std::mutex> lock(refresh_mu);
       do {
-        metrics->Refresh(fs.cache(), fs.meta().prefetch_stats());
+        metrics->Refresh(fs.cache(), fs.meta().prefetch_stats(), watching != nullptr && watching->watching());
       } while (!refresh_cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }));
     });
     spdlog::info("metrics at http://{}/metrics",
@@ -216,6 +217,8 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
         [&adapter](const dfs::pb::ChangeNotices& notices) { dfs::fuse::ForgetChanged(adapter, notices); });
     if (started.ok()) {
       watcher = std::move(started).value();
+      std::lock_guard<std::mutex> lock(refresh_mu);
+      watching = watcher.get();
     } else {
       spdlog::warn("change notices: {}", started.status().ToString());
     }
@@ -228,6 +231,10 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fuse_loop_cfg_set_clone_fd(config, 0);
   int rc = fuse_session_loop_mt(se, config);
   fuse_loop_cfg_destroy(config);
+  {
+    std::lock_guard<std::mutex> lock(refresh_mu);
+    watching = nullptr;
+  }
   watcher.reset();  // no notice may reach the session once it goes
   lock_waiters.reset();  // answers calls still waiting for a lock while the session exists
 

@@ -249,6 +249,33 @@ def main():
         tap.check("200 writes of 4 KiB reach dfs as 200 writes and ask for security.capability at most 3 times",
                   wrote >= 200 and asked <= 3, {"writes": wrote, "getxattrs": asked})
 
+        # What another mount changes reaches this one as notices (ChangeWatcher),
+        # and the gauge says the mount is hearing them.
+        other = mnt + "-other"
+        os.makedirs(other)
+        second = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, other], capture_output=True, text=True,
+                                timeout=60)
+        other_mounted = second.returncode == 0
+        if tap.check("a second mount of the cluster", other_mounted, second.stdout + second.stderr):
+            try:
+                before = scrape(endpoints["client"])
+                for i in range(3):
+                    with open(os.path.join(other, f"elsewhere-{i}"), "wb") as f:
+                        f.write(b"x")
+                os.chmod(os.path.join(other, "elsewhere-0"), 0o600)
+                def heard():
+                    now = scrape(endpoints["client"])
+                    return (value(now, "dfs_client_change_watching") == 1 and
+                            value(now, "dfs_client_change_notices_total", kind="name") >=
+                            value(before, "dfs_client_change_notices_total", kind="name") + 3 and
+                            value(now, "dfs_client_change_notices_total", kind="inode") >
+                            value(before, "dfs_client_change_notices_total", kind="inode"))
+                tap.check("client: another mount's creates and chmod heard as notices, and watching is 1",
+                          tap.wait_for(heard, 15),
+                          [l for l in scrape(endpoints["client"]).splitlines() if "change_" in l])
+            finally:
+                subprocess.run(["fusermount3", "-u", other], capture_output=True, timeout=60)
+
         dashboard = json.load(open(os.path.join(SOURCE, "packaging", "grafana", "dfs-dashboard.json")))
         queried = set()
         for panel in dashboard["panels"]:
