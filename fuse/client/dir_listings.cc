@@ -9,7 +9,8 @@ namespace {
 constexpr uint64_t kLookupsPerPage = 10;
 }  // namespace
 
-DirListings::DirListings(Options options, const common::Clock& clock) : options_(options), clock_(clock) {}
+DirListings::DirListings(Options options, const common::Clock& clock, const RemoteChanges* remote)
+    : options_(options), clock_(clock), remote_(remote) {}
 
 bool DirListings::NoteLookup(uint64_t dir) {
   if (options_.ttl_ms <= 0) return false;
@@ -37,7 +38,8 @@ bool DirListings::NoteLookup(uint64_t dir) {
   return true;
 }
 
-void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch) {
+void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch,
+                      uint64_t remote) {
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
   dirs_[dir].in_flight = false;
@@ -55,6 +57,7 @@ void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t 
   Listing& l = listings_[dir];
   l.stamp = stamp;
   l.epoch = epoch;
+  l.remote = remote;
   l.expires_ms = now + options_.ttl_ms;
   l.pages = std::max<size_t>(1, (entries.size() + options_.page_entries - 1) / options_.page_entries);
   l.by_name.reserve(entries.size());
@@ -124,7 +127,8 @@ void DirListings::Retire(std::unordered_map<uint64_t, Listing>::iterator it) {
 DirListings::Listing* DirListings::Usable(uint64_t dir, uint64_t stamp, int64_t now) {
   auto it = listings_.find(dir);
   if (it == listings_.end()) return nullptr;
-  if (it->second.stamp != stamp || it->second.expires_ms <= now) {
+  if (it->second.stamp != stamp || it->second.expires_ms <= now ||
+      (remote_ != nullptr && !remote_->Current(dir, it->second.remote))) {
     Retire(it);
     return nullptr;
   }
@@ -139,6 +143,7 @@ std::optional<DirListings::Hit> DirListings::Find(uint64_t dir, std::string_view
   if (l == nullptr) return std::nullopt;
   auto it = l->by_name.find(std::string(name));
   if (it == l->by_name.end()) return std::nullopt;
+  if (remote_ != nullptr && !remote_->Current(it->second.ino(), l->remote)) return std::nullopt;
   ++l->hits;
   return Hit{it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
 }
@@ -152,6 +157,7 @@ std::optional<DirListings::Hit> DirListings::FindIno(uint64_t ino, uint64_t stam
     if (l == nullptr) continue;
     auto it = l->by_ino.find(ino);
     if (it == l->by_ino.end()) continue;
+    if (remote_ != nullptr && !remote_->Current(ino, l->remote)) continue;
     ++l->hits;
     return Hit{*it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
   }

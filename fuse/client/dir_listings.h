@@ -15,7 +15,9 @@
 // such an answer only for what is left of it. A listing is only ever used
 // while this mount has started no mutation since the fetch, and none was in
 // flight when it was sent (the caller passes `stamp`s that say so), so this
-// mount always sees its own changes. Names not in a listing are asked of
+// mount always sees its own changes; and, with `remote`, only while no
+// notice of another client's change to the directory came since, and an
+// entry only while none came of its inode (RemoteChanges). Names not in a listing are asked of
 // meta (a name another client created is never hidden). A listing that did
 // not pay for itself (few answers for its pages) makes the next fetch of
 // that directory wait for more lookups; a directory with more than
@@ -39,6 +41,7 @@
 
 #include "common/clock.h"
 #include "common/thread_annotations.h"
+#include "fuse/client/remote_changes.h"
 #include "proto/meta.pb.h"
 
 namespace dfs::fuse {
@@ -54,7 +57,8 @@ class DirListings {
     size_t max_dirs = 1024;
     uint32_t page_entries = 2048;  // entries per ReadDirPlus call of a fetch
   };
-  DirListings(Options options, const common::Clock& clock);
+  // `remote` (may be null: no notices) outlives this.
+  DirListings(Options options, const common::Clock& clock, const RemoteChanges* remote = nullptr);
   DirListings(const DirListings&) = delete;
   DirListings& operator=(const DirListings&) = delete;
 
@@ -65,8 +69,9 @@ class DirListings {
   // and the caller must end with Put or Abandon.
   bool NoteLookup(uint64_t dir);
   // A complete listing of `dir`, fetched with every page sent after `stamp`
-  // was taken; `epoch` is the AttrOverlay epoch noted before the first page.
-  void Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch);
+  // was taken; `epoch` is the AttrOverlay epoch and `remote` the
+  // RemoteChanges stamp noted before the first page.
+  void Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t stamp, uint64_t epoch, uint64_t remote = 0);
   // The fetch failed (too_big: `dir` has more than max_entries).
   void Abandon(uint64_t dir, bool too_big);
   // Meta's newer word on an inode (a lookup, getattr or open reply)
@@ -93,7 +98,7 @@ class DirListings {
 
  private:
   struct Listing {
-    uint64_t stamp = 0, epoch = 0;
+    uint64_t stamp = 0, epoch = 0, remote = 0;
     int64_t expires_ms = 0;
     size_t pages = 1;
     uint64_t hits = 0;
@@ -121,6 +126,7 @@ class DirListings {
 
   const Options options_;
   const common::Clock& clock_;
+  const RemoteChanges* const remote_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Listing> listings_ GUARDED_BY(mu_);
   std::list<uint64_t> order_ GUARDED_BY(mu_);  // listed directories, oldest fetch first

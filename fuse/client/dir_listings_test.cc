@@ -93,6 +93,39 @@ TEST_F(DirListingsTest, AMutationOfThisMountEndsTheListing) {
   EXPECT_FALSE(listings_.FindIno(101, 7).has_value());
 }
 
+// Another client's change, heard as a notice, ends what it touched and only
+// that: a listing of the directory it named, an entry of the inode it named
+// (in any listing); listings fetched after the notice was heard stay.
+TEST(DirListingsRemote, ANoticeEndsTheNamedDirectoryAndTheNamedInodesEntriesOnly) {
+  common::ManualClock clock;
+  RemoteChanges remote;
+  DirListings listings(DirListings::Options{.ttl_ms = 1'000, .trigger_lookups = 1}, clock, &remote);
+  for (uint64_t dir : {1, 2}) {
+    ASSERT_TRUE(listings.NoteLookup(dir));
+    listings.Put(dir, Entries(3, dir * 100), 7, 0, remote.Now());
+  }
+  remote.Note({1}, false);  // a name in dir 1 changed
+  EXPECT_FALSE(listings.Find(1, "f0", 7).has_value());
+  EXPECT_FALSE(listings.FindIno(101, 7).has_value());
+  EXPECT_TRUE(listings.Find(2, "f0", 7).has_value()) << "dir 2 was not touched";
+  remote.Note({201}, false);  // an inode listed in dir 2: its attributes changed
+  EXPECT_FALSE(listings.Find(2, "f1", 7).has_value());
+  EXPECT_FALSE(listings.FindIno(201, 7).has_value());
+  EXPECT_TRUE(listings.Find(2, "f2", 7).has_value()) << "its other entries stay";
+  // A fetch stamped after the notices is current (Put needs no NoteLookup).
+  listings.Put(1, Entries(3, 100), 7, 0, remote.Now());
+  EXPECT_TRUE(listings.Find(1, "f0", 7).has_value());
+  // One stamped before a notice that came while it ran is not.
+  const uint64_t sent = remote.Now();
+  remote.Note({1}, false);
+  listings.Put(1, Entries(3, 100), 7, 0, sent);
+  EXPECT_FALSE(listings.Find(1, "f0", 7).has_value());
+  // Missed notices end everything fetched before.
+  listings.Put(2, Entries(3, 200), 7, 0, remote.Now());
+  remote.Note({}, /*all=*/true);
+  EXPECT_FALSE(listings.Find(2, "f0", 7).has_value());
+}
+
 TEST_F(DirListingsTest, MetasNewerWordReplacesAListedAttributeButNotAnOlderOne) {
   ASSERT_EQ(LookupsToFetch(1), 4);
   std::vector<pb::DirEntry> entries = Entries(3);

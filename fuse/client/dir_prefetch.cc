@@ -9,8 +9,8 @@
 
 namespace dfs::fuse {
 
-DirPrefetch::DirPrefetch(Options options, const common::Clock& clock, Fetch fetch)
-    : options_(options), clock_(clock), fetch_(std::move(fetch)) {
+DirPrefetch::DirPrefetch(Options options, const common::Clock& clock, Fetch fetch, const RemoteChanges* remote)
+    : options_(options), clock_(clock), fetch_(std::move(fetch)), remote_(remote) {
   if (options_.ttl_ms <= 0) return;
   for (size_t i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { Work(); });
 }
@@ -203,6 +203,14 @@ std::optional<DirPrefetch::Hit> DirPrefetch::Take(const Caller& c, uint64_t dir,
   if (from == entries.size() && !held.fetched.page.eof()) return std::nullopt;
   const int64_t room = std::max<uint32_t>(max_entries, 1);
   const int to = static_cast<int>(std::min<int64_t>(entries.size(), from + room));
+  if (remote_ != nullptr) {
+    std::vector<uint64_t> ids = {dir};
+    for (int i = from; i < to; ++i) ids.push_back(entries[i].ino());
+    if (!remote_->Current(ids, held.fetched.remote)) {
+      Drop(dir);
+      return std::nullopt;
+    }
+  }
   Hit hit;
   hit.page.set_eof(held.fetched.page.eof() && to == entries.size());
   hit.page.mutable_entries()->Reserve(to - from);

@@ -25,7 +25,9 @@
 // Staleness is what DirListings allows: a page is used at most ttl_ms
 // after its fetch, only while this mount started no mutation since the
 // fetch and none was in flight when it was sent (the stamps agree), and
-// only for the credentials it was fetched for. The caller tells the kernel
+// only for the credentials it was fetched for; and, with `remote`, only
+// while no notice of another client's change to the directory or to an
+// inode it serves came since (RemoteChanges). The caller tells the kernel
 // to keep its entries for what is left of ttl_ms. A held page serves every
 // call that continues it (from where it starts, or from the cookie of one
 // of its entries) until it expires or another page of the directory
@@ -51,6 +53,7 @@
 #include "common/clock.h"
 #include "common/thread_annotations.h"
 #include "fuse/client/caller.h"
+#include "fuse/client/remote_changes.h"
 #include "proto/meta.pb.h"
 
 namespace dfs::fuse {
@@ -68,13 +71,15 @@ class DirPrefetch {
     pb::ReadDirReply page;  // from cookie 0, with attributes
     uint64_t stamp = 0;     // this mount's mutation count when sent (none in flight)
     uint64_t epoch = 0;     // the AttrOverlay epoch before it was sent
+    uint64_t remote = 0;    // the RemoteChanges stamp before it was sent
   };
   // Fetches the first page of `dir` for the credentials; nullopt when it may
   // not be kept (a change of this mount in flight, or the call failed).
   // Must not block for long: it runs on a worker the destructor joins.
   using Fetch = std::function<std::optional<Fetched>(const Caller& c, uint64_t dir)>;
 
-  DirPrefetch(Options options, const common::Clock& clock, Fetch fetch);
+  // `remote` (may be null: no notices) outlives this.
+  DirPrefetch(Options options, const common::Clock& clock, Fetch fetch, const RemoteChanges* remote = nullptr);
   // Drops what is queued and joins the workers (after their running fetch).
   ~DirPrefetch();
   DirPrefetch(const DirPrefetch&) = delete;
@@ -145,6 +150,7 @@ class DirPrefetch {
   const Options options_;
   const common::Clock& clock_;
   const Fetch fetch_;
+  const RemoteChanges* const remote_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_;     // a job queued, or stopping
   std::condition_variable landed_cv_;   // a fetch ended

@@ -196,6 +196,32 @@ TEST_F(DirPrefetchTest, AKeptPageServesTheCallsThatContinueIt) {
   EXPECT_FALSE(prefetch_->Take(walker_, 5, 40, 7).has_value()) << "and the page was dropped";
 }
 
+// Another client's change, heard as a notice, ends a held page of the
+// directory it named, or one that would serve an inode it named; pages of
+// other directories serve on.
+TEST(DirPrefetchRemote, ANoticeEndsPagesOfTheNamedDirectoryOrServingTheNamedInode) {
+  common::ManualClock clock;
+  RemoteChanges remote;
+  DirPrefetch prefetch({.ttl_ms = 1'000, .threads = 1}, clock,
+                       [](const Caller&, uint64_t) { return std::optional<DirPrefetch::Fetched>(); }, &remote);
+  const Caller caller{1000, 1000, 42, {}};
+  for (uint64_t dir : {5, 6, 7}) {
+    prefetch.Keep(caller, dir, 0, DirPrefetch::Fetched{Page({dir * 10, dir * 10 + 1}), 7, 0, remote.Now()});
+  }
+  remote.Note({5, 71}, false);  // a name in dir 5; the attributes of an entry of dir 7
+  EXPECT_FALSE(prefetch.Take(caller, 5, 0, 7).has_value());
+  EXPECT_TRUE(prefetch.Take(caller, 6, 0, 7).has_value()) << "dir 6 was not touched";
+  EXPECT_FALSE(prefetch.Take(caller, 7, 0, 7).has_value());
+  EXPECT_FALSE(prefetch.Take(caller, 7, 0, 7).has_value()) << "and the page was dropped";
+  // A page sent before a notice that came while it was fetched is not used.
+  const uint64_t sent = remote.Now();
+  remote.Note({6}, false);
+  prefetch.Keep(caller, 6, 0, DirPrefetch::Fetched{Page({60}), 7, 0, sent});
+  EXPECT_FALSE(prefetch.Take(caller, 6, 0, 7).has_value());
+  prefetch.Keep(caller, 6, 0, DirPrefetch::Fetched{Page({60}), 7, 0, remote.Now()});
+  EXPECT_TRUE(prefetch.Take(caller, 6, 0, 7).has_value());
+}
+
 TEST_F(DirPrefetchTest, OnlyAWindowAheadIsFetched) {
   Make({.ttl_ms = 1'000, .look_ahead = 2, .threads = 1});
   prefetch_->Listed(walker_, 1, Page({10, 11, 12, 13, 14}));

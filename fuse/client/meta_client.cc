@@ -47,7 +47,7 @@ MetaClient::MetaClient(std::unique_ptr<common::LeaderChannel> channel, Options o
       options_(std::move(options)),
       dir_attrs_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
       acl_hints_(options_.dir_attr_ttl_ms, common::SystemClock::Get()),
-      listings_(DirListings::Options{.ttl_ms = options_.listing_ttl_ms}, common::SystemClock::Get()),
+      listings_(DirListings::Options{.ttl_ms = options_.listing_ttl_ms}, common::SystemClock::Get(), &remote_),
       carried_(options_.release_delay_ms) {}
 
 Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, int64_t connect_timeout_ms) {
@@ -88,7 +88,7 @@ Result<std::unique_ptr<MetaClient>> MetaClient::Connect(const Options& options, 
   MetaClient* self = client.get();
   client->prefetch_ = std::make_unique<DirPrefetch>(
       DirPrefetch::Options{.ttl_ms = options.listing_ttl_ms}, common::SystemClock::Get(),
-      [self](const Caller& c, uint64_t dir) { return self->PrefetchPage(c, dir); });
+      [self](const Caller& c, uint64_t dir) { return self->PrefetchPage(c, dir); }, &client->remote_);
   client->keepalive_thread_ = std::thread([c = client.get()] { c->KeepAliveLoop(); });
   client->carry_thread_ = std::thread([c = client.get()] { c->CarryLoop(); });
   return client;
@@ -358,12 +358,15 @@ std::optional<DirListings::Hit> MetaClient::ListedLookup(uint64_t parent, const 
 }
 
 void MetaClient::NoteRemoteChanges(const pb::ChangeNotices& notices) {
-  {
-    // As one of this mount's own changes would: listings and pages fetched
-    // before, or while, it came are not used (DirListings, DirPrefetch).
-    std::lock_guard<std::mutex> lock(changes_mu_);
-    ++changes_started_;
-  }
+  // Listings and pages fetched before, or while, it came are not used for
+  // the directories it names (their entries changed) nor for the inodes it
+  // names (their attributes did); a directory among the inodes had its
+  // entries changed too. The rest of what is held stays in use.
+  std::vector<uint64_t> ids;
+  ids.reserve(notices.names_size() + notices.inodes_size());
+  for (const pb::ChangedName& n : notices.names()) ids.push_back(n.parent());
+  for (uint64_t ino : notices.inodes()) ids.push_back(ino);
+  remote_.Note(ids, notices.missed());
   remote_changes_.fetch_add(1);
   if (notices.missed()) dir_attrs_.Clear();
   for (uint64_t ino : notices.inodes()) {
@@ -395,6 +398,7 @@ void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
   const std::optional<uint64_t> stamp = QuietStamp();
   if (!stamp) return listings_.Abandon(parent, false);
   const uint64_t epoch = overlay_.Epoch();
+  const uint64_t remote = remote_.Now();
   const DirListings::Options& o = listings_.options();
   std::vector<pb::DirEntry> entries;
   for (uint64_t cookie = 0;;) {
@@ -405,7 +409,7 @@ void MetaClient::MaybeFetchListing(const Caller& c, uint64_t parent) {
     if (page->eof() || page->entries_size() == 0) break;
     cookie = entries.back().cookie();
   }
-  listings_.Put(parent, std::move(entries), *stamp, epoch);
+  listings_.Put(parent, std::move(entries), *stamp, epoch, remote);
 }
 
 Result<pb::Attr> MetaClient::SetAttr(const Caller& c, pb::SetAttrRequest request) {
@@ -586,9 +590,10 @@ Result<pb::ReadDirReply> MetaClient::ReadDirForKernel(const Caller& c, uint64_t 
   // of kPageEntries costs meta less than the five plain calls it saves.
   if (!plus && !stamp) return ReadDir(c, ino, cookie, want, /*plus=*/false);
   const uint64_t epoch = overlay_.Epoch();
+  const uint64_t remote = remote_.Now();
   ASSIGN_OR_RETURN(pb::ReadDirReply page, ReadDir(c, ino, cookie, DirPrefetch::kPageEntries, /*plus=*/true));
   if (stamp && page.entries_size() > static_cast<int>(want)) {
-    prefetch_->Keep(c, ino, cookie, DirPrefetch::Fetched{page, *stamp, epoch});
+    prefetch_->Keep(c, ino, cookie, DirPrefetch::Fetched{page, *stamp, epoch, remote});
   }
   return page;
 }
@@ -598,6 +603,7 @@ std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, ui
   const std::optional<uint64_t> stamp = QuietStamp();
   if (!stamp) return std::nullopt;
   const uint64_t epoch = overlay_.Epoch();
+  const uint64_t remote = remote_.Now();
   pb::ReadDirRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(dir);
@@ -606,7 +612,7 @@ std::optional<DirPrefetch::Fetched> MetaClient::PrefetchPage(const Caller& c, ui
   const grpc::Status call = CallOn(*quick_channel_, &pb::MetaService::Stub::ReadDirPlus, request, &reply);
   if (!Outcome(common::FromGrpcStatus(call), reply).ok()) return std::nullopt;
   LearnListed(&reply, epoch);
-  return DirPrefetch::Fetched{std::move(reply), *stamp, epoch};
+  return DirPrefetch::Fetched{std::move(reply), *stamp, epoch, remote};
 }
 
 void MetaClient::LearnListed(pb::ReadDirReply* reply, uint64_t epoch) {

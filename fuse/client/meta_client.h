@@ -33,6 +33,7 @@
 #include "fuse/client/dir_attr_cache.h"
 #include "fuse/client/dir_listings.h"
 #include "fuse/client/read_pin_set.h"
+#include "fuse/client/remote_changes.h"
 #include "fuse/client/attr_overlay.h"
 #include "fuse/client/call_streams.h"
 #include "fuse/client/caller.h"
@@ -92,9 +93,10 @@ class MetaClient {
   // Grows with every notice of another client's changes heard: equal
   // values mean none was heard in between.
   uint64_t remote_change_count() const { return remote_changes_.load(); }
-  // Another client changed these (ChangeWatcher): this mount's listings,
-  // held pages and directory attributes fetched before answer nothing
-  // more, nor do its cached ACL answers of those inodes.
+  // Another client changed these (ChangeWatcher): this mount's listings
+  // and held pages of the named directories, and their entries of the named
+  // inodes, fetched before answer nothing more (RemoteChanges), nor do its
+  // directory attributes and ACL answers of those inodes.
   void NoteRemoteChanges(const pb::ChangeNotices& notices);
   // Grows when this client starts and again when it ends an unlink, rename
   // or link: the calls that change a file's link count through another of
@@ -299,6 +301,7 @@ class MetaClient {
   std::mutex changes_mu_;
   uint64_t changes_started_ GUARDED_BY(changes_mu_) = 0;
   std::unordered_set<uint64_t> changes_in_flight_ GUARDED_BY(changes_mu_);
+  RemoteChanges remote_;  // before listings_ and prefetch_, which hold it
   DirListings listings_;
 
   std::mutex mu_;  // guards stopping_; used with stop_cv_

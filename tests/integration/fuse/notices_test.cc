@@ -5,6 +5,7 @@
 // still shows what it cached, which is what proves the caches were in the
 // way. And git used from two mounts in turn, 100 ms apart (a tenth of the
 // default timeouts), sees each other's commits every time.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -114,6 +116,50 @@ TEST_F(NoticesTest, AnotherMountsRenameOverAndUnlink_ShowAtOnce) {
   EXPECT_TRUE(Eventually([&] { return !Exists(watching_ + "/gone"); }));
   EXPECT_EQ(Stat(deaf_ + "/target").st_ino, old_ino) << "the deaf mount's kernel did not cache the name";
   EXPECT_TRUE(Exists(deaf_ + "/gone"));
+}
+
+// Names listed in a directory: what `ls` would show.
+std::set<std::string> Listed(const std::string& dir) {
+  std::set<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) out.insert(e->d_name);
+  ::closedir(d);
+  return out;
+}
+
+// The mount's own caches of listings live as long as the attribute timeout,
+// 60 s here: DirPrefetch's pages of the directories a walk is about to
+// visit, and DirListings, which answer lookups and getattrs after a run of
+// them. Another mount's create and chmod must end them, or the watching
+// mount lists a directory without the new name, or stats a file with its
+// old mode (the kernel asks again after a notice, but the mount would
+// answer from what it held). The deaf mount shows that a held page would
+// have answered.
+TEST_F(NoticesTest, AnotherMountsChanges_EndTheListingsTheMountHolds) {
+  ASSERT_EQ(::mkdir((one_ + "/walked").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((one_ + "/looked").c_str(), 0755), 0);
+  for (int d = 0; d < 8; ++d) {
+    const std::string dir = one_ + "/walked/d" + std::to_string(d);
+    ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+    for (int i = 0; i < 5; ++i) Write(dir + "/f" + std::to_string(i), "x");
+  }
+  for (int i = 0; i < 40; ++i) Write(one_ + "/looked/f" + std::to_string(i), "x");
+  ASSERT_TRUE(Eventually([&] { return Listed(watching_ + "/walked").size() == 10; }, 65'000));
+  ASSERT_TRUE(Eventually([&] { return Listed(deaf_ + "/walked").size() == 10; }, 65'000));
+  // A walk: listing d0 (going down) makes the mount fetch its siblings'
+  // pages ahead. It stops before d7.
+  for (const std::string& root : {watching_, deaf_}) {
+    for (int d = 0; d < 7; ++d) ASSERT_EQ(Listed(root + "/walked/d" + std::to_string(d)).size(), 7u) << root;
+  }
+  // Lookups one by one: after a few, the mount fetches the whole listing
+  // and answers the rest (and later getattrs) from it.
+  for (int i = 0; i < 40; ++i) Stat(watching_ + "/looked/f" + std::to_string(i));
+  Write(one_ + "/walked/d7/new", "y");
+  ASSERT_EQ(::chmod((one_ + "/looked/f20").c_str(), 0600), 0);
+  EXPECT_TRUE(Eventually([&] { return Listed(watching_ + "/walked/d7").contains("new"); }));
+  EXPECT_TRUE(Eventually([&] { return (Stat(watching_ + "/looked/f20").st_mode & 0777) == 0600; }));
+  EXPECT_FALSE(Listed(deaf_ + "/walked/d7").contains("new")) << "the deaf mount held no page: this proves nothing";
 }
 
 // git decides from stat data (size, mtime) whether a file changed, and finds
