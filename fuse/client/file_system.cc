@@ -122,9 +122,9 @@ bool FileSystem::KernelKnows(uint64_t ino) {
 }
 
 void FileSystem::NoteRemoteChanges(const pb::ChangeNotices& notices) {
-  // The count it bumps ends every attribute learned from an open before now
-  // (GetAttr compares attr_known_remote with it); capability answers have no
-  // such stamp, so they go by inode.
+  // The marks it makes end the attributes of those inodes learned from an
+  // open before now (GetAttr checks attr_known_remote against them);
+  // capability answers have no such stamp, so they are cleared here.
   meta_->NoteRemoteChanges(notices);
   for (uint64_t ino : notices.inodes()) {
     auto st = FindState(ino);
@@ -144,7 +144,7 @@ uint64_t FileSystem::TEST_LookupCount(uint64_t ino) {
 FileSystem::AttrStamp FileSystem::StampBeforeCall() const {
   return AttrStamp{.name_changes = meta_->name_change_count(),
                    .data_changes = data_changes_.load(),
-                   .remote_changes = meta_->remote_change_count()};
+                   .remote_changes = meta_->remote_changes().Now()};
 }
 
 bool FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, const AttrStamp& before) {
@@ -211,7 +211,7 @@ Result<pb::Attr> FileSystem::GetAttr(const Caller& c, uint64_t ino) {
     const int64_t learned = st->attr_known_mono_ms;
     if (learned >= 0 && st->attr && NowMonoMs() - learned < options_.open_attr_ms &&
         st->attr_known_mutations == meta_->mutation_count() &&
-        st->attr_known_remote == meta_->remote_change_count()) {
+        meta_->remote_changes().Current(ino, st->attr_known_remote)) {
       pb::Attr attr = *st->attr;
       attr.set_size(st->size);
       return attr;
@@ -266,7 +266,7 @@ Result<pb::Attr> FileSystem::SetAttr(const Caller& c, const pb::SetAttrRequest& 
   // The reply is the inode as meta left it, if no other mutation of this
   // client was sent alongside (see GetAttr).
   const uint64_t mutations_before = meta_->mutation_count();
-  const uint64_t remote_before = meta_->remote_change_count();
+  const uint64_t remote_before = meta_->remote_changes().Now();
   const uint64_t name_changes = meta_->name_change_count();
   Result<pb::Attr> set = common::UnavailableError("not sent");
   if (!meta_->Supports(pb::FEATURE_SET_ATTR_COMMIT)) {

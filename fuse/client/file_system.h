@@ -154,7 +154,7 @@ class FileSystem {
   struct AttrStamp {
     uint64_t name_changes = 0;
     uint64_t data_changes = 0;
-    uint64_t remote_changes = 0;  // MetaClient::remote_change_count()
+    uint64_t remote_changes = 0;  // MetaClient::remote_changes().Now()
   };
   AttrStamp StampBeforeCall() const;
   // Learns `attr` (from a call sent after `before` was taken) and fixes it
@@ -316,8 +316,9 @@ class FileSystem {
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
     uint64_t attr_known_mutations GUARDED_BY(mu) = 0;  // MetaClient::mutation_count() then
-    // MetaClient::remote_change_count() before the call that returned `attr`:
-    // a notice heard since (another client changed something) ends its use.
+    // MetaClient::remote_changes().Now() before the call that returned
+    // `attr`: a notice of this inode heard since (another client changed it)
+    // ends its use.
     uint64_t attr_known_remote GUARDED_BY(mu) = 0;
     uint64_t attr_name_changes GUARDED_BY(mu) = 0;  // MetaClient::name_change_count() when `attr` was learned
     // data_changes_ at this mount's last own change of the file's data or

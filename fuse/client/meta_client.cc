@@ -367,7 +367,6 @@ void MetaClient::NoteRemoteChanges(const pb::ChangeNotices& notices) {
   for (const pb::ChangedName& n : notices.names()) ids.push_back(n.parent());
   for (uint64_t ino : notices.inodes()) ids.push_back(ino);
   remote_.Note(ids, notices.missed());
-  remote_changes_.fetch_add(1);
   if (notices.missed()) dir_attrs_.Clear();
   for (uint64_t ino : notices.inodes()) {
     dir_attrs_.Drop(ino);

@@ -90,9 +90,10 @@ class MetaClient {
   // Grows with every mutation this client sends (its request ids): equal
   // values mean this client changed nothing in between.
   uint64_t mutation_count() const { return next_request_id_.load(); }
-  // Grows with every notice of another client's changes heard: equal
-  // values mean none was heard in between.
-  uint64_t remote_change_count() const { return remote_changes_.load(); }
+  // Other clients' changes heard so far, by directory and inode: a stamp
+  // taken before a call (Now) says later whether a notice of an inode came
+  // since (Current).
+  const RemoteChanges& remote_changes() const { return remote_; }
   // Another client changed these (ChangeWatcher): this mount's listings
   // and held pages of the named directories, and their entries of the named
   // inodes, fetched before answer nothing more (RemoteChanges), nor do its
@@ -285,7 +286,6 @@ class MetaClient {
   uint32_t lease_ms_ = 30'000;
   std::atomic<uint64_t> next_request_id_{1};
   std::atomic<uint64_t> name_changes_{0};  // name_change_count()
-  std::atomic<uint64_t> remote_changes_{0};  // notices heard (NoteRemoteChanges)
   // Counts one name change for its lifetime: on construction and again on
   // destruction, so attributes learned while it runs count as older.
   struct NameChange {

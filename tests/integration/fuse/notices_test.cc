@@ -118,6 +118,22 @@ TEST_F(NoticesTest, AnotherMountsRenameOverAndUnlink_ShowAtOnce) {
   EXPECT_TRUE(Exists(deaf_ + "/gone"));
 }
 
+// A file held open on the watching mount: its attributes there come from
+// the open's reply for the attribute timeout (FileSystem::GetAttr), so a
+// notice of the inode must end that too, not only the kernel's copy.
+TEST_F(NoticesTest, AnotherMountsChmod_ShowsInStatOfAFileHeldOpen) {
+  Write(one_ + "/held", "abc");
+  ASSERT_TRUE(Eventually([&] { return Exists(watching_ + "/held"); }, 65'000));
+  const int fd = ::open((watching_ + "/held").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(Stat(watching_ + "/held").st_mode & 0777, 0644u);
+  ASSERT_EQ(::chmod((one_ + "/held").c_str(), 0600), 0);
+  EXPECT_TRUE(Eventually([&] { return (Stat(watching_ + "/held").st_mode & 0777) == 0600; }));
+  struct stat st{};
+  EXPECT_TRUE(Eventually([&] { return ::fstat(fd, &st) == 0 && (st.st_mode & 0777) == 0600; }));
+  ::close(fd);
+}
+
 // Names listed in a directory: what `ls` would show.
 std::set<std::string> Listed(const std::string& dir) {
   std::set<std::string> out;
