@@ -21,10 +21,6 @@
 namespace dfs::common {
 
 inline constexpr char kLeaderHintKey[] = "dfs-leader";
-// Initial metadata of a Watch stream that a leader holds open: a call that
-// ends at once (a follower, a refusal) carries none, and a mount then knows
-// it missed nothing by it (fuse/client/change_watcher.cc).
-inline constexpr char kWatchingHeader[] = "dfs-watching";
 
 // Status -> grpc::Status with the same message; codes map through the one
 // table in status.cc.

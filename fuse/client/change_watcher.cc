@@ -5,8 +5,6 @@
 #include <chrono>
 #include <utility>
 
-#include "common/grpc_status.h"
-
 namespace dfs::fuse {
 
 common::Result<std::unique_ptr<ChangeWatcher>> ChangeWatcher::Start(Options options, Handler handler) {
@@ -54,15 +52,6 @@ grpc::Status ChangeWatcher::WatchOnce(const std::shared_ptr<grpc::Channel>& chan
   request.set_client_id(options_.client_id);
   std::unique_ptr<grpc::ClientReader<pb::ChangeNotices>> reader = stub->Watch(&context, request);
   reader->WaitForInitialMetadata();  // meta sends its headers once it watches for us
-  // A call that ends at once (a follower's answer, a refusal) has no such
-  // header: no stream was open, so none ended and nothing was missed.
-  const auto& headers = context.GetServerInitialMetadata();
-  if (headers.find(common::kWatchingHeader) == headers.end()) {
-    pb::ChangeNotices ignored;
-    while (reader->Read(&ignored)) {
-    }
-    return reader->Finish();
-  }
   watching_.store(true);
   if (missed_) {
     // What changed while no stream was open is unknown: caches of the

@@ -9,8 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/grpc_status.h"
-
 namespace dfs::fuse {
 namespace {
 
@@ -25,7 +23,6 @@ class FakeMeta final : public pb::MetaService::Service {
                      grpc::ServerWriter<pb::ChangeNotices>* writer) override {
     const int n = streams.fetch_add(1);
     client_id = req->client_id();
-    ctx->AddInitialMetadata(common::kWatchingHeader, "1");
     writer->SendInitialMetadata();
     for (int i = 0; i < (n == 0 ? 2 : 1); ++i) {
       pb::ChangeNotices notices;
@@ -40,24 +37,6 @@ class FakeMeta final : public pb::MetaService::Service {
   }
   std::atomic<int> streams{0};
   std::atomic<uint64_t> client_id{0};
-};
-
-// A follower first (its answer ends the call at once), then a leader that
-// holds the stream open with one notice.
-class FollowerThenLeader final : public pb::MetaService::Service {
- public:
-  grpc::Status Watch(grpc::ServerContext* ctx, const pb::WatchRequest*,
-                     grpc::ServerWriter<pb::ChangeNotices>* writer) override {
-    if (calls.fetch_add(1) == 0) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader");
-    ctx->AddInitialMetadata(common::kWatchingHeader, "1");
-    writer->SendInitialMetadata();
-    pb::ChangeNotices notices;
-    notices.add_names()->set_name("x");
-    writer->Write(notices);
-    while (!ctx->IsCancelled()) std::this_thread::sleep_for(milliseconds(5));
-    return grpc::Status::OK;
-  }
-  std::atomic<int> calls{0};
 };
 
 class OldMeta final : public pb::MetaService::Service {
@@ -121,22 +100,6 @@ TEST(ChangeWatcher, HandsOnNoticesAndSaysSomeWereMissedAfterAStreamEnded) {
   watcher->reset();  // cancels the open stream
   EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_EQ(meta.streams.load(), 2);
-}
-
-// A mount that first asks a follower missed nothing: no stream was open
-// (before, it told the mount so and cleared its caches for nothing, and the
-// watching gauge blinked on).
-TEST(ChangeWatcher, ACallAFollowerEndedAtOnceIsNotAMissedStream) {
-  FollowerThenLeader meta;
-  Server server(&meta);
-  Heard heard;
-  auto watcher = ChangeWatcher::Start({.source = server.Address(), .client_id = 7, .retry_ms = 20},
-                                      [&](const pb::ChangeNotices& n) { heard.Add(n); });
-  ASSERT_TRUE(watcher.ok()) << watcher.status().ToString();
-  ASSERT_TRUE(Within(10'000, [&] { return !heard.Get().empty(); }));
-  EXPECT_EQ(heard.Get(), (std::vector<std::string>{"x"}));
-  EXPECT_GE(meta.calls.load(), 2);
-  EXPECT_TRUE((*watcher)->watching());
 }
 
 TEST(ChangeWatcher, AMetaWithoutWatchIsAskedRarelyAndStopDoesNotWaitForIt) {

@@ -23,7 +23,6 @@ grpc::Status MetaServiceImpl::Watch(Ctx* ctx, const pb::WatchRequest* req,
   } leave{watchers_};
   uint64_t cursor = changes_.End();
   // The headers go now, so the mount knows it is heard from this point on.
-  ctx->AddInitialMetadata(common::kWatchingHeader, "1");
   writer->SendInitialMetadata();
   // Wakes at least this often to notice a cancelled call, a shutdown (it
   // cancels calls after its deadline) and a lost leadership.
