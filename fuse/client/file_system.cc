@@ -151,6 +151,11 @@ bool FileSystem::LearnAttr(InodeState& st, const pb::Attr& attr, const AttrStamp
   const bool overtaken = st.size_known && st.data_changed_at > before.data_changes;
   if (!overtaken) {
     const bool dirty = !st.buffer.empty() || !st.in_flight.empty();
+    // Another client changed the file's length: where its chunks end, and
+    // the blocks held of them, are as of before, and a read past the old
+    // end would give zeros where it wrote (tail -f of a file another mount
+    // appends to read NULs). Asked again at the next read.
+    if (st.size_known && !dirty && attr.size() != st.size) DropCachedData(st);
     st.size = dirty ? std::max(st.size, attr.size()) : attr.size();
     st.size_known = true;
   }

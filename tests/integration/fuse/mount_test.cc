@@ -1049,6 +1049,51 @@ TEST_F(MountTest, TwoWritableHandlesOfOneFile_ShareTheWriteLease) {
   EXPECT_TRUE(ReadFile(path) == model);
 }
 
+// A reader holding a file open while another mount appends to it, as
+// `tail -f` does: once the new size shows (within the attribute timeout, at
+// once with notices), the bytes past the old end are the ones appended,
+// never zeros. Before, the mount read them from where it last knew the
+// chunk to end (or from the small file's bytes its open got from meta) and
+// filled the rest with zeros; tail -f printed NULs. A small file (kept in
+// meta) and one of several blocks, each read through the kernel's page
+// cache and past it.
+TEST_F(MountTest, AReaderHoldingAFileSeesAnotherMountsAppendNotZeros) {
+  std::string second = SuiteCluster()->dir() + "/mnt-tail";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string other = second + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  int round = 0;
+  for (const size_t first : {size_t{6}, size_t{200'000}}) {
+    for (const bool past_page_cache : {false, true}) {
+      const std::string name = "/log" + std::to_string(round);
+      const std::string head = RandomBytes(first, 100 + round), tail = RandomBytes(7'000, 200 + round);
+      WriteFile(other + name, head);
+      const int fd = ::open((dfs_ + name).c_str(), O_RDONLY);
+      ASSERT_GE(fd, 0) << std::strerror(errno);
+      std::string got(first, '\0');
+      ASSERT_EQ(::pread(fd, got.data(), first, 0), static_cast<ssize_t>(first));
+      ASSERT_TRUE(got == head);
+      {
+        const int wfd = ::open((other + name).c_str(), O_WRONLY | O_APPEND);
+        ASSERT_GE(wfd, 0);
+        ASSERT_EQ(::write(wfd, tail.data(), tail.size()), static_cast<ssize_t>(tail.size()));
+        ASSERT_EQ(::close(wfd), 0);
+      }
+      struct stat st{};
+      for (int i = 0; i < 300 && ::fstat(fd, &st) == 0 && st.st_size == static_cast<off_t>(first); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ASSERT_EQ(st.st_size, static_cast<off_t>(first + tail.size())) << "round " << round;
+      if (past_page_cache) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      got.assign(tail.size(), '\x7f');
+      ASSERT_EQ(::pread(fd, got.data(), tail.size(), static_cast<off_t>(first)), static_cast<ssize_t>(tail.size()));
+      EXPECT_TRUE(got == tail) << "round " << round << ": the appended bytes read as "
+                               << (got.find_first_not_of('\0') == std::string::npos ? "zeros" : "other bytes");
+      ::close(fd);
+      ++round;
+    }
+  }
+}
+
 // Close-to-open for attributes: an open that finds the file changed by
 // another mount makes the kernel ask again, and that first fstat is answered
 // with what the open got from meta (FileSystem::GetAttr), not a cached view.
