@@ -64,6 +64,9 @@ std::string Usage(const std::string& program) {
          "  attr_timeout=SECS     kernel attribute cache (default 1)\n"
          "  entry_timeout=SECS    kernel name cache (default 1); the smaller of the two is also\n"
          "                        how old a directory listing may answer stats (0: never)\n"
+         "  flush_after=SECS      write out data an open file has buffered this long, so other\n"
+         "                        mounts see it and a crash of this machine loses no more\n"
+         "                        (default 1; 0: only when the buffer fills, fsync and close)\n"
          "  retry_timeout=DUR     retry a lost cluster (meta, or every copy of a chunk) this long,\n"
          "                        then EIO (default 60s)\n"
          "  connect_timeout=DUR   give up mounting after this long (default 15s)\n"
@@ -128,6 +131,8 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& argv, bool 
           ASSIGN_OR_RETURN(cl.attr_timeout_s, ParseSeconds(key, val));
         } else if (key == "entry_timeout") {
           ASSIGN_OR_RETURN(cl.entry_timeout_s, ParseSeconds(key, val));
+        } else if (key == "flush_after") {
+          ASSIGN_OR_RETURN(cl.flush_after_s, ParseSeconds(key, val));
         } else if (key == "retry_timeout") {
           ASSIGN_OR_RETURN(cl.retry_timeout_ms, common::ParseDurationMs(val));
         } else if (key == "connect_timeout") {

@@ -33,6 +33,7 @@ struct CommandLine {
   uint64_t cache_bytes = 256ull << 20;       // cache_size=256M
   double attr_timeout_s = 1.0;               // attr_timeout=1
   double entry_timeout_s = 1.0;              // entry_timeout=1
+  double flush_after_s = 1.0;                // flush_after=1: buffered writes this old go out (0: never by age)
   int64_t retry_timeout_ms = 60'000;         // retry_timeout=60s: then EIO
   int64_t connect_timeout_ms = 15'000;       // connect_timeout=15s: give up mounting
   int64_t io_timeout_ms = 30'000;            // io_timeout=30s: one chunk I/O attempt

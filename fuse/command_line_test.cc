@@ -115,6 +115,19 @@ TEST(CommandLineTest, Parse_Help) {
   EXPECT_NE(Usage("dfs").find("SOURCE MOUNTPOINT"), std::string::npos);
 }
 
+TEST(CommandLineTest, Parse_FlushAfter) {
+  auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_DOUBLE_EQ(cl->flush_after_s, 1.0);
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "flush_after=0.25"}, false);
+  ASSERT_TRUE(cl.ok());
+  EXPECT_DOUBLE_EQ(cl->flush_after_s, 0.25);
+  EXPECT_EQ(cl->fuse_args[2].find("flush_after"), std::string::npos);  // ours, not libfuse's
+  cl = ParseCommandLine({"dfs", "h:1", "/m", "-o", "flush_after=soon"}, false);
+  ASSERT_FALSE(cl.ok());
+  EXPECT_NE(cl.status().message().find("flush_after=soon"), std::string::npos);
+}
+
 TEST(CommandLineTest, Parse_NoticesOnUnlessOff) {
   auto cl = ParseCommandLine({"dfs", "h:1", "/m"}, false);
   ASSERT_TRUE(cl.ok());

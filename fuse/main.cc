@@ -115,6 +115,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
   fs_options.retry_timeout_ms = cl.retry_timeout_ms;
   fs_options.capability_cache_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
   fs_options.open_attr_ms = static_cast<int64_t>(cl.attr_timeout_s * 1000);
+  fs_options.flush_after_ms = static_cast<int64_t>(cl.flush_after_s * 1000);
   dfs::fuse::FileSystem fs(std::move(*meta), fs_options);
   auto root_ino = ResolveSubdir(fs, cl.subdir);
   if (!root_ino.ok()) {

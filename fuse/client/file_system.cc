@@ -64,9 +64,18 @@ FileSystem::FileSystem(std::unique_ptr<MetaClient> meta, FileSystemOptions optio
               },
               options.retry_timeout_ms) {
   meta_->SetSessionLostHandler([this] { (void)RecoverSession(); });
+  if (options_.flush_after_ms > 0) aged_flusher_ = std::thread([this] { FlushAgedLoop(); });
 }
 
 FileSystem::~FileSystem() {
+  if (aged_flusher_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(dirty_mu_);
+      stopping_ = true;
+    }
+    dirty_cv_.notify_all();
+    aged_flusher_.join();
+  }
   meta_->SetSessionLostHandler(nullptr);  // waits for a RecoverSession in progress
   std::unique_lock<std::mutex> lock(tasks_mu_);
   background_done_cv_.wait(lock, [this] { return background_tasks_ == 0; });
@@ -579,6 +588,11 @@ Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view
   if (offset + data.size() > common::kMaxFileSizeBytes) {
     return common::OutOfRangeError("write past the largest file size");
   }
+  if (options_.flush_after_ms > 0 && st->dirty_since_mono_ms < 0) {
+    st->dirty_since_mono_ms = NowMonoMs();
+    std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
+    dirty_.emplace(handle.ino, st);
+  }
   st->buffer.Write(offset, data);
   st->writer_handle_id = handle.handle_id;
   st->size = std::max(st->size, offset + data.size());
@@ -615,6 +629,36 @@ void FileSystem::StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeS
     }
     st->flushed_cv.notify_all();
   });
+}
+
+void FileSystem::FlushAgedLoop() {
+  const auto tick = std::chrono::milliseconds(std::clamp<int64_t>(options_.flush_after_ms / 2, 20, 1'000));
+  std::unique_lock<std::mutex> lock(dirty_mu_);
+  while (!dirty_cv_.wait_for(lock, tick, [this] { return stopping_; })) {
+    const std::vector<std::pair<uint64_t, std::weak_ptr<InodeState>>> files(dirty_.begin(), dirty_.end());
+    lock.unlock();  // InodeState::mu comes first
+    const int64_t now = NowMonoMs();
+    for (const auto& [ino, weak] : files) {
+      std::shared_ptr<InodeState> st = weak.lock();
+      if (st == nullptr) {
+        std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
+        dirty_.erase(ino);
+        continue;
+      }
+      std::lock_guard<std::mutex> st_lock(st->mu);
+      if (st->buffer.empty() && st->in_flight.empty() && !st->background_flush) {
+        st->dirty_since_mono_ms = -1;  // the next write puts it back
+        std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
+        dirty_.erase(ino);
+      } else if (!st->buffer.empty() && now - st->dirty_since_mono_ms >= options_.flush_after_ms) {
+        // Counted anew from now: a flush that fails (its data stays
+        // buffered, fsync and close report it) is tried again a period on.
+        st->dirty_since_mono_ms = now;
+        StartBackgroundFlush(ino, st);
+      }
+    }
+    lock.lock();
+  }
 }
 
 void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& st, uint64_t from, uint64_t to) {

@@ -71,6 +71,11 @@ struct FileSystemOptions {
   int64_t retry_timeout_ms = 60'000;             // chunk I/O no replica answers: retried this long
   int64_t capability_cache_ms = 1'000;           // see GetXattr (= attr_timeout)
   int64_t open_attr_ms = 1'000;                  // see GetAttr (= attr_timeout; 0: off)
+  // Buffered writes this old are flushed in the background (flush_after=;
+  // 0: only past flush_threshold_bytes, at fsync and at close). Why: a file
+  // held open and written slowly (a log) showed nothing to other mounts,
+  // and held its data only in this process, for as long as it stayed open.
+  int64_t flush_after_ms = 1'000;
 };
 
 // An open file, owned by the FUSE adapter (fi->fh points to it).
@@ -312,6 +317,9 @@ class FileSystem {
     std::vector<std::pair<uint64_t, uint64_t>> prefetching GUARDED_BY(mu);
     std::condition_variable prefetch_cv;  // with mu
     bool background_flush GUARDED_BY(mu) = false;  // a write-behind flush is running
+    // When the buffer last went from empty to holding data, or an aged
+    // flush last started (-1: not in dirty_, see FlushAgedLoop).
+    int64_t dirty_since_mono_ms GUARDED_BY(mu) = -1;
     std::condition_variable flushed_cv;            // signalled when it ends (with mu)
     uint64_t writer_handle_id GUARDED_BY(mu) = 0;  // the handle whose writes are buffered (flushes use it)
     int64_t attr_known_mono_ms GUARDED_BY(mu) = -1;  // when Open or SetAttr learned `attr` (-1: none)
@@ -440,6 +448,15 @@ class FileSystem {
   // Open handles meta logged (handle_id != 0), for RecoverSession.
   std::unordered_map<uint64_t, FileHandle*> handles_ GUARDED_BY(mu_);
   std::mutex resume_mu_;  // one RecoverSession at a time; before mu_
+  // Every flush_after_ms / 2: starts a background flush of each file whose
+  // buffer has held data for flush_after_ms, and forgets clean ones.
+  void FlushAgedLoop();
+
+  std::mutex dirty_mu_;  // guards dirty_ and stopping_; a leaf lock (taken under InodeState::mu)
+  std::condition_variable dirty_cv_;  // with dirty_mu_: wakes FlushAgedLoop to stop
+  std::unordered_map<uint64_t, std::weak_ptr<InodeState>> dirty_ GUARDED_BY(dirty_mu_);  // buffers holding data
+  bool stopping_ GUARDED_BY(dirty_mu_) = false;
+  std::thread aged_flusher_;
   std::mutex tasks_mu_;  // guards background_tasks_; a leaf lock (taken under InodeState::mu)
   int background_tasks_ GUARDED_BY(tasks_mu_) = 0;  // running write-behind and readahead threads
   std::condition_variable background_done_cv_;  // with tasks_mu_: the destructor waits for them

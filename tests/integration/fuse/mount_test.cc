@@ -1049,6 +1049,43 @@ TEST_F(MountTest, TwoWritableHandlesOfOneFile_ShareTheWriteLease) {
   EXPECT_TRUE(ReadFile(path) == model);
 }
 
+// A file held open and written slowly, as a service writes its log, shows
+// on another mount within about flush_after (1 s) plus a notice, without a
+// close or fsync; before, its bytes stayed in the writing mount's buffer
+// (and only there) for as long as the file stayed open. A mount with
+// flush_after=0 keeps the old way: the other mount sees nothing.
+TEST_F(MountTest, AFileWrittenSlowlyAndHeldOpen_ShowsElsewhereWithinSeconds) {
+  const std::string name = "/" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  const std::string reader = SuiteCluster()->dir() + "/mnt-aged-reader";
+  const std::string lazy = SuiteCluster()->dir() + "/mnt-aged-lazy";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(reader).ok());
+  ASSERT_TRUE(SuiteCluster()->MountAgain(lazy, "flush_after=0").ok());
+  for (const bool aged : {true, false}) {
+    const std::string file = aged ? "/log" : "/lazy-log";
+    const std::string writer_path = aged ? dfs_ + file : lazy + name + file;
+    const int fd = ::open(writer_path.c_str(), O_CREAT | O_WRONLY | O_APPEND, 0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const std::string line = "service started\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    const auto start = std::chrono::steady_clock::now();
+    std::string seen;
+    while (std::chrono::steady_clock::now() - start < std::chrono::seconds(aged ? 10 : 3)) {
+      seen = ReadFile(reader + name + file);
+      if (seen == line) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (aged) {
+      EXPECT_EQ(seen, line) << "after " << waited << " s";
+      EXPECT_LT(waited, 5.0);
+    } else {
+      EXPECT_TRUE(seen.empty() || seen.starts_with("<open failed")) << "flush_after=0 flushed by age: " << seen;
+    }
+    ASSERT_EQ(::close(fd), 0);
+    EXPECT_EQ(ReadFile(reader + name + file), line) << "close-to-open";
+  }
+}
+
 // A reader holding a file open while another mount appends to it, as
 // `tail -f` does: once the new size shows (within the attribute timeout, at
 // once with notices), the bytes past the old end are the ones appended,
