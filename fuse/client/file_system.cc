@@ -591,7 +591,7 @@ Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view
   if (options_.flush_after_ms > 0 && st->dirty_since_mono_ms < 0) {
     st->dirty_since_mono_ms = NowMonoMs();
     std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
-    dirty_.emplace(handle.ino, st);
+    dirty_[handle.ino] = st;  // replaces a state of the inode that was freed
   }
   st->buffer.Write(offset, data);
   st->writer_handle_id = handle.handle_id;
@@ -640,16 +640,16 @@ void FileSystem::FlushAgedLoop() {
     const int64_t now = NowMonoMs();
     for (const auto& [ino, weak] : files) {
       std::shared_ptr<InodeState> st = weak.lock();
-      if (st == nullptr) {
+      if (st == nullptr) {  // freed; a new state of the inode may have taken the slot since
         std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
-        dirty_.erase(ino);
+        if (auto it = dirty_.find(ino); it != dirty_.end() && it->second.expired()) dirty_.erase(it);
         continue;
       }
       std::lock_guard<std::mutex> st_lock(st->mu);
       if (st->buffer.empty() && st->in_flight.empty() && !st->background_flush) {
         st->dirty_since_mono_ms = -1;  // the next write puts it back
         std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
-        dirty_.erase(ino);
+        if (auto it = dirty_.find(ino); it != dirty_.end() && it->second.lock() == st) dirty_.erase(it);
       } else if (!st->buffer.empty() && now - st->dirty_since_mono_ms >= options_.flush_after_ms) {
         // Counted anew from now: a flush that fails (its data stays
         // buffered, fsync and close report it) is tried again a period on.

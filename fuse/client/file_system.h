@@ -33,7 +33,8 @@
 // held across network calls, never taken while holding anything else) and
 // `mu` (guards the fields; never held across a network call). Lock order:
 // io_mu before mu; FileSystem::mu_ (the inode table) may be held while
-// taking an InodeState's mu, never the other way round; tasks_mu_ is a leaf.
+// taking an InodeState's mu, never the other way round; tasks_mu_ and
+// dirty_mu_ are leaves.
 // resume_mu_ (RecoverSession, which a flush may call) comes after io_mu and
 // before mu_.
 //
@@ -442,16 +443,15 @@ class FileSystem {
   void RunInBackground(std::function<void()> task);
   // Starts a write-behind flush of `st` unless one runs. Requires st.mu held.
   void StartBackgroundFlush(uint64_t ino, const std::shared_ptr<InodeState>& st) REQUIRES(st->mu);
+  // Every flush_after_ms / 2: starts a background flush of each file whose
+  // buffer has held data for flush_after_ms, and forgets clean ones.
+  void FlushAgedLoop();
 
   std::mutex mu_;  // guards inodes_ and handles_; before any InodeState::mu
   std::unordered_map<uint64_t, std::shared_ptr<InodeState>> inodes_ GUARDED_BY(mu_);
   // Open handles meta logged (handle_id != 0), for RecoverSession.
   std::unordered_map<uint64_t, FileHandle*> handles_ GUARDED_BY(mu_);
   std::mutex resume_mu_;  // one RecoverSession at a time; before mu_
-  // Every flush_after_ms / 2: starts a background flush of each file whose
-  // buffer has held data for flush_after_ms, and forgets clean ones.
-  void FlushAgedLoop();
-
   std::mutex dirty_mu_;  // guards dirty_ and stopping_; a leaf lock (taken under InodeState::mu)
   std::condition_variable dirty_cv_;  // with dirty_mu_: wakes FlushAgedLoop to stop
   std::unordered_map<uint64_t, std::weak_ptr<InodeState>> dirty_ GUARDED_BY(dirty_mu_);  // buffers holding data
