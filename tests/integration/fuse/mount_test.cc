@@ -305,6 +305,20 @@ int ErrnoAs(uint32_t uid, uint32_t gid, const std::function<int()>& op) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 201;
 }
 
+// The tree under `root` holds exactly the entries of `want` (a Snapshot of
+// the local twin), each alike; failures name the seed that made them.
+void ExpectTreeIs(const std::string& root, const std::map<std::string, TreeEntry>& want, uint64_t seed) {
+  auto a = Snapshot(root);
+  ASSERT_EQ(a.size(), want.size()) << root << " DFS_DIFF_SEED=" << seed;
+  for (const auto& [path, entry] : want) {
+    ASSERT_TRUE(a.contains(path)) << root << path << " DFS_DIFF_SEED=" << seed;
+    EXPECT_TRUE(a[path] == entry) << root << path << ": " << a[path].type << " " << a[path].size << " nlink "
+                                  << a[path].nlink << " mode " << std::oct << a[path].mode << " vs " << entry.type
+                                  << " " << std::dec << entry.size << " nlink " << entry.nlink << " mode "
+                                  << std::oct << entry.mode << std::dec << " DFS_DIFF_SEED=" << seed;
+  }
+}
+
 // Runs the open-files sequence in `dir` (a directory on a mount, made like
 // the local one), then compares the tree with the local one through `dir`
 // and through `view`, the same directory seen through another mount.
@@ -336,16 +350,8 @@ void OpenFilesSequenceMatchesLocal(const std::string& dir, const std::string& lo
   const auto b = Snapshot(local);
   EXPECT_FALSE(b.empty()) << "the sequence left nothing to compare";
   for (const std::string& root : {dir, view}) {
-    auto a = Snapshot(root);
-    ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << options.seed;
-    for (const auto& [path, entry] : b) {
-      ASSERT_TRUE(a.contains(path)) << root << path << " DFS_DIFF_SEED=" << options.seed;
-      EXPECT_TRUE(a[path] == entry) << root << path << ": " << a[path].type << " " << a[path].size << " nlink "
-                                    << a[path].nlink << " mode " << std::oct << a[path].mode << " vs "
-                                    << entry.type << " " << std::dec << entry.size << " nlink " << entry.nlink
-                                    << " mode " << std::oct << entry.mode << std::dec
-                                    << " DFS_DIFF_SEED=" << options.seed;
-    }
+    ExpectTreeIs(root, b, options.seed);
+    if (::testing::Test::HasFatalFailure()) return;
   }
 }
 
@@ -415,14 +421,8 @@ TEST_F(MountTest, DifferentialRandomOpsWithOpenFiles_FourAtOnce_MatchLocal) {
   }
   const auto b = Snapshot(local_);
   for (const std::string& root : {dfs_, second + "/" + name}) {
-    auto a = Snapshot(root);
-    ASSERT_EQ(a.size(), b.size()) << root << " DFS_DIFF_SEED=" << base;
-    for (const auto& [path, entry] : b) {
-      ASSERT_TRUE(a.contains(path)) << root << path << " DFS_DIFF_SEED=" << base;
-      EXPECT_TRUE(a[path] == entry) << root << path << ": " << a[path].type << " " << a[path].size << " nlink "
-                                    << a[path].nlink << " vs " << entry.type << " " << entry.size << " nlink "
-                                    << entry.nlink << " DFS_DIFF_SEED=" << base;
-    }
+    ExpectTreeIs(root, b, base);
+    if (HasFatalFailure()) return;
   }
 }
 
