@@ -142,7 +142,7 @@ fuse_entry_param ToEntry(fuse_req_t req, const pb::Attr& a, double valid_s = -1)
 void ReplyEntry(fuse_req_t req, pb::Attr attr, const FileSystem::AttrStamp& before, double valid_s = -1) {
   Fs(req).OverlayLocalSize(&attr, before);
   fuse_entry_param e = ToEntry(req, attr, valid_s);
-  Fs(req).AddLookups(e.ino);
+  Fs(req).AddLookup(e.ino, e.entry_timeout);
   if (fuse_reply_entry(req, &e) != 0) Fs(req).Forget(e.ino, 1);  // the kernel never got it
 }
 
@@ -352,7 +352,7 @@ void ReplyOpened(fuse_req_t req, fuse_file_info* fi, FileSystem::Opened opened, 
   FileHandle* raw = opened.handle.release();
   if (create) {
     fuse_entry_param e = ToEntry(req, opened.attr);
-    Fs(req).AddLookups(e.ino);
+    Fs(req).AddLookup(e.ino, e.entry_timeout);
     if (fuse_reply_create(req, &e, fi) != 0) {
       Fs(req).Forget(e.ino, 1);
       (void)Fs(req).Release(std::unique_ptr<FileHandle>(raw));  // the open was interrupted
@@ -484,7 +484,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       Fs(req).OverlayLocalSize(&a, before);
       fuse_entry_param e = ToEntry(req, a, valid_s);
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, static_cast<off_t>(next));
-      if (need <= size - used) Fs(req).AddLookups(e.ino);
+      if (need <= size - used) Fs(req).AddLookup(e.ino, e.entry_timeout);
     } else if (plus) {
       fuse_entry_param e{};  // "." and "..": no lookup reference is taken for these
       e.attr.st_ino = Out(req, entry_ino);

@@ -103,10 +103,14 @@ void FileSystem::MaybeDropState(uint64_t ino) {
   if (st.lookups == 0 && st.open_handles == 0 && st.buffer.empty() && st.in_flight.empty()) inodes_.erase(it);
 }
 
-void FileSystem::AddLookups(uint64_t ino, uint64_t n) {
+void FileSystem::AddLookup(uint64_t ino, double entry_timeout_s) {
   auto st = State(ino);
+  // Counted from before the reply leaves, so it ends no later than the
+  // kernel's own timeout for the entry.
+  const int64_t until = NowMonoMs() + static_cast<int64_t>(entry_timeout_s * 1000);
   std::lock_guard<std::mutex> lock(st->mu);
-  st->lookups += n;
+  st->lookups += 1;
+  st->entry_valid_until_mono_ms = std::max(st->entry_valid_until_mono_ms, until);
 }
 
 void FileSystem::Forget(uint64_t ino, uint64_t n) {
@@ -247,7 +251,11 @@ bool FileSystem::HeldOpen(uint64_t ino) {
 
 std::optional<DirListings::Hit> FileSystem::ListedLookup(uint64_t parent, const std::string& name) {
   std::optional<DirListings::Hit> hit = meta_->ListedLookup(parent, name);
-  if (!hit || HeldOpen(hit->attr.ino())) return std::nullopt;
+  if (!hit) return std::nullopt;
+  if (auto st = FindState(hit->attr.ino())) {
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (st->open_handles > 0 || NowMonoMs() < st->entry_valid_until_mono_ms) return std::nullopt;
+  }
   return hit;  // ReplyEntry lays the local size over it
 }
 

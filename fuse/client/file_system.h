@@ -3,7 +3,7 @@
 // MetaClient; everything here is testable without a kernel mount.
 //
 // What it adds on top of the metadata calls:
-//  - Kernel lookup counts per inode, honoured exactly (AddLookups / Forget).
+//  - Kernel lookup counts per inode, honoured exactly (AddLookup / Forget).
 //  - Per-inode file state shared by all open handles of the mount: the
 //    write buffer (writes are buffered and flushed in large pieces), data
 //    being flushed, the size this mount knows (>= meta's while it has
@@ -106,10 +106,11 @@ class FileSystem {
 
   MetaClient& meta() { return *meta_; }
 
-  // Kernel references. AddLookups after every reply that hands the kernel an
-  // entry; Forget when the kernel drops `n` of them. State of an inode with no
-  // references and no open handles is freed.
-  void AddLookups(uint64_t ino, uint64_t n = 1);
+  // Kernel references. AddLookup after every reply that hands the kernel an
+  // entry, with the entry timeout it was given; Forget when the kernel drops
+  // `n` of them. State of an inode with no references and no open handles
+  // is freed.
+  void AddLookup(uint64_t ino, double entry_timeout_s);
   void Forget(uint64_t ino, uint64_t n);
   uint64_t TEST_LookupCount(uint64_t ino);
   // Whether the kernel holds a reference to `ino` (a cached entry or inode).
@@ -138,6 +139,10 @@ class FileSystem {
   // (MetaClient::ListedLookup/ListedAttr), for inodes no handle of this
   // mount has open (their size and times are this mount's to say);
   // nullopt: ask meta.
+  // Not for an inode whose entry the kernel holds within its timeout: the
+  // kernel asks again then only to check the name before a change that
+  // must see meta's truth (an O_EXCL create or mkdir, a rename target), and
+  // a listing may not yet have heard that another client removed it.
   std::optional<DirListings::Hit> ListedLookup(uint64_t parent, const std::string& name);
   std::optional<DirListings::Hit> ListedAttr(uint64_t ino);
   // SetAttr; a size change first flushes buffered writes and then drops
@@ -300,6 +305,7 @@ class FileSystem {
     std::mutex io_mu;  // serializes flushes; taken before mu
     std::mutex mu;     // guards the fields below
     uint64_t lookups GUARDED_BY(mu) = 0;
+    int64_t entry_valid_until_mono_ms GUARDED_BY(mu) = -1;  // of the last entry handed to the kernel
     int open_handles GUARDED_BY(mu) = 0;
     int unclosed_handles GUARDED_BY(mu) = 0;  // open_handles no close(2) was seen for
     uint64_t size GUARDED_BY(mu) = 0;          // this mount's view

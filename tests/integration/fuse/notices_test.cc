@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <set>
 #include <string>
 #include <thread>
@@ -176,6 +177,42 @@ TEST_F(NoticesTest, AnotherMountsChanges_EndTheListingsTheMountHolds) {
   EXPECT_TRUE(Eventually([&] { return Listed(watching_ + "/walked/d7").contains("new"); }));
   EXPECT_TRUE(Eventually([&] { return (Stat(watching_ + "/looked/f20").st_mode & 0777) == 0600; }));
   EXPECT_FALSE(Listed(deaf_ + "/walked/d7").contains("new")) << "the deaf mount held no page: this proves nothing";
+}
+
+// A lock file (git's index.lock, a dotlock) removed by another mount, then
+// made again with O_EXCL here; and the same for mkdir. The kernel holding
+// the old name asks the mount again before such a create, and the mount
+// must ask meta then, not answer from a listing it fetched before the
+// removal: that listing would say the name exists (EEXIST) until a notice
+// or the timeout ends it. The deaf mount hears no notice, and holds the
+// listing and the kernel's entry for 60 s: it fails without that rule.
+TEST_F(NoticesTest, ExclusiveCreateOfANameAnotherMountRemoved_Succeeds) {
+  for (int i = 0; i < 10; ++i) Write(one_ + "/f" + std::to_string(i), "x");
+  Write(one_ + "/index.lock", "old");
+  ASSERT_EQ(::mkdir((one_ + "/sub").c_str(), 0755), 0);
+  ASSERT_TRUE(Eventually([&] { return Exists(deaf_ + "/index.lock") && Exists(deaf_ + "/sub"); }, 65'000));
+  // Lookups one by one make the mount fetch the directory's listing.
+  for (int i = 0; i < 10; ++i) Stat(deaf_ + "/f" + std::to_string(i));
+  Stat(deaf_ + "/index.lock");
+  Stat(deaf_ + "/sub");
+  ASSERT_EQ(::unlink((one_ + "/index.lock").c_str()), 0);
+  ASSERT_EQ(::rmdir((one_ + "/sub").c_str()), 0);
+  ASSERT_TRUE(Exists(deaf_ + "/index.lock")) << "the deaf mount's kernel did not cache the name: this proves nothing";
+
+  const int fd = ::open((deaf_ + "/index.lock").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  EXPECT_GE(fd, 0) << "O_EXCL create of a name removed elsewhere: " << std::strerror(errno);
+  if (fd >= 0) {
+    EXPECT_EQ(::write(fd, "new", 3), 3);
+    EXPECT_EQ(::close(fd), 0);
+    std::ifstream in(one_ + "/index.lock");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, "new");
+  }
+  EXPECT_EQ(::mkdir((deaf_ + "/sub").c_str(), 0755), 0) << "mkdir of a name removed elsewhere: " << std::strerror(errno);
+  EXPECT_TRUE(Exists(one_ + "/sub"));
+  // And a name that does exist is still refused.
+  EXPECT_EQ(::open((deaf_ + "/f3").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EEXIST);
 }
 
 // git decides from stat data (size, mtime) whether a file changed, and finds
