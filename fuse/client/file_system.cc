@@ -467,6 +467,9 @@ Result<FileSystem::Opened> FileSystem::Open(const Caller& c, uint64_t ino, uint3
     st->opened_mtime_ns = opened.attr.mtime_ns();
     st->opened_size = opened.attr.size();
   }
+  // Whether or not the reply is fresh: a commit by another mount before it
+  // changed the ctime it carries.
+  st->cache_stamp = static_cast<uint64_t>(opened.attr.ctime_ns());
   opened.attr.set_size(st->size);
   return opened;
 }
@@ -505,6 +508,7 @@ Result<FileSystem::Opened> FileSystem::Create(const Caller& c, uint64_t parent, 
     st->opened_mtime_ns = opened.attr.mtime_ns();
     st->opened_size = opened.attr.size();
   }
+  st->cache_stamp = static_cast<uint64_t>(opened.attr.ctime_ns());  // as Open does
   opened.attr.set_size(st->size);  // as Open does
   return opened;
 }
@@ -677,14 +681,16 @@ void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& 
       std::string scratch;
       for (const common::ChunkSlice& slice : common::SplitByChunk(from, to - from)) {
         pb::ChunkLocation loc;
+        uint64_t stamp;
         {
           std::lock_guard<std::mutex> lock(st->mu);
           loc = st->locations[slice.chunk_index];
+          stamp = st->cache_stamp;
         }
         if (loc.chunk_id() == 0) continue;
         scratch.assign(slice.length, '\0');
         // Errors are the foreground reader's to meet and report.
-        if (!ReadChunkRange(loc, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
+        if (!ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
       }
     };
     fetch();
@@ -968,8 +974,8 @@ void FileSystem::LearnLocations(InodeState& st, uint64_t first, uint64_t last,
   for (const pb::ChunkLocation& loc : reply.chunks()) st.locations[loc.chunk_index()] = loc;
 }
 
-Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,
-                                  uint64_t fetch_to, char* out) {
+Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t stamp, uint64_t offset_in_chunk,
+                                  uint64_t length, uint64_t fetch_to, char* out) {
   uint64_t stored_end = std::min(loc.length(), offset_in_chunk + length);
   if (offset_in_chunk >= stored_end) return Status::Ok();  // past the stored bytes: zeros
   if (loc.inlined()) {  // meta sent the bytes with the location
@@ -993,7 +999,7 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
   uint64_t b = need.first;
   uint64_t need_end = need.first + need.count;
   while (b < need_end) {
-    if (Block cached = cache_.Get({loc.chunk_id(), loc.version(), b})) {
+    if (Block cached = cache_.Get({loc.chunk_id(), loc.version(), b, stamp})) {
       copy_block(b, *cached);
       ++b;
       continue;
@@ -1001,7 +1007,7 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
     // A run of missing blocks; when it reaches the end of what was asked,
     // extend it by the readahead window.
     uint64_t run_end = b + 1;
-    while (run_end < need_end && !cache_.Get({loc.chunk_id(), loc.version(), run_end})) ++run_end;
+    while (run_end < need_end && !cache_.Get({loc.chunk_id(), loc.version(), run_end, stamp})) ++run_end;
     if (run_end == need_end) run_end = std::max(run_end, ahead_limit);
     ASSIGN_OR_RETURN(std::vector<std::string> blocks, chunks_.ReadBlocks(loc, b, run_end - b));
     if (blocks.size() < std::min(need_end, block_limit) - b && blocks.size() < run_end - b) {
@@ -1010,7 +1016,7 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_
     for (size_t i = 0; i < blocks.size(); ++i) {
       auto block = std::make_shared<const std::string>(std::move(blocks[i]));
       if (b + i < need_end) copy_block(b + i, *block);
-      cache_.Put({loc.chunk_id(), loc.version(), b + i}, std::move(block));
+      cache_.Put({loc.chunk_id(), loc.version(), b + i, stamp}, std::move(block));
     }
     b = std::max(b + blocks.size(), b + 1);
   }
@@ -1045,13 +1051,15 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
     Status status;
     for (const common::ChunkSlice& slice : common::SplitByChunk(offset, end - offset)) {
       pb::ChunkLocation loc;
+      uint64_t stamp;
       {
         std::lock_guard<std::mutex> lock(st->mu);
         loc = st->locations[slice.chunk_index];
+        stamp = st->cache_stamp;
       }
       if (loc.chunk_id() == 0) continue;  // a hole
       uint64_t fetch_to = slice.offset_in_chunk + slice.length + (sequential ? options_.readahead_bytes : 0);
-      status = ReadChunkRange(loc, slice.offset_in_chunk, slice.length, fetch_to,
+      status = ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, fetch_to,
                               out->data() + (slice.file_offset - offset));
       if (!status.ok()) break;
     }

@@ -317,6 +317,10 @@ class FileSystem {
     uint64_t locations_size GUARDED_BY(mu) = 0;  // file size when locations were fetched
     std::map<uint64_t, LeaseState> leases GUARDED_BY(io_mu);
     int64_t opened_mtime_ns GUARDED_BY(mu) = -1;  // at this mount's last open
+    // The file's ctime at this mount's last open: the stamp its reads cache
+    // blocks under (page_cache.h), so an open after another mount's commit
+    // does not read what was cached before it.
+    uint64_t cache_stamp GUARDED_BY(mu) = 0;
     uint64_t opened_size GUARDED_BY(mu) = 0;
     uint64_t prefetched_until GUARDED_BY(mu) = 0;  // readahead issued up to this file offset
     // Readahead ranges [from, to) being fetched now; a reader that needs
@@ -428,8 +432,10 @@ class FileSystem {
   void LearnLocations(InodeState& st, uint64_t first, uint64_t last, const pb::GetChunkLocationsReply& reply)
       REQUIRES(st.mu);
   common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);
-  common::Status ReadChunkRange(const pb::ChunkLocation& loc, uint64_t offset_in_chunk, uint64_t length,
-                                uint64_t fetch_to, char* out);
+  // Bytes of `loc` into `out`, through the page cache under `stamp`
+  // (InodeState::cache_stamp, taken before the read began).
+  common::Status ReadChunkRange(const pb::ChunkLocation& loc, uint64_t stamp, uint64_t offset_in_chunk,
+                                uint64_t length, uint64_t fetch_to, char* out);
   void DropCachedData(InodeState& st);
 
   std::unique_ptr<MetaClient> meta_;

@@ -1,8 +1,15 @@
 // PageCache: the client's cache of chunk blocks, keyed by (chunk id,
-// version, block index). A block enters the cache only after its CRC32C was
-// verified against the CRC the chunkserver stored with it, so a cached block
-// is always good data; a new chunk version is a new key, so a writer never
-// reads a stale block of an older version.
+// version, block index, stamp). A block enters the cache only after its
+// CRC32C was verified against the CRC the chunkserver stored with it, so a
+// cached block is always good data; a new chunk version is a new key, so a
+// writer never reads a stale block of an older version.
+//
+// The stamp is the file's ctime at the open the read belongs to. A version
+// is not frozen at its commit: a writer keeps its lease's version across
+// flushes and rewrites it in place, committing each time (a new version is a
+// copy of the whole chunk). Every commit changes the ctime, so an open after
+// it asks under a new key; without the stamp, another mount read a file held
+// open and rewritten that way as it was at its first read, open after open.
 //
 // Bounded by bytes (mount option cache_size), least recently used block
 // evicted first. Blocks are immutable shared buffers: a reader keeps its
@@ -28,12 +35,14 @@ struct BlockKey {
   uint64_t chunk_id = 0;
   uint64_t version = 0;
   uint64_t block_index = 0;
+  uint64_t stamp = 0;  // see the header comment
   friend bool operator==(const BlockKey&, const BlockKey&) = default;
 };
 
 struct BlockKeyHash {
   size_t operator()(const BlockKey& k) const {
-    uint64_t h = k.chunk_id * 0x9E3779B97F4A7C15ull ^ (k.version + 0x632BE59BD9B4E019ull) * 31 ^ k.block_index;
+    uint64_t h = k.chunk_id * 0x9E3779B97F4A7C15ull ^ (k.version + 0x632BE59BD9B4E019ull) * 31 ^
+                 (k.stamp * 0xD6E8FEB86659FD93ull) ^ k.block_index;
     return static_cast<size_t>(h ^ (h >> 29));
   }
 };
@@ -50,7 +59,7 @@ class PageCache {
   Block Get(const BlockKey& key);
   // Inserts (or replaces) a verified block, evicting LRU blocks beyond capacity.
   void Put(const BlockKey& key, Block block);
-  // Drops every cached block of `chunk_id` (all versions), e.g. after a write.
+  // Drops every cached block of `chunk_id` (all versions and stamps), e.g. after a write.
   void DropChunk(uint64_t chunk_id);
 
   uint64_t size_bytes();

@@ -49,6 +49,21 @@ TEST(PageCacheTest, DropChunk_RemovesEveryVersion) {
   EXPECT_EQ(cache.size_bytes(), 10u);
 }
 
+// One version read under two stamps (the file's ctime at two opens): two
+// keys, and DropChunk drops both.
+TEST(PageCacheTest, AnotherStampIsAnotherKey) {
+  PageCache cache(1000);
+  cache.Put({7, 1, 0, 100}, MakeBlock(10, 'a'));
+  EXPECT_EQ(cache.Get({7, 1, 0, 200}), nullptr);
+  cache.Put({7, 1, 0, 200}, MakeBlock(10, 'b'));
+  EXPECT_EQ(*cache.Get({7, 1, 0, 100}), std::string(10, 'a'));
+  EXPECT_EQ(*cache.Get({7, 1, 0, 200}), std::string(10, 'b'));
+  cache.DropChunk(7);
+  EXPECT_EQ(cache.Get({7, 1, 0, 100}), nullptr);
+  EXPECT_EQ(cache.Get({7, 1, 0, 200}), nullptr);
+  EXPECT_EQ(cache.size_bytes(), 0u);
+}
+
 TEST(PageCacheTest, EvictedBlock_StaysAliveForReader) {
   PageCache cache(100);
   cache.Put({1, 1, 0}, MakeBlock(100, 'a'));
