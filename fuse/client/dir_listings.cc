@@ -97,6 +97,14 @@ void DirListings::DropListingsOf(uint64_t ino) {
   for (uint64_t dir : DirsOf(ino)) Retire(listings_.find(dir));
 }
 
+void DirListings::Answered(uint64_t dir, std::string_view name, uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = listings_.find(dir);
+  if (it == listings_.end()) return;
+  auto entry = it->second.by_name.find(std::string(name));
+  if (entry != it->second.by_name.end() && entry->second.ino() != ino) Retire(it);
+}
+
 std::vector<uint64_t> DirListings::DirsOf(uint64_t ino) const {
   std::vector<uint64_t> dirs;
   auto [first, last] = dirs_of_ino_.equal_range(ino);

@@ -82,6 +82,11 @@ class DirListings {
   // Drops every listing that names `ino`: meta says it has no name left
   // (another mount removed it), so those listings are stale.
   void DropListingsOf(uint64_t ino);
+  // Meta answered a lookup of `name` in `dir` with `ino` (0: no such
+  // name). A listing of `dir` that names another inode there, or one that
+  // is gone, is stale: it goes. (The kernel looks a name up again after
+  // meta told it the entry it held is gone, and must not find it here.)
+  void Answered(uint64_t dir, std::string_view name, uint64_t ino);
 
   struct Hit {
     pb::Attr attr;

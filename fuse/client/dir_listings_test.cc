@@ -85,6 +85,26 @@ TEST_F(DirListingsTest, AnInodeWithNoNameLeftDropsTheListingsThatNameIt) {
   EXPECT_TRUE(listings_.FindIno(200, 7).has_value());
 }
 
+// Meta's answer to a lookup that contradicts a listing (the name is gone,
+// or names another inode now) ends it; one that agrees, or a name the
+// listing does not hold, leaves it.
+TEST_F(DirListingsTest, AMetaLookupThatSaysOtherwiseEndsTheListing) {
+  ASSERT_EQ(LookupsToFetch(1), 4);
+  listings_.Put(1, Entries(3, 100), 7, 0);
+  listings_.Answered(1, "f1", 101);  // agrees
+  listings_.Answered(1, "new", 555);  // made since: not held, asked of meta anyway
+  listings_.Answered(2, "f1", 0);     // another directory
+  EXPECT_TRUE(listings_.Find(1, "f1", 7).has_value());
+  listings_.Answered(1, "f2", 0);  // removed since the fetch
+  EXPECT_FALSE(listings_.Find(1, "f0", 7).has_value());
+  EXPECT_FALSE(listings_.FindIno(100, 7).has_value());
+
+  ASSERT_GT(LookupsToFetch(1), 0);  // more than 4: the last listing answered nothing
+  listings_.Put(1, Entries(3, 100), 7, 0);
+  listings_.Answered(1, "f0", 900);  // renamed over since the fetch
+  EXPECT_FALSE(listings_.Find(1, "f1", 7).has_value());
+}
+
 TEST_F(DirListingsTest, AMutationOfThisMountEndsTheListing) {
   ASSERT_EQ(LookupsToFetch(1), 4);
   listings_.Put(1, Entries(3), 7, 0);

@@ -331,7 +331,10 @@ Result<pb::Attr> MetaClient::Lookup(const Caller& c, uint64_t parent, const std:
   request.set_name(name);
   pb::EntryReply reply;
   const uint64_t epoch = overlay_.Epoch();
-  RETURN_IF_ERROR(Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply));
+  Status status = Outcome(Invoke(&pb::MetaService::Stub::Lookup, request, &reply), reply);
+  if (status.code() == common::StatusCode::kNotFound) listings_.Answered(parent, name, 0);
+  RETURN_IF_ERROR(status);
+  listings_.Answered(parent, name, reply.attr().ino());
   overlay_.Apply(reply.mutable_attr(), epoch);
   acl_hints_.Learn(reply.attr());
   Refreshed(reply.attr());
