@@ -60,10 +60,12 @@ Caller CallerOf(fuse_req_t req, bool with_groups) {
   return c;
 }
 
-// For a call on an inode the kernel reached by a name (open, getattr):
-// an inode that is gone means the kernel's cached name is stale - another
-// mount removed or replaced it within entry_timeout. ESTALE makes the
-// kernel look the path up again and retry (LOOKUP_REVAL) instead of failing.
+// For a call on an inode the kernel reached by a name (open, getattr,
+// readlink, setattr, access, the xattr calls): an inode that is gone means
+// the kernel's cached name is stale - another mount removed or replaced it
+// within entry_timeout. ESTALE makes the kernel look the path up again and
+// retry (LOOKUP_REVAL) instead of failing: a symlink flipped by rename on
+// another mount (`ln -sfn` deploys) read as ENOENT mid-path before.
 Status StaleIfGone(const Status& s) {
   if (s.code() != common::StatusCode::kNotFound) return s;
   return Status(common::StatusCode::kStale, s.message());
@@ -272,7 +274,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   r.set_valid(valid);
   if (fi != nullptr) r.set_handle_id(Handle(fi).handle_id);
   auto result = Fs(req).SetAttr(CallerOf(req, true), r);
-  if (!result.ok()) return ReplyStatus(req, result.status());
+  if (!result.ok()) return ReplyStatus(req, StaleIfGone(result.status()));
   struct stat st = ToStat(req, *result);
   fuse_reply_attr(req, &st, A(req).options.attr_timeout_s);
 }
@@ -280,7 +282,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   ino = In(req, ino);
   auto target = Fs(req).meta().Readlink(CallerOf(req, false), ino);
-  if (!target.ok()) return ReplyStatus(req, target.status());
+  if (!target.ok()) return ReplyStatus(req, StaleIfGone(target.status()));
   fuse_reply_readlink(req, target->c_str());
 }
 
@@ -597,13 +599,13 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
   // The ACL set the mode bits, which the kernel keeps cached (without
   // FUSE_POSIX_ACL it drops only ctime).
   if (s.ok() && std::string_view(name) == common::kAccessAclXattr) ForgetAttrs(req, ino);
-  fuse_reply_err(req, s.ToErrno());
+  fuse_reply_err(req, StaleIfGone(s).ToErrno());
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   ino = In(req, ino);
   auto value = Fs(req).GetXattr(CallerOf(req, false), ino, name);
-  if (!value.ok()) return (void)fuse_reply_err(req, value.status().ToErrno());
+  if (!value.ok()) return (void)fuse_reply_err(req, StaleIfGone(value.status()).ToErrno());
   if (size == 0) return (void)fuse_reply_xattr(req, value->size());
   if (value->size() > size) return (void)fuse_reply_err(req, ERANGE);
   fuse_reply_buf(req, value->data(), value->size());
@@ -612,7 +614,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   ino = In(req, ino);
   auto names = Fs(req).meta().ListXattr(CallerOf(req, false), ino);
-  if (!names.ok()) return ReplyStatus(req, names.status());
+  if (!names.ok()) return ReplyStatus(req, StaleIfGone(names.status()));
   std::string packed;
   for (const std::string& n : *names) {
     packed += n;
@@ -626,13 +628,14 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   ino = In(req, ino);
   if (RefuseIfReadOnly(req)) return;
-  fuse_reply_err(req, Fs(req).RemoveXattr(CallerOf(req, false), ino, name).ToErrno());
+  fuse_reply_err(req, StaleIfGone(Fs(req).RemoveXattr(CallerOf(req, false), ino, name)).ToErrno());
 }
 
 void OpAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
   ino = In(req, ino);
   if (A(req).options.read_only && (mask & W_OK)) return (void)fuse_reply_err(req, EROFS);
-  fuse_reply_err(req, Fs(req).meta().Access(CallerOf(req, true), ino, static_cast<uint32_t>(mask)).ToErrno());
+  fuse_reply_err(req,
+                 StaleIfGone(Fs(req).meta().Access(CallerOf(req, true), ino, static_cast<uint32_t>(mask))).ToErrno());
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length, fuse_file_info* fi) {

@@ -231,6 +231,36 @@ TEST_F(NoticesTest, ExclusiveCreateOfANameAnotherMountRemoved_Succeeds) {
   EXPECT_EQ(errno, EEXIST);
 }
 
+// A deploy flips a symlink with `ln -sfn new current.tmp && mv -T current.tmp
+// current`. A mount whose kernel still holds `current` (the deaf one: 60 s,
+// no notices) follows it to the old link's inode, which meta no longer has.
+// The mount answers ESTALE there, not ENOENT, so the kernel looks the path
+// up again and reaches the new target; before, `cat current/v` failed with
+// ENOENT (and with notices, now and then, in the moment before one came).
+TEST_F(NoticesTest, ASymlinkFlippedByRenameElsewhere_ResolvesToTheNewTarget) {
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return in.good() ? std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())
+                     : std::string("<") + std::strerror(errno) + ">";
+  };
+  const auto link_of = [](const std::string& path) {
+    char buf[256];
+    const ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+    return n < 0 ? std::string("<") + std::strerror(errno) + ">" : std::string(buf, static_cast<size_t>(n));
+  };
+  for (const char* r : {"/r1", "/r2"}) ASSERT_EQ(::mkdir((one_ + r).c_str(), 0755), 0);
+  Write(one_ + "/r1/v", "one");
+  Write(one_ + "/r2/v", "two");
+  ASSERT_EQ(::symlink("r1", (one_ + "/current").c_str()), 0);
+  ASSERT_TRUE(Eventually([&] { return Exists(deaf_ + "/current"); }, 65'000));
+  ASSERT_EQ(read(deaf_ + "/current/v"), "one");
+  ASSERT_EQ(link_of(deaf_ + "/current"), "r1");
+  ASSERT_EQ(::symlink("r2", (one_ + "/current.tmp").c_str()), 0);
+  ASSERT_EQ(::rename((one_ + "/current.tmp").c_str(), (one_ + "/current").c_str()), 0);
+  EXPECT_EQ(read(deaf_ + "/current/v"), "two");
+  EXPECT_EQ(link_of(deaf_ + "/current"), "r2");
+}
+
 // git decides from stat data (size, mtime) whether a file changed, and finds
 // commits by names it looked up (loose refs, objects): each would be wrong
 // for the timeout after the other mount's commit without notices. Before
