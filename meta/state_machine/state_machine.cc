@@ -1,5 +1,7 @@
 #include "meta/state_machine/state_machine.h"
 
+#include <spdlog/spdlog.h>
+
 #include <utility>
 
 #include "common/check.h"
@@ -28,8 +30,23 @@ StateMachine::StateMachine(std::unique_ptr<Db> writer, std::unique_ptr<WalCheckp
 
 StateMachine::~StateMachine() = default;
 
+StateMachine::ReadConnection::ReadConnection(StateMachine* owner, std::unique_ptr<Db> db)
+    : owner_(owner), db_(std::move(db)) {
+  // Deferred: the snapshot is taken at the first read and kept to COMMIT.
+  db_->Exec("BEGIN");
+}
+
 StateMachine::ReadConnection::~ReadConnection() {
   if (!db_) return;
+  if (!db_->TryExec("COMMIT").ok() && !db_->TryExec("ROLLBACK").ok()) {
+    // Still in its transaction: it would show the next reader an old state.
+    spdlog::error("a read connection could not end its transaction; closing it");
+    db_.reset();
+    std::lock_guard<std::mutex> lock(owner_->pool_mu_);
+    --owner_->opened_;
+    owner_->pool_cv_.notify_one();
+    return;
+  }
   std::lock_guard<std::mutex> lock(owner_->pool_mu_);
   owner_->pool_.push_back(std::move(db_));
   owner_->pool_cv_.notify_one();

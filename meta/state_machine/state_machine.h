@@ -220,10 +220,15 @@ class StateMachine {
   Counts CountAll();
 
  private:
-  // A pooled read connection, returned to the pool by the destructor.
+  // A pooled read connection, returned to the pool by the destructor. It
+  // holds one read transaction from construction to destruction: every
+  // statement of a read sees the same committed state. (Without it each
+  // statement took its own snapshot: a Lookup found the name, then not the
+  // inode a rename over it had just freed, and answered "no such entry" for
+  // a name that always existed.)
   class ReadConnection {
    public:
-    ReadConnection(StateMachine* owner, std::unique_ptr<Db> db) : owner_(owner), db_(std::move(db)) {}
+    ReadConnection(StateMachine* owner, std::unique_ptr<Db> db);
     ~ReadConnection();
     ReadConnection(ReadConnection&&) = default;
     ReadConnection& operator=(ReadConnection&&) = delete;

@@ -6,8 +6,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "common/dir_page.h"
 #include "common/posix_attr.h"
@@ -200,6 +204,38 @@ TEST_F(StateMachineTest, Rename_ReplacesFilesAndEmptyDirectories) {
   ASSERT_EQ(h.GetAttr(kRoot, &root), 0);
   EXPECT_EQ(root.nlink(), 3u);
   EXPECT_EQ(h.GetAttr(d2.ino()), C(StatusCode::kNotFound));
+}
+
+// A deploy's symlink flip (symlink a tmp name, rename it over "current")
+// applied while other threads look "current" up and read its target: the
+// name always exists, so every Lookup finds it, and whole. Before reads ran
+// in one transaction, a Lookup found the name, then not the inode the next
+// rename had freed, and answered kNotFound (ENOENT on a mount).
+TEST_F(StateMachineTest, Reads_SeeOneStateWhileRenamesOverTheNameApply) {
+  ASSERT_EQ(h.Symlink(kRoot, "current", "r0"), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> lookups{0}, missing{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        pb::Attr attr;
+        const int code = h.Lookup(kRoot, "current", &attr);
+        ++lookups;
+        if (code != 0 || attr.ino() == 0) ++missing;
+      }
+    });
+  }
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  int flips = 0;
+  for (; flips < 20'000 && std::chrono::steady_clock::now() < end; ++flips) {
+    ASSERT_EQ(h.Symlink(kRoot, "current.tmp", "r" + std::to_string(flips % 2)), 0);
+    ASSERT_EQ(h.Rename(kRoot, "current.tmp", kRoot, "current"), 0);
+  }
+  stop = true;
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(missing.load(), 0) << "of " << lookups.load() << " lookups during " << flips << " flips";
+  EXPECT_GT(lookups.load(), 100);
 }
 
 TEST_F(StateMachineTest, Rename_MovesDirectoryAcrossParents) {
