@@ -175,6 +175,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  // A symlink never changes: the kernel may keep its target (and readlink
+  // of one it has not kept is answered from what meta sent with its attributes).
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   // With POSIX_ACL the kernel judges access by ACLs too (it asks for
   // system.posix_acl_access); with DONT_MASK it leaves the umask to meta,
   // which must skip it under a directory's default ACL (ops/make_node.cc).

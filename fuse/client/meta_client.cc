@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -512,6 +513,10 @@ Result<pb::Attr> MetaClient::Symlink(const Caller& c, uint64_t parent, const std
 }
 
 Result<std::string> MetaClient::Readlink(const Caller& c, uint64_t ino) {
+  {
+    std::lock_guard<std::mutex> lock(targets_mu_);
+    if (auto it = targets_.find(ino); it != targets_.end()) return it->second;
+  }
   pb::ReadlinkRequest request;
   FillContext(request.mutable_ctx(), &c, Kind::kRead);
   request.set_ino(ino);
@@ -627,6 +632,19 @@ void MetaClient::LearnListed(pb::ReadDirReply* reply, uint64_t epoch) {
 }
 
 void MetaClient::Refreshed(const pb::Attr& attr) {
+  if (S_ISLNK(attr.mode()) && !attr.symlink_target().empty()) {
+    std::lock_guard<std::mutex> lock(targets_mu_);
+    auto [it, added] = targets_.try_emplace(attr.ino());
+    if (added || it->second != attr.symlink_target()) {  // an inode number reused
+      if (target_bytes_ + attr.symlink_target().size() > kMaxTargetBytes) {
+        targets_.clear();
+        target_bytes_ = 0;
+        it = targets_.try_emplace(attr.ino()).first;
+      }
+      target_bytes_ += attr.symlink_target().size() - it->second.size();
+      it->second = attr.symlink_target();
+    }
+  }
   listings_.Refresh(attr);
   if (prefetch_ != nullptr) prefetch_->Refresh(attr);
 }

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -303,6 +304,15 @@ class MetaClient {
   std::unordered_set<uint64_t> changes_in_flight_ GUARDED_BY(changes_mu_);
   RemoteChanges remote_;  // before listings_ and prefetch_, which hold it
   DirListings listings_;
+  // Targets of the symlinks meta's attributes named (Attr.symlink_target).
+  // A symlink never changes, so readlink answers from here, with no round
+  // trip in which another mount could replace the link and meta free it
+  // (ESTALE after a deploy's symlink flip). At most kMaxTargetBytes; full,
+  // it starts over.
+  static constexpr size_t kMaxTargetBytes = 4 << 20;
+  std::mutex targets_mu_;
+  std::unordered_map<uint64_t, std::string> targets_ GUARDED_BY(targets_mu_);
+  size_t target_bytes_ GUARDED_BY(targets_mu_) = 0;
 
   std::mutex mu_;  // guards stopping_; used with stop_cv_
   std::condition_variable stop_cv_;

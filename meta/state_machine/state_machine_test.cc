@@ -167,6 +167,26 @@ TEST_F(StateMachineTest, Symlink_StoresTarget) {
   pb::ReadlinkReply reply;
   h.sm().Readlink(req, &reply);
   EXPECT_EQ(reply.target(), "../some/target");
+  // Its attributes carry the target wherever meta fills them (clients
+  // answer readlink from them); a file's do not.
+  EXPECT_EQ(s.symlink_target(), "../some/target");
+  pb::Attr looked, got;
+  ASSERT_EQ(h.Lookup(kRoot, "s", &looked), 0);
+  EXPECT_EQ(looked.symlink_target(), "../some/target");
+  ASSERT_EQ(h.GetAttr(s.ino(), &got), 0);
+  EXPECT_EQ(got.symlink_target(), "../some/target");
+  pb::ReadDirRequest list;
+  list.set_ino(kRoot);
+  pb::ReadDirReply page;
+  h.sm().ReadDir(list, /*plus=*/true, &page);
+  bool listed = false;
+  for (const pb::DirEntry& e : page.entries()) {
+    if (e.name() == "s") listed = e.attr().symlink_target() == "../some/target";
+  }
+  EXPECT_TRUE(listed);
+  pb::Attr file;
+  ASSERT_EQ(h.Create(kRoot, "f", 0644, &file), 0);
+  EXPECT_EQ(file.symlink_target(), "");
   EXPECT_EQ(h.Symlink(kRoot, "t", ""), C(StatusCode::kNotFound));
   EXPECT_EQ(h.Symlink(kRoot, "t", std::string(4096, 'x')), C(StatusCode::kNameTooLong));
 }

@@ -163,6 +163,7 @@ void ToAttr(const Inode& inode, uint64_t blocks, pb::Attr* out) {
   out->set_ctime_ns(inode.ctime_ns);
   out->set_blocks(inode.IsDir() ? kDirSizeBytes / 512 : blocks);
   out->set_replicas(inode.replicas);
+  if (S_ISLNK(inode.mode)) out->set_symlink_target(inode.target);
 }
 
 void DropChunk(Db& db, uint64_t chunk_id) {
