@@ -34,6 +34,13 @@ constexpr uint64_t kCrcTableOffset = kChunkHeaderBytes;
 constexpr size_t kHeaderFieldsBytes = 32;  // magic .. version; the CRC follows
 constexpr size_t kCopyBufferBytes = 1 << 20;
 constexpr uint64_t kWritebackBytes = 8 << 20;  // see ChunkWriter::ApplyLocked
+constexpr uint64_t kMaxBlocks = kChunkSizeBytes / kBlockSizeBytes;
+constexpr char kDeltaMagic[] = "DFSDELT1";
+constexpr uint64_t kDeltaRecordOffset = 1024;
+constexpr size_t kDeltaRecordBytes = 8 + 8 + 8 + kMaxBlocks / 8;  // the CRC follows
+// A base smaller than this, or a stream that rewrote half of it or more, is
+// copied whole: a delta commit writes each block twice and syncs twice.
+constexpr uint64_t kMinDeltaBaseBlocks = 16;
 
 void PutLe32(char* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -83,6 +90,34 @@ bool ParseFileName(const std::string& name, uint64_t* chunk_id, uint64_t* versio
   return true;
 }
 
+std::string EncodeDeltaRecord(uint64_t base_version, uint64_t length, const std::vector<bool>& held) {
+  std::string record(kDeltaRecordBytes + 4, '\0');
+  std::memcpy(record.data(), kDeltaMagic, 8);
+  PutLe64(record.data() + 8, base_version);
+  PutLe64(record.data() + 16, length);
+  for (uint64_t b = 0; b < kMaxBlocks; ++b) {
+    if (held[b]) record[24 + b / 8] = static_cast<char>(record[24 + b / 8] | (1 << (b % 8)));
+  }
+  PutLe32(record.data() + kDeltaRecordBytes, common::Crc32c(record.data(), kDeltaRecordBytes));
+  return record;
+}
+
+Status DecodeDeltaRecord(std::string_view record, uint64_t* base_version, uint64_t* length,
+                         std::vector<bool>* held) {
+  if (record.size() < kDeltaRecordBytes + 4 || std::memcmp(record.data(), kDeltaMagic, 8) != 0) {
+    return common::DataLossError("no delta record");
+  }
+  if (common::Crc32c(record.data(), kDeltaRecordBytes) != GetLe32(record.data() + kDeltaRecordBytes)) {
+    return common::DataLossError("delta record CRC mismatch");
+  }
+  *base_version = GetLe64(record.data() + 8);
+  *length = GetLe64(record.data() + 16);
+  if (*base_version == 0 || *length > kChunkSizeBytes) return common::DataLossError("impossible delta record");
+  held->assign(kMaxBlocks, false);
+  for (uint64_t b = 0; b < kMaxBlocks; ++b) (*held)[b] = (record[24 + b / 8] >> (b % 8)) & 1;
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version) {
@@ -123,6 +158,7 @@ ChunkWriter::ChunkWriter(ChunkStore* store, std::shared_ptr<internal::ChunkSlot>
 
 ChunkWriter::~ChunkWriter() {
   if (fd_ >= 0) store_->io_.Close(fd_);
+  if (base_fd_ >= 0) store_->io_.Close(base_fd_);
   if (building_ && !abandoned_ && !path_.empty()) {
     Status s = store_->io_.Unlink(path_);
     if (!s.ok() && s.code() != common::StatusCode::kNotFound) {
@@ -221,6 +257,18 @@ void ChunkWriter::PublishLength() {
 Status ChunkWriter::ApplyVerified(uint64_t offset, std::span<const std::byte> data,
                                   std::span<const uint32_t> piece_crcs) {
   CHECK(offset <= length_);
+  if (building_ && delta_) {
+    // Only the first and last block can be written in part.
+    const uint64_t first = offset / kBlockSizeBytes;
+    const uint64_t last = (offset + data.size() - 1) / kBlockSizeBytes;
+    if (offset % kBlockSizeBytes != 0 || offset + data.size() < (first + 1) * kBlockSizeBytes) {
+      RETURN_IF_ERROR(Materialize(first));
+    }
+    if (last != first && offset + data.size() < (last + 1) * kBlockSizeBytes) RETURN_IF_ERROR(Materialize(last));
+    RETURN_IF_ERROR(ApplyLocked(offset, data, piece_crcs));
+    MarkWritten(first, last + 1);
+    return Status::Ok();
+  }
   if (building_) return ApplyLocked(offset, data, piece_crcs);
   std::unique_lock<std::shared_mutex> io(slot_->io_mu);
   Status s = ApplyLocked(offset, data, piece_crcs);
@@ -310,6 +358,7 @@ Status ChunkWriter::Truncate(uint64_t length) {
   FileIo& io = store_->io_;
   std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
   if (!building_) io_lock.lock();
+  if (delta_ && building_ && length % kBlockSizeBytes != 0) RETURN_IF_ERROR(Materialize(length / kBlockSizeBytes));
   const uint64_t old_count = common::BlockCount(length_);
   uint64_t first_entry = common::BlockCount(length);
   std::string table;
@@ -339,7 +388,54 @@ Status ChunkWriter::Truncate(uint64_t length) {
   RETURN_IF_ERROR(io.Ftruncate(fd_, kChunkDataOffset + length, path_));
   RETURN_IF_ERROR(io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_entry * 4, path_));
   length_ = length;
+  if (delta_ && building_ && length < cut_) {
+    // The base's bytes from here on are no longer the version's; the .tmp's
+    // (zeros, or what is written later) replace them.
+    cut_ = length;
+    MarkWritten(length / kBlockSizeBytes, common::BlockCount(base_length_));
+  }
   PublishLength();
+  return Status::Ok();
+}
+
+Status ChunkWriter::Materialize(uint64_t block) {
+  if (block >= kMaxBlocks || held_[block]) return Status::Ok();
+  const uint64_t begin = block * kBlockSizeBytes;
+  const uint64_t end = std::min({begin + kBlockSizeBytes, base_length_, cut_});
+  if (begin < end) {
+    std::string buffer(end - begin, '\0');
+    FileIo& io = store_->io_;
+    RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
+    RETURN_IF_ERROR(io.PwriteFull(fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, path_));
+  }
+  held_[block] = true;
+  return Status::Ok();
+}
+
+void ChunkWriter::MarkWritten(uint64_t first_block, uint64_t end_block) {
+  for (uint64_t b = first_block; b < std::min(end_block, kMaxBlocks); ++b) held_[b] = true;
+}
+
+Status ChunkWriter::FillFromBase() {
+  FileIo& io = store_->io_;
+  const uint64_t live = std::min(base_length_, cut_);
+  std::string buffer;
+  for (uint64_t b = 0; b < common::BlockCount(live);) {
+    if (held_[b]) {
+      ++b;
+      continue;
+    }
+    uint64_t e = b;
+    while (e < common::BlockCount(live) && !held_[e] && (e - b) * kBlockSizeBytes < kCopyBufferBytes) ++e;
+    const uint64_t begin = b * kBlockSizeBytes;
+    const uint64_t end = std::min(e * kBlockSizeBytes, live);
+    buffer.resize(end - begin);
+    RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
+    RETURN_IF_ERROR(data_.Write(fd_, path_, AsBytes(buffer), kChunkDataOffset + begin));
+    MarkWritten(b, e);
+    b = e;
+  }
+  delta_ = false;
   return Status::Ok();
 }
 
@@ -350,6 +446,12 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   if (!building_) {
     if (durable) RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
     return length_;
+  }
+  if (delta_) {
+    const uint64_t base_blocks = common::BlockCount(std::min(base_length_, cut_));
+    const auto held = static_cast<uint64_t>(std::count(held_.begin(), held_.end(), true));
+    if (base_blocks >= kMinDeltaBaseBlocks && 2 * held <= base_blocks) return CommitDelta();
+    RETURN_IF_ERROR(FillFromBase());
   }
   auto crash = [&](std::string_view step) -> Status {
     Status s = store_->CrashPoint(step);
@@ -394,6 +496,80 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   return length_;
 }
 
+Result<uint64_t> ChunkWriter::CommitDelta() {
+  FileIo& io = store_->io_;
+  auto crash = [&](std::string_view step) -> Status {
+    Status s = store_->CrashPoint(step);
+    if (!s.ok()) abandoned_ = true;
+    return s;
+  };
+  RETURN_IF_ERROR(crash("tmp_written"));
+  const std::string record = EncodeDeltaRecord(built_from_, length_, held_);
+  RETURN_IF_ERROR(io.PwriteFull(fd_, record.data(), record.size(), kDeltaRecordOffset, path_));
+  // Growth past the base is reserved in the base now: once the delta is
+  // saved, applying it must not meet a full disk.
+  if (length_ > base_length_) {
+    RETURN_IF_ERROR(io.Reserve(base_fd_, kChunkDataOffset + base_length_, length_ - base_length_, base_path_)
+                        .WithContext(ChunkName(chunk_id_, version_)));
+  }
+  RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
+  RETURN_IF_ERROR(crash("before_rename"));
+  const std::string dir = store_->DirOf(folder_, chunk_id_);
+  const std::string delta_path = store_->FileOf(folder_, chunk_id_, version_, "delta");
+  const std::string final_path = store_->FileOf(folder_, chunk_id_, version_, "chunk");
+  std::vector<uint64_t> removed;
+  {
+    std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu);
+    {
+      // Only Delete can have taken the base (writers of the chunk wait for us).
+      std::lock_guard<std::mutex> lock(store_->mu_);
+      auto it = store_->index_.find(chunk_id_);
+      if (it == store_->index_.end() || it->second.count(built_from_) == 0) {
+        return common::Status(common::StatusCode::kAborted,
+                              fmt::format("{}: its base version {} was deleted during the write",
+                                          ChunkName(chunk_id_, version_), built_from_));
+      }
+    }
+    RETURN_IF_ERROR(io.Rename(path_, delta_path));
+    path_ = delta_path;
+    // Failing here, the base is untouched (the destructor deletes the .delta).
+    RETURN_IF_ERROR(io.FsyncDir(dir));
+    RETURN_IF_ERROR(crash("delta_saved"));
+    Status s = store_->ApplyDelta(fd_, path_, chunk_id_, version_, length_, held_, base_path_);
+    if (s.ok()) s = io.Rename(base_path_, final_path);
+    std::lock_guard<std::mutex> lock(store_->mu_);
+    auto& versions = store_->index_[chunk_id_];
+    if (!s.ok()) {
+      // The base may hold part of the delta: it is no copy of either version.
+      spdlog::error("{}: dropping this copy, its delta onto version {} failed: {}", ChunkName(chunk_id_, version_),
+                    built_from_, s.ToString());
+      versions.erase(built_from_);
+      if (versions.empty()) store_->index_.erase(chunk_id_);
+      (void)io.Unlink(base_path_);
+      return s.WithContext(ChunkName(chunk_id_, version_));  // the destructor deletes the .delta
+    }
+    building_ = false;
+    for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
+      if (it->first != version_) removed.push_back(it->first);
+      it = versions.erase(it);
+    }
+    ChunkStore::Entry entry;
+    entry.folder = folder_;
+    entry.length = length_;
+    entry.mtime_unix_ms = NowUnixMs();
+    versions[version_] = entry;
+  }
+  (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
+  RETURN_IF_ERROR(crash("delta_applied"));
+  RETURN_IF_ERROR(io.FsyncDir(dir));
+  (void)io.Unlink(delta_path);
+  for (uint64_t version : removed) {
+    if (version != built_from_) (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "chunk"));
+    (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "damaged"));
+  }
+  return length_;
+}
+
 // ------------------------------------------------------------------- ChunkStore
 
 ChunkStore::ChunkStore(Options options)
@@ -432,6 +608,91 @@ Status ChunkStore::CrashPoint(std::string_view step) {
   return options_.crash_hook(step);
 }
 
+Status ChunkStore::ApplyDelta(int delta_fd, const std::string& delta_path, uint64_t chunk_id, uint64_t version,
+                              uint64_t length, const std::vector<bool>& held, const std::string& base_path) {
+  ASSIGN_OR_RETURN(int fd, io_.Open(base_path, O_RDWR, 0));
+  Status s;
+  std::string buffer;
+  const uint64_t blocks = common::BlockCount(length);
+  for (uint64_t b = 0; s.ok() && b < blocks;) {
+    if (!held[b]) {
+      ++b;
+      continue;
+    }
+    uint64_t e = b;
+    while (e < blocks && held[e] && (e - b) * kBlockSizeBytes < kCopyBufferBytes) ++e;
+    const uint64_t begin = b * kBlockSizeBytes;
+    buffer.resize(std::min(e * kBlockSizeBytes, length) - begin);
+    s = io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, delta_path);
+    if (s.ok()) s = io_.PwriteFull(fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path);
+    b = e;
+  }
+  if (s.ok()) s = io_.Ftruncate(fd, kChunkDataOffset + length, base_path);
+  if (s.ok()) {
+    buffer.resize(kChunkDataOffset - kCrcTableOffset);
+    s = io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kCrcTableOffset, delta_path);
+  }
+  if (s.ok()) s = io_.PwriteFull(fd, buffer.data(), buffer.size(), kCrcTableOffset, base_path);
+  if (s.ok()) {
+    std::string header = EncodeChunkHeader(chunk_id, version);
+    header.resize(kChunkHeaderBytes, '\0');
+    s = io_.PwriteFull(fd, header.data(), header.size(), 0, base_path);
+  }
+  if (s.ok()) s = io_.Fdatasync(fd, base_path);
+  io_.Close(fd);
+  return s;
+}
+
+void ChunkStore::RecoverDelta(int folder, uint64_t chunk_id, uint64_t version) {
+  const std::string path = FileOf(folder, chunk_id, version, "delta");
+  const std::string final_path = FileOf(folder, chunk_id, version, "chunk");
+  struct stat st {};
+  if (::stat(final_path.c_str(), &st) == 0) {
+    spdlog::info("recovery: {} was applied; removing it", path);
+    (void)io_.Unlink(path);
+    return;
+  }
+  auto fd = io_.Open(path, O_RDONLY, 0);
+  if (!fd.ok()) {
+    spdlog::error("recovery: cannot open {}: {}", path, fd.status().ToString());
+    return;
+  }
+  std::string head(kChunkHeaderBytes, '\0');
+  uint64_t base_version = 0;
+  uint64_t length = 0;
+  std::vector<bool> held;
+  Status s = io_.PreadFull(*fd, head.data(), head.size(), 0, path);
+  if (s.ok()) s = CheckChunkHeader(head, chunk_id, version);
+  if (s.ok()) {
+    s = DecodeDeltaRecord(std::string_view(head).substr(kDeltaRecordOffset), &base_version, &length, &held);
+  }
+  if (!s.ok()) {
+    io_.Close(*fd);
+    spdlog::error("recovery: removing {}, which is unreadable: {}", path, s.ToString());
+    (void)io_.Unlink(path);
+    return;
+  }
+  const std::string base_path = FileOf(folder, chunk_id, base_version, "chunk");
+  if (::stat(base_path.c_str(), &st) != 0) {
+    io_.Close(*fd);
+    spdlog::error("recovery: removing {}: its base {} is gone", path, base_path);
+    (void)io_.Unlink(path);
+    return;
+  }
+  s = ApplyDelta(*fd, path, chunk_id, version, length, held, base_path);
+  io_.Close(*fd);
+  if (s.ok()) s = io_.Rename(base_path, final_path);
+  if (s.ok()) s = io_.FsyncDir(DirOf(folder, chunk_id));
+  if (!s.ok()) {
+    // Half applied, the base is no copy of either version.
+    spdlog::error("recovery: dropping {} and {}: applying the delta failed: {}", base_path, path, s.ToString());
+    (void)io_.Unlink(base_path);
+  } else {
+    spdlog::info("recovery: applied {} onto version {}", path, base_version);
+  }
+  (void)io_.Unlink(path);
+}
+
 Status ChunkStore::Recover() {
   for (size_t f = 0; f < options_.folders.size(); ++f) RETURN_IF_ERROR(RecoverFolder(static_cast<int>(f)));
   // Finish interrupted version switches: only the newest version survives.
@@ -467,14 +728,32 @@ Status ChunkStore::RecoverFolder(int folder) {
   for (int xx = 0; xx < 256; ++xx) {
     const std::string dir = fmt::format("{}/{:02x}", root, xx);
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return IoError(errno, "mkdir " + dir);
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) return IoError(errno, "opendir " + dir);
+    auto list = [&dir](std::vector<std::string>* names) -> Status {
+      names->clear();
+      DIR* d = ::opendir(dir.c_str());
+      if (d == nullptr) return IoError(errno, "opendir " + dir);
+      while (struct dirent* ent = ::readdir(d)) {
+        std::string name = ent->d_name;
+        if (name != "." && name != "..") names->push_back(std::move(name));
+      }
+      ::closedir(d);
+      return Status::Ok();
+    };
     std::vector<std::string> names;
-    while (struct dirent* ent = ::readdir(d)) {
-      std::string name = ent->d_name;
-      if (name != "." && name != "..") names.push_back(std::move(name));
+    RETURN_IF_ERROR(list(&names));
+    // Interrupted delta commits first: each turns a base into a new version.
+    bool applied = false;
+    for (const std::string& name : names) {
+      uint64_t chunk_id = 0;
+      uint64_t version = 0;
+      std::string ext;
+      if (ParseFileName(name, &chunk_id, &version, &ext) && ext == "delta" &&
+          (chunk_id & 0xff) == static_cast<uint64_t>(xx)) {
+        RecoverDelta(folder, chunk_id, version);
+        applied = true;
+      }
     }
-    ::closedir(d);
+    if (applied) RETURN_IF_ERROR(list(&names));
     for (const std::string& name : names) {
       const std::string path = dir + "/" + name;
       uint64_t chunk_id = 0;
@@ -645,24 +924,19 @@ Result<std::unique_ptr<ChunkWriter>> ChunkStore::StartWrite(const WriteSpec& spe
   std::string head = EncodeChunkHeader(spec.chunk_id, spec.version);
   head.resize(kChunkDataOffset, '\0');
   if (copy_base) {
-    // Copy the base's CRC table and data as stored; the header is ours.
-    RETURN_IF_ERROR(io_.Reserve(writer->fd_, 0, kChunkDataOffset + base_length, writer->path_));
-    const std::string base_path = FileOf(writer->folder_, spec.chunk_id, copy_from, "chunk");
-    ASSIGN_OR_RETURN(int base_fd, io_.Open(base_path, O_RDONLY, 0));
-    std::string buffer(kCopyBufferBytes, '\0');
-    Status s = io_.PreadFull(base_fd, head.data() + kCrcTableOffset, kChunkDataOffset - kCrcTableOffset,
-                             kCrcTableOffset, base_path);
-    for (uint64_t done = 0; s.ok() && done < base_length;) {
-      size_t n = static_cast<size_t>(std::min<uint64_t>(kCopyBufferBytes, base_length - done));
-      s = io_.PreadFull(base_fd, buffer.data(), n, kChunkDataOffset + done, base_path);
-      if (s.ok()) {
-        s = writer->data_.Write(writer->fd_, writer->path_, std::as_bytes(std::span(buffer.data(), n)),
-                                kChunkDataOffset + done);
-      }
-      done += n;
-    }
-    io_.Close(base_fd);
-    RETURN_IF_ERROR(s);
+    // Start as a delta: the base's CRC table as stored (so a bad block stays
+    // detectable), its length, and no data; blocks come from the base as the
+    // stream needs them (ChunkWriter::Materialize) or at Commit.
+    writer->base_path_ = FileOf(writer->folder_, spec.chunk_id, copy_from, "chunk");
+    // Read-write: Commit reserves growth in it.
+    ASSIGN_OR_RETURN(writer->base_fd_, io_.Open(writer->base_path_, O_RDWR, 0));
+    RETURN_IF_ERROR(io_.PreadFull(writer->base_fd_, head.data() + kCrcTableOffset,
+                                  kChunkDataOffset - kCrcTableOffset, kCrcTableOffset, writer->base_path_));
+    RETURN_IF_ERROR(io_.Ftruncate(writer->fd_, kChunkDataOffset + base_length, writer->path_));
+    writer->delta_ = true;
+    writer->base_length_ = base_length;
+    writer->cut_ = base_length;
+    writer->held_.assign(kMaxBlocks, false);
     writer->length_ = base_length;
     writer->built_from_ = copy_from;
   }
@@ -719,7 +993,8 @@ Status ChunkStore::ReadBlocks(uint64_t chunk_id, uint64_t version, uint64_t firs
   }
   const uint64_t count = std::min(max_blocks, total_blocks - first_block);
   const uint64_t start = first_block * kBlockSizeBytes;
-  const uint64_t end = std::min(length, (first_block + count) * kBlockSizeBytes);
+  // At the end of a chunk whose last block is short, end < start.
+  const uint64_t end = std::max(start, std::min(length, (first_block + count) * kBlockSizeBytes));
   out->offset = start;
   out->chunk_length = length;
   out->crcs.resize(count);

@@ -9,6 +9,9 @@
 //                                          deleted at start-up)
 //   DIR/chunks/XX/IIIIIIIIIIIIIIII.V.damaged  marker: this version failed a
 //                                          CRC check (survives restarts)
+//   DIR/chunks/XX/IIIIIIIIIIIIIIII.V.delta a version being applied onto its
+//                                          base (redo record; finished at
+//                                          start-up)
 //   where I.. is the chunk id in 16 lower-case hex digits, V the version in
 //   decimal, XX the low byte of the chunk id in 2 hex digits (256 fan-out
 //   directories so no directory holds millions of entries).
@@ -21,6 +24,11 @@
 //                    i < ceil(length / 64 KiB); the rest is zero and ignored.
 //     [8192, ...)    the data; the chunk length is file size - 8192. The last
 //                    block may be short; its CRC covers only its bytes.
+//   A .tmp or .delta of a version built as a delta has the same layout, holds
+//   the full CRC table but only the blocks written (the rest is a hole), and
+//   at 1024 a delta record: "DFSDELT1", le64 base version, le64 length,
+//   128-byte bitmap of the blocks it holds (bit i = byte i/8, 1 << i%8),
+//   le32 CRC32C of the record before it.
 //   Data starts page-aligned so reads and writes stay aligned to the page cache.
 //
 // ATOMICITY
@@ -32,7 +40,20 @@
 //     the older versions, fsync the directory. A crash before the rename
 //     leaves the old version (the .tmp is deleted at start-up); after it, the
 //     new one (leftover older versions are deleted at start-up, finishing the
-//     switch). Cost: a version bump copies the base once (up to 64 MiB).
+//     switch). The base is copied (up to 64 MiB) only when the stream
+//     rewrote at least half of it; otherwise the new version is a delta:
+//   - A delta build writes only the blocks the stream touches to the .tmp
+//     (a block written in part is first filled from the base). Commit writes
+//     the delta record, fdatasyncs, renames .tmp -> .delta and fsyncs the
+//     directory: from then on the new version is decided. It then writes
+//     the delta's blocks, CRC table, length and header into the base file in
+//     place, fdatasyncs it, renames it to the new version's .chunk and
+//     deletes the .delta. A crash during that leaves the .delta, and
+//     start-up applies it again (each step rewrites the same bytes). A base
+//     that cannot be patched is deleted with its .delta: this copy is lost
+//     (meta re-replicates it), never left as a mix of two versions under
+//     the old name, whose blocks would all pass their CRC checks.
+//     Delta commits always sync: a power cut must not leave that mix either.
 //   - Writes to a version that is already stored (the same writer's further
 //     streams under one lease) go in place: data first, then the CRCs of the
 //     touched blocks. A crash between the two leaves blocks whose CRC does
@@ -152,8 +173,11 @@ class ChunkWriter {
   // Sets the length to exactly `length` (shrinking, or growing with zeros).
   common::Status Truncate(uint64_t length);
   // Makes the version visible (installs a new version atomically) and, if
-  // `durable`, fdatasyncs it first. Returns the chunk length. The writer is
-  // finished afterwards (further calls fail with FAILED_PRECONDITION).
+  // `durable`, fdatasyncs it first (a delta always syncs). Returns the chunk
+  // length. Errors: ABORTED (the base was deleted during a delta build),
+  // I/O errors (RESOURCE_EXHAUSTED when copying the base meets a full
+  // disk). The writer is finished afterwards (further calls fail with
+  // FAILED_PRECONDITION).
   common::Result<uint64_t> Commit(bool durable);
 
   uint64_t length() const { return length_; }
@@ -173,6 +197,14 @@ class ChunkWriter {
   common::Status ZeroExtend(uint64_t target);
   // Makes length_ the length readers of a stored (in-place) version see.
   void PublishLength();
+  // Delta builds: copies what the base holds of `block` into the .tmp
+  // (nothing when the .tmp already holds it, or the stream cut it off).
+  common::Status Materialize(uint64_t block);
+  void MarkWritten(uint64_t first_block, uint64_t end_block);
+  // Fills every block the .tmp lacks from the base: the build is then an
+  // ordinary full copy.
+  common::Status FillFromBase();
+  common::Result<uint64_t> CommitDelta();
   common::Status ApplyLocked(uint64_t offset, std::span<const std::byte> data,
                              std::span<const uint32_t> piece_crcs);
 
@@ -196,6 +228,15 @@ class ChunkWriter {
   uint64_t writeback_begin_ = UINT64_MAX;
   uint64_t writeback_end_ = 0;
   std::vector<uint64_t> older_versions_;  // removed when a new version is installed
+  // A delta build (see ATOMICITY): the base's file, its length, the lowest
+  // length the stream cut the version to (base bytes below it are still
+  // the version's), and the blocks the .tmp holds.
+  bool delta_ = false;
+  int base_fd_ = -1;
+  std::string base_path_;
+  uint64_t base_length_ = 0;
+  uint64_t cut_ = 0;
+  std::vector<bool> held_;
 };
 
 class ChunkStore {
@@ -204,7 +245,9 @@ class ChunkStore {
     std::vector<std::string> folders;  // data folders, one per disk; at least one
     FileIo* io = nullptr;              // null = PosixFileIo::Get()
     // Test hook called between the steps of a version switch with the step's
-    // name ("tmp_written", "before_rename", "after_rename", "after_unlink_old").
+    // name ("tmp_written", "before_rename", "after_rename", "after_unlink_old";
+    // delta commits: "tmp_written", "before_rename", "delta_saved",
+    // "delta_applied").
     // A non-OK return simulates a crash at that point: the operation stops
     // and leaves the files exactly as they are.
     std::function<common::Status(std::string_view)> crash_hook;
@@ -227,7 +270,7 @@ class ChunkStore {
   // FAILED_PRECONDITION (a newer version is stored: stale; the base version
   // is not stored and no abandoned version between it and this one is: see
   // StartWrite), NOT_FOUND (base_version given but the chunk is
-  // unknown), I/O errors (RESOURCE_EXHAUSTED when the base cannot be copied).
+  // unknown), I/O errors.
   common::Result<std::unique_ptr<ChunkWriter>> StartWrite(const WriteSpec& spec);
 
   // Reads up to `max_blocks` whole blocks of (chunk_id, version) starting at
@@ -292,6 +335,12 @@ class ChunkStore {
   explicit ChunkStore(Options options);
   common::Status Recover();
   common::Status RecoverFolder(int folder);
+  // Finishes (or drops) an interrupted delta commit found at start-up.
+  void RecoverDelta(int folder, uint64_t chunk_id, uint64_t version);
+  // Writes the delta at `delta_fd` (its record decoded) into the base file
+  // and syncs it; the caller renames it.
+  common::Status ApplyDelta(int delta_fd, const std::string& delta_path, uint64_t chunk_id, uint64_t version,
+                            uint64_t length, const std::vector<bool>& held, const std::string& base_path);
   std::shared_ptr<Slot> SlotFor(uint64_t chunk_id);
   std::string DirOf(int folder, uint64_t chunk_id) const;
   std::string FileOf(int folder, uint64_t chunk_id, uint64_t version, std::string_view ext) const;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
@@ -244,16 +245,17 @@ TEST_F(ChunkStoreTest, Write_LargeAlignedMiddlesGoWithODirect_EndsAndSmallWrites
   EXPECT_GE(io.buffered_bytes, piece.size() - (end - begin));  // the ends (and the CRC table)
   model.replace(at, piece.size(), piece);
 
-  // Past the end (the gap zero-filled), a new version built from this one
-  // (the base copied with direct writes too), and a small write.
+  // Past the end (the gap zero-filled), then a new version built from this
+  // one by a small write: a delta, so the 4 MiB base is not copied.
   const std::string tail = RandomBytes(kMiB + 5, 3);
   ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 3 * kMiB + 7, tail).ok());
   model.resize(3 * kMiB + 7, '\0');
   model += tail;
-  io.direct_bytes = 0;
+  io.direct_bytes = io.buffered_bytes = 0;
   const std::string small = RandomBytes(200'000, 4);
   ASSERT_TRUE(WriteOnce(*store, 31, 2, 1, 2 * kMiB, small).ok());
-  EXPECT_GE(io.direct_bytes, 3 * kMiB);  // the copied base; not the 200,000 bytes
+  // Its blocks twice (the .delta, then the base) and a CRC table and header.
+  EXPECT_LT(io.direct_bytes + io.buffered_bytes, 3 * 262'144);
   model.replace(2 * kMiB, small.size(), small);
   auto read = ReadAll(*store, 31, 2);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
@@ -319,6 +321,17 @@ TEST_F(ChunkStoreTest, ReadBlocks_AsksTheKernelForTheBlocksThatFollow) {
   using R = HintRecordingFileIo::Range;
   // Blocks 16..31 after the first read; nothing after the end of the chunk.
   EXPECT_EQ(io.will_need, (std::vector<R>{{kChunkDataOffset + 16 * kBlockSizeBytes, 16 * kBlockSizeBytes}}));
+}
+
+TEST_F(ChunkStoreTest, ReadBlocks_AtTheEndOfAShortLastBlockIsEmpty) {
+  auto store = OpenStore();
+  ASSERT_TRUE(WriteOnce(*store, 41, 1, 0, 0, RandomBytes(kBlockSizeBytes + 10, 13)).ok());
+  std::string out = "stale";
+  BlockRead blocks;
+  ASSERT_TRUE(store->ReadBlocks(41, 1, 2, 16, &out, &blocks).ok());
+  EXPECT_EQ(out, "");
+  EXPECT_TRUE(blocks.crcs.empty());
+  EXPECT_EQ(store->ReadBlocks(41, 1, 3, 16, &out, &blocks).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ChunkStoreTest, Write_PastTheEndZeroFillsTheGap) {
@@ -446,6 +459,163 @@ TEST_F(ChunkStoreTest, Commit_CrashBetweenStepsLeavesOldOrNewVersion) {
     EXPECT_EQ(CountFiles(".tmp"), 0);
     EXPECT_EQ(CountFiles(".chunk"), 1);
   }
+}
+
+// A new version built from a large base by a few writes is a delta (only
+// its blocks written); by many, a copy. Either must read back exactly what
+// a model of the bytes says, through writes in part of a block, truncates
+// down and up, and writes past the end.
+TEST_F(ChunkStoreTest, NewVersion_FromABase_ReadsBackWhatTheStreamMade) {
+  auto store = OpenStore();
+  std::mt19937_64 gen(42);
+  auto below = [&gen](uint64_t n) { return n == 0 ? 0 : gen() % n; };
+  for (uint64_t chunk = 1; chunk <= 40; ++chunk) {
+    SCOPED_TRACE(fmt::format("chunk {}", chunk));
+    std::string model = RandomBytes(1 + below(6 << 20), chunk);
+    ASSERT_TRUE(WriteOnce(*store, chunk, 1, 0, 0, model).ok());
+    for (uint64_t version = 2; version <= 4; ++version) {
+      auto writer = store->StartWrite({chunk, version, version - 1, false});
+      ASSERT_TRUE(writer.ok()) << writer.status().ToString();
+      const int ops = 1 + static_cast<int>(below(5));
+      for (int op = 0; op < ops; ++op) {
+        const uint64_t kind = below(10);
+        if (kind < 7) {
+          // Mostly small writes; now and then one of megabytes.
+          const uint64_t len = 1 + (below(8) == 0 ? below(3 << 20) : below(150'000));
+          const uint64_t off = std::min<uint64_t>(below(model.size() + 200'000), (64 << 20) - len);
+          const std::string data = RandomBytes(len, gen());
+          ASSERT_TRUE((*writer)->Write(off, Bytes(data), PieceCrcsOf(off, data)).ok());
+          if (off > model.size()) model.resize(off, '\0');
+          if (off + len > model.size()) model.resize(off + len);
+          model.replace(off, len, data);
+        } else {
+          const uint64_t len = kind < 9 ? below(model.size() + 1) : model.size() + below(300'000);
+          ASSERT_TRUE((*writer)->Truncate(len).ok());
+          model.resize(len, '\0');
+        }
+      }
+      auto committed = (*writer)->Commit(gen() % 2 == 0);
+      ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+      writer->reset();
+      auto read = ReadAll(*store, chunk, version);
+      ASSERT_TRUE(read.ok()) << read.status().ToString();
+      ASSERT_EQ(read->size(), model.size());
+      ASSERT_TRUE(*read == model) << "version " << version;
+      EXPECT_EQ(store->Find(chunk, version - 1).status().code(), StatusCode::kFailedPrecondition);
+    }
+  }
+  EXPECT_EQ(CountFiles(".chunk"), 40);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+  EXPECT_EQ(CountFiles(".delta"), 0);
+  // And after a restart.
+  store.reset();
+  store = OpenStore();
+  EXPECT_EQ(store->chunk_count(), 40u);
+  for (uint64_t chunk = 1; chunk <= 40; ++chunk) EXPECT_TRUE(ReadAll(*store, chunk, 4).ok());
+}
+
+TEST_F(ChunkStoreTest, DeltaCommit_CrashAtEachStepLeavesOldOrNewVersion) {
+  const std::string v1 = RandomBytes(4 << 20, 9);
+  const std::string piece = RandomBytes(70'000, 10);
+  const uint64_t at = 1'000'000;
+  std::string v2 = v1;
+  v2.replace(at, piece.size(), piece);
+  v2 += "tail";
+  struct Case {
+    const char* step;
+    bool applied;
+    bool scribble;  // also leave the base half patched, as a crash mid-apply would
+  };
+  const Case cases[] = {{"tmp_written", false, false},
+                        {"before_rename", false, false},
+                        {"delta_saved", true, false},
+                        {"delta_saved", true, true},
+                        {"delta_applied", true, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{}{}", c.step, c.scribble ? " (half applied)" : ""));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directory(dir_);
+    std::string base_path;
+    {
+      bool armed = false;
+      auto store = OpenStore(nullptr, [&c, &armed](std::string_view s) {
+        return armed && s == c.step ? common::InternalError("simulated crash") : common::Status::Ok();
+      });
+      ASSERT_TRUE(WriteOnce(*store, 12, 1, 0, 0, v1).ok());
+      base_path = store->TEST_PathOf(12, 1);
+      armed = true;
+      auto writer = store->StartWrite({12, 2, 1, false});
+      ASSERT_TRUE(writer.ok());
+      ASSERT_TRUE((*writer)->Write(at, Bytes(piece), PieceCrcsOf(at, piece)).ok());
+      ASSERT_TRUE((*writer)->Write(v1.size(), Bytes("tail"), PieceCrcsOf(v1.size(), "tail")).ok());
+      auto committed = (*writer)->Commit(true);
+      EXPECT_EQ(committed.status().message(), "simulated crash");
+    }
+    if (std::string_view(c.step) != "delta_applied") {
+      EXPECT_EQ(CountFiles(".delta"), std::string_view(c.step) == "delta_saved" ? 1 : 0);
+    }
+    if (c.scribble) {
+      // The first patched block and a new header written, the rest not.
+      int fd = ::open(base_path.c_str(), O_RDWR);
+      ASSERT_GE(fd, 0);
+      const uint64_t block = at / kBlockSizeBytes * kBlockSizeBytes;
+      ASSERT_EQ(::pwrite(fd, v2.data() + block, kBlockSizeBytes, kChunkDataOffset + block),
+                static_cast<ssize_t>(kBlockSizeBytes));
+      const std::string header = EncodeChunkHeader(12, 2);
+      ASSERT_EQ(::pwrite(fd, header.data(), header.size(), 0), static_cast<ssize_t>(header.size()));
+      ::close(fd);
+    }
+    auto store = OpenStore();  // recovery
+    auto versions = store->Stat(12, 0);
+    ASSERT_TRUE(versions.ok());
+    ASSERT_EQ(versions->size(), 1u);
+    EXPECT_EQ((*versions)[0].version, c.applied ? 2u : 1u);
+    EXPECT_FALSE((*versions)[0].damaged);
+    auto read = ReadAll(*store, 12, (*versions)[0].version);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_TRUE(*read == (c.applied ? v2 : v1));
+    EXPECT_EQ(CountFiles(".tmp"), 0);
+    EXPECT_EQ(CountFiles(".delta"), 0);
+    EXPECT_EQ(CountFiles(".chunk"), 1);
+  }
+}
+
+TEST_F(ChunkStoreTest, DeltaCommit_ABaseThatCannotBePatchedIsDroppedNotMixed) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io, [&io](std::string_view step) {
+    // The delta is saved; patching the base then fails part-way.
+    if (step == "delta_saved") io.fail_writes_errno = EIO;
+    return common::Status::Ok();
+  });
+  const std::string v1 = RandomBytes(4 << 20, 11);
+  ASSERT_TRUE(WriteOnce(*store, 21, 1, 0, 0, v1).ok());
+  common::Status s = WriteOnce(*store, 21, 2, 1, 100, "patch");
+  EXPECT_FALSE(s.ok());
+  io.fail_writes_errno = 0;
+  // This copy is gone (meta re-replicates it), in memory and on disk.
+  EXPECT_EQ(store->Find(21, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->Find(21, 2).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(".chunk"), 0);
+  EXPECT_EQ(CountFiles(".delta"), 0);
+  EXPECT_EQ(CountFiles(".tmp"), 0);
+  // The next replica written here starts from nothing, as usual.
+  ASSERT_TRUE(WriteOnce(*store, 21, 3, 0, 0, "fresh").ok());
+  EXPECT_EQ(*ReadAll(*store, 21, 3), "fresh");
+}
+
+TEST_F(ChunkStoreTest, DeltaCommit_ABaseDeletedDuringTheWriteFailsTheWrite) {
+  auto store = OpenStore();
+  const std::string v1 = RandomBytes(4 << 20, 12);
+  ASSERT_TRUE(WriteOnce(*store, 22, 1, 0, 0, v1).ok());
+  auto writer = store->StartWrite({22, 2, 1, false});
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Write(5, Bytes("x"), PieceCrcsOf(5, "x")).ok());
+  ASSERT_TRUE(store->Delete(22, 1).ok());
+  auto committed = (*writer)->Commit(true);
+  EXPECT_EQ(committed.status().code(), StatusCode::kAborted) << committed.status().ToString();
+  writer->reset();
+  EXPECT_EQ(store->Find(22, 2).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CountFiles(".chunk") + CountFiles(".tmp") + CountFiles(".delta"), 0);
 }
 
 TEST_F(ChunkStoreTest, Write_DiskFullFailsWithoutChangingAnything) {

@@ -154,7 +154,9 @@ class Writer:
         if op == "create" or not names:
             name = "f%d" % self.next_id
             self.next_id += 1
-            body = self.data(self.rng.choice([0, 1, 100, 4096, 65536 + 17, 300000, (1 << 20) + 5]))
+            # Files of 1 MiB and more: later appends and overwrites are
+            # committed as deltas applied onto the chunkservers' base copies.
+            body = self.data(self.rng.choice([0, 1, 100, 4096, 65536 + 17, 300000, (1 << 20) + 5, (3 << 20) + 3]))
             self.uncertain.add(name)
             fd = os.open(self.path(name), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
             try:
