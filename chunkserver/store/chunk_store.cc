@@ -537,17 +537,17 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
     RETURN_IF_ERROR(crash("delta_saved"));
     Status s = store_->ApplyDelta(fd_, path_, chunk_id_, version_, length_, held_, base_path_);
     if (s.ok()) s = io.Rename(base_path_, final_path);
-    std::lock_guard<std::mutex> lock(store_->mu_);
-    auto& versions = store_->index_[chunk_id_];
     if (!s.ok()) {
-      // The base may hold part of the delta: it is no copy of either version.
-      spdlog::error("{}: dropping this copy, its delta onto version {} failed: {}", ChunkName(chunk_id_, version_),
-                    built_from_, s.ToString());
-      versions.erase(built_from_);
-      if (versions.empty()) store_->index_.erase(chunk_id_);
+      // The base may hold part of the delta: it is no copy of either
+      // version. Its file goes; the version stays listed, damaged, so that
+      // meta hears of it at the next heartbeat and copies the chunk back.
       (void)io.Unlink(base_path_);
+      store_->MarkDamaged(chunk_id_, built_from_,
+                          fmt::format("dropped: its delta to version {} failed: {}", version_, s.ToString()));
       return s.WithContext(ChunkName(chunk_id_, version_));  // the destructor deletes the .delta
     }
+    std::lock_guard<std::mutex> lock(store_->mu_);
+    auto& versions = store_->index_[chunk_id_];
     building_ = false;
     for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
       if (it->first != version_) removed.push_back(it->first);

@@ -51,8 +51,9 @@
 //     deletes the .delta. A crash during that leaves the .delta, and
 //     start-up applies it again (each step rewrites the same bytes). A base
 //     that cannot be patched is deleted with its .delta: this copy is lost
-//     (meta re-replicates it), never left as a mix of two versions under
-//     the old name, whose blocks would all pass their CRC checks.
+//     (listed damaged until restart, and meta re-replicates the chunk),
+//     never left as a mix of two versions under the old name, whose blocks
+//     would all pass their CRC checks.
 //     Delta commits always sync: a power cut must not leave that mix either.
 //   - Writes to a version that is already stored (the same writer's further
 //     streams under one lease) go in place: data first, then the CRCs of the

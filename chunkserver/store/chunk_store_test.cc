@@ -592,9 +592,16 @@ TEST_F(ChunkStoreTest, DeltaCommit_ABaseThatCannotBePatchedIsDroppedNotMixed) {
   common::Status s = WriteOnce(*store, 21, 2, 1, 100, "patch");
   EXPECT_FALSE(s.ok());
   io.fail_writes_errno = 0;
-  // This copy is gone (meta re-replicates it), in memory and on disk.
-  EXPECT_EQ(store->Find(21, 1).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(store->Find(21, 2).status().code(), StatusCode::kNotFound);
+  // This copy is gone from disk, and listed damaged for meta (which copies
+  // the chunk back from another replica): reads of it fail.
+  auto base = store->Find(21, 1);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  EXPECT_TRUE(base->damaged);
+  auto reported = store->TakeNewlyDamaged();
+  ASSERT_EQ(reported.size(), 1u);
+  EXPECT_EQ(reported[0].chunk_id, 21u);
+  EXPECT_FALSE(ReadAll(*store, 21, 1).ok());
+  EXPECT_EQ(store->Find(21, 2).status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(CountFiles(".chunk"), 0);
   EXPECT_EQ(CountFiles(".delta"), 0);
   EXPECT_EQ(CountFiles(".tmp"), 0);
