@@ -463,37 +463,42 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   RETURN_IF_ERROR(crash("before_rename"));
   const std::string dir = store_->DirOf(folder_, chunk_id_);
   const std::string final_path = store_->FileOf(folder_, chunk_id_, version_, "chunk");
-  std::vector<std::pair<uint64_t, uint64_t>> removed;  // (version, length)
+  std::vector<uint64_t> removed;  // older versions, deleted once this one is in place
   {
     std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu);
     RETURN_IF_ERROR(io.Rename(path_, final_path));
     building_ = false;
     path_ = final_path;
-    std::lock_guard<std::mutex> lock(store_->mu_);
-    auto& versions = store_->index_[chunk_id_];
-    // Writers of the chunk are serialized, so nothing newer exists.
-    for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
-      if (it->first != version_) removed.emplace_back(it->first, it->second.length);
-      it = versions.erase(it);
-    }
-    ChunkStore::Entry entry;
-    entry.folder = folder_;
-    entry.length = length_;
-    entry.mtime_unix_ms = NowUnixMs();
-    versions[version_] = entry;
+    removed = Install();
   }
   // A marker of a damaged copy this version replaced.
   (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
   RETURN_IF_ERROR(crash("after_rename"));
   if (durable) RETURN_IF_ERROR(io.FsyncDir(dir));
-  for (const auto& [version, length] : removed) {
-    (void)length;
+  for (uint64_t version : removed) {
     (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "chunk"));
     (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "damaged"));
   }
   RETURN_IF_ERROR(crash("after_unlink_old"));
   if (durable && !removed.empty()) RETURN_IF_ERROR(io.FsyncDir(dir));
   return length_;
+}
+
+std::vector<uint64_t> ChunkWriter::Install() {
+  std::lock_guard<std::mutex> lock(store_->mu_);
+  auto& versions = store_->index_[chunk_id_];
+  std::vector<uint64_t> removed;
+  // Writers of the chunk are serialized, so nothing newer exists.
+  for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
+    if (it->first != version_) removed.push_back(it->first);
+    it = versions.erase(it);
+  }
+  ChunkStore::Entry entry;
+  entry.folder = folder_;
+  entry.length = length_;
+  entry.mtime_unix_ms = NowUnixMs();
+  versions[version_] = entry;
+  return removed;
 }
 
 Result<uint64_t> ChunkWriter::CommitDelta() {
@@ -546,18 +551,8 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
                           fmt::format("dropped: its delta to version {} failed: {}", version_, s.ToString()));
       return s.WithContext(ChunkName(chunk_id_, version_));  // the destructor deletes the .delta
     }
-    std::lock_guard<std::mutex> lock(store_->mu_);
-    auto& versions = store_->index_[chunk_id_];
     building_ = false;
-    for (auto it = versions.begin(); it != versions.end() && it->first <= version_;) {
-      if (it->first != version_) removed.push_back(it->first);
-      it = versions.erase(it);
-    }
-    ChunkStore::Entry entry;
-    entry.folder = folder_;
-    entry.length = length_;
-    entry.mtime_unix_ms = NowUnixMs();
-    versions[version_] = entry;
+    removed = Install();
   }
   (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
   RETURN_IF_ERROR(crash("delta_applied"));

@@ -206,6 +206,9 @@ class ChunkWriter {
   // ordinary full copy.
   common::Status FillFromBase();
   common::Result<uint64_t> CommitDelta();
+  // Lists this finished version in the index in place of the older ones;
+  // returns those.
+  std::vector<uint64_t> Install();
   common::Status ApplyLocked(uint64_t offset, std::span<const std::byte> data,
                              std::span<const uint32_t> piece_crcs);
 
