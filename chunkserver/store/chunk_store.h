@@ -34,14 +34,15 @@
 // ATOMICITY
 //   - A new version (a write whose version is not stored yet, built from
 //     `base_version` or from empty, or a replica pulled from a peer) is built
-//     in a .tmp file: the base is copied (data and CRCs as stored, so a bad
-//     block stays detectable), the stream's data applied, then (durable
-//     writes) fdatasync, rename .tmp -> .chunk, fsync the directory, unlink
-//     the older versions, fsync the directory. A crash before the rename
-//     leaves the old version (the .tmp is deleted at start-up); after it, the
-//     new one (leftover older versions are deleted at start-up, finishing the
-//     switch). The base is copied (up to 64 MiB) only when the stream
-//     rewrote at least half of it; otherwise the new version is a delta:
+//     in a .tmp file: the base's CRC table as stored (so a bad block stays
+//     detectable), the stream's data, and at commit the base's data where
+//     the stream did not write; then (durable writes) fdatasync, rename
+//     .tmp -> .chunk, fsync the directory, unlink the older versions, fsync
+//     the directory. A crash before the rename leaves the old version (the
+//     .tmp is deleted at start-up); after it, the new one (leftover older
+//     versions are deleted at start-up, finishing the switch). The base's
+//     data is copied so (up to 64 MiB) only when the stream rewrote at least
+//     half of it or it is under 1 MiB; otherwise the new version is a delta:
 //   - A delta build writes only the blocks the stream touches to the .tmp
 //     (a block written in part is first filled from the base). Commit writes
 //     the delta record, fdatasyncs, renames .tmp -> .delta and fsyncs the
