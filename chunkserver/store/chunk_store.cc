@@ -118,6 +118,24 @@ Status DecodeDeltaRecord(std::string_view record, uint64_t* base_version, uint64
   return Status::Ok();
 }
 
+// Calls copy(begin, end) for the byte ranges below `length` of the runs of
+// blocks whose `held` bit is `want`, at most kCopyBufferBytes each.
+Status ForEachRun(const std::vector<bool>& held, bool want, uint64_t length,
+                  const std::function<Status(uint64_t, uint64_t)>& copy) {
+  const uint64_t blocks = common::BlockCount(length);
+  for (uint64_t b = 0; b < blocks;) {
+    if (held[b] != want) {
+      ++b;
+      continue;
+    }
+    uint64_t e = b;
+    while (e < blocks && held[e] == want && (e - b) * kBlockSizeBytes < kCopyBufferBytes) ++e;
+    RETURN_IF_ERROR(copy(b * kBlockSizeBytes, std::min(e * kBlockSizeBytes, length)));
+    b = e;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version) {
@@ -257,7 +275,7 @@ void ChunkWriter::PublishLength() {
 Status ChunkWriter::ApplyVerified(uint64_t offset, std::span<const std::byte> data,
                                   std::span<const uint32_t> piece_crcs) {
   CHECK(offset <= length_);
-  if (building_ && delta_) {
+  if (delta_) {
     // Only the first and last block can be written in part.
     const uint64_t first = offset / kBlockSizeBytes;
     const uint64_t last = (offset + data.size() - 1) / kBlockSizeBytes;
@@ -358,7 +376,7 @@ Status ChunkWriter::Truncate(uint64_t length) {
   FileIo& io = store_->io_;
   std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
   if (!building_) io_lock.lock();
-  if (delta_ && building_ && length % kBlockSizeBytes != 0) RETURN_IF_ERROR(Materialize(length / kBlockSizeBytes));
+  if (delta_ && length % kBlockSizeBytes != 0) RETURN_IF_ERROR(Materialize(length / kBlockSizeBytes));
   const uint64_t old_count = common::BlockCount(length_);
   uint64_t first_entry = common::BlockCount(length);
   std::string table;
@@ -388,7 +406,7 @@ Status ChunkWriter::Truncate(uint64_t length) {
   RETURN_IF_ERROR(io.Ftruncate(fd_, kChunkDataOffset + length, path_));
   RETURN_IF_ERROR(io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_entry * 4, path_));
   length_ = length;
-  if (delta_ && building_ && length < cut_) {
+  if (delta_ && length < cut_) {
     // The base's bytes from here on are no longer the version's; the .tmp's
     // (zeros, or what is written later) replace them.
     cut_ = length;
@@ -416,25 +434,21 @@ void ChunkWriter::MarkWritten(uint64_t first_block, uint64_t end_block) {
   for (uint64_t b = first_block; b < std::min(end_block, kMaxBlocks); ++b) held_[b] = true;
 }
 
+Status ChunkWriter::Crash(std::string_view step) {
+  Status s = store_->CrashPoint(step);
+  if (!s.ok()) abandoned_ = true;
+  return s;
+}
+
 Status ChunkWriter::FillFromBase() {
   FileIo& io = store_->io_;
   const uint64_t live = std::min(base_length_, cut_);
   std::string buffer;
-  for (uint64_t b = 0; b < common::BlockCount(live);) {
-    if (held_[b]) {
-      ++b;
-      continue;
-    }
-    uint64_t e = b;
-    while (e < common::BlockCount(live) && !held_[e] && (e - b) * kBlockSizeBytes < kCopyBufferBytes) ++e;
-    const uint64_t begin = b * kBlockSizeBytes;
-    const uint64_t end = std::min(e * kBlockSizeBytes, live);
+  RETURN_IF_ERROR(ForEachRun(held_, false, live, [&](uint64_t begin, uint64_t end) {
     buffer.resize(end - begin);
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
-    RETURN_IF_ERROR(data_.Write(fd_, path_, AsBytes(buffer), kChunkDataOffset + begin));
-    MarkWritten(b, e);
-    b = e;
-  }
+    return data_.Write(fd_, path_, AsBytes(buffer), kChunkDataOffset + begin);
+  }));
   delta_ = false;
   return Status::Ok();
 }
@@ -453,14 +467,9 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
     if (base_blocks >= kMinDeltaBaseBlocks && 2 * held <= base_blocks) return CommitDelta();
     RETURN_IF_ERROR(FillFromBase());
   }
-  auto crash = [&](std::string_view step) -> Status {
-    Status s = store_->CrashPoint(step);
-    if (!s.ok()) abandoned_ = true;
-    return s;
-  };
-  RETURN_IF_ERROR(crash("tmp_written"));
+  RETURN_IF_ERROR(Crash("tmp_written"));
   if (durable) RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
-  RETURN_IF_ERROR(crash("before_rename"));
+  RETURN_IF_ERROR(Crash("before_rename"));
   const std::string dir = store_->DirOf(folder_, chunk_id_);
   const std::string final_path = store_->FileOf(folder_, chunk_id_, version_, "chunk");
   std::vector<uint64_t> removed;  // older versions, deleted once this one is in place
@@ -473,13 +482,13 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   }
   // A marker of a damaged copy this version replaced.
   (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
-  RETURN_IF_ERROR(crash("after_rename"));
+  RETURN_IF_ERROR(Crash("after_rename"));
   if (durable) RETURN_IF_ERROR(io.FsyncDir(dir));
   for (uint64_t version : removed) {
     (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "chunk"));
     (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "damaged"));
   }
-  RETURN_IF_ERROR(crash("after_unlink_old"));
+  RETURN_IF_ERROR(Crash("after_unlink_old"));
   if (durable && !removed.empty()) RETURN_IF_ERROR(io.FsyncDir(dir));
   return length_;
 }
@@ -503,12 +512,7 @@ std::vector<uint64_t> ChunkWriter::Install() {
 
 Result<uint64_t> ChunkWriter::CommitDelta() {
   FileIo& io = store_->io_;
-  auto crash = [&](std::string_view step) -> Status {
-    Status s = store_->CrashPoint(step);
-    if (!s.ok()) abandoned_ = true;
-    return s;
-  };
-  RETURN_IF_ERROR(crash("tmp_written"));
+  RETURN_IF_ERROR(Crash("tmp_written"));
   const std::string record = EncodeDeltaRecord(built_from_, length_, held_);
   RETURN_IF_ERROR(io.PwriteFull(fd_, record.data(), record.size(), kDeltaRecordOffset, path_));
   // Growth past the base is reserved in the base now: once the delta is
@@ -518,7 +522,7 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
                         .WithContext(ChunkName(chunk_id_, version_)));
   }
   RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
-  RETURN_IF_ERROR(crash("before_rename"));
+  RETURN_IF_ERROR(Crash("before_rename"));
   const std::string dir = store_->DirOf(folder_, chunk_id_);
   const std::string delta_path = store_->FileOf(folder_, chunk_id_, version_, "delta");
   const std::string final_path = store_->FileOf(folder_, chunk_id_, version_, "chunk");
@@ -539,7 +543,7 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
     path_ = delta_path;
     // Failing here, the base is untouched (the destructor deletes the .delta).
     RETURN_IF_ERROR(io.FsyncDir(dir));
-    RETURN_IF_ERROR(crash("delta_saved"));
+    RETURN_IF_ERROR(Crash("delta_saved"));
     Status s = store_->ApplyDelta(fd_, path_, chunk_id_, version_, length_, held_, base_path_);
     if (s.ok()) s = io.Rename(base_path_, final_path);
     if (!s.ok()) {
@@ -555,7 +559,7 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
     removed = Install();
   }
   (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version_, "damaged"));
-  RETURN_IF_ERROR(crash("delta_applied"));
+  RETURN_IF_ERROR(Crash("delta_applied"));
   RETURN_IF_ERROR(io.FsyncDir(dir));
   (void)io.Unlink(delta_path);
   for (uint64_t version : removed) {
@@ -606,22 +610,12 @@ Status ChunkStore::CrashPoint(std::string_view step) {
 Status ChunkStore::ApplyDelta(int delta_fd, const std::string& delta_path, uint64_t chunk_id, uint64_t version,
                               uint64_t length, const std::vector<bool>& held, const std::string& base_path) {
   ASSIGN_OR_RETURN(int fd, io_.Open(base_path, O_RDWR, 0));
-  Status s;
   std::string buffer;
-  const uint64_t blocks = common::BlockCount(length);
-  for (uint64_t b = 0; s.ok() && b < blocks;) {
-    if (!held[b]) {
-      ++b;
-      continue;
-    }
-    uint64_t e = b;
-    while (e < blocks && held[e] && (e - b) * kBlockSizeBytes < kCopyBufferBytes) ++e;
-    const uint64_t begin = b * kBlockSizeBytes;
-    buffer.resize(std::min(e * kBlockSizeBytes, length) - begin);
-    s = io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, delta_path);
-    if (s.ok()) s = io_.PwriteFull(fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path);
-    b = e;
-  }
+  Status s = ForEachRun(held, true, length, [&](uint64_t begin, uint64_t end) {
+    buffer.resize(end - begin);
+    RETURN_IF_ERROR(io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, delta_path));
+    return io_.PwriteFull(fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path);
+  });
   if (s.ok()) s = io_.Ftruncate(fd, kChunkDataOffset + length, base_path);
   if (s.ok()) {
     buffer.resize(kChunkDataOffset - kCrcTableOffset);

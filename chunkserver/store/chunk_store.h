@@ -207,6 +207,8 @@ class ChunkWriter {
   // ordinary full copy.
   common::Status FillFromBase();
   common::Result<uint64_t> CommitDelta();
+  // The crash hook at `step`; a simulated crash leaves the files as they are.
+  common::Status Crash(std::string_view step);
   // Lists this finished version in the index in place of the older ones;
   // returns those.
   std::vector<uint64_t> Install();
