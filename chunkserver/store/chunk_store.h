@@ -234,7 +234,6 @@ class ChunkWriter {
   // was last started (see ApplyLocked).
   uint64_t writeback_begin_ = UINT64_MAX;
   uint64_t writeback_end_ = 0;
-  std::vector<uint64_t> older_versions_;  // removed when a new version is installed
   // A delta build (see ATOMICITY): the base's file, its length, the lowest
   // length the stream cut the version to (base bytes below it are still
   // the version's), and the blocks the .tmp holds.
