@@ -26,6 +26,17 @@ uint32_t Raw(uint32_t crc, const std::byte* data, size_t size) {
   return ~state;
 }
 
+// Continues `crc` over `size` zero bytes.
+uint32_t ExtendZeros(uint32_t crc, size_t size) {
+  static constexpr std::byte kZeros[4096] = {};
+  while (size > 0) {
+    size_t n = std::min(size, sizeof kZeros);
+    crc = Raw(crc, kZeros, n);
+    size -= n;
+  }
+  return crc;
+}
+
 }  // namespace
 
 uint32_t Crc32c(std::span<const std::byte> data) { return Raw(0, data.data(), data.size()); }
@@ -46,6 +57,26 @@ uint32_t Crc32cPatched(std::span<const std::byte> block, size_t patch_offset,
   size_t patch_end = patch_offset + patch.size();
   if (patch_end < block.size()) crc = Raw(crc, block.data() + patch_end, block.size() - patch_end);
   return crc;
+}
+
+PieceCheck Crc32cPieceCheck(std::span<const std::byte> block, size_t piece_offset, size_t piece_size) {
+  if (piece_offset > block.size() || piece_size > block.size() - piece_offset) std::abort();  // contract
+  PieceCheck check;
+  check.head_crc = Raw(0, block.data(), piece_offset);
+  const size_t tail_from = piece_offset + piece_size;
+  if (tail_from < block.size()) {
+    check.tail_term = Raw(ExtendZeros(0, tail_from), block.data() + tail_from, block.size() - tail_from) ^
+                      ExtendZeros(0, block.size());
+  }
+  return check;
+}
+
+bool Crc32cPieceMatches(uint32_t block_crc, size_t block_size, size_t piece_offset,
+                        std::span<const std::byte> piece, const PieceCheck& check) {
+  if (piece_offset > block_size || piece.size() > block_size - piece_offset) return false;
+  uint32_t crc = Raw(check.head_crc, piece.data(), piece.size());
+  crc = ExtendZeros(crc, block_size - piece_offset - piece.size());
+  return (crc ^ check.tail_term) == block_crc;
 }
 
 size_t PieceCount(uint64_t offset, size_t size_bytes, size_t block_size_bytes) {

@@ -30,6 +30,26 @@ uint32_t Crc32cExtend(uint32_t crc, std::span<const std::byte> data);
 uint32_t Crc32cPatched(std::span<const std::byte> block, size_t patch_offset,
                        std::span<const std::byte> patch);
 
+// Checking a piece of a stored block without the rest of its bytes (exact
+// reads): the sender, who holds the whole verified block, computes a
+// PieceCheck of the bytes around the piece; the receiver combines it with
+// the piece and compares the result with the block's stored CRC. CRC32C is
+// affine, so for block = head ++ piece ++ tail,
+//   crc(block) = crc(head ++ piece ++ zeros) ^ crc(zeros ++ tail) ^ crc(zeros(n)),
+// and only head's CRC and the last two terms travel. A flipped bit in the
+// piece, anywhere between the writer and the reader, fails the check just as
+// it would fail the whole block's.
+struct PieceCheck {
+  uint32_t head_crc = 0;   // Crc32c(block[0, piece_offset))
+  uint32_t tail_term = 0;  // Crc32c(zeros ++ tail) ^ Crc32c(zeros(block size)); 0 when tail is empty
+};
+// Requires piece_offset + piece_size <= block.size().
+PieceCheck Crc32cPieceCheck(std::span<const std::byte> block, size_t piece_offset, size_t piece_size);
+// Whether `piece`, found at `piece_offset` in a block of `block_size` bytes
+// whose stored CRC is `block_crc`, matches it under `check`.
+bool Crc32cPieceMatches(uint32_t block_crc, size_t block_size, size_t piece_offset,
+                        std::span<const std::byte> piece, const PieceCheck& check);
+
 // Per-piece CRCs of a byte range [offset, offset + data.size()) of a chunk,
 // cut at `block_size_bytes` boundaries of the chunk: piece i is the part of
 // `data` that falls into one block. This is how write and read messages carry

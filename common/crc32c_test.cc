@@ -70,6 +70,45 @@ TEST(Crc32cTest, Patched_DetectsChange) {
   EXPECT_NE(Crc32cPatched(block, 100, patch), Crc32c(block));
 }
 
+TEST(Crc32cTest, PieceCheck_MatchesTheStoredCrcOfTheWholeBlock) {
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 300; ++round) {
+    // Short blocks too: the last block of a chunk.
+    size_t block_size = round % 3 == 0 ? kBlockSizeBytes : rng() % (kBlockSizeBytes + 1);
+    auto block = RandomBytes(block_size, rng());
+    size_t offset = rng() % (block_size + 1);
+    size_t size = rng() % (block_size - offset + 1);
+    std::span<const std::byte> piece = std::span(block).subspan(offset, size);
+    PieceCheck check = Crc32cPieceCheck(block, offset, size);
+    EXPECT_TRUE(Crc32cPieceMatches(Crc32c(block), block_size, offset, piece, check))
+        << "block " << block_size << " offset " << offset << " size " << size;
+  }
+}
+
+TEST(Crc32cTest, PieceCheck_FailsForAnyFlippedBitOrWrongPlace) {
+  auto block = RandomBytes(kBlockSizeBytes, 5);
+  const uint32_t stored = Crc32c(block);
+  const size_t offset = 12'345;
+  const size_t size = 4'096;
+  PieceCheck check = Crc32cPieceCheck(block, offset, size);
+  std::vector<std::byte> piece(block.begin() + offset, block.begin() + offset + size);
+  ASSERT_TRUE(Crc32cPieceMatches(stored, block.size(), offset, piece, check));
+  for (size_t bit : {size_t{0}, size_t{7}, size_t{4'000 * 8 + 3}, size * 8 - 1}) {
+    std::vector<std::byte> bad(piece);
+    bad[bit / 8] ^= std::byte(1u << (bit % 8));
+    EXPECT_FALSE(Crc32cPieceMatches(stored, block.size(), offset, bad, check)) << "bit " << bit;
+  }
+  // The right bytes claimed at another offset, or a shorter block.
+  EXPECT_FALSE(Crc32cPieceMatches(stored, block.size(), offset + 1, piece, check));
+  EXPECT_FALSE(Crc32cPieceMatches(stored, block.size() - 1, offset, piece, check));
+  // A piece that cannot fit in the block.
+  EXPECT_FALSE(Crc32cPieceMatches(stored, 100, 50, piece, check));
+  // The whole block as its own piece needs no terms.
+  PieceCheck whole = Crc32cPieceCheck(block, 0, block.size());
+  EXPECT_EQ(whole.head_crc, 0u);
+  EXPECT_EQ(whole.tail_term, 0u);
+}
+
 TEST(Crc32cTest, PieceCrcs_CutAtBlockBoundaries) {
   constexpr size_t kBlock = 16;
   auto data = RandomBytes(40, 9);
