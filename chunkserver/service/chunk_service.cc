@@ -10,6 +10,7 @@
 
 #include "chunkserver/service/replicator.h"
 #include "common/chunk_geometry.h"
+#include "common/crc32c.h"
 #include "common/grpc_status.h"
 #include "common/write_token.h"
 
@@ -36,6 +37,31 @@ void FillInfo(const ChunkMeta& m, pb::ChunkInfo* out) {
   out->set_length(m.length);
   out->set_damaged(m.damaged);
   out->set_mtime_unix_ms(m.mtime_unix_ms);
+}
+
+// An exact read's message: the bytes of [from, to) that `whole` (the
+// verified blocks `blocks` describes) holds, with a PieceCheck for each
+// block, so that the client checks them against the stored CRCs. False when
+// `whole` holds none of them (the chunk shrank under the read).
+bool CutExact(const std::string& whole, const BlockRead& blocks, uint64_t from, uint64_t to, pb::ReadReply* reply) {
+  const uint64_t lo = std::max(from, blocks.offset);
+  const uint64_t hi = std::min(to, blocks.offset + whole.size());
+  if (lo >= hi) return false;
+  reply->set_offset(lo);
+  reply->set_data(whole.data() + (lo - blocks.offset), hi - lo);
+  reply->clear_head_crcs();
+  reply->clear_tail_terms();
+  const auto bytes = std::as_bytes(std::span(whole.data(), whole.size()));
+  for (size_t i = 0; i < blocks.crcs.size(); ++i) {
+    const uint64_t block_start = blocks.offset + i * kBlockSizeBytes;
+    const auto block = bytes.subspan(i * kBlockSizeBytes, std::min<size_t>(kBlockSizeBytes, whole.size() - i * kBlockSizeBytes));
+    const uint64_t piece_from = std::clamp(lo, block_start, block_start + block.size());
+    const uint64_t piece_to = std::clamp(hi, piece_from, block_start + block.size());
+    common::PieceCheck check = common::Crc32cPieceCheck(block, piece_from - block_start, piece_to - piece_from);
+    reply->add_head_crcs(check.head_crc);
+    reply->add_tail_terms(check.tail_term);
+  }
+  return true;
 }
 
 }  // namespace
@@ -204,23 +230,28 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
   pb::ReadReply reply;
   if (end <= request.offset()) {
     // Nothing to send but the length.
-    reply.set_offset(request.offset() / kBlockSizeBytes * kBlockSizeBytes);
+    reply.set_offset(request.exact() ? request.offset() : request.offset() / kBlockSizeBytes * kBlockSizeBytes);
     reply.set_chunk_length(meta->length);
     writer->Write(reply);
     return grpc::Status::OK;
   }
   const uint64_t last_block = (end - 1) / kBlockSizeBytes;
   BlockRead blocks;
+  std::string whole;  // exact: the verified blocks the reply's bytes are cut from
   for (uint64_t block = request.offset() / kBlockSizeBytes; block <= last_block;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
     uint64_t count = std::min(kBlocksPerReadMessage, last_block - block + 1);
     // The blocks of the next 8 messages are read from disk while this one is sent.
     uint64_t ahead = std::min(8 * kBlocksPerReadMessage, last_block + 1 - (block + count));
-    Status s = store_.ReadBlocks(request.chunk_id(), version, block, count, reply.mutable_data(), &blocks,
-                                 ahead);
+    Status s = store_.ReadBlocks(request.chunk_id(), version, block, count,
+                                 request.exact() ? &whole : reply.mutable_data(), &blocks, ahead);
     if (!s.ok()) return Fail(s);
     if (blocks.crcs.empty()) break;  // the chunk shrank under us
-    reply.set_offset(blocks.offset);
+    if (request.exact()) {
+      if (!CutExact(whole, blocks, request.offset(), end, &reply)) break;  // shrank
+    } else {
+      reply.set_offset(blocks.offset);
+    }
     reply.mutable_block_crcs()->Assign(blocks.crcs.begin(), blocks.crcs.end());
     reply.set_chunk_length(blocks.chunk_length);
     Inc(metrics_->bytes_read, static_cast<double>(reply.data().size()));

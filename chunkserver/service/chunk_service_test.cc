@@ -12,6 +12,7 @@
 #include "chunkserver/store/test_util.h"
 #include "common/tls.h"
 #include "common/chunk_geometry.h"
+#include "common/crc32c.h"
 
 namespace dfs::chunkserver {
 namespace {
@@ -121,6 +122,55 @@ TEST(ChunkServiceImpl, Read_RepliesAreWholeBlocksOfAboutOneMiB) {
   ASSERT_EQ(offsets.size(), 2u);
   EXPECT_EQ(offsets[0], 65536u);            // widened down to a block boundary
   EXPECT_EQ(offsets[1], 65536u + (1 << 20));
+}
+
+// An exact read sends only the bytes asked for, over as many messages as a
+// whole-block read would, and with each block's stored CRC the terms that
+// check the part of it sent (common/crc32c.h, PieceCheck).
+TEST(ChunkServiceImpl, Read_ExactSendsOnlyTheRangeWithTermsForEachBlock) {
+  InProcessChunkserver cs;
+  const std::string data = RandomBytes(2'500'000, 3);
+  ASSERT_TRUE(WriteChunk(*cs.stub, Header(2, 1, 0, 0), Bytes(data)).ok());
+  for (auto [from, length] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {100'000, 4'096}, {65'530, 20}, {100'000, 2'000'000}, {2'499'000, 5'000}, {data.size(), 10}}) {
+    grpc::ClientContext context;
+    pb::ReadRequest request;
+    request.set_chunk_id(2);
+    request.set_version(1);
+    request.set_offset(from);
+    request.set_length(length);
+    request.set_exact(true);
+    auto reader = cs.stub->Read(&context, request);
+    pb::ReadReply reply;
+    std::string got;
+    int messages = 0;
+    while (reader->Read(&reply)) {
+      ++messages;
+      EXPECT_EQ(reply.offset(), from + got.size());
+      EXPECT_EQ(reply.chunk_length(), data.size());
+      ASSERT_EQ(reply.head_crcs_size(), reply.block_crcs_size());
+      ASSERT_EQ(reply.tail_terms_size(), reply.block_crcs_size());
+      uint64_t pos = reply.offset();
+      for (int i = 0; i < reply.block_crcs_size(); ++i) {
+        const uint64_t block = reply.offset() / common::kBlockSizeBytes + i;
+        const uint64_t start = block * common::kBlockSizeBytes;
+        const uint64_t size = common::BlockLength(data.size(), block);
+        EXPECT_EQ(reply.block_crcs(i), common::Crc32c(data.data() + start, size)) << "block " << block;
+        const uint64_t end = std::min(reply.offset() + reply.data().size(), start + size);
+        std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(reply.data().data()) + (pos - reply.offset()),
+                                         end - pos);
+        EXPECT_TRUE(common::Crc32cPieceMatches(reply.block_crcs(i), size, pos - start, piece,
+                                               {reply.head_crcs(i), reply.tail_terms(i)}))
+            << "block " << block;
+        pos = end;
+      }
+      got += reply.data();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    const uint64_t want = std::min<uint64_t>(length, data.size() - from);
+    EXPECT_TRUE(got == data.substr(from, want)) << from << "+" << length;
+    EXPECT_EQ(messages, want > (1 << 20) ? 2 : 1) << from << "+" << length;
+  }
 }
 
 TEST(ChunkServiceImpl, Write_TokenChecks) {
