@@ -7,12 +7,14 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/chunk_geometry.h"
 #include "common/crc32c.h"
 #include "common/grpc_status.h"
 #include "common/leader_channel.h"
+#include "fuse/client/read_reply.h"
 
 namespace dfs::fuse {
 
@@ -34,6 +36,12 @@ std::chrono::steady_clock::duration StragglerGrace(std::chrono::steady_clock::du
                                                        std::chrono::milliseconds(kMinStragglerGraceMs));
 }
 
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+const Status& StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
 // No replica answered: worth another round. Anything else is an answer.
 bool Unanswered(const Status& s) {
   return s.code() == common::StatusCode::kUnavailable || s.code() == common::StatusCode::kDeadlineExceeded;
@@ -48,7 +56,7 @@ auto ChunkClient::Retry(Round round) -> decltype(round()) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(retry_timeout_ms_);
   for (int64_t pause = kFirstPauseMs;; pause = std::min(pause * 2, kMaxPauseMs)) {
     auto result = round();
-    if (result.ok() || !Unanswered(result.status()) ||
+    if (result.ok() || !Unanswered(StatusOf(result)) ||
         std::chrono::steady_clock::now() + std::chrono::milliseconds(pause) >= give_up) {
       return result;
     }
@@ -236,44 +244,34 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
   return acked;
 }
 
-Result<std::vector<std::string>> ChunkClient::ReadFrom(const pb::ChunkLocation& location,
-                                                       const pb::ReplicaLocation& replica, uint64_t first_block,
-                                                       uint64_t count) {
+Status ChunkClient::ReadFrom(const pb::ChunkLocation& location, const pb::ReplicaLocation& replica,
+                             uint64_t offset, uint64_t length, bool exact, const PieceSink& take) {
   pb::ChunkService::Stub& stub = StubFor(replica.address());
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(io_timeout_ms_));
   pb::ReadRequest request;
   request.set_chunk_id(location.chunk_id());
   request.set_version(location.version());
-  request.set_offset(first_block * common::kBlockSizeBytes);
-  request.set_length(count * common::kBlockSizeBytes);
+  request.set_offset(offset);
+  request.set_length(length);
+  request.set_exact(exact);
   auto reader = stub.Read(&ctx, request);
 
-  std::vector<std::string> blocks;
   pb::ReadReply reply;
-  uint64_t expect_offset = first_block * common::kBlockSizeBytes;
+  // Whole blocks start at a block boundary; exact bytes where asked, or at
+  // the boundary before it from a chunkserver that predates exact reads.
+  const uint64_t aligned = offset / common::kBlockSizeBytes * common::kBlockSizeBytes;
+  std::optional<uint64_t> expect_offset;
   Status bad;
-  while (reader->Read(&reply)) {
-    if (reply.offset() != expect_offset) {
+  while (bad.ok() && reader->Read(&reply)) {
+    const bool in_order = expect_offset ? reply.offset() == *expect_offset
+                                        : reply.offset() >= aligned && reply.offset() <= (exact ? offset : aligned);
+    if (!in_order) {
       bad = common::DataLossError("reply out of order at offset " + std::to_string(reply.offset()));
       break;
     }
-    const std::string& data = reply.data();
-    size_t pos = 0;
-    int i = 0;
-    while (pos < data.size()) {
-      size_t n = std::min<size_t>(common::kBlockSizeBytes, data.size() - pos);
-      if (i >= reply.block_crcs_size() || common::Crc32c(data.data() + pos, n) != reply.block_crcs(i)) {
-        bad = common::DataLossError("block " + std::to_string((expect_offset + pos) / common::kBlockSizeBytes) +
-                                    " failed its CRC32C on the client");
-        break;
-      }
-      blocks.emplace_back(data.substr(pos, n));
-      pos += n;
-      ++i;
-    }
-    if (!bad.ok()) break;
-    expect_offset += data.size();
+    bad = CheckReadReply(reply, exact, take);
+    expect_offset = reply.offset() + reply.data().size();
   }
   if (!bad.ok()) {
     ctx.TryCancel();
@@ -282,23 +280,18 @@ Result<std::vector<std::string>> ChunkClient::ReadFrom(const pb::ChunkLocation& 
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) return common::FromGrpcStatus(s);
-  return blocks;
+  return Status::Ok();
 }
 
-Result<std::vector<std::string>> ChunkClient::ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
-                                                         uint64_t count) {
-  return Retry([&] { return ReadBlocksOnce(location, first_block, count); });
-}
-
-Result<std::vector<std::string>> ChunkClient::ReadBlocksOnce(const pb::ChunkLocation& location,
-                                                             uint64_t first_block, uint64_t count) {
+template <typename Fetch>
+Status ChunkClient::FromSomeReplica(const pb::ChunkLocation& location, Fetch fetch) {
   Status last = common::UnavailableError("chunk " + std::to_string(location.chunk_id()) + " has no replicas");
   bool saw_corruption = false;
   for (const pb::ReplicaLocation& replica : location.replicas()) {
-    auto blocks = ReadFrom(location, replica, first_block, count);
-    if (blocks.ok()) return blocks;
-    last = blocks.status().WithContext("read chunk " + std::to_string(location.chunk_id()) + " v" +
-                                       std::to_string(location.version()) + " from " + replica.address());
+    Status s = fetch(replica);
+    if (s.ok()) return s;
+    last = s.WithContext("read chunk " + std::to_string(location.chunk_id()) + " v" +
+                         std::to_string(location.version()) + " from " + replica.address());
     spdlog::warn("{}", last.ToString());
     if (last.code() == common::StatusCode::kDataLoss) {
       saw_corruption = true;
@@ -310,6 +303,33 @@ Result<std::vector<std::string>> ChunkClient::ReadBlocksOnce(const pb::ChunkLoca
                                  " served good data; last: " + std::string(last.message()));
   }
   return last;
+}
+
+Result<std::vector<std::string>> ChunkClient::ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
+                                                         uint64_t count) {
+  std::vector<std::string> blocks;
+  auto from_replica = [&](const pb::ReplicaLocation& replica) {
+    blocks.clear();
+    return ReadFrom(location, replica, first_block * common::kBlockSizeBytes, count * common::kBlockSizeBytes,
+                    /*exact=*/false, [&](uint64_t, std::string_view block) { blocks.emplace_back(block); });
+  };
+  RETURN_IF_ERROR(Retry([&] { return FromSomeReplica(location, from_replica); }));
+  return blocks;
+}
+
+Result<std::string> ChunkClient::ReadRange(const pb::ChunkLocation& location, uint64_t offset, uint64_t length) {
+  std::string out;
+  auto from_replica = [&](const pb::ReplicaLocation& replica) {
+    out.clear();
+    return ReadFrom(location, replica, offset, length, /*exact=*/true, [&](uint64_t at, std::string_view piece) {
+      // Whole blocks from an older chunkserver: keep the part asked for.
+      const uint64_t from = std::max(at, offset);
+      const uint64_t to = std::min(at + piece.size(), offset + length);
+      if (from < to) out.append(piece.substr(from - at, to - from));
+    });
+  };
+  RETURN_IF_ERROR(Retry([&] { return FromSomeReplica(location, from_replica); }));
+  return out;
 }
 
 }  // namespace dfs::fuse

@@ -11,8 +11,11 @@
 // ReadBlocks fetches whole 64 KiB blocks of a chunk version, verifies each
 // against the CRC the chunkserver stored with it, and on a CRC mismatch, a
 // DATA_LOSS answer or an unreachable replica moves to the next replica
-// (reporting a corrupt one through the callback). Bytes that failed a check
-// are never returned.
+// (reporting a corrupt one through the callback). ReadRange does the same
+// for an exact byte range: the chunkserver sends only those bytes, with the
+// terms that let them be checked against the stored CRCs of their blocks
+// (common/crc32c.h, PieceCheck). Bytes that failed a check are never
+// returned.
 //
 // Both ride through chunkservers that are briefly out of reach (a restart,
 // a network blip): when no replica answered (UNAVAILABLE or each past its
@@ -37,6 +40,7 @@
 
 #include "common/result.h"
 #include "common/thread_annotations.h"
+#include "fuse/client/read_reply.h"
 #include "proto/chunk.grpc.pb.h"
 #include "proto/meta.pb.h"
 
@@ -75,13 +79,16 @@ class ChunkClient {
   // replica could serve good data, Unavailable if none answered.
   common::Result<std::vector<std::string>> ReadBlocks(const pb::ChunkLocation& location, uint64_t first_block,
                                                       uint64_t count);
+  // Bytes [offset, offset + length) of a chunk version, clipped to its
+  // length; errors as ReadBlocks.
+  common::Result<std::string> ReadRange(const pb::ChunkLocation& location, uint64_t offset, uint64_t length);
 
  private:
   // The stub of the channel to `address`, made on first use and kept.
   pb::ChunkService::Stub& StubFor(const std::string& address);
-  // One round over the replicas (see Write, ReadBlocks).
-  common::Result<std::vector<std::string>> ReadBlocksOnce(const pb::ChunkLocation& location, uint64_t first_block,
-                                                          uint64_t count);
+  // Runs fetch(replica) over the replicas until one succeeds (see ReadBlocks).
+  template <typename Fetch>
+  common::Status FromSomeReplica(const pb::ChunkLocation& location, Fetch fetch);
   // Runs `round` again while it fails for want of an answer, up to
   // retry_timeout_ms_ in all.
   template <typename Round>
@@ -103,9 +110,11 @@ class ChunkClient {
   // One round of Write over the replicas.
   common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
                                                   bool durable, std::optional<uint64_t> truncate_to);
-  common::Result<std::vector<std::string>> ReadFrom(const pb::ChunkLocation& location,
-                                                    const pb::ReplicaLocation& replica, uint64_t first_block,
-                                                    uint64_t count);
+  // One replica's answer to a Read of [offset, offset + length), each
+  // verified piece handed to `take` as it arrives: whole blocks unless
+  // `exact`.
+  common::Status ReadFrom(const pb::ChunkLocation& location, const pb::ReplicaLocation& replica, uint64_t offset,
+                          uint64_t length, bool exact, const PieceSink& take);
 
   const int64_t io_timeout_ms_;
   BadReplicaReporter reporter_;

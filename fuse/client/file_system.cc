@@ -690,7 +690,7 @@ void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& 
         if (loc.chunk_id() == 0) continue;
         scratch.assign(slice.length, '\0');
         // Errors are the foreground reader's to meet and report.
-        if (!ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, 0, scratch.data()).ok()) return;
+        if (!ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, 0, /*exact=*/false, scratch.data()).ok()) return;
       }
     };
     fetch();
@@ -975,7 +975,7 @@ void FileSystem::LearnLocations(InodeState& st, uint64_t first, uint64_t last,
 }
 
 Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t stamp, uint64_t offset_in_chunk,
-                                  uint64_t length, uint64_t fetch_to, char* out) {
+                                  uint64_t length, uint64_t fetch_to, bool exact, char* out) {
   uint64_t stored_end = std::min(loc.length(), offset_in_chunk + length);
   if (offset_in_chunk >= stored_end) return Status::Ok();  // past the stored bytes: zeros
   if (loc.inlined()) {  // meta sent the bytes with the location
@@ -1008,6 +1008,18 @@ Status FileSystem::ReadChunkRange(const pb::ChunkLocation& loc, uint64_t stamp, 
     // extend it by the readahead window.
     uint64_t run_end = b + 1;
     while (run_end < need_end && !cache_.Get({loc.chunk_id(), loc.version(), run_end, stamp})) ++run_end;
+    if (exact) {
+      // Only the bytes asked for, straight to the reader: nothing cached.
+      const uint64_t from = std::max(b * common::kBlockSizeBytes, offset_in_chunk);
+      const uint64_t to = std::min(run_end * common::kBlockSizeBytes, stored_end);
+      ASSIGN_OR_RETURN(std::string bytes, chunks_.ReadRange(loc, from, to - from));
+      if (bytes.size() != to - from) {
+        return common::DataLossError("chunk " + std::to_string(loc.chunk_id()) + " is shorter than meta says");
+      }
+      std::memcpy(out + (from - offset_in_chunk), bytes.data(), bytes.size());
+      b = run_end;
+      continue;
+    }
     if (run_end == need_end) run_end = std::max(run_end, ahead_limit);
     ASSIGN_OR_RETURN(std::vector<std::string> blocks, chunks_.ReadBlocks(loc, b, run_end - b));
     if (blocks.size() < std::min(need_end, block_limit) - b && blocks.size() < run_end - b) {
@@ -1041,7 +1053,17 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
   if (offset >= file_size || size == 0) return Status::Ok();
   uint64_t end = std::min(offset + size, file_size);
   out->assign(end - offset, '\0');
-  bool sequential = offset == handle.next_sequential_offset && offset != 0;
+  const uint64_t previous_end = handle.next_sequential_offset;
+  bool sequential = offset == previous_end && offset != 0;
+  // A reader jumping about a file larger than the cache gets the bytes it
+  // asked for, not their whole 64 KiB blocks: in a file that size a block
+  // rarely serves a second read before it is evicted, and the kernel keeps
+  // the pages it got. A miss then sends ~4 KiB instead of 64 (README,
+  // "Measured"). A read near the last one (a backward scan, strides, a
+  // B-tree's neighbouring pages) still fetches and caches whole blocks,
+  // which serve the reads after it.
+  const uint64_t distance = offset > previous_end ? offset - previous_end : previous_end - offset;
+  const bool exact = !sequential && file_size > cache_.capacity_bytes() && distance > 2 * common::kBlockSizeBytes;
   // What readahead is fetching now lands in the cache: fetching it here too
   // would read it twice (a third of a cold sequential read did).
   if (sequential) AwaitPrefetch(*st, offset, end);
@@ -1059,7 +1081,7 @@ Status FileSystem::Read(FileHandle& handle, uint64_t offset, uint64_t size, std:
       }
       if (loc.chunk_id() == 0) continue;  // a hole
       uint64_t fetch_to = slice.offset_in_chunk + slice.length + (sequential ? options_.readahead_bytes : 0);
-      status = ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, fetch_to,
+      status = ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, fetch_to, exact,
                               out->data() + (slice.file_offset - offset));
       if (!status.ok()) break;
     }

@@ -433,9 +433,11 @@ class FileSystem {
       REQUIRES(st.mu);
   common::Status EnsureLocations(uint64_t ino, InodeState& st, uint64_t offset, uint64_t length);
   // Bytes of `loc` into `out`, through the page cache under `stamp`
-  // (InodeState::cache_stamp, taken before the read began).
+  // (InodeState::cache_stamp, taken before the read began). Blocks the
+  // cache lacks are fetched whole, up to `fetch_to`, and cached; with
+  // `exact`, only the bytes asked for are fetched, and not cached.
   common::Status ReadChunkRange(const pb::ChunkLocation& loc, uint64_t stamp, uint64_t offset_in_chunk,
-                                uint64_t length, uint64_t fetch_to, char* out);
+                                uint64_t length, uint64_t fetch_to, bool exact, char* out);
   void DropCachedData(InodeState& st);
 
   std::unique_ptr<MetaClient> meta_;

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -819,6 +820,31 @@ TEST_F(FuseFaultTest, CorruptBlockOnFirstReplica_ReadReturnsRightBytes) {
     ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
     ::fsync(fd);
     ::close(fd);
+  }
+
+  {
+    // An exact read (what a mount sends for random reads of a file larger
+    // than its cache) of bytes in the corrupt block, and of bytes around
+    // them: the right bytes from another replica, and the corrupt one named.
+    // The chunkserver verifies whole blocks either way; the client checks
+    // the part it got against the stored CRC (PieceCheck).
+    std::mutex mu;
+    std::vector<uint64_t> reported;
+    fuse::ChunkClient chunks(10'000, [&](uint64_t, uint64_t, uint64_t node, const std::string&) {
+      std::lock_guard<std::mutex> lock(mu);
+      reported.push_back(node);
+    });
+    for (auto [offset, length] : std::vector<std::pair<uint64_t, uint64_t>>{{65'536 + 70, 20}, {65'000, 4'096}}) {
+      auto got = chunks.ReadRange(where.chunks(0), offset, length);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_TRUE(*got == data.substr(offset, length)) << "exact read at " << offset;
+    }
+    // Bytes of a good block of that replica come from it, unreported.
+    auto good = chunks.ReadRange(where.chunks(0), 3 * 65'536 + 5, 100);
+    ASSERT_TRUE(good.ok()) << good.status().ToString();
+    EXPECT_TRUE(*good == data.substr(3 * 65'536 + 5, 100));
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(reported, std::vector<uint64_t>(2, where.chunks(0).replicas(0).node_id()));
   }
 
   std::string fresh = (*cluster)->dir() + "/mnt-fresh";
