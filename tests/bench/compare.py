@@ -2,7 +2,7 @@
 """The workloads of tests/bench/compare-bench, run on several folders in one
 process, printed as one table (issue [crash-and-bench]).
 
-    compare.py [--quick] [--runs N] NAME=DIR [NAME=DIR ...]
+    compare.py [--quick] [--runs N] [--only GROUP,...] NAME=DIR [NAME=DIR ...]
 
 The first NAME is the subject (dfs); every other column gets a ratio
 subject/other. Each figure is the median of --runs runs (3 by default).
@@ -27,6 +27,15 @@ if "--runs" in args:
     i = args.index("--runs")
     RUNS = int(args[i + 1])
     del args[i:i + 2]
+# Workload groups, in the order they run; --only picks some (a focused A/B).
+GROUPS = ["seq", "rand-read", "rand-write", "append", "meta", "mkdir", "tree"]
+ONLY = set(GROUPS)
+if "--only" in args:
+    i = args.index("--only")
+    ONLY = set(args[i + 1].split(","))
+    del args[i:i + 2]
+    if not ONLY <= set(GROUPS):
+        sys.exit(f"compare.py: --only takes some of {','.join(GROUPS)}")
 TARGETS = [tuple(a.split("=", 1)) for a in args]
 
 SEQ_MIB = 256 if QUICK else 1024
@@ -184,19 +193,30 @@ def main():
     for run in range(RUNS):
         for name, d in TARGETS:
             print(f"# run {run + 1}/{RUNS}: {name} ({d})", file=sys.stderr, flush=True)
-            record("seq write (1 MiB blocks, fsync)", "MiB/s", "rate", name, seq_write(d))
-            record("seq read (cold)", "MiB/s", "rate", name, seq_read(d))
-            record(f"4 KiB random read ({RAND_S} s)", "IOPS", "rate", name, rand_read(d))
-            record(f"4 KiB random write ({RAND_S} s, fsync)", "IOPS", "rate", name, rand_write(d))
-            record("4 KiB append + fsync each", "IOPS", "rate", name, fsync_append(d))
+            if "seq" in ONLY:
+                record("seq write (1 MiB blocks, fsync)", "MiB/s", "rate", name, seq_write(d))
+                record("seq read (cold)", "MiB/s", "rate", name, seq_read(d))
+            elif ONLY & {"rand-read", "rand-write"}:
+                seq_write(d)  # the file they read and write
+            if "rand-read" in ONLY:
+                if "seq" not in ONLY:
+                    seq_read(d)  # as in a full run: the mount's cache holds the file's tail
+                record(f"4 KiB random read ({RAND_S} s)", "IOPS", "rate", name, rand_read(d))
+            if "rand-write" in ONLY:
+                record(f"4 KiB random write ({RAND_S} s, fsync)", "IOPS", "rate", name, rand_write(d))
+            if "append" in ONLY:
+                record("4 KiB append + fsync each", "IOPS", "rate", name, fsync_append(d))
             shutil.rmtree(os.path.join(d, "seq"), ignore_errors=True)
-            for tree in (False, True):
-                where = "tree of 100 dirs" if tree else "one dir"
-                for op, rate in meta_ops(d, tree).items():
-                    record(f"{op} {FILES} files, {where}", "ops/s", "rate", name, rate)
-            record("mkdir -p 200 levels", "s", "time", name, mkdir_deep(d))
-            for op, seconds in tree_ops(d).items():
-                record(f"{op} ({TREE_SRC})", "s", "time", name, seconds)
+            if "meta" in ONLY:
+                for tree in (False, True):
+                    where = "tree of 100 dirs" if tree else "one dir"
+                    for op, rate in meta_ops(d, tree).items():
+                        record(f"{op} {FILES} files, {where}", "ops/s", "rate", name, rate)
+            if "mkdir" in ONLY:
+                record("mkdir -p 200 levels", "s", "time", name, mkdir_deep(d))
+            if "tree" in ONLY:
+                for op, seconds in tree_ops(d).items():
+                    record(f"{op} ({TREE_SRC})", "s", "time", name, seconds)
             for sub in ("meta", "deep", "tree", "append"):
                 shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
 
