@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -1092,6 +1093,36 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
     }
   });
   StopAndJoin joiner{stop, reader};
+  // And random small reads of the 2 MiB files through a mount whose cache
+  // is smaller than they are: those fetch exact ranges (ReadRequest.exact),
+  // which must find another replica just as whole-block reads do.
+  const std::string random_check = (*cluster)->dir() + "/check-random";
+  ASSERT_TRUE((*cluster)->MountAgain(random_check, "cache_size=1M").ok());
+  std::atomic<int> random_reads{0};
+  std::thread random_reader([&] {
+    std::mt19937_64 rng(77);
+    std::vector<char> want(2 << 20), got(20'000);
+    while (!stop.load()) {
+      const int i = static_cast<int>(rng() % (kFiles / 10)) * 10;  // the 2 MiB files
+      Pattern(static_cast<uint64_t>(i) << 32, want.data(), sizes[i]);
+      int fd = ::open((random_check + "/r" + std::to_string(i)).c_str(), O_RDONLY);
+      if (fd >= 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // past the kernel's cache, to the mount
+      for (int k = 0; k < 20 && fd >= 0; ++k) {
+        const size_t length = 1 + rng() % got.size();
+        const size_t offset = rng() % (sizes[i] - length);
+        ssize_t n = ::pread(fd, got.data(), length, static_cast<off_t>(offset));
+        if (n != static_cast<ssize_t>(length) || std::memcmp(got.data(), want.data() + offset, length) != 0) {
+          if (read_errors.fetch_add(1) == 0) {
+            first_error = "random read of r" + std::to_string(i) + " at " + std::to_string(offset) + ": " +
+                          std::strerror(errno);
+          }
+        }
+        ++random_reads;
+      }
+      if (fd >= 0) ::close(fd);
+    }
+  });
+  StopAndJoin random_joiner{stop, random_reader};
 
   // Dead after 3 s of silence, then repaired; bounded.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -1115,8 +1146,10 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
   }
   stop = true;
   reader.join();
+  random_reader.join();
   EXPECT_EQ(read_errors.load(), 0) << first_error;
   EXPECT_GE(passes.load(), 1);
+  EXPECT_GT(random_reads.load(), 100);
   // On disk: with 3 survivors and R=3, each survivor holds every chunk.
   std::set<std::string> a = ChunkIdsOnDisk((*cluster)->dir() + "/cs-1");
   std::set<std::string> b = ChunkIdsOnDisk((*cluster)->dir() + "/cs-3");
@@ -1128,8 +1161,8 @@ TEST_F(FuseFaultTest, ChunkserverDies_ChunksAreReplicatedAgainAndReadsNeverErr) 
   EXPECT_GE(a.size(), stored);
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
-  std::printf("re-replication: %zu chunks on each survivor; %d read passes during repair, %d errors\n", a.size(),
-              passes.load(), read_errors.load());
+  std::printf("re-replication: %zu chunks on each survivor; %d read passes and %d random reads during repair, "
+              "%d errors\n", a.size(), passes.load(), random_reads.load(), read_errors.load());
 }
 
 
