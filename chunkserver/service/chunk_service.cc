@@ -54,7 +54,8 @@ bool CutExact(const std::string& whole, const BlockRead& blocks, uint64_t from, 
   const auto bytes = std::as_bytes(std::span(whole.data(), whole.size()));
   for (size_t i = 0; i < blocks.crcs.size(); ++i) {
     const uint64_t block_start = blocks.offset + i * kBlockSizeBytes;
-    const auto block = bytes.subspan(i * kBlockSizeBytes, std::min<size_t>(kBlockSizeBytes, whole.size() - i * kBlockSizeBytes));
+    const size_t at = i * kBlockSizeBytes;
+    const auto block = bytes.subspan(at, std::min<size_t>(kBlockSizeBytes, whole.size() - at));
     const uint64_t piece_from = std::clamp(lo, block_start, block_start + block.size());
     const uint64_t piece_to = std::clamp(hi, piece_from, block_start + block.size());
     common::PieceCheck check = common::Crc32cPieceCheck(block, piece_from - block_start, piece_to - piece_from);

@@ -157,8 +157,7 @@ TEST(ChunkServiceImpl, Read_ExactSendsOnlyTheRangeWithTermsForEachBlock) {
         const uint64_t size = common::BlockLength(data.size(), block);
         EXPECT_EQ(reply.block_crcs(i), common::Crc32c(data.data() + start, size)) << "block " << block;
         const uint64_t end = std::min(reply.offset() + reply.data().size(), start + size);
-        std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(reply.data().data()) + (pos - reply.offset()),
-                                         end - pos);
+        const auto piece = std::as_bytes(std::span(reply.data().data() + (pos - reply.offset()), end - pos));
         EXPECT_TRUE(common::Crc32cPieceMatches(reply.block_crcs(i), size, pos - start, piece,
                                                {reply.head_crcs(i), reply.tail_terms(i)}))
             << "block " << block;

@@ -690,7 +690,9 @@ void FileSystem::StartPrefetch(uint64_t ino, const std::shared_ptr<InodeState>& 
         if (loc.chunk_id() == 0) continue;
         scratch.assign(slice.length, '\0');
         // Errors are the foreground reader's to meet and report.
-        if (!ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, 0, /*exact=*/false, scratch.data()).ok()) return;
+        const Status read = ReadChunkRange(loc, stamp, slice.offset_in_chunk, slice.length, /*fetch_to=*/0,
+                                           /*exact=*/false, scratch.data());
+        if (!read.ok()) return;
       }
     };
     fetch();
