@@ -53,6 +53,14 @@ ClientMetrics::ClientMetrics(prometheus::Registry& registry) {
                        .Register(registry);
   prefetch_fetched_ = &prefetch.Add({{"result", "fetched"}});
   prefetch_served_ = &prefetch.Add({{"result", "served"}});
+  auto& listings = prometheus::BuildCounter()
+                       .Name("dfs_client_dir_listings_total")
+                       .Help("Whole directory listings fetched for lookups one by one (statahead), fetches given up, "
+                             "and lookups and getattrs they answered")
+                       .Register(registry);
+  listings_fetched_ = &listings.Add({{"result", "fetched"}});
+  listings_abandoned_ = &listings.Add({{"result", "abandoned"}});
+  listings_served_ = &listings.Add({{"result", "served"}});
   auto& notices = prometheus::BuildCounter()
                       .Name("dfs_client_change_notices_total")
                       .Help("Names and inodes other clients changed, heard from meta, and streams that missed some")
@@ -78,7 +86,15 @@ void ClientMetrics::RecordNotices(uint64_t names, uint64_t inodes, bool missed) 
   if (missed) notice_missed_->Increment();
 }
 
-void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, bool watching) {
+namespace {
+// Adds what a monotonic count gained since `seen`.
+void AddGrowth(prometheus::Counter* counter, uint64_t now, uint64_t seen) {
+  if (now > seen) counter->Increment(static_cast<double>(now - seen));
+}
+}  // namespace
+
+void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, const DirListings::Stats& listings,
+                            bool watching) {
   watching_->Set(watching ? 1 : 0);
   const uint64_t hits = cache.hits(), misses = cache.misses();
   if (hits > seen_hits_) hits_->Increment(static_cast<double>(hits - seen_hits_));
@@ -86,13 +102,13 @@ void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch
   seen_hits_ = hits;
   seen_misses_ = misses;
   cache_bytes_->Set(static_cast<double>(cache.size_bytes()));
-  if (prefetch.fetched > seen_prefetch_.fetched) {
-    prefetch_fetched_->Increment(static_cast<double>(prefetch.fetched - seen_prefetch_.fetched));
-  }
-  if (prefetch.served > seen_prefetch_.served) {
-    prefetch_served_->Increment(static_cast<double>(prefetch.served - seen_prefetch_.served));
-  }
+  AddGrowth(prefetch_fetched_, prefetch.fetched, seen_prefetch_.fetched);
+  AddGrowth(prefetch_served_, prefetch.served, seen_prefetch_.served);
   seen_prefetch_ = prefetch;
+  AddGrowth(listings_fetched_, listings.fetched, seen_listings_.fetched);
+  AddGrowth(listings_abandoned_, listings.abandoned, seen_listings_.abandoned);
+  AddGrowth(listings_served_, listings.served, seen_listings_.served);
+  seen_listings_ = listings;
 }
 
 }  // namespace dfs::fuse

@@ -8,13 +8,17 @@
 //   dfs_client_dir_prefetch_total{result=fetched|served}
 //                                            listing pages fetched ahead of a tree walk
 //                                            (DirPrefetch) and those the walk used
+//   dfs_client_dir_listings_total{result=fetched|abandoned|served}
+//                                            whole listings fetched for lookups one by one
+//                                            (DirListings, "statahead"), fetches given up,
+//                                            and lookups/getattrs they answered
 //   dfs_client_change_notices_total{kind=name|inode|missed}
 //                                            other clients' changes heard from meta
 //                                            (ChangeWatcher), and streams that lost some
 //   dfs_client_change_watching               1 while a Watch stream to meta is open: 0
 //                                            means others' changes show only within the
 //                                            attr/entry timeouts
-// Cache, prefetch and watching figures are copied by Refresh (every 2 s).
+// Cache, prefetch, listing and watching figures are copied by Refresh (every 2 s).
 //
 // Thread-safety: Record* from the libfuse workers, Refresh from one thread.
 #pragma once
@@ -28,6 +32,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "fuse/client/dir_listings.h"
 #include "fuse/client/dir_prefetch.h"
 #include "fuse/client/page_cache.h"
 
@@ -49,7 +54,8 @@ class ClientMetrics {
   void RecordRead(uint64_t bytes) { read_bytes_->Increment(static_cast<double>(bytes)); }
   void RecordWrite(uint64_t bytes) { write_bytes_->Increment(static_cast<double>(bytes)); }
   void RecordNotices(uint64_t names, uint64_t inodes, bool missed);
-  void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, bool watching);
+  void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, const DirListings::Stats& listings,
+               bool watching);
 
  private:
   std::array<prometheus::Counter*, static_cast<size_t>(FuseOp::kCount)> ops_{};
@@ -61,12 +67,16 @@ class ClientMetrics {
   prometheus::Gauge* cache_bytes_;
   prometheus::Counter* prefetch_fetched_;
   prometheus::Counter* prefetch_served_;
+  prometheus::Counter* listings_fetched_;
+  prometheus::Counter* listings_abandoned_;
+  prometheus::Counter* listings_served_;
   prometheus::Counter* notice_names_;
   prometheus::Counter* notice_inodes_;
   prometheus::Counter* notice_missed_;
   prometheus::Gauge* watching_;
   uint64_t seen_hits_ = 0, seen_misses_ = 0;
   DirPrefetch::Stats seen_prefetch_;
+  DirListings::Stats seen_listings_;
 };
 
 }  // namespace dfs::fuse

@@ -42,6 +42,7 @@ void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t 
                       uint64_t remote) {
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.fetched;
   dirs_[dir].in_flight = false;
   if (auto it = listings_.find(dir); it != listings_.end()) Retire(it);
   const size_t incoming = entries.size();
@@ -77,6 +78,7 @@ void DirListings::Put(uint64_t dir, std::vector<pb::DirEntry> entries, uint64_t 
 
 void DirListings::Abandon(uint64_t dir, bool too_big) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.abandoned;
   DirState& d = dirs_[dir];
   d.in_flight = false;
   if (too_big) d.no_listing_until_ms = NowMs() + kTooBigPauseMs;
@@ -153,6 +155,7 @@ std::optional<DirListings::Hit> DirListings::Find(uint64_t dir, std::string_view
   if (it == l->by_name.end()) return std::nullopt;
   if (remote_ != nullptr && !remote_->Current(it->second.ino(), l->remote)) return std::nullopt;
   ++l->hits;
+  ++stats_.served;
   return Hit{it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
 }
 
@@ -167,9 +170,15 @@ std::optional<DirListings::Hit> DirListings::FindIno(uint64_t ino, uint64_t stam
     if (it == l->by_ino.end()) continue;
     if (remote_ != nullptr && !remote_->Current(ino, l->remote)) continue;
     ++l->hits;
+    ++stats_.served;
     return Hit{*it->second, static_cast<double>(l->expires_ms - now) / 1000.0, l->epoch};
   }
   return std::nullopt;
+}
+
+DirListings::Stats DirListings::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
 }
 
 size_t DirListings::TEST_Listings() const {

@@ -99,6 +99,14 @@ class DirListings {
   // The inode in any such listing.
   std::optional<Hit> FindIno(uint64_t ino, uint64_t stamp);
 
+  // Listings fetched and put here, fetches abandoned (a change of this
+  // mount in flight, an error, too many entries), and lookups and getattrs
+  // answered from a listing. Monotonic.
+  struct Stats {
+    uint64_t fetched = 0, abandoned = 0, served = 0;
+  };
+  Stats stats() const;
+
   size_t TEST_Listings() const;
 
  private:
@@ -137,6 +145,7 @@ class DirListings {
   std::list<uint64_t> order_ GUARDED_BY(mu_);  // listed directories, oldest fetch first
   size_t total_entries_ GUARDED_BY(mu_) = 0;
   std::unordered_map<uint64_t, DirState> dirs_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
   // ino -> the listed directories that hold it, so FindIno and Refresh
   // (every meta reply) do not visit every listing.
   std::unordered_multimap<uint64_t, uint64_t> dirs_of_ino_ GUARDED_BY(mu_);

@@ -234,6 +234,21 @@ TEST_F(DirListingsTest, AFailedFetchBacksOffAndATooBigDirectoryIsLeftAlone) {
   EXPECT_GT(LookupsToFetch(1), 0);
 }
 
+TEST_F(DirListingsTest, StatsCountFetchesAbandonedFetchesAndAnswers) {
+  ASSERT_EQ(LookupsToFetch(1), 4);
+  listings_.Abandon(1, false);
+  ASSERT_GT(LookupsToFetch(1), 0);
+  listings_.Put(1, Entries(3), 7, 0);
+  EXPECT_TRUE(listings_.Find(1, "f0", 7).has_value());
+  EXPECT_TRUE(listings_.FindIno(101, 7).has_value());
+  EXPECT_FALSE(listings_.Find(1, "absent", 7).has_value());  // left to meta: not an answer
+  EXPECT_FALSE(listings_.Find(1, "f1", 8).has_value());      // a change since: not an answer
+  const DirListings::Stats stats = listings_.stats();
+  EXPECT_EQ(stats.fetched, 1u);
+  EXPECT_EQ(stats.abandoned, 1u);
+  EXPECT_EQ(stats.served, 2u);
+}
+
 TEST_F(DirListingsTest, OffWithoutATimeout) {
   common::ManualClock clock;
   DirListings off(DirListings::Options{.ttl_ms = 0}, clock);

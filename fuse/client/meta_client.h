@@ -164,6 +164,7 @@ class MetaClient {
   // A page of `dir`'s listing went to the kernel (DirPrefetch::Listed).
   void NoteListed(const Caller& c, uint64_t dir, const pb::ReadDirReply& page);
   DirPrefetch::Stats prefetch_stats() const;
+  DirListings::Stats listing_stats() const { return listings_.stats(); }
   // A read-only open (no O_TRUNC) of a meta with FEATURE_LAZY_READ_OPEN is
   // pinned here instead of in meta's log: the reply's handle_id is then 0,
   // and its Release only drops the pin.

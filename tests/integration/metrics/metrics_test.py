@@ -204,6 +204,26 @@ def main():
         tap.check("client: listing pages fetched ahead of walks counted",
               "dfs_client_dir_prefetch_total" in names(client), client)
 
+        # Stats one by one in a directory: the mount lists it (statahead) and
+        # answers the next ones from the listing; the metrics say so.
+        walked = os.path.join(mnt, "statahead")
+        os.makedirs(walked)
+        for i in range(12):
+            open(os.path.join(walked, f"s{i}"), "w").close()
+        time.sleep(1.3)  # past the kernel's entry and attribute timeouts
+        for i in range(4):  # the 4th lookup meta answers starts the fetch
+            os.stat(os.path.join(walked, f"s{i}"))
+        time.sleep(0.3)  # it replies first and fetches after
+        for i in range(4, 12):
+            os.stat(os.path.join(walked, f"s{i}"))
+        time.sleep(2.5)  # Refresh copies the counts every 2 s
+        listed = scrape(endpoints["client"])
+        tap.check("client: a directory stat one by one is listed, and the listing answers",
+                  value(listed, "dfs_client_dir_listings_total", result="fetched") >= 1 and
+                  value(listed, "dfs_client_dir_listings_total", result="served") >= 8 and
+                  "dfs_client_dir_listings_total" in names(listed),
+                  [l for l in listed.splitlines() if "dir_listings" in l])
+
         # A file of one chunk is read with nothing asked of meta but the open:
         # the open's reply says where chunk 0 is (OpenReply.first_chunk).
         method = "/dfs.pb.MetaService/GetChunkLocations"
