@@ -97,8 +97,8 @@ void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch
                             bool watching) {
   watching_->Set(watching ? 1 : 0);
   const uint64_t hits = cache.hits(), misses = cache.misses();
-  if (hits > seen_hits_) hits_->Increment(static_cast<double>(hits - seen_hits_));
-  if (misses > seen_misses_) misses_->Increment(static_cast<double>(misses - seen_misses_));
+  AddGrowth(hits_, hits, seen_hits_);
+  AddGrowth(misses_, misses, seen_misses_);
   seen_hits_ = hits;
   seen_misses_ = misses;
   cache_bytes_->Set(static_cast<double>(cache.size_bytes()));
