@@ -148,6 +148,7 @@ Status GrantLease(OpContext& ctx, const Inode& inode, uint64_t handle_id, uint64
   lease->set_version(version);
   lease->set_base_version(chunk->data ? 0 : chunk->version);
   lease->set_length(chunk->length);
+  lease->set_file_size(inode.size);
   if (chunk->data) {
     lease->set_base_inlined(true);
     lease->set_base_data(*chunk->data);

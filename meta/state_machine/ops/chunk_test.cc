@@ -161,6 +161,26 @@ TEST_F(ChunkTest, LeaseChunk_AnIdleLeaseGoesToAnotherMount) {
   EXPECT_EQ(Lease(0, client_, handle_, NowMs() + 60'000).status().code(), C(StatusCode::kAborted));
 }
 
+// A lease says how long the file is when it is granted: a mount appending
+// with O_APPEND puts its buffered appends there, past what another mount
+// appended and committed meanwhile.
+TEST_F(ChunkTest, LeaseChunk_SaysTheFilesCommittedSize) {
+  pb::ChunkLease first;
+  uint64_t other_client = 0, other = 0;
+  ASSERT_NO_FATAL_FAILURE(CommittedThenAnotherMount(&first, &other_client, &other));
+  EXPECT_TRUE(first.has_file_size());
+  EXPECT_EQ(first.file_size(), 0u);  // granted before anything was committed
+  h.now_ns += 2'500'000'000;
+  pb::OpResult taken = Lease(0, other_client, other, NowMs() + 60'000);
+  ASSERT_EQ(taken.status().code(), 0) << taken.status().message();
+  ASSERT_TRUE(taken.lease().has_file_size());
+  EXPECT_EQ(taken.lease().file_size(), 10u);
+  // A lease on a later chunk, beyond the end, says the same.
+  pb::OpResult later = Lease(3, other_client, other, NowMs() + 60'000);
+  ASSERT_EQ(later.status().code(), 0) << later.status().message();
+  EXPECT_EQ(later.lease().file_size(), 10u);
+}
+
 // Entries from before Op.movable_leases replay by the older rules: a live
 // lease stays its holder's, and a commit at the committed version stands.
 TEST_F(ChunkTest, EntriesFromBeforeMovableLeases_KeepTheOlderRules) {
