@@ -47,6 +47,8 @@ constexpr int64_t kLeaseBusyWaitMs = 40'000;
 constexpr int64_t kLeaseBusyPauseMs = 500;
 // Flushes of one buffer when the chunk moved to another writer between them.
 constexpr int kFlushAttempts = 3;
+// Leases PlaceAppends takes while the end of file moves to another chunk.
+constexpr int kPlaceAppendTries = 4;
 
 }  // namespace
 
@@ -579,6 +581,19 @@ Status FileSystem::Write(FileHandle& handle, uint64_t offset, std::string_view d
   return WriteAt(handle, offset, data, /*append=*/(handle.flags & O_APPEND) != 0);
 }
 
+// Where an O_APPEND write goes (see Opened::direct_io): the end of file this
+// mount knows, or, while a run of appends waits to be flushed, the end of
+// that run: the flush moves the run whole to where the file really ends
+// (PlaceAppends). The size this mount knows may have grown past the run
+// meanwhile (another mount's commit, learned from an attribute reply); an
+// append put there would leave the run and land, unmoved, on bytes ours or
+// theirs.
+uint64_t FileSystem::AppendOffset(const InodeState& st) {
+  if (st.buffer.appends_only()) return st.buffer.end_offset();
+  if (st.buffer.empty() && st.in_flight.appends_only()) return st.in_flight.end_offset();
+  return st.size;
+}
+
 Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view data, bool append) {
   if (handle.lost) return LostHandleError();
   auto st = State(handle.ino);
@@ -596,7 +611,7 @@ Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view
     RETURN_IF_ERROR(Flush(handle.ino));
     lock.lock();
   }
-  if (append) offset = st->size;  // see Opened::direct_io
+  if (append) offset = AppendOffset(*st);
   if (offset + data.size() > common::kMaxFileSizeBytes) {
     return common::OutOfRangeError("write past the largest file size");
   }
@@ -605,7 +620,7 @@ Status FileSystem::WriteAt(FileHandle& handle, uint64_t offset, std::string_view
     std::lock_guard<std::mutex> dirty_lock(dirty_mu_);
     dirty_[handle.ino] = st;  // replaces a state of the inode that was freed
   }
-  st->buffer.Write(offset, data);
+  st->buffer.Write(offset, data, append);
   st->writer_handle_id = handle.handle_id;
   st->size = std::max(st->size, offset + data.size());
   NoteDataChange(*st);
@@ -729,6 +744,7 @@ FileSystem::LeaseState FileSystem::NewLeaseState(pb::ChunkLease lease, uint64_t 
   state.length = state.lease.length();
   state.expires_mono_ms = NowMonoMs() + (state.lease.lease_expires_unix_ms() - NowUnixMs());
   state.handle_id = handle_id;
+  if (state.lease.has_file_size()) state.file_size = state.lease.file_size();
   if (state.lease.base_inlined()) {
     state.in_meta = state.lease.base_data();
   } else if (state.lease.base_version() == 0) {
@@ -775,12 +791,19 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
 Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint64_t ino, InodeState& st) {
   PendingCommit pending;
   uint64_t handle_id;
+  bool appends;
   {
     std::lock_guard<std::mutex> lock(st.mu);
     if (st.buffer.empty()) return std::optional<PendingCommit>();
     handle_id = st.writer_handle_id;
     std::swap(st.buffer, st.in_flight);  // in_flight is empty: only one flush runs (io_mu)
     pending.request.set_new_size(st.size);
+    appends = st.in_flight.appends_only();
+  }
+  if (appends) {
+    if (Status placed = PlaceAppends(ino, handle_id, st, pending); !placed.ok()) {
+      RETURN_IF_ERROR(FinishFlushLocked(ino, st, pending, placed));
+    }
   }
 
   // Group the buffered ranges by chunk: one stream per replica per chunk,
@@ -803,6 +826,7 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
       break;
     }
     LeaseState& ls = **lease;
+    ls.file_size.reset();  // our commit moves the end: what meta said at the grant is past
     if (std::optional<pb::ChunkCommit> kept = InlineCommit(chunk_index, ranges, pending.request.new_size(), ls)) {
       commits[chunk_index] = *kept;
       pb::ChunkLocation& loc = pending.new_locations[chunk_index];
@@ -872,6 +896,49 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
   return std::optional<PendingCommit>(std::move(pending));
 }
 
+// O_APPEND writes from several mounts must not land on each other: each
+// mount puts an append where it takes the end of file to be (meta's size at
+// open, or at its last flush, plus its own appends), which another mount's
+// appends may have passed since. So a flush of appends only asks where the
+// file ends with the lease of the chunk it ends in: meta grants a chunk to
+// one writer at a time and says the file's size then (ChunkLease.file_size),
+// and refuses the commit should another writer take the chunk before it
+// (FlushLocked then writes again under a new lease, and comes back here).
+// A lease this mount still holds from an earlier flush needs no asking:
+// nobody wrote the chunk since. The cost: none, unless the file's end moved
+// to another chunk (a lease more) or the lease was new anyway.
+Status FileSystem::PlaceAppends(uint64_t ino, uint64_t handle_id, InodeState& st, PendingCommit& pending) {
+  uint64_t from;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    from = st.in_flight.extents().begin()->first;
+  }
+  for (int tries = 0; tries < kPlaceAppendTries; ++tries) {
+    const uint64_t chunk = common::ChunkIndexOf(from);
+    ASSIGN_OR_RETURN(LeaseState * ls, LeaseFor(ino, handle_id, chunk, st));
+    if (!ls->file_size) return Status::Ok();
+    const uint64_t end = *std::exchange(ls->file_size, std::nullopt);
+    if (end != from) {
+      std::lock_guard<std::mutex> lock(st.mu);
+      const uint64_t bytes = st.in_flight.buffered_bytes();
+      // Appends made while this flush runs follow the run it moves.
+      if (st.buffer.appends_only() && st.buffer.extents().begin()->first == from + bytes) {
+        st.buffer.MoveTo(end + bytes);
+      }
+      st.in_flight.MoveTo(end);
+      st.size = std::max(st.in_flight.end_offset(), st.buffer.end_offset());
+      pending.request.set_new_size(end + bytes);
+      NoteDataChange(st);
+      spdlog::debug("inode {}: {} appended bytes moved from offset {} to the end of file, {}", ino, bytes, from, end);
+      from = end;
+    }
+    if (common::ChunkIndexOf(end) == chunk) return Status::Ok();
+  }
+  // The end kept moving to other chunks: placed where it was last seen, the
+  // run could land on appends made since. FlushLocked tries again.
+  return common::Status(common::StatusCode::kFailedPrecondition, "the end of file kept moving between chunks");
+}
+
 std::optional<pb::ChunkCommit> FileSystem::InlineCommit(uint64_t chunk_index,
                                                         const std::vector<ChunkClient::Range>& ranges,
                                                         uint64_t file_size, LeaseState& ls) {
@@ -903,7 +970,8 @@ Status FileSystem::FinishFlushLocked(uint64_t ino, InodeState& st, const Pending
     // Keep the data: put it back under anything written since, so a retry
     // (the next flush, fsync or close) sends it again.
     WriteBuffer merged = std::move(st.in_flight);
-    for (const auto& [offset, bytes] : st.buffer.extents()) merged.Write(offset, bytes);
+    const bool appends = st.buffer.appends_only();  // then they stay one run with the run put back
+    for (const auto& [offset, bytes] : st.buffer.extents()) merged.Write(offset, bytes, appends);
     st.buffer = std::move(merged);
     st.in_flight.Clear();
     // A chunk was re-leased to another writer (ours expired, or meta ended

@@ -182,8 +182,9 @@ class FileSystem {
     // O_APPEND: the kernel would place each write at the end of file it
     // cached, which may predate another mount's appends (close-to-open), and
     // cache the bytes there. Write() puts them at the end this client knows
-    // (meta's size at open plus its own writes); direct I/O keeps the
-    // kernel's page cache out of it (every write was a request anyway).
+    // (meta's size at open plus its own writes), and the flush moves them
+    // to where the file ends at meta then (PlaceAppends); direct I/O keeps
+    // the kernel's page cache out of it (every write was a request anyway).
     // The price: a MAP_SHARED mmap of an O_APPEND descriptor fails with
     // ENODEV (checked) until libfuse offers FUSE_CAP_DIRECT_IO_ALLOW_MMAP
     // (3.16; Debian 12 has 3.14).
@@ -300,6 +301,9 @@ class FileSystem {
     // what this mount committed inline). nullopt once a byte of the version
     // went to a chunkserver, or when the base is on chunkservers.
     std::optional<std::string> in_meta;
+    // The file's size at meta when the lease was granted, until a flush
+    // wrote under it (this mount's own commits move the end after that).
+    std::optional<uint64_t> file_size;
   };
   struct InodeState {
     std::mutex io_mu;  // serializes flushes; taken before mu
@@ -414,6 +418,13 @@ class FileSystem {
   // The first half of a flush: the buffered data to the chunkservers. Nothing
   // buffered: nullopt. On failure the data is back in the buffer.
   common::Result<std::optional<PendingCommit>> WriteOutLocked(uint64_t ino, InodeState& st) REQUIRES(st.io_mu);
+  // Moves st.in_flight, a run of O_APPEND writes, to the end of the file as
+  // meta has it, and the run of appends buffered after it along: another
+  // mount may have appended since this one learned the size. See the .cc.
+  common::Status PlaceAppends(uint64_t ino, uint64_t handle_id, InodeState& st, PendingCommit& pending)
+      REQUIRES(st.io_mu);
+  // The offset an O_APPEND write goes at.
+  static uint64_t AppendOffset(const InodeState& st) REQUIRES(st.mu);
   // The second half: records meta's answer to the commit (`committed`); a
   // failure puts the data back in the buffer for the next flush.
   common::Status FinishFlushLocked(uint64_t ino, InodeState& st, const PendingCommit& pending,

@@ -5,8 +5,9 @@
 
 namespace dfs::fuse {
 
-void WriteBuffer::Write(uint64_t offset, std::string_view data) {
+void WriteBuffer::Write(uint64_t offset, std::string_view data, bool append) {
   if (data.empty()) return;
+  appends_only_ = append && (extents_.empty() || (appends_only() && offset == end_offset()));
   uint64_t start = offset;
   uint64_t end = offset + data.size();
 
@@ -74,6 +75,7 @@ uint64_t WriteBuffer::Overlay(uint64_t offset, std::string& out) const {
 }
 
 void WriteBuffer::Truncate(uint64_t size) {
+  if (end_offset() > size) appends_only_ = false;  // the file's end moved: a truncate goes to meta first
   auto it = extents_.lower_bound(size);
   if (it != extents_.begin()) {
     auto prev = std::prev(it);
@@ -95,6 +97,14 @@ uint64_t WriteBuffer::end_offset() const {
 void WriteBuffer::Clear() {
   extents_.clear();
   buffered_bytes_ = 0;
+  appends_only_ = false;
+}
+
+void WriteBuffer::MoveTo(uint64_t offset) {
+  if (!appends_only()) return;
+  auto run = extents_.extract(extents_.begin());
+  run.key() = offset;
+  extents_.insert(std::move(run));
 }
 
 }  // namespace dfs::fuse

@@ -81,5 +81,51 @@ TEST(WriteBufferTest, Write_MatchesModelUnderRandomWrites) {
   }
 }
 
+// O_APPEND writes, each at the end of the one before, make one run the
+// flush may move whole (FileSystem::PlaceAppends); anything else in the
+// buffer, or a run with a gap, may not move.
+TEST(WriteBufferTest, AppendsOnly_OneRunOfAppendsAtItsEnd) {
+  WriteBuffer b;
+  EXPECT_FALSE(b.appends_only());  // empty
+  b.Write(100, "abc", /*append=*/true);
+  b.Write(103, "defg", /*append=*/true);
+  EXPECT_TRUE(b.appends_only());
+  b.MoveTo(1000);
+  ASSERT_EQ(b.extents().size(), 1u);
+  EXPECT_EQ(b.extents().begin()->first, 1000u);
+  EXPECT_EQ(b.extents().begin()->second, "abcdefg");
+  EXPECT_EQ(b.buffered_bytes(), 7u);
+  EXPECT_EQ(b.end_offset(), 1007u);
+  b.Write(1007, "h", /*append=*/true);
+  EXPECT_TRUE(b.appends_only());
+
+  WriteBuffer gap;  // an append not at the run's end
+  gap.Write(0, "abc", true);
+  gap.Write(10, "d", true);
+  EXPECT_FALSE(gap.appends_only());
+  gap.MoveTo(50);  // a no-op
+  EXPECT_EQ(gap.extents().begin()->first, 0u);
+
+  WriteBuffer mixed;  // a positional write, even inside the run
+  mixed.Write(0, "abc", true);
+  mixed.Write(1, "X");
+  EXPECT_FALSE(mixed.appends_only());
+  mixed.Write(3, "d", true);
+  EXPECT_FALSE(mixed.appends_only());
+
+  WriteBuffer cut;  // a truncate into the run
+  cut.Write(0, "abcdef", true);
+  cut.Truncate(100);
+  EXPECT_TRUE(cut.appends_only());
+  cut.Truncate(2);
+  EXPECT_FALSE(cut.appends_only());
+
+  WriteBuffer cleared;  // the flag starts over once the buffer is empty
+  cleared.Write(5, "x");
+  cleared.Clear();
+  cleared.Write(9, "y", true);
+  EXPECT_TRUE(cleared.appends_only());
+}
+
 }  // namespace
 }  // namespace dfs::fuse

@@ -949,6 +949,119 @@ TEST_F(MountTest, WriterRightAfterAnotherMountsClose_Succeeds) {
   EXPECT_TRUE(ReadFile(second + name + "/handoff") == model);
 }
 
+// O_APPEND writers on two mounts of one file at once, as servers sharing a
+// log: every record lands whole, once, and nothing lands on another. Each
+// mount used to put its appends where it last saw the end of file, and the
+// later flush overwrote the other mount's records there (half of them went
+// in a run like this). Once from an empty file (meta keeps its first bytes)
+// and once across the end of the first 64 MiB chunk.
+TEST_F(MountTest, AppendsFromTwoMountsAtOnce_EveryRecordLandsWholeOnce) {
+  const std::string second = SuiteCluster()->dir() + "/mnt_appends";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(second).ok());
+  const std::string name = std::string("/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  constexpr int kWriters = 4;  // two on each mount
+  constexpr int kRecords = 150;
+  auto record = [](int writer, int i) {
+    std::mt19937 rng(static_cast<uint32_t>(writer * 100'003 + i));
+    return std::to_string(writer) + "-" + std::to_string(i) + "-" +
+           std::string(10 + rng() % 3000, static_cast<char>('a' + writer)) + "\n";
+  };
+  for (const uint64_t start : {uint64_t{0}, uint64_t{64} * 1024 * 1024 - 300'000}) {
+    SCOPED_TRACE("file starting at " + std::to_string(start));
+    const std::string file = "/log-" + std::to_string(start);
+    {
+      int fd = ::open((dfs_ + file).c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+      ASSERT_GE(fd, 0) << std::strerror(errno);
+      ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(start)), 0) << std::strerror(errno);
+      ASSERT_EQ(::close(fd), 0);
+    }
+    std::vector<std::string> failures(kWriters);
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        const std::string path = (w % 2 == 0 ? dfs_ : second + name) + file;
+        int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+        if (fd < 0) {
+          failures[w] = std::string("open: ") + std::strerror(errno);
+          return;
+        }
+        std::mt19937 rng(static_cast<uint32_t>(w));
+        for (int i = 0; i < kRecords && failures[w].empty(); ++i) {
+          const std::string r = record(w, i);
+          if (::write(fd, r.data(), r.size()) != static_cast<ssize_t>(r.size())) {
+            failures[w] = std::string("write: ") + std::strerror(errno);
+          } else if (rng() % 10 == 0 && ::fsync(fd) != 0) {
+            failures[w] = std::string("fsync: ") + std::strerror(errno);
+          } else if (rng() % 4 == 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        }
+        if (::close(fd) != 0 && failures[w].empty()) failures[w] = std::string("close: ") + std::strerror(errno);
+      });
+    }
+    for (std::thread& t : writers) t.join();
+    for (int w = 0; w < kWriters; ++w) EXPECT_EQ(failures[w], "") << "writer " << w;
+
+    const std::string got = ReadFile(second + name + file);
+    ASSERT_GE(got.size(), start);
+    EXPECT_EQ(got.find_first_not_of('\0'), start) << "the records do not start where the file ended";
+    std::set<std::string> expected;
+    uint64_t expected_bytes = 0;
+    for (int w = 0; w < kWriters; ++w) {
+      for (int i = 0; i < kRecords; ++i) {
+        expected.insert(record(w, i));
+        expected_bytes += record(w, i).size();
+      }
+    }
+    std::set<std::string> seen;
+    int wrong = 0, twice = 0;
+    std::string first_wrong;
+    for (size_t pos = start; pos < got.size();) {
+      size_t nl = got.find('\n', pos);
+      const std::string line = got.substr(pos, nl == std::string::npos ? std::string::npos : nl + 1 - pos);
+      pos = nl == std::string::npos ? got.size() : nl + 1;
+      if (!expected.contains(line)) {
+        if (wrong++ == 0) first_wrong = line.substr(0, 60);
+      } else if (!seen.insert(line).second) {
+        ++twice;
+      }
+    }
+    EXPECT_EQ(seen.size(), expected.size()) << "records lost";
+    EXPECT_EQ(wrong, 0) << "garbled records, the first: " << first_wrong;
+    EXPECT_EQ(twice, 0);
+    EXPECT_EQ(got.size(), start + expected_bytes);
+  }
+}
+
+// logrotate's copytruncate from another machine: the file is cut to 0 on
+// one mount while a writer on another holds it open with O_APPEND. The
+// writer's next line goes to the new end, as on a local disk, not past a
+// hole as long as the old file. (No change notices on the writer's mount:
+// it must not depend on hearing of the cut.)
+TEST_F(MountTest, AppendAfterAnotherMountCutTheFile_GoesToTheNewEnd) {
+  const std::string writer_mount = SuiteCluster()->dir() + "/mnt_rotated";
+  ASSERT_TRUE(SuiteCluster()->MountAgain(writer_mount, "notices=off").ok());
+  const std::string name = std::string("/") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  int fd = ::open((writer_mount + name + "/app.log").c_str(), O_CREAT | O_WRONLY | O_APPEND, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  for (int i = 0; i < 100; ++i) {
+    const std::string line = "before " + std::to_string(1000 + i) + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  }
+  ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  ASSERT_EQ(::truncate((dfs_ + "/app.log").c_str(), 0), 0) << std::strerror(errno);
+  std::string after;
+  for (int i = 0; i < 5; ++i) {
+    const std::string line = "after " + std::to_string(i) + "\n";
+    ASSERT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    after += line;
+  }
+  ASSERT_EQ(::close(fd), 0) << std::strerror(errno);
+  const std::string got = ReadFile(dfs_ + "/app.log");
+  EXPECT_EQ(got.size(), after.size()) << "the new lines went past a hole where the old ones were";
+  EXPECT_TRUE(got == after) << got.substr(0, 80);
+}
+
 // Read-your-writes while one thread appends and fsyncs, another takes and
 // drops a lock on the file, and a third stats and reads it back past the
 // kernel's page cache. A lock's reply carries the file's attributes as meta
