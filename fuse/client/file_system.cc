@@ -899,11 +899,12 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
 // O_APPEND writes from several mounts must not land on each other: each
 // mount puts an append where it takes the end of file to be (meta's size at
 // open, or at its last flush, plus its own appends), which another mount's
-// appends may have passed since. So a flush of appends only asks where the
-// file ends with the lease of the chunk it ends in: meta grants a chunk to
-// one writer at a time and says the file's size then (ChunkLease.file_size),
-// and refuses the commit should another writer take the chunk before it
-// (FlushLocked then writes again under a new lease, and comes back here).
+// appends may have passed since. So a flush that holds nothing but appends
+// asks where the file ends, with the lease of the chunk it ends in: meta
+// grants a chunk to one writer at a time and says the file's size then
+// (ChunkLease.file_size), and refuses the commit should another writer take
+// the chunk before it (FlushLocked then writes again under a new lease, and
+// comes back here).
 // A lease this mount still holds from an earlier flush needs no asking:
 // nobody wrote the chunk since. The cost: none, unless the file's end moved
 // to another chunk (a lease more) or the lease was new anyway.
