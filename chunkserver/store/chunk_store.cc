@@ -136,7 +136,27 @@ Status ForEachRun(const std::vector<bool>& held, bool want, uint64_t length,
   return Status::Ok();
 }
 
+// Calls `write(begin, end)` for each run of `buffer`'s 64 KiB blocks (from
+// its start) that holds a non-zero byte: copies leave zero blocks a hole.
+Status ForEachNonZeroRun(std::string_view buffer, const std::function<Status(size_t, size_t)>& write) {
+  const std::span<const std::byte> bytes = AsBytes(buffer);
+  size_t run = 0;
+  for (size_t pos = 0; pos < bytes.size(); pos += kBlockSizeBytes) {
+    const size_t n = std::min<size_t>(kBlockSizeBytes, bytes.size() - pos);
+    if (!IsZero(bytes.subspan(pos, n))) continue;
+    if (run < pos) RETURN_IF_ERROR(write(run, pos));
+    run = pos + n;
+  }
+  if (run < bytes.size()) return write(run, bytes.size());
+  return Status::Ok();
+}
+
 }  // namespace
+
+bool IsZero(std::span<const std::byte> bytes) {
+  return bytes.empty() ||
+         (bytes[0] == std::byte{0} && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);
+}
 
 std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version) {
   std::string header(kChunkHeaderBytes, '\0');
@@ -214,14 +234,41 @@ Status ChunkWriter::Write(uint64_t offset, std::span<const std::byte> data,
     pos += n;
   }
   if (data.empty()) return Status::Ok();
-  Status s = offset > length_ ? ZeroExtend(offset) : Status::Ok();
-  if (s.ok()) s = ApplyVerified(offset, data, piece_crcs);
+  Status s = ApplyLeavingHoles(offset, data, piece_crcs);
   if (s.code() == common::StatusCode::kResourceExhausted && !building_ && length_ > start_length_) {
     // Disk full part-way through an in-place stream: drop what it appended.
     Status undo = Truncate(start_length_);
     if (!undo.ok()) spdlog::error("{}: cannot undo a partial append: {}", ChunkName(chunk_id_, version_), undo.ToString());
   }
   return s;
+}
+
+Status ChunkWriter::ApplyLeavingHoles(uint64_t offset, std::span<const std::byte> data,
+                                      std::span<const uint32_t> piece_crcs) {
+  size_t run = 0;  // data[run, pos) is not applied yet
+  size_t run_piece = 0;
+  auto apply = [&](size_t end, size_t end_piece) -> Status {
+    if (run == end) return Status::Ok();
+    const uint64_t at = offset + run;
+    if (at > length_) RETURN_IF_ERROR(ZeroExtend(at));
+    return ApplyVerified(at, data.subspan(run, end - run), piece_crcs.subspan(run_piece, end_piece - run_piece));
+  };
+  size_t pos = 0;
+  for (size_t i = 0; i < piece_crcs.size(); ++i) {
+    const uint64_t at = offset + pos;
+    const size_t n = std::min(data.size() - pos, static_cast<size_t>(kBlockSizeBytes - at % kBlockSizeBytes));
+    // A whole zero block at or past the end (the bytes before it applied):
+    // ZeroExtend makes it a hole.
+    if (n == kBlockSizeBytes && at >= length_ && IsZero(data.subspan(pos, n))) {
+      RETURN_IF_ERROR(apply(pos, i));
+      run = pos + n;
+      run_piece = i + 1;
+    }
+    pos += n;
+  }
+  RETURN_IF_ERROR(apply(data.size(), piece_crcs.size()));
+  const uint64_t end = offset + data.size();
+  return end > length_ ? ZeroExtend(end) : Status::Ok();
 }
 
 Status ChunkWriter::ZeroExtend(uint64_t target) {
@@ -235,16 +282,15 @@ Status ChunkWriter::ZeroExtend(uint64_t target) {
     RETURN_IF_ERROR(ApplyVerified(length_, z, std::span<const uint32_t>(&crc, 1)));
   }
   if (length_ >= target) return Status::Ok();
-  // Whole blocks from a block boundary: reserve the space (so a full disk
-  // fails here), extend the file (the new range reads as zeros) and store
-  // the CRCs of zero blocks; no zero is written through the page cache.
+  // Whole blocks from a block boundary: extend the file, so the new range
+  // is a hole that reads as zeros and takes no room, and store the CRCs of
+  // zero blocks. A later write into the hole reserves what it writes
+  // (ApplyLocked), so a full disk fails that write cleanly, as on ext4.
   FileIo& io = store_->io_;
   std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
   if (!building_) io_lock.lock();
   const uint64_t first_block = length_ / kBlockSizeBytes;
   const uint64_t count = common::BlockCount(target) - first_block;
-  RETURN_IF_ERROR(io.Reserve(fd_, kChunkDataOffset + length_, target - length_, path_)
-                      .WithContext(ChunkName(chunk_id_, version_)));
   static const uint32_t kZeroBlockCrc = common::Crc32c(zeros.data(), zeros.size());
   std::string table(count * 4, '\0');
   for (uint64_t i = 0; i < count; ++i) {
@@ -308,10 +354,10 @@ Status ChunkWriter::ApplyLocked(uint64_t offset, std::span<const std::byte> data
   const uint64_t end = offset + data.size();
   const uint64_t old_length = length_;
   // Reserve the space first: a full disk fails here, before anything changed.
-  if (end > old_length) {
-    RETURN_IF_ERROR(io.Reserve(fd_, kChunkDataOffset + old_length, end - old_length, path_)
-                        .WithContext(ChunkName(chunk_id_, version_)));
-  }
+  // The whole range, not only past the end: it may cover a hole (~1 us when
+  // it does not).
+  RETURN_IF_ERROR(io.Reserve(fd_, kChunkDataOffset + offset, data.size(), path_)
+                      .WithContext(ChunkName(chunk_id_, version_)));
   const uint64_t first_block = offset / kBlockSizeBytes;
   const size_t nblocks = piece_crcs.size();
   std::string table(nblocks * 4, '\0');
@@ -424,7 +470,10 @@ Status ChunkWriter::Materialize(uint64_t block) {
     std::string buffer(end - begin, '\0');
     FileIo& io = store_->io_;
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
-    RETURN_IF_ERROR(io.PwriteFull(fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, path_));
+    // The .tmp is a hole here (it never held the block): zeros stay one.
+    if (!IsZero(AsBytes(buffer))) {
+      RETURN_IF_ERROR(io.PwriteFull(fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, path_));
+    }
   }
   held_[block] = true;
   return Status::Ok();
@@ -447,7 +496,11 @@ Status ChunkWriter::FillFromBase() {
   RETURN_IF_ERROR(ForEachRun(held_, false, live, [&](uint64_t begin, uint64_t end) {
     buffer.resize(end - begin);
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
-    return data_.Write(fd_, path_, AsBytes(buffer), kChunkDataOffset + begin);
+    // The .tmp is a hole where it holds no block: the base's zero blocks
+    // stay holes in the copy.
+    return ForEachNonZeroRun(buffer, [&](size_t b, size_t e) {
+      return data_.Write(fd_, path_, AsBytes(buffer).subspan(b, e - b), kChunkDataOffset + begin + b);
+    });
   }));
   delta_ = false;
   return Status::Ok();
@@ -515,12 +568,13 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
   RETURN_IF_ERROR(Crash("tmp_written"));
   const std::string record = EncodeDeltaRecord(built_from_, length_, held_);
   RETURN_IF_ERROR(io.PwriteFull(fd_, record.data(), record.size(), kDeltaRecordOffset, path_));
-  // Growth past the base is reserved in the base now: once the delta is
-  // saved, applying it must not meet a full disk.
-  if (length_ > base_length_) {
-    RETURN_IF_ERROR(io.Reserve(base_fd_, kChunkDataOffset + base_length_, length_ - base_length_, base_path_)
-                        .WithContext(ChunkName(chunk_id_, version_)));
-  }
+  // What applying writes into the base is reserved in it now: once the
+  // delta is saved, applying it must not meet a full disk. That is the
+  // held blocks (the base may have holes under them too), not the growth:
+  // a gap the delta extends over stays a hole.
+  RETURN_IF_ERROR(ForEachRun(held_, true, length_, [&](uint64_t begin, uint64_t end) {
+                    return io.Reserve(base_fd_, kChunkDataOffset + begin, end - begin, base_path_);
+                  }).WithContext(ChunkName(chunk_id_, version_)));
   RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
   RETURN_IF_ERROR(Crash("before_rename"));
   const std::string dir = store_->DirOf(folder_, chunk_id_);

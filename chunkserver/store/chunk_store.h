@@ -70,9 +70,14 @@
 //     damaged; kill -9 loses nothing the page cache holds.
 //   - Large aligned data writes go to the disk with O_DIRECT, the rest
 //     through the page cache (direct_writer.h); fdatasync covers both.
-//   - Space for an extension is reserved (fallocate KEEP_SIZE) before any
-//     byte is written, so a full disk fails the write with RESOURCE_EXHAUSTED
-//     before it changes anything; a failing .tmp build is deleted.
+//   - The space a write stores bytes in is reserved (fallocate KEEP_SIZE)
+//     before any byte is written, so a full disk fails the write with
+//     RESOURCE_EXHAUSTED before it changes anything; a failing .tmp build is
+//     deleted. Zeros are not stored where they can be a hole instead: the gap
+//     before a write past the end, whole zero blocks written past the end
+//     (a replica pulled from a peer sends its gaps as zeros), and the base's
+//     zero blocks a full copy does not hold. So a sparse chunk takes only
+//     its data on every replica; a later write into a hole reserves it then.
 //
 // CONCURRENCY: writers of one chunk are serialized (a ChunkWriter holds the
 // chunk's writer lock for its life); different chunks proceed in parallel.
@@ -196,6 +201,13 @@ class ChunkWriter {
   // Applies verified bytes at `offset` <= length_.
   common::Status ApplyVerified(uint64_t offset, std::span<const std::byte> data,
                                std::span<const uint32_t> piece_crcs);
+  // ApplyVerified, but whole zero blocks at or past the end become a hole
+  // (ZeroExtend) instead of written zeros: a replica pulled from a peer, a
+  // version built from empty and a writer of zeros keep holes holes. Zeros
+  // over stored bytes are written as any bytes.
+  common::Status ApplyLeavingHoles(uint64_t offset, std::span<const std::byte> data,
+                                   std::span<const uint32_t> piece_crcs);
+  // Extends to `target` with zeros: a hole from the first whole block on.
   common::Status ZeroExtend(uint64_t target);
   // Makes length_ the length readers of a stored (in-place) version see.
   void PublishLength();
@@ -364,6 +376,9 @@ class ChunkStore {
   std::map<uint64_t, std::map<uint64_t, Entry>> index_ GUARDED_BY(mu_);
   std::vector<ChunkMeta> newly_damaged_ GUARDED_BY(mu_);
 };
+
+// Whether every byte is zero (what a hole reads as).
+bool IsZero(std::span<const std::byte> bytes);
 
 // Header bytes of a chunk version file (exposed for tests of the format).
 std::string EncodeChunkHeader(uint64_t chunk_id, uint64_t version);

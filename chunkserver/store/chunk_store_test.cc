@@ -344,6 +344,93 @@ TEST_F(ChunkStoreTest, Write_PastTheEndZeroFillsTheGap) {
   EXPECT_EQ(*read, expected);
 }
 
+// Bytes the file system gave the file (its holes take none).
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return UINT64_MAX;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+TEST_F(ChunkStoreTest, Write_AGapBeforeAFarWriteIsAHole) {
+  auto store = OpenStore();
+  const std::string data = RandomBytes(1 << 20, 31);
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 0, "head").ok());
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 36 << 20, data).ok());
+  // Before: the 36 MiB gap was reserved, 37.9 MB allocated.
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(31, 1)), 3u << 20);
+  auto read = ReadAll(*store, 31, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, "head" + std::string((36 << 20) - 4, '\0') + data);
+  // A write into the hole later lands like any other.
+  const std::string middle = RandomBytes(100'000, 32);
+  ASSERT_TRUE(WriteOnce(*store, 31, 1, 0, 10'000'000, middle).ok());
+  std::string expected = *read;
+  expected.replace(10'000'000, middle.size(), middle);
+  EXPECT_EQ(*ReadAll(*store, 31, 1), expected);
+}
+
+TEST_F(ChunkStoreTest, Write_WholeZeroBlocksPastTheEndAreHoles) {
+  // What a replica pulled from a peer, or a version built from empty, is
+  // sent: every byte of a sparse chunk, its gap as zeros.
+  auto store = OpenStore();
+  std::string chunk(20 << 20, '\0');
+  const std::string data = RandomBytes(300'000, 33);
+  chunk.replace(5'000, 10, "0123456789");      // a block with a few bytes
+  chunk.replace(15 << 20, data.size(), data);  // and data after a long gap
+  chunk += std::string(200'000, '\0');        // a zero tail, last block short
+  ASSERT_TRUE(WriteOnce(*store, 33, 1, 0, 0, chunk).ok());
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(33, 1)), 2u << 20);
+  auto read = ReadAll(*store, 33, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, chunk);
+  EXPECT_EQ(store->Find(33, 1)->length, chunk.size());
+  // Zeros written over stored bytes are written.
+  const std::string zeros(1 << 20, '\0');
+  ASSERT_TRUE(WriteOnce(*store, 33, 1, 0, 15 << 20, zeros).ok());
+  chunk.replace(15 << 20, zeros.size(), zeros);
+  EXPECT_EQ(*ReadAll(*store, 33, 1), chunk);
+}
+
+TEST_F(ChunkStoreTest, NewVersion_FromASparseBaseStaysSparse) {
+  auto store = OpenStore();
+  const std::string tail = RandomBytes(1 << 20, 34);
+  ASSERT_TRUE(WriteOnce(*store, 34, 1, 0, 40 << 20, tail).ok());
+  std::string expected = std::string(40 << 20, '\0') + tail;
+  // A small write: a delta patched into the base.
+  ASSERT_TRUE(WriteOnce(*store, 34, 2, 1, 100, "delta").ok());
+  expected.replace(100, 5, "delta");
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(34, 2)), 3u << 20);
+  EXPECT_EQ(*ReadAll(*store, 34, 2), expected);
+  // Over half the chunk rewritten: a full copy, the base's holes copied as holes.
+  const std::string front = RandomBytes(24 << 20, 35);
+  ASSERT_TRUE(WriteOnce(*store, 34, 3, 2, 0, front).ok());
+  expected.replace(0, front.size(), front);
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(34, 3)), 27u << 20);
+  EXPECT_EQ(*ReadAll(*store, 34, 3), expected);
+  // A delta that extends the chunk far: the gap stays a hole.
+  ASSERT_TRUE(WriteOnce(*store, 34, 4, 3, 60 << 20, "end").ok());
+  expected += std::string((60 << 20) - expected.size(), '\0') + "end";
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(34, 4)), 27u << 20);
+  EXPECT_EQ(*ReadAll(*store, 34, 4), expected);
+}
+
+TEST_F(ChunkStoreTest, Write_IntoAHoleOnAFullDiskFailsAndChangesNothing) {
+  FaultInjectingFileIo io;
+  auto store = OpenStore(&io);
+  const std::string data = RandomBytes(1 << 20, 36);
+  ASSERT_TRUE(WriteOnce(*store, 36, 1, 0, 8 << 20, data).ok());
+  const std::string expected = std::string(8 << 20, '\0') + data;
+  io.fail_reserve_errno = ENOSPC;
+  // In place, and as a delta of a new version.
+  EXPECT_EQ(WriteOnce(*store, 36, 1, 0, 1 << 20, RandomBytes(200'000, 37)).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(WriteOnce(*store, 36, 2, 1, 1 << 20, RandomBytes(200'000, 38)).code(), StatusCode::kResourceExhausted);
+  io.fail_reserve_errno = 0;
+  EXPECT_EQ(*ReadAll(*store, 36, 1), expected);
+  EXPECT_FALSE(store->Find(36, 1)->damaged);
+  EXPECT_EQ(store->Find(36, 2).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CountFiles(".tmp") + CountFiles(".delta"), 0);
+}
+
 TEST_F(ChunkStoreTest, Write_BadInputIsRefused) {
   auto store = OpenStore();
   auto writer = store->StartWrite({8, 1, 0, false});

@@ -204,6 +204,10 @@ TEST(ChunkserverProcess, Write_FullDiskIsResourceExhaustedAndReadsStillWork) {
   ASSERT_TRUE(cs.Start());
   const std::string first = RandomBytes(4 << 20, 1);
   ASSERT_TRUE(WriteChunk(cs.stub(), Header(1, 1, 0, 0), Bytes(first)).ok());
+  // A write 40 MiB into a chunk fits on this 24 MiB disk: the gap is a hole.
+  const std::string far = RandomBytes(64 << 10, 2);
+  auto sparse = WriteChunk(cs.stub(), Header(60, 1, 0, 40 << 20), Bytes(far));
+  ASSERT_TRUE(sparse.ok()) << sparse.status().ToString();
   // Fill the disk, chunk by chunk (bounded: 24 MiB holds fewer than 10).
   common::Status full;
   uint64_t failed_chunk = 0;
@@ -226,6 +230,15 @@ TEST(ChunkserverProcess, Write_FullDiskIsResourceExhaustedAndReadsStillWork) {
   // An in-place extension of an existing chunk fails the same way and leaves it intact.
   auto grow = WriteChunk(cs.stub(), Header(1, 1, 0, first.size()), Bytes(RandomBytes(20 << 20, 99)));
   EXPECT_EQ(grow.status().code(), StatusCode::kResourceExhausted) << grow.status().ToString();
+  // So does a write into the hole; the sparse chunk still reads (in place,
+  // the messages before the failing one stay written, as chunk_store.h says).
+  auto into_hole = WriteChunk(cs.stub(), Header(60, 1, 0, 1 << 20), Bytes(RandomBytes(20 << 20, 98)));
+  EXPECT_EQ(into_hole.status().code(), StatusCode::kResourceExhausted) << into_hole.status().ToString();
+  auto sparse_read = ReadChunk(cs.stub(), 60, 1, 0, kChunkSizeBytes);
+  ASSERT_TRUE(sparse_read.ok()) << sparse_read.status().ToString();
+  ASSERT_EQ(sparse_read->size(), (40u << 20) + far.size());
+  EXPECT_TRUE(sparse_read->substr(0, 1 << 20) == std::string(1 << 20, '\0'));
+  EXPECT_TRUE(sparse_read->substr(40 << 20) == far);
   // The server is up and serves reads.
   EXPECT_TRUE(cs.process().Running());
   auto read = ReadChunk(cs.stub(), 1, 1, 0, kChunkSizeBytes);
