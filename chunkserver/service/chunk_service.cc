@@ -252,6 +252,12 @@ grpc::Status ChunkServiceImpl::DoRead(grpc::ServerContext* context, const pb::Re
       if (!CutExact(whole, blocks, request.offset(), end, &reply)) break;  // shrank
     } else {
       reply.set_offset(blocks.offset);
+      // Whole zero blocks (a sparse chunk's holes) go as a count.
+      const uint64_t n = blocks.crcs.size();
+      const bool zeros = request.zero_blocks_ok() && reply.data().size() == n * kBlockSizeBytes &&
+                         IsZero(std::as_bytes(std::span(reply.data())));
+      reply.set_zero_blocks(zeros ? n : 0);
+      if (zeros) reply.clear_data();
     }
     reply.mutable_block_crcs()->Assign(blocks.crcs.begin(), blocks.crcs.end());
     reply.set_chunk_length(blocks.chunk_length);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <future>
@@ -439,6 +440,64 @@ TEST(ChunkServiceImpl, ReplicateFrom_PullsVerifiesAndInstalls) {
   request.set_chunk_id(11);
   EXPECT_EQ(target.stub->ReplicateFrom(&c3, request, &reply).error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(target.store->Find(11, 2).status().code(), StatusCode::kNotFound);
+}
+
+// A sparse chunk (a gap, then data): a reader that accepts zero blocks gets
+// the gap as counts with the stored CRCs, a replica pulled from it crosses
+// the network as its data only and is as sparse, and a reader that does not
+// ask gets every byte, as before.
+TEST(ChunkServiceImpl, ReplicateFrom_ASparseChunkCrossesAsItsDataOnly) {
+  InProcessChunkserver source;
+  InProcessChunkserver target;
+  const std::string data = RandomBytes(1 << 20, 5);
+  ASSERT_TRUE(WriteChunk(*source.stub, Header(13, 1, 0, 0), Bytes("head")).ok());
+  ASSERT_TRUE(WriteChunk(*source.stub, Header(13, 1, 0, 30 << 20), Bytes(data)).ok());
+  const std::string whole = "head" + std::string((30 << 20) - 4, '\0') + data;
+
+  grpc::ClientContext context;
+  pb::ReadRequest request;
+  request.set_chunk_id(13);
+  request.set_version(1);
+  request.set_length(common::kChunkSizeBytes);
+  request.set_zero_blocks_ok(true);
+  auto reader = source.stub->Read(&context, request);
+  pb::ReadReply reply;
+  std::string rebuilt;
+  uint64_t sent = 0, zero_messages = 0;
+  const std::string zero_block(common::kBlockSizeBytes, '\0');
+  const uint32_t zero_crc = common::Crc32c(zero_block.data(), zero_block.size());
+  while (reader->Read(&reply)) {
+    ASSERT_EQ(reply.offset(), rebuilt.size());
+    sent += reply.data().size();
+    if (reply.zero_blocks() == 0) {
+      rebuilt += reply.data();
+      continue;
+    }
+    ++zero_messages;
+    EXPECT_TRUE(reply.data().empty());
+    ASSERT_EQ(static_cast<uint64_t>(reply.block_crcs_size()), reply.zero_blocks());
+    for (uint32_t crc : reply.block_crcs()) EXPECT_EQ(crc, zero_crc);
+    rebuilt.append(reply.zero_blocks() * common::kBlockSizeBytes, '\0');
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(rebuilt == whole);
+  EXPECT_LT(sent, 3u << 20);
+  EXPECT_GE(zero_messages, 28u);
+  EXPECT_TRUE(*ReadChunk(*source.stub, 13, 1, 0, common::kChunkSizeBytes) == whole);  // not asked: bytes
+
+  grpc::ClientContext c2;
+  pb::ReplicateFromRequest replicate;
+  replicate.set_chunk_id(13);
+  replicate.set_version(1);
+  replicate.set_source_address(source.address);
+  pb::ReplicateFromReply replicated;
+  grpc::Status s = target.stub->ReplicateFrom(&c2, replicate, &replicated);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(replicated.length(), whole.size());
+  EXPECT_TRUE(*ReadChunk(*target.stub, 13, 1, 0, common::kChunkSizeBytes) == whole);
+  struct stat st {};
+  ASSERT_EQ(::stat(target.store->TEST_PathOf(13, 1).c_str(), &st), 0);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 3u << 20);
 }
 
 }  // namespace

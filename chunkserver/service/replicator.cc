@@ -34,6 +34,10 @@ Result<uint64_t> ReplicateChunk(ChunkStore& store, const ReplicateSpec& spec) {
   request.set_version(spec.version);
   request.set_offset(0);
   request.set_length(common::kChunkSizeBytes);
+  request.set_zero_blocks_ok(true);
+  // What a message of zero blocks stands for (a source that predates
+  // zero_blocks sends the bytes).
+  static const std::string kZeros(kMaxWriteMessageBytes, '\0');
   std::optional<common::RateLimiter> limiter;
   if (spec.bandwidth_limit_bytes_per_s > 0) {
     double rate = static_cast<double>(spec.bandwidth_limit_bytes_per_s);
@@ -53,13 +57,21 @@ Result<uint64_t> ReplicateChunk(ChunkStore& store, const ReplicateSpec& spec) {
     }
     chunk_length = reply.chunk_length();
     have_length = true;
-    const std::string& data = reply.data();
+    const uint64_t zero_bytes = reply.zero_blocks() * common::kBlockSizeBytes;
+    if (reply.zero_blocks() != 0 && (!reply.data().empty() || zero_bytes > kZeros.size())) {
+      local = common::DataLossError(fmt::format("replicate chunk {:016x} from {}: malformed zero blocks",
+                                                spec.chunk_id, spec.source_address));
+      break;
+    }
+    const std::string_view data =
+        reply.zero_blocks() != 0 ? std::string_view(kZeros).substr(0, zero_bytes) : std::string_view(reply.data());
     std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data.data()), data.size());
     std::span<const uint32_t> crcs(reply.block_crcs().data(), static_cast<size_t>(reply.block_crcs_size()));
     local = writer->Write(reply.offset(), bytes, crcs);
     if (!local.ok()) break;
     expected_offset += data.size();
-    if (limiter) limiter->Acquire(static_cast<double>(data.size()));
+    // The limit is on the network: zero blocks sent as a count cost nothing.
+    if (limiter) limiter->Acquire(static_cast<double>(reply.data().size()));
   }
   if (!local.ok()) {
     context.TryCancel();

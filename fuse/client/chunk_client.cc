@@ -255,6 +255,7 @@ Status ChunkClient::ReadFrom(const pb::ChunkLocation& location, const pb::Replic
   request.set_offset(offset);
   request.set_length(length);
   request.set_exact(exact);
+  request.set_zero_blocks_ok(!exact);  // a sparse file's holes come as counts
   auto reader = stub.Read(&ctx, request);
 
   pb::ReadReply reply;
@@ -271,7 +272,7 @@ Status ChunkClient::ReadFrom(const pb::ChunkLocation& location, const pb::Replic
       break;
     }
     bad = CheckReadReply(reply, exact, take);
-    expect_offset = reply.offset() + reply.data().size();
+    expect_offset = reply.offset() + ReplyBytes(reply);
   }
   if (!bad.ok()) {
     ctx.TryCancel();

@@ -9,7 +9,37 @@
 
 namespace dfs::fuse {
 
+uint64_t ReplyBytes(const pb::ReadReply& reply) {
+  return reply.zero_blocks() != 0 ? reply.zero_blocks() * common::kBlockSizeBytes : reply.data().size();
+}
+
+namespace {
+
+// A message that stands for whole zero blocks (ReadReply.zero_blocks): each
+// stored CRC must be a zero block's, as a block of zeros sent would have to.
+common::Status CheckZeroBlocks(const pb::ReadReply& reply, bool exact, const PieceSink& take) {
+  static const std::string kZeroBlock(common::kBlockSizeBytes, '\0');
+  static const uint32_t kZeroBlockCrc = common::Crc32c(kZeroBlock.data(), kZeroBlock.size());
+  const uint64_t first_block = reply.offset() / common::kBlockSizeBytes;
+  if (exact || !reply.data().empty() || reply.offset() % common::kBlockSizeBytes != 0 ||
+      static_cast<uint64_t>(reply.block_crcs_size()) != reply.zero_blocks() ||
+      (first_block + reply.zero_blocks()) * common::kBlockSizeBytes > reply.chunk_length()) {
+    return common::DataLossError("malformed zero blocks at offset " + std::to_string(reply.offset()));
+  }
+  for (int i = 0; i < reply.block_crcs_size(); ++i) {
+    if (reply.block_crcs(i) != kZeroBlockCrc) {
+      return common::DataLossError("block " + std::to_string(first_block + static_cast<uint64_t>(i)) +
+                                   " sent as zeros has another CRC");
+    }
+  }
+  for (uint64_t i = 0; i < reply.zero_blocks(); ++i) take((first_block + i) * common::kBlockSizeBytes, kZeroBlock);
+  return common::Status::Ok();
+}
+
+}  // namespace
+
 common::Status CheckReadReply(const pb::ReadReply& reply, bool exact, const PieceSink& take) {
+  if (reply.zero_blocks() != 0) return CheckZeroBlocks(reply, exact, take);
   const std::string& data = reply.data();
   const uint64_t data_end = reply.offset() + data.size();
   const bool has_terms = exact && reply.head_crcs_size() > 0 && reply.head_crcs_size() == reply.block_crcs_size() &&

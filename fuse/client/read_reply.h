@@ -24,6 +24,11 @@ using PieceSink = std::function<void(uint64_t offset, std::string_view bytes)>;
 // Hands each verified piece of `reply` to `take`, in order. `exact` says
 // whether the request asked for exact bytes: only then may a piece be part
 // of a block (a whole-block reader caches what it gets as whole blocks).
+// A message of whole zero blocks sent as a count (ReadReply.zero_blocks)
+// hands on a zero block for each, once every stored CRC is a zero block's.
 common::Status CheckReadReply(const pb::ReadReply& reply, bool exact, const PieceSink& take);
+
+// How many chunk bytes `reply` stands for (its data, or its zero blocks).
+uint64_t ReplyBytes(const pb::ReadReply& reply);
 
 }  // namespace dfs::fuse

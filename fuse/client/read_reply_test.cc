@@ -129,5 +129,36 @@ TEST(CheckReadReply, BytesNoCrcCoversAreDataLoss) {
   EXPECT_EQ(Check(past_end, false, 0).first.code(), common::StatusCode::kDataLoss);
 }
 
+// A sparse chunk's holes, sent as a count of zero blocks with their stored
+// CRCs: handed on as zero blocks, once each CRC is a zero block's.
+TEST(CheckReadReply, ZeroBlocksSentAsACount) {
+  const std::string zeros(3 * kBlockSizeBytes, '\0');
+  pb::ReadReply reply = Reply(zeros + RandomBytes(100, 6), kBlockSizeBytes, 3 * kBlockSizeBytes, false);
+  reply.clear_data();
+  reply.set_zero_blocks(2);
+  EXPECT_EQ(ReplyBytes(reply), 2 * kBlockSizeBytes);
+  auto [ok, got] = Check(reply, false, kBlockSizeBytes);
+  EXPECT_TRUE(ok.ok()) << ok.ToString();
+  EXPECT_TRUE(got == std::string(2 * kBlockSizeBytes, '\0'));
+  // A block whose stored CRC is not a zero block's was not zeros on disk.
+  pb::ReadReply lying = reply;
+  lying.set_block_crcs(1, lying.block_crcs(1) ^ 1);
+  auto [bad, none] = Check(lying, false, kBlockSizeBytes);
+  EXPECT_EQ(bad.code(), common::StatusCode::kDataLoss);
+  EXPECT_TRUE(none.empty());
+  // Malformed: data as well, a CRC missing, past the chunk's end, or in
+  // answer to an exact read.
+  pb::ReadReply with_data = reply;
+  with_data.set_data("x");
+  EXPECT_EQ(Check(with_data, false, kBlockSizeBytes).first.code(), common::StatusCode::kDataLoss);
+  pb::ReadReply short_crcs = reply;
+  short_crcs.mutable_block_crcs()->RemoveLast();
+  EXPECT_EQ(Check(short_crcs, false, kBlockSizeBytes).first.code(), common::StatusCode::kDataLoss);
+  pb::ReadReply past_end = reply;
+  past_end.set_chunk_length(2 * kBlockSizeBytes);
+  EXPECT_EQ(Check(past_end, false, kBlockSizeBytes).first.code(), common::StatusCode::kDataLoss);
+  EXPECT_EQ(Check(reply, true, kBlockSizeBytes).first.code(), common::StatusCode::kDataLoss);
+}
+
 }  // namespace
 }  // namespace dfs::fuse

@@ -253,6 +253,22 @@ def main():
         tap.check("a cold sequential read of 48 MiB reads back whole and fetches it once (at most 1.05x)",
                   same and len(big) <= fetched <= 1.05 * len(big), {"fetched_bytes": fetched, "same": same})
 
+        # A sparse file's holes cross the network as counts of zero blocks
+        # (ReadReply.zero_blocks): a cold read of 1 MiB written 36 MiB into a
+        # file fetches about its data, where it fetched all 37 MiB before.
+        tail = os.urandom(1 << 20)
+        with open(os.path.join(mnt, "sparse"), "wb") as f:
+            f.write(b"head")
+            f.seek(36 << 20)
+            f.write(tail)
+        before = cs_read_bytes()
+        with open(os.path.join(mnt, "sparse"), "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            same = f.read() == b"head" + bytes((36 << 20) - 4) + tail
+        fetched = cs_read_bytes() - before
+        tap.check("a cold read of 1 MiB written 36 MiB into a file reads back whole and fetches under 3 MiB",
+                  same and fetched < (3 << 20), {"fetched_bytes": fetched, "same": same})
+
         # Random reads of a file larger than the mount's cache fetch the bytes
         # asked for, not their whole 64 KiB blocks (ReadRequest.exact): a
         # block would rarely serve a second read before it is evicted.
