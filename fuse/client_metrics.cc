@@ -73,6 +73,11 @@ ClientMetrics::ClientMetrics(prometheus::Registry& registry) {
                    .Help("1 while the mount hears other clients' changes from meta; 0: they show within the timeouts")
                    .Register(registry)
                    .Add({});
+  appends_moved_ = &prometheus::BuildCounter()
+                        .Name("dfs_client_appends_moved_total")
+                        .Help("Runs of O_APPEND writes placed at an end of file another client had moved")
+                        .Register(registry)
+                        .Add({});
 }
 
 void ClientMetrics::RecordOp(FuseOp op, double seconds) {
@@ -94,7 +99,7 @@ void AddGrowth(prometheus::Counter* counter, uint64_t now, uint64_t seen) {
 }  // namespace
 
 void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, const DirListings::Stats& listings,
-                            bool watching) {
+                            bool watching, uint64_t appends_moved) {
   watching_->Set(watching ? 1 : 0);
   const uint64_t hits = cache.hits(), misses = cache.misses();
   AddGrowth(hits_, hits, seen_hits_);
@@ -109,6 +114,8 @@ void ClientMetrics::Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch
   AddGrowth(listings_abandoned_, listings.abandoned, seen_listings_.abandoned);
   AddGrowth(listings_served_, listings.served, seen_listings_.served);
   seen_listings_ = listings;
+  AddGrowth(appends_moved_, appends_moved, seen_appends_moved_);
+  seen_appends_moved_ = appends_moved;
 }
 
 }  // namespace dfs::fuse

@@ -18,7 +18,10 @@
 //   dfs_client_change_watching               1 while a Watch stream to meta is open: 0
 //                                            means others' changes show only within the
 //                                            attr/entry timeouts
-// Cache, prefetch, listing and watching figures are copied by Refresh (every 2 s).
+//   dfs_client_appends_moved_total           runs of O_APPEND writes placed at an end of
+//                                            file another mount had moved (it appends to
+//                                            or cuts the same file)
+// Cache, prefetch, listing, watching and append figures are copied by Refresh (every 2 s).
 //
 // Thread-safety: Record* from the libfuse workers, Refresh from one thread.
 #pragma once
@@ -55,7 +58,7 @@ class ClientMetrics {
   void RecordWrite(uint64_t bytes) { write_bytes_->Increment(static_cast<double>(bytes)); }
   void RecordNotices(uint64_t names, uint64_t inodes, bool missed);
   void Refresh(PageCache& cache, const DirPrefetch::Stats& prefetch, const DirListings::Stats& listings,
-               bool watching);
+               bool watching, uint64_t appends_moved);
 
  private:
   std::array<prometheus::Counter*, static_cast<size_t>(FuseOp::kCount)> ops_{};
@@ -74,7 +77,8 @@ class ClientMetrics {
   prometheus::Counter* notice_inodes_;
   prometheus::Counter* notice_missed_;
   prometheus::Gauge* watching_;
-  uint64_t seen_hits_ = 0, seen_misses_ = 0;
+  prometheus::Counter* appends_moved_;
+  uint64_t seen_hits_ = 0, seen_misses_ = 0, seen_appends_moved_ = 0;
   DirPrefetch::Stats seen_prefetch_;
   DirListings::Stats seen_listings_;
 };

@@ -148,7 +148,7 @@ int RunMount(const dfs::fuse::CommandLine& cl, int ready_fd) {
       std::unique_lock<std::mutex> lock(refresh_mu);
       do {
         metrics->Refresh(fs.cache(), fs.meta().prefetch_stats(), fs.meta().listing_stats(),
-                         watching != nullptr && watching->watching());
+                         watching != nullptr && watching->watching(), fs.appends_moved());
       } while (!refresh_cv.wait_for(lock, std::chrono::seconds(2), [&] { return stopping; }));
     });
     spdlog::info("metrics at http://{}/metrics",

@@ -931,6 +931,7 @@ Status FileSystem::PlaceAppends(uint64_t ino, uint64_t handle_id, InodeState& st
       pending.request.set_new_size(end + bytes);
       NoteDataChange(st);
       spdlog::debug("inode {}: {} appended bytes moved from offset {} to the end of file, {}", ino, bytes, from, end);
+      appends_moved_.fetch_add(1, std::memory_order_relaxed);
       from = end;
     }
     if (common::ChunkIndexOf(end) == chunk) return Status::Ok();

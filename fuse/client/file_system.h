@@ -203,6 +203,10 @@ class FileSystem {
 
   // The block cache (for its hit counts and size).
   PageCache& cache() { return cache_; }
+  // Runs of O_APPEND writes moved at flush because the file's end at meta
+  // was not where this mount had put them (another mount appended or cut
+  // the file; PlaceAppends).
+  uint64_t appends_moved() const { return appends_moved_.load(std::memory_order_relaxed); }
 
   // Reads up to `size` bytes at `offset` into `out` (short at end of file).
   common::Status Read(FileHandle& handle, uint64_t offset, uint64_t size, std::string* out);
@@ -458,6 +462,7 @@ class FileSystem {
   // Grows at each of this mount's own changes of any file's data or size
   // (InodeState::data_changed_at, AttrStamp).
   std::atomic<uint64_t> data_changes_{0};
+  std::atomic<uint64_t> appends_moved_{0};
 
   // Fetches file bytes [from, to) into the page cache in the background
   // (sequential readahead one window ahead of the reader). Requires st->mu held.

@@ -330,8 +330,9 @@ def main():
         # and the gauge says the mount is hearing them.
         other = mnt + "-other"
         os.makedirs(other)
-        second = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, other], capture_output=True, text=True,
-                                timeout=60)
+        other_metrics = f"127.0.0.1:{tap.free_port()}"
+        second = subprocess.run([os.path.join(BUILD, "fuse", "dfs"), source, other, "-o", f"metrics={other_metrics}"],
+                                capture_output=True, text=True, timeout=60)
         other_mounted = second.returncode == 0
         if tap.check("a second mount of the cluster", other_mounted, second.stdout + second.stderr):
             try:
@@ -350,6 +351,28 @@ def main():
                 tap.check("client: another mount's creates and chmod heard as notices, and watching is 1",
                           tap.wait_for(heard, 15),
                           [l for l in scrape(endpoints["client"]).splitlines() if "change_" in l])
+
+                # Both mounts append to one log from where they opened it (its
+                # empty end): whichever flushes second finds the end moved and
+                # places its line there, and says so in its metrics.
+                def moved():
+                    return sum(value(scrape(e), "dfs_client_appends_moved_total")
+                               for e in (endpoints["client"], other_metrics))
+                moved_before = moved()
+                log = os.path.join(mnt, "shared-log")
+                open(log, "wb").close()
+                here = os.open(log, os.O_WRONLY | os.O_APPEND)
+                there = os.open(os.path.join(other, "shared-log"), os.O_WRONLY | os.O_APPEND)
+                os.write(here, b"from the first mount\n")
+                os.write(there, b"from the second mount\n")
+                os.close(there)
+                os.close(here)
+                with open(log, "rb") as f:
+                    lines = sorted(f.read().splitlines())
+                tap.check("client: two mounts' appends to one log both land whole, and one run is counted as moved",
+                          lines == [b"from the first mount", b"from the second mount"] and
+                          tap.wait_for(lambda: moved() >= moved_before + 1, 15),
+                          {"lines": lines, "moved": moved() - moved_before})
             finally:
                 subprocess.run(["fusermount3", "-u", other], capture_output=True, timeout=60)
 
