@@ -136,19 +136,32 @@ Status ForEachRun(const std::vector<bool>& held, bool want, uint64_t length,
   return Status::Ok();
 }
 
-// Calls `write(begin, end)` for each run of `buffer`'s 64 KiB blocks (from
-// its start) that holds a non-zero byte: copies leave zero blocks a hole.
-Status ForEachNonZeroRun(std::string_view buffer, const std::function<Status(size_t, size_t)>& write) {
+// Splits `buffer` into runs of its 64 KiB blocks (from its start) that are
+// all zeros or not, and calls `run(begin, end, zeros)` for each, in order:
+// copies leave zero blocks a hole.
+Status ForEachBlockRun(std::string_view buffer, const std::function<Status(size_t, size_t, bool)>& run) {
   const std::span<const std::byte> bytes = AsBytes(buffer);
-  size_t run = 0;
+  size_t begin = 0;
+  bool zeros = false;
   for (size_t pos = 0; pos < bytes.size(); pos += kBlockSizeBytes) {
-    const size_t n = std::min<size_t>(kBlockSizeBytes, bytes.size() - pos);
-    if (!IsZero(bytes.subspan(pos, n))) continue;
-    if (run < pos) RETURN_IF_ERROR(write(run, pos));
-    run = pos + n;
+    const bool zero = IsZero(bytes.subspan(pos, std::min<size_t>(kBlockSizeBytes, bytes.size() - pos)));
+    if (pos == 0) zeros = zero;
+    if (zero == zeros) continue;
+    RETURN_IF_ERROR(run(begin, pos, zeros));
+    begin = pos;
+    zeros = zero;
   }
-  if (run < bytes.size()) return write(run, bytes.size());
+  if (begin < bytes.size()) return run(begin, bytes.size(), zeros);
   return Status::Ok();
+}
+
+// Zeros [offset, offset + length) of a file that stores bytes there: a hole
+// punched, or zeros written where the file system cannot punch.
+Status ZeroRange(FileIo& io, int fd, uint64_t offset, uint64_t length, const std::string& path) {
+  Status s = io.PunchHole(fd, offset, length, path);
+  if (s.code() != common::StatusCode::kUnimplemented) return s;
+  const std::string zeros(length, '\0');
+  return io.PwriteFull(fd, zeros.data(), zeros.size(), offset, path);
 }
 
 }  // namespace
@@ -258,9 +271,11 @@ Status ChunkWriter::ApplyLeavingHoles(uint64_t offset, std::span<const std::byte
     const uint64_t at = offset + pos;
     const size_t n = std::min(data.size() - pos, static_cast<size_t>(kBlockSizeBytes - at % kBlockSizeBytes));
     // A whole zero block at or past the end (the bytes before it applied):
-    // ZeroExtend makes it a hole.
-    if (n == kBlockSizeBytes && at >= length_ && IsZero(data.subspan(pos, n))) {
+    // ZeroExtend makes it a hole. Over stored bytes: PunchBlock.
+    const bool past_end = at >= length_;
+    if (n == kBlockSizeBytes && (past_end || at + n <= length_) && IsZero(data.subspan(pos, n))) {
       RETURN_IF_ERROR(apply(pos, i));
+      if (!past_end) RETURN_IF_ERROR(PunchBlock(at));
       run = pos + n;
       run_piece = i + 1;
     }
@@ -269,6 +284,38 @@ Status ChunkWriter::ApplyLeavingHoles(uint64_t offset, std::span<const std::byte
   RETURN_IF_ERROR(apply(data.size(), piece_crcs.size()));
   const uint64_t end = offset + data.size();
   return end > length_ ? ZeroExtend(end) : Status::Ok();
+}
+
+Status ChunkWriter::PunchBlock(uint64_t at) {
+  static const std::vector<std::byte> zeros(kBlockSizeBytes);
+  static const uint32_t kZeroBlockCrc = common::Crc32c(zeros.data(), zeros.size());
+  const uint64_t block = at / kBlockSizeBytes;
+  FileIo& io = store_->io_;
+  {
+    std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
+    if (!building_) io_lock.lock();
+    Status s = io.PunchHole(fd_, kChunkDataOffset + at, kBlockSizeBytes, path_);
+    if (s.ok()) {
+      // The .tmp's zeros replace the base's bytes (a delta, ApplyDelta).
+      if (delta_) MarkWritten(block, block + 1);
+      char crc[4];
+      PutLe32(crc, kZeroBlockCrc);
+      s = io.PwriteFull(fd_, crc, sizeof(crc), kCrcTableOffset + block * 4, path_);
+      if (!s.ok() && !building_) store_->MarkDamaged(chunk_id_, version_, "punch failed half-way: " + s.ToString());
+      if (s.ok() && !building_) {
+        std::lock_guard<std::mutex> lock(store_->mu_);
+        auto it = store_->index_.find(chunk_id_);
+        if (it != store_->index_.end() && it->second.count(version_) != 0) {
+          it->second[version_].mtime_unix_ms = NowUnixMs();
+        }
+      }
+      return s.WithContext(ChunkName(chunk_id_, version_));
+    }
+    if (s.code() != common::StatusCode::kUnimplemented) return s.WithContext(ChunkName(chunk_id_, version_));
+  }
+  // The file system cannot punch: write the zeros.
+  const uint32_t crc = kZeroBlockCrc;
+  return ApplyVerified(at, zeros, std::span<const uint32_t>(&crc, 1));
 }
 
 Status ChunkWriter::ZeroExtend(uint64_t target) {
@@ -498,7 +545,8 @@ Status ChunkWriter::FillFromBase() {
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
     // The .tmp is a hole where it holds no block: the base's zero blocks
     // stay holes in the copy.
-    return ForEachNonZeroRun(buffer, [&](size_t b, size_t e) {
+    return ForEachBlockRun(buffer, [&](size_t b, size_t e, bool zeros) {
+      if (zeros) return Status::Ok();
       return data_.Write(fd_, path_, AsBytes(buffer).subspan(b, e - b), kChunkDataOffset + begin + b);
     });
   }));
@@ -668,7 +716,13 @@ Status ChunkStore::ApplyDelta(int delta_fd, const std::string& delta_path, uint6
   Status s = ForEachRun(held, true, length, [&](uint64_t begin, uint64_t end) {
     buffer.resize(end - begin);
     RETURN_IF_ERROR(io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, delta_path));
-    return io_.PwriteFull(fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path);
+    // Zero blocks (zeros the stream wrote over stored bytes, a punched
+    // range) free the base's room rather than fill it with zeros.
+    return ForEachBlockRun(buffer, [&](size_t b, size_t e, bool zeros) {
+      const uint64_t at = kChunkDataOffset + begin + b;
+      if (zeros) return ZeroRange(io_, fd, at, e - b, base_path);
+      return io_.PwriteFull(fd, buffer.data() + b, e - b, at, base_path);
+    });
   });
   if (s.ok()) s = io_.Ftruncate(fd, kChunkDataOffset + length, base_path);
   if (s.ok()) {

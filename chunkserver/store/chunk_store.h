@@ -74,10 +74,12 @@
 //     before any byte is written, so a full disk fails the write with
 //     RESOURCE_EXHAUSTED before it changes anything; a failing .tmp build is
 //     deleted. Zeros are not stored where they can be a hole instead: the gap
-//     before a write past the end, whole zero blocks written past the end
-//     (a replica pulled from a peer sends its gaps as zeros), and the base's
-//     zero blocks a full copy does not hold. So a sparse chunk takes only
-//     its data on every replica; a later write into a hole reserves it then.
+//     before a write past the end, whole zero blocks written (past the end,
+//     or over stored bytes: those are punched, in a delta when it is
+//     applied to the base), and the base's zero blocks a full copy does not
+//     hold. So a sparse chunk takes only its data on every replica, and a
+//     range a client punches (it writes zeros) frees its room; a later
+//     write into a hole reserves it then.
 //
 // CONCURRENCY: writers of one chunk are serialized (a ChunkWriter holds the
 // chunk's writer lock for its life); different chunks proceed in parallel.
@@ -201,12 +203,16 @@ class ChunkWriter {
   // Applies verified bytes at `offset` <= length_.
   common::Status ApplyVerified(uint64_t offset, std::span<const std::byte> data,
                                std::span<const uint32_t> piece_crcs);
-  // ApplyVerified, but whole zero blocks at or past the end become a hole
-  // (ZeroExtend) instead of written zeros: a replica pulled from a peer, a
-  // version built from empty and a writer of zeros keep holes holes. Zeros
-  // over stored bytes are written as any bytes.
+  // ApplyVerified, but whole zero blocks become holes instead of written
+  // zeros: at or past the end by ZeroExtend (a replica pulled from a peer,
+  // a version built from empty, a writer of zeros), over stored bytes by
+  // PunchBlock (a punched range of a file, zeros written over data).
   common::Status ApplyLeavingHoles(uint64_t offset, std::span<const std::byte> data,
                                    std::span<const uint32_t> piece_crcs);
+  // Makes whole block at `at` (< length_) zeros by punching it, with a zero
+  // block's CRC; writes zeros where the file system cannot punch. In place,
+  // punch then CRC, as a write's data then CRC (see ATOMICITY).
+  common::Status PunchBlock(uint64_t at);
   // Extends to `target` with zeros: a hole from the first whole block on.
   common::Status ZeroExtend(uint64_t target);
   // Makes length_ the length readers of a stored (in-place) version see.

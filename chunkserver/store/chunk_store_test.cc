@@ -414,6 +414,41 @@ TEST_F(ChunkStoreTest, NewVersion_FromASparseBaseStaysSparse) {
   EXPECT_EQ(*ReadAll(*store, 34, 4), expected);
 }
 
+// Zeros written over stored bytes (what a mount sends for a punched range
+// of a file) free their room: punched in place, and in a delta once it is
+// applied to the base, after a crash too.
+TEST_F(ChunkStoreTest, Write_ZerosOverStoredBytesFreeTheirRoom) {
+  const std::string zeros(2 << 20, '\0');
+  std::string expected = RandomBytes(8 << 20, 40);
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(WriteOnce(*store, 40, 1, 0, 0, expected).ok());
+    const uint64_t full = AllocatedBytes(store->TEST_PathOf(40, 1));
+    // In place; the range starts inside a block, whose zeros are written.
+    ASSERT_TRUE(WriteOnce(*store, 40, 1, 0, (1 << 20) + 100, zeros).ok());
+    expected.replace((1 << 20) + 100, zeros.size(), zeros);
+    EXPECT_LT(AllocatedBytes(store->TEST_PathOf(40, 1)), full - (1900u << 10));
+    EXPECT_EQ(*ReadAll(*store, 40, 1), expected);
+  }
+  // A delta (a quarter of the chunk), its commit cut off once the .delta is
+  // saved: start-up applies it, punching the base.
+  bool armed = false;
+  {
+    auto store = OpenStore(nullptr, [&armed](std::string_view s) {
+      return armed && s == "delta_saved" ? common::InternalError("simulated crash") : common::Status::Ok();
+    });
+    armed = true;
+    EXPECT_EQ(WriteOnce(*store, 40, 2, 1, 5 << 20, zeros).message(), "simulated crash");
+  }
+  expected.replace(5 << 20, zeros.size(), zeros);
+  auto store = OpenStore();
+  ASSERT_TRUE(store->Find(40, 2).ok());
+  EXPECT_LT(AllocatedBytes(store->TEST_PathOf(40, 2)), (4u << 20) + (200u << 10));
+  auto read = ReadAll(*store, 40, 2);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(*read, expected);
+}
+
 TEST_F(ChunkStoreTest, Write_IntoAHoleOnAFullDiskFailsAndChangesNothing) {
   FaultInjectingFileIo io;
   auto store = OpenStore(&io);

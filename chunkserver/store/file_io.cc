@@ -98,6 +98,18 @@ Status PosixFileIo::Reserve(int fd, uint64_t offset, uint64_t length, const std:
   return Status::Ok();
 }
 
+Status PosixFileIo::PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) {
+  if (length == 0) return Status::Ok();
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) != 0) {
+    if (errno == EOPNOTSUPP || errno == ENOSYS) {
+      return common::Status(common::StatusCode::kUnimplemented, "cannot punch holes in " + path);
+    }
+    return IoError(errno, "fallocate (punch) " + path);
+  }
+  return Status::Ok();
+}
+
 Status PosixFileIo::Ftruncate(int fd, uint64_t length, const std::string& path) {
   if (::ftruncate(fd, static_cast<off_t>(length)) != 0) return IoError(errno, "ftruncate " + path);
   return Status::Ok();
@@ -158,6 +170,11 @@ Status FaultInjectingFileIo::Reserve(int fd, uint64_t offset, uint64_t length,
   if (e == 0) e = fail_reserve_errno.load();
   if (e != 0) return IoError(e, "fallocate " + path + " (injected)");
   return PosixFileIo::Reserve(fd, offset, length, path);
+}
+
+Status FaultInjectingFileIo::PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) {
+  if (int e = fail_writes_errno.load(); e != 0) return IoError(e, "fallocate (punch) " + path + " (injected)");
+  return PosixFileIo::PunchHole(fd, offset, length, path);
 }
 
 }  // namespace dfs::chunkserver

@@ -50,6 +50,10 @@ class FileIo {
   virtual common::Status Reserve(int fd, uint64_t offset, uint64_t length,
                                  const std::string& path) = 0;
   virtual common::Status Ftruncate(int fd, uint64_t length, const std::string& path) = 0;
+  // fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, ...): the range
+  // reads as zeros and its space is freed. UNIMPLEMENTED when the file
+  // system cannot (the caller writes zeros instead).
+  virtual common::Status PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) = 0;
   // Size of the open file.
   virtual common::Result<uint64_t> FileSize(int fd, const std::string& path) = 0;
   virtual common::Status Rename(const std::string& from, const std::string& to) = 0;
@@ -83,6 +87,7 @@ class PosixFileIo : public FileIo {
   common::Status Fdatasync(int fd, const std::string& path) override;
   common::Status Reserve(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
   common::Status Ftruncate(int fd, uint64_t length, const std::string& path) override;
+  common::Status PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
   common::Result<uint64_t> FileSize(int fd, const std::string& path) override;
   common::Status Rename(const std::string& from, const std::string& to) override;
   common::Status Unlink(const std::string& path) override;
@@ -92,7 +97,7 @@ class PosixFileIo : public FileIo {
 };
 
 // PosixFileIo with switches for tests: when `fail_writes_errno` is non-zero,
-// every PwriteFull, PwriteDirect and Reserve fails with that errno (ENOSPC, EIO) without
+// every PwriteFull, PwriteDirect, Reserve and PunchHole fails with that errno (ENOSPC, EIO) without
 // touching the disk; `fail_reserve_errno` fails only Reserve (a disk that is
 // full: space already allocated can still be overwritten);
 // `fail_sync_errno` does the same for Fdatasync; and `fail_reads_errno` for
@@ -112,6 +117,7 @@ class FaultInjectingFileIo : public PosixFileIo {
                               const std::string& path) override;
   common::Status Fdatasync(int fd, const std::string& path) override;
   common::Status Reserve(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
+  common::Status PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
 };
 
 // errno -> Status, with ENOSPC and EDQUOT mapped to RESOURCE_EXHAUSTED

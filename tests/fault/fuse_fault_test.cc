@@ -1283,6 +1283,37 @@ TEST_F(FuseFaultTest, SparseChunk_TakesOnlyItsDataOnEveryReplicaAndWhenCopiedAga
   EXPECT_TRUE(got == want);
 }
 
+// A range punched out of a file (fallocate PUNCH_HOLE inside a chunk: the
+// mount writes zeros there) frees its room on every replica; VM images
+// whose guests discard blocks do this. Before, the zeros were stored.
+TEST_F(FuseFaultTest, PunchedRange_FreesItsRoomOnEveryReplica) {
+  auto cluster = LocalCluster::Up(/*mount=*/true);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().ToString();
+  const std::string path = (*cluster)->mount_point() + "/image";
+  std::string data(8 << 20, '\0');
+  Pattern(7, data.data(), data.size());
+  int fd = ::open(path.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 << 20, 6 << 20), 0) << std::strerror(errno);
+  ASSERT_EQ(::close(fd), 0);
+  std::fill(data.begin() + (1 << 20), data.begin() + (7 << 20), '\0');
+  for (int k = 1; k <= 3; ++k) {
+    const std::string file = OnlyChunkFile((*cluster)->dir() + "/cs-" + std::to_string(k));
+    ASSERT_FALSE(file.empty()) << "cs-" << k;
+    EXPECT_LT(AllocatedBytes(file), 3u << 20) << file;
+  }
+  const std::string check = (*cluster)->dir() + "/check";
+  ASSERT_TRUE((*cluster)->MountAgain(check).ok());
+  std::string got(data.size(), 'x');
+  fd = ::open((check + "/image").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
+  ::close(fd);
+  EXPECT_TRUE(got == data);
+}
+
 // Issue [cluster-ops]: a byte rots in one replica on disk, where nobody
 // reads it. The scrubber finds it, meta drops that copy and copies the chunk
 // again from a good one; the file reads back right.
