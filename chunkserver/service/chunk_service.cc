@@ -198,6 +198,7 @@ grpc::Status ChunkServiceImpl::DoWrite(grpc::ServerContext* context,
   reply->set_chunk_length(*length);
   reply->set_durable(header.durable());
   reply->set_built_from_version((*writer)->built_from());
+  if (std::optional<uint64_t> stored = (*writer)->stored_bytes()) reply->set_stored_bytes(*stored);
   return grpc::Status::OK;
 }
 

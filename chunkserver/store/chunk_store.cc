@@ -560,6 +560,7 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   FileIo& io = store_->io_;
   if (!building_) {
     if (durable) RETURN_IF_ERROR(io.Fdatasync(fd_, path_));
+    NoteStoredBytes(fd_, path_);
     return length_;
   }
   if (delta_) {
@@ -591,7 +592,14 @@ Result<uint64_t> ChunkWriter::Commit(bool durable) {
   }
   RETURN_IF_ERROR(Crash("after_unlink_old"));
   if (durable && !removed.empty()) RETURN_IF_ERROR(io.FsyncDir(dir));
+  NoteStoredBytes(fd_, path_);
   return length_;
+}
+
+void ChunkWriter::NoteStoredBytes(int fd, const std::string& path) {
+  // The header and CRC table take the first 8 KiB of every version.
+  Result<uint64_t> allocated = store_->io_.AllocatedBytes(fd, path);
+  if (allocated.ok()) stored_bytes_ = *allocated - std::min(*allocated, kChunkDataOffset);
 }
 
 std::vector<uint64_t> ChunkWriter::Install() {
@@ -668,6 +676,7 @@ Result<uint64_t> ChunkWriter::CommitDelta() {
     if (version != built_from_) (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "chunk"));
     (void)io.Unlink(store_->FileOf(folder_, chunk_id_, version, "damaged"));
   }
+  NoteStoredBytes(base_fd_, final_path);  // the base file is the version now
   return length_;
 }
 

@@ -96,6 +96,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -190,6 +191,9 @@ class ChunkWriter {
   common::Result<uint64_t> Commit(bool durable);
 
   uint64_t length() const { return length_; }
+  // After Commit: what the version's data takes on disk (holes take
+  // nothing; the header and CRC table not counted); nullopt when unknown.
+  std::optional<uint64_t> stored_bytes() const { return stored_bytes_; }
   bool building_new_version() const { return building_; }
   // The stored version a new version is built from (see StartWrite); 0 in
   // place or from nothing.
@@ -225,6 +229,8 @@ class ChunkWriter {
   // ordinary full copy.
   common::Status FillFromBase();
   common::Result<uint64_t> CommitDelta();
+  // Sets stored_bytes_ from the committed version's file.
+  void NoteStoredBytes(int fd, const std::string& path);
   // The crash hook at `step`; a simulated crash leaves the files as they are.
   common::Status Crash(std::string_view step);
   // Lists this finished version in the index in place of the older ones;
@@ -261,6 +267,7 @@ class ChunkWriter {
   uint64_t base_length_ = 0;
   uint64_t cut_ = 0;
   std::vector<bool> held_;
+  std::optional<uint64_t> stored_bytes_;
 };
 
 class ChunkStore {

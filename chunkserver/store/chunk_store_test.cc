@@ -369,6 +369,33 @@ TEST_F(ChunkStoreTest, Write_AGapBeforeAFarWriteIsAHole) {
   EXPECT_EQ(*ReadAll(*store, 31, 1), expected);
 }
 
+// What a commit says the version takes on disk (WriteReply.stored_bytes,
+// the file's blocks in meta): its data, not its holes or its header.
+TEST_F(ChunkStoreTest, Commit_SaysWhatTheVersionStores) {
+  auto store = OpenStore();
+  const std::string data = RandomBytes(1 << 20, 41);
+  auto far = [&](uint64_t version, uint64_t base, uint64_t offset) -> std::optional<uint64_t> {
+    auto writer = store->StartWrite({41, version, base, false});
+    EXPECT_TRUE(writer.ok());
+    if (!writer.ok()) return std::nullopt;
+    EXPECT_TRUE((*writer)->Write(offset, Bytes(data), PieceCrcsOf(offset, data)).ok());
+    EXPECT_TRUE((*writer)->Commit(true).ok());
+    return (*writer)->stored_bytes();
+  };
+  std::optional<uint64_t> built = far(1, 0, 30 << 20);  // a new version
+  ASSERT_TRUE(built.has_value());
+  EXPECT_GE(*built, data.size());
+  EXPECT_LT(*built, data.size() + (64u << 10));
+  std::optional<uint64_t> in_place = far(1, 0, 10 << 20);
+  ASSERT_TRUE(in_place.has_value());
+  EXPECT_GE(*in_place, 2 * data.size());
+  EXPECT_LT(*in_place, 2 * data.size() + (128u << 10));
+  std::optional<uint64_t> delta = far(2, 1, 20 << 20);  // patched into the base
+  ASSERT_TRUE(delta.has_value());
+  EXPECT_GE(*delta, 3 * data.size());
+  EXPECT_LT(*delta, 3 * data.size() + (192u << 10));
+}
+
 TEST_F(ChunkStoreTest, Write_WholeZeroBlocksPastTheEndAreHoles) {
   // What a replica pulled from a peer, or a version built from empty, is
   // sent: every byte of a sparse chunk, its gap as zeros.

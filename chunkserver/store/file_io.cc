@@ -121,6 +121,12 @@ Result<uint64_t> PosixFileIo::FileSize(int fd, const std::string& path) {
   return static_cast<uint64_t>(st.st_size);
 }
 
+Result<uint64_t> PosixFileIo::AllocatedBytes(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return IoError(errno, "fstat " + path);
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
 Status PosixFileIo::Rename(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) return IoError(errno, "rename " + from + " -> " + to);
   return Status::Ok();

@@ -56,6 +56,8 @@ class FileIo {
   virtual common::Status PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) = 0;
   // Size of the open file.
   virtual common::Result<uint64_t> FileSize(int fd, const std::string& path) = 0;
+  // Bytes the file system allocated to the open file (st_blocks * 512).
+  virtual common::Result<uint64_t> AllocatedBytes(int fd, const std::string& path) = 0;
   virtual common::Status Rename(const std::string& from, const std::string& to) = 0;
   // NotFound if it does not exist.
   virtual common::Status Unlink(const std::string& path) = 0;
@@ -89,6 +91,7 @@ class PosixFileIo : public FileIo {
   common::Status Ftruncate(int fd, uint64_t length, const std::string& path) override;
   common::Status PunchHole(int fd, uint64_t offset, uint64_t length, const std::string& path) override;
   common::Result<uint64_t> FileSize(int fd, const std::string& path) override;
+  common::Result<uint64_t> AllocatedBytes(int fd, const std::string& path) override;
   common::Status Rename(const std::string& from, const std::string& to) override;
   common::Status Unlink(const std::string& path) override;
   common::Status FsyncDir(const std::string& path) override;

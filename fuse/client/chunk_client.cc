@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -95,7 +96,7 @@ std::vector<ChunkClient::Piece> ChunkClient::CutIntoMessages(std::span<const Ran
   return pieces;
 }
 
-Result<uint64_t> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
+Result<pb::WriteReply> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
                                        const pb::ReplicaLocation& replica, std::span<const Piece> pieces,
                                        bool durable, std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub& stub = StubFor(replica.address());
@@ -144,10 +145,10 @@ Result<uint64_t> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb::Chunk
   grpc::Status s = writer->Finish();
   if (!s.ok()) return common::FromGrpcStatus(s).WithContext("write chunk " + std::to_string(lease.chunk_id()) +
                                                             " on " + replica.address());
-  return reply.built_from_version();
+  return reply;
 }
 
-Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
+Result<ChunkClient::Written> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
                                                  bool durable, std::optional<uint64_t> truncate_to) {
   // Every replica of the lease holds all earlier writes under it (the
   // caller drops those that missed one), so sending the same ranges again
@@ -157,7 +158,7 @@ Result<std::vector<uint64_t>> ChunkClient::Write(const pb::ChunkLease& lease, st
   return Retry([&] { return WriteOnce(lease, pieces, durable, truncate_to); });
 }
 
-Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
+Result<ChunkClient::Written> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
                                                      bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   const uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
@@ -175,10 +176,10 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
     uint32_t ok = 0;
     std::optional<std::chrono::steady_clock::time_point> quorum_at;
   } progress;
-  std::vector<std::future<Result<uint64_t>>> results;
+  std::vector<std::future<Result<pb::WriteReply>>> results;
   for (int i = 0; i < n; ++i) {
     results.push_back(std::async(std::launch::async, [&, i] {
-      Result<uint64_t> r = WriteOne(contexts[i], lease, lease.replicas(i), pieces, durable, truncate_to);
+      Result<pb::WriteReply> r = WriteOne(contexts[i], lease, lease.replicas(i), pieces, durable, truncate_to);
       std::lock_guard<std::mutex> lock(progress.mu);
       ++progress.done;
       if (r.ok() && ++progress.ok == quorum) progress.quorum_at = std::chrono::steady_clock::now();
@@ -207,18 +208,22 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
   }
   std::vector<uint64_t> acked;
   std::vector<uint64_t> from_abandoned;  // built from a newer version than the base
+  std::map<uint64_t, uint64_t> stored;   // node -> WriteReply.stored_bytes
   Status first_error;
   for (int i = 0; i < n; ++i) {
-    Result<uint64_t> built_from = results[i].get();
+    Result<pb::WriteReply> reply = results[i].get();
     const uint64_t node = lease.replicas(i).node_id();
-    if (built_from.ok()) {
+    if (reply.ok()) {
       acked.push_back(node);
-      if (lease.base_version() != 0 && *built_from > lease.base_version()) from_abandoned.push_back(node);
+      if (lease.base_version() != 0 && reply->built_from_version() > lease.base_version()) {
+        from_abandoned.push_back(node);
+      }
+      if (reply->has_stored_bytes()) stored[node] = reply->stored_bytes();
     } else {
-      spdlog::warn("{}", built_from.status().ToString());
+      spdlog::warn("{}", reply.status().ToString());
       // An answer (disk full...) says more than a silence, and is not retried.
-      if (first_error.ok() || (Unanswered(first_error) && !Unanswered(built_from.status()))) {
-        first_error = built_from.status();
+      if (first_error.ok() || (Unanswered(first_error) && !Unanswered(reply.status()))) {
+        first_error = reply.status();
       }
     }
   }
@@ -241,7 +246,13 @@ Result<std::vector<uint64_t>> ChunkClient::WriteOnce(const pb::ChunkLease& lease
                                    std::to_string(lease.replicas_size()) + " replicas took the write, need " +
                                    std::to_string(quorum));
   }
-  return acked;
+  Written written;
+  for (uint64_t node : acked) {
+    auto it = stored.find(node);
+    if (it != stored.end()) written.stored_bytes = std::max(written.stored_bytes.value_or(0), it->second);
+  }
+  written.acked = std::move(acked);
+  return written;
 }
 
 Status ChunkClient::ReadFrom(const pb::ChunkLocation& location, const pb::ReplicaLocation& replica,

@@ -62,8 +62,9 @@ class ChunkClient {
   // first write under the lease, then writes in place. With `truncate_to`,
   // the version's length becomes exactly that after the data (an empty write
   // cuts a copy built from a longer base). Returns the node ids that
-  // acknowledged (at least W) or the error of the quorum failure
-  // (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
+  // acknowledged (at least W) and what the version takes on their disks
+  // (the most any said; none when none said), or the error of the quorum
+  // failure (Unavailable, ResourceExhausted for disk full, PermissionDenied...).
   // Replicas that built the version from one a dead writer abandoned, not
   // from the lease's base, are left out when those that had the base make a
   // quorum (see the .cc): the acknowledged replicas always hold equal bytes.
@@ -71,8 +72,12 @@ class ChunkClient {
     uint64_t offset_in_chunk = 0;
     std::string_view data;
   };
-  common::Result<std::vector<uint64_t>> Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
-                                              bool durable, std::optional<uint64_t> truncate_to = std::nullopt);
+  struct Written {
+    std::vector<uint64_t> acked;
+    std::optional<uint64_t> stored_bytes;  // WriteReply.stored_bytes
+  };
+  common::Result<Written> Write(const pb::ChunkLease& lease, std::span<const Range> ranges, bool durable,
+                                std::optional<uint64_t> truncate_to = std::nullopt);
 
   // Blocks [first_block, first_block + count) of a chunk version, clipped to
   // the chunk length; each string is one verified block. DataLoss if no
@@ -102,14 +107,14 @@ class ChunkClient {
     std::vector<uint32_t> crcs;
   };
   static std::vector<Piece> CutIntoMessages(std::span<const Range> ranges);
-  // The version the replica built from (WriteReply.built_from_version).
-  // `ctx` is the caller's, with the deadline set, so that it can cancel.
-  common::Result<uint64_t> WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
+  // The replica's answer (built_from_version, stored_bytes). `ctx` is the
+  // caller's, with the deadline set, so that it can cancel.
+  common::Result<pb::WriteReply> WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
                                     const pb::ReplicaLocation& replica, std::span<const Piece> pieces, bool durable,
                                     std::optional<uint64_t> truncate_to);
   // One round of Write over the replicas.
-  common::Result<std::vector<uint64_t>> WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
-                                                  bool durable, std::optional<uint64_t> truncate_to);
+  common::Result<Written> WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces, bool durable,
+                                    std::optional<uint64_t> truncate_to);
   // One replica's answer to a Read of [offset, offset + length), each
   // verified piece handed to `take` as it arrives: whole blocks unless
   // `exact`.

@@ -775,8 +775,8 @@ Result<FileSystem::LeaseState*> FileSystem::LeaseFor(uint64_t ino, uint64_t hand
     // stored base may hold older bytes past it. Build the new version cut to
     // the recorded length first, so a later write past the end leaves zeros
     // in the gap, not those bytes.
-    ASSIGN_OR_RETURN(std::vector<uint64_t> acked,
-                     chunks_.Write(state.lease, {}, /*durable=*/false, state.length));
+    ASSIGN_OR_RETURN(ChunkClient::Written cut, chunks_.Write(state.lease, {}, /*durable=*/false, state.length));
+    const std::vector<uint64_t>& acked = cut.acked;
     auto* replicas = state.lease.mutable_replicas();
     replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
                                    [&](const pb::ReplicaLocation& r) {
@@ -856,12 +856,13 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
     }
     ls.in_meta.reset();
     ls.unwritten = false;  // from here a chunkserver may hold bytes of this version
-    auto acked = chunks_.Write(ls.lease, with_base.empty() ? ranges : with_base, /*durable=*/true);
-    if (!acked.ok()) {
-      status = acked.status();
+    auto written = chunks_.Write(ls.lease, with_base.empty() ? ranges : with_base, /*durable=*/true);
+    if (!written.ok()) {
+      status = written.status();
       st.leases.erase(chunk_index);
       break;
     }
+    const std::vector<uint64_t>* acked = &written->acked;
     for (const ChunkClient::Range& r : ranges) ls.length = std::max(ls.length, r.offset_in_chunk + r.data.size());
     // A replica that missed a write under this lease must not get later
     // writes of the same version: it would hold a version with a gap.
@@ -879,6 +880,8 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
     commit.set_version(ls.lease.version());
     commit.set_length(ls.length);
     for (uint64_t node : *acked) commit.add_replica_node_ids(node);
+    // For the file's blocks (`du`): a sparse chunk takes less than its length.
+    if (written->stored_bytes) commit.set_stored_bytes(*written->stored_bytes);
 
     pb::ChunkLocation& loc = pending.new_locations[chunk_index];
     loc.set_chunk_index(chunk_index);

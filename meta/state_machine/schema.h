@@ -32,6 +32,10 @@
 //   xattrs(ino, name, value)            PK (ino, name)
 //   chunks(ino, idx, chunk_id, version, length)  PK (ino, idx), unique chunk_id
 //       version/length: the committed version; a hole has no row.
+//   chunk_stored(chunk_id PK, bytes)  what a chunk's committed version takes
+//       on its replicas' disks (pb.ChunkCommit.stored_bytes), when its
+//       writer said: a file's blocks count the lesser of that and `length`
+//       (kStoredBlocksSql). None: `length` (older writers, inline chunks).
 //   chunk_data(chunk_id PK, data)  chunks kept in meta rather than on
 //       chunkservers (a small file's chunk 0, pb.ChunkCommit.inlined): the
 //       chunk's `length` bytes; such a chunk has no `replicas` at its

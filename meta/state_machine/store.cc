@@ -144,7 +144,8 @@ uint64_t ReadCounter(Db& db, const char* name) {
 }
 
 uint64_t StoredBlocks(Db& db, uint64_t ino) {
-  Stmt stmt = db.Prepare("SELECT COALESCE(SUM((length + 511) / 512), 0) FROM chunks WHERE ino=?");
+  static const std::string sql = "SELECT " + std::string(kStoredBlocksSql) + "?)";  // Prepare caches by pointer
+  Stmt stmt = db.Prepare(sql.c_str());
   stmt.BindU(1, ino);
   return stmt.Step() ? stmt.UInt(0) : 0;
 }
@@ -181,6 +182,11 @@ void DropChunk(Db& db, uint64_t chunk_id) {
   }
   {
     Stmt stmt = db.Prepare("DELETE FROM leases WHERE chunk_id=?");
+    stmt.BindU(1, chunk_id);
+    stmt.Run();
+  }
+  {
+    Stmt stmt = db.Prepare("DELETE FROM chunk_stored WHERE chunk_id=?");
     stmt.BindU(1, chunk_id);
     stmt.Run();
   }

@@ -89,7 +89,13 @@ uint64_t TakeCounter(Db& db, const char* name);
 // Adds `delta` to a counter.
 void AddToCounter(Db& db, const char* name, int64_t delta);
 uint64_t ReadCounter(Db& db, const char* name);
-// Blocks (512-byte units) stored for a file, from its committed chunk lengths.
+// A file's blocks (512-byte units): per chunk the lesser of its committed
+// length and what its replicas said it takes (chunk_stored). Completed with
+// the inode's column and ")": "?)" for a parameter, "d.ino)" in a listing.
+inline constexpr std::string_view kStoredBlocksSql =
+    "(SELECT COALESCE(SUM((MIN(c.length, COALESCE(s.bytes, c.length)) + 511) / 512), 0) FROM chunks c "
+    "LEFT JOIN chunk_stored s ON s.chunk_id = c.chunk_id WHERE c.ino = ";
+// Blocks (512-byte units) stored for a file (kStoredBlocksSql).
 uint64_t StoredBlocks(Db& db, uint64_t ino);
 void ToAttr(const Inode& inode, uint64_t blocks, pb::Attr* out);
 

@@ -1253,6 +1253,12 @@ TEST_F(FuseFaultTest, SparseChunk_TakesOnlyItsDataOnEveryReplicaAndWhenCopiedAga
     EXPECT_LT(AllocatedBytes(file), 3u << 20) << file;
   }
   ASSERT_EQ(holders.size(), 3u);
+  // And du says so: the file's blocks count what its copies store.
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, kFar + static_cast<off_t>(data.size()));
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 3u << 20);
+  EXPECT_GE(static_cast<uint64_t>(st.st_blocks) * 512, data.size());
   int spare = 10;  // the node without a copy
   for (int k = 1; k <= 4; ++k) spare = std::find(holders.begin(), holders.end(), k) == holders.end() ? k : spare;
   // A holder dies; meta copies the chunk onto the spare node.
@@ -1304,6 +1310,9 @@ TEST_F(FuseFaultTest, PunchedRange_FreesItsRoomOnEveryReplica) {
     ASSERT_FALSE(file.empty()) << "cs-" << k;
     EXPECT_LT(AllocatedBytes(file), 3u << 20) << file;
   }
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 3u << 20) << "du of the punched file";
   const std::string check = (*cluster)->dir() + "/check";
   ASSERT_TRUE((*cluster)->MountAgain(check).ok());
   std::string got(data.size(), 'x');

@@ -255,6 +255,15 @@ Status CommitWrite(OpContext& ctx, const pb::CommitWriteRequest& req, pb::OpResu
     Stmt upd = ctx.db.Prepare("UPDATE chunks SET version=?, length=? WHERE chunk_id=?");
     upd.BindU(1, commit.version()).BindU(2, commit.length()).BindU(3, chunk->chunk_id);
     upd.Run();
+    if (commit.has_stored_bytes() && !commit.inlined()) {
+      Stmt stored = ctx.db.Prepare("INSERT OR REPLACE INTO chunk_stored(chunk_id, bytes) VALUES(?,?)");
+      stored.BindU(1, chunk->chunk_id).BindU(2, commit.stored_bytes());
+      stored.Run();
+    } else {
+      Stmt unknown = ctx.db.Prepare("DELETE FROM chunk_stored WHERE chunk_id=?");
+      unknown.BindU(1, chunk->chunk_id);
+      unknown.Run();
+    }
     if (commit.inlined()) {
       Stmt keep = ctx.db.Prepare("INSERT OR REPLACE INTO chunk_data(chunk_id, data) VALUES(?,?)");
       keep.BindU(1, chunk->chunk_id).Bind(2, std::string_view(commit.data()));

@@ -322,6 +322,45 @@ TEST_F(ChunkTest, ReadDirPlus_CountsCommittedBlocks) {
   EXPECT_EQ(reply.entries(0).attr().SerializeAsString(), expected.SerializeAsString());
 }
 
+// A sparse chunk: the file's blocks count what its writer said the
+// replicas store (du), never more than the committed length; a commit that
+// says nothing (an older mount or chunkserver) counts the length again.
+TEST_F(ChunkTest, CommitWrite_BlocksCountWhatTheReplicasStore) {
+  auto commit = [&](const pb::ChunkLease& lease, uint64_t length, std::optional<uint64_t> stored) {
+    pb::Op op;
+    op.set_client_id(client_);
+    *op.mutable_commit_write() = CommitRequest(lease, length, length);
+    if (stored) op.mutable_commit_write()->mutable_chunks(0)->set_stored_bytes(*stored);
+    return h.Apply(op);
+  };
+  pb::ChunkLease lease = Lease(0, client_, handle_, NowMs() + 60'000).lease();
+  pb::OpResult committed = commit(lease, 37 * kMiB, kMiB + 8192);
+  ASSERT_EQ(committed.status().code(), 0);
+  EXPECT_EQ(committed.attr().size(), 37 * kMiB);
+  EXPECT_EQ(committed.attr().blocks(), (kMiB + 8192) / 512);
+  pb::Attr attr;
+  ASSERT_EQ(h.GetAttr(file_.ino(), &attr), 0);
+  EXPECT_EQ(attr.blocks(), (kMiB + 8192) / 512);
+  pb::ReadDirRequest list;
+  list.set_ino(kRoot);
+  pb::ReadDirReply listed;
+  h.sm().ReadDir(list, true, &listed);
+  ASSERT_EQ(listed.entries_size(), 1);
+  EXPECT_EQ(listed.entries(0).attr().blocks(), (kMiB + 8192) / 512);
+  // A dense chunk's allocation rounds up: the length counts.
+  EXPECT_EQ(commit(lease, 3 * kMiB + 1, 3 * kMiB + 4096).attr().blocks(), 3 * kMiB / 512 + 1);
+  // Said nothing: the length.
+  EXPECT_EQ(commit(lease, 37 * kMiB, std::nullopt).attr().blocks(), 37 * kMiB / 512);
+  // Cut shorter than it stores: the length bounds it.
+  ASSERT_EQ(commit(lease, 37 * kMiB, 2 * kMiB).status().code(), 0);
+  pb::SetAttrRequest cut;
+  cut.set_ino(file_.ino());
+  cut.set_valid(pb::SET_SIZE);
+  cut.set_size(kMiB);
+  ASSERT_EQ(h.SetAttr(cut, &attr), 0);
+  EXPECT_EQ(attr.blocks(), kMiB / 512);
+}
+
 // tar and cp -a set times and owners right after writing: the client sends
 // the pending commit inside that SetAttr, one entry for both.
 TEST_F(ChunkTest, SetAttrWithCommit_AppliesBothOrNeither) {
