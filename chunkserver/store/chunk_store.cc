@@ -136,15 +136,20 @@ Status ForEachRun(const std::vector<bool>& held, bool want, uint64_t length,
   return Status::Ok();
 }
 
-// Splits `buffer` into runs of its 64 KiB blocks (from its start) that are
-// all zeros or not, and calls `run(begin, end, zeros)` for each, in order:
-// copies leave zero blocks a hole.
-Status ForEachBlockRun(std::string_view buffer, const std::function<Status(size_t, size_t, bool)>& run) {
+// The file system's unit of allocation (and of a hole) on the disks we
+// know; a copy skips zeros in units of it.
+constexpr size_t kPageBytes = 4096;
+
+// Splits `buffer` into runs of its `unit`-sized pieces (from its start) that
+// are all zeros or not, and calls `run(begin, end, zeros)` for each, in
+// order: copies leave zeros a hole.
+Status ForEachRunOfZeros(std::string_view buffer, size_t unit,
+                         const std::function<Status(size_t, size_t, bool)>& run) {
   const std::span<const std::byte> bytes = AsBytes(buffer);
   size_t begin = 0;
   bool zeros = false;
-  for (size_t pos = 0; pos < bytes.size(); pos += kBlockSizeBytes) {
-    const bool zero = IsZero(bytes.subspan(pos, std::min<size_t>(kBlockSizeBytes, bytes.size() - pos)));
+  for (size_t pos = 0; pos < bytes.size(); pos += unit) {
+    const bool zero = IsZero(bytes.subspan(pos, std::min<size_t>(unit, bytes.size() - pos)));
     if (pos == 0) zeros = zero;
     if (zero == zeros) continue;
     RETURN_IF_ERROR(run(begin, pos, zeros));
@@ -320,27 +325,31 @@ Status ChunkWriter::PunchBlock(uint64_t at) {
 
 Status ChunkWriter::ZeroExtend(uint64_t target) {
   static const std::vector<std::byte> zeros(kBlockSizeBytes);
-  // The partial last block is patched with zeros the normal way.
-  if (length_ < target && length_ % kBlockSizeBytes != 0) {
-    uint64_t block_end = (length_ / kBlockSizeBytes + 1) * kBlockSizeBytes;
-    size_t n = static_cast<size_t>(std::min(block_end, target) - length_);
-    std::span<const std::byte> z(zeros.data(), n);
-    uint32_t crc = common::Crc32c(z);
-    RETURN_IF_ERROR(ApplyVerified(length_, z, std::span<const uint32_t>(&crc, 1)));
-  }
   if (length_ >= target) return Status::Ok();
-  // Whole blocks from a block boundary: extend the file, so the new range
-  // is a hole that reads as zeros and takes no room, and store the CRCs of
-  // zero blocks. A later write into the hole reserves what it writes
-  // (ApplyLocked), so a full disk fails that write cleanly, as on ext4.
+  // Extend the file, so the new range is a hole that reads as zeros and
+  // takes no room (the partial last block's tail too: a file's bytes past
+  // its end read as zeros once it is extended), and store the CRCs: of zero
+  // blocks, and for a partial last block its stored CRC extended over the
+  // zeros, so a bad stored block stays bad. A later write into the hole
+  // reserves what it writes (ApplyLocked), so a full disk fails that write
+  // cleanly, as on ext4. A delta need not hold that block: the base's
+  // bytes stand, and applying extends the base's file likewise.
   FileIo& io = store_->io_;
   std::unique_lock<std::shared_mutex> io_lock(slot_->io_mu, std::defer_lock);
   if (!building_) io_lock.lock();
   const uint64_t first_block = length_ / kBlockSizeBytes;
   const uint64_t count = common::BlockCount(target) - first_block;
+  const bool partial = length_ % kBlockSizeBytes != 0;
   static const uint32_t kZeroBlockCrc = common::Crc32c(zeros.data(), zeros.size());
   std::string table(count * 4, '\0');
-  for (uint64_t i = 0; i < count; ++i) {
+  if (partial) {
+    RETURN_IF_ERROR(io.PreadFull(fd_, table.data(), 4, kCrcTableOffset + first_block * 4, path_)
+                        .WithContext(ChunkName(chunk_id_, version_)));
+    const uint64_t block_end = std::min((first_block + 1) * kBlockSizeBytes, target);
+    PutLe32(table.data(), common::Crc32cExtend(GetLe32(table.data()),
+                                               std::span<const std::byte>(zeros.data(), block_end - length_)));
+  }
+  for (uint64_t i = partial ? 1 : 0; i < count; ++i) {
     uint64_t len = common::BlockLength(target, first_block + i);
     PutLe32(table.data() + 4 * i, len == kBlockSizeBytes ? kZeroBlockCrc : common::Crc32c(zeros.data(), len));
   }
@@ -348,6 +357,7 @@ Status ChunkWriter::ZeroExtend(uint64_t target) {
   Status s = io.PwriteFull(fd_, table.data(), table.size(), kCrcTableOffset + first_block * 4, path_);
   if (!s.ok()) {
     (void)io.Ftruncate(fd_, kChunkDataOffset + length_, path_);
+    if (partial && !building_) store_->MarkDamaged(chunk_id_, version_, "extension failed half-way: " + s.ToString());
     return s.WithContext(ChunkName(chunk_id_, version_));
   }
   length_ = target;
@@ -518,9 +528,10 @@ Status ChunkWriter::Materialize(uint64_t block) {
     FileIo& io = store_->io_;
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
     // The .tmp is a hole here (it never held the block): zeros stay one.
-    if (!IsZero(AsBytes(buffer))) {
-      RETURN_IF_ERROR(io.PwriteFull(fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, path_));
-    }
+    RETURN_IF_ERROR(ForEachRunOfZeros(buffer, kPageBytes, [&](size_t b, size_t e, bool zeros) {
+      if (zeros) return Status::Ok();
+      return io.PwriteFull(fd_, buffer.data() + b, e - b, kChunkDataOffset + begin + b, path_);
+    }));
   }
   held_[block] = true;
   return Status::Ok();
@@ -545,7 +556,7 @@ Status ChunkWriter::FillFromBase() {
     RETURN_IF_ERROR(io.PreadFull(base_fd_, buffer.data(), buffer.size(), kChunkDataOffset + begin, base_path_));
     // The .tmp is a hole where it holds no block: the base's zero blocks
     // stay holes in the copy.
-    return ForEachBlockRun(buffer, [&](size_t b, size_t e, bool zeros) {
+    return ForEachRunOfZeros(buffer, kPageBytes, [&](size_t b, size_t e, bool zeros) {
       if (zeros) return Status::Ok();
       return data_.Write(fd_, path_, AsBytes(buffer).subspan(b, e - b), kChunkDataOffset + begin + b);
     });
@@ -725,9 +736,10 @@ Status ChunkStore::ApplyDelta(int delta_fd, const std::string& delta_path, uint6
   Status s = ForEachRun(held, true, length, [&](uint64_t begin, uint64_t end) {
     buffer.resize(end - begin);
     RETURN_IF_ERROR(io_.PreadFull(delta_fd, buffer.data(), buffer.size(), kChunkDataOffset + begin, delta_path));
-    // Zero blocks (zeros the stream wrote over stored bytes, a punched
-    // range) free the base's room rather than fill it with zeros.
-    return ForEachBlockRun(buffer, [&](size_t b, size_t e, bool zeros) {
+    // Zero pages (zeros the stream wrote over stored bytes, a punched
+    // range, the rest of a block a small write went into) free the base's
+    // room rather than fill it with zeros.
+    return ForEachRunOfZeros(buffer, kPageBytes, [&](size_t b, size_t e, bool zeros) {
       const uint64_t at = kChunkDataOffset + begin + b;
       if (zeros) return ZeroRange(io_, fd, at, e - b, base_path);
       return io_.PwriteFull(fd, buffer.data() + b, e - b, at, base_path);

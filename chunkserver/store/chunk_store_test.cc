@@ -369,6 +369,34 @@ TEST_F(ChunkStoreTest, Write_AGapBeforeAFarWriteIsAHole) {
   EXPECT_EQ(*ReadAll(*store, 31, 1), expected);
 }
 
+// Extending past a partial last block writes no zeros into it either: its
+// tail past the old end reads as zeros once the file is extended, and its
+// CRC is the stored one extended over them, so a bad block stays bad.
+TEST_F(ChunkStoreTest, Write_PastAPartialLastBlockWritesNoZeros) {
+  auto store = OpenStore();
+  const std::string tail = RandomBytes(4096, 42);
+  ASSERT_TRUE(WriteOnce(*store, 42, 1, 0, 0, "abc").ok());
+  ASSERT_TRUE(WriteOnce(*store, 42, 1, 0, 200 << 10, tail).ok());
+  // The header, the CRC table, a page for "abc" and one for the tail.
+  EXPECT_LE(AllocatedBytes(store->TEST_PathOf(42, 1)), 16u << 10);
+  std::string expected = "abc" + std::string((200 << 10) - 3, '\0') + tail;
+  EXPECT_EQ(*ReadAll(*store, 42, 1), expected);
+  // A new version (a delta) extending past its partial last block.
+  ASSERT_TRUE(WriteOnce(*store, 42, 2, 1, expected.size() + 70'000, "x").ok());
+  expected += std::string(70'000, '\0') + "x";
+  EXPECT_EQ(*ReadAll(*store, 42, 2), expected);
+  // A rotten partial block, extended: still refused.
+  ASSERT_TRUE(WriteOnce(*store, 43, 1, 0, 0, "hello").ok());
+  int fd = ::open(store->TEST_PathOf(43, 1).c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "J", 1, kChunkDataOffset), 1);
+  ::close(fd);
+  ASSERT_TRUE(WriteOnce(*store, 43, 1, 0, 300'000, "far").ok());
+  std::string out;
+  BlockRead blocks;
+  EXPECT_EQ(store->ReadBlocks(43, 1, 0, 1, &out, &blocks).code(), StatusCode::kDataLoss);
+}
+
 // What a commit says the version takes on disk (WriteReply.stored_bytes,
 // the file's blocks in meta): its data, not its holes or its header.
 TEST_F(ChunkStoreTest, Commit_SaysWhatTheVersionStores) {
