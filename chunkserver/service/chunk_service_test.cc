@@ -411,34 +411,36 @@ TEST(ChunkServiceImpl, ListChunks_Pages) {
   EXPECT_EQ(pages, (std::vector<int>{2, 2, 1}));
 }
 
+// Asks `target` to copy (chunk_id, version) from `source`.
+grpc::Status Replicate(InProcessChunkserver& target, const InProcessChunkserver& source, uint64_t chunk_id,
+                       uint64_t version, pb::ReplicateFromReply* reply) {
+  grpc::ClientContext context;
+  pb::ReplicateFromRequest request;
+  request.set_chunk_id(chunk_id);
+  request.set_version(version);
+  request.set_source_address(source.address);
+  return target.stub->ReplicateFrom(&context, request, reply);
+}
+
 TEST(ChunkServiceImpl, ReplicateFrom_PullsVerifiesAndInstalls) {
   InProcessChunkserver source;
   InProcessChunkserver target;
   const std::string data = RandomBytes(3'333'333, 4);
   ASSERT_TRUE(WriteChunk(*source.stub, Header(11, 2, 0, 0), Bytes(data)).ok());
-  grpc::ClientContext context;
-  pb::ReplicateFromRequest request;
-  request.set_chunk_id(11);
-  request.set_version(2);
-  request.set_source_address(source.address);
   pb::ReplicateFromReply reply;
-  grpc::Status s = target.stub->ReplicateFrom(&context, request, &reply);
+  grpc::Status s = Replicate(target, source, 11, 2, &reply);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(reply.length(), data.size());
   EXPECT_EQ(*ReadChunk(*target.stub, 11, 2, 0, common::kChunkSizeBytes), data);
   // A missing source chunk fails cleanly and installs nothing.
-  grpc::ClientContext c2;
-  request.set_chunk_id(12);
-  EXPECT_EQ(target.stub->ReplicateFrom(&c2, request, &reply).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Replicate(target, source, 12, 2, &reply).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(target.store->Find(12, 2).status().code(), StatusCode::kNotFound);
   // A corrupt source block: DATA_LOSS, nothing installed.
   int fd = ::open(source.store->TEST_PathOf(11, 2).c_str(), O_RDWR);
   ASSERT_EQ(::pwrite(fd, "X", 1, kChunkDataOffset + 2'000'000), 1);
   ::close(fd);
   ASSERT_TRUE(target.store->Delete(11, 0).ok());
-  grpc::ClientContext c3;
-  request.set_chunk_id(11);
-  EXPECT_EQ(target.stub->ReplicateFrom(&c3, request, &reply).error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(Replicate(target, source, 11, 2, &reply).error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(target.store->Find(11, 2).status().code(), StatusCode::kNotFound);
 }
 
@@ -485,13 +487,8 @@ TEST(ChunkServiceImpl, ReplicateFrom_ASparseChunkCrossesAsItsDataOnly) {
   EXPECT_GE(zero_messages, 28u);
   EXPECT_TRUE(*ReadChunk(*source.stub, 13, 1, 0, common::kChunkSizeBytes) == whole);  // not asked: bytes
 
-  grpc::ClientContext c2;
-  pb::ReplicateFromRequest replicate;
-  replicate.set_chunk_id(13);
-  replicate.set_version(1);
-  replicate.set_source_address(source.address);
   pb::ReplicateFromReply replicated;
-  grpc::Status s = target.stub->ReplicateFrom(&c2, replicate, &replicated);
+  grpc::Status s = Replicate(target, source, 13, 1, &replicated);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(replicated.length(), whole.size());
   EXPECT_TRUE(*ReadChunk(*target.stub, 13, 1, 0, common::kChunkSizeBytes) == whole);
