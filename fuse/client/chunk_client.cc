@@ -97,8 +97,8 @@ std::vector<ChunkClient::Piece> ChunkClient::CutIntoMessages(std::span<const Ran
 }
 
 Result<pb::WriteReply> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb::ChunkLease& lease,
-                                       const pb::ReplicaLocation& replica, std::span<const Piece> pieces,
-                                       bool durable, std::optional<uint64_t> truncate_to) {
+                                             const pb::ReplicaLocation& replica, std::span<const Piece> pieces,
+                                             bool durable, std::optional<uint64_t> truncate_to) {
   pb::ChunkService::Stub& stub = StubFor(replica.address());
   // The call's metadata goes out with the header, and the last message
   // carries the half-close: a small write is two sends, not four, and the
@@ -149,7 +149,7 @@ Result<pb::WriteReply> ChunkClient::WriteOne(grpc::ClientContext& ctx, const pb:
 }
 
 Result<ChunkClient::Written> ChunkClient::Write(const pb::ChunkLease& lease, std::span<const Range> ranges,
-                                                 bool durable, std::optional<uint64_t> truncate_to) {
+                                                bool durable, std::optional<uint64_t> truncate_to) {
   // Every replica of the lease holds all earlier writes under it (the
   // caller drops those that missed one), so sending the same ranges again
   // to all of them, those that took them included, is safe. Cut and
@@ -159,7 +159,7 @@ Result<ChunkClient::Written> ChunkClient::Write(const pb::ChunkLease& lease, std
 }
 
 Result<ChunkClient::Written> ChunkClient::WriteOnce(const pb::ChunkLease& lease, std::span<const Piece> pieces,
-                                                     bool durable, std::optional<uint64_t> truncate_to) {
+                                                    bool durable, std::optional<uint64_t> truncate_to) {
   if (lease.replicas().empty()) return common::UnavailableError("no replicas to write to");
   const uint32_t quorum = lease.write_quorum() != 0 ? lease.write_quorum()
                                                     : static_cast<uint32_t>(lease.replicas_size() / 2 + 1);

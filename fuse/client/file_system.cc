@@ -862,14 +862,14 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
       st.leases.erase(chunk_index);
       break;
     }
-    const std::vector<uint64_t>* acked = &written->acked;
+    const std::vector<uint64_t>& acked = written->acked;
     for (const ChunkClient::Range& r : ranges) ls.length = std::max(ls.length, r.offset_in_chunk + r.data.size());
     // A replica that missed a write under this lease must not get later
     // writes of the same version: it would hold a version with a gap.
     auto* replicas = ls.lease.mutable_replicas();
     replicas->erase(std::remove_if(replicas->begin(), replicas->end(),
                                    [&](const pb::ReplicaLocation& r) {
-                                     return std::find(acked->begin(), acked->end(), r.node_id()) == acked->end();
+                                     return std::find(acked.begin(), acked.end(), r.node_id()) == acked.end();
                                    }),
                     replicas->end());
     cache_.DropChunk(ls.lease.chunk_id());
@@ -879,7 +879,7 @@ Result<std::optional<FileSystem::PendingCommit>> FileSystem::WriteOutLocked(uint
     commit.set_chunk_id(ls.lease.chunk_id());
     commit.set_version(ls.lease.version());
     commit.set_length(ls.length);
-    for (uint64_t node : *acked) commit.add_replica_node_ids(node);
+    for (uint64_t node : acked) commit.add_replica_node_ids(node);
     // For the file's blocks (`du`): a sparse chunk takes less than its length.
     if (written->stored_bytes) commit.set_stored_bytes(*written->stored_bytes);
 
